@@ -1,0 +1,205 @@
+"""Read and validate the harness catalog (harness/catalog.yaml or a user's file) into Cases.
+
+The catalog is one declarative YAML file, also read by R (r_scripts/catalog.R); its schema is
+documented at the top of harness/catalog.yaml. Each entry expands into one Case per method with
+id "<dataset>-<spec>-<method>". A malformed entry raises CatalogError naming the entry (index,
+spec, dataset) and the problem, so a user's catalog fails loudly and legibly.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from harness.datasets import DatasetError, dataset_names, load_dataset
+from mixedref.errors import MixedrefError
+
+METHODS = ("REML", "ML")
+REQUIRED_KEYS = ("spec", "dataset", "formula", "methods")
+OPTIONAL_KEYS = ("notes", "expect", "xfail", "skip", "tags", "timeout")
+EXPECT_KEYS: dict[str, type] = {"singular": bool}
+DEFAULT_TIMEOUT = 60.0
+# ids are "<dataset>-<spec>-<method>": names must not hold "-" so that an id splits back
+_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+_TAG = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class CatalogError(MixedrefError):
+    """The catalog file is malformed: the message names the entry and the problem."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fit to run: a dataset, a formula and a method (REML or ML), with its expectations.
+
+    ``data_dirs`` are the folders searched for the dataset before the package's own (a user's
+    catalog folder's ``data/``).
+    """
+
+    id: str
+    dataset: str
+    spec: str
+    formula: str
+    REML: bool
+    method: str
+    notes: str = ""
+    expect: dict[str, Any] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)
+    skip: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+    data_dirs: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+def default_catalog_path() -> Path:
+    """The catalog that travels with the harness package."""
+    return Path(str(importlib.resources.files("harness") / "catalog.yaml"))
+
+
+def load_catalog(path: str | Path | None = None) -> list[Case]:
+    """Read, validate and expand a catalog file (default: the package's harness/catalog.yaml).
+
+    Dataset names resolve first in ``<catalog folder>/data/``, then in the package's data.
+    """
+    path = Path(path) if path is not None else default_catalog_path()
+    if not path.is_file():
+        raise CatalogError(f"catalog file {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, Mapping) or "cases" not in doc:
+        raise CatalogError(f"catalog {path}: expected a mapping with a 'cases' list at the top")
+    extra = sorted(set(doc) - {"cases"})
+    if extra:
+        raise CatalogError(f"catalog {path}: unknown top-level key(s) {extra}; only 'cases'")
+    entries = doc["cases"]
+    if not isinstance(entries, list) or not entries:
+        raise CatalogError(f"catalog {path}: 'cases' must be a non-empty list of entries")
+
+    local = path.resolve().parent / "data"
+    data_dirs = (str(local),) if local.is_dir() else ()
+    try:
+        known = set(dataset_names(data_dirs))
+    except DatasetError as exc:
+        raise CatalogError(f"catalog {path}: cannot read dataset metadata: {exc}") from None
+
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        for case in _expand(path, index, entry, known, data_dirs):
+            if case.id in seen:
+                _fail(path, index, entry, f"duplicate id {case.id!r} (also entry {seen[case.id]})")
+            seen[case.id] = index
+            cases.append(case)
+    return cases
+
+
+def load_data(case: Case) -> pd.DataFrame:
+    """The case's dataset as a DataFrame (a fresh copy, R's types and factor levels)."""
+    return load_dataset(case.dataset, case.data_dirs)
+
+
+def _fail(path: Path, index: int, entry: Any, problem: str) -> None:
+    if isinstance(entry, Mapping):
+        who = f"spec={entry.get('spec')!r}, dataset={entry.get('dataset')!r}"
+    else:
+        who = f"{type(entry).__name__} {entry!r}"
+    raise CatalogError(f"catalog {path}: entry {index} ({who}): {problem}")
+
+
+def _expand(
+    path: Path, index: int, entry: Any, known: set[str], data_dirs: tuple[str, ...]
+) -> list[Case]:
+    def fail(problem: str) -> None:
+        _fail(path, index, entry, problem)
+
+    if not isinstance(entry, Mapping):
+        fail("an entry must be a mapping of spec, dataset, formula, methods, ...")
+    missing = [k for k in REQUIRED_KEYS if k not in entry]
+    if missing:
+        fail(f"missing required field(s) {missing}")
+    unknown = sorted(set(entry) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        fail(f"unknown key(s) {unknown}; allowed: {list(REQUIRED_KEYS + OPTIONAL_KEYS)}")
+
+    spec, dataset, formula = entry["spec"], entry["dataset"], entry["formula"]
+    if not isinstance(spec, str) or not _NAME.match(spec):
+        fail(f"spec {spec!r} must be a name of letters, digits, '_' or '.' (no '-')")
+    if not isinstance(dataset, str) or dataset not in known:
+        fail(f"unknown dataset {dataset!r}; known datasets: {', '.join(sorted(known))}")
+    if not _NAME.match(dataset):
+        fail(f"dataset name {dataset!r} cannot be used in an id (letters, digits, '_', '.')")
+    if not isinstance(formula, str) or "~" not in formula or "|" not in formula:
+        fail(f"formula {formula!r} must be a string 'response ~ fixed + (terms | group)'")
+
+    methods = entry["methods"]
+    if not isinstance(methods, list) or not methods:
+        fail(f"methods {methods!r} must be a non-empty list of {list(METHODS)}")
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        fail(f"bad method(s) {bad}; allowed: {list(METHODS)}")
+    if len(set(methods)) != len(methods):
+        fail(f"methods {methods} list a method twice")
+
+    notes = entry.get("notes", "") or ""
+    if not isinstance(notes, str):
+        fail(f"notes must be text, not {type(notes).__name__}")
+    expect = _mapping(entry, "expect", fail)
+    for key, value in expect.items():
+        if key not in EXPECT_KEYS:
+            fail(f"expect: unknown key {key!r}; allowed: {list(EXPECT_KEYS)}")
+        if not isinstance(value, EXPECT_KEYS[key]):
+            fail(f"expect: {key} must be {EXPECT_KEYS[key].__name__}, got {value!r}")
+    xfail = _reasons(entry, "xfail", fail)
+    skip = _reasons(entry, "skip", fail)
+    tags = entry.get("tags", []) or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
+        fail(f"tags {tags!r} must be a list of names")
+    timeout = entry.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        fail(f"timeout {timeout!r} must be a positive number of seconds")
+
+    return [
+        Case(
+            id=f"{dataset}-{spec}-{method}",
+            dataset=dataset,
+            spec=spec,
+            formula=formula,
+            REML=method == "REML",
+            method=method,
+            notes=notes,
+            expect=dict(expect),
+            xfail=dict(xfail),
+            skip=dict(skip),
+            tags=tuple(tags),
+            timeout=float(timeout),
+            data_dirs=data_dirs,
+        )
+        for method in methods
+    ]
+
+
+def _mapping(entry: Mapping, key: str, fail) -> dict[str, Any]:
+    value = entry.get(key) or {}
+    if not isinstance(value, Mapping):
+        fail(f"{key} must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def _reasons(entry: Mapping, key: str, fail) -> dict[str, str]:
+    value = _mapping(entry, key, fail)
+    for impl, reason in value.items():
+        if not isinstance(impl, str) or not isinstance(reason, str) or not reason.strip():
+            fail(f'{key}: {impl!r} needs a reason as text (implementation: "why")')
+    return value

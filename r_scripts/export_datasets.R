@@ -1,0 +1,112 @@
+# Export lme4's datasets to harness/data/ so they travel with the Python package.
+#
+# Run from anywhere (re-runnable; overwrites the files it owns):
+#     Rscript r_scripts/export_datasets.R            # writes <repo>/harness/data/
+#     Rscript r_scripts/export_datasets.R OUT_DIR    # writes OUT_DIR instead
+#
+# Writes <name>.csv.gz per dataset (plain CSV, numbers in the shortest text that reads back
+# as the same double, factor columns as their labels) and updates harness/data/datasets.yaml:
+# the entries with source "lme4" are replaced, every other entry (the simulated datasets that
+# `python -m harness.simulate --write` adds) is kept as it is. Per column the metadata records
+# its type (numeric, integer, factor, ordered) and, for factors, the levels in R's order, so
+# factor coding and level order survive the round trip to Python and back to R exactly.
+#
+# Added column: sleepstudy gains `fDays`, a factor copy of Days (levels "0".."9"), so that a
+# catalog formula can put Days in the fixed part as a factor.
+
+suppressPackageStartupMessages({
+  library(lme4)
+  library(yaml)
+})
+
+script_dir <- function() {
+  arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
+  if (length(arg) == 0) return(getwd())
+  dirname(normalizePath(sub("^--file=", "", arg[1])))
+}
+
+# Shortest of 15..17 significant digits that reads back as exactly the same double.
+format_double <- function(x) {
+  out <- formatC(x, digits = 15, format = "g")
+  for (d in 16:17) {
+    bad <- as.numeric(out) != x
+    if (!any(bad)) break
+    out[bad] <- formatC(x[bad], digits = d, format = "g")
+  }
+  stopifnot(all(as.numeric(out) == x))
+  trimws(out)
+}
+
+column_meta <- function(name, x) {
+  if (is.ordered(x)) return(list(name = name, type = "ordered", levels = levels(x)))
+  if (is.factor(x)) return(list(name = name, type = "factor", levels = levels(x)))
+  if (is.integer(x)) return(list(name = name, type = "integer"))
+  if (is.double(x)) return(list(name = name, type = "numeric"))
+  stop(sprintf("column %s has unsupported class %s", name, class(x)[1]))
+}
+
+column_text <- function(name, x) {
+  if (anyNA(x)) stop(sprintf("column %s has missing values; the CSV format here has no NA", name))
+  if (is.factor(x)) {
+    lab <- as.character(x)
+    if (any(grepl("[,\"\n]", levels(x)))) stop(sprintf("column %s: a level holds , or \"", name))
+    return(lab)
+  }
+  if (is.integer(x)) return(as.character(x))
+  format_double(x)
+}
+
+write_dataset <- function(name, d, out_dir, description) {
+  text <- as.data.frame(Map(column_text, names(d), d), stringsAsFactors = FALSE,
+                        optional = TRUE)
+  file <- paste0(name, ".csv.gz")
+  con <- gzfile(file.path(out_dir, file), "w")
+  write.csv(text, con, row.names = FALSE, quote = FALSE)
+  close(con)
+  list(source = "lme4", description = description, file = file, nrow = nrow(d),
+       columns = unname(Map(column_meta, names(d), d)))
+}
+
+lme4_datasets <- function() {
+  sleep <- lme4::sleepstudy
+  sleep$fDays <- factor(sleep$Days, levels = sort(unique(sleep$Days)))
+  list(
+    sleepstudy = list(sleep, paste("lme4::sleepstudy: reaction times of 18 subjects over 10 days",
+                                   "of sleep deprivation; fDays = factor(Days) added")),
+    Dyestuff = list(lme4::Dyestuff, "lme4::Dyestuff: yield of dyestuff by batch (6 x 5)"),
+    Dyestuff2 = list(lme4::Dyestuff2, "lme4::Dyestuff2: simulated, zero between-batch variance estimate"),
+    Penicillin = list(lme4::Penicillin, "lme4::Penicillin: crossed plate x sample"),
+    Pastes = list(lme4::Pastes, "lme4::Pastes: casks nested in batches"),
+    cake = list(lme4::cake, "lme4::cake: breakage angle, temperature an ordered factor"),
+    InstEval = list(lme4::InstEval, "lme4::InstEval: 73421 lecture evaluations")
+  )
+}
+
+main <- function() {
+  args <- commandArgs(trailingOnly = TRUE)
+  out_dir <- if (length(args) >= 1) args[1] else file.path(dirname(script_dir()), "harness", "data")
+  dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
+  meta_path <- file.path(out_dir, "datasets.yaml")
+  # y/n/Y/N stay strings, as PyYAML reads them (R's yaml would take them for booleans)
+  handlers <- list("bool#yes" = function(x) if (x %in% c("y", "Y")) x else TRUE,
+                   "bool#no" = function(x) if (x %in% c("n", "N")) x else FALSE)
+  old <- if (file.exists(meta_path)) yaml::read_yaml(meta_path, handlers = handlers)$datasets
+  if (is.null(old)) old <- list()
+  new <- list()
+  for (nm in names(lme4_datasets())) {
+    item <- lme4_datasets()[[nm]]
+    new[[nm]] <- write_dataset(nm, item[[1]], out_dir, item[[2]])
+    cat(sprintf("wrote %s (%d rows)\n", file.path(out_dir, new[[nm]]$file), nrow(item[[1]])))
+  }
+  for (nm in names(old)) {
+    if (!identical(old[[nm]]$source, "lme4")) new[[nm]] <- old[[nm]]
+  }
+  header <- paste0(
+    "# Dataset metadata for this folder (read by harness/datasets.py, r_scripts/catalog.R).\n",
+    "# Entries with source lme4 are written by r_scripts/export_datasets.R, entries with source\n",
+    "# simulated by `python -m harness.simulate --write`; each writer keeps the other's entries.\n")
+  writeLines(c(header, yaml::as.yaml(list(datasets = new))), meta_path, sep = "")
+  cat(sprintf("wrote %s\n", meta_path))
+}
+
+main()
