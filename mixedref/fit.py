@@ -1,0 +1,328 @@
+"""LmerFit: a fitted linear mixed model with lme4's quantities under lme4's names.
+
+Only theta, the objective and the optimizer's report are stored at construction; everything a
+user may ask for (fixef, vcov, ranef with conditional variances, VarCorr, summary) is computed
+on first access from one PLS solve at theta-hat, and cached.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mixedref.design import ModelFrame
+from mixedref.optimize import OptResult
+from mixedref.pls import PLSObjective, PLSSolution, theta_template
+
+
+def make_unique(names: list[str]) -> list[str]:
+    """R's make.unique: later duplicates get ".1", ".2", ... (first occurrence unchanged)."""
+    seen: dict[str, int] = {}
+    taken = set(names)
+    out = []
+    for nm in names:
+        if nm not in seen:
+            seen[nm] = 0
+            out.append(nm)
+            continue
+        k = seen[nm]
+        while True:
+            k += 1
+            cand = f"{nm}.{k}"
+            if cand not in taken:
+                break
+        seen[nm] = k
+        taken.add(cand)
+        out.append(cand)
+    return out
+
+
+class LmerFit:
+    """The result of :func:`mixedref.lmer`: lme4's quantities, computed on demand."""
+
+    def __init__(self, model: ModelFrame, objective: PLSObjective, opt: OptResult,
+                 seconds: float | None = None) -> None:
+        self.model = model
+        self._objective = objective
+        self._opt = opt
+        self.REML: bool = objective.REML
+        self.theta: np.ndarray = np.asarray(opt.theta, dtype=float)
+        self.objective: float = float(opt.fval)
+        self.nfev: int = opt.nfev
+        self.converged: bool = opt.converged
+        self.singular: bool = opt.singular
+        self.optimizer_code: int = opt.return_code
+        self.seconds = seconds
+        self.messages: list[str] = list(model.messages) + list(opt.messages)
+
+    # -- the solution at theta-hat ------------------------------------------------------
+    @cached_property
+    def _sol(self) -> PLSSolution:
+        return self._objective.solve(self.theta, condvar=False)
+
+    @cached_property
+    def _condvar(self) -> tuple[np.ndarray, ...]:
+        return self._objective.solve(self.theta, condvar=True).condvar
+
+    @property
+    def formula(self) -> str:
+        return self.model.formula
+
+    @property
+    def nobs(self) -> int:
+        return self.model.n
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return self.model.ngroups
+
+    @cached_property
+    def sigma(self) -> float:
+        return float(self._sol.sigma)
+
+    @cached_property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._sol.beta, index=list(self.model.fixef_names), name="fixef")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """sigma^2 (R_X'R_X)^-1, as lme4's vcov."""
+        names = list(self.model.fixef_names)
+        RXinv = np.linalg.inv(self._sol.RX) if names else np.zeros((0, 0))
+        V = self.sigma**2 * RXinv @ RXinv.T
+        return pd.DataFrame(V, index=names, columns=names)
+
+    @cached_property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index,
+                         name="se")
+
+    @cached_property
+    def loglik(self) -> float:
+        """lme4's logLik: -objective/2 (the REML log-likelihood for REML fits)."""
+        return -0.5 * self.objective
+
+    @property
+    def df(self) -> int:
+        """lme4's logLik df: fixed effects + theta + sigma."""
+        return self.model.p + self.model.ntheta + 1
+
+    @cached_property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @cached_property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.df
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """X beta + Z b (+ offset), on the response scale, as lme4's fitted."""
+        m = self.model
+        f = m.X @ self._sol.beta
+        off = 0
+        for t in m.reterms:
+            bt = self._sol.b[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
+            f = f + np.einsum("nq,nq->n", t.X, bt[t.codes])
+            off += t.q * t.nlevels
+        if m.offset is not None:
+            f = f + m.offset
+        return f
+
+    @cached_property
+    def residuals(self) -> np.ndarray:
+        """y - fitted (lme4's default response residuals, unweighted)."""
+        return np.asarray(self.model.y, dtype=float) - self.fitted
+
+    @cached_property
+    def _ranef_terms(self) -> list[tuple[str, tuple[str, ...], np.ndarray, np.ndarray]]:
+        out, off = [], 0
+        for t in self.model.reterms:
+            bt = self._sol.b[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
+            out.append((t.group, t.columns, bt, np.asarray(t.levels)))
+            off += t.q * t.nlevels
+        return out
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b by grouping factor: rows = levels, columns = term columns
+        (terms on the same factor, as from ``||``, side by side as lme4 shows them)."""
+        out: dict[str, pd.DataFrame] = {}
+        for group, cols, bt, levels in self._ranef_terms:
+            df = pd.DataFrame(bt, index=pd.Index(levels, name=group), columns=list(cols))
+            out[group] = df if group not in out else pd.concat([out[group], df], axis=1)
+        return out
+
+    @cached_property
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional variances of b (lme4's condVar / postVar): per factor an array
+        (levels, q, q); for several terms on one factor, block diagonal over the terms."""
+        out: dict[str, np.ndarray] = {}
+        for t, cv in zip(self.model.reterms, self._condvar, strict=True):
+            if t.group not in out:
+                out[t.group] = cv
+            else:
+                prev = out[t.group]
+                m, a, b = prev.shape[0], prev.shape[1], cv.shape[1]
+                joined = np.zeros((m, a + b, a + b))
+                joined[:, :a, :a] = prev
+                joined[:, a:, a:] = cv
+                out[t.group] = joined
+        return out
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor; Residual last."""
+        rows: list[dict[str, Any]] = []
+        names = make_unique([t.group for t in self.model.reterms])
+        s2 = self.sigma**2
+        off = 0
+        for grp, t in zip(names, self.model.reterms, strict=True):
+            T = theta_template(self.theta[off:off + t.ntheta], t.q)
+            off += t.ntheta
+            V = s2 * T @ T.T
+            sd = np.sqrt(np.diag(V))
+            cols = t.columns
+            for i in range(t.q):
+                rows.append({"grp": grp, "var1": cols[i], "var2": None, "vcov": V[i, i],
+                             "sdcor": sd[i]})
+            for j in range(t.q):  # lower triangle, column-major: (i, j) with i > j
+                for i in range(j + 1, t.q):
+                    denom = sd[i] * sd[j]
+                    corr = V[i, j] / denom if denom > 0 else float("nan")
+                    rows.append({"grp": grp, "var1": cols[j], "var2": cols[i],
+                                 "vcov": V[i, j], "sdcor": corr})
+        rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": s2,
+                     "sdcor": self.sigma})
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # -- reporting -----------------------------------------------------------------------
+    def summary(self) -> str:
+        """The blocks lme4's summary prints, as text (also printed)."""
+        text = _summary_text(self)
+        print(text)
+        return text
+
+    def to_record(self, impl: str = "mixedref", case_id: str = "") -> dict[str, Any]:
+        """The FitRecord mapping (see harness/record.py), as plain JSON-serializable values."""
+        import mixedref
+
+        vc = []
+        for row in self.varcorr.itertuples(index=False):
+            vc.append({"grp": str(row.grp), "var1": _str_or_none(row.var1),
+                       "var2": _str_or_none(row.var2),
+                       "vcov": float(row.vcov), "sdcor": _num(row.sdcor)})
+        return {
+            "impl": impl,
+            "case_id": case_id,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "fixef_se": {k: float(v) for k, v in self.se.items()},
+            "sigma": float(self.sigma),
+            "varcorr": vc,
+            "theta": [float(v) for v in self.theta],
+            "loglik": float(self.loglik),
+            "objective": float(self.objective),
+            "REML": bool(self.REML),
+            "nobs": int(self.nobs),
+            "ngroups": {k: int(v) for k, v in self.ngroups.items()},
+            "converged": bool(self.converged),
+            "singular": bool(self.singular),
+            "messages": [str(m) for m in self.messages],
+            "seconds": None if self.seconds is None else float(self.seconds),
+            "nfev": int(self.nfev),
+            "versions": {"mixedref": mixedref.__version__, "numpy": np.__version__,
+                         "python": _python_version()},
+            "error": None,
+        }
+
+    def __repr__(self) -> str:
+        kind = "REML" if self.REML else "ML"
+        return (f"<LmerFit {self.formula!r} {kind} objective={self.objective:.4f} "
+                f"nobs={self.nobs} theta={np.round(self.theta, 5).tolist()}>")
+
+
+def _str_or_none(x: Any) -> str | None:
+    return None if x is None or pd.isna(x) else str(x)
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _python_version() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+def _fmt(x: float, digits: int = 4) -> str:
+    return f"{x:.{digits}g}"
+
+
+def _summary_text(fit: LmerFit) -> str:
+    lines = []
+    kind = "REML" if fit.REML else "maximum likelihood (Laplace Approximation)"
+    lines.append(f"Linear mixed model fit by {kind} ['lmerMod']")
+    lines.append(f"Formula: {fit.formula}")
+    if fit.REML:
+        lines.append(f"REML criterion at convergence: {fit.objective:.1f}")
+    else:
+        head = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+        vals = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.objective:.1f}",
+                f"{fit.nobs - fit.df}"]
+        w = [max(len(h), len(v)) + 1 for h, v in zip(head, vals, strict=True)]
+        lines.append("".join(h.rjust(k) for h, k in zip(head, w, strict=True)))
+        lines.append("".join(v.rjust(k) for v, k in zip(vals, w, strict=True)))
+    lines.append("")
+    lines.append("Scaled residuals: ")
+    wts = fit.model.weights
+    res = fit.residuals * (np.sqrt(wts) if wts is not None else 1.0) / fit.sigma
+    qs = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
+    lines.append("".join(h.rjust(9) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append("".join(f"{v:.4f}".rjust(9) for v in qs))
+    lines.append("")
+    lines.append("Random effects:")
+    vc = fit.varcorr
+    table = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
+    for grp in dict.fromkeys(vc["grp"]):
+        sub = vc[vc["grp"] == grp]
+        var = sub[sub["var2"].isna()]
+        cov = sub[sub["var2"].notna()]
+        for k, row in enumerate(var.itertuples(index=False)):
+            corrs = [f"{c.sdcor:.2f}" for c in cov.itertuples(index=False) if c.var2 == row.var1]
+            name = "" if pd.isna(row.var1) else str(row.var1)
+            table.append([grp if k == 0 else "", name, _fmt(row.vcov), _fmt(row.sdcor),
+                          " ".join(corrs)])
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for r in table:
+        lines.append(" " + " ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    grp_txt = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+    lines.append(f"Number of obs: {fit.nobs}, groups:  {grp_txt}")
+    lines.append("")
+    lines.append("Fixed effects:")
+    fe = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se,
+                       "t value": fit.fixef / fit.se})
+    lines.append(fe.to_string(float_format=lambda v: f"{v:.4g}"))
+    p = fit.model.p
+    if p > 1:
+        lines.append("")
+        lines.append("Correlation of Fixed Effects:")
+        V = fit.vcov.to_numpy()
+        sd = np.sqrt(np.diag(V))
+        R = V / np.outer(sd, sd)
+        names = list(fit.fixef.index)
+        abbrev = [nm[:6] for nm in names]
+        w = max(len(nm) for nm in names)
+        lines.append(" " * (w + 1) + " ".join(a.rjust(6) for a in abbrev[:-1]))
+        for i in range(1, p):
+            cells = " ".join(f"{R[i, j]:.3f}".rjust(6) for j in range(i))
+            lines.append(names[i].ljust(w) + " " + cells)
+    if fit.messages:
+        lines.append("")
+        lines.extend(fit.messages)
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""Minimize the profiled criterion over theta as lme4 1.1-31 does by default.
+
+lme4's default optimizer for lmer is ``nloptwrap``: NLopt's BOBYQA with xtol_abs = 1e-8,
+ftol_abs = 1e-8, maxeval = 1e5 and NLopt's default initial step; bounds 0 on the diagonal of each
+term's template. The start is the identity template, except that lme4 (``mkLmerDevfun``) starts
+models whose terms are all scalar intercepts on distinct factors at sqrt(var(group means) /
+residual variance). After the optimizer, lme4 restarts once if a parameter on its bound has a
+negative one-sided slope (``restart_edge``) and snaps parameters within 1e-5 of a bound to it
+when that does not raise the criterion (``check.boundary``); both are reproduced here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import nlopt
+import numpy as np
+
+from mixedref.design import ModelFrame
+from mixedref.errors import MixedrefError
+
+#: lme4's isSingular tolerance.
+SINGULAR_TOL = 1e-4
+
+_CODES = {
+    1: "NLOPT_SUCCESS",
+    2: "NLOPT_STOPVAL_REACHED",
+    3: "NLOPT_FTOL_REACHED",
+    4: "NLOPT_XTOL_REACHED",
+    5: "NLOPT_MAXEVAL_REACHED",
+    6: "NLOPT_MAXTIME_REACHED",
+    -1: "NLOPT_FAILURE",
+    -2: "NLOPT_INVALID_ARGS",
+    -3: "NLOPT_OUT_OF_MEMORY",
+    -4: "NLOPT_ROUNDOFF_LIMITED",
+    -5: "NLOPT_FORCED_STOP",
+}
+
+
+@dataclass(frozen=True)
+class Control:
+    """Optimizer settings; the defaults are lme4 1.1-31's (lmerControl() with nloptwrap)."""
+
+    xtol_abs: float = 1e-8
+    ftol_abs: float = 1e-8
+    xtol_rel: float = 0.0
+    ftol_rel: float = 0.0
+    maxeval: int = 100_000
+    initial_step: float | None = None  # None: NLopt's default, as nloptr's
+    start: tuple[float, ...] | None = None  # None: lme4's start
+    restart_edge: bool = True
+    boundary_tol: float = 1e-5
+
+    @classmethod
+    def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
+        """A Control from None, a Control, or a mapping of its field names."""
+        if control is None:
+            return cls()
+        if isinstance(control, Control):
+            return control
+        if isinstance(control, Mapping):
+            names = {f.name for f in fields(cls)}
+            unknown = sorted(set(control) - names)
+            if unknown:
+                raise MixedrefError(f"unknown control settings {unknown}; known: {sorted(names)}")
+            c = replace(cls(), **dict(control))
+            if c.start is not None:
+                c = replace(c, start=tuple(float(v) for v in c.start))
+            return c
+        raise MixedrefError(f"control must be None, a Control or a mapping, not {type(control)}")
+
+
+@dataclass
+class OptResult:
+    """What the optimizer reports: the estimate, the criterion, and how it got there."""
+
+    theta: np.ndarray
+    fval: float
+    nfev: int
+    return_code: int
+    return_name: str
+    converged: bool
+    singular: bool
+    messages: list[str] = field(default_factory=list)
+
+
+def lme4_start(model: ModelFrame) -> np.ndarray:
+    """lme4's starting theta: identity templates, or, when every term is ``(1 | f)`` on its own
+    factor, sqrt(v / v_e) with v = var(ave(y, f)) per factor and v_e = var(y) - sum(v)."""
+    start = model.theta_start.astype(float)
+    terms = model.reterms
+    groups = [t.group for t in terms]
+    if not all(t.columns == ("(Intercept)",) for t in terms) or len(set(groups)) != len(groups):
+        return start
+    y = np.asarray(model.y, dtype=float)
+    if y.size < 2:
+        return start
+    v = []
+    for t in terms:
+        sums = np.bincount(t.codes, weights=y, minlength=t.nlevels)
+        counts = np.bincount(t.codes, minlength=t.nlevels)
+        means = sums / np.maximum(counts, 1)
+        v.append(float(np.var(means[t.codes], ddof=1)))
+    v_e = float(np.var(y, ddof=1)) - sum(v)
+    if not math.isfinite(v_e) or v_e <= 0:
+        return start
+    return np.sqrt(np.asarray(v) / v_e)
+
+
+def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
+    """lme4's isSingular: some diagonal template element (lower bound 0) below ``tol``."""
+    theta, lower = np.asarray(theta), np.asarray(lower)
+    return bool(np.any(theta[lower == 0] < tol))
+
+
+def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
+            control: Control) -> tuple[np.ndarray, float, int]:
+    """One NLopt BOBYQA run; returns (x, f, nlopt return code)."""
+    k = x0.size
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_lower_bounds(lower)
+    opt.set_xtol_abs(control.xtol_abs)
+    opt.set_ftol_abs(control.ftol_abs)
+    if control.xtol_rel > 0:
+        opt.set_xtol_rel(control.xtol_rel)
+    if control.ftol_rel > 0:
+        opt.set_ftol_rel(control.ftol_rel)
+    opt.set_maxeval(int(control.maxeval))
+    if control.initial_step is not None:
+        opt.set_initial_step(control.initial_step)
+    best = [math.inf, x0.copy()]
+
+    def f(x: np.ndarray, grad: np.ndarray) -> float:
+        val = fn(x)
+        if val < best[0]:
+            best[0], best[1] = val, x.copy()
+        return val
+
+    opt.set_min_objective(f)
+    try:
+        x = opt.optimize(x0)
+        code = opt.last_optimize_result()
+        fx = opt.last_optimum_value()
+    except nlopt.RoundoffLimited:
+        x, fx, code = best[1], best[0], -4
+    except (RuntimeError, ValueError) as exc:  # NLopt's generic failure / invalid args
+        if not math.isfinite(best[0]):
+            msg = f"the optimizer failed before any finite evaluation: {exc}"
+            raise MixedrefError(msg) from exc
+        x, fx, code = best[1], best[0], -1
+    if best[0] < fx:
+        x, fx = best[1], best[0]
+    return np.asarray(x, dtype=float), float(fx), int(code)
+
+
+def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
+                   control: Control | Mapping[str, Any] | None = None) -> OptResult:
+    """Minimize ``fn`` over theta within lme4's bounds, from lme4's start, as lme4 does."""
+    control = Control.from_any(control)
+    lower = model.theta_lower.astype(float)
+    nfev = 0
+
+    def counted(x: np.ndarray) -> float:
+        nonlocal nfev
+        nfev += 1
+        return fn(x)
+
+    if control.start is not None:
+        x0 = np.asarray(control.start, dtype=float)
+        if x0.shape != lower.shape:
+            raise MixedrefError(f"start theta must have {lower.size} elements, got {x0.size}")
+        if np.any(x0 < lower):
+            raise MixedrefError(f"start theta {x0.tolist()} violates the lower bounds "
+                                f"{lower.tolist()}")
+    else:
+        x0 = lme4_start(model)
+    x, fx, code = _bobyqa(counted, x0, lower, control)
+    messages: list[str] = []
+    if control.restart_edge:
+        on_bound = np.flatnonzero(x == lower)
+        if on_bound.size:
+            d0 = counted(x)
+            btol = 1e-5
+            slopes = []
+            for i in on_bound:
+                xt = x.copy()
+                xt[i] = lower[i] + btol
+                slopes.append((counted(xt) - d0) / btol)
+            if min(slopes) < 0:
+                x, fx, code = _bobyqa(counted, x, lower, control)
+    if control.boundary_tol > 0:
+        near = (x - lower > 0) & (x - lower < control.boundary_tol)
+        if np.any(near):
+            for i in np.flatnonzero(near):
+                xt = x.copy()
+                xt[i] = lower[i]
+                if counted(xt) < fx:
+                    x = xt
+            fx = counted(x)
+    conv = code if (code < 0 or code == 5) else 0
+    if conv != 0:
+        messages.append(f"convergence code {conv} from nloptwrap: {_CODES.get(code, code)}")
+    singular = is_singular(x, lower)
+    if singular:
+        messages.append("boundary (singular) fit: see help('isSingular')")
+    return OptResult(theta=x, fval=fx, nfev=nfev, return_code=code,
+                     return_name=_CODES.get(code, str(code)), converged=conv == 0,
+                     singular=singular, messages=messages)

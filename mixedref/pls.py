@@ -1,0 +1,392 @@
+"""The penalized least squares (PLS) objective of lme4 (Bates et al. 2015, eqs. 34-42), fast.
+
+For a ModelFrame and a theta, factor the blocked system
+
+    [ L1   0  ] [ L1'  L21' ]   [ Lam1'A11 Lam1 + I      Lam1' A12 Lam2          ]
+    [ L21  L22] [ 0    L22' ] = [ Lam2' A21 Lam1          Lam2' A22 Lam2 + I_re   ]
+
+where block 1 is the first random-effects term (the one with most levels: block diagonal, one
+q x q block per level, factored as a batched stack) and block 2 is everything else, stacked as
+[later terms' effects, X, y] and held dense (later terms have few levels). The y column makes the
+last diagonal element of L22 equal sqrt(pwrss); the X block of L22 is R_X'. Everything that does
+not depend on theta (A11 per level, A22, and the Schur-complement operator ``M`` below) is
+computed once; per evaluation only Lambda rescales, one batched and one dense Cholesky run.
+
+The Schur complement L21 L21' = Lam2' A21 W1 A21' Lam2 with W1 = Lam1 (Lam1'A11 Lam1 + I)^-1 Lam1'
+block diagonal is linear in W1's entries, so ``M`` (a sparse matrix precomputed from A21's pattern)
+maps the stacked per-level W1 blocks straight to the dense lower triangle of A21 W1 A21'.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf
+
+from mixedref.design import ModelFrame, ReTerm
+from mixedref.errors import DataError, MixedrefError
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+#: Largest dense second block (later terms' effects + p + 1) the engine will allocate.
+MAX_DENSE_BLOCK = 8000
+
+#: Below this value of a later scalar term's theta the objective uses the plain rescaling
+#: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
+_SHORTCUT_MIN = 1e-3
+
+try:  # scipy's CSR mat-vec kernel, accumulating y += A x in place without allocating
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover
+    _csr_matvec = None
+
+
+def theta_template(theta_k: np.ndarray, q: int) -> np.ndarray:
+    """The q x q lower-triangular template of one term from its theta (column-major order)."""
+    T = np.zeros((q, q))
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))
+    T[rows[order], cols[order]] = theta_k
+    return T
+
+
+@dataclass(frozen=True)
+class PLSSolution:
+    """Everything lme4 keeps at one theta: the objective and the pieces of the fit."""
+
+    theta: np.ndarray
+    REML: bool
+    objective: float  # deviance (ML) or REML criterion, as lme4's devfun
+    beta: np.ndarray
+    sigma: float
+    u: np.ndarray  # spherical conditional modes, terms stacked level-major as lme4's u
+    b: np.ndarray  # conditional modes b = Lambda u, same layout
+    pwrss: float
+    ldL2: float  # log det L^2 (random-effects part)
+    ldRX2: float  # log det R_X^2
+    RX: np.ndarray  # upper-triangular R_X (lme4's RX): vcov(beta) = sigma^2 (R_X'R_X)^-1
+    condvar: tuple[np.ndarray, ...]  # per term: (nlevels, q, q) conditional variances of b
+
+
+class PLSObjective:
+    """lme4's profiled deviance / REML criterion as a function of theta, for one ModelFrame."""
+
+    def __init__(self, model: ModelFrame, REML: bool = True) -> None:
+        if not model.reterms:
+            raise MixedrefError("no random-effects terms: lmer needs at least one (expr | group)")
+        self.model = model
+        self.REML = bool(REML)
+        n, p = model.n, model.p
+        if self.REML and n <= p:
+            raise DataError(f"REML needs more observations ({n}) than fixed effects ({p})")
+        y = np.asarray(model.y, dtype=float)
+        if model.offset is not None:
+            y = y - np.asarray(model.offset, dtype=float)
+        if model.weights is not None:
+            w = np.asarray(model.weights, dtype=float)
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise DataError("weights must be finite, non-negative and one per observation")
+            self.ldW = float(np.sum(np.log(w)))
+            sw = np.sqrt(w)
+        else:
+            self.ldW = 0.0
+            sw = None
+        self.n, self.p = n, p
+        terms = model.reterms
+        self.terms: tuple[ReTerm, ...] = terms
+        self.q = [t.q for t in terms]
+        self.nlev = [t.nlevels for t in terms]
+        self.theta_sizes = [t.ntheta for t in terms]
+        self.theta_split = np.cumsum(self.theta_sizes)[:-1]
+        self.ntheta = int(sum(self.theta_sizes))
+        self._tri = []
+        for q in self.q:
+            rows, cols = np.tril_indices(q)
+            order = np.lexsort((rows, cols))
+            self._tri.append((rows[order], cols[order]))
+
+        def scale(a: np.ndarray) -> np.ndarray:
+            return a if sw is None else a * (sw if a.ndim == 1 else sw[:, None])
+
+        # block 1: the first term, block diagonal
+        t1 = terms[0]
+        q1, m1 = t1.q, t1.nlevels
+        X1 = scale(np.asarray(t1.X, dtype=float))
+        A11 = np.empty((m1, q1, q1))
+        for a in range(q1):
+            for c in range(a, q1):
+                s = np.bincount(t1.codes, weights=X1[:, a] * X1[:, c], minlength=m1)
+                A11[:, a, c] = s
+                A11[:, c, a] = s
+        self.A11 = A11
+        Z1 = _term_Z(X1, t1.codes, q1, m1)
+
+        # block 2: later terms, then X, then y
+        Xw, yw = scale(np.asarray(model.X, dtype=float)), scale(y)
+        self.Xw, self.yw = Xw, yw
+        Zrest = [_term_Z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
+                 for t in terms[1:]]
+        self.re2 = int(sum(t.q * t.nlevels for t in terms[1:]))
+        r = self.re2 + p + 1
+        if r > MAX_DENSE_BLOCK:
+            raise MixedrefError(
+                f"the random-effects terms after the first have {self.re2} effects in all; "
+                f"the dense engine handles at most {MAX_DENSE_BLOCK - p - 1}"
+            )
+        self.r = r
+        Z2 = sp.hstack(Zrest + [sp.csc_matrix(np.column_stack([Xw, yw]))], format="csc")
+        self.A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
+        A21 = (Z2.T @ Z1).tocsc()
+        A21.sort_indices()
+        self.A21 = A21
+        self.M = _schur_operator(A21, q1, m1, r)
+        self._M_neg = (self.M.indptr, self.M.indices, -self.M.data)
+        self._re_diag = np.arange(self.re2) * (r + 1)
+        self._scalar_rest = all(q == 1 for q in self.q[1:])
+        self._buf = np.empty((r, r))
+        self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
+
+    # -- theta handling ----------------------------------------------------------------
+    def templates(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term the lower-triangular template T_k built from theta."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        out = []
+        for th, q, (rows, cols) in zip(np.split(theta, self.theta_split), self.q, self._tri,
+                                       strict=True):
+            T = np.zeros((q, q))
+            T[rows, cols] = th
+            out.append(T)
+        return out
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.model.theta_lower
+
+    # -- the factorization -------------------------------------------------------------
+    def _block1(self, T1: np.ndarray) -> tuple[np.ndarray | None, float, np.ndarray]:
+        """Factor block 1; return (L1 stack or None if scalar, log det L1^2, W1 stack flat)."""
+        if T1.shape == (1, 1):
+            t2 = T1[0, 0] ** 2
+            d = t2 * self.A11[:, 0, 0] + 1.0
+            return None, float(np.sum(np.log(d))), t2 / d
+        D = np.matmul(np.matmul(T1.T, self.A11), T1)
+        D[:, np.arange(T1.shape[0]), np.arange(T1.shape[0])] += 1.0
+        L1 = np.linalg.cholesky(D)
+        ld = 2.0 * float(np.sum(np.log(np.diagonal(L1, axis1=1, axis2=2))))
+        V = np.linalg.solve(L1, np.broadcast_to(T1.T, L1.shape))
+        W = np.matmul(np.swapaxes(V, 1, 2), V)
+        return L1, ld, W.ravel()
+
+    def _lambda2(self, S: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """Lam2' S Lam2 for the dense block (later terms rescaled; X and y columns untouched)."""
+        r = self.r
+        if self._scalar_rest:
+            d = np.ones(r)
+            off = 0
+            for T, m in zip(Ts[1:], self.nlev[1:], strict=True):
+                d[off:off + m] = T[0, 0]
+                off += m
+            S *= d[:, None]
+            S *= d[None, :]
+            return S
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)
+            S[seg, :] = np.matmul(T.T, S[seg, :].reshape(m, q, r)).reshape(q * m, r)
+            S[:, seg] = np.matmul(S[:, seg].reshape(r, m, q), T).reshape(r, q * m)
+            off += q * m
+        return S
+
+    def _schur(self, w: np.ndarray) -> np.ndarray:
+        """The work buffer set to A22 - A21 W1 A21' (lower triangle valid)."""
+        S = self._buf
+        np.copyto(S, self.A22)
+        indptr, indices, neg = self._M_neg
+        if _csr_matvec is not None:
+            _csr_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
+        else:  # pragma: no cover - scipy without the private kernel
+            S -= (self.M @ w).reshape(self.r, self.r)
+        return S
+
+    def _factor(self, theta: np.ndarray, shortcut: bool = False):
+        """Factor at theta. With ``shortcut`` (scalar later terms, none near 0), Lam2 = D is
+        diagonal and chol(D S D + I_re) = D chol(S + D^-2 I_re): only the diagonal changes, and
+        the returned ``extra`` log det D^2 must be added to the random-effects log det."""
+        Ts = self.templates(theta)
+        L1, ld1, w = self._block1(Ts[0])
+        S = self._schur(w)
+        extra = 0.0
+        rest = np.array([T[0, 0] for T in Ts[1:]]) if self._scalar_rest else None
+        if shortcut and rest is not None and (rest.size == 0 or rest.min() >= _SHORTCUT_MIN):
+            S.flat[self._re_diag] += np.repeat(rest ** -2.0, self._rest_sizes)
+            extra = float(np.sum(self._rest_sizes * np.log(rest**2)))
+        else:
+            if not self._scalar_rest:  # block products mix triangles: make S symmetric first
+                S = np.tril(S)
+                S += np.tril(S, -1).T
+            S = self._lambda2(S, Ts)
+            S.flat[self._re_diag] += 1.0
+        # S is C-ordered with its lower triangle valid: S.T is Fortran-ordered, upper valid
+        U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        return Ts, L1, ld1 + extra, w, U, info
+
+    def _criterion(self, ldL2: float, ldRX2: float, pwrss: float) -> float:
+        n = self.n
+        if self.REML:
+            nmp = n - self.p
+            return ldL2 - self.ldW + ldRX2 + nmp * (1.0 + _LOG_2PI + math.log(pwrss / nmp))
+        return ldL2 - self.ldW + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
+        _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
+        if info != 0:
+            return math.inf
+        diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
+        re2, p = self.re2, self.p
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
+        pwrss = float(diag[-1]) ** 2
+        return self._criterion(ldL2, ldRX2, pwrss)
+
+    def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
+        """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+        theta = np.asarray(theta, dtype=float).copy()
+        Ts, L1, ld1, _, U, info = self._factor(theta)
+        U = U.copy()  # the factor lives in a work buffer reused by the next evaluation
+        if info != 0:
+            raise MixedrefError(
+                f"the penalized system is not positive definite at theta={theta.tolist()} "
+                "(X may be rank deficient)"
+            )
+        L22 = np.tril(U.T)  # lower factor of the dense block, C-ordered
+        re2, p, r = self.re2, self.p, self.r
+        d = np.diagonal(L22)
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(d[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(d[re2:re2 + p])))
+        pwrss = float(d[-1]) ** 2
+        objective = self._criterion(ldL2, ldRX2, pwrss)
+        T1 = Ts[0]
+        q1, m1 = self.q[0], self.nlev[0]
+        if L1 is None:
+            L1 = np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0)  # (m1, 1, 1)
+        L1inv = np.linalg.inv(L1)  # (m1, q1, q1) lower
+        # L21 = Lam2' A21 Lam1 L1^-T, sparse with A21's level-block pattern
+        lam2 = self._lambda2_sparse(Ts)
+        B = lam2.T @ self.A21 @ sp.kron(sp.identity(m1, format="csr"), sp.csr_matrix(T1))
+        L21 = (B @ sp.block_diag(list(np.swapaxes(L1inv, 1, 2)), format="csr")).tocsr()
+        ell1 = np.asarray(L21[r - 1].todense()).ravel()  # y row of L21: L1^-1 Lam1'Z1'y
+        ell2 = L22[r - 1, : r - 1]
+        Lrr = L22[: r - 1, : r - 1]
+        x2 = sla.solve_triangular(Lrr, ell2, lower=True, trans="T", check_finite=False)
+        u2, beta = x2[:re2], x2[re2:]
+        rhs1 = ell1 - L21[: r - 1].T @ x2
+        u1 = np.einsum("lba,lb->la", L1inv, rhs1.reshape(m1, q1)).ravel()
+        u = np.concatenate([u1, u2])
+        b_parts = [np.einsum("ab,lb->la", T1, u1.reshape(m1, q1)).ravel()]
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            b_parts.append(np.einsum("ab,lb->la", T, u2[off:off + q * m].reshape(m, q)).ravel())
+            off += q * m
+        b = np.concatenate(b_parts)
+        n = self.n
+        sigma = math.sqrt(pwrss / (n - p if self.REML else n))
+        RX = L22[re2:re2 + p, re2:re2 + p].T.copy()
+        cv: tuple[np.ndarray, ...] = ()
+        if condvar:
+            cv = self._condvar(Ts, L1inv, L21, Lrr, sigma)
+        return PLSSolution(theta=theta, REML=self.REML, objective=objective, beta=beta,
+                           sigma=sigma, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
+                           condvar=cv)
+
+    def _lambda2_sparse(self, Ts: list[np.ndarray]) -> sp.csr_matrix:
+        """Lam2 (later terms' Lambda, identity on X and y) as a sparse r x r matrix."""
+        blocks = [sp.kron(sp.identity(m, format="csr"), sp.csr_matrix(T))
+                  for T, m in zip(Ts[1:], self.nlev[1:], strict=True)]
+        blocks.append(sp.identity(self.p + 1, format="csr"))
+        return sp.block_diag(blocks, format="csr")
+
+    def _condvar(self, Ts, L1inv, L21, Lrr, sigma) -> tuple[np.ndarray, ...]:
+        """Per term and level sigma^2 Lam (L L')^-1 Lam' diagonal blocks (lme4's condVar)."""
+        re2 = self.re2
+        q1, m1 = self.q[0], self.nlev[0]
+        Luu = Lrr[:re2, :re2]
+        # block 1: (LL')^-1_11 = L1^-T L1^-1 + G'G,  G = L22u^-1 L21u L1^-1
+        P = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)
+        if re2:
+            L21u = L21[:re2].toarray()
+            Linv1 = sp.block_diag(list(L1inv), format="csr")
+            G = sla.solve_triangular(Luu, (Linv1.T @ L21u.T).T, lower=True, check_finite=False)
+            Gr = G.reshape(re2, m1, q1)
+            P = P + np.einsum("kla,klb->lab", Gr, Gr)
+        T1 = Ts[0]
+        out = [sigma**2 * np.matmul(np.matmul(T1, P), T1.T)]
+        if re2:
+            Linv = sla.solve_triangular(Luu, np.eye(re2), lower=True, check_finite=False)
+            off = 0
+            for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+                Lk = Linv[:, off:off + q * m].reshape(re2, m, q)
+                Pk = np.einsum("kla,klb->lab", Lk, Lk)
+                out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
+                off += q * m
+        return tuple(out)
+
+
+def _term_Z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:
+    """n x (m*q) sparse design of one term, level-major columns (weighted rows as given)."""
+    n = X.shape[0]
+    rows = np.repeat(np.arange(n), q)
+    cols = (np.asarray(codes)[:, None] * q + np.arange(q)[None, :]).ravel()
+    return sp.csc_matrix((X.ravel(), (rows, cols)), shape=(n, m * q))
+
+
+def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csr_matrix:
+    """Sparse M with (M @ vec(W1)).reshape(r, r) = lower triangle of A21 W1 A21'.
+
+    W1 is block diagonal (m1 blocks q1 x q1, flattened level-major, row-major within a block).
+    Entry (i, j), i >= j, collects A21[i, (l,a)] W1[l,a,b] A21[j, (l,b)] over levels l and a, b.
+    Built column by column (a column per W1 entry), then turned into CSR for a fast mat-vec.
+    """
+    indptr, rows, vals = A21.indptr, A21.indices, A21.data
+    if q1 == 1:
+        # pairs e1 >= e2 within each column (rows sorted, so rows[e1] >= rows[e2]); columns
+        # with the same number of entries share one pair pattern, so loop over those counts
+        k = np.diff(indptr)
+        flats, datas, cols_out = [], [], []
+        for kv in np.unique(k[k > 0]):
+            cols = np.flatnonzero(k == kv)
+            a, b = np.tril_indices(int(kv))
+            base = indptr[cols][:, None]
+            e1, e2 = base + a, base + b
+            flats.append((rows[e1].astype(np.int64) * r + rows[e2]).ravel())
+            datas.append((vals[e1] * vals[e2]).ravel())
+            cols_out.append(np.repeat(cols.astype(np.int32), a.size))
+        if not flats:
+            return sp.csr_matrix((r * r, m1))
+        return sp.csr_matrix(
+            (np.concatenate(datas), (np.concatenate(flats), np.concatenate(cols_out))),
+            shape=(r * r, m1))
+    start = indptr[0:m1 * q1:q1].astype(np.int64)
+    k = (indptr[q1:m1 * q1 + 1:q1] - indptr[0:m1 * q1:q1]).astype(np.int64)
+    entry_col = np.repeat(np.arange(m1 * q1), np.diff(indptr)) % q1
+    k2 = k * k
+    total = int(k2.sum())
+    lvl = np.repeat(np.arange(m1, dtype=np.int64), k2)
+    t = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(k2) - k2, k2)
+    kk = k[lvl]
+    e1 = start[lvl] + t // kk
+    e2 = start[lvl] + t % kk
+    del t, kk
+    i, j = rows[e1], rows[e2]
+    keep = i >= j
+    e1, e2, lvl, i, j = e1[keep], e2[keep], lvl[keep], i[keep], j[keep]
+    widx = lvl * (q1 * q1) + entry_col[e1] * q1 + entry_col[e2]
+    data = vals[e1] * vals[e2]
+    flat = i.astype(np.int64) * r + j
+    return sp.csr_matrix((data, (flat, widx)), shape=(r * r, m1 * q1 * q1))
