@@ -20,7 +20,7 @@ import pytest
 import mixedref
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import MixedrefError
-from mixedref.lmer import fit_model
+from mixedref.modular import fit_model
 from mixedref.pls import PLSObjective
 
 REF_DIR = Path(__file__).parent / "references" / "engine"
@@ -161,7 +161,7 @@ def test_summary_blocks(capsys) -> None:
 def test_control_and_devfun() -> None:
     ref = _load("sleepstudy-corr-REML")
     df = _data(ref)
-    f = mixedref.lmer.devfun(ref["formula"], df, True)
+    f = mixedref.devfun(ref["formula"], df, True)
     assert f(np.array(ref["theta"])) == pytest.approx(ref["objective"], rel=1e-9)
     fit = mixedref.lmer(ref["formula"], df, control={"start": [1.0, 0.0, 1.0], "maxeval": 5})
     assert fit.nfev <= 5 + 10 and not fit.converged

@@ -55,8 +55,3 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, weights: Vector
     fit.seconds = time.perf_counter() - t0
     return fit
 
-
-# ``mixedref.lmer`` is this function once the package is imported (``from mixedref import
-# lmer``), so the stages are reachable from it too: ``mixedref.lmer.devfun(formula, data)``.
-lmer.devfun = devfun  # type: ignore[attr-defined]
-lmer.fit_model = fit_model  # type: ignore[attr-defined]
