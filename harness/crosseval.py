@@ -1,0 +1,463 @@
+"""Cross-evaluation: every implementation's estimate judged by one objective.
+
+Implementations disagree; the question a maintainer asks is *who is right*. Because β and σ are
+profiled out, an estimate is determined by θ, so each record's variance components are turned
+back into θ (Σ_k/σ² -> lower Cholesky factor -> lme4's column-major lower triangle) and
+mixedref's profiled objective (lme4's deviance or REML criterion) is evaluated at every θ. The
+estimate with the lowest objective is the better optimum; every other estimate's gap to it is
+reported, and a candidate beating lme4 by more than the tolerance is said to be a finding about
+lme4 (tolerance policy, principle 3).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.tolerance import DEFAULT
+from mixedref.errors import MixedrefError
+
+Objective = Callable[[np.ndarray], float]
+ObjectiveFactory = Callable[[str, Any, bool], Objective]
+
+#: A variance (relative to σ², i.e. a squared Cholesky diagonal) below this is treated as zero.
+ZERO_VARIANCE = 1e-14
+
+
+def gap_tolerance(objective: float) -> float:
+    """The objective difference that still counts as the same optimum: the tolerance policy's
+    objective allowance (harness/tolerance.py), so a "better optimum" here is exactly what
+    the comparison calls candidate-better."""
+    return DEFAULT.objective_allowed(objective)
+
+
+@dataclass(frozen=True)
+class TermLayout:
+    """One random-effects term as θ sees it: grouping factor and the term's columns."""
+
+    group: str
+    columns: tuple[str, ...]
+
+    @property
+    def q(self) -> int:
+        return len(self.columns)
+
+    @property
+    def ntheta(self) -> int:
+        return self.q * (self.q + 1) // 2
+
+    def theta_index(self) -> list[tuple[int, int]]:
+        """(row, col) of each θ element in the template: column-major lower triangle."""
+        return [(i, j) for j in range(self.q) for i in range(j, self.q)]
+
+    def theta_names(self) -> list[str]:
+        """lme4's names (as getME(m, "theta")): group.col for a diagonal, group.row.col else."""
+        out = []
+        for i, j in self.theta_index():
+            if i == j:
+                out.append(f"{self.group}.{self.columns[i]}")
+            else:
+                out.append(f"{self.group}.{self.columns[i]}.{self.columns[j]}")
+        return out
+
+
+def layout_from_model(formula: str, data: Any) -> list[TermLayout]:
+    """The terms in lme4's order, as mixedref's model builder expands the formula."""
+    from mixedref.design import build_model  # late: the model builder may not be importable
+
+    frame = build_model(formula, data)
+    return [TermLayout(t.group, tuple(t.columns)) for t in frame.reterms]
+
+
+def layout_from_varcorr(varcorr: Sequence[Mapping[str, Any]]) -> list[TermLayout]:
+    """The terms as a varcorr table lists them (lme4 lists terms in its θ order).
+
+    Used when the model builder cannot expand the formula; ``Subject.1`` (a ``||`` split) is
+    reported under its grouping factor ``Subject``.
+    """
+    terms: dict[str, list[str]] = {}
+    for row in varcorr:
+        grp = str(row["grp"])
+        if grp == "Residual":
+            continue
+        if row.get("var2") is None:
+            terms.setdefault(grp, []).append(str(row["var1"]))
+    return [TermLayout(_base_group(g, terms), tuple(cols)) for g, cols in terms.items()]
+
+
+def _base_group(name: str, known: Iterable[str]) -> str:
+    m = re.fullmatch(r"(.+)\.(\d+)", name)
+    return m.group(1) if m and m.group(1) in known else name
+
+
+def sigma_of(record: Mapping[str, Any]) -> float | None:
+    """σ from the Residual row of varcorr, else the record's sigma."""
+    for row in record.get("varcorr") or []:
+        if row.get("grp") == "Residual" and row.get("sdcor") is not None:
+            return float(row["sdcor"])
+        if row.get("grp") == "Residual" and row.get("vcov") is not None:
+            return math.sqrt(float(row["vcov"]))
+    s = record.get("sigma")
+    return None if s is None else float(s)
+
+
+def _groups_of_varcorr(varcorr: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping]]:
+    out: dict[str, list[Mapping]] = {}
+    for row in varcorr:
+        if row.get("grp") != "Residual":
+            out.setdefault(str(row["grp"]), []).append(row)
+    return out
+
+
+def _match_groups(layout: Sequence[TermLayout],
+                  groups: Mapping[str, list[Mapping]]) -> list[str]:
+    """For each term, the varcorr grp naming it: same factor (``g`` or ``g.k``) and same
+    columns; among several such, the first unused in order."""
+    used: set[str] = set()
+    names = []
+    for term in layout:
+        pattern = re.compile(re.escape(term.group) + r"(\.\d+)?")
+        candidates = [g for g in groups if pattern.fullmatch(g) and g not in used]
+        if not candidates:
+            raise MixedrefError(
+                f"varcorr has no rows for random-effects term ({' + '.join(term.columns)} | "
+                f"{term.group}); groups present: {sorted(groups)}")
+        same_cols = [g for g in candidates
+                     if {r["var1"] for r in groups[g] if r.get("var2") is None}
+                     == set(term.columns)]
+        if not same_cols:
+            cols = {g: sorted({r["var1"] for r in groups[g] if r.get("var2") is None})
+                    for g in candidates}
+            raise MixedrefError(
+                f"varcorr rows for group {term.group!r} have columns {cols}, the model's term "
+                f"has {list(term.columns)}")
+        used.add(same_cols[0])
+        names.append(same_cols[0])
+    return names
+
+
+def covariance_block(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> np.ndarray:
+    """Σ_k (q x q) from one group's varcorr rows: variances on the diagonal, covariances (or
+    correlations times standard deviations when only sdcor is given) off it."""
+    idx = {c: i for i, c in enumerate(columns)}
+    q = len(columns)
+    S = np.zeros((q, q))
+    sd = np.zeros(q)
+    for r in rows:
+        if r.get("var2") is None:
+            i = idx[r["var1"]]
+            v = r.get("vcov")
+            v = float(r["sdcor"]) ** 2 if v is None else float(v)
+            S[i, i] = max(v, 0.0)
+            sd[i] = math.sqrt(S[i, i])
+    for r in rows:
+        if r.get("var2") is not None:
+            i, j = idx[r["var1"]], idx[r["var2"]]
+            if r.get("vcov") is not None:
+                c = float(r["vcov"])
+            else:
+                c = float(r["sdcor"]) * sd[i] * sd[j]
+            S[i, j] = S[j, i] = c
+    return S
+
+
+def psd_cholesky(S: np.ndarray, zero: float = ZERO_VARIANCE) -> np.ndarray:
+    """Lower L with L Lᵀ = S for a positive *semi*-definite S (a singular fit: zero variance
+    or |ρ| = 1), with L's column zeroed where its pivot vanishes.
+
+    numpy's Cholesky refuses singular matrices; the objective depends on θ only through
+    Λ Λᵀ, so any factor of S gives the same objective and this one is as lme4 would report.
+    Small negative pivots from rounding (|ρ| printed as 1.00) are treated as zero.
+    """
+    S = np.asarray(S, dtype=float)
+    q = S.shape[0]
+    L = np.zeros_like(S)
+    scale = max(float(np.max(np.abs(np.diag(S)))), 1.0) if q else 1.0
+    for j in range(q):
+        d = S[j, j] - L[j, :j] @ L[j, :j]
+        if d <= zero * scale:
+            continue  # column j stays zero
+        L[j, j] = math.sqrt(d)
+        for i in range(j + 1, q):
+            L[i, j] = (S[i, j] - L[i, :j] @ L[j, :j]) / L[j, j]
+    return L
+
+
+def theta_from_varcorr(record: Mapping[str, Any], layout: Sequence[TermLayout]) -> np.ndarray:
+    """θ in lme4's order from a record's varcorr rows and σ (see module docstring)."""
+    sigma = sigma_of(record)
+    if sigma is None or sigma <= 0:
+        raise MixedrefError(f"record of {record.get('impl')!r} has no positive residual "
+                            f"standard deviation (sigma={sigma})")
+    groups = _groups_of_varcorr(record.get("varcorr") or [])
+    names = _match_groups(layout, groups)
+    parts = []
+    for term, g in zip(layout, names, strict=True):
+        L = psd_cholesky(covariance_block(groups[g], term.columns) / sigma**2)
+        parts.append(np.array([L[i, j] for i, j in term.theta_index()]))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def lambda_template(theta: np.ndarray, term: TermLayout) -> np.ndarray:
+    """The term's q x q lower-triangular template T with its θ elements filled in."""
+    T = np.zeros((term.q, term.q))
+    for v, (i, j) in zip(theta, term.theta_index(), strict=True):
+        T[i, j] = v
+    return T
+
+
+def split_theta(theta: np.ndarray, layout: Sequence[TermLayout]) -> list[np.ndarray]:
+    """θ cut into the per-term pieces."""
+    out, k = [], 0
+    for term in layout:
+        out.append(np.asarray(theta[k:k + term.ntheta], dtype=float))
+        k += term.ntheta
+    return out
+
+
+def objective_for(formula: str, data: Any, REML: bool) -> Objective:
+    """mixedref's profiled objective at θ: lme4's deviance (ML) or REML criterion
+    (``mixedref.devfun``, else the PLS engine on mixedref's model frame)."""
+    try:
+        from mixedref.modular import devfun
+    except ImportError:
+        from mixedref.design import build_model
+        from mixedref.pls import PLSObjective
+
+        f = PLSObjective(build_model(formula, data), REML)
+    else:
+        f = devfun(formula, data, REML)
+    return lambda theta: float(f(np.asarray(theta, dtype=float)))
+
+
+@dataclass
+class Estimate:
+    """One implementation's estimate under the common objective."""
+
+    impl: str
+    theta: list[float] | None = None  # from varcorr and σ
+    theta_reported: list[float] | None = None  # the record's own θ, when it has one
+    objective: float | None = None  # common objective at ``theta`` (else at theta_reported)
+    objective_at_reported: float | None = None
+    objective_reported: float | None = None  # what the implementation itself said
+    gap: float | None = None  # objective - best objective (>= 0)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CrossEval:
+    """Who reaches the lowest objective, and by how much every other estimate misses it."""
+
+    case_id: str
+    criterion: str  # "REML criterion" or "deviance"
+    theta_names: list[str]
+    estimates: dict[str, Estimate]
+    reference: str | None  # the lme4 record's impl name, if any
+    best: str | None = None
+    tolerance: float | None = None
+    findings: list[str] = field(default_factory=list)
+    error: str | None = None
+    conclusive: bool = True  # False when the objective fails at an estimate that did not fail
+
+    def disagree(self) -> bool:
+        """True when some evaluated estimate misses the best by more than the tolerance."""
+        return any(e.gap is not None and self.tolerance is not None and e.gap > self.tolerance
+                   for e in self.estimates.values())
+
+    def gap_of(self, impl: str) -> float | None:
+        e = self.estimates.get(impl)
+        return None if e is None else e.gap
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["disagree"] = self.disagree()
+        return d
+
+
+def _is_lme4(impl: str) -> bool:
+    return impl.lower().startswith("lme4")
+
+
+def cross_evaluate(
+    case: Any,
+    records: Mapping[str, Mapping[str, Any]],
+    data: Any = None,
+    *,
+    objective: Objective | None = None,
+    layout: Sequence[TermLayout] | None = None,
+    objective_factory: ObjectiveFactory = objective_for,
+    reference: str | None = None,
+) -> CrossEval:
+    """Evaluate the common objective at every record's θ and name the best estimate.
+
+    ``case`` needs ``id``, ``formula`` and ``REML``; ``objective`` (θ -> criterion) and
+    ``layout`` are built from the formula and ``data`` when not given. Records that failed or
+    whose variance components cannot be read are kept with a note, never dropped silently.
+    """
+    REML = bool(getattr(case, "REML", True))
+    criterion = "REML criterion" if REML else "deviance"
+    if reference is None:
+        reference = next((k for k in records if _is_lme4(k) and not records[k].get("error")),
+                         next((k for k in records if _is_lme4(k)), None))
+    result = CrossEval(case_id=str(getattr(case, "id", "?")), criterion=criterion,
+                       theta_names=[], estimates={}, reference=reference)
+    try:
+        if layout is None:
+            layout = _layout(case, data, records)
+        result.theta_names = [n for t in layout for n in t.theta_names()]
+        if objective is None:
+            objective = objective_factory(case.formula, data, REML)
+    except Exception as exc:  # noqa: BLE001 - the report must still be written
+        result.error = f"cannot build the common objective: {type(exc).__name__}: {exc}"
+        return result
+    ntheta = len(result.theta_names)
+
+    for impl, rec in records.items():
+        est = Estimate(impl=impl, objective_reported=rec.get("objective"))
+        result.estimates[impl] = est
+        if rec.get("error"):
+            est.notes.append(f"fit failed: {rec['error']}")
+            continue
+        if rec.get("REML") is not None and bool(rec["REML"]) != REML:
+            est.notes.append(f"record's REML={rec['REML']} differs from the case's REML={REML}")
+        try:
+            est.theta = theta_from_varcorr(rec, layout).tolist()
+            est.objective = _evaluate(objective, est.theta)
+        except Exception as exc:  # noqa: BLE001
+            est.notes.append(f"θ from varcorr: {type(exc).__name__}: {exc}")
+        th = rec.get("theta")
+        if th is not None and len(th) == ntheta:
+            est.theta_reported = [float(v) for v in th]
+            try:
+                est.objective_at_reported = _evaluate(objective, est.theta_reported)
+            except Exception as exc:  # noqa: BLE001
+                est.notes.append(f"θ as reported: {type(exc).__name__}: {exc}")
+        elif th is not None:
+            est.notes.append(f"reported θ has {len(th)} elements, the model has {ntheta}")
+        if est.objective is None and est.objective_at_reported is not None:
+            est.objective = est.objective_at_reported
+        _consistency_notes(est, criterion)
+
+    _rank(result)
+    return result
+
+
+def _layout(case: Any, data: Any, records: Mapping[str, Mapping[str, Any]],
+            model_builder: Callable[[str, Any], Any] | None = None) -> list[TermLayout]:
+    """The model's terms: from the model builder when it can expand the formula, else from
+    the first record with variance components."""
+    if data is not None:
+        try:
+            if model_builder is not None:
+                return [TermLayout(t.group, tuple(t.columns))
+                        for t in model_builder(case.formula, data).reterms]
+            return layout_from_model(case.formula, data)
+        except ImportError:
+            pass
+    for rec in records.values():
+        if rec.get("varcorr"):
+            return layout_from_varcorr(rec["varcorr"])
+    raise MixedrefError("no model builder and no record with variance components: "
+                        "the random-effects terms are unknown")
+
+
+def _evaluate(objective: Objective, theta: Sequence[float]) -> float:
+    value = float(objective(np.asarray(theta, dtype=float)))
+    if not math.isfinite(value):
+        raise MixedrefError(f"objective is {value} at θ={list(theta)}")
+    return value
+
+
+def _consistency_notes(est: Estimate, criterion: str) -> None:
+    """Say when an implementation's own numbers do not match the common objective."""
+    if est.objective is not None and est.objective_reported is not None:
+        d = est.objective - est.objective_reported
+        if abs(d) > gap_tolerance(est.objective):
+            est.notes.append(
+                f"reported {criterion} {est.objective_reported:.6f} but its variance "
+                f"components give {est.objective:.6f} (difference {d:+.3g}): the record's "
+                "numbers are inconsistent, or the objectives differ")
+    if est.objective_at_reported is not None and est.objective is not None:
+        d = est.objective_at_reported - est.objective
+        if abs(d) > gap_tolerance(est.objective):
+            est.notes.append(f"its reported θ and its variance components differ in {criterion}"
+                             f" by {d:+.3g}")
+
+
+def _rank(result: CrossEval) -> None:
+    values = {k: e.objective for k, e in result.estimates.items() if e.objective is not None}
+    if not values:
+        result.error = result.error or "no estimate could be evaluated"
+        return
+    best = min(values, key=lambda k: (values[k], not _is_lme4(k)))
+    lo = values[best]
+    result.best = best
+    result.tolerance = gap_tolerance(lo)
+    for e in result.estimates.values():
+        if e.objective is not None:
+            e.gap = e.objective - lo
+    ref = result.reference
+    crit = result.criterion
+    unevaluated = [k for k, e in result.estimates.items() if e.objective is None
+                   and not any(n.startswith("fit failed") for n in e.notes)]
+    if unevaluated:
+        result.conclusive = False
+        why = "; ".join(f"{k}: {(result.estimates[k].notes or ['?'])[-1]}"
+                        for k in unevaluated)
+        result.findings.append(
+            f"Inconclusive: the common objective (mixedref's) cannot be evaluated at the "
+            f"estimate of {', '.join(unevaluated)} ({why}). Suspect the objective itself "
+            "before any implementation; the gaps below exclude these estimates.")
+    if ref in values and values[ref] - lo > result.tolerance:
+        winners = [k for k in values if values[ref] - values[k] > result.tolerance]
+        for k in sorted(winners, key=values.get):
+            result.findings.append(
+                f"Finding about lme4: {k} reaches a lower {crit} than {ref} "
+                f"({values[k]:.6f} vs {values[ref]:.6f}, lower by {values[ref] - values[k]:.3g}). "
+                f"{ref} did not reach the optimum here; this is not a failure of {k}.")
+    for k, e in result.estimates.items():
+        if e.gap is not None and e.gap > result.tolerance and k != ref:
+            result.findings.append(
+                f"{k} misses the best {crit} ({best}: {lo:.6f}) by {e.gap:.3g}: "
+                "its estimate is not the optimum of this objective.")
+
+
+def _r_call(function: str, data: Any, *args: Any) -> Any:
+    """Call a function of r_scripts/*.R with an R copy of ``data`` through the R bridge."""
+    from harness import rbridge
+
+    reason = rbridge.unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    call = getattr(rbridge, "call", None)
+    if call is not None:  # the bridge's public entry point, when it has one
+        return call(function, data, *args)
+    env = rbridge._env()  # noqa: SLF001 - until rbridge exposes a public call
+    return env[function](rbridge.to_r_frame(data), *args)
+
+
+def allfit_second_opinion(case: Any, data: Any) -> dict[str, Any]:
+    """lme4's second opinion (r_scripts/allfit.R): every allFit optimizer's objective and the
+    best; ``{"error": ...}`` when R is unavailable or allFit fails."""
+    import json
+
+    try:
+        text = _r_call("allfit_best_json", data, str(case.formula), bool(case.REML))
+        return json.loads(str(text[0] if not isinstance(text, str) else text))
+    except Exception as exc:  # noqa: BLE001 - a second opinion is optional
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def lme4_objective_at(case: Any, data: Any, thetas: Sequence[Sequence[float]]) -> list[float]:
+    """lme4's own profiled criterion at each θ (r_scripts/allfit.R's devfun_at)."""
+    import rpy2.robjects as ro
+
+    rthetas = ro.ListVector({str(i): ro.FloatVector([float(v) for v in th])
+                             for i, th in enumerate(thetas)})
+    out = _r_call("devfun_at", data, str(case.formula), bool(case.REML), rthetas)
+    return [float(v) for v in out]

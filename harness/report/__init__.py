@@ -1,0 +1,46 @@
+"""Discrepancy reports: report.json (everything), report.md (the CI summary) and index.html (one
+static page with tables and figures), written from the harness's per-case results.
+
+Both ``pytest harness --report DIR`` (the plugin) and ``python -m harness report`` call
+:func:`write_report` with a list of {"case": Case, "records": {impl: record},
+"comparisons": {impl: Comparison}} (optionally "data": the case's DataFrame).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.report import html, markdown
+from harness.report.build import build_report
+
+
+def _default_loader(case: Any) -> Any:
+    from harness.catalog import load_data
+
+    return load_data(case)
+
+
+def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
+                 progress: bool = False, **kwargs: Any) -> dict[str, Path]:
+    """Cross-evaluate every case, diagnose the disagreements and write the three files into
+    ``out_dir`` (created if needed); returns their paths by kind.
+
+    Keyword arguments go to :func:`harness.report.build.build_case` (``data_loader``,
+    ``objective_factory``, ``allfit``) and ``environment`` to :func:`build_report`.
+    """
+    kwargs.setdefault("data_loader", _default_loader)
+    report = build_report(results, progress=progress, **kwargs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "index.html"}
+    paths["json"].write_text(json.dumps(report, indent=1, allow_nan=False) + "\n",
+                             encoding="utf-8")
+    paths["md"].write_text(markdown.render(report), encoding="utf-8")
+    paths["html"].write_text(html.render(report), encoding="utf-8")
+    return paths
+
+
+__all__ = ["build_report", "write_report"]

@@ -1,0 +1,46 @@
+"""report.md: the summary a CI job posts (one table row per case, then the findings)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from harness.report.build import gap_summary
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _worst(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def render(report: Mapping[str, Any]) -> str:
+    """The markdown text of the report."""
+    counts = report.get("counts", {})
+    lines = ["# lme4 agreement report", ""]
+    lines.append(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no cases")
+    lines += ["", "| case | implementations | worst scaled difference | verdict | objective gap |",
+              "|---|---|---:|---|---|"]
+    for c in report["cases"]:
+        impls = ", ".join(
+            f"{k} ({(c['comparisons'].get(k) or {}).get('verdict') or 'reference'})"
+            for k in c["implementations"])
+        if c.get("skipped"):
+            impls += "; skipped: " + ", ".join(c["skipped"])
+        verdict = c["verdict"] if c["verdict"] == "agreed" else f"**{c['verdict']}**"
+        lines.append(f"| {_cell(c['case'].get('id'))} | {_cell(impls)} | "
+                     f"{_worst(c.get('worst_scaled'))} | {verdict} | {_cell(gap_summary(c))} |")
+    findings = [(c["case"].get("id"), f) for c in report["cases"]
+                for f in (c.get("crosseval") or {}).get("findings", [])]
+    if findings:
+        lines += ["", "## Findings", ""]
+        lines += [f"- `{cid}`: {f}" for cid, f in findings]
+    env = report.get("environment") or {}
+    r = env.get("r") or {}
+    py = env.get("python") or {}
+    lines += ["", f"Environment: Python {py.get('python')}, numpy {py.get('numpy')}, "
+              f"mixedref {py.get('mixedref')}; R {r.get('R', 'n/a')}, lme4 {r.get('lme4', 'n/a')};"
+              f" {(env.get('machine') or {}).get('cpu')}", ""]
+    return "\n".join(lines)
