@@ -7,6 +7,14 @@ models whose terms are all scalar intercepts on distinct factors at sqrt(var(gro
 residual variance). After the optimizer, lme4 restarts once if a parameter on its bound has a
 negative one-sided slope (``restart_edge``) and snaps parameters within 1e-5 of a bound to it
 when that does not raise the criterion (``check.boundary``); both are reproduced here.
+
+For large models whose terms are all scalar (InstEval's kind) the objective also offers its exact
+gradient, and ``method="auto"`` then uses L-BFGS-B with it: a gradient costs about two and a half
+evaluations but cuts the evaluations several-fold. Its stopping rule is lme4's ftol_abs (an
+iteration improving the criterion by less than 1e-8 stops it) or a projected gradient below 1e-6;
+a failed line search counts as converged when the quasi-Newton model predicts an improvement below
+ftol_abs (the noise floor); if it fails otherwise or leaves the region where the gradient applies,
+BOBYQA finishes from its best point.
 """
 
 from __future__ import annotations
@@ -18,12 +26,30 @@ from typing import Any
 
 import nlopt
 import numpy as np
+from scipy.optimize import minimize
 
 from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 
 #: lme4's isSingular tolerance.
 SINGULAR_TOL = 1e-4
+
+#: ``method="auto"`` uses the gradient when the objective's dense block has at least this many
+#: rows (below it an evaluation is cheap and BOBYQA, lme4's own method, is kept).
+GRADIENT_MIN_BLOCK = 200
+
+#: Where the exact gradient does not apply (a later theta below 1e-3), L-BFGS-B gets a
+#: forward-difference gradient with this step, at most MAX_FD_GRADIENTS times; beyond that the
+#: fit is likely singular and BOBYQA finishes it.
+FD_STEP = 1e-7
+MAX_FD_GRADIENTS = 3
+
+#: L-BFGS-B works on theta / GRADIENT_SCALE: its first step has unit length, which in theta
+#: would usually jump to the bounds; 0.1 keeps it to a plausible change of a relative sd.
+GRADIENT_SCALE = 0.1
+
+#: L-BFGS-B's projected-gradient stopping tolerance (criterion units per unit of theta).
+GRADIENT_GTOL = 1e-6
 
 _CODES = {
     1: "NLOPT_SUCCESS",
@@ -53,6 +79,7 @@ class Control:
     start: tuple[float, ...] | None = None  # None: lme4's start
     restart_edge: bool = True
     boundary_tol: float = 1e-5
+    method: str = "auto"  # "auto", "bobyqa" (lme4's) or "lbfgsb" (needs the exact gradient)
 
     @classmethod
     def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
@@ -85,6 +112,7 @@ class OptResult:
     converged: bool
     singular: bool
     messages: list[str] = field(default_factory=list)
+    method: str = "bobyqa"
 
 
 def lme4_start(model: ModelFrame) -> np.ndarray:
@@ -156,6 +184,60 @@ def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray
     return np.asarray(x, dtype=float), float(fx), int(code)
 
 
+class _NoGradient(Exception):
+    """The objective left the region where its exact gradient applies."""
+
+
+def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
+            x0: np.ndarray, lower: np.ndarray, control: Control
+            ) -> tuple[np.ndarray, float, bool]:
+    """L-BFGS-B with the exact gradient; returns (best x, its f, whether it converged)."""
+    best = [math.inf, x0.copy()]
+    fallbacks = [0]
+    cache: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
+        x = np.maximum(z * GRADIENT_SCALE, lower)
+        key = x.tobytes()
+        if key in cache:
+            return cache[key]
+        f, g = value_and_grad(x)
+        if f < best[0]:
+            best[0], best[1] = f, x.copy()
+        if not math.isfinite(f):
+            raise _NoGradient
+        if g is None:  # e.g. a trial point near theta = 0: forward differences, a few times
+            fallbacks[0] += 1
+            if fallbacks[0] > MAX_FD_GRADIENTS:
+                raise _NoGradient
+            g = np.empty(x.size)
+            for i in range(x.size):
+                xi = x.copy()
+                xi[i] += FD_STEP
+                g[i] = (value_and_grad(xi)[0] - f) / FD_STEP
+        cache.clear()
+        cache[key] = (f, g * GRADIENT_SCALE)
+        return cache[key]
+
+    z0 = x0 / GRADIENT_SCALE
+    f0, _ = fg(z0)
+    bounds = [(lo / GRADIENT_SCALE if np.isfinite(lo) else None, None) for lo in lower]
+    # scipy stops when (f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= ftol: that is lme4's ftol_abs
+    options = {"ftol": control.ftol_abs / max(abs(f0), 1.0), "gtol": GRADIENT_GTOL * GRADIENT_SCALE,
+               "maxiter": int(control.maxeval), "maxfun": int(control.maxeval), "maxls": 8}
+    try:
+        res = minimize(fg, z0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    except _NoGradient:
+        return best[1], best[0], False
+    if res.status == 2:  # line search failed: converged if at the criterion's noise floor
+        g = np.asarray(res.jac, dtype=float)
+        g = np.where((res.x <= np.asarray([b[0] if b[0] is not None else -np.inf
+                                           for b in bounds])) & (g > 0), 0.0, g)
+        predicted = 0.5 * float(g @ res.hess_inv.matvec(g))
+        return best[1], best[0], predicted <= control.ftol_abs
+    return best[1], best[0], bool(res.success)
+
+
 def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
                    control: Control | Mapping[str, Any] | None = None) -> OptResult:
     """Minimize ``fn`` over theta within lme4's bounds, from lme4's start, as lme4 does."""
@@ -177,7 +259,20 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
                                 f"{lower.tolist()}")
     else:
         x0 = lme4_start(model)
-    x, fx, code = _bobyqa(counted, x0, lower, control)
+    method = _choose_method(fn, control)
+    if method == "lbfgsb":
+        def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
+            nonlocal nfev
+            nfev += 1
+            return fn.value_and_grad(x)  # type: ignore[attr-defined]
+
+        x, fx, ok = _lbfgsb(counted_grad, x0, lower, control)
+        code = 3  # reported as NLopt's FTOL_REACHED: the same stopping rule
+        if not ok:
+            method = "lbfgsb+bobyqa"
+            x, fx, code = _bobyqa(counted, x, lower, control)
+    else:
+        x, fx, code = _bobyqa(counted, x0, lower, control)
     messages: list[str] = []
     if control.restart_edge:
         on_bound = np.flatnonzero(x == lower)
@@ -208,4 +303,21 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
         messages.append("boundary (singular) fit: see help('isSingular')")
     return OptResult(theta=x, fval=fx, nfev=nfev, return_code=code,
                      return_name=_CODES.get(code, str(code)), converged=conv == 0,
-                     singular=singular, messages=messages)
+                     singular=singular, messages=messages, method=method)
+
+
+def _choose_method(fn: Callable[[np.ndarray], float], control: Control) -> str:
+    """"bobyqa" or "lbfgsb" from ``control.method`` and what the objective offers."""
+    has_grad = bool(getattr(fn, "has_gradient", False))
+    if control.method == "bobyqa":
+        return "bobyqa"
+    if control.method == "lbfgsb":
+        if not has_grad:
+            raise MixedrefError("method='lbfgsb' needs the exact gradient, which this objective "
+                                "has only when every random-effects term is scalar")
+        return "lbfgsb"
+    if control.method != "auto":
+        raise MixedrefError(f"unknown method {control.method!r}; use 'auto', 'bobyqa' or "
+                            "'lbfgsb'")
+    big = int(getattr(fn, "r", 0)) >= GRADIENT_MIN_BLOCK
+    return "lbfgsb" if has_grad and big else "bobyqa"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.linalg.lapack import dpotrf
+from scipy.linalg.lapack import dpotrf, dpotri
 
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import DataError, MixedrefError
@@ -39,10 +39,11 @@ MAX_DENSE_BLOCK = 8000
 #: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
 _SHORTCUT_MIN = 1e-3
 
-try:  # scipy's CSR mat-vec kernel, accumulating y += A x in place without allocating
+try:  # scipy's kernels: CSR mat-vec accumulating y += A x in place; COO -> CSR counting sort
+    from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
 except ImportError:  # pragma: no cover
-    _csr_matvec = None
+    _csr_matvec = _coo_tocsr = None
 
 
 def theta_template(theta_k: np.ndarray, q: int) -> np.ndarray:
@@ -149,6 +150,10 @@ class PLSObjective:
         self._scalar_rest = all(q == 1 for q in self.q[1:])
         self._buf = np.empty((r, r))
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
+        #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
+        self.has_gradient = q1 == 1 and self._scalar_rest
+        self._pbuf: np.ndarray | None = None
+        self._M2t: sp.csc_matrix | None = None
 
     # -- theta handling ----------------------------------------------------------------
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -254,6 +259,86 @@ class PLSObjective:
         ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
         pwrss = float(diag[-1]) ** 2
         return self._criterion(ldL2, ldRX2, pwrss)
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient in theta, for models whose terms are all scalar.
+
+        With K = S(t1) + diag(theta_k^-2) the matrix factored by the diagonal shortcut (t1 the
+        first term's theta, W1 = t1^2 / (t1^2 A11 + 1) per level) the criterion is
+        ld1 + sum_k m_k log theta_k^2 + log det K_sub + c log pwrss (ML: K_sub the random-effects
+        block, c = n; REML: K_sub all of K, c = n - p - 1), and pwrss = 1 / (K^-1)_yy. So
+        d log det K_sub = tr(K_sub^-1 dK) (one dpotri) and d pwrss = pwrss^2 v' dK v with
+        v = K^-1 e_y; dK/dt1 = -A21 diag(dW1) A21' is contracted through the Schur operator.
+        The gradient is None where the shortcut does not apply (a later theta below 1e-3).
+        """
+        if not self.has_gradient:
+            raise MixedrefError("the analytic gradient needs every random-effects term scalar")
+        theta = np.asarray(theta, dtype=float)
+        rest = theta[1:]
+        if rest.size and rest.min() < _SHORTCUT_MIN:
+            return self(theta), None
+        _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
+        if info != 0:
+            return math.inf, None
+        n, p, r, re2 = self.n, self.p, self.r, self.re2
+        diag = np.diagonal(U)
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
+        pwrss = float(diag[-1]) ** 2
+        value = self._criterion(ldL2, ldRX2, pwrss)
+        # v = K^-1 e_y: U'U = K and U' z = e_y gives z = e_y / U_yy
+        e = np.zeros(r)
+        e[-1] = 1.0 / diag[-1]
+        v = sla.solve_triangular(U, e, lower=False, check_finite=False)
+        if self.REML:
+            Pinv, info = dpotri(U, lower=0, overwrite_c=1)
+            c_pw, m = n - p - 1.0, r
+        elif re2:
+            Pinv, info = dpotri(U[:re2, :re2], lower=0)
+            c_pw, m = float(n), re2
+        else:  # ML with one term: no dense random-effects block
+            Pinv, info, c_pw, m = np.zeros((0, 0)), 0, float(n), 0
+        if info != 0:
+            return value, None
+        # Pinv's upper triangle (Fortran) read in C order is P's lower triangle, the layout of
+        # M's rows; M2 is M with off-diagonal rows doubled, so M2' vec(P) = M' vec(P~)
+        if m == r:
+            pflat = Pinv.T.reshape(-1)
+        else:
+            if self._pbuf is None:
+                self._pbuf = np.zeros((r, r))
+            self._pbuf[:m, :m] = Pinv.T
+            pflat = self._pbuf.reshape(-1)
+        pdiag = np.diagonal(Pinv)
+        t1 = theta[0]
+        a = self.A11[:, 0, 0]
+        d1 = t1 * t1 * a + 1.0
+        dw = 2.0 * t1 / d1**2  # d W1 / d t1
+        Bv = self.A21.T @ v
+        grad = np.empty(theta.size)
+        dlogdet = -float(dw @ (self._doubled_operator_t() @ pflat)) if m else 0.0
+        dpw = -pwrss**2 * float(dw @ (Bv * Bv))
+        grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
+        off = 0
+        for k, (th, mk) in enumerate(zip(rest, self.nlev[1:], strict=True), start=1):
+            seg = slice(off, off + mk)
+            dc = -2.0 * th**-3.0  # d theta^-2 / d theta
+            dpw = pwrss**2 * float(v[seg] @ v[seg]) * dc
+            grad[k] = 2.0 * mk / th + float(np.sum(pdiag[seg])) * dc + c_pw * dpw / pwrss
+            off += mk
+        return value, grad
+
+    def _doubled_operator_t(self) -> sp.csc_matrix:
+        """M' with M's off-diagonal rows doubled (built on the first gradient, then kept)."""
+        if self._M2t is None:
+            M, r = self.M, self.r
+            diag_rows = np.arange(r, dtype=np.int64) * (r + 1)
+            starts, ends = M.indptr[diag_rows], M.indptr[diag_rows + 1]
+            on_diag = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
+            data = 2.0 * M.data
+            data[on_diag] = M.data[on_diag]
+            self._M2t = sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape).T
+        return self._M2t
 
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
@@ -369,9 +454,8 @@ def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csr_matr
             cols_out.append(np.repeat(cols.astype(np.int32), a.size))
         if not flats:
             return sp.csr_matrix((r * r, m1))
-        return sp.csr_matrix(
-            (np.concatenate(datas), (np.concatenate(flats), np.concatenate(cols_out))),
-            shape=(r * r, m1))
+        return _csr(np.concatenate(flats), np.concatenate(cols_out), np.concatenate(datas),
+                    (r * r, m1))
     start = indptr[0:m1 * q1:q1].astype(np.int64)
     k = (indptr[q1:m1 * q1 + 1:q1] - indptr[0:m1 * q1:q1]).astype(np.int64)
     entry_col = np.repeat(np.arange(m1 * q1), np.diff(indptr)) % q1
@@ -389,4 +473,20 @@ def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csr_matr
     widx = lvl * (q1 * q1) + entry_col[e1] * q1 + entry_col[e2]
     data = vals[e1] * vals[e2]
     flat = i.astype(np.int64) * r + j
-    return sp.csr_matrix((data, (flat, widx)), shape=(r * r, m1 * q1 * q1))
+    return _csr(flat, widx, data, (r * r, m1 * q1 * q1))
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, data: np.ndarray,
+         shape: tuple[int, int]) -> sp.csr_matrix:
+    """CSR from (row, col, value) triplets without duplicates, by one counting sort (column
+    indices left unsorted within rows: the mat-vec products used here do not need them)."""
+    if _coo_tocsr is None:  # pragma: no cover - scipy without the private kernel
+        return sp.csr_matrix((data, (rows, cols)), shape=shape)
+    nnz = data.size
+    idx = np.int64 if max(shape) >= 2**31 - 1 or nnz >= 2**31 - 1 else np.int32
+    indptr = np.empty(shape[0] + 1, dtype=idx)
+    indices = np.empty(nnz, dtype=idx)
+    out = np.empty(nnz, dtype=data.dtype)
+    _coo_tocsr(shape[0], shape[1], nnz, rows.astype(idx, copy=False),
+               cols.astype(idx, copy=False), data, indptr, indices, out)
+    return sp.csr_matrix((out, indices, indptr), shape=shape)
