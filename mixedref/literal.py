@@ -108,6 +108,18 @@ def _logdet(A: np.ndarray) -> float:
     return float(value)
 
 
+def _check_precision(quad_ml: float, quad_reml: float, y: np.ndarray) -> None:
+    """The two forms of the residual quadratic form are equal in exact arithmetic (completing
+    the square); when they differ, the dense products cancelled catastrophically (e.g. y = 1e9 +
+    noise) and any number returned would be silently wrong, so refuse instead."""
+    if not (quad_ml > 0 and abs(quad_ml - quad_reml) <= 1e-6 * quad_ml):
+        raise DataError(
+            f"the dense equations lost precision: the residual quadratic form is {quad_ml:.6g} "
+            f"in one form and {quad_reml:.6g} in the other (|y| up to {np.abs(y).max():.3g}); "
+            "subtract a constant from the response, or use mixedref.lmer"
+        )
+
+
 def profiled(
     omega_inv: np.ndarray, X: np.ndarray, Z: np.ndarray, y: np.ndarray, REML: bool
 ) -> LiteralEvaluation:
@@ -116,7 +128,9 @@ def profiled(
     omega_inv = np.asarray(omega_inv, dtype=float)
     q = Z.shape[1]
     if omega_inv.shape != (q, q):
-        raise DataError(f"Omega^-1 must be {q} x {q} to match Z's {q} columns, got {omega_inv.shape}")
+        raise DataError(
+            f"Omega^-1 must be {q} x {q} to match Z's {q} columns, got {omega_inv.shape}"
+        )
     n, p = X.shape
     R = R_theta(omega_inv, Z)
     XtRX = X.T @ R @ X
@@ -124,8 +138,12 @@ def profiled(
     beta = A @ y
     log_det_R = _logdet(R)
     log_det_XtRX = _logdet(XtRX)
+    resid = y - X @ beta
+    quad_ml = float(resid @ R @ resid)  # the ML form of the residual quadratic form
+    quad_reml = float(y @ (R - R @ X @ np.linalg.inv(XtRX) @ X.T @ R) @ y)  # the REML form
+    _check_precision(quad_ml, quad_reml, y)
     if REML:
-        sigma2 = float(y @ (R - R @ X @ np.linalg.inv(XtRX) @ X.T @ R) @ y / (n - p))
+        sigma2 = quad_reml / (n - p)
         loglik = (
             0.5 * log_det_R
             - 0.5 * log_det_XtRX
@@ -133,8 +151,7 @@ def profiled(
             - 0.5 * (n - p) * (1.0 + _LOG_2PI)
         )
     else:
-        resid = y - X @ beta
-        sigma2 = float(resid @ R @ resid / n)
+        sigma2 = quad_ml / n
         loglik = 0.5 * log_det_R - 0.5 * n * math.log(sigma2) - 0.5 * n * (1.0 + _LOG_2PI)
     return LiteralEvaluation(
         beta=beta,

@@ -119,3 +119,11 @@ def test_bad_input_errors():
     n = literal.MAX_DENSE_N + 1
     with pytest.raises(DataError, match="exceeds its limit"):
         literal.check_dense_inputs(np.ones((n, 1)), np.ones((n, 1)), np.ones(n))
+
+
+def test_precision_loss_is_refused_not_silently_wrong():
+    """y = 1e9 + noise: the REML quadratic form cancels catastrophically in dense products."""
+    y, X, Z, _ = one_way()
+    for REML in (True, False):
+        with pytest.raises(DataError, match="lost precision"):
+            literal.profiled(0.25 * np.eye(Z.shape[1]), X, Z, 1e9 + 1e-3 * y, REML)
