@@ -1,1 +1,323 @@
-"""The harness's pytest plugin (registered through the ``pytest11`` entry point)."""
+"""The harness's pytest plugin (registered through the ``pytest11`` entry point).
+
+Collecting ``harness/catalog.yaml`` (or ``--catalog PATH``) yields one item per case and
+implementation, named ``<case-id>[<impl>-vs-<reference>]`` (``-k sleepstudy``, ``-k statsmodels``
+select), plus ``<case-id>[lme4-vs-recorded]`` checking live lme4 against its recording. An item
+fits the case with the implementation (harness.runner), compares with the reference under the
+tolerance policy (harness.compare) and fails with the parameter table when they disagree.
+
+Options: ``--impl NAME`` (repeatable; built-in names, entry points of the group
+``mixedref_harness.impls``, or ``module:callable``), ``--reference live|recorded``,
+``--catalog PATH``, ``--case-timeout SECONDS``, ``--report DIR``, ``--recorded PATH``.
+
+Parallel runs: with ``-n N`` (and no explicit ``--dist``) the plugin schedules each case's
+items on one worker, so the lme4 reference for a case is fitted once; the items also carry an
+``xdist_group`` mark per case. Across CI jobs, pytest-split works on these items as on any:
+``pytest harness --store-durations`` once, then ``pytest harness --splits 4 --group 1`` etc.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import compare as cmp
+from harness import summary
+
+CATALOG_DEFAULT = Path(__file__).resolve().parent / "catalog.yaml"
+_KEY = pytest.StashKey["HarnessSession"]()
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mixedref-harness", "mixedref harness: agreement with lme4")
+    group.addoption("--impl", action="append", default=None, metavar="NAME",
+                    help="implementation to compare with lme4 (repeatable): mixedref, "
+                         "statsmodels, mixedref-literal, lme4, an entry point of the group "
+                         "mixedref_harness.impls, or module:callable. Default: mixedref, "
+                         "statsmodels and mixedref-literal (where it can be loaded).")
+    group.addoption("--reference", choices=("live", "recorded"), default=None,
+                    help="lme4 fitted now through rpy2 (live), or its recorded answers "
+                         "(recorded). Default: live where R and lme4 load, else recorded.")
+    group.addoption("--catalog", default=None, metavar="PATH",
+                    help="catalog file to run instead of harness/catalog.yaml")
+    group.addoption("--recorded", default=None, metavar="PATH",
+                    help="recorded lme4 answers (default harness/references/lme4.json)")
+    group.addoption("--case-timeout", type=float, default=None, metavar="SECONDS",
+                    help="fail a candidate's fit that takes longer (overrides the catalog's)")
+    group.addoption("--report", default=None, metavar="DIR",
+                    help="write discrepancy reports (json, md, html) to DIR")
+
+
+class HarnessSession:
+    """The plugin's per-process state: options, the reference adapter, collected results."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        opt = config.getoption
+        self.catalog_path = Path(opt("catalog")).resolve() if opt("catalog") else CATALOG_DEFAULT
+        self.recorded_path = opt("recorded")
+        self.timeout = opt("case_timeout")
+        self.requested_impls: list[str] | None = opt("impl")
+        self.requested_reference: str | None = opt("reference")
+        self._reference: tuple[str, Any, str] | None = None
+        self.collected = False
+        self.entries: dict[str, dict[str, Any]] = {}  # nodeid -> summary entry
+
+    # The reference is decided once per process (R is started here when it is needed).
+    def reference(self) -> tuple[str, Any, str]:
+        """(mode, adapter, description) of the reference."""
+        if self._reference is None:
+            from harness.adapters import Lme4Live, Lme4Recorded
+
+            recorded = Lme4Recorded(self.recorded_path)
+            mode = self.requested_reference
+            why_not_live = None
+            if mode != "recorded":
+                why_not_live = Lme4Live().unavailable()
+            if mode == "live" or (mode is None and why_not_live is None):
+                from harness import rbridge
+
+                v = rbridge.versions()
+                desc = (f"live lme4 {v.get('lme4', '?')} via rpy2 ({v.get('R', 'R ?')}, "
+                        f"BLAS {v.get('BLAS', '?')})") if why_not_live is None else (
+                        f"live lme4 requested but unavailable: {why_not_live}")
+                self._reference = ("live", Lme4Live(), desc)
+            else:
+                desc = f"recorded lme4 answers {recorded.describe()}"
+                if mode is None:
+                    desc += f"; live lme4 not used: {why_not_live}"
+                self._reference = ("recorded", recorded, desc)
+        return self._reference
+
+    def impls(self) -> list[str]:
+        """The candidate implementations: as requested, or the defaults that can be loaded."""
+        from harness.adapters import DEFAULT_IMPLS, get_adapter
+
+        if self.requested_impls:
+            return list(dict.fromkeys(self.requested_impls))
+        out = []
+        for name in DEFAULT_IMPLS:
+            if name == "mixedref-literal" and get_adapter(name).unavailable():
+                continue
+            out.append(name)
+        return out
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keep what the summary needs (works on the xdist controller: user_properties)."""
+        props = dict(report.user_properties or ())
+        if "harness-item" in props:
+            summary.record_report(self.entries, report, props)
+
+
+def _session(config: pytest.Config) -> HarnessSession:
+    if _KEY not in config.stash:
+        hs = HarnessSession(config)
+        config.stash[_KEY] = hs
+        config.pluginmanager.register(hs, "mixedref-harness-session")
+    return config.stash[_KEY]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    _session(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n N`` and no explicit ``--dist``: schedule each catalog case's items on one
+    worker (so its lme4 reference is fitted once), everything else as ``--dist load`` does.
+
+    (xdist's own ``--dist loadgroup`` would do this through the xdist_group marks the items
+    carry, but pytest-xdist 3.8 cannot rename node ids under pytest 9, so it does not group.)
+    """
+    explicit = any(a == "--dist" or a.startswith("--dist=") or a == "-d"
+                   for a in config.invocation_params.args)
+    if explicit or config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CaseScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, sep, name = nodeid.partition("::")
+            if sep and Path(path).name.endswith((".yaml", ".yml")) and "[" in name:
+                return f"{path}::{name.split('[', 1)[0]}"
+            return nodeid
+
+    return CaseScheduling(config, log)
+
+
+def _harness_requested(config: pytest.Config) -> bool:
+    """True when the run may collect the catalog (so the header is worth starting R for)."""
+    hs = _session(config)
+    if config.getoption("catalog") or config.getoption("reference"):
+        return True
+    pyargs = config.getoption("pyargs", False)
+    for arg in config.args:
+        base = str(arg).split("::")[0]
+        if pyargs and (base == "harness" or base.startswith("harness.")):
+            return True
+        path = Path(config.invocation_params.dir, base).resolve()
+        if path == hs.catalog_path or path in hs.catalog_path.parents:
+            return True
+    return False
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if not _harness_requested(config):
+        return None
+    hs = _session(config)
+    mode, _, desc = hs.reference()
+    return [f"mixedref harness: reference = {desc}",
+            f"mixedref harness: implementations = {', '.join(hs.impls())}; "
+            f"catalog = {hs.catalog_path}"]
+
+
+# ----------------------------------------------------------------------------- collection
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    hs = _session(parent.config)
+    path = Path(file_path).resolve()
+    if path != hs.catalog_path and path != CATALOG_DEFAULT:
+        return None
+    if hs.collected:  # the default catalog's place and --catalog both seen: collect once
+        return None
+    hs.collected = True
+    return CatalogFile.from_parent(parent, path=file_path)
+
+
+class CatalogFile(pytest.File):
+    """The catalog: one item per (case, implementation), and one live-vs-recorded per case."""
+
+    def collect(self) -> Any:
+        from harness.adapters import Lme4Recorded, get_adapter
+        from harness.catalog import load_catalog
+
+        hs = _session(self.config)
+        mode, ref_adapter, _ = hs.reference()
+        ref_label = "lme4" if mode == "live" else "lme4-recorded"
+        cases = load_catalog(hs.catalog_path)
+        for case in cases:
+            for impl in hs.impls():
+                try:
+                    adapter = get_adapter(impl)
+                except ValueError as exc:
+                    raise pytest.UsageError(str(exc)) from None
+                item = CaseItem.from_parent(self, name=f"{case.id}[{impl}-vs-{ref_label}]",
+                                            case=case, adapter=adapter, reference=ref_adapter)
+                _mark(item, case, impl, adapter, ref_adapter)
+                yield item
+            if mode == "live":
+                recorded = Lme4Recorded(hs.recorded_path)
+                item = CaseItem.from_parent(self, name=f"{case.id}[lme4-vs-recorded]",
+                                            case=case, adapter=ref_adapter, reference=recorded)
+                _mark(item, case, "lme4", ref_adapter, recorded)
+                yield item
+
+
+def _mark(item: pytest.Item, case: Any, impl: str, adapter: Any, reference: Any) -> None:
+    """Group by case (xdist), and skip or xfail as the catalog and the adapters say."""
+    item.add_marker(pytest.mark.xdist_group(case.id))
+    reason = (adapter.unavailable() or (getattr(case, "skip", None) or {}).get(impl)
+              or adapter.supports(case) or reference.unavailable() or reference.supports(case))
+    if reason:
+        item.add_marker(pytest.mark.skip(reason=f"{impl}: {reason}"))
+    xfail = (getattr(case, "xfail", None) or {}).get(impl)
+    if xfail:
+        item.add_marker(pytest.mark.xfail(reason=xfail, strict=True))
+    item.user_properties.append(("harness-item", {"case": case.id, "impl": impl,
+                                                  "reference": reference.name}))
+
+
+class HarnessDisagreement(Exception):
+    """Raised by an item whose candidate disagrees with (or failed against) the reference."""
+
+    def __init__(self, comparison: cmp.Comparison) -> None:
+        super().__init__(comparison.headline())
+        self.comparison = comparison
+
+
+def _skip(reason: str) -> None:
+    """Skip the running item, reported at the catalog's location rather than this file's."""
+    try:
+        raise pytest.skip.Exception(reason, _use_item_location=True)
+    except TypeError:  # a pytest without the keyword
+        pytest.skip(reason)
+
+
+class CaseItem(pytest.Item):
+    """One case fitted by one implementation and compared with the reference."""
+
+    def __init__(self, *, case: Any, adapter: Any, reference: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case, self.adapter, self.reference = case, adapter, reference
+
+    def runtest(self) -> None:
+        from harness import runner
+
+        hs = _session(self.config)
+        ref = runner.fit_case(self.reference, self.case)
+        cand = runner.fit_case(self.adapter, self.case, timeout=hs.timeout)
+        if runner.is_not_supported(cand):
+            _skip(f"{self.adapter.name}: {cand['error']}")
+        comp = cmp.compare_records(ref, cand, self.case)
+        self.user_properties.append(("harness", {
+            "verdict": comp.verdict, "headline": comp.reason(),
+            "comparison": comp.to_dict(), "record": cand, "reference_record": ref}))
+        if comp.verdict == cmp.REFERENCE_FAILED:
+            _skip(comp.error or "the reference failed")
+        if not comp.ok:
+            raise HarnessDisagreement(comp)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, HarnessDisagreement):
+            return excinfo.value.comparison.format_table()
+        return str(super().repr_failure(excinfo, style))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"{self.name} ({self.case.formula}, REML={self.case.REML})"
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start each session with fresh caches (matters only for nested in-process runs)."""
+    from harness import adapters, runner
+
+    runner.clear_cache()
+    adapters.clear_instances()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    hs = _session(config)
+    if hs.entries:
+        summary.write_summary(terminalreporter, hs.entries)
+        report_dir = config.getoption("report")
+        if report_dir:
+            _write_report(terminalreporter, hs, report_dir)
+    summary.write_benchmark_ratios(terminalreporter, config)
+
+
+def _write_report(terminalreporter: Any, hs: HarnessSession, report_dir: str) -> None:
+    try:
+        from harness.report import write_report
+    except ImportError as exc:
+        terminalreporter.write_line(f"mixedref harness: --report needs harness.report ({exc})")
+        return
+    try:
+        from harness.catalog import load_catalog
+
+        cases = {c.id: c for c in load_catalog(hs.catalog_path)}
+    except Exception:
+        cases = {}
+    results = summary.results_for_report(hs.entries, cases)
+    write_report(results, report_dir)
+    terminalreporter.write_line(f"mixedref harness: report written to {report_dir}")

@@ -1,0 +1,55 @@
+"""Adapters: one per implementation, each giving FitRecords for catalog cases.
+
+Built in: ``lme4`` (live, through R), ``lme4-recorded``, ``mixedref``, ``mixedref-literal``,
+``statsmodels``. Others: a name registered in the ``mixedref_harness.impls`` entry-point
+group, or ``module:callable`` (see :mod:`harness.adapters.user`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.adapters.base import Adapter
+from harness.adapters.lme4 import Lme4Live, Lme4Recorded
+from harness.adapters.mixedref_impl import Mixedref, MixedrefLiteral
+from harness.adapters.statsmodels_impl import Statsmodels
+from harness.adapters.user import CallableAdapter, entry_point_names, from_entry_point
+
+BUILTIN: dict[str, Callable[[], Adapter]] = {
+    "lme4": Lme4Live,
+    "lme4-recorded": Lme4Recorded,
+    "mixedref": Mixedref,
+    "mixedref-literal": MixedrefLiteral,
+    "statsmodels": Statsmodels,
+}
+
+DEFAULT_IMPLS = ("mixedref", "statsmodels", "mixedref-literal")
+
+_instances: dict[str, Adapter] = {}
+
+
+def get_adapter(name: str) -> Adapter:
+    """The adapter called ``name`` (one instance per process): built-in, entry point, or
+    ``module:callable``. Raises ValueError naming the known implementations otherwise."""
+    if name not in _instances:
+        if name in BUILTIN:
+            adapter: Adapter | None = BUILTIN[name]()
+        else:
+            adapter = from_entry_point(name)
+            if adapter is None and ":" in name:
+                adapter = CallableAdapter(name)
+        if adapter is None:
+            known = sorted(BUILTIN) + entry_point_names()
+            raise ValueError(f"unknown implementation {name!r}: use one of {known}, "
+                             "or module:callable")
+        _instances[name] = adapter
+    return _instances[name]
+
+
+def clear_instances() -> None:
+    """Forget the adapter instances (a new pytest session starts from scratch)."""
+    _instances.clear()
+
+
+__all__ = ["BUILTIN", "DEFAULT_IMPLS", "Adapter", "CallableAdapter", "Lme4Live", "Lme4Recorded",
+           "Mixedref", "MixedrefLiteral", "Statsmodels", "get_adapter"]

@@ -1,0 +1,74 @@
+"""Users' implementations: ``--impl mypkg.module:fit`` names a callable
+``fit(formula, data, REML)`` returning a FitRecord or a mapping with some of its fields;
+packages can also register one under the entry-point group ``mixedref_harness.impls``
+(the object is such a callable, or an Adapter)."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from harness.adapters.base import Adapter
+from harness.record import normalize_record
+
+ENTRY_POINT_GROUP = "mixedref_harness.impls"
+
+
+class CallableAdapter(Adapter):
+    """Wraps ``func(formula, data, REML)``; loads ``module:attr`` lazily."""
+
+    def __init__(self, name: str, spec: str | None = None, func: Any = None) -> None:
+        self.name = name
+        self.spec = spec or name
+        self._func = func
+        self._reason: str | None = None
+
+    def _load(self) -> Any:
+        if self._func is None and self._reason is None:
+            module, _, attr = self.spec.partition(":")
+            try:
+                obj: Any = importlib.import_module(module)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except Exception as exc:
+                self._reason = f"cannot load {self.spec!r}: {type(exc).__name__}: {exc}"
+                return None
+            if not callable(obj):
+                self._reason = f"{self.spec!r} is not callable"
+                return None
+            self._func = obj
+        return self._func
+
+    def unavailable(self) -> str | None:
+        self._load()
+        return self._reason
+
+    def fit(self, case: Any, data: Any) -> dict[str, Any]:
+        func = self._load()
+        if func is None:
+            raise RuntimeError(self._reason)
+        raw = func(case.formula, data, bool(case.REML))
+        if not hasattr(raw, "keys"):
+            raise TypeError(f"{self.spec} returned {type(raw).__name__}, not a mapping/record")
+        return normalize_record(dict(raw), self.name, case.id)
+
+
+def entry_point_names() -> list[str]:
+    """Names registered under the ``mixedref_harness.impls`` entry-point group."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def from_entry_point(name: str) -> Adapter | None:
+    """The adapter registered under ``name`` in the entry-point group, or None."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name != name:
+            continue
+        obj = ep.load()
+        if isinstance(obj, type) and issubclass(obj, Adapter):
+            obj = obj()
+        if isinstance(obj, Adapter):
+            obj.name = name
+            return obj
+        return CallableAdapter(name, ep.value, func=obj)
+    return None

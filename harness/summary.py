@@ -1,0 +1,146 @@
+"""The session summary: cases x implementations with their verdicts, counts per implementation
+(agreed / disagreed / candidate-better / failed / skipped / xfail) and the list of
+disagreements. Built from test reports' user_properties, so it works under pytest-xdist
+(the controller sees only reports). Also the benchmark ratio line per case."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from harness.compare import Comparison
+
+COLUMNS = ("agreed", "disagreed", "candidate-better", "failed", "reference-failed", "skipped",
+           "xfail", "xpass")
+_SHORT = {"agreed": "ok", "disagreed": "DIS", "candidate-better": "BETTER", "failed": "FAIL",
+          "reference-failed": "REF-FAIL", "skipped": "skip", "xfail": "xfail", "xpass": "XPASS",
+          "error": "ERROR"}
+
+
+def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[str, Any]) -> None:
+    """Update the entry of ``report``'s item from one phase's report."""
+    item = props["harness-item"]
+    entry = entries.setdefault(report.nodeid, {**item, "outcome": None, "verdict": None,
+                                               "headline": "", "data": None})
+    data = props.get("harness")
+    if data is not None:
+        entry["data"] = data
+        entry["verdict"] = data["verdict"]
+        entry["headline"] = data["headline"]
+    wasxfail = hasattr(report, "wasxfail")
+    if report.when == "call" or report.outcome != "passed":
+        if report.skipped and wasxfail:
+            entry["outcome"] = "xfail"
+            entry["headline"] = entry["headline"] or str(report.wasxfail)
+        elif report.skipped:
+            entry["outcome"] = entry["verdict"] if entry["verdict"] == "reference-failed" \
+                else "skipped"
+            if not entry["headline"]:
+                entry["headline"] = _skip_reason(report)
+        elif report.passed and wasxfail:
+            entry["outcome"] = "xpass"
+        elif report.failed and report.when == "call" and wasxfail:
+            entry["outcome"] = "xpass"  # strict xfail that passed
+        elif report.failed:
+            entry["outcome"] = entry["verdict"] if entry["verdict"] in ("disagreed", "failed") \
+                else ("failed" if report.when == "call" else "error")
+            if not entry["headline"]:
+                entry["headline"] = str(getattr(report, "longreprtext", ""))[:300]
+        else:
+            entry["outcome"] = entry["verdict"] or "agreed"
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def write_summary(tr: Any, entries: dict[str, dict[str, Any]]) -> None:
+    """Print the cases x implementations table, the counts and the disagreements."""
+    done = [e for e in entries.values() if e["outcome"]]
+    if not done:
+        return
+    impls = list(dict.fromkeys(e["impl"] for e in done))
+    cases = list(dict.fromkeys(e["case"] for e in done))
+    cell: dict[tuple[str, str], str] = {(e["case"], e["impl"]): _SHORT.get(e["outcome"], "?")
+                                        for e in done}
+    tr.write_sep("=", "mixedref harness summary")
+    width = max(len(c) for c in cases)
+    widths = [max(len(i), 8) for i in impls]
+    tr.write_line("  ".join(["case".ljust(width)] + [i.ljust(w) for i, w in
+                                                      zip(impls, widths, strict=True)]))
+    for case in cases:
+        tr.write_line("  ".join([case.ljust(width)] + [cell.get((case, i), "").ljust(w) for i, w in
+                                                        zip(impls, widths, strict=True)]))
+    tr.write_line("")
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for e in done:
+        counts[e["impl"]][e["outcome"]] += 1
+    cols = [c for c in COLUMNS if any(counts[i][c] for i in impls)] or ["agreed"]
+    if any(counts[i]["error"] for i in impls):
+        cols.append("error")
+    iw = max(len(i) for i in impls + ["implementation"])
+    tr.write_line("  ".join(["implementation".ljust(iw)] + [c.rjust(len(c)) for c in cols]))
+    for i in impls:
+        tr.write_line("  ".join([i.ljust(iw)] + [str(counts[i][c]).rjust(len(c)) for c in cols]))
+    bad = [e for e in done if e["outcome"] in ("disagreed", "failed", "error", "xpass")]
+    if bad:
+        tr.write_line("")
+        tr.write_line(f"disagreements and failures ({len(bad)}):", red=True)
+        for e in bad:
+            sep = " " if str(e["headline"]).startswith("in ") else ": "
+            tr.write_line(f"  {e['case']} [{e['impl']}]: {e['outcome']}{sep}"
+                          f"{_one_line(e['headline'])}")
+    better = [e for e in done if e["outcome"] == "candidate-better"]
+    if better:
+        tr.write_line("")
+        tr.write_line(f"findings about the reference: candidate reached a lower objective "
+                      f"({len(better)}):", yellow=True)
+        for e in better:
+            tr.write_line(f"  {e['case']} [{e['impl']}]: {_one_line(e['headline'])}")
+
+
+def _one_line(text: str, limit: int = 240) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def results_for_report(entries: dict[str, dict[str, Any]],
+                       cases: dict[str, Any]) -> list[dict[str, Any]]:
+    """[{case, records: {impl: record}, comparisons: {impl: Comparison}}] per case, for
+    harness.report.write_report."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in entries.values():
+        data = e.get("data")
+        if not data:
+            continue
+        res = out.setdefault(e["case"], {"case": cases.get(e["case"], e["case"]), "records": {},
+                                         "comparisons": {}})
+        ref = data["reference_record"]
+        res["records"].setdefault(ref["impl"], ref)
+        res["records"][e["impl"]] = data["record"]
+        res["comparisons"][e["impl"]] = Comparison.from_dict(data["comparison"])
+    return list(out.values())
+
+
+def write_benchmark_ratios(tr: Any, config: Any) -> None:
+    """One line per benchmarked case: median time of each implementation and mixedref/lme4."""
+    bs = getattr(config, "_benchmarksession", None)
+    benches = getattr(bs, "benchmarks", None) or []
+    medians: dict[str, dict[str, float]] = defaultdict(dict)
+    for b in benches:
+        stats = getattr(b, "stats", None)
+        if stats is None or not b.group:
+            continue
+        impl = str(b.name).rsplit("-", 1)[-1].rstrip("]")
+        medians[b.group][impl] = float(stats.median)
+    if not medians:
+        return
+    tr.write_sep("-", "mixedref harness: median fit times")
+    for case, m in medians.items():
+        times = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in sorted(m.items()))
+        ratio = (f"mixedref/lme4 = {m['mixedref'] / m['lme4']:.2f}"
+                 if "mixedref" in m and m.get("lme4") else "mixedref/lme4 = n/a")
+        tr.write_line(f"{case}: {ratio} ({times})")

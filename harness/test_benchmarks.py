@@ -1,0 +1,74 @@
+"""pytest-benchmark timings of each implementation on each catalog case (fit only).
+
+Run with ``pytest harness/test_benchmarks.py --benchmark-only`` (``./dev bench``); in normal
+runs these are skipped so ``pytest harness`` stays fast. Benchmarks are grouped by case id;
+lme4 is timed on the R side, on data already converted to an R data.frame, so only the fit is
+measured. The plugin prints a line per case with the mixedref/lme4 ratio of median times.
+Select with ``-k``, e.g. ``-k "sleepstudy and mixedref"``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+BENCH_IMPLS = ("lme4", "mixedref", "statsmodels")
+SKIP_REASON = "benchmarks run only with --benchmark-only"
+TARGET_SECONDS = 2.0  # per benchmark: rounds = TARGET_SECONDS / (one fit), between 1 and 20
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "bench_case" not in metafunc.fixturenames:
+        return
+    from harness.catalog import load_catalog
+
+    if not metafunc.config.getoption("benchmark_only", False):
+        # one placeholder instead of a skipped item per case and implementation
+        metafunc.parametrize(("bench_case", "bench_impl"), [pytest.param(
+            None, None, id="all", marks=pytest.mark.skip(reason=SKIP_REASON))])
+        return
+    path = metafunc.config.getoption("catalog", None)
+    cases = load_catalog(path)
+    params = [pytest.param(case, impl, id=f"{case.id}-{impl}") for case in cases
+              for impl in BENCH_IMPLS]
+    metafunc.parametrize(("bench_case", "bench_impl"), params)
+
+
+_r_frames: dict[str, Any] = {}
+
+
+def _fit_callable(case: Any, impl: str) -> Any:
+    """A zero-argument callable doing one fit of ``case`` with ``impl`` (data prepared)."""
+    from harness import runner
+    from harness.adapters import get_adapter
+
+    adapter = get_adapter(impl)
+    reason = adapter.unavailable() or adapter.supports(case)
+    if reason:
+        pytest.skip(f"{impl}: {reason}")
+    data = runner.case_data(case)
+    if impl == "lme4":
+        from harness import rbridge
+
+        if case.dataset not in _r_frames:
+            _r_frames[case.dataset] = rbridge.to_r_frame(data)
+        rdata = _r_frames[case.dataset]
+        return lambda: rbridge.lmer_fit_only(rdata, case.formula, bool(case.REML))
+    return lambda: adapter.fit(case, data.copy())
+
+
+def test_fit(benchmark: Any, bench_case: Any, bench_impl: str) -> None:
+    fit = _fit_callable(bench_case, bench_impl)
+    t0 = time.perf_counter()
+    try:
+        fit()  # warm-up (imports, caches), and the size of one round
+    except NotImplementedError as exc:
+        pytest.skip(f"{bench_impl}: not supported: {exc}")
+    one = time.perf_counter() - t0
+    rounds = max(1, min(20, int(TARGET_SECONDS / max(one, 1e-6))))
+    benchmark.group = bench_case.id
+    benchmark.extra_info.update(impl=bench_impl, formula=bench_case.formula,
+                                REML=bool(bench_case.REML))
+    benchmark.pedantic(fit, rounds=rounds, iterations=1)

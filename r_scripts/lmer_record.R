@@ -1,0 +1,112 @@
+# lmer_record(): fit one harness case with lme4's defaults and return the FitRecord
+# (harness/record.py) as an R list, every warning and message captured inside R.
+# Sourced by harness/rbridge.py (functions only; nothing runs on sourcing), and by
+# r_scripts/record_references.R. Needs lme4 attached; jsonlite for lmer_record_json().
+
+# The fields of harness/record.py's FIELDS, in that order.
+.record_fields <- c("impl", "case_id", "fixef", "fixef_se", "sigma", "varcorr", "theta",
+                    "loglik", "objective", "REML", "nobs", "ngroups", "converged", "singular",
+                    "messages", "seconds", "nfev", "versions", "error")
+
+# A named list that serializes to a JSON object even when empty.
+.as_object <- function(x) {
+  if (length(x) == 0) return(setNames(list(), character(0)))
+  as.list(x)
+}
+
+# Versions of what produced the numbers: R, lme4, Matrix and the BLAS/LAPACK in use.
+lmer_versions <- function() {
+  list(R = R.version.string,
+       lme4 = as.character(utils::packageVersion("lme4")),
+       Matrix = as.character(utils::packageVersion("Matrix")),
+       BLAS = unname(extSoftVersion()["BLAS"]),
+       LAPACK = La_library())
+}
+
+# Fit `formula` (a string) to `data` with lmer's defaults; return the record, never an error.
+# `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
+lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL) {
+  rec <- setNames(vector("list", length(.record_fields)), .record_fields)
+  rec$impl <- impl
+  rec$case_id <- case_id
+  rec$REML <- isTRUE(REML)
+  rec$fixef <- .as_object(NULL)
+  rec$fixef_se <- .as_object(NULL)
+  rec$varcorr <- list()
+  rec$ngroups <- .as_object(NULL)
+  rec$versions <- lmer_versions()
+  msgs <- character(0)
+  fit <- tryCatch({
+    f <- stats::as.formula(formula)
+    t0 <- Sys.time()
+    m <- withCallingHandlers(
+      if (is.null(optimizer)) lme4::lmer(f, data = data, REML = isTRUE(REML))
+      else lme4::lmer(f, data = data, REML = isTRUE(REML),
+                      control = lme4::lmerControl(optimizer = optimizer)),
+      warning = function(w) {
+        msgs <<- c(msgs, conditionMessage(w))
+        invokeRestart("muffleWarning")
+      },
+      message = function(m) {
+        msgs <<- c(msgs, sub("\n$", "", conditionMessage(m)))
+        invokeRestart("muffleMessage")
+      })
+    rec$seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    m
+  }, error = function(e) {
+    rec$error <<- conditionMessage(e)
+    NULL
+  })
+  rec$messages <- as.list(msgs)
+  if (is.null(fit)) return(rec)
+  m <- fit
+  rec$fixef <- .as_object(lme4::fixef(m))
+  rec$fixef_se <- .as_object(setNames(sqrt(diag(as.matrix(stats::vcov(m)))), names(lme4::fixef(m))))
+  rec$sigma <- stats::sigma(m)
+  vc <- as.data.frame(lme4::VarCorr(m))
+  rec$varcorr <- lapply(seq_len(nrow(vc)), function(i) {
+    list(grp = vc$grp[i],
+         var1 = if (is.na(vc$var1[i])) NULL else vc$var1[i],
+         var2 = if (is.na(vc$var2[i])) NULL else vc$var2[i],
+         vcov = vc$vcov[i], sdcor = vc$sdcor[i])
+  })
+  rec$theta <- as.list(unname(lme4::getME(m, "theta")))
+  rec$loglik <- as.numeric(stats::logLik(m))
+  cmp <- m@devcomp$cmp
+  rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
+  rec$nobs <- stats::nobs(m)
+  rec$ngroups <- .as_object(lme4::ngrps(m))
+  conv <- m@optinfo$conv
+  lme4_codes <- unlist(conv$lme4$code)
+  rec$converged <- identical(as.numeric(conv$opt), 0) &&
+    (length(lme4_codes) == 0 || all(lme4_codes == 0)) &&
+    !any(grepl("converge", msgs, ignore.case = TRUE))
+  rec$singular <- lme4::isSingular(m)
+  rec$nfev <- m@optinfo$feval
+  rec
+}
+
+# The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
+lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL) {
+  rec <- lmer_record(data, formula, REML, case_id, impl, optimizer)
+  as.character(jsonlite::toJSON(rec, auto_unbox = TRUE, digits = NA, null = "null",
+                                na = "null"))
+}
+
+# The fit alone, nothing returned: what the benchmarks time on already converted data.
+lmer_fit_only <- function(data, formula, REML) {
+  suppressWarnings(suppressMessages(
+    lme4::lmer(stats::as.formula(formula), data = data, REML = isTRUE(REML))))
+  invisible(NULL)
+}
+
+# A data.frame from a named list of equally long columns, names kept verbatim.
+harness_frame <- function(columns, nrow) {
+  structure(columns, class = "data.frame", row.names = c(NA_integer_, -as.integer(nrow)))
+}
+
+# A factor from 1-based integer codes (NA for missing) and its levels in the given order.
+harness_factor <- function(codes, levels, ordered) {
+  factor_class <- if (isTRUE(ordered)) c("ordered", "factor") else "factor"
+  structure(as.integer(codes), levels = as.character(levels), class = factor_class)
+}

@@ -1,0 +1,57 @@
+# Record lme4's answers to every catalog case, so the harness can compare without R.
+#
+#     Rscript r_scripts/record_references.R [CATALOG] [OUT]
+#
+# CATALOG defaults to <repo>/harness/catalog.yaml, OUT to <repo>/harness/references/lme4.json.
+# Each case is fitted with lmer_record() (r_scripts/lmer_record.R, lme4's defaults) on the data
+# read by read_dataset() (r_scripts/catalog.R); the output holds one record per case id, what
+# was fitted per case id (dataset, formula, REML: the harness refuses a stale recording), the
+# R/lme4/BLAS versions and the date. No Python is needed. InstEval takes ~10 s per fit.
+
+suppressPackageStartupMessages({
+  library(lme4)
+  library(jsonlite)
+})
+
+script_dir <- function() {
+  arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
+  if (length(arg) == 0) return(file.path(getwd(), "r_scripts"))
+  dirname(normalizePath(sub("^--file=", "", arg[1])))
+}
+
+main <- function(args) {
+  Sys.setlocale("LC_COLLATE", "C")
+  here <- script_dir()
+  repo <- dirname(here)
+  source(file.path(here, "lmer_record.R"))
+  source(file.path(here, "catalog.R"))
+  catalog <- if (length(args) >= 1) args[1] else file.path(repo, "harness", "catalog.yaml")
+  out <- if (length(args) >= 2) args[2] else file.path(repo, "harness", "references", "lme4.json")
+  cases <- read_catalog(catalog)
+  records <- list()
+  fitted <- list()
+  cache <- list()
+  for (case in cases) {
+    key <- paste(c(case$dataset, case$data_dirs), collapse = "\r")
+    if (is.null(cache[[key]])) cache[[key]] <- read_dataset(case$dataset, case$data_dirs)
+    rec <- lmer_record(cache[[key]], case$formula, isTRUE(case$REML), case$id)
+    status <- if (is.null(rec$error)) sprintf("objective %.6f", rec$objective) else rec$error
+    cat(sprintf("%-40s %6.2fs  %s\n", case$id, if (is.null(rec$seconds)) NA else rec$seconds,
+                status))
+    records[[case$id]] <- rec
+    fitted[[case$id]] <- list(dataset = case$dataset, formula = case$formula,
+                              REML = isTRUE(case$REML))
+  }
+  doc <- list(generator = "r_scripts/record_references.R",
+              catalog = basename(catalog),
+              date = format(Sys.time(), "%Y-%m-%dT%H:%M:%S%z"),
+              versions = lmer_versions(),
+              cases = fitted,
+              records = records)
+  dir.create(dirname(out), showWarnings = FALSE, recursive = TRUE)
+  writeLines(toJSON(doc, auto_unbox = TRUE, digits = NA, null = "null", na = "null",
+                    pretty = TRUE), out)
+  cat(sprintf("wrote %d records to %s\n", length(records), out))
+}
+
+if (sys.nframe() == 0) main(commandArgs(trailingOnly = TRUE))

@@ -1,0 +1,193 @@
+"""The pytest plugin, run through pytester against the recorded lme4 answers (no R needed):
+user implementations plugged in with --impl, failures with their parameter table, the
+session going on after a raising or NaN implementation, exit codes, skips, strict xfails,
+the summary (also under pytest-xdist)."""
+
+from __future__ import annotations
+
+import textwrap
+
+# statsmodels and harness are imported here, before pytester's in-process runs: modules first
+# imported inside such a run are unloaded after it, and numpy's extension modules cannot be
+# loaded twice per process.
+import pytest
+import statsmodels.regression.mixed_linear_model  # noqa: F401
+
+import harness.adapters  # noqa: F401
+import harness.catalog  # noqa: F401
+import harness.plugin  # noqa: F401
+
+pytest_plugins = ["pytester"]
+
+# A user implementation that returns lme4's recorded answer, with the fixed effects of the
+# sleepstudy cases 10% off: deliberately wrong there and right everywhere else.
+WRONG_IMPL = '''
+import copy
+from harness.adapters import Lme4Recorded
+from harness.catalog import load_catalog
+
+_CASES = {(c.formula, c.REML): c for c in load_catalog() if c.dataset in ("sleepstudy",
+                                                                            "Dyestuff")}
+
+def fit(formula, data, REML):
+    case = _CASES[(formula, bool(REML))]
+    rec = copy.deepcopy(Lme4Recorded().fit(case, None))
+    for key in ("impl", "case_id"):
+        rec.pop(key)
+    if case.dataset == "sleepstudy":
+        rec["fixef"] = {k: 1.1 * v for k, v in rec["fixef"].items()}
+    return rec
+'''
+
+BAD_IMPLS = '''
+def raising(formula, data, REML):
+    raise ValueError("boom in my fit")
+
+def nan(formula, data, REML):
+    return {"fixef": {"(Intercept)": float("nan")}, "sigma": 1.0}
+'''
+
+SELECT = "(sleepstudy-intercept or Dyestuff-intercept) and not test_fit"
+
+
+def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--pyargs", "harness", "--reference=recorded", "-rfs", *args)
+
+
+def test_wrong_implementation_fails_the_right_cases_with_a_table(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(wrongimpl_a=WRONG_IMPL)
+    pytester.syspathinsert()
+    result = _run(pytester, "--impl", "wrongimpl_a:fit", "-k", SELECT)
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*reference = recorded lme4 answers lme4.json*",
+        "*FAILED*sleepstudy-intercept-REML[[]wrongimpl_a:fit-vs-lme4-recorded[]]*",
+        "*FAILED*sleepstudy-intercept-ML[[]wrongimpl_a:fit-vs-lme4-recorded[]]*",
+    ])
+    out = result.stdout.str()
+    assert "Dyestuff-intercept-REML[wrongimpl_a:fit-vs-lme4-recorded] PASSED" in out or \
+        "FAILED harness/catalog.yaml::Dyestuff" not in out
+    # the failure shows the parameter table, with the offending rows marked
+    result.stdout.fnmatch_lines([
+        "*sleepstudy-intercept-REML: wrongimpl_a:fit vs lme4-recorded: disagreed in "
+        "fixef[[](Intercept)[]], fixef[[]Days[]]*",
+        "*name*reference*candidate*difference*allowed*",
+        "XX*fixef[[](Intercept)[]]*",
+        "ok*sigma*",
+    ])
+    # and the session summary counts them
+    result.stdout.fnmatch_lines([
+        "*mixedref harness summary*",
+        "implementation*agreed*disagreed*",
+        "wrongimpl_a:fit*2*2*",
+        "disagreements and failures (2):*",
+    ])
+
+
+def test_raising_and_nan_implementations_fail_with_the_reason_and_the_session_goes_on(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(badimpls_b=BAD_IMPLS)
+    pytester.syspathinsert()
+    result = _run(pytester, "--impl", "badimpls_b:raising", "--impl", "badimpls_b:nan",
+                  "-k", "Dyestuff-intercept and not test_fit")
+    result.assert_outcomes(failed=4)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "ValueError: boom in my fit" in out
+    assert "non-finite values returned: fixef[(Intercept)]=nan" in out
+    assert "INTERNALERROR" not in out and "Traceback" not in out
+    result.stdout.fnmatch_lines(["implementation*failed*", "badimpls_b:raising*2*",
+                                 "badimpls_b:nan*2*"])
+
+
+def test_unexpressible_cases_are_skipped_with_the_reason(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, "--impl", "statsmodels", "-k", "Penicillin and not test_fit")
+    result.assert_outcomes(skipped=2)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*SKIPPED*statsmodels: not expressible in statsmodels.MixedLM: "
+                                 "more than one grouping factor*"])
+
+
+def test_catalog_xfail_is_strict(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(wrongimpl_c=WRONG_IMPL)
+    pytester.syspathinsert()
+    catalog = pytester.makefile(".yaml", my_catalog=textwrap.dedent("""
+        cases:
+          - spec: intercept
+            dataset: sleepstudy
+            formula: "Reaction ~ Days + (1 | Subject)"
+            methods: [REML]
+            xfail: {"wrongimpl_c:fit": "known: scales the fixed effects"}
+          - spec: intercept
+            dataset: Dyestuff
+            formula: "Yield ~ 1 + (1 | Batch)"
+            methods: [REML]
+            xfail: {"wrongimpl_c:fit": "claimed wrong, but it is right"}
+    """))
+    result = _run(pytester, "--impl", "wrongimpl_c:fit", "--catalog", str(catalog),
+                  "-k", "not test_fit")
+    # the sleepstudy case fails as expected; the Dyestuff one passes, which a strict xfail
+    # turns into a failure (a fix shows up)
+    result.assert_outcomes(xfailed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*XPASS(strict)*claimed wrong, but it is right*"])
+
+
+def test_summary_under_xdist(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(wrongimpl_d=WRONG_IMPL)
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "harness", "--reference=recorded", "-n", "2", "--impl", "wrongimpl_d:fit",
+        "-k", SELECT, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*mixedref harness summary*",
+        "wrongimpl_d:fit*2*2*",
+        "*sleepstudy-intercept-*[[]wrongimpl_d:fit[]]: disagreed in fixef*",
+    ])
+
+
+def test_benchmarks_are_skipped_unless_asked(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, "-k", "test_fit")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*benchmarks run only with --benchmark-only*"])
+
+
+@pytest.mark.needs_r
+def test_benchmarks_print_the_mixedref_lme4_ratio(pytester: pytest.Pytester) -> None:
+    # in a subprocess, and R not started here: pytester unloads the modules first imported
+    # during a test, and rpy2 cannot be imported twice into a process with R embedded
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-rs",
+        "-k", "Dyestuff-intercept-REML and test_fit", "--benchmark-only")
+    if result.parseoutcomes().get("skipped") and "lme4: R " in result.stdout.str():
+        pytest.skip("R/lme4 not available to the benchmarks")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*benchmark 'Dyestuff-intercept-REML': 3 tests*"])
+    result.stdout.fnmatch_lines(["*mixedref harness: median fit times*",
+                                 "Dyestuff-intercept-REML: mixedref/lme4 = *(lme4 * ms, "
+                                 "mixedref * ms, statsmodels * ms)"])
+
+
+BETTER_IMPL = WRONG_IMPL.replace(
+    'rec["fixef"] = {k: 1.1 * v for k, v in rec["fixef"].items()}',
+    'rec["objective"] -= 1.0\n        rec["loglik"] += 0.5')
+
+
+def test_lower_objective_passes_and_is_listed_as_a_finding_about_lme4(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(betterimpl_e=BETTER_IMPL)
+    pytester.syspathinsert()
+    result = _run(pytester, "--impl", "betterimpl_e:fit", "-k",
+                  "sleepstudy-intercept-REML and not test_fit")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "betterimpl_e:fit*1*",
+        "findings about the reference: candidate reached a lower objective (1):",
+        "*sleepstudy-intercept-REML [[]betterimpl_e:fit[]]: candidate's objective * is lower "
+        "than the reference's *",
+    ])
