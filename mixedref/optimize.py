@@ -51,6 +51,14 @@ GRADIENT_SCALE = 0.1
 #: L-BFGS-B's projected-gradient stopping tolerance (criterion units per unit of theta).
 GRADIENT_GTOL = 1e-6
 
+#: centred_start is used only when some term's covariate mean exceeds this in absolute value
+#: (closer to 0 the centred start lies within BOBYQA's first trust region around lme4's start).
+CENTRING_MIN = 1.0
+
+#: A theta element this large is far from lme4's start (trust region ~1), where BOBYQA was seen
+#: stopping early in the flat valley of a translated covariate: the centred start is tried too.
+FAR_THETA = 10.0
+
 _CODES = {
     1: "NLOPT_SUCCESS",
     2: "NLOPT_STOPVAL_REACHED",
@@ -257,8 +265,9 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
         if np.any(x0 < lower):
             raise MixedrefError(f"start theta {x0.tolist()} violates the lower bounds "
                                 f"{lower.tolist()}")
+        alt = None
     else:
-        x0 = lme4_start(model)
+        x0, alt = lme4_start(model), centred_start(model)
     method = _choose_method(fn, control)
     if method == "lbfgsb":
         def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -273,19 +282,18 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
             x, fx, code = _bobyqa(counted, x, lower, control)
     else:
         x, fx, code = _bobyqa(counted, x0, lower, control)
-    messages: list[str] = []
     if control.restart_edge:
-        on_bound = np.flatnonzero(x == lower)
-        if on_bound.size:
-            d0 = counted(x)
-            btol = 1e-5
-            slopes = []
-            for i in on_bound:
-                xt = x.copy()
-                xt[i] = lower[i] + btol
-                slopes.append((counted(xt) - d0) / btol)
-            if min(slopes) < 0:
-                x, fx, code = _bobyqa(counted, x, lower, control)
+        x, fx, code = _restart_edge(counted, x, fx, code, lower, control)
+    if (alt is not None and method == "bobyqa"
+            and (is_singular(x, lower) or np.max(np.abs(x)) >= FAR_THETA)):
+        # a boundary optimum may be a local one, and a far one may be an early stop in a flat
+        # valley: both seen from lme4's start for covariates far from 0; try the centred start
+        x2, f2, code2 = _bobyqa(counted, alt, lower, control)
+        if control.restart_edge:
+            x2, f2, code2 = _restart_edge(counted, x2, f2, code2, lower, control)
+        if f2 < fx - control.ftol_abs:
+            x, fx, code, method = x2, f2, code2, "bobyqa+centred"
+    messages: list[str] = []
     if control.boundary_tol > 0:
         near = (x - lower > 0) & (x - lower < control.boundary_tol)
         if np.any(near):
@@ -304,6 +312,51 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
     return OptResult(theta=x, fval=fx, nfev=nfev, return_code=code,
                      return_name=_CODES.get(code, str(code)), converged=conv == 0,
                      singular=singular, messages=messages, method=method)
+
+
+def _restart_edge(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float, code: int,
+                  lower: np.ndarray, control: Control) -> tuple[np.ndarray, float, int]:
+    """lme4's restart_edge: if a parameter sits exactly on its bound and the criterion falls
+    when it moves off by 1e-5, run BOBYQA again from there."""
+    on_bound = np.flatnonzero(x == lower)
+    if on_bound.size:
+        d0 = fn(x)
+        btol = 1e-5
+        slopes = []
+        for i in on_bound:
+            xt = x.copy()
+            xt[i] = lower[i] + btol
+            slopes.append((fn(xt) - d0) / btol)
+        if min(slopes) < 0:
+            return _bobyqa(fn, x, lower, control)
+    return x, fx, code
+
+
+def centred_start(model: ModelFrame) -> np.ndarray | None:
+    """lme4's identity start for the model with every term's covariates centred, in the
+    original model's theta; None when no term has an intercept and a covariate to centre.
+
+    For a term with an intercept, z'b = (b_0 + m'b_z) + (z - m)'b_z: centring its other
+    columns at their means m is the linear map b = B b_c with B = [[1, -m'], [0, I]], so the
+    criterion is the same function after theta's template T becomes chol(B T T' B'). The identity
+    start of the centred term is therefore T0 = chol(B B'). A covariate far from 0 (x + 25)
+    puts the optimum at a large intercept theta, far from the identity start, and BOBYQA from
+    the identity can settle in a local minimum on the boundary instead (lme4 too, by chance of
+    rounding); from T0 the search starts where the centred problem's would.
+    """
+    parts, moved = [], False
+    for t in model.reterms:
+        start = t.theta_start.astype(float)
+        if t.q > 1 and t.columns[0] == "(Intercept)":
+            B = np.eye(t.q)
+            B[0, 1:] = -np.asarray(t.X, dtype=float)[:, 1:].mean(axis=0)
+            T0 = np.linalg.cholesky(B @ B.T)
+            rows, cols = np.tril_indices(t.q)
+            order = np.lexsort((rows, cols))  # column-major, as theta
+            start = T0[rows[order], cols[order]]
+            moved = moved or bool(np.max(np.abs(B[0, 1:])) > CENTRING_MIN)
+        parts.append(start)
+    return np.concatenate(parts) if moved else None
 
 
 def _choose_method(fn: Callable[[np.ndarray], float], control: Control) -> str:

@@ -126,8 +126,9 @@ class PLSObjective:
         self.A11 = A11
         Z1 = _term_Z(X1, t1.codes, q1, m1)
 
-        # block 2: later terms, then X, then y
-        Xw, yw = scale(np.asarray(model.X, dtype=float)), scale(y)
+        # block 2: later terms, then X, then y (residualized on X: see _residualize)
+        Xw = scale(np.asarray(model.X, dtype=float))
+        self.beta0, yw = _residualize(Xw, scale(y))
         self.Xw, self.yw = Xw, yw
         Zrest = [_term_Z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
                  for t in terms[1:]]
@@ -370,7 +371,7 @@ class PLSObjective:
         ell2 = L22[r - 1, : r - 1]
         Lrr = L22[: r - 1, : r - 1]
         x2 = sla.solve_triangular(Lrr, ell2, lower=True, trans="T", check_finite=False)
-        u2, beta = x2[:re2], x2[re2:]
+        u2, beta = x2[:re2], x2[re2:] + self.beta0
         rhs1 = ell1 - L21[: r - 1].T @ x2
         u1 = np.einsum("lba,lb->la", L1inv, rhs1.reshape(m1, q1)).ravel()
         u = np.concatenate([u1, u2])
@@ -421,6 +422,25 @@ class PLSObjective:
                 out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
                 off += q * m
         return tuple(out)
+
+
+def _residualize(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(b0, y - X b0) with b0 the least-squares fit of y on X.
+
+    The criterion is invariant under y -> y - X b0 (beta-hat absorbs b0, which solve() adds
+    back), but pwrss is read off the augmented factor as y'y minus the explained part: for a
+    response dominated by its fixed part (y = 1e9 + noise) that difference cancels beyond double
+    precision. The residual's squared norm is of the size of pwrss itself. Columns are
+    subtracted one at a time, largest contribution first, so that the dominant one (often the
+    intercept) cancels exactly (Sterbenz) instead of being rounded inside a sum X @ b0.
+    """
+    if X.shape[1] == 0:
+        return np.zeros(0), y
+    b0 = sla.lstsq(X, y, lapack_driver="gelsd", check_finite=False)[0]
+    r = y.copy()
+    for j in np.argsort(-np.abs(b0) * np.abs(X).max(axis=0)):
+        r -= X[:, j] * b0[j]
+    return b0, r
 
 
 def _term_Z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:

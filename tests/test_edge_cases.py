@@ -26,14 +26,7 @@ EDGE_DATASETS = ("Dyestuff2", "sim_singular", "sim_tiny_variance", "sim_corr_plu
                  "sim_collinear", "sim_scale_large", "sim_scale_small")
 CASES = [c for c in load_catalog() if c.dataset in EDGE_DATASETS]
 
-KNOWN = {
-    "sim_huge_offset": (
-        "PLS engine loses the residual sum of squares to cancellation: it is taken from the "
-        "augmented Cholesky factor as y'y minus the explained part, with y'y ~ 3e20 and "
-        "pwrss ~ 75 (relative 2.5e-19 < machine epsilon); the factor fails "
-        "(not positive definite) or pwrss is noise, and the fit stops at 2423.9 vs lme4's 550.8"
-    ),
-}
+KNOWN: dict[str, str] = {}  # dataset -> reason of a known, explained disagreement (strict xfail)
 
 
 def _records() -> dict:
@@ -93,7 +86,6 @@ def test_huge_offset_equals_the_centred_response(REML: bool) -> None:
                                                               rel=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN["sim_huge_offset"])
 @pytest.mark.parametrize("REML", [True, False])
 def test_huge_offset_objective_at_lme4_theta(REML: bool) -> None:
     """The criterion at lme4's theta is lme4's criterion (a property of the function, not of

@@ -30,9 +30,23 @@ class Mixedref(Adapter):
 
 
 class MixedrefLiteral(Adapter):
-    """mixedref.literal.fit_case(formula, data, REML): the textbook dense equations."""
+    """mixedref.literal.fit_case(formula, data, REML): the textbook dense equations.
+
+    Each evaluation inverts n x n matrices (O(n^3)), so the harness runs the oracle only on
+    cases of at most :attr:`max_rows` rows, where a fit takes seconds, not minutes.
+    """
 
     name = "mixedref-literal"
+    max_rows = 800
+
+    def supports(self, case: Any) -> str | None:
+        from harness.catalog import load_data
+
+        n = len(load_data(case))
+        if n > self.max_rows:
+            return (f"too large for the dense oracle in the harness: {n} rows > {self.max_rows} "
+                    "(O(n^3) per evaluation)")
+        return None
 
     def unavailable(self) -> str | None:
         try:
