@@ -157,9 +157,13 @@ def test_benchmarks_are_skipped_unless_asked(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.needs_r
-def test_benchmarks_print_the_mixedref_lme4_ratio(pytester: pytest.Pytester) -> None:
+def test_benchmarks_print_the_mixedref_lme4_ratio(pytester: pytest.Pytester,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     # in a subprocess, and R not started here: pytester unloads the modules first imported
-    # during a test, and rpy2 cannot be imported twice into a process with R embedded
+    # during a test, and rpy2 cannot be imported twice into a process with R embedded.
+    # When this suite itself runs under xdist, the subprocess must not believe it is a worker.
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
     result = pytester.runpytest_subprocess(
         "--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-rs",
         "-k", "Dyestuff-intercept-REML and test_fit", "--benchmark-only")
