@@ -31,14 +31,14 @@ allfit_best <- function(data, formula, REML) {
     f <- fits[[nm]]
     if (inherits(f, "try-error") || inherits(f, "error")) {
       out$optimizers[[nm]] <- list(objective = NULL, theta = NULL,
-                                   messages = as.character(f), error = TRUE)
+                                   messages = I(as.character(f)), error = TRUE)
       next
     }
     msgs <- c(f@optinfo$conv$lme4$messages, unlist(f@optinfo$warnings))
     obj <- .criterion(f)
     objs[nm] <- obj
     out$optimizers[[nm]] <- list(objective = obj, theta = unname(getME(f, "theta")),
-                                 messages = as.character(msgs), error = FALSE,
+                                 messages = I(as.character(msgs)), error = FALSE,
                                  seconds = unname(attr(f, "time")[["elapsed"]]))
   }
   if (length(objs)) {

@@ -151,6 +151,9 @@ def _details(c: Mapping[str, Any]) -> str:
              f"{escape(str(case.get('dataset')))}. {escape(str(case.get('notes') or ''))}</p>"]
     for f in cross.get("findings", []):
         parts.append(f'<div class="finding">{escape(f)}</div>')
+    for impl, reason in (case.get("xfail") or {}).items():
+        parts.append(f'<p class="note"><b>Known disagreement for {escape(impl)}</b> '
+                     f"(strict expected failure in the catalog): {escape(reason)}</p>")
     if cross.get("best"):
         parts.append(f"<p>Lowest {escape(cross['criterion'])}: <b>{escape(cross['best'])}</b>."
                      "</p>")

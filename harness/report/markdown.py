@@ -37,6 +37,11 @@ def render(report: Mapping[str, Any]) -> str:
     if findings:
         lines += ["", "## Findings", ""]
         lines += [f"- `{cid}`: {f}" for cid, f in findings]
+    known = [(c["case"].get("id"), impl, reason) for c in report["cases"] if c["disagreement"]
+             for impl, reason in (c["case"].get("xfail") or {}).items()]
+    if known:
+        lines += ["", "## Known disagreements (strict expected failures in the catalog)", ""]
+        lines += [f"- `{cid}` [{impl}]: {reason}" for cid, impl, reason in known]
     env = report.get("environment") or {}
     r = env.get("r") or {}
     py = env.get("python") or {}
