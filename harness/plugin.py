@@ -18,6 +18,7 @@ items on one worker, so the lme4 reference for a case is fitted once; the items 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from harness import summary
 
 CATALOG_DEFAULT = Path(__file__).resolve().parent / "catalog.yaml"
 _KEY = pytest.StashKey["HarnessSession"]()
+_BLAS_LIMIT = pytest.StashKey[Any]()
 
 
 # ----------------------------------------------------------------------------- options
@@ -124,7 +126,24 @@ def _session(config: pytest.Config) -> HarnessSession:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _limit_blas_threads_in_workers(config)
     _session(config)
+
+
+def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
+    """Give each pytest-xdist worker its share of the cores for BLAS: two workers with two
+    OpenBLAS threads each oversubscribe a 2-core machine, and a dense Cholesky then takes up to
+    ten times longer. numpy's OpenBLAS is already loaded (threadpoolctl limits it); R's is
+    loaded later with the embedded R and reads OPENBLAS_NUM_THREADS then."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    workers = int(workerinput.get("workercount", 1))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    config.stash[_BLAS_LIMIT] = threadpool_limits(threads, user_api="blas")
 
 
 @pytest.hookimpl(optionalhook=True)
