@@ -41,6 +41,13 @@ def make_unique(names: list[str]) -> list[str]:
     return out
 
 
+class FitSummary(str):
+    """lme4's summary text: a str that displays as the text itself (as R prints a summary)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 class LmerFit:
     """The result of :func:`mixedref.lmer`: lme4's quantities, computed on demand."""
 
@@ -201,11 +208,9 @@ class LmerFit:
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     # -- reporting -----------------------------------------------------------------------
-    def summary(self) -> str:
-        """The blocks lme4's summary prints, as text (also printed)."""
-        text = _summary_text(self)
-        print(text)
-        return text
+    def summary(self) -> FitSummary:
+        """The blocks lme4's summary prints; shows itself at the prompt, ``str()`` is the text."""
+        return FitSummary(_summary_text(self))
 
     def to_record(self, impl: str = "mixedref", case_id: str = "") -> dict[str, Any]:
         """The FitRecord mapping (see harness/record.py), as plain JSON-serializable values."""
