@@ -167,7 +167,38 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                 return f"{path}::{name.split('[', 1)[0]}"
             return nodeid
 
+        def remove_node(self, node: Any) -> str | None:
+            # A worker died (e.g. its embedded R aborted): report the item it was running as
+            # crashed and requeue only the rest of its work; re-running the item (xdist's
+            # LoadScopeScheduling does) would kill worker after worker.
+            workload = self.assigned_work.pop(node)
+            pending = [(scope, nodeid) for scope, unit in workload.items()
+                       for nodeid, done in unit.items() if not done]
+            if not pending:
+                return None
+            scope, crashitem = pending[0]
+            workload[scope][crashitem] = True
+            for scope, unit in workload.items():
+                if not all(unit.values()):
+                    self.workqueue[scope] = unit
+            for other in self.assigned_work:
+                self._reschedule(other)
+            return crashitem
+
     return CaseScheduling(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+    """A catalog item whose xdist worker died: count it in the harness summary (as an error
+    with xdist's "worker ... crashed while running ..." text) instead of leaving it out."""
+    path, _, name = crashitem.rpartition("::")
+    if not path.endswith((".yaml", ".yml")) or "[" not in name:
+        return
+    case, _, label = name.partition("[")
+    impl, _, reference = label.removesuffix("]").rpartition("-vs-")
+    report.user_properties = [("harness-item", {"case": case, "impl": impl,
+                                                "reference": reference})]
 
 
 def _harness_requested(config: pytest.Config) -> bool:

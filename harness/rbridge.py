@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.record import normalize_record
+from mixedref.errors import DataError, MixedrefError
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None, "env": None, "reason": None, "versions": None}
@@ -124,46 +125,130 @@ def _env() -> Any:
     return env
 
 
-def to_r_frame(data: pd.DataFrame) -> Any:
+def to_r_frame(data: pd.DataFrame, formula: str | None = None) -> Any:
     """An R data.frame with the same columns: numbers as doubles, booleans as logicals,
     categoricals as factors (ordered ones as ordered factors) with pandas' level order,
-    strings as character vectors; missing values as NA."""
+    strings as character vectors; missing values as NA.
+
+    Raises DataError naming the column for what R cannot be given faithfully: duplicate
+    column names, complex or date/time columns, object columns mixing types. With ``formula``,
+    such a column whose name the formula's text does not contain is left out instead (the fit
+    cannot use it, and lme4 ignores unused columns)."""
     import rpy2.robjects as ro
 
     env = _env()
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if isinstance(data.columns, pd.MultiIndex):
+        raise DataError("data has multi-level column names (a MultiIndex), which R's "
+                        "data.frame cannot hold; flatten them first")
+
+    def used(name: str) -> bool:
+        return formula is None or name in formula
+
+    names = [str(c) for c in data.columns]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if any(used(n) for n in duplicated):
+        raise DataError(f"duplicate column names: {', '.join(duplicated)} (as strings, "
+                        "which R needs: a formula could not tell them apart)")
     columns: dict[str, Any] = {}
-    for name, col in data.items():
-        columns[str(name)] = _to_r_vector(str(name), col, ro, env)
+    for name, (_, col) in zip(names, data.items(), strict=True):
+        if name in duplicated:
+            continue
+        try:
+            columns[name] = _to_r_vector(name, col, ro, env)
+        except Exception as exc:  # ours, or rpy2's conversion errors named by column
+            if not used(name):
+                continue
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"column {name!r} cannot be passed to R: "
+                            f"{type(exc).__name__}: {_r_error(exc)}") from None
     return env["harness_frame"](ro.ListVector(columns), len(data))
 
 
+# pandas' inferred kinds of object columns that R receives as numbers / strings / logicals
+_NUMERIC_KINDS = {"integer", "floating", "mixed-integer-float", "decimal"}
+_STRING_KINDS = {"string"}
+_BOOL_KINDS = {"boolean"}
+
+
 def _to_r_vector(name: str, col: pd.Series, ro: Any, env: Any) -> Any:
-    if isinstance(col.dtype, pd.CategoricalDtype):
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        levels = [str(c) for c in col.cat.categories]
+        if len(set(levels)) < len(levels):
+            raise DataError(f"column {name!r} has categories that coincide as strings "
+                            f"({levels}), which an R factor cannot have")
         codes = col.cat.codes.to_numpy()
         vec = ro.IntVector([int(c) + 1 if c >= 0 else ro.NA_Integer for c in codes])
-        levels = ro.StrVector([str(c) for c in col.cat.categories])
-        return env["harness_factor"](vec, levels, bool(col.cat.ordered))
-    if pd.api.types.is_bool_dtype(col.dtype) and not col.isna().any():
-        return ro.BoolVector(col.to_numpy(dtype=bool).tolist())
-    if pd.api.types.is_numeric_dtype(col.dtype):
-        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        return ro.FloatVector([ro.NA_Real if np.isnan(v) else float(v) for v in values])
-    if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
-        return ro.StrVector([ro.NA_Character if pd.isna(v) else str(v) for v in col])
-    raise TypeError(f"column {name!r} has dtype {col.dtype}, which cannot be passed to R")
+        return env["harness_factor"](vec, ro.StrVector(levels), bool(col.cat.ordered))
+    if pd.api.types.is_bool_dtype(dtype):
+        return _logical(col, ro)
+    if pd.api.types.is_complex_dtype(dtype):
+        raise DataError(f"column {name!r} is complex ({dtype}), which lme4 cannot fit")
+    if pd.api.types.is_numeric_dtype(dtype):
+        return _double(col, ro)
+    if pd.api.types.is_object_dtype(dtype):
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "empty":  # nothing but missing values: R's all-NA column is logical
+            return ro.BoolVector([ro.NA_Logical] * len(col))
+        if kind in _STRING_KINDS:
+            return _character(col, ro)
+        if kind in _NUMERIC_KINDS:
+            return _double(col, ro)
+        if kind in _BOOL_KINDS:
+            return _logical(col, ro)
+        found = sorted({type(v).__name__ for v in col if not _missing(v)})
+        example = next((v for v in col if not _missing(v) and not isinstance(v, str)),
+                       next(v for v in col if not _missing(v)))
+        raise DataError(f"column {name!r} is an object column of {kind} values (types "
+                        f"{', '.join(found)}; e.g. {repr(example)[:40]}), which R cannot take "
+                        "as one vector type; convert it to numbers, strings or a Categorical")
+    if pd.api.types.is_string_dtype(dtype):
+        return _character(col, ro)
+    raise DataError(f"column {name!r} has dtype {dtype}, which cannot be passed to R "
+                    "(convert it to numbers, strings or a Categorical)")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and np.isnan(value))
+
+
+def _double(col: pd.Series, ro: Any) -> Any:
+    values = pd.to_numeric(col, errors="raise").to_numpy(dtype=float, na_value=np.nan)
+    return ro.FloatVector([ro.NA_Real if np.isnan(v) else float(v) for v in values])
+
+
+def _logical(col: pd.Series, ro: Any) -> Any:
+    return ro.BoolVector([ro.NA_Logical if _missing(v) else bool(v) for v in col])
+
+
+def _character(col: pd.Series, ro: Any) -> Any:
+    return ro.StrVector([ro.NA_Character if _missing(v) else str(v) for v in col])
 
 
 def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str,
-                impl: str = "lme4", optimizer: str | None = None) -> dict[str, Any]:
+                impl: str = "lme4", optimizer: str | None = None,
+                timeout: float | None = None) -> dict[str, Any]:
     """Fit one case with lme4 (inside R, warnings captured there) and return its record.
     ``data`` is a DataFrame or an R data.frame already converted with :func:`to_r_frame`;
-    ``optimizer`` replaces lmer's default (lmerControl(optimizer=...)), None keeps it."""
+    ``optimizer`` replaces lmer's default (lmerControl(optimizer=...)), None keeps it.
+    lme4's errors come back as the record's ``error`` (its text verbatim), its warnings and
+    messages as ``messages``. ``timeout`` (seconds) is enforced inside R (setTimeLimit): a fit
+    still running then is stopped and recorded as "timeout: lme4 did not finish within N s".
+    Raises DataError for a DataFrame R cannot be given (naming the column)."""
     import rpy2.robjects as ro
 
     env = _env()
-    rdata = to_r_frame(data) if isinstance(data, pd.DataFrame) else data
+    rdata = to_r_frame(data, formula) if isinstance(data, pd.DataFrame) else data
     opt = ro.NULL if optimizer is None else optimizer
-    text = env["lmer_record_json"](rdata, formula, bool(REML), case_id, impl, opt)[0]
+    limit = ro.NULL if timeout is None or not timeout > 0 else float(timeout)
+    try:
+        text = env["lmer_record_json"](rdata, formula, bool(REML), case_id, impl, opt, limit)[0]
+    except Exception as exc:  # an R error outside lmer's own handling, e.g. bad arguments
+        raise MixedrefError(f"R failed in lmer_record_json: {_r_error(exc)}") from None
     raw = json.loads(str(text))
     return normalize_record(raw, impl, case_id)
 

@@ -1,7 +1,8 @@
 """Run one case through one implementation: never raises, always gives a record.
 
 :func:`fit_case` times the fit, turns an exception, a NaN/inf result or a fit longer than the
-case's timeout into a failed record with the reason, so the session goes on. Records are cached
+case's timeout into a failed record with the reason, so the session goes on (lme4's R code
+is stopped by R itself at the timeout, see harness/rbridge.py). Records are cached
 per (implementation, case) within the process, so the reference for a case is fitted once per
 pytest(-xdist) worker however many candidates compare with it.
 """
@@ -48,7 +49,9 @@ def fit_case(adapter: Any, case: Any, data: Any = None, *, timeout: float | None
     """The record of ``adapter`` fitting ``case`` (data loaded from the catalog if not given).
 
     ``timeout`` (seconds) overrides ``case.timeout``. Pure-Python adapters are interrupted by
-    SIGALRM when it runs out (main thread only); others (R) are judged after they return.
+    SIGALRM when it runs out (main thread only). An adapter with ``handles_timeout`` (lme4 in
+    R, which SIGALRM must not interrupt) is given the limit as ``fit(..., timeout=)`` and
+    stops itself; any other non-interruptible adapter is judged after it returns.
     """
     key = (adapter.name, case.id)
     if use_cache and key in _cache:
@@ -60,7 +63,10 @@ def fit_case(adapter: Any, case: Any, data: Any = None, *, timeout: float | None
         if data is None:
             data = case_data(case)
         with _alarm(limit if getattr(adapter, "interruptible", True) else None):
-            raw = adapter.fit(case, data)
+            if getattr(adapter, "handles_timeout", False):
+                raw = adapter.fit(case, data, timeout=limit)
+            else:
+                raw = adapter.fit(case, data)
         elapsed = time.perf_counter() - t0
         rec = normalize_record(raw, adapter.name, case.id)
         if rec.get("seconds") is None:

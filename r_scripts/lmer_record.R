@@ -23,9 +23,21 @@ lmer_versions <- function() {
        LAPACK = La_library())
 }
 
+# Evaluate `expr` under an elapsed-time limit of `seconds` (NULL or Inf: none), lifted again
+# on exit however `expr` ends. R checks the limit only at its interrupt points (lmer's R-level
+# optimizer loop has them); running out raises an error "reached elapsed time limit".
+.with_time_limit <- function(expr, seconds) {
+  if (is.null(seconds) || !is.finite(seconds)) return(expr)
+  on.exit(setTimeLimit(cpu = Inf, elapsed = Inf, transient = FALSE))
+  setTimeLimit(elapsed = seconds, transient = TRUE)
+  expr
+}
+
 # Fit `formula` (a string) to `data` with lmer's defaults; return the record, never an error.
 # `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
-lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL) {
+# `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
+lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
+                        timeout = NULL) {
   rec <- setNames(vector("list", length(.record_fields)), .record_fields)
   rec$impl <- impl
   rec$case_id <- case_id
@@ -36,13 +48,14 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec$ngroups <- .as_object(NULL)
   rec$versions <- lmer_versions()
   msgs <- character(0)
+  t0 <- Sys.time()
   fit <- tryCatch({
     f <- stats::as.formula(formula)
     t0 <- Sys.time()
-    m <- withCallingHandlers(
+    m <- withCallingHandlers(.with_time_limit(
       if (is.null(optimizer)) lme4::lmer(f, data = data, REML = isTRUE(REML))
       else lme4::lmer(f, data = data, REML = isTRUE(REML),
-                      control = lme4::lmerControl(optimizer = optimizer)),
+                      control = lme4::lmerControl(optimizer = optimizer)), timeout),
       warning = function(w) {
         msgs <<- c(msgs, conditionMessage(w))
         invokeRestart("muffleWarning")
@@ -54,7 +67,13 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
     rec$seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
     m
   }, error = function(e) {
-    rec$error <<- conditionMessage(e)
+    timed_out <- !is.null(timeout) && is.finite(timeout) &&
+      (grepl("elapsed time limit", conditionMessage(e), fixed = TRUE) ||
+         as.numeric(difftime(Sys.time(), t0, units = "secs")) >= timeout)
+    rec$error <<- if (timed_out) {
+      rec$seconds <<- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+      sprintf("timeout: lme4 did not finish within %s s", format(timeout))
+    } else conditionMessage(e)
     NULL
   })
   rec$messages <- as.list(msgs)
@@ -87,8 +106,9 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
 }
 
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
-lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL) {
-  rec <- lmer_record(data, formula, REML, case_id, impl, optimizer)
+lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
+                             timeout = NULL) {
+  rec <- lmer_record(data, formula, REML, case_id, impl, optimizer, timeout)
   as.character(jsonlite::toJSON(rec, auto_unbox = TRUE, digits = NA, null = "null",
                                 na = "null"))
 }

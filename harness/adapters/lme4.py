@@ -15,16 +15,19 @@ RECORDED_PATH = Path(__file__).resolve().parent.parent / "references" / "lme4.js
 
 
 class Lme4Live(Adapter):
-    """lme4 fitted now, in this process's embedded R, with lmer's defaults."""
+    """lme4 fitted now, in this process's embedded R, with lmer's defaults. SIGALRM must not
+    interrupt R, so the case's timeout is enforced inside R (``handles_timeout``)."""
 
     name = "lme4"
     interruptible = False
+    handles_timeout = True
 
     def unavailable(self) -> str | None:
         return rbridge.unavailable()
 
-    def fit(self, case: Any, data: Any) -> dict[str, Any]:
-        return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name)
+    def fit(self, case: Any, data: Any, timeout: float | None = None) -> dict[str, Any]:
+        return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
+                                   timeout=timeout)
 
 
 class Lme4Recorded(Adapter):

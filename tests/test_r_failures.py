@@ -1,0 +1,304 @@
+"""R-side failures in the harness: nothing is lost and the run goes on.
+
+lme4's own errors on bad input come back as the record's ``error`` (its warnings as
+``messages``), never as an rpy2 traceback; what the DataFrame -> R conversion cannot carry is a
+DataError naming the column; a case's timeout stops lme4 inside R (setTimeLimit) and R stays
+usable; an R (or any fit) that kills its process takes down only its pytest-xdist worker; and
+R or lme4 missing gives one clear reason, the run falling back to the recorded answers.
+
+Expected error texts are lme4's (and base R's) own messages: those in
+tests/references/edge/refused.json were recorded by r_scripts/edge_references.R; the others
+are fixed strings of lme4 1.1-31 / R 4.2 (lFormula's "response must be numeric", model.frame's
+"NA/NaN/Inf in 'y'", lm.fit's "0 (non-NA) cases", eval's "object 'z' not found").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import rbridge, runner
+from harness.adapters import Lme4Live, Lme4Recorded
+from harness.catalog import load_catalog
+from harness.compare import AGREED, compare_records
+from mixedref.errors import DataError
+
+pytest_plugins = ["pytester"]
+
+CASES = {c.id: c for c in load_catalog()}
+REFUSED = json.loads((Path(__file__).parent / "references" / "edge" / "refused.json")
+                     .read_text())["fits"]
+XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@dataclass
+class FakeCase:
+    id: str
+    formula: str
+    REML: bool = True
+    dataset: str = "none"
+    timeout: float = 60
+
+
+@pytest.fixture(scope="module")
+def live() -> Lme4Live:
+    reason = rbridge.unavailable()
+    if reason:
+        pytest.skip(f"needs R and lme4 through rpy2: {reason}")
+    return Lme4Live()
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    """tests/test_bad_input.py's small valid data set (8 groups x 5 rows)."""
+    rng = np.random.default_rng(6)
+    g = np.repeat(np.arange(8), 5)
+    x = rng.standard_normal(40)
+    y = 1.0 + 0.5 * x + rng.standard_normal(8)[g] + 0.5 * rng.standard_normal(40)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{k}" for k in g])})
+
+
+def _set(df: pd.DataFrame, column: str, value: float) -> pd.DataFrame:
+    out = df.copy()
+    out.loc[3, column] = value
+    return out
+
+
+def _re_ge_n(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.iloc[:24].copy()
+    out["g"] = pd.Categorical([f"p{k:02d}" for k in np.repeat(np.arange(12), 2)])
+    return out
+
+
+# name -> (make data from df, formula, lme4's error text)
+REFUSED_INPUTS = {
+    "inf_response": (lambda d: _set(d, "y", np.inf), "y ~ x + (1 | g)", "NA/NaN/Inf in 'y'"),
+    "inf_predictor": (lambda d: _set(d, "x", -np.inf), "y ~ x + (1 | g)",
+                      "NA/NaN/Inf in foreign function call (arg 1)"),
+    "nan_response_only": (lambda d: d.assign(y=np.nan), "y ~ x + (1 | g)", "0 (non-NA) cases"),
+    "one_level": (lambda d: d.assign(g=pd.Categorical(["a"] * len(d))), "y ~ x + (1 | g)",
+                  REFUSED["one_level"]["error"]),
+    "string_response": (lambda d: d.assign(y=np.where(d["y"] > 1, "high", "low")),
+                        "y ~ x + (1 | g)", "response must be numeric"),
+    "missing_column": (lambda d: d, "y ~ z + (1 | g)", "object 'z' not found"),
+    "re_ge_n": (_re_ge_n, "y ~ x + (x | g)", REFUSED["re_ge_n"]["error"]),
+    "levels_eq_n": (lambda d: d.assign(g=pd.Categorical([f"r{i}" for i in range(len(d))])),
+                    "y ~ x + (1 | g)", REFUSED["levels_eq_n"]["error"]),
+    "empty_frame": (lambda d: d.iloc[:0], "y ~ x + (1 | g)", "0 (non-NA) cases"),
+}
+
+
+# ----------------------------------------------------------------------------- 1. bad input
+
+
+@pytest.mark.needs_r
+@pytest.mark.parametrize("name", list(REFUSED_INPUTS))
+def test_lme4s_error_text_is_the_record_error(live: Lme4Live, df: pd.DataFrame,
+                                              name: str) -> None:
+    make, formula, expected = REFUSED_INPUTS[name]
+    rec = runner.fit_case(live, FakeCase(f"bad-{name}", formula), make(df), use_cache=False)
+    assert rec["error"] == expected
+    assert rec["impl"] == "lme4" and rec["fixef"] == {} and rec["objective"] is None
+    assert rec["versions"]["lme4"]  # the record is a whole record, from R
+
+
+@pytest.mark.needs_r
+def test_lme4s_accepted_oddities_give_records_with_its_messages(live: Lme4Live,
+                                                                df: pd.DataFrame) -> None:
+    # a NaN in the response: lme4 drops the row (na.omit), no error
+    rec = runner.fit_case(live, FakeCase("nan-y", "y ~ x + (1 | g)"), _set(df, "y", np.nan),
+                          use_cache=False)
+    assert rec["error"] is None and rec["nobs"] == 39
+    # a constant predictor: lme4's message lands in messages, the fit goes on
+    rec = runner.fit_case(live, FakeCase("const-x", "y ~ x + (1 | g)"), df.assign(x=2.0),
+                          use_cache=False)
+    assert rec["error"] is None and list(rec["fixef"]) == ["(Intercept)"]
+    assert rec["messages"] == ["fixed-effect model matrix is rank deficient so dropping "
+                               "1 column / coefficient"]
+    # and after all the refused inputs above, R still fits a real case right
+    case = CASES["sleepstudy-slopes-REML"]
+    good = runner.fit_case(live, case, use_cache=False)
+    assert compare_records(Lme4Recorded().fit(case, None), good).verdict == AGREED
+
+
+# name -> (make data from df, words the DataError must contain)
+UNCONVERTIBLE = {
+    "mixed_object": (lambda d: d.assign(x=pd.Series([1.5, "a"] * 20, dtype=object)),
+                     "column 'x' is an object column of mixed values (types float, str"),
+    "duplicate_names": (lambda d: pd.concat([d, d[["x"]]], axis=1),
+                        "duplicate column names: x"),
+    "complex": (lambda d: d.assign(x=d["x"] + 1j), "column 'x' is complex"),
+    "datetime": (lambda d: d.assign(x=pd.date_range("2020-01-01", periods=len(d))),
+                 "column 'x' has dtype datetime64"),
+    "multiindex": (lambda d: d.set_axis(pd.MultiIndex.from_tuples(
+        [("a", "y"), ("a", "x"), ("b", "g")]), axis=1), "multi-level column names"),
+}
+
+
+@pytest.mark.needs_r
+@pytest.mark.parametrize("name", list(UNCONVERTIBLE))
+def test_what_r_cannot_be_given_is_a_data_error_naming_the_column(
+        live: Lme4Live, df: pd.DataFrame, name: str) -> None:
+    make, words = UNCONVERTIBLE[name]
+    data = make(df)
+    with pytest.raises(DataError, match=None) as info:
+        rbridge.to_r_frame(data)
+    assert words in str(info.value)
+    # through the runner: a failed record with that text, not a traceback
+    rec = runner.fit_case(live, FakeCase(f"conv-{name}", "y ~ x + (1 | g)"), data,
+                          use_cache=False)
+    assert rec["error"].startswith("DataError: ") and words in rec["error"]
+
+
+@pytest.mark.needs_r
+def test_conversion_keeps_what_r_can_take_and_ignores_unusable_unused_columns(
+        live: Lme4Live, df: pd.DataFrame) -> None:
+    import rpy2.robjects as ro
+
+    data = pd.DataFrame({
+        "s": pd.Series(["a", None, "b", "a"], dtype=object),
+        "n": pd.Series([1, 2.5, None, 4], dtype=object),
+        "b": pd.array([True, None, False, True], dtype="boolean"),
+        "e": pd.Series([None] * 4, dtype=object),
+    })
+    rdf = rbridge.to_r_frame(data)
+    kinds = ro.r("function(d) c(sapply(d, class), sum(is.na(d$s)), sum(is.na(d$n)), "
+                 "sum(is.na(d$b)), d$n[2])")
+    assert list(kinds(rdf)) == ["character", "numeric", "logical", "logical", "1", "1", "1",
+                                "2.5"]
+    # a column the formula does not name is left out rather than refusing the fit
+    odd = df.assign(when=pd.date_range("2020-01-01", periods=len(df)),
+                    junk=pd.Series([1.5, "a"] * 20, dtype=object))
+    rec = runner.fit_case(live, FakeCase("unused-odd", "y ~ x + (1 | g)"), odd,
+                          use_cache=False)
+    plain = runner.fit_case(live, FakeCase("plain", "y ~ x + (1 | g)"), df, use_cache=False)
+    assert rec["error"] is None and rec["objective"] == plain["objective"]
+
+
+# ----------------------------------------------------------------------------- 2. timeout
+
+
+@pytest.mark.needs_r
+def test_case_timeout_stops_lme4_inside_r_and_r_goes_on(live: Lme4Live) -> None:
+    big = CASES["InstEval-service-ML"]  # lme4 about 10 s here
+    data = runner.case_data(big)
+    t0 = time.perf_counter()
+    rec = runner.fit_case(live, big, data, timeout=0.5, use_cache=False)
+    wall = time.perf_counter() - t0
+    assert rec["error"] == "timeout: lme4 did not finish within 0.5 s"
+    assert 0.5 <= rec["seconds"] < 3 and wall < 6
+    # the limit was lifted (the next fits start after it would have expired): they run to the
+    # end and are right
+    case = CASES["sleepstudy-slopes-ML"]
+    again = runner.fit_case(live, case, use_cache=False)
+    assert again["error"] is None
+    assert compare_records(Lme4Recorded().fit(case, None), again).verdict == AGREED
+    import rpy2.robjects as ro
+
+    ro.r("Sys.sleep(0.6)")  # longer than the limit, at an interrupt point: would raise if kept
+
+
+# ----------------------------------------------------------------------------- 3. a dying R
+
+CRASH_IMPL = '''
+import copy, os, resource
+from harness.adapters import Lme4Recorded
+from harness.catalog import load_catalog
+
+_CASES = {(c.formula, c.REML): c for c in load_catalog() if c.dataset in ("sleepstudy",
+                                                                            "Dyestuff")}
+
+def fit(formula, data, REML):
+    case = _CASES[(formula, bool(REML))]
+    if case.id == "Dyestuff-intercept-REML":  # dies as an embedded R calling abort() would
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.abort()
+    rec = copy.deepcopy(Lme4Recorded().fit(case, None))
+    for key in ("impl", "case_id"):
+        rec.pop(key)
+    return rec
+'''
+
+
+def test_a_process_killed_in_a_fit_costs_only_its_case(pytester: pytest.Pytester,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("xdist")
+    for var in XDIST_VARS:  # when this suite runs under xdist, the child is no worker
+        monkeypatch.delenv(var, raising=False)
+    pytester.makepyfile(crashimpl_f=CRASH_IMPL)
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "harness", "--reference=recorded", "-n", "2", "-p", "no:cacheprovider",
+        "--impl", "crashimpl_f:fit", "--impl", "statsmodels", "-k",
+        "(sleepstudy-intercept or Dyestuff-intercept) and not test_fit", timeout=120)
+    # the crashed item fails once (not re-run worker after worker); everything else ran,
+    # including the crashed case's statsmodels item, requeued to the replacement worker
+    result.assert_outcomes(passed=7, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*worker 'gw?' crashed while running "
+        "'*Dyestuff-intercept-REML[[]crashimpl_f:fit-vs-lme4-recorded[]]'*",
+        "*mixedref harness summary*",
+        "Dyestuff-intercept-REML*ERROR*ok*",
+        "crashimpl_f:fit*3*1*",
+        "  Dyestuff-intercept-REML [[]crashimpl_f:fit[]]: error: *crashed while running*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+# ----------------------------------------------------------------------------- 4. no R
+
+
+NO_R = {"R_HOME": "/nonexistent", "PATH": "/nonexistent-bin:/bin"}
+
+
+def _run_without(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                 env: dict[str, str], *args: str) -> pytest.RunResult:
+    for var in XDIST_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return pytester.runpytest_subprocess(
+        "--pyargs", "harness", "-p", "no:cacheprovider", "-rs",
+        "-k", "Dyestuff-intercept-REML and not test_fit", "--impl", "statsmodels", *args)
+
+
+def test_without_r_the_run_uses_the_recording_and_says_why_once(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _run_without(pytester, monkeypatch, NO_R)
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "mixedref harness: reference = recorded lme4 answers lme4.json (*); live lme4 not "
+        "used: R not available: rpy2 import failed: OSError: cannot load library "
+        "'/nonexistent/lib/libR.so'*"])
+    assert result.stdout.str().count("R not available") == 1
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_without_r_a_live_run_skips_with_the_reason(pytester: pytest.Pytester,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    result = _run_without(pytester, monkeypatch, NO_R, "--reference=live")
+    result.assert_outcomes(skipped=2)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "mixedref harness: reference = live lme4 requested but unavailable: R not available: "
+        "rpy2 import failed: *",
+        "*SKIPPED*lme4: R not available: rpy2 import failed: OSError: cannot load library*"])
+
+
+@pytest.mark.needs_r
+def test_without_lme4_the_reason_names_the_missing_package(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, live: Lme4Live) -> None:
+    # Debian's R takes its site library from R_LIBS_SITE, where lme4 is installed
+    result = _run_without(pytester, monkeypatch, {"R_LIBS_SITE": str(pytester.path)})
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "*reference = recorded lme4 answers lme4.json (*); live lme4 not used: R started "
+        "but lme4/jsonlite failed to load: Error in library(lme4) : there is no package "
+        "called *lme4*"])
+    assert result.stdout.str().count("failed to load") == 1
