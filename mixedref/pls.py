@@ -175,12 +175,34 @@ class PLSObjective:
         return self.model.theta_lower
 
     # -- the factorization -------------------------------------------------------------
-    def _block1(self, T1: np.ndarray) -> tuple[np.ndarray | None, float, np.ndarray]:
-        """Factor block 1; return (L1 stack or None if scalar, log det L1^2, W1 stack flat)."""
+    def _block1(self, T1: np.ndarray, need_factor: bool = True
+                ) -> tuple[np.ndarray | None, float, np.ndarray]:
+        """Factor block 1; return (L1 stack or None if scalar, log det L1^2, W1 stack flat).
+
+        W1 = T1 D^-1 T1' per level, with D = T1' A11 T1 + I (= L1 L1'). Without
+        ``need_factor`` (the criterion alone) 2 x 2 blocks take the closed-form inverse instead
+        of a batched Cholesky: numpy's per-call overhead dominates such tiny stacks, and
+        D >= I keeps det D >= 1, so the closed form is as stable as the factorization.
+        """
         if T1.shape == (1, 1):
             t2 = T1[0, 0] ** 2
             d = t2 * self.A11[:, 0, 0] + 1.0
             return None, float(np.sum(np.log(d))), t2 / d
+        if T1.shape == (2, 2) and not need_factor:
+            t11, t21, t22 = T1[0, 0], T1[1, 0], T1[1, 1]
+            a, b, c = self.A11[:, 0, 0], self.A11[:, 1, 0], self.A11[:, 1, 1]
+            # D = T'AT + I with T = [[t11, 0], [t21, t22]]
+            d11 = t11 * (t11 * a + 2.0 * t21 * b) + t21 * t21 * c + 1.0
+            d21 = t22 * (t11 * b + t21 * c)
+            d22 = t22 * t22 * c + 1.0
+            det = d11 * d22 - d21 * d21
+            # W = T D^-1 T' with D^-1 = [[d22, -d21], [-d21, d11]] / det
+            w11 = t11 * t11 * d22 / det
+            w21 = t11 * (t21 * d22 - t22 * d21) / det
+            w22 = (t21 * (t21 * d22 - 2.0 * t22 * d21) + t22 * t22 * d11) / det
+            W = np.empty((a.size, 2, 2))
+            W[:, 0, 0], W[:, 1, 0], W[:, 0, 1], W[:, 1, 1] = w11, w21, w21, w22
+            return None, float(np.sum(np.log(det))), W.ravel()
         D = np.matmul(np.matmul(T1.T, self.A11), T1)
         D[:, np.arange(T1.shape[0]), np.arange(T1.shape[0])] += 1.0
         L1 = np.linalg.cholesky(D)
@@ -220,12 +242,12 @@ class PLSObjective:
             S -= (self.M @ w).reshape(self.r, self.r)
         return S
 
-    def _factor(self, theta: np.ndarray, shortcut: bool = False):
+    def _factor(self, theta: np.ndarray, shortcut: bool = False, need_L1: bool = True):
         """Factor at theta. With ``shortcut`` (scalar later terms, none near 0), Lam2 = D is
         diagonal and chol(D S D + I_re) = D chol(S + D^-2 I_re): only the diagonal changes, and
         the returned ``extra`` log det D^2 must be added to the random-effects log det."""
         Ts = self.templates(theta)
-        L1, ld1, w = self._block1(Ts[0])
+        L1, ld1, w = self._block1(Ts[0], need_L1)
         S = self._schur(w)
         extra = 0.0
         rest = np.array([T[0, 0] for T in Ts[1:]]) if self._scalar_rest else None
@@ -251,7 +273,7 @@ class PLSObjective:
 
     def __call__(self, theta: np.ndarray) -> float:
         """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
-        _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
+        _, _, ld1, _, U, info = self._factor(theta, shortcut=True, need_L1=False)
         if info != 0:
             return math.inf
         diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
