@@ -274,9 +274,12 @@ def _mark(item: pytest.Item, case: Any, impl: str, adapter: Any, reference: Any)
     """Group by case (xdist), and skip or xfail as the catalog and the adapters say."""
     item.add_marker(pytest.mark.xdist_group(case.id))
     reason = (adapter.unavailable() or (getattr(case, "skip", None) or {}).get(impl)
-              or adapter.supports(case) or reference.unavailable() or reference.supports(case))
+              or adapter.supports(case))
+    ref_reason = reference.unavailable() or reference.supports(case)
     if reason:
         item.add_marker(pytest.mark.skip(reason=f"{impl}: {reason}"))
+    elif ref_reason:  # the reference's reason, said as such: one skip line for all candidates
+        item.add_marker(pytest.mark.skip(reason=f"reference {reference.name}: {ref_reason}"))
     xfail = (getattr(case, "xfail", None) or {}).get(impl)
     if xfail:
         item.add_marker(pytest.mark.xfail(reason=xfail, strict=True))
