@@ -8,8 +8,6 @@ import dataclasses
 import gzip
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -263,27 +261,16 @@ def test_user_catalog_with_its_own_dataset(tmp_path):
 # ---- R expands the same catalog -------------------------------------------------------------
 
 
-def _r_ids(path: Path) -> list[str]:
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript is not on PATH: R-side catalog check skipped")
-    proc = subprocess.run(
-        ["Rscript", "-e", f'source("r_scripts/catalog.R"); print_catalog_ids("{path}")'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"Rscript failed: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout)
+def _r_ids(rscript, path: Path) -> list[str]:
+    return json.loads(rscript(f'print_catalog_ids("{path}")', 120))
 
 
 @pytest.mark.needs_r
-def test_r_expands_the_same_ids(cases):
-    assert _r_ids(ROOT / "harness" / "catalog.yaml") == [c.id for c in cases]
+def test_r_expands_the_same_ids(cases, catalog_rscript):
+    assert _r_ids(catalog_rscript, ROOT / "harness" / "catalog.yaml") == [c.id for c in cases]
 
 
 @pytest.mark.needs_r
-def test_r_reads_a_user_catalog(tmp_path):
+def test_r_reads_a_user_catalog(tmp_path, catalog_rscript):
     path = write_catalog(tmp_path, [entry(spec="n", methods=["ML", "REML"]), GOOD])
-    assert _r_ids(path) == [c.id for c in load_catalog(path)]
+    assert _r_ids(catalog_rscript, path) == [c.id for c in load_catalog(path)]

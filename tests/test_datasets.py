@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -223,32 +221,17 @@ def test_write_keeps_other_entries(tmp_path):
 # ---- against R ------------------------------------------------------------------------------
 
 
-def _rscript(call: str) -> str:
-    if shutil.which("Rscript") is None:
-        pytest.skip("Rscript is not on PATH: R-side dataset checks skipped")
-    proc = subprocess.run(
-        ["Rscript", "-e", f'source("r_scripts/catalog.R"); {call}'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"Rscript failed: {proc.stderr[-2000:]}")
-    return proc.stdout
-
-
 @pytest.mark.needs_r
-def test_files_equal_lme4s_own_datasets():
-    out = json.loads(_rscript("print_lme4_dataset_check()"))
+def test_files_equal_lme4s_own_datasets(catalog_rscript):
+    out = json.loads(catalog_rscript("print_lme4_dataset_check()"))
     assert sorted(out["checked"]) == sorted(LME4_DATASETS)
     assert out["problems"] == []
 
 
 @pytest.mark.needs_r
 @pytest.mark.parametrize("name", [n for n in LME4_DATASETS if n != "InstEval"] + SIMULATED)
-def test_r_reads_the_same_data(name):
-    out = json.loads(_rscript(f'print_dataset_exact("{name}")'))
+def test_r_reads_the_same_data(name, catalog_rscript):
+    out = json.loads(catalog_rscript(f'print_dataset_exact("{name}")'))
     df = load_dataset(name)
     assert out["names"] == list(df.columns)
     for col, rcol in zip(df.columns, out["columns"], strict=True):
