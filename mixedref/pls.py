@@ -39,11 +39,11 @@ MAX_DENSE_BLOCK = 8000
 #: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
 _SHORTCUT_MIN = 1e-3
 
-try:  # scipy's kernels: CSR mat-vec accumulating y += A x in place; COO -> CSR counting sort
+try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; COO -> CSR counting sort
     from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
 except ImportError:  # pragma: no cover
-    _csr_matvec = _coo_tocsr = None
+    _csc_matvec = _coo_tocsr = None
 
 
 def theta_template(theta_k: np.ndarray, q: int) -> np.ndarray:
@@ -145,16 +145,19 @@ class PLSObjective:
         A21 = (Z2.T @ Z1).tocsc()
         A21.sort_indices()
         self.A21 = A21
-        self.M = _schur_operator(A21, q1, m1, r)
-        self._M_neg = (self.M.indptr, self.M.indices, -self.M.data)
-        self._re_diag = np.arange(self.re2) * (r + 1)
         self._scalar_rest = all(q == 1 for q in self.q[1:])
-        self._buf = np.empty((r, r))
-        self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
         #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
         self.has_gradient = q1 == 1 and self._scalar_rest
-        self._pbuf: np.ndarray | None = None
-        self._M2t: sp.csc_matrix | None = None
+        self._trace_op: sp.csr_matrix | None = None  # G of _scalar_operators
+        if self.has_gradient:  # the gradient's trace operator G shares M's pairs: build both
+            trace_m = r if self.REML else self.re2
+            self.M, self._trace_op = _scalar_operators(A21, m1, r, trace_m)
+        else:
+            self.M = _schur_operator(A21, q1, m1, r)
+        self._M_neg = (self.M.indptr, self.M.indices, -self.M.data)
+        self._re_diag = np.arange(self.re2) * (r + 1)
+        self._buf = np.empty((r, r))
+        self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
 
     # -- theta handling ----------------------------------------------------------------
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -236,8 +239,8 @@ class PLSObjective:
         S = self._buf
         np.copyto(S, self.A22)
         indptr, indices, neg = self._M_neg
-        if _csr_matvec is not None:
-            _csr_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
+        if _csc_matvec is not None:
+            _csc_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
         else:  # pragma: no cover - scipy without the private kernel
             S -= (self.M @ w).reshape(self.r, self.r)
         return S
@@ -323,15 +326,7 @@ class PLSObjective:
             Pinv, info, c_pw, m = np.zeros((0, 0)), 0, float(n), 0
         if info != 0:
             return value, None
-        # Pinv's upper triangle (Fortran) read in C order is P's lower triangle, the layout of
-        # M's rows; M2 is M with off-diagonal rows doubled, so M2' vec(P) = M' vec(P~)
-        if m == r:
-            pflat = Pinv.T.reshape(-1)
-        else:
-            if self._pbuf is None:
-                self._pbuf = np.zeros((r, r))
-            self._pbuf[:m, :m] = Pinv.T
-            pflat = self._pbuf.reshape(-1)
+        pflat = Pinv.reshape(-1, order="F")  # a view: dpotri returns a Fortran array
         pdiag = np.diagonal(Pinv)
         t1 = theta[0]
         a = self.A11[:, 0, 0]
@@ -339,7 +334,7 @@ class PLSObjective:
         dw = 2.0 * t1 / d1**2  # d W1 / d t1
         Bv = self.A21.T @ v
         grad = np.empty(theta.size)
-        dlogdet = -float(dw @ (self._doubled_operator_t() @ pflat)) if m else 0.0
+        dlogdet = -float(dw @ (self._trace_op @ pflat)) if m else 0.0
         dpw = -pwrss**2 * float(dw @ (Bv * Bv))
         grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
         off = 0
@@ -351,18 +346,6 @@ class PLSObjective:
             off += mk
         return value, grad
 
-    def _doubled_operator_t(self) -> sp.csc_matrix:
-        """M' with M's off-diagonal rows doubled (built on the first gradient, then kept)."""
-        if self._M2t is None:
-            M, r = self.M, self.r
-            diag_rows = np.arange(r, dtype=np.int64) * (r + 1)
-            starts, ends = M.indptr[diag_rows], M.indptr[diag_rows + 1]
-            on_diag = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-            data = 2.0 * M.data
-            data[on_diag] = M.data[on_diag]
-            self._M2t = sp.csr_matrix((data, M.indices, M.indptr), shape=M.shape).T
-        return self._M2t
-
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
         theta = np.asarray(theta, dtype=float).copy()
@@ -373,7 +356,9 @@ class PLSObjective:
                 f"the penalized system is not positive definite at theta={theta.tolist()} "
                 "(X may be rank deficient)"
             )
-        L22 = np.tril(U.T)  # lower factor of the dense block, C-ordered
+        # lower factor of the dense block as U's transpose view: only its lower triangle is
+        # read below (triangular solves reference one triangle), so no masked copy is needed
+        L22 = U.T
         re2, p, r = self.re2, self.p, self.r
         d = np.diagonal(L22)
         ldL2 = ld1 + 2.0 * float(np.sum(np.log(d[:re2])))
@@ -388,11 +373,14 @@ class PLSObjective:
         # L21 = Lam2' A21 Lam1 L1^-T, sparse with A21's level-block pattern
         lam2 = self._lambda2_sparse(Ts)
         B = lam2.T @ self.A21 @ sp.kron(sp.identity(m1, format="csr"), sp.csr_matrix(T1))
-        L21 = (B @ sp.block_diag(list(np.swapaxes(L1inv, 1, 2)), format="csr")).tocsr()
+        L21 = (B @ _block_diag_stack(np.swapaxes(L1inv, 1, 2))).tocsr()
         ell1 = np.asarray(L21[r - 1].todense()).ravel()  # y row of L21: L1^-1 Lam1'Z1'y
-        ell2 = L22[r - 1, : r - 1]
         Lrr = L22[: r - 1, : r - 1]
-        x2 = sla.solve_triangular(Lrr, ell2, lower=True, trans="T", check_finite=False)
+        # x2 solves Lrr' x2 = ell2 (ell2 the y row of L22). With U = L22' = [[Lrr', ell2],
+        # [0, d_y]], U z = d_y e_y gives z = (-x2, 1): one solve on the contiguous U, no copy
+        e = np.zeros(r)
+        e[-1] = d[-1]
+        x2 = -sla.solve_triangular(U, e, lower=False, check_finite=False)[: r - 1]
         u2, beta = x2[:re2], x2[re2:] + self.beta0
         rhs1 = ell1 - L21[: r - 1].T @ x2
         u1 = np.einsum("lba,lb->la", L1inv, rhs1.reshape(m1, q1)).ravel()
@@ -405,7 +393,7 @@ class PLSObjective:
         b = np.concatenate(b_parts)
         n = self.n
         sigma = math.sqrt(pwrss / (n - p if self.REML else n))
-        RX = L22[re2:re2 + p, re2:re2 + p].T.copy()
+        RX = np.triu(U[re2:re2 + p, re2:re2 + p])
         cv: tuple[np.ndarray, ...] = ()
         if condvar:
             cv = self._condvar(Ts, L1inv, L21, Lrr, sigma)
@@ -429,7 +417,7 @@ class PLSObjective:
         P = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)
         if re2:
             L21u = L21[:re2].toarray()
-            Linv1 = sp.block_diag(list(L1inv), format="csr")
+            Linv1 = _block_diag_stack(L1inv)
             G = sla.solve_triangular(Luu, (Linv1.T @ L21u.T).T, lower=True, check_finite=False)
             Gr = G.reshape(re2, m1, q1)
             P = P + np.einsum("kla,klb->lab", Gr, Gr)
@@ -444,6 +432,14 @@ class PLSObjective:
                 out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
                 off += q * m
         return tuple(out)
+
+
+def _block_diag_stack(blocks: np.ndarray) -> sp.csr_matrix:
+    """The block-diagonal CSR matrix of a stack of m q x q blocks (as scipy's block_diag of
+    the list, without its per-block Python overhead: m is a factor's number of levels)."""
+    m, q, _ = blocks.shape
+    return sp.bsr_matrix((np.ascontiguousarray(blocks), np.arange(m), np.arange(m + 1)),
+                         shape=(m * q, m * q)).tocsr()
 
 
 def _residualize(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -473,31 +469,18 @@ def _term_Z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:
     return sp.csc_matrix((X.ravel(), (rows, cols)), shape=(n, m * q))
 
 
-def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csr_matrix:
+def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csc_matrix:
     """Sparse M with (M @ vec(W1)).reshape(r, r) = lower triangle of A21 W1 A21'.
 
     W1 is block diagonal (m1 blocks q1 x q1, flattened level-major, row-major within a block).
     Entry (i, j), i >= j, collects A21[i, (l,a)] W1[l,a,b] A21[j, (l,b)] over levels l and a, b.
-    Built column by column (a column per W1 entry), then turned into CSR for a fast mat-vec.
+    Held in CSC form (a column per W1 entry): its mat-vec is as fast as CSR's here, and for
+    scalar first terms the columns come out of A21's columns already in order, with no sort.
     """
     indptr, rows, vals = A21.indptr, A21.indices, A21.data
     if q1 == 1:
-        # pairs e1 >= e2 within each column (rows sorted, so rows[e1] >= rows[e2]); columns
-        # with the same number of entries share one pair pattern, so loop over those counts
-        k = np.diff(indptr)
-        flats, datas, cols_out = [], [], []
-        for kv in np.unique(k[k > 0]):
-            cols = np.flatnonzero(k == kv)
-            a, b = np.tril_indices(int(kv))
-            base = indptr[cols][:, None]
-            e1, e2 = base + a, base + b
-            flats.append((rows[e1].astype(np.int64) * r + rows[e2]).ravel())
-            datas.append((vals[e1] * vals[e2]).ravel())
-            cols_out.append(np.repeat(cols.astype(np.int32), a.size))
-        if not flats:
-            return sp.csr_matrix((r * r, m1))
-        return _csr(np.concatenate(flats), np.concatenate(cols_out), np.concatenate(datas),
-                    (r * r, m1))
+        (indptr, flat, data), _ = _pair_arrays(A21, r)
+        return sp.csc_matrix((data, flat, indptr), shape=(r * r, m1))
     start = indptr[0:m1 * q1:q1].astype(np.int64)
     k = (indptr[q1:m1 * q1 + 1:q1] - indptr[0:m1 * q1:q1]).astype(np.int64)
     entry_col = np.repeat(np.arange(m1 * q1), np.diff(indptr)) % q1
@@ -515,7 +498,75 @@ def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csr_matr
     widx = lvl * (q1 * q1) + entry_col[e1] * q1 + entry_col[e2]
     data = vals[e1] * vals[e2]
     flat = i.astype(np.int64) * r + j
-    return _csr(flat, widx, data, (r * r, m1 * q1 * q1))
+    Mt = _csr(widx, flat, data, (m1 * q1 * q1, r * r))  # CSR of M' is CSC of M
+    return sp.csc_matrix((Mt.data, Mt.indices, Mt.indptr), shape=(r * r, m1 * q1 * q1))
+
+
+def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
+                 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:
+    """(indptr, index, data) of the sparse matrix whose column c lists, for each pair of rows
+    i >= j of A's column c (sorted indices), the value A[i, c] A[j, c] at index i * r + j;
+    with ``trace_m`` also those of :func:`_scalar_operators`' G, from the same pairs.
+
+    The pairs come out column after column, increasing within a column, so no sort is needed;
+    columns with the same number of entries share one pair pattern, so the loop runs over those
+    counts (tril_indices is row-major: a length's pattern is a prefix of the longest one's).
+    """
+    indptr, rows, vals = A.indptr, A.indices, A.data
+    k = np.diff(indptr).astype(np.int64)
+    colptr = np.zeros(k.size + 1, dtype=np.int64)
+    np.cumsum(k * (k + 1) // 2, out=colptr[1:])
+    total = int(colptr[-1])
+    idx = np.int64 if max(r * r, total) >= 2**31 - 1 else np.int32  # int32: less traffic
+    index, data = np.empty(total, dtype=idx), np.empty(total)
+    a_all, b_all = np.tril_indices(int(k.max(initial=0)))
+    m = trace_m
+    if m is not None:  # G keeps, per column, the pairs of its rows below m: a prefix
+        below = np.concatenate([[0], np.cumsum(rows < m)])
+        kk = (below[indptr[1:]] - below[indptr[:-1]]).astype(np.int64)
+        gptr = np.zeros(k.size + 1, dtype=np.int64)
+        np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
+        gindex = index if m == r else np.empty(int(gptr[-1]), dtype=idx)
+        gdata = np.empty(int(gptr[-1]))
+        doubled = np.where(a_all == b_all, 1.0, 2.0)
+    for kv in np.unique(k[k > 0]):
+        cols = np.flatnonzero(k == kv)
+        npair = int(kv * (kv + 1) // 2)
+        a, b = a_all[:npair], b_all[:npair]
+        entries = indptr[cols][:, None] + np.arange(kv)
+        rr, vv = rows[entries].astype(idx), vals[entries]
+        pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
+        ri, rj = rr[:, a], rr[:, b]
+        index[pos] = (ri * idx(r) + rj).ravel()
+        d = vv[:, a] * vv[:, b]
+        data[pos] = d.ravel()
+        if m is None:
+            continue
+        d *= doubled[:npair]
+        if m == r:
+            gdata[pos] = d.ravel()
+            continue
+        keep = ri < m
+        gpos = (gptr[cols][:, None] + np.arange(npair))[keep]
+        gindex[gpos] = (ri * idx(m) + rj)[keep]
+        gdata[gpos] = d[keep]
+    g = None if m is None else (gptr.astype(idx), gindex, gdata)
+    return (colptr.astype(idx), index, data), g
+
+
+def _scalar_operators(A21: sp.csc_matrix, m1: int, r: int, m: int
+                      ) -> tuple[sp.csc_matrix, sp.csr_matrix]:
+    """M (:func:`_schur_operator`) and G for a scalar first term, built from the same pairs.
+
+    G (m1 x m*m) has G @ vec_F(Pinv) = M' vec(P~), Pinv the m x m upper-triangular inverse
+    dpotri returns (Fortran order) and P~ the symmetric P with off-diagonal entries doubled:
+    M's entry for rows (i, j), i >= j, reads Pinv[j, i] at Fortran offset i * m + j, doubled
+    when i != j. Rows i >= m (X and y in ML, whose trace covers the random-effects block only)
+    drop out. G in CSR has M's CSC layout, so G @ p is a gather per level.
+    """
+    (indptr, index, data), (gptr, gindex, gdata) = _pair_arrays(A21, r, m)
+    return (sp.csc_matrix((data, index, indptr), shape=(r * r, m1)),
+            sp.csr_matrix((gdata, gindex, gptr), shape=(m1, m * m)))
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, data: np.ndarray,
