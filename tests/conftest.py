@@ -5,8 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,3 +32,27 @@ def catalog_rscript() -> Callable[..., str]:
         return proc.stdout
 
     return run
+
+
+@dataclass
+class FakeCase:
+    """The fields of a catalog Case that adapters and the runner read, for hand-made cases."""
+
+    id: str
+    formula: str
+    REML: bool = True
+    dataset: str = "none"
+    timeout: float = 60
+    xfail: dict = field(default_factory=dict)
+    skip: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def df() -> pd.DataFrame:
+    """A small valid data set (8 groups x 5 rows) with a real between-group variance, for
+    the bad-input tests to spoil one way at a time."""
+    rng = np.random.default_rng(6)
+    g = np.repeat(np.arange(8), 5)
+    x = rng.standard_normal(40)
+    y = 1.0 + 0.5 * x + rng.standard_normal(8)[g] + 0.5 * rng.standard_normal(40)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{k}" for k in g])})

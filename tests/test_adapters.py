@@ -8,11 +8,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FakeCase
 
 from harness import runner
 from harness.adapters import (
@@ -28,15 +28,6 @@ from harness.compare import AGREED, compare_records
 CASES = {c.id: c for c in load_catalog()}
 
 
-@dataclass
-class FakeCase:
-    id: str
-    formula: str
-    REML: bool = True
-    dataset: str = "none"
-    timeout: float = 60
-    xfail: dict = field(default_factory=dict)
-    skip: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- registry

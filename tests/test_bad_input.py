@@ -49,14 +49,6 @@ def _check_against(fit: mixedref.LmerFit, ref_fit: dict) -> None:
     assert list(fit.ngroups.values()) == list(ref_fit["ngrps"].values())
 
 
-@pytest.fixture
-def df() -> pd.DataFrame:
-    """A small valid data set (8 groups x 5 rows) with a real between-group variance."""
-    rng = np.random.default_rng(6)
-    g = np.repeat(np.arange(8), 5)
-    x = rng.standard_normal(40)
-    y = 1.0 + 0.5 * x + rng.standard_normal(8)[g] + 0.5 * rng.standard_normal(40)
-    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{k}" for k in g])})
 
 
 def _refused(fn: Callable[[], object], data: pd.DataFrame, exc: type[Exception],

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FakeCase
 
 from harness import rbridge, runner
 from harness.adapters import Lme4Live, Lme4Recorded
@@ -37,13 +37,6 @@ REFUSED = json.loads((Path(__file__).parent / "references" / "edge" / "refused.j
 XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 
-@dataclass
-class FakeCase:
-    id: str
-    formula: str
-    REML: bool = True
-    dataset: str = "none"
-    timeout: float = 60
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +47,6 @@ def live() -> Lme4Live:
     return Lme4Live()
 
 
-@pytest.fixture
-def df() -> pd.DataFrame:
-    """tests/test_bad_input.py's small valid data set (8 groups x 5 rows)."""
-    rng = np.random.default_rng(6)
-    g = np.repeat(np.arange(8), 5)
-    x = rng.standard_normal(40)
-    y = 1.0 + 0.5 * x + rng.standard_normal(8)[g] + 0.5 * rng.standard_normal(40)
-    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{k}" for k in g])})
 
 
 def _set(df: pd.DataFrame, column: str, value: float) -> pd.DataFrame:
