@@ -170,7 +170,7 @@ def _add(comp: Comparison, name: str, ref: float | None, cand: float | None,
         comp.rows.append(Row(name, ref, None, None, allowed, None, "not reported"))
     else:
         diff = cand - ref
-        ok = allowed is not None and math.isfinite(diff) and abs(diff) <= allowed
+        ok = bool(allowed is not None and math.isfinite(diff) and abs(diff) <= allowed)
         comp.rows.append(Row(name, ref, cand, diff, allowed, ok))
 
 

@@ -171,3 +171,17 @@ def test_round_trip_through_dict() -> None:
     comp = compare_records(_ref(), _cand(sigma=26.0))
     again = Comparison.from_dict(comp.to_dict())
     assert again.verdict == comp.verdict and again.rows == comp.rows
+
+
+def test_numpy_numbers_in_a_record_still_fail_when_outside_tolerance():
+    """A record that skipped normalization (numpy floats) must not pass by a numpy bool."""
+    import numpy as np
+
+    from harness.compare import compare_records
+
+    ref = {"fixef": {"a": 1.0}, "fixef_se": {"a": 0.1}, "sigma": 1.0, "objective": 10.0}
+    cand = {"fixef": {"a": np.float64(2.0)}, "fixef_se": {"a": np.float64(0.1)},
+            "sigma": np.float64(1.0), "objective": np.float64(10.0)}
+    comp = compare_records(ref, cand)
+    assert not comp.ok
+    assert [r.name for r in comp.failures] == ["fixef[a]"]
