@@ -434,11 +434,7 @@ def _r_call(function: str, data: Any, *args: Any) -> Any:
     reason = rbridge.unavailable()
     if reason:
         raise RuntimeError(reason)
-    call = getattr(rbridge, "call", None)
-    if call is not None:  # the bridge's public entry point, when it has one
-        return call(function, data, *args)
-    env = rbridge._env()  # noqa: SLF001 - until rbridge exposes a public call
-    return env[function](rbridge.to_r_frame(data), *args)
+    return rbridge.call(function, data, *args)
 
 
 def allfit_second_opinion(case: Any, data: Any) -> dict[str, Any]:
