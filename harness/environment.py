@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-PYTHON_PACKAGES = ("numpy", "scipy", "pandas", "statsmodels", "formulaic", "nlopt", "rpy2",
+PYTHON_PACKAGES = ("numpy", "scipy", "pandas", "statsmodels", "nlopt", "threadpoolctl", "rpy2",
                    "matplotlib", "mixedref")
 
 
