@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.tolerance import DEFAULT
+from mixedref.design import build_model, theta_positions
 from mixedref.errors import MixedrefError
 
 Objective = Callable[[np.ndarray], float]
@@ -53,7 +54,8 @@ class TermLayout:
 
     def theta_index(self) -> list[tuple[int, int]]:
         """(row, col) of each θ element in the template: column-major lower triangle."""
-        return [(i, j) for j in range(self.q) for i in range(j, self.q)]
+        rows, cols = theta_positions(self.q)
+        return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
 
     def theta_names(self) -> list[str]:
         """lme4's names (as getME(m, "theta")): group.col for a diagonal, group.row.col else."""
@@ -68,8 +70,6 @@ class TermLayout:
 
 def layout_from_model(formula: str, data: Any) -> list[TermLayout]:
     """The terms in lme4's order, as mixedref's model builder expands the formula."""
-    from mixedref.design import build_model  # late: the model builder may not be importable
-
     frame = build_model(formula, data)
     return [TermLayout(t.group, tuple(t.columns)) for t in frame.reterms]
 

@@ -29,6 +29,14 @@ from mixedref.formula import (
 )
 
 
+def theta_positions(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of a term's theta elements in its q x q lower-triangular template: the
+    lower triangle in column-major order, as lme4 orders theta."""
+    rows, cols = np.tril_indices(q)
+    order = np.lexsort((rows, cols))
+    return rows[order], cols[order]
+
+
 @dataclass(frozen=True, eq=False)
 class ReTerm:
     """One random-effects term ``(expr | group)`` after expansion (``||`` and ``/`` split).
@@ -61,9 +69,8 @@ class ReTerm:
     def theta_lower(self) -> np.ndarray:
         """lme4's bounds: 0 for diagonal elements of the Cholesky template, -inf elsewhere,
         in the template's column-major lower-triangle order."""
-        rows, cols = np.tril_indices(self.q)
-        order = np.lexsort((rows, cols))  # column-major
-        return np.where(rows[order] == cols[order], 0.0, -np.inf)
+        rows, cols = theta_positions(self.q)
+        return np.where(rows == cols, 0.0, -np.inf)
 
     @property
     def theta_start(self) -> np.ndarray:

@@ -27,7 +27,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri
 
-from mixedref.design import ModelFrame, ReTerm
+from mixedref.design import ModelFrame, ReTerm, theta_positions
 from mixedref.errors import DataError, MixedrefError
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -49,9 +49,7 @@ except ImportError:  # pragma: no cover
 def theta_template(theta_k: np.ndarray, q: int) -> np.ndarray:
     """The q x q lower-triangular template of one term from its theta (column-major order)."""
     T = np.zeros((q, q))
-    rows, cols = np.tril_indices(q)
-    order = np.lexsort((rows, cols))
-    T[rows[order], cols[order]] = theta_k
+    T[theta_positions(q)] = theta_k
     return T
 
 
@@ -104,11 +102,7 @@ class PLSObjective:
         self.theta_sizes = [t.ntheta for t in terms]
         self.theta_split = np.cumsum(self.theta_sizes)[:-1]
         self.ntheta = int(sum(self.theta_sizes))
-        self._tri = []
-        for q in self.q:
-            rows, cols = np.tril_indices(q)
-            order = np.lexsort((rows, cols))
-            self._tri.append((rows[order], cols[order]))
+        self._tri = [theta_positions(q) for q in self.q]
 
         def scale(a: np.ndarray) -> np.ndarray:
             return a if sw is None else a * (sw if a.ndim == 1 else sw[:, None])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.base import Adapter
+from mixedref.design import theta_positions
 
 _BAR = re.compile(r"\(([^()|]*(?:\([^()]*\)[^()|]*)*)(\|\|?)([^()]*)\)")
 
@@ -63,6 +64,7 @@ class Statsmodels(Adapter):
         from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
         from mixedref.design import build_model
+        from mixedref.optimize import is_singular
 
         model = build_model(case.formula, data)
         terms = model.reterms
@@ -101,7 +103,7 @@ class Statsmodels(Adapter):
             "nobs": model.n,
             "ngroups": model.ngroups,
             "converged": bool(res.converged),
-            "singular": None if theta is None else _singular(terms, theta),
+            "singular": None if theta is None else is_singular(theta, model.theta_lower),
             "messages": messages,
             "versions": {"statsmodels": statsmodels.__version__},
         }
@@ -139,18 +141,6 @@ def _varcorr_rows(terms: Any, cov: np.ndarray, scale: float) -> list[dict[str, A
     return rows
 
 
-def _singular(terms: Any, theta: list[float], tol: float = 1e-4) -> bool:
-    """lme4's isSingular rule: a diagonal element of some term's θ template below ``tol``."""
-    i = 0
-    for t in terms:
-        for j in range(t.q):
-            for k in range(j, t.q):
-                if k == j and theta[i] < tol:
-                    return True
-                i += 1
-    return False
-
-
 def _theta(terms: Any, cov: np.ndarray, scale: float) -> list[float] | None:
     """lme4's θ: per term the lower Cholesky factor of cov/σ², column-major; None when the
     covariance is not positive definite (θ is then not unique from the covariance alone)."""
@@ -165,6 +155,6 @@ def _theta(terms: Any, cov: np.ndarray, scale: float) -> list[float] | None:
                 L = np.sqrt(np.clip(block, 0.0, None))
             else:
                 return None
-        out += [float(L[i, j]) for j in range(t.q) for i in range(j, t.q)]
+        out += L[theta_positions(t.q)].tolist()
         start += t.q
     return out
