@@ -21,7 +21,6 @@ from harness.record import failed_record, normalize_record
 NOT_SUPPORTED = "not supported: "  # prefix of the error of a fit the implementation declined
 
 _cache: dict[tuple[str, str], dict[str, Any]] = {}
-_data_cache: dict[str, Any] = {}
 
 
 class CaseTimeout(Exception):
@@ -29,19 +28,17 @@ class CaseTimeout(Exception):
 
 
 def clear_cache() -> None:
-    """Forget every cached record and dataset (tests use this)."""
+    """Forget every cached record (tests use this)."""
     _cache.clear()
-    _data_cache.clear()
 
 
 def case_data(case: Any) -> Any:
-    """The case's DataFrame, loaded once per dataset per process."""
-    key = str(case.dataset)
-    if key not in _data_cache:
-        from harness.catalog import load_data
+    """The case's DataFrame: a fresh copy for each fit, so that an implementation that changes
+    its input cannot change another's (harness.datasets caches the parsed file, keyed by the
+    catalog's data folders as well as the name)."""
+    from harness.catalog import load_data
 
-        _data_cache[key] = load_data(case)
-    return _data_cache[key]
+    return load_data(case)
 
 
 def fit_case(adapter: Any, case: Any, data: Any = None, *, timeout: float | None = None,

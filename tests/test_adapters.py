@@ -260,3 +260,22 @@ def test_bridge_captures_warnings_and_messages_inside_r() -> None:
     rec = rbridge.lmer_record(runner.case_data(case), case.formula, case.REML, case.id)
     assert rec["singular"] is True
     assert any("singular" in m for m in rec["messages"])
+
+
+def test_an_implementation_that_changes_its_input_cannot_change_anothers():
+    from harness.adapters.base import Adapter
+
+    case = CASES["Dyestuff-intercept-REML"]
+
+    class Vandal(Adapter):
+        name = "vandal"
+
+        def fit(self, case, data):
+            data.drop(index=data.index[:10], inplace=True)
+            data["Yield"] = 0.0
+            raise RuntimeError("done vandalising")
+
+    rec = runner.fit_case(Vandal(), case, use_cache=False)
+    assert "done vandalising" in rec["error"]
+    data = runner.case_data(case)
+    assert len(data) == 30 and data["Yield"].nunique() > 1
