@@ -1,30 +1,33 @@
 """Run one case through one implementation: never raises, always gives a record.
 
-:func:`fit_case` times the fit, turns an exception, a NaN/inf result or a fit longer than the
-case's timeout into a failed record with the reason, so the session goes on (lme4's R code
-is stopped by R itself at the timeout, see harness/rbridge.py). Records are cached
-per (implementation, case) within the process, so the reference for a case is fitted once per
+:func:`fit_case` runs the fit in the implementation's worker process (its "lane", see
+harness.isolation), under a hard time limit and a memory limit: an exception, a NaN/inf result,
+a fit past the case's timeout, one that needs too much memory or one that kills its process
+becomes a failed record with the reason, and the session goes on. lme4 also stops itself
+inside R at the timeout (setTimeLimit, see harness/rbridge.py), which keeps its R process
+alive; the worker is killed only when that does not happen. Records are cached per
+(implementation, case) within the process, so the reference for a case is fitted once per
 pytest(-xdist) worker however many candidates compare with it.
 """
 
 from __future__ import annotations
 
-import math
-import signal
-import threading
 import time
-import traceback
 from typing import Any
 
+from harness import isolation
 from harness.record import failed_record, normalize_record
 
 NOT_SUPPORTED = "not supported: "  # prefix of the error of a fit the implementation declined
 
+#: Seconds beyond the case's timeout before an adapter that stops itself (``handles_timeout``:
+#: lme4's setTimeLimit) is killed: R's limit counts the fit alone, not the data's conversion
+#: into R nor the unwinding after the stop.
+GRACE = 10.0
+
 _cache: dict[tuple[str, str], dict[str, Any]] = {}
 
-
-class CaseTimeout(Exception):
-    """The fit ran longer than the case's timeout."""
+_describe = isolation.describe  # "TypeName: message (at file:line)"
 
 
 def clear_cache() -> None:
@@ -42,46 +45,30 @@ def case_data(case: Any) -> Any:
 
 
 def fit_case(adapter: Any, case: Any, data: Any = None, *, timeout: float | None = None,
-             use_cache: bool = True) -> dict[str, Any]:
+             memory: int | None = None, use_cache: bool = True,
+             isolated: bool = True) -> dict[str, Any]:
     """The record of ``adapter`` fitting ``case`` (data loaded from the catalog if not given).
 
-    ``timeout`` (seconds) overrides ``case.timeout``. Pure-Python adapters are interrupted by
-    SIGALRM when it runs out (main thread only). An adapter with ``handles_timeout`` (lme4 in
-    R, which SIGALRM must not interrupt) is given the limit as ``fit(..., timeout=)`` and
-    stops itself; any other non-interruptible adapter is judged after it returns.
+    ``timeout`` (seconds) overrides ``case.timeout``; ``memory`` (bytes) defaults to
+    isolation.DEFAULT_MEMORY. The fit runs in the lane ``adapter.lane`` (default: its name),
+    to which the adapter, the case and ``data`` are pickled; the worker loads the case's data
+    itself when ``data`` is None. ``isolated=False`` fits in this process instead (no kill, no
+    memory limit: for callers that time or debug a fit); a fit past the timeout then fails
+    only after it returns. Adapters that run no code (``runs_code = False``: recorded
+    answers) are read here either way.
     """
     key = (adapter.name, case.id)
     if use_cache and key in _cache:
         return _cache[key]
     limit = timeout if timeout is not None else getattr(case, "timeout", None)
-    REML = bool(getattr(case, "REML", None))
-    t0 = time.perf_counter()
-    try:
-        if data is None:
-            data = case_data(case)
-        with _alarm(limit if getattr(adapter, "interruptible", True) else None):
-            if getattr(adapter, "handles_timeout", False):
-                raw = adapter.fit(case, data, timeout=limit)
-            else:
-                raw = adapter.fit(case, data)
-        elapsed = time.perf_counter() - t0
-        rec = normalize_record(raw, adapter.name, case.id)
-        if rec.get("seconds") is None:
-            rec["seconds"] = elapsed
-        if rec.get("REML") is None:
-            rec["REML"] = REML
-        if limit and elapsed > limit and rec["error"] is None:
-            rec["error"] = f"timeout: the fit took {elapsed:.1f} s, more than the case's {limit} s"
-    except CaseTimeout:
-        rec = failed_record(adapter.name, case.id,
-                            f"timeout: the fit was stopped after {limit} s", REML=REML,
-                            seconds=time.perf_counter() - t0)
-    except NotImplementedError as exc:
-        rec = failed_record(adapter.name, case.id, NOT_SUPPORTED + (str(exc) or "not implemented"),
-                            REML=REML)
-    except Exception as exc:
-        rec = failed_record(adapter.name, case.id, _describe(exc), REML=REML,
-                            seconds=time.perf_counter() - t0)
+    limit = limit if limit and limit > 0 else None
+    if isolated and getattr(adapter, "runs_code", True):
+        rec = _fit_isolated(adapter, case, data, limit, memory)
+    else:
+        rec = _fit_here(adapter, case, data, limit)
+    if limit and rec["error"] is None and (rec.get("seconds") or 0) > limit:
+        rec["error"] = (f"timeout: the fit took {rec['seconds']:.1f} s, more than the case's "
+                        f"{limit:g} s")
     if use_cache:
         _cache[key] = rec
     return rec
@@ -92,33 +79,49 @@ def is_not_supported(record: dict[str, Any]) -> bool:
     return str(record.get("error") or "").startswith(NOT_SUPPORTED)
 
 
-def _describe(exc: BaseException) -> str:
-    """The exception's type and message, and where in the implementation it was raised."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {tb[-1].filename}:{tb[-1].lineno})" if tb else ""
-    msg = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
-    return text + where
+def fit_record(adapter: Any, case: Any, data: Any, limit: float | None) -> dict[str, Any]:
+    """Fit and normalize the record, timing the fit alone (runs in the worker; raises)."""
+    if data is None:
+        data = case_data(case)
+    t0 = time.perf_counter()
+    if getattr(adapter, "handles_timeout", False):
+        raw = adapter.fit(case, data, timeout=limit)
+    else:
+        raw = adapter.fit(case, data)
+    seconds = time.perf_counter() - t0
+    rec = normalize_record(raw, adapter.name, case.id)
+    if rec.get("seconds") is None:
+        rec["seconds"] = seconds
+    if rec.get("REML") is None:
+        rec["REML"] = bool(getattr(case, "REML", None))
+    return rec
 
 
-class _alarm:
-    """Raise CaseTimeout in the main thread after ``seconds`` (no-op elsewhere or when None)."""
+def _fit_isolated(adapter: Any, case: Any, data: Any, limit: float | None,
+                  memory: int | None) -> dict[str, Any]:
+    lane = getattr(adapter, "lane", None) or adapter.name
+    hard = limit + GRACE if limit and getattr(adapter, "handles_timeout", False) else limit
+    out = isolation.call(lane, "harness.runner:fit_record", adapter, case, data, limit,
+                         timeout=hard, memory=memory)
+    if out.kind == "ok":
+        return out.value
+    REML = bool(getattr(case, "REML", None))
+    if out.kind == "not-supported":
+        return failed_record(adapter.name, case.id, NOT_SUPPORTED + str(out.error), REML=REML)
+    killed = out.kind in ("timeout", "memory", "crashed")
+    seconds = out.seconds if killed or out.worker_seconds is None else out.worker_seconds
+    return failed_record(adapter.name, case.id, str(out.error), REML=REML, seconds=seconds)
 
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds if seconds and math.isfinite(seconds) and seconds > 0 else None
-        self.active = (self.seconds is not None and hasattr(signal, "setitimer")
-                       and threading.current_thread() is threading.main_thread())
 
-    def __enter__(self) -> None:
-        if self.active:
-            self.previous = signal.signal(signal.SIGALRM, self._raise)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.active:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
-
-    @staticmethod
-    def _raise(signum: int, frame: object) -> None:
-        raise CaseTimeout()
+def _fit_here(adapter: Any, case: Any, data: Any, limit: float | None) -> dict[str, Any]:
+    REML = bool(getattr(case, "REML", None))
+    t0 = time.perf_counter()
+    try:
+        return fit_record(adapter, case, data, limit)
+    except NotImplementedError as exc:
+        return failed_record(adapter.name, case.id,
+                             NOT_SUPPORTED + (" ".join(str(exc).split()) or "not implemented"),
+                             REML=REML)
+    except Exception as exc:
+        return failed_record(adapter.name, case.id, _describe(exc), REML=REML,
+                             seconds=time.perf_counter() - t0)

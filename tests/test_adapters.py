@@ -118,8 +118,10 @@ def test_runner_caches_per_impl_and_case() -> None:
 
     runner.clear_cache()
     case = FakeCase("c-cache", "y ~ 1 + (1|g)")
-    first = runner.fit_case(Counting(), case, pd.DataFrame())
-    again = runner.fit_case(Counting(), case, pd.DataFrame())
+    # in-process (isolated=False): the calls are counted in this process's list, which a
+    # worker process's copy of the (local, so unpicklable) adapter could not append to
+    first = runner.fit_case(Counting(), case, pd.DataFrame(), isolated=False)
+    again = runner.fit_case(Counting(), case, pd.DataFrame(), isolated=False)
     assert first is again and calls == ["c-cache"]
     runner.clear_cache()
 
@@ -262,20 +264,19 @@ def test_bridge_captures_warnings_and_messages_inside_r() -> None:
     assert any("singular" in m for m in rec["messages"])
 
 
-def test_an_implementation_that_changes_its_input_cannot_change_anothers():
-    from harness.adapters.base import Adapter
+class _Vandal(Adapter):  # at module level: the runner pickles it to its worker process
+    name = "vandal"
 
+    def fit(self, case, data):
+        data.drop(index=data.index[:10], inplace=True)
+        data["Yield"] = 0.0
+        raise RuntimeError("done vandalising")
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_an_implementation_that_changes_its_input_cannot_change_anothers(isolated):
     case = CASES["Dyestuff-intercept-REML"]
-
-    class Vandal(Adapter):
-        name = "vandal"
-
-        def fit(self, case, data):
-            data.drop(index=data.index[:10], inplace=True)
-            data["Yield"] = 0.0
-            raise RuntimeError("done vandalising")
-
-    rec = runner.fit_case(Vandal(), case, use_cache=False)
+    rec = runner.fit_case(_Vandal(), case, use_cache=False, isolated=isolated)
     assert "done vandalising" in rec["error"]
     data = runner.case_data(case)
     assert len(data) == 30 and data["Yield"].nunique() > 1

@@ -3,8 +3,9 @@
 lme4's own errors on bad input come back as the record's ``error`` (its warnings as
 ``messages``), never as an rpy2 traceback; what the DataFrame -> R conversion cannot carry is a
 DataError naming the column; a case's timeout stops lme4 inside R (setTimeLimit) and R stays
-usable; an R (or any fit) that kills its process takes down only its pytest-xdist worker; and
-R or lme4 missing gives one clear reason, the run falling back to the recorded answers.
+usable; an R (or any fit) that kills its process costs only its case (fits run in worker
+processes, harness.isolation; R lives in the "R" lane, never in the test process); and R or
+lme4 missing gives one clear reason, the run falling back to the recorded answers.
 
 Expected error texts are lme4's (and base R's) own messages: those in
 tests/references/edge/refused.json were recorded by r_scripts/edge_references.R; the others
@@ -23,7 +24,7 @@ import pandas as pd
 import pytest
 from conftest import FakeCase
 
-from harness import rbridge, runner
+from harness import isolation, rbridge, runner
 from harness.adapters import Lme4Live, Lme4Recorded
 from harness.catalog import load_catalog
 from harness.compare import AGREED, compare_records
@@ -41,10 +42,47 @@ XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_
 
 @pytest.fixture(scope="module")
 def live() -> Lme4Live:
-    reason = rbridge.unavailable()
+    reason = Lme4Live().unavailable()  # asks the R lane: R is not started in this process
     if reason:
         pytest.skip(f"needs R and lme4 through rpy2: {reason}")
     return Lme4Live()
+
+
+def in_r(function: str, *args: object, timeout: float = 120) -> object:
+    """Run one of this module's functions below in the R lane (where lme4's fits run) and
+    return its value (fails the test with the worker's error)."""
+    out = isolation.call(Lme4Live.lane, f"{__name__}:{function}", *args, timeout=timeout)
+    assert out.kind == "ok", out.error
+    return out.value
+
+
+def r_frame_error(data: pd.DataFrame) -> str | None:
+    """(In the R lane) rbridge.to_r_frame's DataError text for ``data``, None if converted."""
+    try:
+        rbridge.to_r_frame(data)
+    except DataError as exc:
+        return str(exc)
+    return None
+
+
+def r_column_kinds(data: pd.DataFrame) -> list[str]:
+    """(In the R lane) per column R's class, then NAs in s, n, b, then n's second value."""
+    import rpy2.robjects as ro
+
+    kinds = ro.r("function(d) c(sapply(d, class), sum(is.na(d$s)), sum(is.na(d$n)), "
+                 "sum(is.na(d$b)), d$n[2])")
+    return list(kinds(rbridge.to_r_frame(data)))
+
+
+def r_sleep(seconds: float) -> int:
+    """(In the R lane) Sys.sleep in R, an interrupt point: raises if a time limit is left set;
+    returns the process id."""
+    import os
+
+    import rpy2.robjects as ro
+
+    ro.r(f"Sys.sleep({seconds})")
+    return os.getpid()
 
 
 
@@ -132,9 +170,8 @@ def test_what_r_cannot_be_given_is_a_data_error_naming_the_column(
         live: Lme4Live, df: pd.DataFrame, name: str) -> None:
     make, words = UNCONVERTIBLE[name]
     data = make(df)
-    with pytest.raises(DataError, match=None) as info:
-        rbridge.to_r_frame(data)
-    assert words in str(info.value)
+    error = in_r("r_frame_error", data)
+    assert error is not None and words in error
     # through the runner: a failed record with that text, not a traceback
     rec = runner.fit_case(live, FakeCase(f"conv-{name}", "y ~ x + (1 | g)"), data,
                           use_cache=False)
@@ -144,19 +181,14 @@ def test_what_r_cannot_be_given_is_a_data_error_naming_the_column(
 @pytest.mark.needs_r
 def test_conversion_keeps_what_r_can_take_and_ignores_unusable_unused_columns(
         live: Lme4Live, df: pd.DataFrame) -> None:
-    import rpy2.robjects as ro
-
     data = pd.DataFrame({
         "s": pd.Series(["a", None, "b", "a"], dtype=object),
         "n": pd.Series([1, 2.5, None, 4], dtype=object),
         "b": pd.array([True, None, False, True], dtype="boolean"),
         "e": pd.Series([None] * 4, dtype=object),
     })
-    rdf = rbridge.to_r_frame(data)
-    kinds = ro.r("function(d) c(sapply(d, class), sum(is.na(d$s)), sum(is.na(d$n)), "
-                 "sum(is.na(d$b)), d$n[2])")
-    assert list(kinds(rdf)) == ["character", "numeric", "logical", "logical", "1", "1", "1",
-                                "2.5"]
+    assert in_r("r_column_kinds", data) == ["character", "numeric", "logical", "logical", "1",
+                                            "1", "1", "2.5"]
     # a column the formula does not name is left out rather than refusing the fit
     odd = df.assign(when=pd.date_range("2020-01-01", periods=len(df)),
                     junk=pd.Series([1.5, "a"] * 20, dtype=object))
@@ -172,21 +204,36 @@ def test_conversion_keeps_what_r_can_take_and_ignores_unusable_unused_columns(
 @pytest.mark.needs_r
 def test_case_timeout_stops_lme4_inside_r_and_r_goes_on(live: Lme4Live) -> None:
     big = CASES["InstEval-service-ML"]  # lme4 about 10 s here
-    data = runner.case_data(big)
+    r_process = in_r("r_sleep", 0)
     t0 = time.perf_counter()
-    rec = runner.fit_case(live, big, data, timeout=0.5, use_cache=False)
+    rec = runner.fit_case(live, big, timeout=0.5, use_cache=False)  # the R lane loads the data
     wall = time.perf_counter() - t0
     assert rec["error"] == "timeout: lme4 did not finish within 0.5 s"
     assert 0.5 <= rec["seconds"] < 3 and wall < 6
+    # R stopped itself (setTimeLimit): the same R process goes on, the worker was not killed
+    assert in_r("r_sleep", 0) == r_process
     # the limit was lifted (the next fits start after it would have expired): they run to the
     # end and are right
     case = CASES["sleepstudy-slopes-ML"]
     again = runner.fit_case(live, case, use_cache=False)
     assert again["error"] is None
     assert compare_records(Lme4Recorded().fit(case, None), again).verdict == AGREED
-    import rpy2.robjects as ro
+    # longer than the limit, at an interrupt point: would raise if the limit were kept
+    assert in_r("r_sleep", 0.6) == r_process
 
-    ro.r("Sys.sleep(0.6)")  # longer than the limit, at an interrupt point: would raise if kept
+
+@pytest.mark.needs_r
+def test_an_r_that_does_not_stop_itself_is_killed_and_restarted(live: Lme4Live) -> None:
+    # R's setTimeLimit is checked at R's interrupt points only; a call that never reaches one
+    # (here a sleep outside R) is killed at the hard limit, and the lane's next call starts R
+    # anew in a new worker, which fits right
+    r_process = in_r("r_sleep", 0)
+    out = isolation.call(Lme4Live.lane, "time:sleep", 60, timeout=1)
+    assert out.kind == "timeout" and 1 <= out.seconds < 3
+    assert in_r("r_sleep", 0) != r_process
+    case = CASES["sleepstudy-slopes-REML"]
+    assert compare_records(Lme4Recorded().fit(case, None),
+                           runner.fit_case(live, case, use_cache=False)).verdict == AGREED
 
 
 # ----------------------------------------------------------------------------- 3. a dying R
@@ -221,17 +268,20 @@ def test_a_process_killed_in_a_fit_costs_only_its_case(pytester: pytest.Pytester
         "--pyargs", "harness", "--reference=recorded", "-n", "2", "-p", "no:cacheprovider",
         "--impl", "crashimpl_f:fit", "--impl", "statsmodels", "-k",
         "(sleepstudy-intercept or Dyestuff-intercept) and not test_fit", timeout=120)
-    # the crashed item fails once (not re-run worker after worker); everything else ran,
-    # including the crashed case's statsmodels item, requeued to the replacement worker
+    # the fit died in its own worker process (its lane): the crashed case is one ordinary
+    # failed item naming the signal, the pytest-xdist workers live on, everything else ran
     result.assert_outcomes(passed=7, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
-        "*worker 'gw?' crashed while running "
-        "'*Dyestuff-intercept-REML[[]crashimpl_f:fit-vs-lme4-recorded[]]'*",
+        "Dyestuff-intercept-REML: crashimpl_f:fit vs lme4-recorded: failed: crashed: the worker "
+        "process was killed by signal SIGABRT (6)",
         "*mixedref harness summary*",
-        "Dyestuff-intercept-REML*ERROR*ok*",
+        "Dyestuff-intercept-REML*FAIL*ok*",
         "crashimpl_f:fit*3*1*",
-        "  Dyestuff-intercept-REML [[]crashimpl_f:fit[]]: error: *crashed while running*"])
+        "  Dyestuff-intercept-REML [[]crashimpl_f:fit[]]: failed: crashed: the worker process "
+        "was killed by signal SIGABRT (6)",
+        "FAILED *Dyestuff-intercept-REML[[]crashimpl_f:fit-vs-lme4-recorded[]]*"])
+    assert "crashed while running" not in result.stdout.str()  # no xdist worker was lost
     assert "INTERNALERROR" not in result.stdout.str()
 
 
@@ -265,15 +315,15 @@ def test_without_r_the_run_uses_the_recording_and_says_why_once(
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
-def test_without_r_a_live_run_skips_with_the_reason(pytester: pytest.Pytester,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_r_a_live_run_is_a_usage_error_with_the_reason(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    # --reference=live is a promise the run cannot keep without R: it stops before collection
     result = _run_without(pytester, monkeypatch, NO_R, "--reference=live")
-    result.assert_outcomes(skipped=2)
-    assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines([
-        "mixedref harness: reference = live lme4 requested but unavailable: R not available: "
-        "rpy2 import failed: *",
-        "*SKIPPED*lme4: R not available: rpy2 import failed: OSError: cannot load library*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --reference=live: lme4 cannot be used here (R not available: rpy2 import "
+        "failed: OSError: cannot load library '/nonexistent/lib/libR.so'*); install R and lme4*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
 @pytest.mark.needs_r

@@ -7,11 +7,28 @@ from typing import Any
 
 
 class Adapter:
-    """Base class of the adapters. ``interruptible`` says the fit is Python code that the
-    runner may stop with SIGALRM at the case's timeout (R code is judged after it returns)."""
+    """Base class of the adapters.
+
+    The runner fits in a worker process (harness.isolation), the adapter's ``lane``: by
+    default one per adapter name; adapters that need the same heavy state (the embedded R)
+    name the same lane. The adapter instance is pickled to that worker for each fit, so it
+    should hold settings, not caches it cannot rebuild. ``handles_timeout`` says ``fit``
+    takes ``timeout=`` and stops itself (the worker is killed only if it does not).
+    ``runs_code = False`` marks an adapter that runs no implementation at all (it reads
+    recorded answers): the runner reads those in the harness process."""
 
     name: str = "?"
-    interruptible: bool = True
+    handles_timeout: bool = False
+    runs_code: bool = True
+
+    @property
+    def lane(self) -> str:
+        """The worker process the runner fits in: the adapter's name unless set."""
+        return self.__dict__.get("_lane") or self.name
+
+    @lane.setter
+    def lane(self, value: str) -> None:
+        self.__dict__["_lane"] = value
 
     def unavailable(self) -> str | None:
         """None when the implementation can be used in this process, else the reason."""

@@ -1,13 +1,15 @@
-"""lme4 as the reference: live through the embedded R (harness.rbridge), or its answers
-recorded by r_scripts/record_references.R in harness/references/lme4.json."""
+"""lme4 as the reference: live through the embedded R (harness.rbridge) in the "R" worker
+process (harness.isolation), or its answers recorded by r_scripts/record_references.R in
+harness/references/lme4.json."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from harness import rbridge
+from harness import isolation, rbridge
 from harness.adapters.base import Adapter
 from harness.record import normalize_record
 
@@ -15,25 +17,45 @@ RECORDED_PATH = Path(__file__).resolve().parent.parent / "references" / "lme4.js
 
 
 class Lme4Live(Adapter):
-    """lme4 fitted now, in this process's embedded R, with lmer's defaults. SIGALRM must not
-    interrupt R, so the case's timeout is enforced inside R (``handles_timeout``)."""
+    """lme4 fitted now, with lmer's defaults, in the embedded R of the "R" lane: one worker
+    process per pytest(-xdist) worker that everything needing R shares, so R starts once and
+    the harness process never loads it. The case's timeout is enforced inside R first
+    (``handles_timeout``: R stops the fit and stays usable); the runner kills the worker only
+    when R does not stop."""
 
     name = "lme4"
-    interruptible = False
+    lane = "R"
     handles_timeout = True
 
     def unavailable(self) -> str | None:
-        return rbridge.unavailable()
+        """None when R and lme4 load in the R lane, else the reason (asked once per process;
+        a lane that crashes or hangs starting R is the reason then)."""
+        key = (os.getpid(), self.lane)
+        if key not in _why_not_r:
+            out = isolation.call(self.lane, "harness.rbridge:unavailable", timeout=R_START_TIMEOUT)
+            _why_not_r[key] = out.value if out.kind == "ok" else (
+                f"R could not be started in a worker process: {out.error}")
+        return _why_not_r[key]
+
+    def versions(self) -> dict[str, str]:
+        """R, lme4, Matrix and BLAS versions of the R lane's R (empty when unavailable)."""
+        out = isolation.call(self.lane, "harness.rbridge:versions", timeout=R_START_TIMEOUT)
+        return dict(out.value or {}) if out.kind == "ok" else {}
 
     def fit(self, case: Any, data: Any, timeout: float | None = None) -> dict[str, Any]:
         return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
                                    timeout=timeout)
 
 
+R_START_TIMEOUT = 60.0  # seconds for R to start with lme4 in the R lane (about 2 s here)
+_why_not_r: dict[tuple[int, str], str | None] = {}  # (pid, lane) -> unavailable()'s answer
+
+
 class Lme4Recorded(Adapter):
     """lme4's answers as recorded (no R needed); a case without a recording is unsupported."""
 
     name = "lme4-recorded"
+    runs_code = False  # reads a JSON file: nothing to isolate
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else RECORDED_PATH

@@ -40,6 +40,15 @@ class CallableAdapter(Adapter):
             self._func = obj
         return self._func
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for the runner's worker process without the loaded callable when it can be
+        loaded there by name (``module:attr``): a lambda, a partial or a decorated function
+        need not be picklable."""
+        state = dict(self.__dict__)
+        if ":" in self.spec:
+            state.update(_func=None, _reason=None)
+        return state
+
     def unavailable(self) -> str | None:
         self._load()
         return self._reason
