@@ -1,0 +1,329 @@
+"""Registered divergences: known, explained disagreements with the reference, and their size.
+
+A candidate that disagrees with lme4 for a reason someone has understood (a wrong optimum of
+the candidate, a different SE formula next to a zero variance, ...) is registered in a YAML
+file (default: harness/divergences.yaml, whose header documents the schema), one entry per
+case, implementation and compared quantity, with the size and direction of the disagreement
+as measured and the reason in words. :meth:`Registry.judge` then holds a run to the registry:
+
+- a quantity outside tolerance (a ``Row`` with ``ok is False``) must be *covered* by an entry
+  for its case and implementation whose quantity pattern matches the row's name, whose
+  direction matches the sign of candidate - reference, and whose size it does not exceed more
+  than twice (``|difference| <= 2 * size``);
+- a row matched by an entry but beyond twice its size has *grown* (the divergence got worse);
+- a failing row matched by no entry is *unregistered* (a direction mismatch is unregistered:
+  a divergence that changed sign is a different divergence);
+- an entry for the case and implementation that matched no failing row is *stale*: it stopped
+  firing (fixed? remove the entry).
+
+A judgement is ``ok`` when nothing grew, nothing is unregistered and nothing is stale.
+
+Patterns. ``case`` is an :mod:`fnmatch` glob over case ids (``*``, ``?``, ``[seq]``).
+``quantity`` is a glob over a compared quantity's row name (as in the parameter table) in which
+only ``*`` and ``?`` are wildcards: brackets are literal, so ``fixef_se[x]`` means the row
+``fixef_se[x]`` and ``corr[*]`` every correlation row. The part before ``[`` must be one of
+:data:`QUANTITIES`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.resources
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.compare import Row
+
+# The compared quantities, by the part of a row's name before "[": what harness.compare
+# writes (fixef[...], fixef_se[...], sigma, var[...], cov[...], corr[...], loglik, objective,
+# theta[...]) and the judge's consistency checks. Grows with the comparators.
+QUANTITIES: tuple[str, ...] = (
+    "fixef",
+    "fixef_se",
+    "sigma",
+    "var",
+    "cov",
+    "corr",
+    "loglik",
+    "objective",
+    "theta",
+    "consistency.objective",
+    "consistency.loglik",
+    "consistency.fixef",
+    "consistency.sigma",
+)
+DIRECTIONS: tuple[str, ...] = ("higher", "lower", "either")
+REQUIRED_KEYS: tuple[str, ...] = ("case", "impl", "quantity", "size", "direction", "reason")
+GROWTH_FACTOR = 2.0  # a registered divergence may be up to this many times its size
+
+
+class RegistryError(Exception):
+    """The divergence registry is malformed: the message names the entry and the problem."""
+
+
+def default_registry_path() -> Path:
+    """The registry that travels with the harness package (harness/divergences.yaml)."""
+    return Path(str(importlib.resources.files("harness") / "divergences.yaml"))
+
+
+def _quantity_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for ch in pattern:
+        parts.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered divergence (index: its position in the file's ``divergences`` list)."""
+
+    index: int
+    path: str
+    case: str
+    impl: str
+    quantity: str
+    size: float
+    direction: str
+    reason: str
+    _regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    def label(self) -> str:
+        """``entry N (case, impl, quantity)``: how messages name the entry."""
+        return f"entry {self.index} ({self.case}, {self.impl}, {self.quantity})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("index", "path", *REQUIRED_KEYS)}
+
+    def matches_case(self, case_id: str) -> bool:
+        return fnmatch.fnmatchcase(case_id, self.case)
+
+    def matches_quantity(self, name: str) -> bool:
+        regex = self._regex if self._regex is not None else _quantity_regex(self.quantity)
+        return regex.match(name) is not None
+
+    def matches_direction(self, difference: float | None) -> bool:
+        """Whether the sign of candidate - reference is the registered one. A difference that
+        is None, NaN or zero has no sign: only ``either`` matches it."""
+        if self.direction == "either":
+            return True
+        if difference is None or not math.isfinite(difference) or difference == 0:
+            return False
+        return (difference > 0) == (self.direction == "higher")
+
+    def within_size(self, difference: float | None) -> bool:
+        """``|difference| <= 2 * size``; a difference without a value (None, NaN) has no size
+        to exceed (it can only be matched by an ``either`` entry)."""
+        if difference is None or not math.isfinite(difference):
+            return True
+        return abs(difference) <= GROWTH_FACTOR * self.size
+
+
+@dataclass
+class Judgement:
+    """How one (case, implementation)'s failing rows stand against the registry."""
+
+    case_id: str
+    impl: str
+    covered: list[tuple[Row, Entry]] = field(default_factory=list)
+    grown: list[tuple[Row, Entry]] = field(default_factory=list)
+    unregistered: list[Row] = field(default_factory=list)
+    stale: list[Entry] = field(default_factory=list)
+    # entries whose pattern matched an unregistered row in the other direction (for messages)
+    _other_direction: dict[int, list[Entry]] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing grew, nothing is unregistered, no entry went stale."""
+        return not (self.grown or self.unregistered or self.stale)
+
+    @property
+    def registered(self) -> bool:
+        """ok, and at least one failing row was covered by an entry (a registered divergence:
+        the item is an expected failure)."""
+        return self.ok and bool(self.covered)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form (e.g. to travel through pytest-xdist's user_properties)."""
+        return {
+            "case_id": self.case_id,
+            "impl": self.impl,
+            "ok": self.ok,
+            "registered": self.registered,
+            "covered": [{"row": asdict(r), "entry": e.to_dict()} for r, e in self.covered],
+            "grown": [{"row": asdict(r), "entry": e.to_dict()} for r, e in self.grown],
+            "unregistered": [asdict(r) for r in self.unregistered],
+            "stale": [e.to_dict() for e in self.stale],
+            "message": self.message(),
+        }
+
+    def message(self) -> str:
+        """One line per problem (empty when ok)."""
+        lines: list[str] = []
+        for row, entry in self.grown:
+            lines.append(
+                f"{row.name}: registered divergence grew: |difference| {_g(abs(row.difference))}"
+                f" > {_g(GROWTH_FACTOR)} x registered {entry.size:g} "
+                f"(candidate - reference = {_signed(row.difference)}; {entry.label()}; "
+                f"reason: {entry.reason})")
+        for row in self.unregistered:
+            line = (f"{row.name}: unregistered disagreement (candidate - reference = "
+                    f"{_signed(row.difference)}, allowed {_g(row.allowed)}"
+                    + (f", {row.note}" if row.note else "") + ")")
+            others = self._other_direction.get(id(row))
+            if others:
+                line += "; " + ", ".join(f"{e.label()} registers it {e.direction}"
+                                         for e in others)
+            lines.append(line)
+        for entry in self.stale:
+            on = "" if entry.case == self.case_id else f" on {self.case_id}"
+            lines.append(f"{entry.label()} stopped firing{on}: fixed? remove the entry "
+                         f"from {entry.path}")
+        return "\n".join(lines)
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _signed(x: float | None) -> str:
+    return "none" if x is None else f"{x:+.3g}"
+
+
+@dataclass
+class Registry:
+    """The entries of one registry file."""
+
+    entries: list[Entry] = field(default_factory=list)
+    path: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def entries_for(self, case_id: str, impl: str) -> list[Entry]:
+        """The entries registered for this case and implementation, in file order."""
+        return [e for e in self.entries if e.impl == impl and e.matches_case(case_id)]
+
+    def judge(self, case_id: str, impl: str, rows: Sequence[Row]) -> Judgement:
+        """Hold one comparison's rows (``harness.compare.Row``) to the registry (see the
+        module's docstring for the rules). An entry fires on every failing row it matches
+        (pattern and direction); a row is covered by the first firing entry within twice its
+        size, and has grown when it fires entries but exceeds every one of them (it is paired
+        with the largest)."""
+        entries = self.entries_for(case_id, impl)
+        judgement = Judgement(case_id, impl)
+        fired: set[int] = set()
+        for row in rows:
+            if row.ok is not False:
+                continue
+            by_name = [e for e in entries if e.matches_quantity(row.name)]
+            matching = [e for e in by_name if e.matches_direction(row.difference)]
+            fired.update(e.index for e in matching)
+            if not matching:
+                judgement.unregistered.append(row)
+                if by_name:
+                    judgement._other_direction[id(row)] = by_name
+                continue
+            within = [e for e in matching if e.within_size(row.difference)]
+            if within:
+                judgement.covered.append((row, within[0]))
+            else:
+                judgement.grown.append((row, max(matching, key=lambda e: e.size)))
+        judgement.stale = [e for e in entries if e.index not in fired]
+        return judgement
+
+
+def load_registry(path: str | Path | None, case_ids: Iterable[str]) -> Registry:
+    """Read and validate a registry file (``None``: :func:`default_registry_path`) against the
+    catalog's case ids. Raises :class:`RegistryError` naming the entry and the problem."""
+    path = Path(path) if path is not None else default_registry_path()
+    ids = list(case_ids)
+    if not path.is_file():
+        raise RegistryError(f"divergence registry {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"divergence registry {path}: not valid YAML: {exc}") from None
+    if doc is None:
+        return Registry([], str(path))
+    if not isinstance(doc, Mapping):
+        raise RegistryError(f"divergence registry {path}: expected a mapping with a "
+                            f"'divergences' list at the top, got {type(doc).__name__}")
+    extra = sorted(map(str, set(doc) - {"divergences"}))
+    if extra:
+        raise RegistryError(f"divergence registry {path}: unknown top-level key(s) {extra}; "
+                            "only 'divergences'")
+    items = doc.get("divergences")
+    if items is None:
+        return Registry([], str(path))
+    if not isinstance(items, list):
+        raise RegistryError(f"divergence registry {path}: 'divergences' must be a list of "
+                            f"entries, got {type(items).__name__}")
+    entries: list[Entry] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, item in enumerate(items):
+        entry = _entry(path, index, item, ids)
+        key = (entry.case, entry.impl, entry.quantity)
+        if key in seen:
+            _fail(path, index, item, f"duplicates entry {seen[key]} (same case, impl and "
+                                     "quantity)")
+        seen[key] = index
+        entries.append(entry)
+    return Registry(entries, str(path))
+
+
+def _fail(path: Path, index: int, item: Any, problem: str) -> None:
+    if isinstance(item, Mapping):
+        who = (f"case {item.get('case')!r}, impl {item.get('impl')}, "
+               f"quantity {item.get('quantity')!r}")
+    else:
+        who = f"{type(item).__name__} {item!r}"
+    raise RegistryError(f"divergence registry {path}: entry {index} ({who}): {problem}")
+
+
+def _entry(path: Path, index: int, item: Any, case_ids: list[str]) -> Entry:
+    def fail(problem: str) -> None:
+        _fail(path, index, item, problem)
+
+    if not isinstance(item, Mapping):
+        fail(f"an entry must be a mapping of {', '.join(REQUIRED_KEYS)}")
+    missing = [k for k in REQUIRED_KEYS if k not in item]
+    if missing:
+        fail(f"missing required field(s) {missing}")
+    unknown = sorted(map(str, set(item) - set(REQUIRED_KEYS)))
+    if unknown:
+        fail(f"unknown key(s) {unknown}; allowed: {list(REQUIRED_KEYS)}")
+
+    case, impl, quantity = item["case"], item["impl"], item["quantity"]
+    for key, value in (("case", case), ("impl", impl), ("quantity", quantity)):
+        if not isinstance(value, str) or not value.strip():
+            fail(f"{key} must be non-empty text, got {value!r}")
+    if not any(fnmatch.fnmatchcase(c, case) for c in case_ids):
+        fail("matches no catalog case")
+    base, bracket, rest = quantity.partition("[")
+    if base not in QUANTITIES:
+        fail(f"unknown quantity {base!r}; known: {', '.join(QUANTITIES)}")
+    if bracket and (not rest.endswith("]") or len(rest) < 2 or "[" in rest[:-1]):
+        fail(f"quantity {quantity!r}: the bracket must be closed, as in 'fixef[x]'")
+
+    size = item["size"]
+    if isinstance(size, bool) or not isinstance(size, int | float):
+        fail(f"size {size!r} must be a number (|candidate - reference| in the quantity's units)")
+    if not (math.isfinite(size) and size > 0):
+        fail(f"size {size!r} must be a finite number > 0")
+    direction = item["direction"]
+    if direction not in DIRECTIONS:
+        fail(f"direction {direction!r} must be one of {', '.join(DIRECTIONS)} "
+             "(the sign of candidate - reference)")
+    reason = item["reason"]
+    if not isinstance(reason, str) or not reason.strip():
+        fail("reason must be non-empty text: why the candidate and the reference differ")
+
+    return Entry(index=index, path=str(path), case=case, impl=impl, quantity=quantity,
+                 size=float(size), direction=direction, reason=" ".join(reason.split()),
+                 _regex=_quantity_regex(quantity))
