@@ -118,9 +118,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--case-timeout", type=float, default=None, metavar="SECONDS")
     rep.add_argument("--no-allfit", action="store_true",
                      help="do not ask lme4's allFit for a second opinion on disagreements")
+    bk = sub.add_parser("best-known", help="the best known optimum of every case under lme4's "
+                        "objective (lme4, allFit, glmmTMB, mixedref); see harness/best_known.py")
+    bk.add_argument("--write", action="store_true",
+                    help="write harness/references/best_known.json (with -k: replace only the "
+                         "selected cases)")
+    bk.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
+                    help="only cases whose id or tags match (pytest -k syntax; a substring)")
+    bk.add_argument("--catalog", metavar="PATH", default=None, help="catalog file")
+    bk.add_argument("--out", metavar="PATH", default=None, help="file to write instead")
+    bk.add_argument("--allfit", choices=("auto", "always", "never"), default="auto",
+                    help="run lme4's allFit: auto = except on cases tagged large")
     args = parser.parse_args(argv)
 
     from harness.catalog import load_catalog
+
+    if args.command == "best-known":
+        from harness import best_known
+
+        cases = [c for c in load_catalog(args.catalog) if _matches(args.keyword, c)]
+        if not cases:
+            print(f"harness best-known: no case matches -k {args.keyword!r}", file=sys.stderr)
+            return 2
+        return best_known.main(cases, write_file=args.write, out=args.out,
+                               merge=args.keyword is not None,
+                               allfit={"auto": None, "always": True, "never": False}[args.allfit])
+
     from harness.report import write_report
 
     cases = [c for c in load_catalog(args.catalog) if _matches(args.keyword, c)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.adapters.base import Adapter
+from harness.adapters.glmmtmb import GlmmTMBLive, GlmmTMBRecorded
 from harness.adapters.lme4 import Lme4Live, Lme4Recorded
 from harness.adapters.mixedref_impl import Mixedref, MixedrefLiteral
 from harness.adapters.statsmodels_impl import Statsmodels
@@ -21,6 +22,8 @@ BUILTIN: dict[str, Callable[[], Adapter]] = {
     "mixedref": Mixedref,
     "mixedref-literal": MixedrefLiteral,
     "statsmodels": Statsmodels,
+    "glmmTMB": GlmmTMBLive,
+    "glmmTMB-recorded": GlmmTMBRecorded,
 }
 
 DEFAULT_IMPLS = ("mixedref", "statsmodels", "mixedref-literal")
@@ -51,5 +54,6 @@ def clear_instances() -> None:
     _instances.clear()
 
 
-__all__ = ["BUILTIN", "DEFAULT_IMPLS", "Adapter", "CallableAdapter", "Lme4Live", "Lme4Recorded",
-           "Mixedref", "MixedrefLiteral", "Statsmodels", "get_adapter"]
+__all__ = ["BUILTIN", "DEFAULT_IMPLS", "Adapter", "CallableAdapter", "GlmmTMBLive",
+           "GlmmTMBRecorded", "Lme4Live", "Lme4Recorded", "Mixedref", "MixedrefLiteral",
+           "Statsmodels", "get_adapter"]
