@@ -1,10 +1,13 @@
-"""Cross-evaluation: every implementation's estimate judged by one objective.
+"""Cross-evaluation: every implementation's estimate judged by two independent objectives.
 
 Implementations disagree; the question a maintainer asks is *who is right*. Because β and σ are
 profiled out, an estimate is determined by θ, so each record's variance components are turned
-back into θ (Σ_k/σ² -> lower Cholesky factor -> lme4's column-major lower triangle) and
-mixedref's profiled objective (lme4's deviance or REML criterion) is evaluated at every θ. The
-estimate with the lowest objective is the better optimum; every other estimate's gap to it is
+back into θ (Σ_k/σ² -> lower Cholesky factor -> lme4's column-major lower triangle) and the
+profiled criterion (deviance or REML criterion) is evaluated at every θ by mixedref's objective
+and, where R is available, by lme4's own devfun (``second``: harness.judge, in the R worker
+lane). The ranking uses lme4's devfun when it evaluated every estimate, else mixedref's, and
+says which; where the two objectives differ at one θ the case is inconclusive and says so. The
+estimate with the lowest criterion is the better optimum; every other estimate's gap to it is
 reported, and a candidate beating lme4 by more than the tolerance is said to be a finding about
 lme4 (tolerance policy, principle 3).
 """
@@ -25,6 +28,8 @@ from mixedref.errors import MixedrefError
 
 Objective = Callable[[np.ndarray], float]
 ObjectiveFactory = Callable[[str, Any, bool], Objective]
+#: many θ -> lme4's criterion at each (None where lme4 refuses one); raises when unavailable
+SecondObjective = Callable[[list[list[float]]], list[float | None]]
 
 #: A variance (relative to σ², i.e. a squared Cholesky diagonal) below this is treated as zero.
 ZERO_VARIANCE = 1e-14
@@ -244,6 +249,8 @@ class Estimate:
     theta_reported: list[float] | None = None  # the record's own θ, when it has one
     objective: float | None = None  # common objective at ``theta`` (else at theta_reported)
     objective_at_reported: float | None = None
+    objective_lme4: float | None = None  # lme4's devfun at ``theta`` (the second judge)
+    objective_mixedref: float | None = None  # mixedref's, when ``objective`` is lme4's
     objective_reported: float | None = None  # what the implementation itself said
     gap: float | None = None  # objective - best objective (>= 0)
     notes: list[str] = field(default_factory=list)
@@ -263,6 +270,7 @@ class CrossEval:
     findings: list[str] = field(default_factory=list)
     error: str | None = None
     conclusive: bool = True  # False when the objective fails at an estimate that did not fail
+    judge: str = "mixedref's objective"  # the objective the ranking used
 
     def disagree(self) -> bool:
         """True when some evaluated estimate misses the best by more than the tolerance."""
@@ -292,6 +300,7 @@ def cross_evaluate(
     layout: Sequence[TermLayout] | None = None,
     objective_factory: ObjectiveFactory = objective_for,
     reference: str | None = None,
+    second: SecondObjective | None = None,
 ) -> CrossEval:
     """Evaluate the common objective at every record's θ and name the best estimate.
 
@@ -343,8 +352,35 @@ def cross_evaluate(
             est.objective = est.objective_at_reported
         _consistency_notes(est, criterion)
 
+    if second is not None:
+        _second_opinion(result, second)
     _rank(result)
     return result
+
+
+def _second_opinion(result: CrossEval, second: SecondObjective) -> None:
+    """lme4's devfun at every estimate's θ; disagreements between the judges are findings."""
+    evaluated = [e for e in result.estimates.values() if e.theta is not None]
+    if not evaluated:
+        return
+    try:
+        values = second([e.theta for e in evaluated])
+    except Exception as exc:  # noqa: BLE001 - R may be missing: say so, judge by mixedref's
+        result.findings.append(f"lme4's devfun did not evaluate the estimates ({exc}); they "
+                               "are ranked by mixedref's objective alone")
+        return
+    for e, v in zip(evaluated, values, strict=True):
+        e.objective_lme4 = v
+        if v is not None and e.objective is not None and abs(v - e.objective) > gap_tolerance(v):
+            result.conclusive = False
+            result.findings.append(
+                f"Judges disagree at {e.impl}'s θ: lme4's devfun gives {v:.8g}, mixedref's "
+                f"objective {e.objective:.8g}: suspect the objectives before any estimate.")
+    if all(e.objective_lme4 is not None for e in evaluated):
+        result.judge = "lme4's devfun"
+        for e in evaluated:
+            e.objective_mixedref = e.objective
+            e.objective = e.objective_lme4
 
 
 def _layout(case: Any, data: Any, records: Mapping[str, Mapping[str, Any]],
@@ -427,33 +463,42 @@ def _rank(result: CrossEval) -> None:
                 "its estimate is not the optimum of this objective.")
 
 
-def _r_call(function: str, data: Any, *args: Any) -> Any:
-    """Call a function of r_scripts/*.R with an R copy of ``data`` through the R bridge."""
+def allfit_in_r(formula: str, REML: bool, data: Any) -> dict[str, Any]:
+    """r_scripts/allfit.R's allFit summary (runs in the R worker lane, which has the R)."""
+    import json
+
     from harness import rbridge
 
     reason = rbridge.unavailable()
     if reason:
         raise RuntimeError(reason)
-    return rbridge.call(function, data, *args)
+    text = rbridge.call("allfit_best_json", data, str(formula), bool(REML))
+    return json.loads(str(text[0] if not isinstance(text, str) else text))
+
+
+#: allFit refits the model with about seven optimizers: this bounds it in the R lane
+ALLFIT_TIMEOUT = 300.0
 
 
 def allfit_second_opinion(case: Any, data: Any) -> dict[str, Any]:
     """lme4's second opinion (r_scripts/allfit.R): every allFit optimizer's objective and the
-    best; ``{"error": ...}`` when R is unavailable or allFit fails."""
-    import json
+    best; ``{"error": ...}`` when R is unavailable, allFit fails or runs past its limit."""
+    from harness import isolation
 
-    try:
-        text = _r_call("allfit_best_json", data, str(case.formula), bool(case.REML))
-        return json.loads(str(text[0] if not isinstance(text, str) else text))
-    except Exception as exc:  # noqa: BLE001 - a second opinion is optional
-        return {"error": f"{type(exc).__name__}: {exc}"}
+    out = isolation.call("R", "harness.crosseval:allfit_in_r", str(case.formula),
+                         bool(case.REML), data, timeout=ALLFIT_TIMEOUT)
+    return out.value if out.error is None else {"error": out.error}
 
 
-def lme4_objective_at(case: Any, data: Any, thetas: Sequence[Sequence[float]]) -> list[float]:
-    """lme4's own profiled criterion at each θ (r_scripts/allfit.R's devfun_at)."""
-    import rpy2.robjects as ro
+def lme4_objective_at(case: Any, data: Any,
+                      thetas: Sequence[Sequence[float]]) -> list[float | None]:
+    """lme4's own profiled criterion at each θ (r_scripts/judge.R), evaluated in the R worker
+    lane within the case's time limit (``data`` None: the case's dataset). Raises RuntimeError
+    when lme4 cannot evaluate."""
+    from harness import isolation
 
-    rthetas = ro.ListVector({str(i): ro.FloatVector([float(v) for v in th])
-                             for i, th in enumerate(thetas)})
-    out = _r_call("devfun_at", data, str(case.formula), bool(case.REML), rthetas)
-    return [float(v) for v in out]
+    out = isolation.call("R", "harness.judge:lme4_evaluate", case, [list(t) for t in thetas],
+                         data, timeout=getattr(case, "timeout", None))
+    if out.error is not None:
+        raise RuntimeError(out.error)
+    return [v.get("objective") for v in out.value]

@@ -8,7 +8,15 @@ tolerance policy (harness.compare) and fails with the parameter table when they 
 
 Options: ``--impl NAME`` (repeatable; built-in names, entry points of the group
 ``mixedref_harness.impls``, or ``module:callable``), ``--reference live|recorded``,
-``--catalog PATH``, ``--case-timeout SECONDS``, ``--report DIR``, ``--recorded PATH``.
+``--catalog PATH``, ``--case-timeout SECONDS``, ``--case-memory SIZE``, ``--report DIR``,
+``--recorded PATH``, ``--divergences FILE``, ``--save-baseline DIR``, ``--compare-baseline DIR``,
+``--allow-missing-reference``.
+
+Verdicts rest on the judge (harness.judge): both estimates re-evaluated under lme4's devfun and
+mixedref's objective. Every fit runs in a killable worker process (harness.isolation), so a
+candidate that hangs, crashes or allocates without bound fails its case alone. An item without
+a reference answer fails (or, with ``--allow-missing-reference``, is skipped and counted). The
+plugin is inert in a session that collects no catalog and passes none of its options.
 
 Parallel runs: with ``-n N`` (and no explicit ``--dist``) the plugin schedules each case's
 items on one worker, so the lme4 reference for a case is fitted once; the items also carry an
@@ -19,16 +27,19 @@ items on one worker, so the lme4 reference for a case is fitted once; the items 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import compare as cmp
-from harness import summary
+# Nothing heavy at import: the plugin loads in every pytest session of a machine that has the
+# package installed, and must leave sessions that do not ask for it as they were (no numpy).
 
-CATALOG_DEFAULT = Path(__file__).resolve().parent / "catalog.yaml"
+HARNESS_DIR = Path(__file__).resolve().parent
+CATALOG_DEFAULT = HARNESS_DIR / "catalog.yaml"
 _KEY = pytest.StashKey["HarnessSession"]()
+_ACTIVE = pytest.StashKey[bool]()
 _BLAS_LIMIT = pytest.StashKey[Any]()
 
 
@@ -51,8 +62,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="recorded lme4 answers (default harness/references/lme4.json)")
     group.addoption("--case-timeout", type=float, default=None, metavar="SECONDS",
                     help="fail a candidate's fit that takes longer (overrides the catalog's)")
+    group.addoption("--case-memory", default=None, metavar="SIZE",
+                    help="memory limit of one fit, e.g. 4G or 512M (default: "
+                         "harness.isolation.DEFAULT_MEMORY); over it the case fails")
     group.addoption("--report", default=None, metavar="DIR",
                     help="write discrepancy reports (json, md, html) to DIR")
+    group.addoption("--divergences", default=None, metavar="FILE",
+                    help="registry of known divergences (YAML; default harness/divergences.yaml)")
+    group.addoption("--save-baseline", default=None, metavar="DIR",
+                    help="keep every candidate record of this run in DIR")
+    group.addoption("--compare-baseline", default=None, metavar="DIR",
+                    help="also fail quantities that moved beyond tolerance since the records "
+                         "saved in DIR (--save-baseline)")
+    group.addoption("--allow-missing-reference", action="store_true", default=None,
+                    help="skip (instead of fail) items whose reference has no answer")
+
+
+#: The plugin's own options (dest names): passing any of them asks for the harness.
+OPTIONS = ("impl", "reference", "catalog", "recorded", "case_timeout", "case_memory", "report",
+           "divergences", "save_baseline", "compare_baseline", "allow_missing_reference")
 
 
 class HarnessSession:
@@ -64,6 +92,11 @@ class HarnessSession:
         self.catalog_path = Path(opt("catalog")).resolve() if opt("catalog") else CATALOG_DEFAULT
         self.recorded_path = opt("recorded")
         self.timeout = opt("case_timeout")
+        self.memory = _parse_size(opt("case_memory")) if opt("case_memory") else None
+        self.allow_missing = bool(opt("allow_missing_reference"))
+        self.save_baseline: str | None = opt("save_baseline")
+        self.registry: Any = None
+        self.baseline: Any = None
         self.requested_impls: list[str] | None = opt("impl")
         self.requested_reference: str | None = opt("reference")
         self._reference: tuple[str, Any, str] | None = None
@@ -81,13 +114,17 @@ class HarnessSession:
             why_not_live = None
             if mode != "recorded":
                 why_not_live = Lme4Live().unavailable()
+            if mode == "live" and why_not_live is not None:
+                raise pytest.UsageError(
+                    f"--reference=live: lme4 cannot be used here ({why_not_live}); install R "
+                    "and lme4 (./dev setup does on Debian) or run with --reference=recorded")
             if mode == "live" or (mode is None and why_not_live is None):
-                from harness import rbridge
+                from harness import isolation
 
-                v = rbridge.versions()
+                out = isolation.call("R", "harness.rbridge:versions", timeout=60)
+                v = out.value or {}
                 desc = (f"live lme4 {v.get('lme4', '?')} via rpy2 ({v.get('R', 'R ?')}, "
-                        f"BLAS {v.get('BLAS', '?')})") if why_not_live is None else (
-                        f"live lme4 requested but unavailable: {why_not_live}")
+                        f"BLAS {v.get('BLAS', '?')})")
                 self._reference = ("live", Lme4Live(), desc)
             else:
                 desc = f"recorded lme4 answers {recorded.describe()}"
@@ -113,6 +150,8 @@ class HarnessSession:
         """Keep what the summary needs (works on the xdist controller: user_properties)."""
         props = dict(report.user_properties or ())
         if "harness-item" in props:
+            from harness import summary
+
             summary.record_report(self.entries, report, props)
 
 
@@ -124,10 +163,57 @@ def _session(config: pytest.Config) -> HarnessSession:
     return config.stash[_KEY]
 
 
+def _active(config: pytest.Config) -> bool:
+    """True when this session asked for the harness: one of its options, or the catalog (or
+    the harness package holding it) among the paths to collect. Otherwise every hook of the
+    plugin does nothing, so a project that merely has the package installed sees no change."""
+    if _ACTIVE not in config.stash:
+        opts = any(config.getoption(o, None) not in (None, False) for o in OPTIONS)
+        config.stash[_ACTIVE] = opts or _collects_catalog(config)
+    return config.stash[_ACTIVE]
+
+
+def _collects_catalog(config: pytest.Config) -> bool:
+    catalog = Path(config.getoption("catalog") or CATALOG_DEFAULT).resolve()
+    pyargs = config.getoption("pyargs", False)
+    for arg in config.args:
+        base = str(arg).split("::")[0]
+        if pyargs and (base == "harness" or base.startswith("harness.")):
+            return True
+        path = Path(config.invocation_params.dir, base).resolve()
+        if path == catalog or path in catalog.parents or HARNESS_DIR in path.parents:
+            return True
+    return False
+
+
+def _parse_size(text: str) -> int:
+    """Bytes from '4G', '512M', '2.5GiB' or a plain number of bytes (a usage error else)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?B)?\s*", str(text), re.IGNORECASE)
+    if not m or float(m.group(1)) <= 0:
+        raise pytest.UsageError(f"--case-memory {text!r}: give a size such as 4G, 512M or a "
+                                "number of bytes")
+    power = " KMGT".index(m.group(2).upper() or " ")
+    return int(float(m.group(1)) * 1024 ** power)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    if not _active(config):
+        return
     _limit_blas_threads_in_workers(config)
-    _session(config)
+    hs = _session(config)
+    _load_registry_and_baseline(hs)
+    if hs.requested_reference == "live":
+        hs.reference()  # a usage error now, before any collection, when lme4 cannot run
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _ACTIVE in config.stash and config.stash[_ACTIVE]:
+        from harness import isolation
+
+        isolation.shutdown()
 
 
 def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
@@ -146,6 +232,36 @@ def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
     config.stash[_BLAS_LIMIT] = threadpool_limits(threads, user_api="blas")
 
 
+def _load_registry_and_baseline(hs: HarnessSession) -> None:
+    """The divergence registry (default harness/divergences.yaml) and the baseline, checked
+    against the catalog now: a bad entry or a mismatched baseline is a usage error."""
+    from harness import baseline, divergences
+    from harness.catalog import CatalogError, load_catalog
+
+    opt = hs.config.getoption
+    try:
+        cases = load_catalog(hs.catalog_path)
+    except CatalogError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    ids = [c.id for c in cases]
+    # the shipped registry is about the shipped catalog; a user's catalog brings its own
+    path = opt("divergences") or (divergences.default_registry_path()
+                                  if hs.catalog_path == CATALOG_DEFAULT else None)
+    if path is not None:
+        try:
+            hs.registry = divergences.load_registry(path, ids)
+        except divergences.RegistryError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    version = baseline.catalog_version(cases)
+    if opt("compare_baseline"):
+        try:
+            hs.baseline = baseline.open_baseline(opt("compare_baseline"), version)
+        except baseline.BaselineError as exc:
+            raise pytest.UsageError(f"--compare-baseline: {exc}") from None
+    if opt("save_baseline") and getattr(hs.config, "workerinput", None) is None:
+        baseline.write_manifest(opt("save_baseline"), version, str(hs.catalog_path))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``-n N`` and no explicit ``--dist``: schedule each catalog case's items on one
@@ -154,6 +270,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     (xdist's own ``--dist loadgroup`` would do this through the xdist_group marks the items
     carry, but pytest-xdist 3.8 cannot rename node ids under pytest 9, so it does not group.)
     """
+    if not _active(config):
+        return None
     explicit = any(a == "--dist" or a.startswith("--dist=") or a == "-d"
                    for a in config.invocation_params.args)
     if explicit or config.getoption("dist") != "load":
@@ -201,24 +319,8 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
                                                 "reference": reference})]
 
 
-def _harness_requested(config: pytest.Config) -> bool:
-    """True when the run may collect the catalog (so the header is worth starting R for)."""
-    hs = _session(config)
-    if config.getoption("catalog") or config.getoption("reference"):
-        return True
-    pyargs = config.getoption("pyargs", False)
-    for arg in config.args:
-        base = str(arg).split("::")[0]
-        if pyargs and (base == "harness" or base.startswith("harness.")):
-            return True
-        path = Path(config.invocation_params.dir, base).resolve()
-        if path == hs.catalog_path or path in hs.catalog_path.parents:
-            return True
-    return False
-
-
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    if not _harness_requested(config):
+    if not _active(config):
         return None
     hs = _session(config)
     mode, _, desc = hs.reference()
@@ -231,6 +333,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if not _active(parent.config):
+        return None
     hs = _session(parent.config)
     path = Path(file_path).resolve()
     if path != hs.catalog_path and path != CATALOG_DEFAULT:
@@ -271,15 +375,14 @@ class CatalogFile(pytest.File):
 
 
 def _mark(item: pytest.Item, case: Any, impl: str, adapter: Any, reference: Any) -> None:
-    """Group by case (xdist), and skip or xfail as the catalog and the adapters say."""
+    """Group by case (xdist), and skip or xfail as the catalog and the adapters say. A reference
+    without an answer is not a skip: the item fails when it runs (no green without a
+    reference), unless --allow-missing-reference."""
     item.add_marker(pytest.mark.xdist_group(case.id))
     reason = (adapter.unavailable() or (getattr(case, "skip", None) or {}).get(impl)
               or adapter.supports(case))
-    ref_reason = reference.unavailable() or reference.supports(case)
     if reason:
         item.add_marker(pytest.mark.skip(reason=f"{impl}: {reason}"))
-    elif ref_reason:  # the reference's reason, said as such: one skip line for all candidates
-        item.add_marker(pytest.mark.skip(reason=f"reference {reference.name}: {ref_reason}"))
     xfail = (getattr(case, "xfail", None) or {}).get(impl)
     if xfail:
         item.add_marker(pytest.mark.xfail(reason=xfail, strict=True))
@@ -290,9 +393,14 @@ def _mark(item: pytest.Item, case: Any, impl: str, adapter: Any, reference: Any)
 class HarnessDisagreement(Exception):
     """Raised by an item whose candidate disagrees with (or failed against) the reference."""
 
-    def __init__(self, comparison: cmp.Comparison) -> None:
+    def __init__(self, comparison: Any, extra: str = "") -> None:
         super().__init__(comparison.headline())
         self.comparison = comparison
+        self.extra = extra
+
+
+class NoReference(Exception):
+    """Raised by an item whose reference has no answer: no verdict is possible."""
 
 
 def _skip(reason: str) -> None:
@@ -304,37 +412,107 @@ def _skip(reason: str) -> None:
 
 
 class CaseItem(pytest.Item):
-    """One case fitted by one implementation and compared with the reference."""
+    """One case fitted by one implementation, judged, and compared with the reference."""
 
     def __init__(self, *, case: Any, adapter: Any, reference: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case, self.adapter, self.reference = case, adapter, reference
 
     def runtest(self) -> None:
-        from harness import runner
+        from harness import compare as cmp
+        from harness import judge, runner
 
         hs = _session(self.config)
-        ref = runner.fit_case(self.reference, self.case)
-        cand = runner.fit_case(self.adapter, self.case, timeout=hs.timeout)
+        missing = self.reference.unavailable() or self.reference.supports(self.case)
+        if missing:
+            self._no_reference(hs, f"reference {self.reference.name}: {missing}")
+        ref = runner.fit_case(self.reference, self.case, memory=hs.memory)
+        cand = runner.fit_case(self.adapter, self.case, timeout=hs.timeout, memory=hs.memory)
         if runner.is_not_supported(cand):
             _skip(f"{self.adapter.name}: {cand['error']}")
-        comp = cmp.compare_records(ref, cand, self.case)
-        self.user_properties.append(("harness", {
-            "verdict": comp.verdict, "headline": comp.reason(),
-            "comparison": comp.to_dict(), "record": cand, "reference_record": ref}))
+        if hs.save_baseline:
+            from harness import baseline
+
+            baseline.save_record(hs.save_baseline, cand)
+        verdict_of_judges = None
+        if not ref.get("error") and not cand.get("error"):
+            verdict_of_judges = judge.judge(self.case, ref, cand, timeout=self.case.timeout
+                                            if hs.timeout is None else hs.timeout)
+        comp = cmp.compare_records(ref, cand, self.case, judgement=verdict_of_judges)
+        drift = self._drift(hs, cand)
+        props: dict[str, Any] = {
+            "verdict": comp.verdict, "headline": comp.reason(), "comparison": comp.to_dict(),
+            "record": cand, "reference_record": ref,
+            "drift": [asdict(r) for r in drift]}
+        registered = self._registered(hs, comp)
+        if registered is not None:
+            props["divergence"] = registered.message() or "registered"
+        self.user_properties.append(("harness", props))
         if comp.verdict == cmp.REFERENCE_FAILED:
-            _skip(comp.error or "the reference failed")
+            self._no_reference(hs, comp.error or "the reference failed")
+        if registered is not None and not registered.ok:
+            raise HarnessDisagreement(comp, "registered divergences do not match:\n"
+                                      + registered.message())
+        if drift:
+            raise HarnessDisagreement(comp, _drift_table(drift))
+        if registered is not None and registered.registered:
+            pytest.xfail("registered divergence: "
+                         + "; ".join(sorted({e.reason for _, e in registered.covered})))
         if not comp.ok:
             raise HarnessDisagreement(comp)
+
+    def _no_reference(self, hs: HarnessSession, why: str) -> None:
+        from harness.compare import REFERENCE_FAILED
+
+        self.user_properties.append(("harness", {"verdict": REFERENCE_FAILED,
+                                                 "headline": why, "no_verdict": True}))
+        if hs.allow_missing:
+            _skip(f"no verdict: {why} (--allow-missing-reference)")
+        raise NoReference(f"no verdict: {why}")
+
+    def _registered(self, hs: HarnessSession, comp: Any) -> Any:
+        """The registry's judgement for this item, or None when it has no entry for it and
+        nothing failed that an entry could cover."""
+        if hs.registry is None:
+            return None
+        entries = hs.registry.entries_for(self.case.id, self.adapter.name)
+        if not entries:
+            return None
+        from harness import compare as cmp
+
+        if comp.verdict not in (cmp.DISAGREED, cmp.AGREED, cmp.CANDIDATE_BETTER):
+            return None
+        return hs.registry.judge(self.case.id, self.adapter.name, comp.rows)
+
+    def _drift(self, hs: HarnessSession, cand: dict[str, Any]) -> list[Any]:
+        if hs.baseline is None:
+            return []
+        from harness import baseline
+
+        saved = hs.baseline.record(self.adapter.name, self.case.id)
+        return [] if saved is None else baseline.drift(saved, cand)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
         if isinstance(excinfo.value, HarnessDisagreement):
-            return excinfo.value.comparison.format_table()
+            text = excinfo.value.comparison.format_table()
+            return text + ("\n" + excinfo.value.extra if excinfo.value.extra else "")
+        if isinstance(excinfo.value, NoReference):
+            return str(excinfo.value)
         return str(super().repr_failure(excinfo, style))
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"{self.name} ({self.case.formula}, REML={self.case.REML})"
+
+
+def _drift_table(rows: list[Any]) -> str:
+    """The drift rows as the parameter table's lines."""
+    lines = [f"drift since the baseline ({len(rows)} quantities moved beyond tolerance):"]
+    for r in rows:
+        lines.append(f"  {r.name}: baseline {r.reference:.7g}, now {r.candidate:.7g}, "
+                     f"moved {r.difference:+.3g} (allowed {r.allowed:.3g})"
+                     if r.difference is not None else f"  {r.name}: {r.note}")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- summary
@@ -342,14 +520,21 @@ class CaseItem(pytest.Item):
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start each session with fresh caches (matters only for nested in-process runs)."""
-    from harness import adapters, runner
+    if not _active(session.config):
+        return
+    from harness import adapters, judge, runner
 
     runner.clear_cache()
     adapters.clear_instances()
+    judge.clear_cache()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
+    if not _active(config):
+        return
+    from harness import summary
+
     hs = _session(config)
     if hs.entries:
         summary.write_summary(terminalreporter, hs.entries)
@@ -371,6 +556,8 @@ def _write_report(terminalreporter: Any, hs: HarnessSession, report_dir: str) ->
         cases = {c.id: c for c in load_catalog(hs.catalog_path)}
     except Exception:
         cases = {}
+    from harness import summary
+
     results = summary.results_for_report(hs.entries, cases)
     write_report(results, report_dir)
     terminalreporter.write_line(f"mixedref harness: report written to {report_dir}")

@@ -12,6 +12,7 @@ gives one reason string instead of a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -66,6 +67,8 @@ def _start() -> None:
                             "or r_scripts)")
         return
     os.environ["LC_COLLATE"] = "C"
+    # rpy2 logs its own failure to find R on stderr; the reason below says it once, ours
+    logging.getLogger("rpy2").addHandler(logging.NullHandler())
     try:
         import rpy2.rinterface_lib.callbacks as callbacks
         import rpy2.robjects as ro

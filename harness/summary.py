@@ -10,11 +10,14 @@ from typing import Any
 
 from harness.compare import Comparison
 
-COLUMNS = ("agreed", "disagreed", "candidate-better", "failed", "reference-failed", "skipped",
-           "xfail", "xpass")
+COLUMNS = ("agreed", "disagreed", "candidate-better", "failed", "judges-disagree", "drift",
+           "no-verdict", "skipped", "xfail", "xpass")
 _SHORT = {"agreed": "ok", "disagreed": "DIS", "candidate-better": "BETTER", "failed": "FAIL",
-          "reference-failed": "REF-FAIL", "skipped": "skip", "xfail": "xfail", "xpass": "XPASS",
+          "reference-failed": "NO-REF", "no-verdict": "NO-REF", "judges-disagree": "JUDGES",
+          "drift": "DRIFT", "skipped": "skip", "xfail": "xfail", "xpass": "XPASS",
           "error": "ERROR"}
+#: outcomes that are failures of the run (printed under "disagreements and failures")
+BAD = ("disagreed", "failed", "error", "xpass", "judges-disagree", "drift")
 
 
 def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[str, Any]) -> None:
@@ -24,17 +27,18 @@ def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[s
                                                "headline": "", "data": None})
     data = props.get("harness")
     if data is not None:
-        entry["data"] = data
+        entry["data"] = data if "comparison" in data else entry["data"]
         entry["verdict"] = data["verdict"]
         entry["headline"] = data["headline"]
+        entry["no_verdict"] = bool(data.get("no_verdict"))
+        entry["drift"] = data.get("drift") or []
     wasxfail = hasattr(report, "wasxfail")
     if report.when == "call" or report.outcome != "passed":
         if report.skipped and wasxfail:
             entry["outcome"] = "xfail"
             entry["headline"] = entry["headline"] or str(report.wasxfail)
         elif report.skipped:
-            entry["outcome"] = entry["verdict"] if entry["verdict"] == "reference-failed" \
-                else "skipped"
+            entry["outcome"] = "no-verdict" if entry.get("no_verdict") else "skipped"
             if not entry["headline"]:
                 entry["headline"] = _skip_reason(report)
         elif report.passed and wasxfail:
@@ -42,12 +46,21 @@ def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[s
         elif report.failed and report.when == "call" and wasxfail:
             entry["outcome"] = "xpass"  # strict xfail that passed
         elif report.failed:
-            entry["outcome"] = entry["verdict"] if entry["verdict"] in ("disagreed", "failed") \
-                else ("failed" if report.when == "call" else "error")
+            entry["outcome"] = _failed_outcome(entry, report)
             if not entry["headline"]:
                 entry["headline"] = str(getattr(report, "longreprtext", ""))[:300]
         else:
             entry["outcome"] = entry["verdict"] or "agreed"
+
+
+def _failed_outcome(entry: dict[str, Any], report: Any) -> str:
+    if entry.get("no_verdict") or entry["verdict"] == "reference-failed":
+        return "no-verdict"
+    if entry.get("drift") and entry["verdict"] in ("agreed", "candidate-better"):
+        return "drift"
+    if entry["verdict"] in ("disagreed", "failed", "judges-disagree"):
+        return entry["verdict"]
+    return "failed" if report.when == "call" else "error"
 
 
 def _skip_reason(report: Any) -> str:
@@ -85,7 +98,7 @@ def write_summary(tr: Any, entries: dict[str, dict[str, Any]]) -> None:
     tr.write_line("  ".join(["implementation".ljust(iw)] + [c.rjust(len(c)) for c in cols]))
     for i in impls:
         tr.write_line("  ".join([i.ljust(iw)] + [str(counts[i][c]).rjust(len(c)) for c in cols]))
-    bad = [e for e in done if e["outcome"] in ("disagreed", "failed", "error", "xpass")]
+    bad = [e for e in done if e["outcome"] in BAD]
     if bad:
         tr.write_line("")
         tr.write_line(f"disagreements and failures ({len(bad)}):", red=True)
@@ -93,6 +106,20 @@ def write_summary(tr: Any, entries: dict[str, dict[str, Any]]) -> None:
             sep = " " if str(e["headline"]).startswith("in ") else ": "
             tr.write_line(f"  {e['case']} [{e['impl']}]: {e['outcome']}{sep}"
                           f"{_one_line(e['headline'])}")
+    drifted = [e for e in done if e.get("drift")]
+    if drifted:
+        tr.write_line("")
+        tr.write_line(f"drift since the baseline ({len(drifted)}):", red=True)
+        for e in drifted:
+            moved = ", ".join(f"{r['name']} {r['difference']:+.3g}" if r.get("difference")
+                              is not None else r["name"] for r in e["drift"][:6])
+            tr.write_line(f"  {e['case']} [{e['impl']}]: {moved}")
+    missing = [e for e in done if e["outcome"] == "no-verdict"]
+    if missing:
+        tr.write_line("")
+        tr.write_line(f"items without a verdict (no reference answer): {len(missing)}", red=True)
+        for e in missing:
+            tr.write_line(f"  {e['case']} [{e['impl']}]: {_one_line(e['headline'])}")
     better = [e for e in done if e["outcome"] == "candidate-better"]
     if better:
         tr.write_line("")

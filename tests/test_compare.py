@@ -1,4 +1,7 @@
-"""The tolerance policy on hand-made records: what agrees, what does not, candidate-better."""
+"""The tolerance policy on hand-made records: what agrees, what does not, and what the judge's
+re-evaluation (harness.judge.Judgement, built here by hand) decides: candidate-better only from
+re-evaluated criteria under both judges, a candidate's claims checked against its estimates,
+judges that disagree, a reference inconsistent with its own objective."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from harness.compare import (
     CANDIDATE_BETTER,
     DISAGREED,
     FAILED,
+    JUDGES_DISAGREE,
     REFERENCE_FAILED,
     Comparison,
     compare_records,
 )
+from harness.judge import Evaluation, Judgement, Point
 from harness.record import failed_record, normalize_record
 from harness.tolerance import DEFAULT as TOL
 
@@ -104,13 +109,84 @@ def test_higher_objective_beyond_tolerance_is_a_disagreement() -> None:
     assert {r.name for r in comp.failures} == {"objective", "loglik"}
 
 
-def test_lower_objective_is_candidate_better_not_a_failure() -> None:
-    cand = _cand(objective=1743.6 - 0.5, loglik=-871.8 + 0.25, sigma=25.0)
-    comp = compare_records(_ref(), cand)
-    assert comp.verdict == CANDIDATE_BETTER
-    assert comp.ok  # a finding about the reference, not the candidate's failure
-    assert comp.failures  # the parameters do differ, and the table shows them
-    assert "lower than the reference" in comp.headline()
+def _judged(ref_obj: float, cand_obj: float, *, lme4: bool = True, mixedref: bool = True,
+            beta: dict | None = None, sigma: float = 25.6, cand_mixedref: float | None = None,
+            n: int = 180, p: int = 2) -> Judgement:
+    """A judgement as harness.judge gives it: both estimates evaluated by both judges."""
+    beta = beta or {"(Intercept)": 251.4, "Days": 10.47}
+
+    def point(obj: float, mine: float | None = None) -> Point:
+        by = {}
+        if lme4:
+            by["lme4"] = Evaluation(objective=obj, beta=dict(beta), sigma=sigma)
+        if mixedref:
+            by["mixedref"] = Evaluation(objective=obj if mine is None else mine,
+                                        beta=dict(beta), sigma=sigma)
+        return Point(theta=[1.0], by=by)
+
+    return Judgement("REML criterion", point(ref_obj), point(cand_obj, cand_mixedref),
+                     n=n, p=p)
+
+
+def test_a_lower_reported_objective_alone_is_a_claim_not_a_finding() -> None:
+    cand = _cand(objective=1743.6 - 0.5, loglik=-871.8 + 0.25)
+    comp = compare_records(_ref(), cand)  # no judge: the claim is all there is
+    assert comp.verdict == DISAGREED and not comp.ok
+    assert any("no judge re-evaluated" in n for n in comp.notes)
+    # the judge finds its estimates give the reference's criterion: the claim fails, named
+    comp = compare_records(_ref(), cand, judgement=_judged(1743.6, 1743.6))
+    assert comp.verdict == DISAGREED
+    assert "consistency.objective" in {r.name for r in comp.failures}
+    assert "reported REML criterion 1743.1 but its estimates give 1743.6" in comp.headline()
+
+
+def test_candidate_better_only_when_both_judges_find_it_lower() -> None:
+    cand = _cand(objective=1743.6 - 0.5, loglik=-871.8 + 0.25)
+    comp = compare_records(_ref(), cand, judgement=_judged(1743.6, 1743.1))
+    assert comp.verdict == CANDIDATE_BETTER and comp.ok  # a finding about the reference
+    assert "re-evaluated under lme4's devfun: 1743.1 vs 1743.6" in comp.headline()
+    # one judge alone (R missing) still decides, and says it was alone
+    comp = compare_records(_ref(), cand, judgement=_judged(1743.6, 1743.1, lme4=False))
+    assert comp.verdict == CANDIDATE_BETTER and "alone" in comp.headline()
+    # a candidate better by its own account but inconsistent with its estimates is not better
+    liar = _cand(objective=1700.0, loglik=-850.0)
+    comp = compare_records(_ref(), liar, judgement=_judged(1743.6, 1743.1))
+    assert comp.verdict == DISAGREED
+
+
+def test_judges_that_disagree_give_no_verdict() -> None:
+    j = _judged(1743.6, 1743.1, cand_mixedref=1743.5)  # lme4 0.4 lower than mixedref there
+    comp = compare_records(_ref(), _cand(objective=1743.1), judgement=j)
+    assert comp.verdict == JUDGES_DISAGREE and not comp.ok
+    assert "the judges disagree at the candidate's θ" in comp.headline()
+
+
+def test_a_reference_inconsistent_with_its_own_objective_is_no_reference() -> None:
+    comp = compare_records(_ref(), _cand(), judgement=_judged(1750.0, 1750.0))
+    assert comp.verdict == REFERENCE_FAILED and not comp.ok
+    assert "stale or broken recording" in str(comp.error)
+
+
+def test_beta_and_sigma_checked_against_the_profiled_values_at_the_candidates_theta() -> None:
+    # the candidate's θ is the reference's (same varcorr), its β one SE off in Days
+    cand = _cand(fixef={"(Intercept)": 251.4, "Days": 10.47 + 1.5}, sigma=25.6)
+    comp = compare_records(_ref(), cand, judgement=_judged(1743.6, 1743.6))
+    assert {r.name for r in comp.failures} == {"fixef[Days]", "consistency.fixef[Days]"}
+    assert "β is not the GLS solution at its own θ" in comp.headline()
+    cand = _cand(sigma=25.6 * 1.01)
+    comp = compare_records(_ref(), cand, judgement=_judged(1743.6, 1743.6))
+    assert "consistency.sigma" in {r.name for r in comp.failures}
+    assert "is not σ̂(θ) 25.6 at its own θ" in comp.headline()
+
+
+def test_a_missing_two_pi_constant_is_named() -> None:
+    import math
+
+    c = (180 - 2) * math.log(2 * math.pi)  # REML: (n - p) log(2π) in the criterion
+    cand = _cand(objective=1743.6 - c, loglik=-871.8 + c / 2)
+    comp = compare_records(_ref(), cand, judgement=_judged(1743.6, 1743.6))
+    assert "is (n - p)·log(2π): the 2π constant is left out of its likelihood" in comp.headline()
+    assert "is (n - p)·log(2π)/2" in comp.headline()
 
 
 def test_lower_objective_within_tolerance_is_plain_agreement() -> None:
@@ -152,7 +228,7 @@ def test_failed_candidate_and_failed_reference() -> None:
     assert comp.verdict == FAILED and not comp.ok
     assert "singular X" in comp.format_table()
     comp = compare_records(failed_record("lme4", "c", "boom"), _cand())
-    assert comp.verdict == REFERENCE_FAILED and comp.ok
+    assert comp.verdict == REFERENCE_FAILED and not comp.ok  # no reference: never a pass
 
 
 def test_table_shows_name_reference_candidate_difference_allowed() -> None:

@@ -142,13 +142,15 @@ def build_case(
     objective_factory: cx.ObjectiveFactory = cx.objective_for,
     allfit: bool | str = "auto",
     model_builder: Callable[[str, Any], Any] | None = None,
+    lme4_judge: bool | str = "auto",
 ) -> dict[str, Any]:
     """One case's section of the report from a results entry
     {"case": Case, "records": {impl: record}, "comparisons": {impl: Comparison}, "data"?}.
 
     ``model_builder`` (formula, data) -> ModelFrame defaults to mixedref.design.build_model;
     ``objective_factory`` (formula, data, REML) -> (θ -> criterion) to mixedref's objective;
-    ``allfit``: True, False or "auto" (when R is usable) runs lme4's allFit on disagreements.
+    ``allfit``: True, False or "auto" (when R is usable) runs lme4's allFit on disagreements;
+    ``lme4_judge`` likewise evaluates every estimate under lme4's devfun too (the second judge).
     """
     records = {k: dict(v) for k, v in (entry.get("records") or {}).items()}
     case = entry["case"]
@@ -176,7 +178,8 @@ def build_case(
     except Exception as exc:  # noqa: BLE001
         notes.append(f"common objective unavailable: {type(exc).__name__}: {exc}")
     if objective is not None and layout is not None:
-        cross = cx.cross_evaluate(case, records, data, objective=objective, layout=layout)
+        cross = cx.cross_evaluate(case, records, data, objective=objective, layout=layout,
+                                  second=_lme4_judge(case, data, lme4_judge))
     else:
         cross = cx.CrossEval(case_id=str(case.id), theta_names=[], estimates={},
                              reference=None, error="; ".join(notes),
@@ -219,12 +222,18 @@ def build_case(
 
 
 def _r_usable() -> bool:
-    try:
-        from harness import rbridge
+    """True when the R worker lane has R and lme4 (R is never started in this process)."""
+    from harness import isolation
 
-        return rbridge.unavailable() is None
-    except Exception:  # noqa: BLE001
-        return False
+    out = isolation.call("R", "harness.rbridge:unavailable", timeout=60)
+    return out.error is None and out.value is None
+
+
+def _lme4_judge(case: Any, data: Any, wanted: bool | str) -> cx.SecondObjective | None:
+    """lme4's devfun at many θ for this case, or None when not wanted or R is unusable."""
+    if wanted is False or (wanted == "auto" and not _r_usable()):
+        return None
+    return lambda thetas: cx.lme4_objective_at(case, data, thetas)
 
 
 def _worst(comparisons: Mapping[str, Mapping | None]) -> float | None:
@@ -251,9 +260,21 @@ def build_report(results: Sequence[Mapping[str, Any]], *, progress: bool = False
         "schema": 1,
         "counts": counts,
         "cases": cases,
+        "best_known": best_known_summary([str(c["case"].get("id")) for c in cases]),
         "environment": _plain(environment) if environment is not None
         else env_mod.collect(all_records),
     }
+
+
+def best_known_summary(case_ids: Sequence[str]) -> dict[str, Any]:
+    """The best known optimum of the report's cases (harness/references/best_known.json): how
+    many were recorded, and a finding per case where lme4's default misses it."""
+    from harness import best_known as bk
+
+    doc = bk.load_best_known()
+    recorded = {k: v for k, v in doc.get("cases", {}).items() if k in set(case_ids)}
+    return {"recorded": len(recorded), "date": doc.get("date"),
+            "findings": bk.findings_of({"cases": recorded})}
 
 
 def gap_summary(case: Mapping[str, Any]) -> str:

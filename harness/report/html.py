@@ -193,6 +193,17 @@ def _environment(env: Mapping[str, Any]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _best_known(best: Mapping[str, Any]) -> str:
+    from harness.report.markdown import best_known_lines
+
+    lines = best_known_lines(best)
+    if not lines:
+        return ""
+    items = [ln.removeprefix("- ") for ln in lines[3:]]
+    return (f"<h2>{escape(lines[1].removeprefix('## '))}</h2><ul>"
+            + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
+
+
 def render(report: Mapping[str, Any]) -> str:
     """The whole page."""
     counts = "".join(f"<span><b>{v}</b> {escape(k)}</span>"
@@ -205,6 +216,7 @@ def render(report: Mapping[str, Any]) -> str:
         "<h2>Summary</h2>", _summary(report),
         f"<p>{len(dis)} case(s) with a disagreement, detailed below.</p>",
         "<h2>Fit times</h2>" + overview if overview else "",
+        _best_known(report.get("best_known") or {}),
         *[_details(c) for c in dis],
         _environment(report.get("environment") or {}),
     ]

@@ -37,6 +37,7 @@ def render(report: Mapping[str, Any]) -> str:
     if findings:
         lines += ["", "## Findings", ""]
         lines += [f"- `{cid}`: {f}" for cid, f in findings]
+    lines += best_known_lines(report.get("best_known") or {})
     known = [(c["case"].get("id"), impl, reason) for c in report["cases"] if c["disagreement"]
              for impl, reason in (c["case"].get("xfail") or {}).items()]
     if known:
@@ -49,3 +50,16 @@ def render(report: Mapping[str, Any]) -> str:
               f"mixedref {py.get('mixedref')}; R {r.get('R', 'n/a')}, lme4 {r.get('lme4', 'n/a')};"
               f" {(env.get('machine') or {}).get('cpu')}", ""]
     return "\n".join(lines)
+
+
+def best_known_lines(best: Mapping[str, Any]) -> list[str]:
+    """The best-known-optimum section: lme4's default against the lowest criterion known."""
+    if not best.get("recorded"):
+        return []
+    lines = ["", "## Best known optimum (lme4's devfun over lme4, allFit, glmmTMB, mixedref)", ""]
+    if best["findings"]:
+        lines += [f"- Finding about lme4: {f}" for f in best["findings"]]
+    else:
+        lines.append(f"lme4's default reaches the best known optimum within the tolerance on all "
+                     f"{best['recorded']} recorded cases (recorded {best.get('date')}).")
+    return lines

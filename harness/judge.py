@@ -1,0 +1,246 @@
+"""The independent judge: every estimate re-evaluated, never believed.
+
+A candidate's record says what it estimated (fixed effects, σ, variance components) and what it
+claims about them (its objective, its logLik). The judge turns the estimates into θ in lme4's
+parametrization (varcorr and σ -> Λ/σ, harness.crosseval.theta_from_varcorr) and evaluates the
+profiled criterion there under two independent objectives: lme4's own (``mkLmerDevfun`` in R,
+r_scripts/judge.R, run in the R worker lane with the case's time limit) and mixedref's (the PLS
+engine). Each also gives the profiled β̂(θ) and σ̂(θ), so the comparison can say whether the
+candidate's β and σ belong to its own θ. harness.compare turns a :class:`Judgement` into rows
+and the verdict; this module only evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+JUDGES = ("lme4", "mixedref")
+R_LANE = "R"
+
+
+@dataclass
+class Evaluation:
+    """One judge's profiled quantities at one θ (or why it could not evaluate there)."""
+
+    objective: float | None = None
+    beta: dict[str, float] | None = None
+    sigma: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class Point:
+    """One estimate's θ and every judge's evaluation of it."""
+
+    theta: list[float] | None
+    by: dict[str, Evaluation] = field(default_factory=dict)
+    error: str | None = None  # why the estimate has no θ (its varcorr cannot be read)
+
+    def objective(self, judge: str) -> float | None:
+        ev = self.by.get(judge)
+        return None if ev is None else ev.objective
+
+    def first(self) -> tuple[str, Evaluation] | None:
+        """The first judge (lme4 before mixedref) that evaluated this point."""
+        for name in JUDGES:
+            ev = self.by.get(name)
+            if ev is not None and ev.objective is not None:
+                return name, ev
+        return None
+
+
+@dataclass
+class Judgement:
+    """The reference's and the candidate's estimates, each evaluated by every judge."""
+
+    criterion: str  # "REML criterion" or "deviance"
+    reference: Point
+    candidate: Point
+    unavailable: dict[str, str] = field(default_factory=dict)  # judge -> why it did not judge
+    n: int | None = None  # observations and fixed effects of the model (names a lost 2π)
+    p: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Judgement:
+        def point(p: Mapping[str, Any]) -> Point:
+            return Point(theta=p.get("theta"), error=p.get("error"),
+                         by={k: Evaluation(**v) for k, v in (p.get("by") or {}).items()})
+
+        return cls(criterion=d["criterion"], reference=point(d["reference"]),
+                   candidate=point(d["candidate"]), unavailable=dict(d.get("unavailable") or {}),
+                   n=d.get("n"), p=d.get("p"))
+
+
+# ----------------------------------------------------------------------------- θ of a record
+
+
+def theta_of(record: Mapping[str, Any], layout: Sequence[Any]) -> list[float]:
+    """θ from the record's variance components and σ (what its user reads), in lme4's order."""
+    from harness.crosseval import theta_from_varcorr
+
+    return [float(v) for v in theta_from_varcorr(record, layout)]
+
+
+# ----------------------------------------------------------------------------- the judges
+
+
+def lme4_evaluate(case: Any, thetas: Sequence[Sequence[float]],
+                  data: Any = None) -> list[dict[str, Any]]:
+    """lme4's criterion, β̂ and σ̂ at each θ (r_scripts/judge.R), on ``data`` or the case's
+    dataset. Runs in the R worker lane: it needs the embedded R, which the harness process
+    never starts."""
+    import rpy2.robjects as ro
+
+    from harness import rbridge
+
+    reason = rbridge.unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    rdata = _r_frame(case) if data is None else rbridge.to_r_frame(data, case.formula)
+    rthetas = ro.ListVector({str(i): ro.FloatVector([float(v) for v in th])
+                             for i, th in enumerate(thetas)})
+    text = rbridge.call("judge_evaluate_json", rdata, str(case.formula), bool(case.REML),
+                        rthetas)
+    return json.loads(str(text[0]))
+
+
+_r_frames: dict[str, Any] = {}
+
+
+def _r_frame(case: Any) -> Any:
+    """The case's data as an R data.frame, converted once per case and lane (InstEval's
+    conversion costs more than its devfun evaluations)."""
+    from harness import rbridge
+    from harness.catalog import load_data
+
+    key = f"{case.id}|{case.dataset}|{case.data_dirs}"
+    if key not in _r_frames:
+        if len(_r_frames) > 8:
+            _r_frames.clear()
+        _r_frames[key] = rbridge.to_r_frame(load_data(case), case.formula)
+    return _r_frames[key]
+
+
+def _lme4_judge(case: Any, thetas: list[list[float]], timeout: float | None
+                ) -> tuple[list[Evaluation] | None, str | None]:
+    from harness import isolation
+
+    out = isolation.call(R_LANE, "harness.judge:lme4_evaluate", case, thetas, timeout=timeout)
+    if out.error is not None:
+        return None, f"lme4's devfun could not be evaluated: {out.error}"
+    return [Evaluation(objective=_finite(v.get("objective")),
+                       beta={k: float(b) for k, b in (v.get("beta") or {}).items()} or None,
+                       sigma=_finite(v.get("sigma")), error=v.get("error"))
+            for v in out.value], None
+
+
+_mixedref_objectives: dict[str, Any] = {}
+
+
+def _mixedref_objective(case: Any, data: Any) -> Any:
+    from mixedref.modular import devfun
+
+    key = f"{case.id}|{case.formula}|{case.REML}|{case.data_dirs}"
+    if key not in _mixedref_objectives:
+        if len(_mixedref_objectives) > 8:
+            _mixedref_objectives.clear()
+        _mixedref_objectives[key] = devfun(case.formula, data, bool(case.REML))
+    return _mixedref_objectives[key]
+
+
+def _mixedref_judge(f: Any, thetas: list[list[float]]) -> list[Evaluation]:
+    names = list(f.model.fixef_names)
+    out = []
+    for th in thetas:
+        try:
+            sol = f.solve(np.asarray(th, dtype=float))
+            out.append(Evaluation(objective=_finite(sol.objective),
+                                  beta=dict(zip(names, map(float, sol.beta), strict=True)),
+                                  sigma=_finite(sol.sigma)))
+        except Exception as exc:  # noqa: BLE001 - a θ mixedref cannot evaluate is a finding
+            out.append(Evaluation(error=f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------- entry point
+
+_r_unavailable: dict[str, str] = {}  # once R failed to load in the lane: its reason
+
+
+def judge(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
+          data: Any = None, *, timeout: float | None = None, use_lme4: bool = True) -> Judgement:
+    """Evaluate the reference's and the candidate's estimates under both judges.
+
+    The reference's θ is its own (lme4 reports it), else taken from its varcorr; the
+    candidate's always from its varcorr and σ. The model's terms come from mixedref's model
+    builder, or from the reference's varcorr when mixedref cannot build the model (then lme4
+    judges alone). ``timeout`` bounds the R evaluation (seconds). Never raises: what a judge
+    cannot do is said in ``unavailable`` or in a point's ``error``.
+    """
+    from harness.catalog import load_data
+    from harness.crosseval import TermLayout, layout_from_varcorr
+
+    result = Judgement("REML criterion" if case.REML else "deviance", Point(None), Point(None))
+    objective = None
+    try:
+        data = load_data(case) if data is None else data
+        objective = _mixedref_objective(case, data)
+        layout = [TermLayout(t.group, tuple(t.columns)) for t in objective.model.reterms]
+        result.n, result.p = int(objective.model.n), int(objective.model.p)
+    except Exception as exc:  # noqa: BLE001
+        result.unavailable["mixedref"] = f"the model cannot be built: {type(exc).__name__}: {exc}"
+        layout = layout_from_varcorr(reference.get("varcorr") or [])
+    ntheta = sum(t.ntheta for t in layout)
+    for pt, rec, own in ((result.reference, reference, True), (result.candidate, candidate, False)):
+        th = rec.get("theta")
+        try:
+            if own and th is not None and len(th) == ntheta:
+                pt.theta = [float(v) for v in th]
+            else:
+                pt.theta = theta_of(rec, layout)
+        except Exception as exc:  # noqa: BLE001
+            pt.error = f"its variance components cannot be turned into θ: {exc}"
+    points = [p for p in (result.reference, result.candidate) if p.theta is not None]
+    thetas = [p.theta for p in points]
+    if not thetas:
+        return result
+
+    if objective is not None:
+        for p, ev in zip(points, _mixedref_judge(objective, thetas), strict=True):
+            p.by["mixedref"] = ev
+    if not use_lme4:
+        result.unavailable["lme4"] = "not asked for"
+    elif "reason" in _r_unavailable:
+        result.unavailable["lme4"] = _r_unavailable["reason"]
+    else:
+        evs, why = _lme4_judge(case, thetas, timeout)
+        if evs is None:
+            result.unavailable["lme4"] = str(why)
+            if "R not available" in str(why) or "failed to load" in str(why):
+                _r_unavailable["reason"] = str(why)
+        else:
+            for p, ev in zip(points, evs, strict=True):
+                p.by["lme4"] = ev
+    return result
+
+
+def clear_cache() -> None:
+    """Forget cached objectives and the R availability (a new session starts afresh)."""
+    _mixedref_objectives.clear()
+    _r_unavailable.clear()

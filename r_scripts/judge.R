@@ -1,0 +1,31 @@
+# The harness's independent judge, lme4's half (harness/judge.py): lme4's own profiled criterion
+# (REML criterion or deviance, mkLmerDevfun) at given θ values, with the profiled fixed effects
+# β̂(θ) and residual standard deviation σ̂(θ) that lme4 would report at that θ, so a candidate's
+# estimates are re-evaluated by lme4 itself instead of being believed.
+# Sourced by harness/rbridge.py (functions only; nothing runs on sourcing). Needs lme4, jsonlite.
+
+# One entry per θ (a list of numeric vectors in lme4's order): objective, beta (named by
+# model.matrix column), sigma; or error with lme4's message where it refuses that θ.
+judge_evaluate <- function(data, formula, REML, thetas) {
+  f <- do.call(lme4::mkLmerDevfun,
+               lme4::lFormula(stats::as.formula(formula), data = data, REML = isTRUE(REML)))
+  rho <- environment(f)
+  X <- rho$pp$X
+  n <- nrow(X)
+  p <- ncol(X)
+  lapply(unname(thetas), function(th) tryCatch({
+    objective <- f(as.numeric(th))
+    beta <- rho$pp$beta(1)
+    pwrss <- rho$resp$wrss() + rho$pp$sqrL(1)
+    list(objective = objective,
+         beta = as.list(stats::setNames(beta, colnames(X))),
+         sigma = sqrt(pwrss / (n - if (isTRUE(REML)) p else 0)),
+         error = NULL)
+  }, error = function(e) list(objective = NULL, beta = NULL, sigma = NULL,
+                              error = conditionMessage(e))))
+}
+
+judge_evaluate_json <- function(data, formula, REML, thetas) {
+  as.character(jsonlite::toJSON(judge_evaluate(data, formula, REML, thetas), auto_unbox = TRUE,
+                                digits = NA, null = "null", na = "null"))
+}

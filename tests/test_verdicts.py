@@ -1,0 +1,264 @@
+"""Verdicts another project can gate on: six faulty implementations, each failing its case alone
+with a message that names what happened, within the case timeout + 10 s, while the run goes on
+to its summary and a non-zero exit code. Also: no green without a reference.
+
+The faults are built on lme4's recorded answers, so every expected message follows from how the
+fault was made (a criterion 10 lower, the 2π constant left out, β one SE off), not from a run.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+FAULTS = '''
+import copy, ctypes, math
+import numpy as np
+from harness.adapters import Lme4Recorded
+from harness.catalog import load_catalog
+
+_CASES = {(c.formula, c.REML): c for c in load_catalog()}
+
+def _lme4(formula, REML):
+    rec = copy.deepcopy(Lme4Recorded().fit(_CASES[(formula, bool(REML))], None))
+    for key in ("impl", "case_id"):
+        rec.pop(key)
+    return rec
+
+def minus10(formula, data, REML):          # reports a criterion 10 below its estimates'
+    rec = _lme4(formula, REML)
+    rec["objective"] -= 10.0
+    return rec
+
+def no2pi(formula, data, REML):            # the 2π constant left out of the log-likelihood
+    rec = _lme4(formula, REML)
+    k = len(data) - (len(rec["fixef"]) if REML else 0)
+    rec["loglik"] += 0.5 * k * math.log(2 * math.pi)
+    rec["objective"] -= k * math.log(2 * math.pi)
+    return rec
+
+def beta_off(formula, data, REML):         # lme4's θ, but β one standard error off
+    rec = _lme4(formula, REML)
+    rec["fixef"]["Days"] += rec["fixef_se"]["Days"]
+    return rec
+
+def svd60(formula, data, REML):            # one long C call: minutes of LAPACK
+    a = np.random.default_rng(1).standard_normal((5000, 5000))  # 45-90 s here
+    np.linalg.svd(a)
+    return _lme4(formula, REML)
+
+def segfault(formula, data, REML):
+    ctypes.string_at(0)
+
+def hog(formula, data, REML):              # allocates without bound
+    keep = []
+    while True:
+        keep.append(np.ones(25_000_000))
+'''
+
+IMPLS = ("minus10", "no2pi", "beta_off", "svd60", "segfault", "hog")
+MESSAGES = {
+    "minus10": r"reported REML criterion 1733\.628\d* but its estimates give 1743\.628\d* under "
+               r"lme4's devfun|reported REML criterion 1733\.628\d* but its estimates give "
+               r"1743\.628\d* under mixedref's objective",
+    "no2pi": r"the 2π constant is left out of its likelihood",
+    "beta_off": r"β is not the GLS solution at its own θ .*Days 12\.01\d* where β̂\(θ\) is "
+                r"10\.467\d* \(\+1 SE\)",
+    "svd60": r"timeout: killed after 5\.\d s",
+    "segfault": r"SIGSEGV",
+    "hog": r"memory: ",
+}
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in XDIST_VARS:  # when this suite runs under xdist, the child is no worker
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_six_faults_each_fail_alone_named_within_the_timeout(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    pytester.makepyfile(faults_v=FAULTS)
+    args = ["--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-v",
+            "--case-timeout", "5", "--case-memory", "3G", "-k",
+            "sleepstudy-slopes-REML and not test_fit"]
+    for impl in IMPLS:
+        args += ["--impl", f"faults_v:{impl}"]
+    t0 = time.perf_counter()
+    result = pytester.runpytest_subprocess(*args, timeout=300)
+    wall = time.perf_counter() - t0
+    out = result.stdout.str()
+    result.assert_outcomes(failed=len(IMPLS))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in out
+    lines = {impl: [ln for ln in out.splitlines() if f"faults_v:{impl} vs" in ln]
+             for impl in IMPLS}  # the failure's headline: "<case>: <impl> vs <reference>: ..."
+    for impl, pattern in MESSAGES.items():
+        assert any(re.search(pattern, ln) for ln in lines[impl]), (impl, lines[impl])
+    result.stdout.fnmatch_lines(["*mixedref harness summary*",
+                                 "disagreements and failures (6):*"])
+    # six items, each bounded: the C call and the hog within timeout + 10 s, the rest quick
+    assert wall < 6 * 15 + 30, wall
+
+
+def test_live_reference_without_r_is_a_usage_error(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("R_HOME", "/nonexistent")
+    monkeypatch.setenv("PATH", "/nonexistent-bin:/bin")
+    result = pytester.runpytest_subprocess("--pyargs", "harness", "--reference=live",
+                                           "-p", "no:cacheprovider", "-k", "Dyestuff")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = [ln for ln in result.stderr.str().splitlines() if ln.strip()]
+    assert len(err) == 1, err
+    assert err[0].startswith("ERROR: --reference=live: lme4 cannot be used here (")
+    assert "--reference=recorded" in err[0]
+
+
+MISSING_CATALOG = """
+cases:
+  - spec: intercept
+    dataset: Dyestuff
+    formula: "Yield ~ 1 + (1 | Batch)"
+    methods: [REML]
+  - spec: unrecorded
+    dataset: Dyestuff
+    formula: "Yield ~ 1 + (1 | Batch)"
+    methods: [ML]
+"""
+
+
+def test_an_item_without_a_reference_answer_is_no_verdict_and_fails_the_run(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    catalog = pytester.makefile(".yaml", cat_missing=MISSING_CATALOG)
+    args = ["--pyargs", "harness", "--reference=recorded", "--catalog", str(catalog),
+            "--impl", "mixedref", "-p", "no:cacheprovider", "-k", "not test_fit"]
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=1, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines([
+        "*no verdict: reference lme4-recorded: no recorded lme4 answer for case "
+        "'Dyestuff-unrecorded-ML'*",
+        "*items without a verdict (no reference answer): 1*"])
+    allowed = pytester.runpytest_subprocess(*args, "--allow-missing-reference", "-rs")
+    allowed.assert_outcomes(passed=1, skipped=1)
+    assert allowed.ret == pytest.ExitCode.OK
+    allowed.stdout.fnmatch_lines(["*items without a verdict (no reference answer): 1*",
+                                  "*no verdict: reference lme4-recorded*"
+                                  "(--allow-missing-reference)*"])
+
+
+# ----------------------------------------------------------------------------- registry, baseline
+
+SHIFTED = '''
+import copy, os
+from harness.adapters import Lme4Recorded
+from harness.catalog import load_catalog
+
+_CASES = {(c.formula, c.REML): c for c in load_catalog()}
+
+def fit(formula, data, REML):
+    """lme4's answer, with the Days fixed effect moved by SHIFT_SE of its SE and, on the REML
+    case only, its SE scaled by SE_FACTOR."""
+    case = _CASES[(formula, bool(REML))]
+    rec = copy.deepcopy(Lme4Recorded().fit(case, None))
+    for key in ("impl", "case_id"):
+        rec.pop(key)
+    se = rec["fixef_se"]["Days"]
+    rec["fixef"]["Days"] += float(os.environ.get("SHIFT_SE", "0")) * se
+    if REML:
+        rec["fixef_se"]["Days"] *= float(os.environ.get("SE_FACTOR", "1"))
+    return rec
+'''
+
+SELECT_DAYS = "sleepstudy-intercept and not test_fit"
+
+
+def _registry(pytester: pytest.Pytester, name: str, entries: list[dict]) -> str:
+    import yaml
+
+    path = pytester.path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"divergences": entries}))
+    return str(path)
+
+
+def _entry(**kw: object) -> dict:
+    return {"case": "sleepstudy-intercept-REML", "impl": "shifted_r:fit",
+            "quantity": "fixef_se[Days]", "direction": "higher",
+            "reason": "the SE is deliberately 1% high", **kw}
+
+
+def test_registered_divergences_expected_grown_stale_and_unknown(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("SE_FACTOR", "1.01")  # fixef_se[Days] 1% high: 5 x its 0.2% tolerance
+    pytester.makepyfile(shifted_r=SHIFTED)
+    base = ["--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-rxf",
+            "--impl", "shifted_r:fit", "-k", SELECT_DAYS]
+    from harness.adapters import Lme4Recorded
+    from harness.catalog import load_catalog
+
+    case = next(c for c in load_catalog() if c.id == "sleepstudy-intercept-REML")
+    se = 0.01 * Lme4Recorded().fit(case, None)["fixef_se"]["Days"]  # the size of the 1% shift
+    # unregistered: the REML item fails, the ML one agrees
+    result = pytester.runpytest_subprocess(*base)
+    result.assert_outcomes(passed=1, failed=1)
+    # registered with its size: an expected failure with the reason, exit 0
+    ok = _registry(pytester, "ok", [_entry(size=round(se, 4))])
+    result = pytester.runpytest_subprocess(*base, "--divergences", ok)
+    result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*registered divergence: the SE is deliberately 1% high*"])
+    # registered at a third of its size: it grew beyond twice that
+    small = _registry(pytester, "small", [_entry(size=round(se / 3, 5))])
+    result = pytester.runpytest_subprocess(*base, "--divergences", small)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*fixef_se[[]Days[]]: registered divergence grew*"])
+    # an entry for the ML case, which agrees: it stopped firing
+    stale = _registry(pytester, "stale", [_entry(size=round(se, 4)),
+                                          _entry(case="sleepstudy-intercept-ML", size=1.0)])
+    result = pytester.runpytest_subprocess(*base, "--divergences", stale)
+    result.assert_outcomes(failed=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*stopped firing: fixed? remove the entry*"])
+    # an entry naming no catalog case is a usage error naming the entry
+    bad = _registry(pytester, "bad", [_entry(case="nosuch-*", size=1.0)])
+    result = pytester.runpytest_subprocess(*base, "--divergences", bad)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "entry 0 (case 'nosuch-*'" in result.stderr.str()
+    assert "matches no catalog case" in result.stderr.str()
+
+
+def test_baseline_drift_within_lme4s_tolerance_fails_and_other_catalogs_are_refused(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    pytester.makepyfile(shifted_r=SHIFTED)
+    base = ["--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider",
+            "--impl", "shifted_r:fit", "-k", SELECT_DAYS]
+    saved = pytester.path / "baseline"
+    # release 1: Days 0.008 SE low (lme4 allows 0.01 SE): agrees, saved
+    monkeypatch.setenv("SHIFT_SE", "-0.008")
+    result = pytester.runpytest_subprocess(*base, "--save-baseline", str(saved))
+    result.assert_outcomes(passed=2)
+    # release 2: 0.008 SE high, still within lme4's tolerance, but 0.016 SE from release 1
+    monkeypatch.setenv("SHIFT_SE", "0.008")
+    result = pytester.runpytest_subprocess(*base, "--compare-baseline", str(saved))
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*drift since the baseline (2):*",
+                                 "*sleepstudy-intercept-* [[]shifted_r:fit[]]: fixef[[]Days[]] +*"])
+    # unchanged: no drift
+    monkeypatch.setenv("SHIFT_SE", "-0.008")
+    result = pytester.runpytest_subprocess(*base, "--compare-baseline", str(saved))
+    result.assert_outcomes(passed=2)
+    # a baseline of another catalog is refused, naming both versions
+    other = pytester.makefile(".yaml", other_catalog=MISSING_CATALOG)
+    result = pytester.runpytest_subprocess(*base, "--catalog", str(other),
+                                           "--compare-baseline", str(saved))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "catalog version" in result.stderr.str()
