@@ -14,10 +14,11 @@ it says about itself never grants that.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.comparators import BUILTIN, Comparator, Row, row
 from harness.judge import JUDGES, Judgement
 from harness.tolerance import DEFAULT, Tolerance
 
@@ -30,19 +31,6 @@ JUDGES_DISAGREE = "judges-disagree"  # lme4's and mixedref's objectives differ a
 VERDICTS = (AGREED, DISAGREED, CANDIDATE_BETTER, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE)
 #: verdicts that give the item no pass: the candidate is wrong, or nothing trustworthy judged it
 NOT_OK = (DISAGREED, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE)
-
-
-@dataclass
-class Row:
-    """One compared quantity. ``ok`` is None when it was not compared (not reported)."""
-
-    name: str
-    reference: float | None
-    candidate: float | None
-    difference: float | None
-    allowed: float | None
-    ok: bool | None
-    note: str = ""
 
 
 @dataclass
@@ -129,12 +117,14 @@ def _fmt(x: float | None) -> str:
 
 def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
                     case: Any = None, tol: Tolerance = DEFAULT,
-                    judgement: Judgement | None = None) -> Comparison:
+                    judgement: Judgement | None = None,
+                    comparators: Sequence[Comparator] = BUILTIN) -> Comparison:
     """Compare ``candidate`` with ``reference`` (both FitRecords) under ``tol``.
 
     ``case`` (a catalog Case, optional) supplies the id when the records lack it.
     ``judgement`` (harness.judge.judge) adds the re-evaluation; without it, a lower reported
-    objective is only a disagreement.
+    objective is only a disagreement. ``comparators`` are the compared quantities
+    (harness.comparators: the built-in ones, plus a plugin's).
     """
     case_id = str(candidate.get("case_id") or reference.get("case_id")
                   or getattr(case, "id", "?"))
@@ -148,13 +138,8 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
         comp.verdict, comp.error = FAILED, str(candidate["error"])
         return comp
 
-    _compare_fixef(reference, candidate, comp, tol)
-    _compare_scalar("sigma", reference.get("sigma"), candidate.get("sigma"),
-                    lambda r: tol.sigma_rel * abs(r), comp)
-    _compare_varcorr(reference, candidate, comp, tol)
-    for key in ("loglik", "objective"):
-        _compare_scalar(key, reference.get(key), candidate.get(key), tol.objective_allowed, comp)
-    _compare_theta(reference, candidate, comp, tol)
+    for comparator in comparators:
+        comp.rows += comparator.rows(reference, candidate, tol, comp.notes)
 
     if not any(r.ok is not None for r in comp.rows):
         comp.verdict = FAILED
@@ -252,14 +237,14 @@ def _consistency_rows(j: Judgement, candidate: Mapping[str, Any], reference: Map
     value = ev.objective
     reported = candidate.get("objective")
     if reported is not None:
-        _add(comp, "consistency.objective", value, reported, tol.objective_allowed(value))
+        _add_row(comp, "consistency.objective", value, reported, tol.objective_allowed(value))
         if comp.rows[-1].ok is False:
             comp.diagnoses.append(
                 f"reported {crit} {reported:.10g} but its estimates give {value:.10g} under "
                 f"{label}: " + _explain_constant(reported - value, j))
     loglik = candidate.get("loglik")
     if loglik is not None:
-        _add(comp, "consistency.loglik", -0.5 * value, loglik, tol.objective_allowed(value))
+        _add_row(comp, "consistency.loglik", -0.5 * value, loglik, tol.objective_allowed(value))
         if comp.rows[-1].ok is False:
             comp.diagnoses.append(
                 f"reported logLik {loglik:.10g} but its estimates give {-0.5 * value:.10g} "
@@ -272,7 +257,7 @@ def _consistency_rows(j: Judgement, candidate: Mapping[str, Any], reference: Map
         se = ref_se.get(col)
         if gls is None or se is None:
             continue
-        _add(comp, f"consistency.fixef[{col}]", gls, b, tol.fixef_se_units * se)
+        _add_row(comp, f"consistency.fixef[{col}]", gls, b, tol.fixef_se_units * se)
         if comp.rows[-1].ok is False:
             off.append(f"{col} {b:.8g} where β̂(θ) is {gls:.8g} ({(b - gls) / se:+.3g} SE)")
     if off:
@@ -280,7 +265,7 @@ def _consistency_rows(j: Judgement, candidate: Mapping[str, Any], reference: Map
                               + "; ".join(off))
     sigma = candidate.get("sigma")
     if sigma is not None and ev.sigma is not None:
-        _add(comp, "consistency.sigma", ev.sigma, sigma, tol.sigma_rel * ev.sigma)
+        _add_row(comp, "consistency.sigma", ev.sigma, sigma, tol.sigma_rel * ev.sigma)
         if comp.rows[-1].ok is False:
             comp.diagnoses.append(f"σ {sigma:.8g} is not σ̂(θ) {ev.sigma:.8g} at its own θ "
                                   f"({label})")
@@ -301,98 +286,8 @@ def _explain_constant(diff: float, j: Judgement, loglik: bool = False) -> str:
             "other estimates")
 
 
-def _add(comp: Comparison, name: str, ref: float | None, cand: float | None,
-         allowed: float | None) -> None:
-    if ref is None and cand is None:
-        return
-    if ref is None:
-        comp.rows.append(Row(name, None, cand, None, None, False, "not in reference"))
-    elif cand is None:
-        comp.rows.append(Row(name, ref, None, None, allowed, None, "not reported"))
-    else:
-        diff = cand - ref
-        ok = bool(allowed is not None and math.isfinite(diff) and abs(diff) <= allowed)
-        comp.rows.append(Row(name, ref, cand, diff, allowed, ok))
-
-
-def _compare_scalar(name: str, ref: float | None, cand: float | None, allowed_of: Any,
-                    comp: Comparison) -> None:
-    _add(comp, name, ref, cand, None if ref is None else allowed_of(ref))
-
-
-def _compare_fixef(reference: Mapping[str, Any], candidate: Mapping[str, Any],
-                   comp: Comparison, tol: Tolerance) -> None:
-    ref_b, cand_b = dict(reference.get("fixef") or {}), dict(candidate.get("fixef") or {})
-    ref_se, cand_se = dict(reference.get("fixef_se") or {}), dict(candidate.get("fixef_se") or {})
-    if cand_b and set(cand_b) != set(ref_b):
-        comp.notes.append(f"fixed-effect names differ: reference {list(ref_b)}, "
-                          f"candidate {list(cand_b)}")
-    for name, ref in ref_b.items():
-        se = ref_se.get(name)
-        allowed = tol.fixef_se_units * se if se is not None else None
-        _add(comp, f"fixef[{name}]", ref, cand_b.get(name), allowed)
-        if not cand_b:
-            continue
-        if name not in cand_b:
-            comp.rows[-1].ok, comp.rows[-1].note = False, "missing"
-    for name in cand_b:
-        if name not in ref_b:
-            _add(comp, f"fixef[{name}]", None, cand_b[name], None)
-    for name, ref in ref_se.items():
-        _add(comp, f"fixef_se[{name}]", ref, cand_se.get(name), tol.fixef_se_rel * abs(ref))
-
-
-def _vc_key(row: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
-    return (str(row.get("grp")), row.get("var1"), row.get("var2"))
-
-
-def _vc_name(key: tuple[str, str | None, str | None], what: str) -> str:
-    parts = [p for p in key if p is not None]
-    return f"{what}[{','.join(parts)}]"
-
-
-def _compare_varcorr(reference: Mapping[str, Any], candidate: Mapping[str, Any],
-                     comp: Comparison, tol: Tolerance) -> None:
-    ref_rows = {_vc_key(r): r for r in reference.get("varcorr") or []}
-    cand_rows = {_vc_key(r): r for r in candidate.get("varcorr") or []}
-    sigma2 = None
-    res = ref_rows.get(("Residual", None, None))
-    if res is not None and res.get("vcov") is not None:
-        sigma2 = res["vcov"]
-    elif reference.get("sigma") is not None:
-        sigma2 = reference["sigma"] ** 2
-    sd = {(k[0], k[1]): r.get("sdcor") for k, r in ref_rows.items() if k[2] is None}
-    for key, ref in ref_rows.items():
-        cand = cand_rows.get(key)
-        cand_vcov = None if cand is None else cand.get("vcov")
-        ref_vcov = ref.get("vcov")
-        if key[2] is None:  # a variance (or the residual variance)
-            floor = tol.var_abs_sigma2 * sigma2 if sigma2 is not None else 0.0
-            allowed = None if ref_vcov is None else max(tol.var_rel * abs(ref_vcov), floor)
-            _add(comp, _vc_name(key, "var"), ref_vcov, cand_vcov, allowed)
-        else:  # a covariance, and its correlation
-            sd1, sd2 = sd.get((key[0], key[1])), sd.get((key[0], key[2]))
-            floor = tol.cov_abs_sd * sd1 * sd2 if sd1 is not None and sd2 is not None else 0.0
-            allowed = None if ref_vcov is None else max(tol.var_rel * abs(ref_vcov), floor)
-            _add(comp, _vc_name(key, "cov"), ref_vcov, cand_vcov, allowed)
-            _add(comp, _vc_name(key, "corr"), ref.get("sdcor"),
-                 None if cand is None else cand.get("sdcor"), tol.corr_abs)
-        if cand is None and cand_rows:
-            comp.rows[-1].ok, comp.rows[-1].note = False, "missing"
-    if cand_rows:
-        extra = [k for k in cand_rows if k not in ref_rows]
-        for key in extra:
-            what = "var" if key[2] is None else "cov"
-            _add(comp, _vc_name(key, what), None, cand_rows[key].get("vcov"), None)
-
-
-def _compare_theta(reference: Mapping[str, Any], candidate: Mapping[str, Any],
-                   comp: Comparison, tol: Tolerance) -> None:
-    ref_t, cand_t = reference.get("theta"), candidate.get("theta")
-    if ref_t is None or cand_t is None:
-        return
-    if len(ref_t) != len(cand_t):
-        comp.notes.append(f"theta lengths differ ({len(ref_t)} vs {len(cand_t)}); not compared")
-        return
-    for i, (r, c) in enumerate(zip(ref_t, cand_t, strict=True)):
-        _add(comp, f"theta[{i}]", r, c, tol.theta_abs + tol.theta_rel * abs(r))
+def _add_row(comp: Comparison, name: str, ref: float | None, cand: float | None,
+             allowed: float | None) -> None:
+    r = row(name, ref, cand, allowed)
+    if r is not None:
+        comp.rows.append(r)

@@ -97,6 +97,7 @@ class HarnessSession:
         self.save_baseline: str | None = opt("save_baseline")
         self.registry: Any = None
         self.baseline: Any = None
+        self._comparators: Any = None
         self.requested_impls: list[str] | None = opt("impl")
         self.requested_reference: str | None = opt("reference")
         self._reference: tuple[str, Any, str] | None = None
@@ -132,6 +133,19 @@ class HarnessSession:
                     desc += f"; live lme4 not used: {why_not_live}"
                 self._reference = ("recorded", recorded, desc)
         return self._reference
+
+    def comparators(self) -> Any:
+        """The compared quantities: built in, plus what ``pytest_harness_comparators`` hooks
+        return (asked once, after every plugin and conftest has registered)."""
+        if self._comparators is None:
+            from harness.comparators import registered
+
+            extra = self.config.hook.pytest_harness_comparators(config=self.config)
+            try:
+                self._comparators = registered(extra)
+            except TypeError as exc:
+                raise pytest.UsageError(f"pytest_harness_comparators: {exc}") from None
+        return self._comparators
 
     def impls(self) -> list[str]:
         """The candidate implementations: as requested, or the defaults that can be loaded."""
@@ -196,6 +210,13 @@ def _parse_size(text: str) -> int:
                                 "number of bytes")
     power = " KMGT".index(m.group(2).upper() or " ")
     return int(float(m.group(1)) * 1024 ** power)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """The harness's own hooks (harness.hookspecs): extra comparators from other plugins."""
+    from harness import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -438,7 +459,8 @@ class CaseItem(pytest.Item):
         if not ref.get("error") and not cand.get("error"):
             verdict_of_judges = judge.judge(self.case, ref, cand, timeout=self.case.timeout
                                             if hs.timeout is None else hs.timeout)
-        comp = cmp.compare_records(ref, cand, self.case, judgement=verdict_of_judges)
+        comp = cmp.compare_records(ref, cand, self.case, judgement=verdict_of_judges,
+                                   comparators=hs.comparators())
         drift = self._drift(hs, cand)
         props: dict[str, Any] = {
             "verdict": comp.verdict, "headline": comp.reason(), "comparison": comp.to_dict(),

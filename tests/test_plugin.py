@@ -243,3 +243,35 @@ def test_a_better_optimum_than_the_reference_is_a_finding_when_both_judges_agree
         f"REML criterion lower than the reference's by {gap:.3g} *re-evaluated under lme4's "
         "devfun: * mixedref's objective: *",
     ])
+
+
+NOBS_CONFTEST = '''
+from harness.comparators import row
+
+
+class Nobs:
+    name = "nobs"
+    reason = "the number of observations used is a count: it must be equal"
+
+    def rows(self, reference, candidate, tol, notes):
+        r = row("nobs", reference.get("nobs"), candidate.get("nobs"), 0.0)
+        return [] if r is None else [r]
+
+
+def pytest_harness_comparators(config):
+    return [Nobs()]
+'''
+
+NOBS_IMPL = WRONG_IMPL.replace(
+    'rec["fixef"] = {k: 1.1 * v for k, v in rec["fixef"].items()}', 'rec["nobs"] += 1')
+
+
+def test_a_comparator_from_a_conftest_adds_its_rows(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(NOBS_CONFTEST)
+    pytester.makepyfile(nobsimpl_g=NOBS_IMPL)
+    pytester.syspathinsert()
+    result = _run(pytester, "--impl", "nobsimpl_g:fit", "-k",
+                  "sleepstudy-intercept-REML and not test_fit")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*nobsimpl_g:fit vs lme4-recorded: disagreed in nobs*",
+                                 "XX*nobs*180*181*1*0*"])

@@ -1,0 +1,35 @@
+"""The compared quantities, one comparator each (harness.comparators.base says what one is).
+
+:data:`BUILTIN` is the order of the parameter table. :func:`registered` adds the comparators
+that plugins and conftests return from the ``pytest_harness_comparators`` hook (harness.hookspecs),
+so a new quantity is one comparator module plus its extraction (in R for lme4's side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from harness.comparators.base import Comparator, Row, row
+from harness.comparators.fixef import FixedEffects, StandardErrors
+from harness.comparators.scalars import Criteria, Sigma, Theta
+from harness.comparators.varcorr import VarianceComponents
+
+BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), Sigma(),
+                                   VarianceComponents(), Criteria(), Theta())
+
+
+def registered(extra: Iterable[Sequence[Comparator] | None] = ()) -> tuple[Comparator, ...]:
+    """The built-in comparators followed by those a hook returned (lists of them), each name
+    once: a plugin's comparator with a built-in name replaces the built-in one."""
+    out = {c.name: c for c in BUILTIN}
+    for group in extra:
+        for c in group or ():
+            for attr in ("name", "reason", "rows"):
+                if not hasattr(c, attr):
+                    raise TypeError(f"comparator {c!r} has no {attr!r} (see "
+                                    "harness/comparators/base.py)")
+            out[c.name] = c
+    return tuple(out.values())
+
+
+__all__ = ["BUILTIN", "Comparator", "Row", "registered", "row"]

@@ -1,0 +1,50 @@
+"""σ, the log-likelihood and the optimized criterion: scalars with a relative (σ) or an absolute
+plus relative (criteria) allowance."""
+
+from __future__ import annotations
+
+from harness.comparators.base import Record, Row, row, rows_of
+from harness.tolerance import Tolerance
+
+
+class Sigma:
+    name = "sigma"
+    reason = "σ̂ is profiled from θ: relative, as θ agrees to ~1e-3 between optimizers"
+
+    def rows(self, reference: Record, candidate: Record, tol: Tolerance,
+             notes: list[str]) -> list[Row]:
+        ref = reference.get("sigma")
+        return rows_of(row("sigma", ref, candidate.get("sigma"),
+                           None if ref is None else tol.sigma_rel * abs(ref)))
+
+
+class Criteria:
+    name = "criterion"
+    reason = ("lme4's optimizer stops when the criterion changes by ~1e-6 relative: 2e-3 + "
+              "1e-6·|value| separates two correct optima from a wrong one")
+
+    def rows(self, reference: Record, candidate: Record, tol: Tolerance,
+             notes: list[str]) -> list[Row]:
+        out = []
+        for key in ("loglik", "objective"):
+            ref = reference.get(key)
+            out.append(row(key, ref, candidate.get(key),
+                           None if ref is None else tol.objective_allowed(ref)))
+        return rows_of(*out)
+
+
+class Theta:
+    name = "theta"
+    reason = ("θ is Λ/σ: the same allowance as the variances' (an absolute floor sqrt(2.5e-5) "
+              "for boundary estimates, 2e-3 relative), compared only where both report it")
+
+    def rows(self, reference: Record, candidate: Record, tol: Tolerance,
+             notes: list[str]) -> list[Row]:
+        ref_t, cand_t = reference.get("theta"), candidate.get("theta")
+        if ref_t is None or cand_t is None:
+            return []
+        if len(ref_t) != len(cand_t):
+            notes.append(f"theta lengths differ ({len(ref_t)} vs {len(cand_t)}); not compared")
+            return []
+        return rows_of(*(row(f"theta[{i}]", r, c, tol.theta_abs + tol.theta_rel * abs(r))
+                         for i, (r, c) in enumerate(zip(ref_t, cand_t, strict=True))))
