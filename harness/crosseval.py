@@ -22,17 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from harness.errors import JudgeError
 from harness.tolerance import DEFAULT
-from mixedref.design import build_model, theta_positions
-from mixedref.errors import MixedrefError
+from mixedref.design import build_model
+from mixedref.reterm import TermShape
 
 Objective = Callable[[np.ndarray], float]
 ObjectiveFactory = Callable[[str, Any, bool], Objective]
 #: many θ -> lme4's criterion at each (None where lme4 refuses one); raises when unavailable
 SecondObjective = Callable[[list[list[float]]], list[float | None]]
 
-#: A variance (relative to σ², i.e. a squared Cholesky diagonal) below this is treated as zero.
-ZERO_VARIANCE = 1e-14
 
 
 def gap_tolerance(objective: float) -> float:
@@ -42,35 +41,9 @@ def gap_tolerance(objective: float) -> float:
     return DEFAULT.objective_allowed(objective)
 
 
-@dataclass(frozen=True)
-class TermLayout:
-    """One random-effects term as θ sees it: grouping factor and the term's columns."""
-
-    group: str
-    columns: tuple[str, ...]
-
-    @property
-    def q(self) -> int:
-        return len(self.columns)
-
-    @property
-    def ntheta(self) -> int:
-        return self.q * (self.q + 1) // 2
-
-    def theta_index(self) -> list[tuple[int, int]]:
-        """(row, col) of each θ element in the template: column-major lower triangle."""
-        rows, cols = theta_positions(self.q)
-        return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
-
-    def theta_names(self) -> list[str]:
-        """lme4's names (as getME(m, "theta")): group.col for a diagonal, group.row.col else."""
-        out = []
-        for i, j in self.theta_index():
-            if i == j:
-                out.append(f"{self.group}.{self.columns[i]}")
-            else:
-                out.append(f"{self.group}.{self.columns[i]}.{self.columns[j]}")
-        return out
+#: One random-effects term as θ sees it (grouping factor, columns) with its θ ↔ Λ mapping:
+#: the term's own definition in mixedref.reterm, used here as the judge's.
+TermLayout = TermShape
 
 
 def layout_from_model(formula: str, data: Any) -> list[TermLayout]:
@@ -129,7 +102,7 @@ def _match_groups(layout: Sequence[TermLayout],
         pattern = re.compile(re.escape(term.group) + r"(\.\d+)?")
         candidates = [g for g in groups if pattern.fullmatch(g) and g not in used]
         if not candidates:
-            raise MixedrefError(
+            raise JudgeError(
                 f"varcorr has no rows for random-effects term ({' + '.join(term.columns)} | "
                 f"{term.group}); groups present: {sorted(groups)}")
         same_cols = [g for g in candidates
@@ -138,7 +111,7 @@ def _match_groups(layout: Sequence[TermLayout],
         if not same_cols:
             cols = {g: sorted({r["var1"] for r in groups[g] if r.get("var2") is None})
                     for g in candidates}
-            raise MixedrefError(
+            raise JudgeError(
                 f"varcorr rows for group {term.group!r} have columns {cols}, the model's term "
                 f"has {list(term.columns)}")
         used.add(same_cols[0])
@@ -171,58 +144,19 @@ def covariance_block(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) 
     return S
 
 
-def psd_cholesky(S: np.ndarray, zero: float = ZERO_VARIANCE) -> np.ndarray:
-    """Lower L with L Lᵀ = S for a positive *semi*-definite S (a singular fit: zero variance
-    or |ρ| = 1), with L's column zeroed where its pivot vanishes.
-
-    numpy's Cholesky refuses singular matrices; the objective depends on θ only through
-    Λ Λᵀ, so any factor of S gives the same objective and this one is as lme4 would report.
-    Small negative pivots from rounding (|ρ| printed as 1.00) are treated as zero.
-    """
-    S = np.asarray(S, dtype=float)
-    q = S.shape[0]
-    L = np.zeros_like(S)
-    scale = max(float(np.max(np.abs(np.diag(S)))), 1.0) if q else 1.0
-    for j in range(q):
-        d = S[j, j] - L[j, :j] @ L[j, :j]
-        if d <= zero * scale:
-            continue  # column j stays zero
-        L[j, j] = math.sqrt(d)
-        for i in range(j + 1, q):
-            L[i, j] = (S[i, j] - L[i, :j] @ L[j, :j]) / L[j, j]
-    return L
-
-
 def theta_from_varcorr(record: Mapping[str, Any], layout: Sequence[TermLayout]) -> np.ndarray:
     """θ in lme4's order from a record's varcorr rows and σ (see module docstring)."""
     sigma = sigma_of(record)
     if sigma is None or sigma <= 0:
-        raise MixedrefError(f"record of {record.get('impl')!r} has no positive residual "
+        raise JudgeError(f"record of {record.get('impl')!r} has no positive residual "
                             f"standard deviation (sigma={sigma})")
     groups = _groups_of_varcorr(record.get("varcorr") or [])
     names = _match_groups(layout, groups)
     parts = []
     for term, g in zip(layout, names, strict=True):
-        L = psd_cholesky(covariance_block(groups[g], term.columns) / sigma**2)
-        parts.append(np.array([L[i, j] for i, j in term.theta_index()]))
+        parts.append(term.theta_from_covariance(
+            covariance_block(groups[g], term.columns) / sigma**2))
     return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def lambda_template(theta: np.ndarray, term: TermLayout) -> np.ndarray:
-    """The term's q x q lower-triangular template T with its θ elements filled in."""
-    T = np.zeros((term.q, term.q))
-    for v, (i, j) in zip(theta, term.theta_index(), strict=True):
-        T[i, j] = v
-    return T
-
-
-def split_theta(theta: np.ndarray, layout: Sequence[TermLayout]) -> list[np.ndarray]:
-    """θ cut into the per-term pieces."""
-    out, k = [], 0
-    for term in layout:
-        out.append(np.asarray(theta[k:k + term.ntheta], dtype=float))
-        k += term.ntheta
-    return out
 
 
 def objective_for(formula: str, data: Any, REML: bool) -> Objective:
@@ -398,14 +332,14 @@ def _layout(case: Any, data: Any, records: Mapping[str, Mapping[str, Any]],
     for rec in records.values():
         if rec.get("varcorr"):
             return layout_from_varcorr(rec["varcorr"])
-    raise MixedrefError("no model builder and no record with variance components: "
+    raise JudgeError("no model builder and no record with variance components: "
                         "the random-effects terms are unknown")
 
 
 def _evaluate(objective: Objective, theta: Sequence[float]) -> float:
     value = float(objective(np.asarray(theta, dtype=float)))
     if not math.isfinite(value):
-        raise MixedrefError(f"objective is {value} at θ={list(theta)}")
+        raise JudgeError(f"objective is {value} at θ={list(theta)}")
     return value
 
 

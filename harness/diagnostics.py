@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.crosseval import CrossEval, TermLayout, lambda_template, split_theta
+from harness.crosseval import CrossEval, TermLayout
+from mixedref.reterm import split_theta
 
 Objective = Callable[[np.ndarray], float]
 
@@ -27,8 +28,7 @@ CORR_TOL = 1e-6
 
 def theta_lower(layout: Sequence[TermLayout]) -> np.ndarray:
     """lme4's bounds: 0 for diagonal template elements, -inf for off-diagonal ones."""
-    return np.concatenate([[0.0 if i == j else -np.inf for i, j in t.theta_index()]
-                           for t in layout]) if layout else np.zeros(0)
+    return np.concatenate([t.theta_lower for t in layout]) if layout else np.zeros(0)
 
 
 def _safe(objective: Objective, theta: np.ndarray) -> float:
@@ -63,7 +63,7 @@ def boundary_report(theta: Sequence[float], layout: Sequence[TermLayout]) -> lis
     """Plain descriptions of where θ touches the boundary of the parameter space."""
     out = []
     for term, piece in zip(layout, split_theta(np.asarray(theta, float), layout), strict=True):
-        T = lambda_template(piece, term)
+        T = term.template(piece)
         for i in range(term.q):
             if abs(T[i, i]) <= BOUNDARY_TOL:
                 out.append(f"{term.group}: Cholesky diagonal for {term.columns[i]} is "
@@ -151,7 +151,7 @@ def marginal_covariance(theta: Sequence[float], sigma: float, layout: Sequence[T
     V = np.eye(rows.size)
     for term, piece, X, codes in zip(layout, split_theta(np.asarray(theta, float), layout),
                                      term_X, term_codes, strict=True):
-        T = lambda_template(piece, term)
+        T = term.template(piece)
         Zi = np.asarray(X)[rows] @ T
         same = np.asarray(codes)[rows][:, None] == np.asarray(codes)[rows][None, :]
         V += (Zi @ Zi.T) * same

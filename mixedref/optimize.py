@@ -28,7 +28,7 @@ import nlopt
 import numpy as np
 from scipy.optimize import minimize
 
-from mixedref.design import ModelFrame, theta_positions
+from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 
 #: lme4's isSingular tolerance.
@@ -351,7 +351,7 @@ def centred_start(model: ModelFrame) -> np.ndarray | None:
             B = np.eye(t.q)
             B[0, 1:] = -np.asarray(t.X, dtype=float)[:, 1:].mean(axis=0)
             T0 = np.linalg.cholesky(B @ B.T)
-            start = T0[theta_positions(t.q)]
+            start = t.theta_of(T0)
             moved = moved or bool(np.max(np.abs(B[0, 1:])) > CENTRING_MIN)
         parts.append(start)
     return np.concatenate(parts) if moved else None

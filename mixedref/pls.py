@@ -27,7 +27,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri
 
-from mixedref.design import ModelFrame, ReTerm, theta_positions
+from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import DataError, MixedrefError
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -44,13 +44,6 @@ try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; COO -> CSR 
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
 except ImportError:  # pragma: no cover
     _csc_matvec = _coo_tocsr = None
-
-
-def theta_template(theta_k: np.ndarray, q: int) -> np.ndarray:
-    """The q x q lower-triangular template of one term from its theta (column-major order)."""
-    T = np.zeros((q, q))
-    T[theta_positions(q)] = theta_k
-    return T
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,6 @@ class PLSObjective:
         self.theta_sizes = [t.ntheta for t in terms]
         self.theta_split = np.cumsum(self.theta_sizes)[:-1]
         self.ntheta = int(sum(self.theta_sizes))
-        self._tri = [theta_positions(q) for q in self.q]
 
         def scale(a: np.ndarray) -> np.ndarray:
             return a if sw is None else a * (sw if a.ndim == 1 else sw[:, None])
@@ -159,13 +151,8 @@ class PLSObjective:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
-        out = []
-        for th, q, (rows, cols) in zip(np.split(theta, self.theta_split), self.q, self._tri,
-                                       strict=True):
-            T = np.zeros((q, q))
-            T[rows, cols] = th
-            out.append(T)
-        return out
+        return [t.template(th) for t, th in zip(self.terms, np.split(theta, self.theta_split),
+                                                 strict=True)]
 
     @property
     def lower(self) -> np.ndarray:

@@ -5,6 +5,7 @@ lower bounds, start, template, θ from a covariance), so no other module re-deri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,8 +21,106 @@ def theta_positions(q: int) -> tuple[np.ndarray, np.ndarray]:
     return rows[order], cols[order]
 
 
+#: A variance (relative to the scale of the covariance) below this is treated as zero when a
+#: covariance is factored back into θ (a singular fit: zero variance, or |ρ| = 1).
+ZERO_VARIANCE = 1e-14
+
+
+def psd_cholesky(S: np.ndarray, zero: float = ZERO_VARIANCE) -> np.ndarray:
+    """Lower L with L Lᵀ = S for a positive *semi*-definite S, with L's column zeroed where its
+    pivot vanishes. numpy refuses singular matrices; the criterion depends on θ only through
+    Λ Λᵀ, so any factor gives the same criterion, and this one is as lme4 reports it. Small
+    negative pivots from rounding (|ρ| printed as 1.00) are treated as zero."""
+    S = np.asarray(S, dtype=float)
+    q = S.shape[0]
+    L = np.zeros_like(S)
+    scale = max(float(np.max(np.abs(np.diag(S)))), 1.0) if q else 1.0
+    for j in range(q):
+        d = S[j, j] - L[j, :j] @ L[j, :j]
+        if d <= zero * scale:
+            continue  # column j stays zero
+        L[j, j] = np.sqrt(d)
+        for i in range(j + 1, q):
+            L[i, j] = (S[i, j] - L[i, :j] @ L[j, :j]) / L[j, j]
+    return L
+
+
+@dataclass(frozen=True)
+class TermShape:
+    """What θ sees of a random-effects term: its grouping factor and columns. It owns the θ ↔ Λ
+    mapping of the term (MixedModels.jl's ReMat: λ, inds, lowerbd, setθ!, getθ)."""
+
+    group: str  # grouping factor's name as lme4 prints it: "Subject", "cask:batch"
+    columns: tuple[str, ...]  # "(Intercept)", "Days", "fA", ...
+
+    @property
+    def q(self) -> int:
+        return len(self.columns)
+
+    @property
+    def ntheta(self) -> int:
+        return self.q * (self.q + 1) // 2
+
+    @cached_property
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of θ's elements in the q x q template (theta_positions)."""
+        return theta_positions(self.q)
+
+    def theta_index(self) -> list[tuple[int, int]]:
+        """(row, col) of each θ element in the template, in θ's order."""
+        rows, cols = self.positions
+        return [(int(i), int(j)) for i, j in zip(rows, cols, strict=True)]
+
+    @property
+    def theta_lower(self) -> np.ndarray:
+        """lme4's bounds: 0 for diagonal elements of the Cholesky template, -inf elsewhere,
+        in the template's column-major lower-triangle order."""
+        rows, cols = self.positions
+        return np.where(rows == cols, 0.0, -np.inf)
+
+    @property
+    def theta_start(self) -> np.ndarray:
+        """lme4's starting value: the identity template."""
+        return np.where(np.isfinite(self.theta_lower), 1.0, 0.0)
+
+    def template(self, theta_k: np.ndarray) -> np.ndarray:
+        """The q x q lower-triangular template T (Λ's block) with this term's θ filled in."""
+        T = np.zeros((self.q, self.q))
+        T[self.positions] = theta_k
+        return T
+
+    def theta_of(self, T: np.ndarray) -> np.ndarray:
+        """θ of a lower-triangular template (the inverse of :meth:`template`)."""
+        return np.asarray(T, dtype=float)[self.positions]
+
+    def theta_from_covariance(self, S: np.ndarray) -> np.ndarray:
+        """θ whose template T has T Tᵀ = S, for S the term's covariance in units of σ²
+        (positive semi-definite: boundary estimates included)."""
+        return self.theta_of(psd_cholesky(S))
+
+    def covariance(self, theta_k: np.ndarray) -> np.ndarray:
+        """T Tᵀ: the term's covariance in units of σ² at θ."""
+        T = self.template(theta_k)
+        return T @ T.T
+
+    def theta_names(self) -> list[str]:
+        """lme4's names (as getME(m, "theta")): group.col for a diagonal, group.row.col else."""
+        return [f"{self.group}.{self.columns[i]}" if i == j else
+                f"{self.group}.{self.columns[i]}.{self.columns[j]}"
+                for i, j in self.theta_index()]
+
+
+def split_theta(theta: np.ndarray, terms: Sequence[TermShape]) -> list[np.ndarray]:
+    """θ cut into the per-term pieces, in the terms' order."""
+    theta = np.asarray(theta, dtype=float)
+    total = sum(t.ntheta for t in terms)
+    if theta.shape != (total,):
+        raise ValueError(f"theta must have {total} elements for these terms, got {theta.shape}")
+    return np.split(theta, np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
+
+
 @dataclass(frozen=True, eq=False)
-class ReTerm:
+class ReTerm(TermShape):
     """One random-effects term ``(expr | group)`` after expansion (``||`` and ``/`` split).
 
     ``X`` is the term's own model matrix (n x q, columns named as R names them), ``codes`` the
@@ -30,35 +129,16 @@ class ReTerm:
     block diagonal with one q x q lower-triangular template per level.
     """
 
-    group: str  # grouping factor's name as lme4 prints it: "Subject", "cask:batch"
-    columns: tuple[str, ...]  # "(Intercept)", "Days", "fA", ...
     X: np.ndarray  # n x q float64
     codes: np.ndarray  # n int64, in [0, nlevels)
     levels: tuple[str, ...]
 
-    @property
-    def q(self) -> int:
-        return len(self.columns)
+    __eq__ = object.__eq__  # a term is itself: two terms on one factor are different terms
+    __hash__ = object.__hash__
 
     @property
     def nlevels(self) -> int:
         return len(self.levels)
-
-    @property
-    def ntheta(self) -> int:
-        return self.q * (self.q + 1) // 2
-
-    @property
-    def theta_lower(self) -> np.ndarray:
-        """lme4's bounds: 0 for diagonal elements of the Cholesky template, -inf elsewhere,
-        in the template's column-major lower-triangle order."""
-        rows, cols = theta_positions(self.q)
-        return np.where(rows == cols, 0.0, -np.inf)
-
-    @property
-    def theta_start(self) -> np.ndarray:
-        """lme4's starting value: the identity template."""
-        return np.where(np.isfinite(self.theta_lower), 1.0, 0.0)
 
     @cached_property
     def Z(self) -> sp.csc_matrix:

@@ -11,7 +11,7 @@ import scipy.linalg as sla
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import MixedrefError
 from mixedref.optimize import optimize_theta
-from mixedref.pls import PLSObjective, theta_template
+from mixedref.pls import PLSObjective
 
 literal = pytest.importorskip("mixedref.literal")
 
@@ -70,7 +70,7 @@ def _omega_inv(model: ModelFrame, theta: np.ndarray) -> tuple[np.ndarray, np.nda
     """Lambda Lambda' and the dense Z, built from the definitions (block diagonal per level)."""
     blocks, Zs, off = [], [], 0
     for t in model.reterms:
-        T = theta_template(theta[off:off + t.ntheta], t.q)
+        T = t.template(theta[off:off + t.ntheta])
         off += t.ntheta
         blocks += [T] * t.nlevels
         Zs.append(t.Z.toarray())
@@ -114,7 +114,7 @@ def test_modes_and_condvar_from_theory(kind: str) -> None:
     sol = obj.solve(theta, condvar=True)
     blocks, off = [], 0
     for t in model.reterms:
-        T = theta_template(theta[off:off + t.ntheta], t.q)
+        T = t.template(theta[off:off + t.ntheta])
         off += t.ntheta
         blocks += [T] * t.nlevels
     Lam = sla.block_diag(*blocks)

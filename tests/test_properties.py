@@ -44,7 +44,8 @@ from mixedref import literal
 from mixedref.design import build_model
 from mixedref.fit import LmerFit
 from mixedref.optimize import OptResult
-from mixedref.pls import PLSObjective, theta_template
+from mixedref.pls import PLSObjective
+from mixedref.reterm import TermShape
 
 RTOL_SAME = 1e-9
 OPT_ATOL = 1e-5
@@ -206,7 +207,7 @@ def _translated_theta(theta: np.ndarray, c: float) -> np.ndarray:
     A row's random part is b0 + b1 x = (b0 - c b1) + b1 x', so b' = B b with
     B = [[1, -c], [0, 1]]; the relative covariance becomes B T T' B' and T' is its Cholesky
     factor (lower, non-negative diagonal)."""
-    T = theta_template(theta, 2)
+    T = TermShape("g", ("(Intercept)", "x")).template(theta)
     B = np.array([[1.0, -c], [0.0, 1.0]])
     S = B @ T @ T.T @ B.T
     # the Cholesky factor of a possibly singular 2 x 2 matrix, written out
@@ -337,7 +338,7 @@ def _literal_inputs(model, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     level-major)."""
     blocks, off = [], 0
     for t in model.reterms:
-        T = theta_template(theta[off:off + t.ntheta], t.q)
+        T = t.template(theta[off:off + t.ntheta])
         off += t.ntheta
         blocks.append(sp.kron(sp.identity(t.nlevels), sp.csr_matrix(T @ T.T)))
     omega_inv = sp.block_diag(blocks).toarray()
