@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from harness.datasets import DatasetError, dataset_names, load_dataset
-from mixedref.errors import MixedrefError
+from harness.errors import HarnessError
 
 METHODS = ("REML", "ML")
 REQUIRED_KEYS = ("spec", "dataset", "formula", "methods")
@@ -31,7 +31,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.]+$")
 _TAG = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class CatalogError(MixedrefError):
+class CatalogError(HarnessError):
     """The catalog file is malformed: the message names the entry and the problem."""
 
 

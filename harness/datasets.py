@@ -19,13 +19,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mixedref.errors import DataError
+from harness.errors import DataConversionError
 
 METADATA_FILE = "datasets.yaml"
 COLUMN_TYPES = ("numeric", "integer", "factor", "ordered")
 
 
-class DatasetError(DataError):
+class DatasetError(DataConversionError):
     """A dataset is unknown, or its file does not match its metadata."""
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness.errors import DataConversionError, RBridgeError
 from harness.record import normalize_record
-from mixedref.errors import DataError, MixedrefError
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None, "env": None, "reason": None, "versions": None}
@@ -67,6 +67,9 @@ def _start() -> None:
                             "or r_scripts)")
         return
     os.environ["LC_COLLATE"] = "C"
+    from harness.record import SCHEMA_PATH
+
+    os.environ["MIXEDREF_RECORD_SCHEMA"] = str(SCHEMA_PATH)  # r_scripts/record_schema.R
     # rpy2 logs its own failure to find R on stderr; the reason below says it once, ours
     logging.getLogger("rpy2").addHandler(logging.NullHandler())
     try:
@@ -133,7 +136,7 @@ def to_r_frame(data: pd.DataFrame, formula: str | None = None) -> Any:
     categoricals as factors (ordered ones as ordered factors) with pandas' level order,
     strings as character vectors; missing values as NA.
 
-    Raises DataError naming the column for what R cannot be given faithfully: duplicate
+    Raises DataConversionError naming the column for what R cannot be given faithfully: duplicate
     column names, complex or date/time columns, object columns mixing types. With ``formula``,
     such a column whose name the formula's text does not contain is left out instead (the fit
     cannot use it, and lme4 ignores unused columns)."""
@@ -141,9 +144,9 @@ def to_r_frame(data: pd.DataFrame, formula: str | None = None) -> Any:
 
     env = _env()
     if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        raise DataConversionError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if isinstance(data.columns, pd.MultiIndex):
-        raise DataError("data has multi-level column names (a MultiIndex), which R's "
+        raise DataConversionError("data has multi-level column names (a MultiIndex), which R's "
                         "data.frame cannot hold; flatten them first")
 
     def used(name: str) -> bool:
@@ -152,7 +155,7 @@ def to_r_frame(data: pd.DataFrame, formula: str | None = None) -> Any:
     names = [str(c) for c in data.columns]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if any(used(n) for n in duplicated):
-        raise DataError(f"duplicate column names: {', '.join(duplicated)} (as strings, "
+        raise DataConversionError(f"duplicate column names: {', '.join(duplicated)} (as strings, "
                         "which R needs: a formula could not tell them apart)")
     columns: dict[str, Any] = {}
     for name, (_, col) in zip(names, data.items(), strict=True):
@@ -163,9 +166,9 @@ def to_r_frame(data: pd.DataFrame, formula: str | None = None) -> Any:
         except Exception as exc:  # ours, or rpy2's conversion errors named by column
             if not used(name):
                 continue
-            if isinstance(exc, DataError):
+            if isinstance(exc, DataConversionError):
                 raise
-            raise DataError(f"column {name!r} cannot be passed to R: "
+            raise DataConversionError(f"column {name!r} cannot be passed to R: "
                             f"{type(exc).__name__}: {_r_error(exc)}") from None
     return env["harness_frame"](ro.ListVector(columns), len(data))
 
@@ -181,7 +184,7 @@ def _to_r_vector(name: str, col: pd.Series, ro: Any, env: Any) -> Any:
     if isinstance(dtype, pd.CategoricalDtype):
         levels = [str(c) for c in col.cat.categories]
         if len(set(levels)) < len(levels):
-            raise DataError(f"column {name!r} has categories that coincide as strings "
+            raise DataConversionError(f"column {name!r} has categories that coincide as strings "
                             f"({levels}), which an R factor cannot have")
         codes = col.cat.codes.to_numpy()
         vec = ro.IntVector([int(c) + 1 if c >= 0 else ro.NA_Integer for c in codes])
@@ -189,7 +192,7 @@ def _to_r_vector(name: str, col: pd.Series, ro: Any, env: Any) -> Any:
     if pd.api.types.is_bool_dtype(dtype):
         return _logical(col, ro)
     if pd.api.types.is_complex_dtype(dtype):
-        raise DataError(f"column {name!r} is complex ({dtype}), which lme4 cannot fit")
+        raise DataConversionError(f"column {name!r} is complex ({dtype}), which lme4 cannot fit")
     if pd.api.types.is_numeric_dtype(dtype):
         return _double(col, ro)
     if pd.api.types.is_object_dtype(dtype):
@@ -205,12 +208,12 @@ def _to_r_vector(name: str, col: pd.Series, ro: Any, env: Any) -> Any:
         found = sorted({type(v).__name__ for v in col if not _missing(v)})
         example = next((v for v in col if not _missing(v) and not isinstance(v, str)),
                        next(v for v in col if not _missing(v)))
-        raise DataError(f"column {name!r} is an object column of {kind} values (types "
+        raise DataConversionError(f"column {name!r} is an object column of {kind} values (types "
                         f"{', '.join(found)}; e.g. {repr(example)[:40]}), which R cannot take "
                         "as one vector type; convert it to numbers, strings or a Categorical")
     if pd.api.types.is_string_dtype(dtype):
         return _character(col, ro)
-    raise DataError(f"column {name!r} has dtype {dtype}, which cannot be passed to R "
+    raise DataConversionError(f"column {name!r} has dtype {dtype}, which cannot be passed to R "
                     "(convert it to numbers, strings or a Categorical)")
 
 
@@ -241,7 +244,7 @@ def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str
     lme4's errors come back as the record's ``error`` (its text verbatim), its warnings and
     messages as ``messages``. ``timeout`` (seconds) is enforced inside R (setTimeLimit): a fit
     still running then is stopped and recorded as "timeout: lme4 did not finish within N s".
-    Raises DataError for a DataFrame R cannot be given (naming the column)."""
+    Raises DataConversionError for a DataFrame R cannot be given (naming the column)."""
     import rpy2.robjects as ro
 
     env = _env()
@@ -251,7 +254,7 @@ def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str
     try:
         text = env["lmer_record_json"](rdata, formula, bool(REML), case_id, impl, opt, limit)[0]
     except Exception as exc:  # an R error outside lmer's own handling, e.g. bad arguments
-        raise MixedrefError(f"R failed in lmer_record_json: {_r_error(exc)}") from None
+        raise RBridgeError(f"R failed in lmer_record_json: {_r_error(exc)}") from None
     raw = json.loads(str(text))
     return normalize_record(raw, impl, case_id)
 

@@ -7,59 +7,192 @@ components as the rows of ``as.data.frame(VarCorr(m))``).
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+SCHEMA_VERSION = 2
+SCHEMA_PATH = Path(__file__).resolve().parent / "record.schema.json"
+
+
+def _f(meaning: str, default: Any = None, factory: Any = None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"meaning": meaning})
+    return field(default=default, metadata={"meaning": meaning})
+
+
+@dataclass
+class VarCorrRow:
+    """One row of R's ``as.data.frame(VarCorr(m))``. A correlation of a zero standard
+    deviation is undefined: lme4 gives NaN, a record null."""
+
+    grp: str
+    var1: str | None
+    var2: str | None
+    vcov: float | None
+    sdcor: float | None
+
+
+@dataclass
+class FitRecord:
+    """One implementation's answer to one case: the fields every adapter returns (as a plain
+    mapping, ``asdict``), every comparison reads, and the R side writes (r_scripts/
+    lmer_record.R, validated against record.schema.json, which :func:`json_schema` writes)."""
+
+    impl: str = _f("implementation name (lme4, lme4-recorded, mixedref, statsmodels, user's)", "")
+    case_id: str = _f("catalog case id, dataset-spec-REML|ML", "")
+    fixef: dict[str, float] = _f("mapping R column name -> estimate", factory=dict)
+    fixef_se: dict[str, float] = _f("mapping R column name -> standard error", factory=dict)
+    sigma: float | None = _f("residual standard deviation")
+    varcorr: list[VarCorrRow] = _f("rows {grp, var1, var2, vcov, sdcor} as R's "
+                                   "as.data.frame(VarCorr(m))", factory=list)
+    theta: list[float] | None = _f("relative covariance factor in lme4's order, or null")
+    loglik: float | None = _f("log-likelihood (REML log-likelihood for REML fits), as logLik(m)")
+    objective: float | None = _f("optimized criterion: deviance (ML) or REML criterion, as "
+                                 "m@devcomp$cmp")
+    REML: bool | None = _f("true for REML fits")
+    nobs: int | None = _f("number of observations used")
+    ngroups: dict[str, int] = _f("mapping grouping factor -> number of levels", factory=dict)
+    converged: bool | None = _f("optimizer reported convergence (and no convergence warning)")
+    singular: bool | None = _f("estimate on the boundary (as lme4's isSingular, tol 1e-4)")
+    messages: list[str] = _f("warnings and messages, verbatim", factory=list)
+    seconds: float | None = _f("wall time of the fit alone")
+    nfev: int | None = _f("objective evaluations")
+    versions: dict[str, str] = _f("mapping component -> version string", factory=dict)
+    error: str | None = _f("null, or the error text when the fit failed")
+    optinfo: dict[str, Any] | None = _f("the fit log: optimizer, settings, start, evaluations, "
+                                        "return code and its meaning, gradient checks")
+
 
 # field -> short meaning; the order is the order records are written in
-FIELDS: dict[str, str] = {
-    "impl": "implementation name (lme4, lme4-recorded, mixedref, statsmodels, user's)",
-    "case_id": "catalog case id, dataset-spec-REML|ML",
-    "fixef": "mapping R column name -> estimate",
-    "fixef_se": "mapping R column name -> standard error",
-    "sigma": "residual standard deviation",
-    "varcorr": "list of {grp, var1, var2, vcov, sdcor} as R's as.data.frame(VarCorr(m))",
-    "theta": "relative covariance factor in lme4's order, or null",
-    "loglik": "log-likelihood (REML log-likelihood for REML fits), as logLik(m)",
-    "objective": "optimized criterion: deviance (ML) or REML criterion, as m@devcomp$cmp",
-    "REML": "true for REML fits",
-    "nobs": "number of observations used",
-    "ngroups": "mapping grouping factor -> number of levels",
-    "converged": "optimizer reported convergence (and no convergence warning)",
-    "singular": "estimate on the boundary (as lme4's isSingular, tol 1e-4)",
-    "messages": "warnings and messages, verbatim",
-    "seconds": "wall time of the fit alone",
-    "nfev": "objective evaluations",
-    "versions": "mapping component -> version string",
-    "error": "null, or the error text when the fit failed",
-}
+FIELDS: dict[str, str] = {f.name: f.metadata["meaning"] for f in fields(FitRecord)}
 
 NUMERIC_SCALARS = ("sigma", "loglik", "objective")
 
 
 def empty_record(impl: str, case_id: str, *, REML: bool | None = None) -> dict[str, Any]:
     """A record with every field present and nothing estimated (the shape of a failed fit)."""
-    return {
-        "impl": impl,
-        "case_id": case_id,
-        "fixef": {},
-        "fixef_se": {},
-        "sigma": None,
-        "varcorr": [],
-        "theta": None,
-        "loglik": None,
-        "objective": None,
-        "REML": REML,
-        "nobs": None,
-        "ngroups": {},
-        "converged": None,
-        "singular": None,
-        "messages": [],
-        "seconds": None,
-        "nfev": None,
-        "versions": {},
-        "error": None,
-    }
+    return asdict(FitRecord(impl=impl, case_id=case_id, REML=REML))
+
+
+def varcorr_rows(terms: Sequence[tuple[str, Sequence[str], Any]],
+                 sigma: float) -> list[dict[str, Any]]:
+    """The varcorr rows of a fit, as lme4 lists them: per term (group name as lme4 prints it,
+    its columns, its covariance matrix) the variances, then the covariances of the lower
+    triangle in column-major order, then the residual. The one builder of these rows."""
+    import numpy as np
+
+    rows: list[dict[str, Any]] = []
+    for grp, cols, cov in terms:
+        V = np.atleast_2d(np.asarray(cov, dtype=float))
+        sd = np.sqrt(np.clip(np.diag(V), 0.0, None))
+        rows += [asdict(VarCorrRow(str(grp), str(c), None, float(V[i, i]), float(sd[i])))
+                 for i, c in enumerate(cols)]
+        for j in range(len(cols)):
+            for i in range(j + 1, len(cols)):
+                denom = sd[i] * sd[j]
+                rows.append(asdict(VarCorrRow(
+                    str(grp), str(cols[j]), str(cols[i]), float(V[i, j]),
+                    float(V[i, j] / denom) if denom > 0 else None)))
+    rows.append(asdict(VarCorrRow("Residual", None, None, float(sigma) ** 2, float(sigma))))
+    return rows
+
+
+_JSON_TYPES = {str: "string", float: "number", int: "integer", bool: "boolean",
+               type(None): "null"}
+
+
+def _schema_of(tp: Any) -> dict[str, Any]:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (UnionType, Union):
+        parts = [_schema_of(a) for a in args]
+        if all(set(p) == {"type"} for p in parts):
+            return {"type": [p["type"] for p in parts]}
+        return {"anyOf": parts}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _schema_of(args[1])}
+    if origin is list:
+        return {"type": "array", "items": _schema_of(args[0])}
+    if tp is Any:
+        return {}
+    if is_dataclass(tp):
+        hints = get_type_hints(tp)
+        return {"type": "object", "required": [f.name for f in fields(tp)],
+                "additionalProperties": False,
+                "properties": {f.name: _schema_of(hints[f.name]) for f in fields(tp)}}
+    return {"type": _JSON_TYPES[tp]}
+
+
+def json_schema() -> dict[str, Any]:
+    """The FitRecord's JSON Schema, written from the dataclass (record.schema.json holds it;
+    regenerate with ``python -m harness.record``)."""
+    schema = _schema_of(FitRecord)
+    hints = get_type_hints(FitRecord)
+    for f in fields(FitRecord):
+        schema["properties"][f.name]["description"] = f.metadata["meaning"]
+    assert set(hints) == set(schema["properties"])
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"mixedref-harness/fit-record/{SCHEMA_VERSION}",
+            "title": "FitRecord", "version": SCHEMA_VERSION, **schema}
+
+
+def validate(record: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> list[str]:
+    """What in ``record`` does not follow the schema (the subset it uses: type, properties,
+    required, additionalProperties, items, anyOf), one line each; empty when it does. The R
+    side's validate_record (r_scripts/record_schema.R) checks the same rules."""
+    schema = schema or json.loads(SCHEMA_PATH.read_text())
+    return _check(record, schema, "record")
+
+
+def _check(value: Any, schema: Mapping[str, Any], where: str) -> list[str]:
+    if "anyOf" in schema:
+        if any(not _check(value, s, where) for s in schema["anyOf"]):
+            return []
+        return [f"{where}: matches none of its allowed shapes"]
+    want = schema.get("type")
+    if want is not None:
+        kinds = want if isinstance(want, list) else [want]
+        if not any(_is(value, k) for k in kinds):
+            return [f"{where}: expected {' or '.join(kinds)}, got {type(value).__name__}"]
+    out: list[str] = []
+    if isinstance(value, Mapping):
+        props = schema.get("properties", {})
+        out += [f"{where}: missing field {k!r}" for k in schema.get("required", [])
+                if k not in value]
+        extra = schema.get("additionalProperties", True)
+        for k, v in value.items():
+            if k in props:
+                out += _check(v, props[k], f"{where}.{k}")
+            elif extra is False:
+                out.append(f"{where}: unknown field {k!r}")
+            elif isinstance(extra, Mapping):
+                out += _check(v, extra, f"{where}[{k!r}]")
+    elif isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            out += _check(v, schema["items"], f"{where}[{i}]")
+    return out
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "object":
+        return isinstance(value, Mapping)
+    if kind == "array":
+        return isinstance(value, list)
+    return False
 
 
 def failed_record(impl: str, case_id: str, error: str, *, REML: bool | None = None,
@@ -87,7 +220,12 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
         rec[key] = {str(k): _number(v, f"{key}[{k}]", problems) for k, v in dict(rec[key]).items()}
     rows = []
     for i, row in enumerate(rec["varcorr"] or []):
-        row = dict(row)
+        if not isinstance(row, Mapping):
+            problems.append(f"varcorr[{i}] is a {type(row).__name__}, not a mapping")
+            continue
+        row = {k: row.get(k) for k in ("grp", "var1", "var2", "vcov", "sdcor")}
+        if row["var2"] is not None and _is_nan(row["sdcor"]):
+            row["sdcor"] = None  # lme4's NaN: the correlation of a zero standard deviation
         for col in ("vcov", "sdcor"):
             row[col] = _number(row.get(col), f"varcorr[{i}].{col}", problems)
         for col in ("var1", "var2"):
@@ -105,6 +243,13 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
     return rec
 
 
+def _is_nan(value: Any) -> bool:
+    try:
+        return value is not None and math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _number(value: Any, name: str, problems: list[str]) -> float | None:
     if value is None:
         return None
@@ -117,3 +262,8 @@ def _number(value: Any, name: str, problems: list[str]) -> float | None:
         problems.append(f"{name}={x}")
         return None
     return x
+
+
+if __name__ == "__main__":  # python -m harness.record: rewrite record.schema.json
+    SCHEMA_PATH.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    print(f"wrote {SCHEMA_PATH}")

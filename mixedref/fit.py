@@ -16,7 +16,7 @@ import pandas as pd
 
 from mixedref.design import ModelFrame
 from mixedref.optimize import OptResult
-from mixedref.pls import PLSObjective, PLSSolution, theta_template
+from mixedref.pls import PLSObjective, PLSSolution
 
 
 def make_unique(names: list[str]) -> list[str]:
@@ -189,7 +189,7 @@ class LmerFit:
         s2 = self.sigma**2
         off = 0
         for grp, t in zip(names, self.model.reterms, strict=True):
-            T = theta_template(self.theta[off:off + t.ntheta], t.q)
+            T = t.template(self.theta[off:off + t.ntheta])
             off += t.ntheta
             V = s2 * T @ T.T
             sd = np.sqrt(np.diag(V))
@@ -212,57 +212,16 @@ class LmerFit:
         """The blocks lme4's summary prints; shows itself at the prompt, ``str()`` is the text."""
         return FitSummary(_summary_text(self))
 
-    def to_record(self, impl: str = "mixedref", case_id: str = "") -> dict[str, Any]:
-        """The FitRecord mapping (see harness/record.py), as plain JSON-serializable values."""
-        import mixedref
-
-        vc = []
-        for row in self.varcorr.itertuples(index=False):
-            vc.append({"grp": str(row.grp), "var1": _str_or_none(row.var1),
-                       "var2": _str_or_none(row.var2),
-                       "vcov": float(row.vcov), "sdcor": _num(row.sdcor)})
-        return {
-            "impl": impl,
-            "case_id": case_id,
-            "fixef": {k: float(v) for k, v in self.fixef.items()},
-            "fixef_se": {k: float(v) for k, v in self.se.items()},
-            "sigma": float(self.sigma),
-            "varcorr": vc,
-            "theta": [float(v) for v in self.theta],
-            "loglik": float(self.loglik),
-            "objective": float(self.objective),
-            "REML": bool(self.REML),
-            "nobs": int(self.nobs),
-            "ngroups": {k: int(v) for k, v in self.ngroups.items()},
-            "converged": bool(self.converged),
-            "singular": bool(self.singular),
-            "messages": [str(m) for m in self.messages],
-            "seconds": None if self.seconds is None else float(self.seconds),
-            "nfev": int(self.nfev),
-            "versions": {"mixedref": mixedref.__version__, "numpy": np.__version__,
-                         "python": _python_version()},
-            "error": None,
-        }
-
     def __repr__(self) -> str:
         kind = "REML" if self.REML else "ML"
         return (f"<LmerFit {self.formula!r} {kind} objective={self.objective:.4f} "
                 f"nobs={self.nobs} theta={np.round(self.theta, 5).tolist()}>")
 
 
-def _str_or_none(x: Any) -> str | None:
-    return None if x is None or pd.isna(x) else str(x)
 
 
-def _num(x: float) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
-def _python_version() -> str:
-    import platform
-
-    return platform.python_version()
 
 
 def _fmt(x: float, digits: int = 4) -> str:

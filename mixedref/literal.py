@@ -253,8 +253,8 @@ def fit_random_slopes(
     )
 
 
-def fit_case(formula: str, data, REML: bool) -> dict:
-    """Fit ``y ~ fixed + (1 + x | g)`` literally and return a FitRecord mapping (harness adapter).
+def fit_formula(formula: str, data, REML: bool):
+    """Fit ``y ~ fixed + (1 + x | g)`` literally from an lme4 formula: (model frame, fit, seconds).
 
     Only the post's model (one correlated random intercept and slope term) is supported; any
     other formula raises NotImplementedError naming what is supported.
@@ -274,36 +274,4 @@ def fit_case(formula: str, data, REML: bool) -> dict:
     term = terms[0]
     started = time.perf_counter()
     fit = fit_random_slopes(model.X, term.codes, term.X[:, 1], model.y, REML=REML)
-    seconds = time.perf_counter() - started
-    names = list(model.fixef_names)
-    slope = term.columns[1]
-    sd_a, sd_e = math.sqrt(fit.sigma2_alpha), math.sqrt(fit.sigma2_eta)
-    theta = fit.lme4_theta
-    import mixedref
-
-    return {
-        "fixef": dict(zip(names, map(float, fit.beta), strict=True)),
-        "fixef_se": dict(zip(names, map(float, np.sqrt(np.diag(fit.vcov_beta))), strict=True)),
-        "sigma": math.sqrt(fit.sigma2),
-        "varcorr": [
-            {"grp": term.group, "var1": "(Intercept)", "var2": None,
-             "vcov": fit.sigma2_alpha, "sdcor": sd_a},
-            {"grp": term.group, "var1": slope, "var2": None, "vcov": fit.sigma2_eta, "sdcor": sd_e},
-            {"grp": term.group, "var1": "(Intercept)", "var2": slope,
-             "vcov": fit.rho * sd_a * sd_e, "sdcor": fit.rho},
-            {"grp": "Residual", "var1": None, "var2": None,
-             "vcov": fit.sigma2, "sdcor": math.sqrt(fit.sigma2)},
-        ],
-        "theta": [float(v) for v in theta],
-        "loglik": fit.loglik,
-        "objective": fit.objective,
-        "REML": REML,
-        "nobs": model.n,
-        "ngroups": model.ngroups,
-        "converged": fit.converged,
-        "singular": bool(min(theta[0], theta[2]) < 1e-4),
-        "messages": [] if fit.converged else [fit.message],
-        "seconds": seconds,
-        "nfev": fit.nfev,
-        "versions": {"mixedref": mixedref.__version__, "optimizer": "scipy L-BFGS-B"},
-    }
+    return model, fit, time.perf_counter() - started

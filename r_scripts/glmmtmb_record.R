@@ -4,7 +4,7 @@
 # answer compares with lme4's row by row and its θ can be evaluated by lme4's devfun.
 # Sourced by harness/rbridge.py (functions only; nothing runs on sourcing), and by
 # r_scripts/record_glmmtmb.R. Needs lme4 attached, glmmTMB installed (loaded on first use),
-# jsonlite, and the helpers of r_scripts/lmer_record.R (.record_fields, .as_object,
+# jsonlite, and the helpers of r_scripts/lmer_record.R (record_fields() from record_schema.R, .as_object,
 # lmer_versions, .with_time_limit), which the bridge sources into the same environment.
 #
 # How glmmTMB's estimates become lme4's quantities:
@@ -110,7 +110,8 @@ glmmtmb_versions <- function() {
 # Fit `formula` (a string) to `data` with glmmTMB (Gaussian); return the record, never an
 # error. `timeout` (seconds; NULL: none) stops the fit: "timeout: glmmTMB did not finish...".
 glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeout = NULL) {
-  rec <- setNames(vector("list", length(.record_fields)), .record_fields)
+  fields <- record_fields()
+  rec <- setNames(vector("list", length(fields)), fields)
   rec$impl <- impl
   rec$case_id <- case_id
   rec$REML <- isTRUE(REML)

@@ -3,10 +3,8 @@
 # Sourced by harness/rbridge.py (functions only; nothing runs on sourcing), and by
 # r_scripts/record_references.R. Needs lme4 attached; jsonlite for lmer_record_json().
 
-# The fields of harness/record.py's FIELDS, in that order.
-.record_fields <- c("impl", "case_id", "fixef", "fixef_se", "sigma", "varcorr", "theta",
-                    "loglik", "objective", "REML", "nobs", "ngroups", "converged", "singular",
-                    "messages", "seconds", "nfev", "versions", "error")
+# The record's fields come from harness/record.schema.json (record_fields(), validate_record():
+# r_scripts/record_schema.R), so the two languages share one definition.
 
 # A named list that serializes to a JSON object even when empty.
 .as_object <- function(x) {
@@ -38,7 +36,8 @@ lmer_versions <- function() {
 # `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
 lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
                         timeout = NULL) {
-  rec <- setNames(vector("list", length(.record_fields)), .record_fields)
+  fields <- record_fields()
+  rec <- setNames(vector("list", length(fields)), fields)
   rec$impl <- impl
   rec$case_id <- case_id
   rec$REML <- isTRUE(REML)
@@ -109,6 +108,10 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
 lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
                              timeout = NULL) {
   rec <- lmer_record(data, formula, REML, case_id, impl, optimizer, timeout)
+  problems <- validate_record(rec)
+  if (length(problems))
+    rec$error <- paste("the R side wrote a record that does not follow record.schema.json:",
+                       paste(problems, collapse = "; "))
   as.character(jsonlite::toJSON(rec, auto_unbox = TRUE, digits = NA, null = "null",
                                 na = "null"))
 }

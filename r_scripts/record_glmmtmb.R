@@ -27,6 +27,8 @@ main <- function(args) {
   Sys.setlocale("LC_COLLATE", "C")
   here <- script_dir()
   repo <- dirname(here)
+  source(file.path(here, "record_schema.R"))
+  Sys.setenv(MIXEDREF_RECORD_SCHEMA = file.path(dirname(here), "harness", "record.schema.json"))
   source(file.path(here, "lmer_record.R"))
   source(file.path(here, "glmmtmb_record.R"))
   source(file.path(here, "allfit.R"))

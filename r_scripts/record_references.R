@@ -23,6 +23,8 @@ main <- function(args) {
   Sys.setlocale("LC_COLLATE", "C")
   here <- script_dir()
   repo <- dirname(here)
+  source(file.path(here, "record_schema.R"))
+  Sys.setenv(MIXEDREF_RECORD_SCHEMA = file.path(repo, "harness", "record.schema.json"))
   source(file.path(here, "lmer_record.R"))
   source(file.path(here, "catalog.R"))
   catalog <- if (length(args) >= 1) args[1] else file.path(repo, "harness", "catalog.yaml")

@@ -17,7 +17,7 @@ import yaml
 from harness import simulate
 from harness.catalog import Case, CatalogError, load_catalog, load_data
 from harness.datasets import dataset_info
-from mixedref.errors import MixedrefError
+from harness.errors import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {
@@ -144,7 +144,7 @@ def check_error(tmp_path, entries, pattern):
     path = write_catalog(tmp_path, entries)
     with pytest.raises(CatalogError, match=pattern) as info:
         load_catalog(path)
-    assert isinstance(info.value, MixedrefError)
+    assert isinstance(info.value, HarnessError)
     return str(info.value)
 
 

@@ -28,7 +28,7 @@ from harness import isolation, rbridge, runner
 from harness.adapters import Lme4Live, Lme4Recorded
 from harness.catalog import load_catalog
 from harness.compare import AGREED, compare_records
-from mixedref.errors import DataError
+from harness.errors import DataConversionError
 
 pytest_plugins = ["pytester"]
 
@@ -60,7 +60,7 @@ def r_frame_error(data: pd.DataFrame) -> str | None:
     """(In the R lane) rbridge.to_r_frame's DataError text for ``data``, None if converted."""
     try:
         rbridge.to_r_frame(data)
-    except DataError as exc:
+    except DataConversionError as exc:
         return str(exc)
     return None
 
@@ -175,7 +175,7 @@ def test_what_r_cannot_be_given_is_a_data_error_naming_the_column(
     # through the runner: a failed record with that text, not a traceback
     rec = runner.fit_case(live, FakeCase(f"conv-{name}", "y ~ x + (1 | g)"), data,
                           use_cache=False)
-    assert rec["error"].startswith("DataError: ") and words in rec["error"]
+    assert rec["error"].startswith("DataConversionError: ") and words in rec["error"]
 
 
 @pytest.mark.needs_r

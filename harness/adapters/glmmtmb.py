@@ -22,8 +22,8 @@ import pandas as pd
 
 from harness import isolation, rbridge
 from harness.adapters.lme4 import R_START_TIMEOUT, Lme4Live, Lme4Recorded
+from harness.errors import RBridgeError
 from harness.record import normalize_record
-from mixedref.errors import MixedrefError
 
 RECORDED_PATH = Path(__file__).resolve().parent.parent / "references" / "glmmtmb.json"
 RECORD_SCRIPT = "r_scripts/record_glmmtmb.R"
@@ -62,7 +62,7 @@ class GlmmTMBLive(Lme4Live):
                                 case.id, self.name, limit)[0]
         except Exception as exc:  # an R error outside glmmTMB's own handling
             msg = " ".join(str(exc).split()) or type(exc).__name__
-            raise MixedrefError(f"R failed in glmmtmb_record_json: {msg}") from None
+            raise RBridgeError(f"R failed in glmmtmb_record_json: {msg}") from None
         return normalize_record(json.loads(str(text)), self.name, case.id)
 
 

@@ -1,15 +1,20 @@
-"""mixedref's two engines: ``mixedref.lmer`` (penalized least squares) and the dense oracle
-``mixedref.literal`` (for small data; cases it cannot express are reported as unsupported)."""
+"""mixedref's two engines as implementations: ``mixedref.lmer`` (penalized least squares) and
+the dense oracle ``mixedref.literal`` (for small data; cases it cannot express are reported as
+unsupported). The records are built here, from each fit's own quantities: the library knows
+nothing of the harness."""
 
 from __future__ import annotations
 
+import math
+import platform
 from typing import Any
 
 from harness.adapters.base import Adapter
+from harness.record import varcorr_rows
 
 
 class Mixedref(Adapter):
-    """mixedref.lmer with its defaults; the record from LmerFit.to_record()."""
+    """mixedref.lmer with its defaults."""
 
     name = "mixedref"
 
@@ -25,12 +30,47 @@ class Mixedref(Adapter):
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
         import mixedref
 
-        fit = mixedref.lmer(case.formula, data, REML=bool(case.REML))
-        return fit.to_record(self.name, case.id)
+        return lmer_record(mixedref.lmer(case.formula, data, REML=bool(case.REML)))
+
+
+def lmer_record(fit: Any) -> dict[str, Any]:
+    """The record fields of an LmerFit (harness/record.py), as plain JSON values."""
+    import numpy as np
+
+    import mixedref
+
+    vc = [{"grp": str(r.grp), "var1": _text(r.var1), "var2": _text(r.var2),
+           "vcov": float(r.vcov), "sdcor": float(r.sdcor)}
+          for r in fit.varcorr.itertuples(index=False)]
+    log = getattr(fit, "optinfo", None)
+    return {
+        "fixef": {k: float(v) for k, v in fit.fixef.items()},
+        "fixef_se": {k: float(v) for k, v in fit.se.items()},
+        "sigma": float(fit.sigma),
+        "varcorr": vc,
+        "theta": [float(v) for v in fit.theta],
+        "loglik": float(fit.loglik),
+        "objective": float(fit.objective),
+        "REML": bool(fit.REML),
+        "nobs": int(fit.nobs),
+        "ngroups": {k: int(v) for k, v in fit.ngroups.items()},
+        "converged": bool(fit.converged),
+        "singular": bool(fit.singular),
+        "messages": [str(m) for m in fit.messages],
+        "seconds": None if fit.seconds is None else float(fit.seconds),
+        "nfev": int(fit.nfev),
+        "versions": {"mixedref": mixedref.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+        "optinfo": None if log is None else log.to_dict(),
+    }
+
+
+def _text(x: Any) -> str | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
 
 
 class MixedrefLiteral(Adapter):
-    """mixedref.literal.fit_case(formula, data, REML): the textbook dense equations.
+    """mixedref.literal.fit_formula(formula, data, REML): the textbook dense equations.
 
     Each evaluation inverts n x n matrices (O(n^3)), so the harness runs the oracle only on
     cases of at most :attr:`max_rows` rows, where a fit takes seconds, not minutes.
@@ -50,12 +90,39 @@ class MixedrefLiteral(Adapter):
 
     def unavailable(self) -> str | None:
         try:
-            from mixedref.literal import fit_case  # noqa: F401
+            from mixedref.literal import fit_formula  # noqa: F401
         except Exception as exc:
-            return f"mixedref.literal.fit_case not available: {type(exc).__name__}: {exc}"
+            return f"mixedref.literal.fit_formula not available: {type(exc).__name__}: {exc}"
         return None
 
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
-        from mixedref.literal import fit_case
+        import numpy as np
 
-        return fit_case(case.formula, data, bool(case.REML))
+        import mixedref
+        from mixedref.literal import fit_formula
+
+        model, fit, seconds = fit_formula(case.formula, data, bool(case.REML))
+        term = model.reterms[0]
+        sd_a, sd_e = math.sqrt(fit.sigma2_alpha), math.sqrt(fit.sigma2_eta)
+        cov = [[fit.sigma2_alpha, fit.rho * sd_a * sd_e], [fit.rho * sd_a * sd_e, fit.sigma2_eta]]
+        theta = [float(v) for v in fit.lme4_theta]
+        names = list(model.fixef_names)
+        return {
+            "fixef": dict(zip(names, map(float, fit.beta), strict=True)),
+            "fixef_se": dict(zip(names, map(float, np.sqrt(np.diag(fit.vcov_beta))),
+                                 strict=True)),
+            "sigma": math.sqrt(fit.sigma2),
+            "varcorr": varcorr_rows([(term.group, term.columns, cov)], math.sqrt(fit.sigma2)),
+            "theta": theta,
+            "loglik": fit.loglik,
+            "objective": fit.objective,
+            "REML": bool(case.REML),
+            "nobs": model.n,
+            "ngroups": model.ngroups,
+            "converged": fit.converged,
+            "singular": bool(min(theta[0], theta[2]) < 1e-4),
+            "messages": [] if fit.converged else [fit.message],
+            "seconds": seconds,
+            "nfev": fit.nfev,
+            "versions": {"mixedref": mixedref.__version__, "optimizer": "scipy L-BFGS-B"},
+        }
