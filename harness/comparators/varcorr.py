@@ -49,9 +49,10 @@ class VarianceComponents:
                 floor = tol.cov_abs_sd * sd1 * sd2 if sd1 is not None and sd2 is not None \
                     else 0.0
                 allowed = None if ref_vcov is None else max(tol.var_rel * abs(ref_vcov), floor)
-                new = [row(_name(key, "cov"), ref_vcov, cand_vcov, allowed),
-                       row(_name(key, "corr"), ref.get("sdcor"),
-                           None if cand is None else cand.get("sdcor"), tol.corr_abs)]
+                new = [row(_name(key, "cov"), ref_vcov, cand_vcov, allowed)]
+                if ref.get("sdcor") is not None:  # None: undefined (zero SDs), as lme4's NaN
+                    new.append(row(_name(key, "corr"), ref["sdcor"],
+                                   None if cand is None else cand.get("sdcor"), tol.corr_abs))
             new = [r for r in new if r is not None]
             if cand is None and cand_rows and new:
                 missing(new[-1])
