@@ -63,6 +63,7 @@ class LmerFit:
         self.converged: bool = opt.converged
         self.singular: bool = opt.singular
         self.optimizer_code: int = opt.return_code
+        self.optinfo = opt.log  # the fit log (mixedref.optsummary.OptSummary)
         self.seconds = seconds
         self.messages: list[str] = list(model.messages) + list(opt.messages)
 

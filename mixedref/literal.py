@@ -275,3 +275,57 @@ def fit_formula(formula: str, data, REML: bool):
     started = time.perf_counter()
     fit = fit_random_slopes(model.X, term.codes, term.X[:, 1], model.y, REML=REML)
     return model, fit, time.perf_counter() - started
+
+
+class LiteralObjective:
+    """The dense equations as an objective over lme4's θ for any model frame (mixedref.objective):
+    Ω⁻¹ = Λ Λᵀ (the relative covariance of the random effects), the criterion -2 × the
+    profiled (REML) log-likelihood of :func:`profiled`. O(n³) per call: an oracle for small data.
+    """
+
+    has_gradient = False
+
+    def __init__(self, model, REML: bool = True) -> None:
+        self.model, self.REML = model, bool(REML)
+        self.ntheta = model.ntheta
+        self.X = np.asarray(model.X, dtype=float)
+        self.y = np.asarray(model.y, dtype=float)
+        if model.offset is not None:
+            self.y = self.y - np.asarray(model.offset, dtype=float)
+        if model.weights is not None:
+            raise DataError("the literal objective has no prior weights")
+        self.Z = np.hstack([t.Z.toarray() for t in model.reterms])
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.model.theta_lower
+
+    @property
+    def size(self) -> int:
+        return int(self.y.shape[0])
+
+    def omega_inv(self, theta: np.ndarray) -> np.ndarray:
+        """Λ Λᵀ: block diagonal, one template product per level of each term (level-major)."""
+        from mixedref.reterm import split_theta
+
+        blocks = [np.kron(np.eye(t.nlevels), t.covariance(th))
+                  for t, th in zip(self.model.reterms, split_theta(theta, self.model.reterms),
+                                   strict=True)]
+        q = sum(b.shape[0] for b in blocks)
+        out = np.zeros((q, q))
+        k = 0
+        for b in blocks:
+            out[k:k + b.shape[0], k:k + b.shape[0]] = b
+            k += b.shape[0]
+        return out
+
+    def __call__(self, theta: np.ndarray) -> float:
+        try:
+            ev = profiled(self.omega_inv(np.asarray(theta, dtype=float)), self.X, self.Z,
+                          self.y, self.REML)
+        except np.linalg.LinAlgError:
+            return math.inf
+        return -2.0 * ev.loglik
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        return self(theta), None

@@ -20,16 +20,20 @@ BOBYQA finishes from its best point.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import nlopt
 import numpy as np
 from scipy.optimize import minimize
 
+from mixedref.convergence import check, derivatives
 from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
+from mixedref.objective import Objective
+from mixedref.optsummary import NLOPT_CODES, OptSummary
 
 #: lme4's isSingular tolerance.
 SINGULAR_TOL = 1e-4
@@ -59,19 +63,7 @@ CENTRING_MIN = 1.0
 #: stopping early in the flat valley of a translated covariate: the centred start is tried too.
 FAR_THETA = 10.0
 
-_CODES = {
-    1: "NLOPT_SUCCESS",
-    2: "NLOPT_STOPVAL_REACHED",
-    3: "NLOPT_FTOL_REACHED",
-    4: "NLOPT_XTOL_REACHED",
-    5: "NLOPT_MAXEVAL_REACHED",
-    6: "NLOPT_MAXTIME_REACHED",
-    -1: "NLOPT_FAILURE",
-    -2: "NLOPT_INVALID_ARGS",
-    -3: "NLOPT_OUT_OF_MEMORY",
-    -4: "NLOPT_ROUNDOFF_LIMITED",
-    -5: "NLOPT_FORCED_STOP",
-}
+_CODES = {code: name for code, (name, _) in NLOPT_CODES.items()}
 
 
 @dataclass(frozen=True)
@@ -88,6 +80,7 @@ class Control:
     restart_edge: bool = True
     boundary_tol: float = 1e-5
     method: str = "auto"  # "auto", "bobyqa" (lme4's) or "lbfgsb" (needs the exact gradient)
+    calc_derivs: bool = True  # lme4's calc.derivs: gradient and Hessian checks at the end
 
     @classmethod
     def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
@@ -121,6 +114,7 @@ class OptResult:
     singular: bool
     messages: list[str] = field(default_factory=list)
     method: str = "bobyqa"
+    log: OptSummary | None = None  # the fit log (mixedref.optsummary)
 
 
 def lme4_start(model: ModelFrame) -> np.ndarray:
@@ -198,8 +192,9 @@ class _NoGradient(Exception):
 
 def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
             x0: np.ndarray, lower: np.ndarray, control: Control
-            ) -> tuple[np.ndarray, float, bool]:
-    """L-BFGS-B with the exact gradient; returns (best x, its f, whether it converged)."""
+            ) -> tuple[np.ndarray, float, bool, int | None, str]:
+    """L-BFGS-B with the exact gradient; returns (best x, its f, whether it converged, scipy's
+    status, scipy's message)."""
     best = [math.inf, x0.copy()]
     fallbacks = [0]
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
@@ -236,28 +231,23 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
     try:
         res = minimize(fg, z0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
     except _NoGradient:
-        return best[1], best[0], False
+        return best[1], best[0], False, None, "left the region of the exact gradient"
     if res.status == 2:  # line search failed: converged if at the criterion's noise floor
         g = np.asarray(res.jac, dtype=float)
         g = np.where((res.x <= np.asarray([b[0] if b[0] is not None else -np.inf
                                            for b in bounds])) & (g > 0), 0.0, g)
         predicted = 0.5 * float(g @ res.hess_inv.matvec(g))
-        return best[1], best[0], predicted <= control.ftol_abs
-    return best[1], best[0], bool(res.success)
+        return best[1], best[0], predicted <= control.ftol_abs, int(res.status), str(res.message)
+    return best[1], best[0], bool(res.success), int(res.status), str(res.message)
 
 
-def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
+def optimize_theta(fn: Objective, model: ModelFrame,
                    control: Control | Mapping[str, Any] | None = None) -> OptResult:
-    """Minimize ``fn`` over theta within lme4's bounds, from lme4's start, as lme4 does."""
+    """Minimize the objective over θ within lme4's bounds, from lme4's start, as lme4 does,
+    and check the result as lme4's checkConv does; the fit log is ``result.log``."""
+    t0 = time.perf_counter()
     control = Control.from_any(control)
     lower = model.theta_lower.astype(float)
-    nfev = 0
-
-    def counted(x: np.ndarray) -> float:
-        nonlocal nfev
-        nfev += 1
-        return fn(x)
-
     if control.start is not None:
         x0 = np.asarray(control.start, dtype=float)
         if x0.shape != lower.shape:
@@ -268,22 +258,49 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
         alt = None
     else:
         x0, alt = lme4_start(model), centred_start(model)
+    finitial = float(fn(x0))
+    if not math.isfinite(finitial):
+        raise MixedrefError(f"the criterion is {finitial} at the start θ {x0.tolist()}: the "
+                            "model cannot be evaluated (check the response and the design)")
+    log = OptSummary(optimizer="", settings=asdict(control), start=x0.tolist(),
+                     finitial=finitial)
+    nfev = 0
+
+    def counted(x: np.ndarray) -> float:
+        # a θ whose system cannot be factored gets the start's criterion (MixedModels.jl):
+        # finite and no better than the start, so BOBYQA's quadratic model stays sane
+        nonlocal nfev
+        nfev += 1
+        v = fn(x)
+        if not math.isfinite(v):
+            log.nonfinite += 1
+            return finitial
+        return v
+
     method = _choose_method(fn, control)
     if method == "lbfgsb":
         def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
             nonlocal nfev
             nfev += 1
-            return fn.value_and_grad(x)  # type: ignore[attr-defined]
+            return fn.value_and_grad(x)
 
-        x, fx, ok = _lbfgsb(counted_grad, x0, lower, control)
-        code = 3  # reported as NLopt's FTOL_REACHED: the same stopping rule
+        x, fx, ok, status, message = _lbfgsb(counted_grad, x0, lower, control)
+        code, name = status, f"scipy L-BFGS-B: {message}"
+        meaning = "converged" if ok else "did not converge"
         if not ok:
             method = "lbfgsb+bobyqa"
+            log.strategies.append(f"L-BFGS-B stopped ({message}); BOBYQA finished from there")
             x, fx, code = _bobyqa(counted, x, lower, control)
+            name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
     else:
         x, fx, code = _bobyqa(counted, x0, lower, control)
+        name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
+    nlopt_ran = method != "lbfgsb"
     if control.restart_edge:
-        x, fx, code = _restart_edge(counted, x, fx, code, lower, control)
+        x1, f1, code1 = _restart_edge(counted, x, fx, code, lower, control)
+        if f1 < fx:
+            log.strategies.append(f"restart from the edge: {fx - f1:.3g} lower")
+        x, fx, code = x1, f1, code1
     if (alt is not None and method == "bobyqa"
             and (is_singular(x, lower) or np.max(np.abs(x)) >= FAR_THETA)):
         # a boundary optimum may be a local one, and a far one may be an early stop in a flat
@@ -292,7 +309,9 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
         if control.restart_edge:
             x2, f2, code2 = _restart_edge(counted, x2, f2, code2, lower, control)
         if f2 < fx - control.ftol_abs:
+            log.strategies.append(f"centred start won: {fx - f2:.3g} lower")
             x, fx, code, method = x2, f2, code2, "bobyqa+centred"
+            name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
     messages: list[str] = []
     if control.boundary_tol > 0:
         near = (x - lower > 0) & (x - lower < control.boundary_tol)
@@ -303,15 +322,27 @@ def optimize_theta(fn: Callable[[np.ndarray], float], model: ModelFrame,
                 if counted(xt) < fx:
                     x = xt
             fx = counted(x)
-    conv = code if (code < 0 or code == 5) else 0
+    if nlopt_ran or method != "lbfgsb":
+        conv = code if (code < 0 or code == 5) else 0
+    else:
+        conv = 0
     if conv != 0:
         messages.append(f"convergence code {conv} from nloptwrap: {_CODES.get(code, code)}")
     singular = is_singular(x, lower)
     if singular:
         messages.append("boundary (singular) fit: see help('isSingular')")
-    return OptResult(theta=x, fval=fx, nfev=nfev, return_code=code,
-                     return_name=_CODES.get(code, str(code)), converged=conv == 0,
-                     singular=singular, messages=messages, method=method)
+    if control.calc_derivs:
+        grad_fn = fn.value_and_grad if fn.has_gradient else None
+        _, grad, hess = derivatives(fn, x, lower, value_and_grad=grad_fn)
+        log.checks, log.hessian_eigenvalues = check(grad, hess)
+        log.gradient = [float(g) for g in grad]
+        messages += log.checks
+    log.optimizer, log.theta, log.fmin, log.nfev = method, x.tolist(), float(fx), nfev
+    log.return_code, log.return_name, log.return_meaning = code, name, meaning
+    log.seconds = time.perf_counter() - t0
+    return OptResult(theta=x, fval=fx, nfev=nfev, return_code=code if code is not None else 0,
+                     return_name=name, converged=conv == 0 and not log.checks,
+                     singular=singular, messages=messages, method=method, log=log)
 
 
 def _restart_edge(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float, code: int,
@@ -357,9 +388,9 @@ def centred_start(model: ModelFrame) -> np.ndarray | None:
     return np.concatenate(parts) if moved else None
 
 
-def _choose_method(fn: Callable[[np.ndarray], float], control: Control) -> str:
+def _choose_method(fn: Objective, control: Control) -> str:
     """"bobyqa" or "lbfgsb" from ``control.method`` and what the objective offers."""
-    has_grad = bool(getattr(fn, "has_gradient", False))
+    has_grad = bool(fn.has_gradient)
     if control.method == "bobyqa":
         return "bobyqa"
     if control.method == "lbfgsb":
@@ -370,5 +401,5 @@ def _choose_method(fn: Callable[[np.ndarray], float], control: Control) -> str:
     if control.method != "auto":
         raise MixedrefError(f"unknown method {control.method!r}; use 'auto', 'bobyqa' or "
                             "'lbfgsb'")
-    big = int(getattr(fn, "r", 0)) >= GRADIENT_MIN_BLOCK
+    big = int(fn.size) >= GRADIENT_MIN_BLOCK
     return "lbfgsb" if has_grad and big else "bobyqa"

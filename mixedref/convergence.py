@@ -1,0 +1,96 @@
+"""lme4's convergence checks (checkConv): the gradient and Hessian of the criterion at the
+estimate by central differences (lme4's deriv12, step 1e-4), over the coordinates not on their
+bound, with lme4's default tolerances and its warning texts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+#: lme4 1.1-31's lmerControl defaults: check.conv.grad tol, check.conv.hess tol
+GRAD_TOL = 2e-3
+HESS_TOL = 1e-6
+STEP = 1e-4
+
+
+def derivatives(fn: Callable[[np.ndarray], float], theta: np.ndarray, lower: np.ndarray,
+                boundary: float = 1e-4,
+                value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]]
+                | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(free, gradient, Hessian) at θ by central differences over the free coordinates (those
+    more than ``boundary`` above their lower bound): a boundary estimate is a constrained
+    optimum, where the gradient need not vanish in the bounded direction. With the exact
+    gradient (``value_and_grad``) the Hessian is its central difference: 2k evaluations, not
+    2k²."""
+    theta = np.asarray(theta, dtype=float)
+    free = np.flatnonzero(~(theta - lower <= boundary))
+    k = free.size
+    if value_and_grad is not None and k:
+        exact = _from_gradient(value_and_grad, theta, free)
+        if exact is not None:
+            return (free, *exact)
+    f0 = fn(theta)
+    grad, hess = np.zeros(k), np.zeros((k, k))
+
+    def at(*steps: tuple[int, float]) -> float:
+        x = theta.copy()
+        for i, h in steps:
+            x[free[i]] += h
+        return fn(x)
+
+    h = STEP
+    fp = [at((i, h)) for i in range(k)]
+    fm = [at((i, -h)) for i in range(k)]
+    for i in range(k):
+        grad[i] = (fp[i] - fm[i]) / (2 * h)
+        hess[i, i] = (fp[i] - 2 * f0 + fm[i]) / h**2
+        for j in range(i):
+            hess[i, j] = hess[j, i] = (at((i, h), (j, h)) - at((i, h), (j, -h))
+                                       - at((i, -h), (j, h)) + at((i, -h), (j, -h))) / (4 * h * h)
+    return free, grad, hess
+
+
+def _from_gradient(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
+                   theta: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    g0 = value_and_grad(theta)[1]
+    if g0 is None:
+        return None
+    cols = []
+    for i in free:
+        up, dn = theta.copy(), theta.copy()
+        up[i] += STEP
+        dn[i] -= STEP
+        gu, gd = value_and_grad(up)[1], value_and_grad(dn)[1]
+        if gu is None or gd is None:
+            return None
+        cols.append((np.asarray(gu)[free] - np.asarray(gd)[free]) / (2 * STEP))
+    H = np.column_stack(cols)
+    return np.asarray(g0)[free], 0.5 * (H + H.T)
+
+
+def check(grad: np.ndarray, hess: np.ndarray) -> tuple[list[str], list[float] | None]:
+    """lme4's warnings for this gradient and Hessian (empty when the checks pass), and the
+    Hessian's eigenvalues."""
+    if grad.size == 0:
+        return [], None
+    out: list[str] = []
+    if not (np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
+        return ["Model failed to converge: the criterion is not finite near the estimate"], None
+    try:
+        scaled = np.linalg.solve(np.linalg.cholesky(hess), grad)
+        mingrad = np.minimum(np.abs(scaled), np.abs(grad))
+    except np.linalg.LinAlgError:
+        mingrad = None
+        out.append("unable to evaluate scaled gradient")
+    if mingrad is not None and np.max(mingrad) > GRAD_TOL:
+        k = int(np.argmax(mingrad))
+        out.append(f"Model failed to converge with max|grad| = {np.max(mingrad):.6g} "
+                   f"(tol = {GRAD_TOL:g}, component {k + 1})")
+    ev = np.linalg.eigvalsh(hess)
+    if ev.min() < -HESS_TOL:
+        out.append(f"Model failed to converge: degenerate  Hessian with {int(np.sum(ev < 0))} "
+                   "negative eigenvalues")
+    elif ev.min() > 0 and ev.max() / ev.min() > 1 / HESS_TOL:
+        out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    return out, [float(v) for v in ev]

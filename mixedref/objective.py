@@ -1,0 +1,37 @@
+"""The objective protocol: what the optimizer (mixedref.optimize) needs of a criterion over θ,
+implemented by the PLS engine (mixedref.pls.PLSObjective) and the dense oracle
+(mixedref.literal.LiteralObjective), so the optimizer reaches into neither."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A profiled criterion (deviance or REML criterion, as lme4's devfun) over θ."""
+
+    REML: bool
+    ntheta: int
+    #: True when :meth:`value_and_grad` gives the exact gradient (else it is never called)
+    has_gradient: bool
+
+    @property
+    def lower(self) -> np.ndarray:
+        """lme4's lower bounds of θ (0 for template diagonals, -inf elsewhere)."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """The order of the dense system factored per evaluation: the cost of one call."""
+        ...
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The criterion at θ; +inf where the system cannot be factored."""
+        ...
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient (None where the gradient does not apply)."""
+        ...
