@@ -8,6 +8,7 @@ on first access from one PLS solve at theta-hat, and cached.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -225,13 +226,24 @@ class LmerFit:
 
 
 
-def _fmt(x: float, digits: int = 4) -> str:
-    return f"{x:.{digits}g}"
+def r_format(values: Sequence[float], digits: int = 4) -> list[str]:
+    """R's format() of a numeric vector with ``digits``: each value to at most ``digits``
+    significant digits (trailing zeros dropped), all with the largest number of decimals
+    that any of them then needs (fixed notation), as lme4's summary prints its tables."""
+    decimals = 0
+    for v in values:
+        if not math.isfinite(v) or v == 0:
+            continue
+        text = f"{v:.{digits - 1}e}"  # d.ddde±x: digits significant digits
+        mantissa, exp = text.split("e")
+        sig = len(mantissa.replace("-", "").replace(".", "").rstrip("0")) or 1
+        decimals = max(decimals, sig - 1 - int(exp))
+    return [f"{v:.{decimals}f}" if math.isfinite(v) else str(v) for v in values]
 
 
 def _summary_text(fit: LmerFit) -> str:
     lines = []
-    kind = "REML" if fit.REML else "maximum likelihood (Laplace Approximation)"
+    kind = "REML" if fit.REML else "maximum likelihood "  # lme4 adds " (Laplace...)" for GLMMs
     lines.append(f"Linear mixed model fit by {kind} ['lmerMod']")
     lines.append(f"Formula: {fit.formula}")
     if fit.REML:
@@ -248,33 +260,54 @@ def _summary_text(fit: LmerFit) -> str:
     wts = fit.model.weights
     res = fit.residuals * (np.sqrt(wts) if wts is not None else 1.0) / fit.sigma
     qs = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
-    lines.append("".join(h.rjust(9) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
-    lines.append("".join(f"{v:.4f}".rjust(9) for v in qs))
+    mx = float(np.max(np.abs(qs)))  # R's zapsmall(qs, 5), then print(digits = 4), as lme4
+    qs = np.round(qs, max(0, 5 - math.ceil(math.log10(mx))) if mx > 0 else 5)
+    cells = r_format([float(v) for v in qs])
+    w = max(len(c) for c in cells) + 1
+    lines.append("".join(h.rjust(w) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append("".join(c.rjust(w) for c in cells))
     lines.append("")
     lines.append("Random effects:")
     vc = fit.varcorr
     table = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
+    is_var = vc["var2"].isna().to_numpy()
+    variances = dict(zip(vc.index[is_var], r_format(vc["vcov"][is_var].tolist()), strict=True))
+    sds = dict(zip(vc.index[is_var], r_format(vc["sdcor"][is_var].tolist()), strict=True))
     for grp in dict.fromkeys(vc["grp"]):
         sub = vc[vc["grp"] == grp]
         var = sub[sub["var2"].isna()]
         cov = sub[sub["var2"].notna()]
-        for k, row in enumerate(var.itertuples(index=False)):
+        for k, (idx, row) in enumerate(zip(var.index, var.itertuples(index=False),
+                                           strict=True)):
             corrs = [f"{c.sdcor:.2f}" for c in cov.itertuples(index=False) if c.var2 == row.var1]
             name = "" if pd.isna(row.var1) else str(row.var1)
-            table.append([grp if k == 0 else "", name, _fmt(row.vcov), _fmt(row.sdcor),
+            table.append([grp if k == 0 else "", name, variances[idx], sds[idx],
                           " ".join(corrs)])
-    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    if not vc["var2"].notna().any():  # lme4 prints a Corr column only when it has entries
+        table = [r[:4] for r in table]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
         lines.append(" " + " ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    grp_txt = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+    grp_txt = "; ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     lines.append(f"Number of obs: {fit.nobs}, groups:  {grp_txt}")
     lines.append("")
     lines.append("Fixed effects:")
-    fe = pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se,
-                       "t value": fit.fixef / fit.se})
-    lines.append(fe.to_string(float_format=lambda v: f"{v:.4g}"))
+    # printCoefmat(digits = 4): estimates and SEs rounded together, t values to 3 decimals
+    est_se = np.concatenate([fit.fixef.to_numpy(), fit.se.to_numpy()])
+    nz = np.abs(est_se[np.isfinite(est_se) & (est_se != 0)])
+    dig = max(1, 4 - (1 + int(np.floor(np.log10(nz.min()))))) if nz.size else 1
+    cells = r_format(np.round(est_se, dig).tolist())
+    tvals = r_format(np.round((fit.fixef / fit.se).to_numpy(), 3).tolist())
+    p_ = len(fit.fixef)
+    fe = pd.DataFrame({"Estimate": cells[:p_], "Std. Error": cells[p_:], "t value": tvals},
+                      index=fit.fixef.index)
+    lines.append(fe.to_string())
     p = fit.model.p
-    if p > 1:
+    if p > 12:  # lme4 shows the correlation of fixed effects for p <= 12 only
+        lines.append(f"Correlation matrix not shown by default, as p = {p} > 12.")
+        lines.append("Use print(summary(m), correlation=TRUE)  or")
+        lines.append("    vcov(summary(m))        if you need it")
+    elif p > 1:
         lines.append("")
         lines.append("Correlation of Fixed Effects:")
         V = fit.vcov.to_numpy()
@@ -287,7 +320,13 @@ def _summary_text(fit: LmerFit) -> str:
         for i in range(1, p):
             cells = " ".join(f"{R[i, j]:.3f}".rjust(6) for j in range(i))
             lines.append(names[i].ljust(w) + " " + cells)
-    if fit.messages:
+    if fit.messages:  # as lme4's .prt.warn: the optimizer's code, then the messages
         lines.append("")
+        log = fit.optinfo
+        name = "nloptwrap" if log is None or log.optimizer.startswith("bobyqa") else \
+            log.optimizer
+        code = 0 if fit.converged or fit.optimizer_code >= 0 else fit.optimizer_code
+        lines.append(f"optimizer ({name}) convergence code: {code} "
+                     f"({'OK' if code == 0 else log.return_name if log else code})")
         lines.extend(fit.messages)
     return "\n".join(lines)
