@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from harness.crosseval import CrossEval, TermLayout
+from mixedref.optimize import SINGULAR_TOL
 from mixedref.reterm import split_theta
 
 Objective = Callable[[np.ndarray], float]
 
-#: θ diagonal elements at or below this are on the boundary (lme4's isSingular uses 1e-4).
-BOUNDARY_TOL = 1e-4
+#: θ diagonal elements at or below this are on the boundary: lme4's isSingular tolerance.
+BOUNDARY_TOL = SINGULAR_TOL
 #: |ρ| at or above 1 - this is on the boundary.
 CORR_TOL = 1e-6
 

@@ -29,6 +29,7 @@ from scipy.linalg.lapack import dpotrf, dpotri
 
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import DataError, MixedrefError
+from mixedref.reterm import term_z
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -110,13 +111,13 @@ class PLSObjective:
                 A11[:, a, c] = s
                 A11[:, c, a] = s
         self.A11 = A11
-        Z1 = _term_Z(X1, t1.codes, q1, m1)
+        Z1 = term_z(X1, t1.codes, q1, m1)
 
         # block 2: later terms, then X, then y (residualized on X: see _residualize)
         Xw = scale(np.asarray(model.X, dtype=float))
         self.beta0, yw = _residualize(Xw, scale(y))
         self.Xw, self.yw = Xw, yw
-        Zrest = [_term_Z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
+        Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
                  for t in terms[1:]]
         self.re2 = int(sum(t.q * t.nlevels for t in terms[1:]))
         r = self.re2 + p + 1
@@ -157,6 +158,11 @@ class PLSObjective:
     @property
     def lower(self) -> np.ndarray:
         return self.model.theta_lower
+
+    @property
+    def size(self) -> int:
+        """The order of the dense block factored per evaluation (mixedref.objective)."""
+        return int(self.r)
 
     # -- the factorization -------------------------------------------------------------
     def _block1(self, T1: np.ndarray, need_factor: bool = True
@@ -440,14 +446,6 @@ def _residualize(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for j in np.argsort(-np.abs(b0) * np.abs(X).max(axis=0)):
         r -= X[:, j] * b0[j]
     return b0, r
-
-
-def _term_Z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:
-    """n x (m*q) sparse design of one term, level-major columns (weighted rows as given)."""
-    n = X.shape[0]
-    rows = np.repeat(np.arange(n), q)
-    cols = (np.asarray(codes)[:, None] * q + np.arange(q)[None, :]).ravel()
-    return sp.csc_matrix((X.ravel(), (rows, cols)), shape=(n, m * q))
 
 
 def _schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csc_matrix:

@@ -143,9 +143,13 @@ class ReTerm(TermShape):
     @cached_property
     def Z(self) -> sp.csc_matrix:
         """n x (nlevels*q) sparse design, level-major columns."""
-        n = self.X.shape[0]
-        rows = np.repeat(np.arange(n), self.q)
-        cols = (self.codes[:, None] * self.q + np.arange(self.q)[None, :]).ravel()
-        return sp.csc_matrix(
-            (self.X.ravel(), (rows, cols)), shape=(n, self.nlevels * self.q)
-        )
+        return term_z(self.X, self.codes, self.q, self.nlevels)
+
+
+def term_z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:
+    """A term's n x (m*q) sparse design from its model matrix X (n x q, rows weighted as given)
+    and level codes: level-major columns, as lme4's Zt rows."""
+    n = X.shape[0]
+    rows = np.repeat(np.arange(n), q)
+    cols = (np.asarray(codes)[:, None] * q + np.arange(q)[None, :]).ravel()
+    return sp.csc_matrix((np.asarray(X, dtype=float).ravel(), (rows, cols)), shape=(n, m * q))

@@ -100,6 +100,7 @@ class MixedrefLiteral(Adapter):
 
         import mixedref
         from mixedref.literal import fit_formula
+        from mixedref.optimize import is_singular
 
         model, fit, seconds = fit_formula(case.formula, data, bool(case.REML))
         term = model.reterms[0]
@@ -120,7 +121,7 @@ class MixedrefLiteral(Adapter):
             "nobs": model.n,
             "ngroups": model.ngroups,
             "converged": fit.converged,
-            "singular": bool(min(theta[0], theta[2]) < 1e-4),
+            "singular": is_singular(np.asarray(theta), model.theta_lower),
             "messages": [] if fit.converged else [fit.message],
             "seconds": seconds,
             "nfev": fit.nfev,
