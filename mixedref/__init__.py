@@ -1,17 +1,35 @@
 """mixedref: linear mixed models from the equations, with lme4's formulas, names and answers."""
 
 from mixedref.design import build_model
-from mixedref.errors import DataError, FormulaError, MixedrefError
+from mixedref.errors import (
+    ConvergenceWarning,
+    DataError,
+    DegenerateResponseWarning,
+    DuplicateTermWarning,
+    FormulaError,
+    MixedrefError,
+    MixedrefWarning,
+    NaNsProducedWarning,
+    ScaleWarning,
+    SingularFitWarning,
+)
 from mixedref.fit import LmerFit
 from mixedref.modular import devfun, fit_model, lmer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvergenceWarning",
     "DataError",
+    "DegenerateResponseWarning",
+    "DuplicateTermWarning",
     "FormulaError",
     "LmerFit",
     "MixedrefError",
+    "MixedrefWarning",
+    "NaNsProducedWarning",
+    "ScaleWarning",
+    "SingularFitWarning",
     "__version__",
     "build_model",
     "devfun",

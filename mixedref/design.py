@@ -7,19 +7,27 @@ every later stage (objective, optimizer, fit) reads only the ModelFrame.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from mixedref import fixed
-from mixedref.errors import DataError, FormulaError
+from mixedref.errors import (
+    DataError,
+    DegenerateResponseWarning,
+    DuplicateTermWarning,
+    FormulaError,
+)
 from mixedref.formula import (
     BinOp,
+    Call,
     Name,
     Node,
     Paren,
+    Unary,
     deparse,
     expand_terms,
     parse_formula,
@@ -44,6 +52,24 @@ class ModelFrame:
     n_dropped_na: int = 0  # rows removed as R's na.omit does
     row_index: pd.Index | None = None  # the data's index of the rows used
     messages: tuple[str, ...] = field(default_factory=tuple)
+    # na.action: "na.omit", "na.exclude" (fitted values and residuals are to be padded with NaN
+    # at na_positions, as R's naresid) or "na.fail"
+    na_action: str = "na.omit"
+    row_positions: np.ndarray | None = None  # 0-based positions in the data of the rows used
+    na_positions: np.ndarray | None = None  # positions of the rows dropped for missing values
+    # (among the rows selected by subset=), in the data's order
+    n_data_rows: int | None = None  # rows of the data as given
+    scale_warning: bool = False  # lme4's checkScaleX warned
+    degenerate_response: bool = False  # y is reproduced exactly by X (residual variance 0)
+
+    @property
+    def padded_positions(self) -> np.ndarray:
+        """The data positions a fitted/residual vector covers: the rows used, plus under
+        na.exclude the rows dropped for missing values (to be NaN), in the data's order."""
+        used = self.row_positions if self.row_positions is not None else np.arange(self.n)
+        if self.na_action != "na.exclude" or self.na_positions is None:
+            return used
+        return np.sort(np.concatenate([used, self.na_positions]))
 
     @property
     def n(self) -> int:
@@ -77,21 +103,81 @@ class ModelFrame:
 # ----------------------------------------------------------------------------- build_model
 
 
+def _from_polars(data: object) -> pd.DataFrame:
+    """A polars DataFrame as pandas, column by column (no pyarrow needed): Enum columns become
+    Categoricals with their categories in order, nulls NaN/None."""
+    try:
+        import polars as pl
+    except ImportError:  # pragma: no cover - a polars object without polars importable
+        raise DataError("data is a polars DataFrame but polars cannot be imported to convert it; "
+                        "pass data.to_pandas()") from None
+    assert isinstance(data, pl.DataFrame)
+    cols: dict[str, object] = {}
+    for name in data.columns:
+        col = data[name]
+        if isinstance(col.dtype, pl.Enum):
+            cols[name] = pd.Categorical(col.to_numpy(), categories=col.dtype.categories.to_list())
+        else:
+            cols[name] = col.to_numpy()
+    return pd.DataFrame(cols)
+
+
 def _check_data(data: object) -> pd.DataFrame:
+    module = type(data).__module__.split(".")[0]
+    if module == "polars" and type(data).__name__ == "DataFrame":
+        data = _from_polars(data)
+    elif module == "polars" and type(data).__name__ == "LazyFrame":
+        raise DataError("data is a polars LazyFrame: collect it first (data.collect())")
     if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        where = f" (from {module})" if module not in ("builtins", "pandas", "numpy") else ""
+        raise DataError(
+            f"data must be a pandas DataFrame, got {type(data).__name__}{where}; a polars "
+            "DataFrame is converted, anything else: build a pandas DataFrame first"
+        )
     if data.shape[0] == 0:
         raise DataError("data is empty (0 rows)")
     dup = data.columns[data.columns.duplicated()]
     if len(dup):
         raise DataError(f"data has duplicate column names: {', '.join(map(str, dup.unique()))}")
+    if not all(isinstance(c, str) for c in data.columns):
+        # R's column names are strings: 0 becomes "0", to be written `0` in the formula
+        names = [str(c) for c in data.columns]
+        if len(set(names)) < len(names):
+            clash = sorted({n for n in names if names.count(n) > 1})
+            raise DataError(
+                f"data has non-string column names that collide as strings ({', '.join(clash)}); "
+                "rename the columns with distinct strings"
+            )
+        data = data.set_axis(names, axis=1)
     return data
+
+
+def _aligned(arg: pd.Series, data: pd.DataFrame, what: str) -> np.ndarray:
+    """A pandas Series argument aligned to the data by index (as pandas aligns), or refused
+    naming the labels that do not match."""
+    if arg.index.equals(data.index):
+        return arg.to_numpy()
+    if len(arg) == len(data) and not arg.index.has_duplicates and not data.index.has_duplicates:
+        missing = data.index.difference(arg.index, sort=False)
+        if len(missing) == 0:
+            return arg.reindex(data.index).to_numpy()
+    else:
+        missing = data.index.difference(arg.index, sort=False)
+    extra = arg.index.difference(data.index, sort=False)
+    labels = ", ".join(map(repr, list(missing[:5])))
+    raise DataError(
+        f"{what} is a pandas Series whose index does not match the data's index "
+        f"({len(arg)} values for {len(data)} rows; data rows without a value: "
+        f"{labels or 'none'}; labels not in the data: {', '.join(map(repr, list(extra[:5])))})"
+        f"; pass {what}.to_numpy() to match by position, or reindex it"
+    )
 
 
 def _extra_vector(
     arg: object, data: pd.DataFrame, what: str, cache: dict[str, fixed.Raw]
 ) -> np.ndarray | None:
-    """Weights or offset: a column name, or a vector with one value per row of the data."""
+    """Weights or offset: a column name, or a vector with one value per row of the data (a
+    pandas Series is aligned by index)."""
     if arg is None:
         return None
     if isinstance(arg, str):
@@ -100,7 +186,12 @@ def _extra_vector(
         raw = fixed.evaluate(Name(arg), data, cache)
         if isinstance(raw, pd.Categorical):
             raise DataError(f"{what} column {arg!r} must be numeric")
+        assert isinstance(raw, np.ndarray)
         return raw
+    if isinstance(arg, pd.Series):
+        arg = _aligned(arg, data, what)
+    if np.iscomplexobj(arg):
+        raise DataError(f"{what} holds complex values; give real numbers")
     try:
         vec = np.asarray(arg, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -111,6 +202,61 @@ def _extra_vector(
             f"got shape {vec.shape}"
         )
     return vec
+
+
+def _subset_mask(subset: object, data: pd.DataFrame) -> np.ndarray | None:
+    """R's ``subset``: a boolean vector (a Series aligned by index) or an expression on the
+    data's columns (pandas ``DataFrame.eval``); missing values count as FALSE, as in R."""
+    if subset is None:
+        return None
+    if isinstance(subset, str):
+        try:
+            val = data.eval(subset)
+        except Exception as exc:  # noqa: BLE001 - pandas raises many kinds; name the input
+            raise FormulaError(f"cannot evaluate subset {subset!r} on the data: "
+                               f"{type(exc).__name__}: {exc}") from None
+        what = f"subset {subset!r}"
+    else:
+        val, what = subset, "subset"
+    if isinstance(val, pd.Series):
+        val = _aligned(val, data, what)
+    arr = np.asarray(val)
+    if arr.dtype == object:
+        present = pd.notna(arr)
+        if not all(isinstance(v, bool | np.bool_) for v in arr[present]):
+            raise DataError(f"{what} must be boolean (True/False per row)")
+        arr = np.where(present, arr, False).astype(bool)
+    if arr.dtype.kind != "b":
+        raise DataError(f"{what} must be boolean (True/False per row), got values of type "
+                        f"{arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != data.shape[0]:
+        raise DataError(f"{what} must have one value per row of the data ({data.shape[0]}), "
+                        f"got shape {arr.shape}")
+    if not arr.any():
+        raise DataError(f"{what} selects no rows")
+    return arr
+
+
+_NA_ACTIONS = ("na.omit", "na.exclude", "na.fail")
+
+
+def _is_logical(node: Node, data: pd.DataFrame) -> bool:
+    """Whether an expression is R's logical (a bool column or a comparison), not a factor."""
+    if isinstance(node, Paren):
+        return _is_logical(node.inner, data)
+    if isinstance(node, Call) and node.fn == "I" and len(node.args) == 1:
+        return _is_logical(node.args[0], data)
+    if isinstance(node, Unary) and node.op == "!":
+        return True
+    if isinstance(node, BinOp):
+        return node.op in ("<", ">", "<=", ">=", "==", "!=", "&", "|")
+    if isinstance(node, Name) and node.id in data.columns:
+        col = data[node.id]
+        if pd.api.types.is_bool_dtype(col.dtype):
+            return True
+        if col.dtype == object:
+            return pd.api.types.infer_dtype(col, skipna=True) == "boolean"
+    return False
 
 
 def _group_factor(
@@ -131,15 +277,18 @@ def _group_factor(
         l1 = np.asarray(f1.categories, dtype=object)[uniq[ok] // len(f2.categories)]
         l2 = np.asarray(f2.categories, dtype=object)[uniq[ok] % len(f2.categories)]
         labels = [f"{a}:{b}" for a, b in zip(l1, l2, strict=True)]
+        fixed._check_labels(list(zip(l1, l2, strict=True)), labels, deparse(node))
         codes = inv.reshape(-1) - (0 if ok.all() else 1)
         return pd.Categorical.from_codes(codes, categories=labels, validate=False)
     raw = fixed.evaluate(node, data, cache)
     if isinstance(raw, pd.Categorical):
         return raw
     name = deparse(node)
+    if isinstance(raw, fixed.Matrix):
+        raise FormulaError(f"grouping factor {name!r} is matrix-valued")
     if raw.dtype.kind == "f":
         messages.append(f"grouping variable {name!r} is numeric; converted to a factor")
-    return fixed._factor_of(raw)
+    return fixed._factor_of(raw, name)
 
 
 def _leaves(node: Node) -> list[Node]:
@@ -151,16 +300,45 @@ def _leaves(node: Node) -> list[Node]:
     return [node]
 
 
+def _offset_terms(terms: list[tuple[str, ...]], nodes: Mapping[str, Node]
+                  ) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Split ``offset(...)`` terms (R's terms() "offset" attribute) from the model terms."""
+    kept, offsets = [], []
+    for t in terms:
+        calls = [v for v in t if isinstance(nodes[v], Call) and nodes[v].fn == "offset"]
+        if calls and len(t) > 1:
+            raise FormulaError(f"offset {calls[0]!r} cannot be part of an interaction "
+                               f"({':'.join(t)})")
+        (offsets if calls else kept).append(t)
+    return kept, [t[0] for t in offsets]
+
+
 def build_model(
     formula: str,
     data: pd.DataFrame,
     *,
-    weights: str | np.ndarray | Sequence[float] | None = None,
-    offset: str | np.ndarray | Sequence[float] | None = None,
+    weights: str | np.ndarray | Sequence[float] | pd.Series | None = None,
+    offset: str | np.ndarray | Sequence[float] | pd.Series | None = None,
+    contrasts: Mapping[str, fixed.Contrast] | None = None,
+    na_action: str = "na.omit",
+    subset: str | np.ndarray | Sequence[bool] | pd.Series | None = None,
 ) -> ModelFrame:
-    """lme4's ``lFormula``: parse the formula, remove incomplete rows (na.omit), and build the
-    response, the fixed-effects matrix (R's columns, aliased ones dropped) and the random-effects
-    terms in lme4's order, with lme4's default checks (errors name the problem)."""
+    """lme4's ``lFormula``: parse the formula, evaluate its variables on the data (as R's
+    model.frame: on every row, then ``subset``, then ``na_action``), and build the response, the
+    fixed-effects matrix (R's columns, ``contrasts`` applied, aliased ones dropped) and the
+    random-effects terms in lme4's order, with lme4's default checks (errors name the problem).
+
+    ``weights``/``offset``: a column name or one value per row (a Series aligned by index);
+    ``offset(...)`` terms of the formula add to the offset. ``contrasts``: factor label ->
+    "contr.treatment", "contr.sum", "contr.helmert", "contr.poly", "contr.SAS" or a numeric
+    levels x k matrix (a DataFrame's columns name the columns). ``na_action``: "na.omit",
+    "na.exclude" or "na.fail". ``subset``: a boolean vector/Series, or an expression string on
+    the columns (``DataFrame.eval``)."""
+    if na_action not in _NA_ACTIONS:
+        raise DataError(f"na_action must be one of {', '.join(_NA_ACTIONS)}, got {na_action!r}")
+    if contrasts is not None and not isinstance(contrasts, Mapping):
+        raise DataError("contrasts must be a mapping of factor name -> contrast, e.g. "
+                        "{'f': 'contr.sum'}, got " + type(contrasts).__name__)
     data = _check_data(data)
     parsed = parse_formula(formula)
     cache: dict[str, fixed.Raw] = {}
@@ -171,6 +349,7 @@ def build_model(
     y_raw = fixed.evaluate(parsed.response, data, cache)
     fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
     fixed_vars = variables(parsed.fixed)
+    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_vars)
     bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
     raws: dict[str, fixed.Raw] = {}
     for label, node in fixed_vars.items():
@@ -181,29 +360,56 @@ def build_model(
     group_raw = {
         bar.group_name: _group_factor(bar.group, data, cache, messages) for bar in parsed.bars
     }
-    leaf_raw = [fixed.evaluate(leaf, data, cache) for bar in parsed.bars for leaf in
-                _leaves(bar.group)]
+    leaf_raw = {deparse(leaf): fixed.evaluate(leaf, data, cache) for bar in parsed.bars
+                for leaf in _leaves(bar.group)}
     w_raw = _extra_vector(weights, data, "weights", cache)
     o_raw = _extra_vector(offset, data, "offset", cache)
+    selected = _subset_mask(subset, data)
 
+    if contrasts:
+        for key in contrasts:
+            if key not in raws or key in offset_labels or not any(key in t for t in fixed_terms):
+                warnings.warn(f"variable {key!r} is absent, its contrast will be ignored "
+                              "(R's model.matrix)", UserWarning, stacklevel=2)
+            elif not isinstance(raws[key], pd.Categorical):
+                raise DataError(f"contrasts apply only to factors: {key!r} is not a factor")
+
+    if isinstance(y_raw, fixed.Matrix):
+        raise DataError(f"response {parsed.response_name!r} must be a numeric vector")
     if isinstance(y_raw, pd.Categorical):
-        if list(y_raw.categories) != ["FALSE", "TRUE"]:
+        if list(y_raw.categories) != ["FALSE", "TRUE"] or not _is_logical(parsed.response,
+                                                                              data):
             raise DataError(
                 f"response {parsed.response_name!r} must be numeric, got a factor or strings "
-                f"(levels {', '.join(map(str, y_raw.categories[:5]))}...)"
+                f"(levels {', '.join(map(str, y_raw.categories[:5]))}...); lme4 refuses it too "
+                "(\"response must be numeric\"): recode it as numbers, or booleans for 0/1"
             )
         y_raw = fixed._numeric(y_raw, parsed.response)
 
     missing = fixed.na_mask(y_raw)
-    for raw in [*raws.values(), *group_raw.values(), *leaf_raw]:
-        missing = missing | fixed.na_mask(raw)
-    for vec in (w_raw, o_raw):
+    na_by_var: dict[str, np.ndarray] = {parsed.response_name: missing}
+    for label, raw in [*raws.items(), *group_raw.items(), *leaf_raw.items()]:
+        na_by_var.setdefault(label, fixed.na_mask(raw))
+    for label, vec in (("weights", w_raw), ("offset", o_raw)):
         if vec is not None:
-            missing = missing | np.isnan(vec)
-    n_na = int(missing.sum())
-    keep = None if n_na == 0 else ~missing
-    if n_na == data.shape[0]:
-        raise DataError("0 (non-NA) cases: every row has a missing value in a used column")
+            na_by_var[f"({label})"] = np.isnan(vec)
+    for m in na_by_var.values():
+        missing = missing | m
+    inside = np.ones(data.shape[0], dtype=bool) if selected is None else selected
+    dropped_na = missing & inside
+    n_na = int(dropped_na.sum())
+    if n_na and na_action == "na.fail":
+        cols = [f"{k} ({int((m & inside).sum())})" for k, m in na_by_var.items()
+                if (m & inside).any()]
+        raise DataError(
+            f"missing values in object (na_action='na.fail'): {n_na} rows have missing values "
+            f"in {', '.join(cols)}; use na_action='na.omit' to drop them"
+        )
+    keep_mask = inside & ~missing
+    keep = None if keep_mask.all() else keep_mask
+    if not keep_mask.any():
+        raise DataError("0 (non-NA) cases: every row has a missing value in a used column"
+                        + ("" if selected is None else " (among the rows subset= selects)"))
 
     def sub(vec: np.ndarray) -> np.ndarray:
         return vec if keep is None else vec[keep]
@@ -215,6 +421,10 @@ def build_model(
     checks += [(v.label, v.values) for v in fvars.values() if v.values is not None]
     w = None if w_raw is None else np.ascontiguousarray(sub(w_raw))
     o = None if o_raw is None else np.ascontiguousarray(sub(o_raw))
+    for label in offset_labels:  # offset(...) in the formula adds to the offset
+        vals = fvars[label].values
+        assert vals is not None
+        o = vals.copy() if o is None else o + vals
     checks += [("weights", w), ("offset", o)]
     for name, vec in checks:
         if vec is not None and not np.isfinite(vec).all():
@@ -223,6 +433,13 @@ def build_model(
         raise DataError("negative weights not allowed")
 
     # random-effects terms (mkReTrms), in lme4's order, with lme4's default checks
+    labels = [bar.label for bar in parsed.bars]
+    dups = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dups:
+        msg = (f"random-effects term ({dups[0]}) appears more than once: lme4 1.1-31 fits each "
+               "copy (silently), but only the sum of their variances is identified")
+        warnings.warn(msg, DuplicateTermWarning, stacklevel=2)
+        messages.append(msg)
     terms: list[ReTerm] = []
     for bar, (bterms, bicpt), _ in bar_specs:
         Xb, cnames = fixed.model_matrix(bterms, bicpt, fvars, n)
@@ -232,7 +449,6 @@ def build_model(
         assert g.codes is not None
         terms.append(ReTerm(bar.group_name, tuple(cnames), Xb, g.codes, g.levels))
     nl = np.array([t.nlevels for t in terms])
-    labels = [bar.label for bar in parsed.bars]
     if np.any(np.diff(nl) > 0):
         order = np.argsort(nl, kind="stable")[::-1]
         terms = [terms[i] for i in order]
@@ -258,7 +474,11 @@ def build_model(
             )
 
     # fixed effects
-    X, names = fixed.model_matrix(fixed_terms, fixed_icpt, fvars, n)
+    if contrasts:
+        used = {k: v for k, v in contrasts.items() if k in fvars and fvars[k].is_factor}
+    else:
+        used = None
+    X, names = fixed.model_matrix(fixed_terms, fixed_icpt, fvars, n, used)
     X, names, dropped = fixed.drop_aliased(X, names)
     if dropped:
         k = len(dropped)
@@ -267,6 +487,12 @@ def build_model(
             + (f"{k} column / coefficient" if k == 1 else f"{k} columns / coefficients")
             + f" ({', '.join(dropped)})"
         )
+    scale_warned = fixed.check_scale_x(X)
+    if scale_warned:
+        messages.append("Some predictor variables are on very different scales: consider "
+                        "rescaling")
+    degenerate = _check_response(y, X, w, o, parsed.response_name, messages)
+    positions = np.flatnonzero(keep_mask)
     return ModelFrame(
         formula=formula,
         y=y,
@@ -280,4 +506,53 @@ def build_model(
         n_dropped_na=n_na,
         row_index=data.index if keep is None else data.index[keep],
         messages=tuple(dict.fromkeys(messages)),
+        na_action=na_action,
+        row_positions=positions,
+        na_positions=np.flatnonzero(dropped_na),
+        n_data_rows=int(data.shape[0]),
+        scale_warning=scale_warned,
+        degenerate_response=degenerate,
     )
+
+
+def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.ndarray | None,
+                    name: str, messages: list[str]) -> bool:
+    """Refuse a response whose sum of squares overflows (the criterion is not finite at lme4's
+    starting theta: lme4 1.1-31 returns sigma = Inf, mixedref NaN), and warn when the fixed
+    effects reproduce it exactly (residual variance 0: lme4 returns sigma = 0)."""
+    r = y if o is None else y - o
+    sw = None if w is None else np.sqrt(w)
+    rw = r if sw is None else r * sw
+    with np.errstate(all="ignore"):
+        ss = float(np.dot(rw, rw))
+        xs = np.einsum("ij,ij->j", X, X) if sw is None else np.einsum(
+            "ij,ij->j", X * sw[:, None], X * sw[:, None])
+    if not np.isfinite(ss):
+        big = float(np.max(np.abs(r)))
+        raise DataError(
+            f"the response {name!r} is too large to fit: its sum of squares overflows "
+            f"(max |{name}| = {big:.3g}{', weighted' if w is not None else ''}), so the "
+            "criterion is not finite at the starting theta (lme4 1.1-31 returns sigma = Inf); "
+            "rescale the response"
+        )
+    if not np.all(np.isfinite(xs)):
+        raise DataError("a fixed-effects column is too large to fit (its sum of squares "
+                        "overflows); rescale the predictors")
+    if ss == 0.0:
+        resid = 0.0
+    elif X.shape[1] == 0:
+        resid = ss
+    else:
+        Xw = X if sw is None else X * sw[:, None]
+        beta, *_ = np.linalg.lstsq(Xw, rw, rcond=None)
+        e = rw - Xw @ beta
+        resid = float(np.dot(e, e))
+    if resid <= (1e-12) ** 2 * ss:
+        msg = (f"the response {name!r} is reproduced exactly by the fixed effects (it is "
+               "constant or a linear function of the predictors): the residual variance is 0 "
+               "and the variance components are not identified; lme4 1.1-31 returns sigma = 0, "
+               "with warnings such as 'unable to evaluate scaled gradient' or silently")
+        warnings.warn(msg, DegenerateResponseWarning, stacklevel=3)
+        messages.append(msg)
+        return True
+    return False

@@ -20,6 +20,7 @@ __all__ = [
     "BinOp",
     "Call",
     "Name",
+    "Keyword",
     "Node",
     "Num",
     "Paren",
@@ -82,7 +83,15 @@ class Paren:
     inner: Node
 
 
-Node = Name | Num | Call | BinOp | Unary | Paren
+@dataclass(frozen=True)
+class Keyword:
+    """A named argument of a call, ``raw = TRUE`` in ``poly(x, 2, raw = TRUE)``."""
+
+    name: str
+    value: Node
+
+
+Node = Name | Num | Call | BinOp | Unary | Paren | Keyword
 
 # R's operator precedence (?Syntax), as Pratt binding powers; higher binds tighter.
 _BINARY = {
@@ -94,12 +103,17 @@ _RIGHT_ASSOC = {"^"}
 _PREFIX = {"-": 100, "+": 100, "!": 40, "~": 10}
 _SPACED = {"~", "|", "||", "&", "&&", "<", ">", "<=", ">=", "==", "!=", "+", "-", "*", "%in%"}
 
+# R's syntactic names: a letter (any Unicode letter, as R in a UTF-8 locale), or a dot not
+# followed by a digit, then letters, digits, dots and underscores.
+_NAME = r"(?:[^\W\d_]|\.(?![0-9]))[\w.]*"
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?L?)"
-    r"|(?P<name>(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*|\.)"
+    rf"|(?P<name>{_NAME}|\.)"
     r"|`(?P<bq>[^`]+)`"
-    r"|(?P<op>\|\||&&|<=|>=|==|!=|\*\*|%in%|[~|&<>!+\-*/^:(),]))"
+    r"|(?P<op>\|\||&&|<=|>=|==|!=|\*\*|%in%|[~|&<>!+\-*/^:(),=]))"
 )
+_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "in"}
+# (TRUE, FALSE, NULL, NA, Inf are read as names and deparse as constants: bare)
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
@@ -174,7 +188,16 @@ class _Parser:
                 args: list[Node] = []
                 if self.peek() != ("op", ")"):
                     while True:
-                        args.append(self.expr(0))
+                        tok = self.peek()
+                        if (tok is not None and tok[0] == "name"
+                                and self.i + 1 < len(self.tokens)
+                                and self.tokens[self.i + 1] == ("op", "=")):
+                            self.i += 2
+                            if self.peek() in (None, ("op", ")"), ("op", ",")):
+                                raise self._error(f"argument {tok[1]!r} = has no value")
+                            args.append(Keyword(tok[1], self.expr(0)))
+                        else:
+                            args.append(self.expr(0))
                         if self.peek() == ("op", ","):
                             self.i += 1
                             continue
@@ -224,12 +247,19 @@ def _num_text(v: float) -> str:
     return f"{v:.15g}"
 
 
+def is_syntactic(name: str) -> bool:
+    """R's rule for a name that deparses without backquotes."""
+    return bool(re.fullmatch(_NAME, name)) and name not in _RESERVED
+
+
 def deparse(node: Node) -> str:
     """Print an expression as R's ``deparse`` does (R's column and group names)."""
     if isinstance(node, Name):
-        if re.fullmatch(r"(?:[A-Za-z]|\.(?![0-9]))[A-Za-z0-9._]*", node.id):
+        if is_syntactic(node.id):
             return node.id
         return f"`{node.id}`"
+    if isinstance(node, Keyword):
+        return f"{node.name} = {deparse(node.value)}"
     if isinstance(node, Num):
         return _num_text(node.value)
     if isinstance(node, Call):
@@ -385,7 +415,10 @@ class Bar:
 
     @property
     def group_name(self) -> str:
-        """The grouping factor's name as lme4 prints it ("Subject", "cask:batch")."""
+        """The grouping factor's name as lme4 prints it ("Subject", "cask:batch"). R deparses a
+        bare symbol without backquotes, so ``(1 | `my g`)`` is the group "my g"."""
+        if isinstance(self.group, Name):
+            return self.group.id
         return deparse(self.group)
 
     @property
@@ -405,6 +438,9 @@ class ParsedFormula:
 
     @property
     def response_name(self) -> str:
+        """The response as R deparses it: a bare symbol without backquotes ("y 1")."""
+        if isinstance(self.response, Name):
+            return self.response.id
         return "" if self.response is None else deparse(self.response)
 
 

@@ -92,3 +92,41 @@ def test_malformed(text: str, match: str) -> None:
     with pytest.raises(FormulaError, match=match):
         mf = parse_formula(text)
         expand_terms(mf.fixed)
+
+
+# -- named arguments, backquoted and Unicode names, offset() terms --------------------------------
+# References: tests/references/frontend/formulas.json, written by r_scripts/frontend_references.R.
+
+FRONTEND = json.loads((Path(__file__).parent / "references" / "frontend" / "formulas.json")
+                      .read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("ref", FRONTEND, ids=lambda r: r["formula"])
+def test_frontend_formulas_match_r(ref: dict) -> None:
+    """lme4's group names (names(cnms)) drop the backquotes of a bare symbol; terms() labels
+    keep them; offset() terms are R's "offset" attribute, not term labels."""
+    parsed = parse_formula(ref["formula"])
+    assert parsed.response_name == ref["response"]
+    assert [b.label for b in parsed.bars] == ref["bars"]
+    assert [b.group_name for b in parsed.bars] == ref["groups"]
+    terms, intercept = expand_terms(parsed.fixed)
+    labels = [":".join(t) for t in terms]
+    assert [t for t in labels if not t.startswith("offset(")] == ref["term_labels"]
+    assert [t for t in labels if t.startswith("offset(")] == ref["offsets"]
+    assert intercept == ref["intercept"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["poly(x, 3, raw = TRUE)", "ns(x, df = 3)", "bs(x, degree = 2, df = 4)", "énergie",
+     "`my var`:`énergie 2`", "scale(x, center = FALSE)"],
+)
+def test_deparse_roundtrip_named_arguments(text: str) -> None:
+    assert deparse(parse_expr(text)) == text
+
+
+def test_named_argument_errors() -> None:
+    with pytest.raises(FormulaError, match="argument 'df' = has no value"):
+        parse_formula("y ~ ns(x, df = ) + (1 | g)")
+    with pytest.raises(FormulaError, match="unexpected '='"):
+        parse_formula("y ~ x = 2 + (1 | g)")
