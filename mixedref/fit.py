@@ -129,8 +129,8 @@ class LmerFit:
         return -2.0 * self.loglik + math.log(self.nobs) * self.df
 
     @cached_property
-    def fitted(self) -> np.ndarray:
-        """X beta + Z b (+ offset), on the response scale, as lme4's fitted."""
+    def _fitted_rows(self) -> np.ndarray:
+        """X beta + Z b (+ offset) over the rows used in the fit."""
         m = self.model
         f = m.X @ self._sol.beta
         off = 0
@@ -142,10 +142,32 @@ class LmerFit:
             f = f + m.offset
         return f
 
+    def _padded(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per row used) over the data's rows as R's naresid gives them: under
+        na_action="na.exclude" NaN at the rows dropped for missing values; else as they are."""
+        m = self.model
+        if m.na_action != "na.exclude" or m.na_positions is None or not len(m.na_positions):
+            return values
+        out = np.full(len(m.padded_positions), np.nan)
+        used = np.isin(m.padded_positions, m.row_positions if m.row_positions is not None
+                       else np.arange(m.n))
+        out[used] = values
+        return out
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """X beta + Z b (+ offset), on the response scale, as lme4's fitted (NaN at the rows
+        dropped for missing values under na_action="na.exclude", as R's naresid)."""
+        return self._padded(self._fitted_rows)
+
+    @cached_property
+    def _residual_rows(self) -> np.ndarray:
+        return np.asarray(self.model.y, dtype=float) - self._fitted_rows
+
     @cached_property
     def residuals(self) -> np.ndarray:
-        """y - fitted (lme4's default response residuals, unweighted)."""
-        return np.asarray(self.model.y, dtype=float) - self.fitted
+        """y - fitted (lme4's default response residuals, unweighted; padded as ``fitted``)."""
+        return self._padded(self._residual_rows)
 
     @cached_property
     def _ranef_terms(self) -> list[tuple[str, tuple[str, ...], np.ndarray, np.ndarray]]:
@@ -258,7 +280,7 @@ def _summary_text(fit: LmerFit) -> str:
     lines.append("")
     lines.append("Scaled residuals: ")
     wts = fit.model.weights
-    res = fit.residuals * (np.sqrt(wts) if wts is not None else 1.0) / fit.sigma
+    res = fit._residual_rows * (np.sqrt(wts) if wts is not None else 1.0) / fit.sigma
     qs = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
     mx = float(np.max(np.abs(qs)))  # R's zapsmall(qs, 5), then print(digits = 4), as lme4
     qs = np.round(qs, max(0, 5 - math.ceil(math.log10(mx))) if mx > 0 else 5)

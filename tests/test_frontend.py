@@ -178,6 +178,11 @@ def test_fits_as_lmer(case: dict) -> None:
         # fitted(m) has NA at the excluded rows: the positions fit.py pads
         np.testing.assert_array_equal(fit.model.na_positions,
                                       np.asarray(ref["fitted_na"], int) - 1)
+    # fitted(m) and residuals(m): lme4's lengths, NA exactly at lme4's positions
+    for values, length in ((fit.fitted, ref["fitted_len"]), (fit.residuals, ref["resid_len"])):
+        assert len(values) == length
+        np.testing.assert_array_equal(np.flatnonzero(np.isnan(values)),
+                                      np.asarray(ref["fitted_na"], int) - 1)
 
 
 def test_unicode_and_backticked_names() -> None:
