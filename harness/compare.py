@@ -28,9 +28,13 @@ CANDIDATE_BETTER = "candidate-better"
 FAILED = "failed"  # the candidate's fit failed (error, timeout, NaN)
 REFERENCE_FAILED = "reference-failed"  # the reference has no (trustworthy) answer
 JUDGES_DISAGREE = "judges-disagree"  # lme4's and mixedref's objectives differ at one θ
-VERDICTS = (AGREED, DISAGREED, CANDIDATE_BETTER, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE)
+INCOMPLETE = "incomplete"  # the candidate left out what every comparison needs
+VERDICTS = (AGREED, DISAGREED, CANDIDATE_BETTER, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE,
+            INCOMPLETE)
 #: verdicts that give the item no pass: the candidate is wrong, or nothing trustworthy judged it
-NOT_OK = (DISAGREED, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE)
+NOT_OK = (DISAGREED, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE, INCOMPLETE)
+#: what a record must report to be judged at all: a fit is its fixed effects, σ and variances
+REQUIRED = {"fixef": "the fixed effects", "sigma": "σ", "varcorr": "the variance components"}
 
 
 @dataclass
@@ -145,6 +149,12 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
         comp.verdict = FAILED
         comp.error = "the candidate reported nothing comparable with the reference"
         return comp
+    missing = [what for key, what in REQUIRED.items() if _absent(candidate.get(key))]
+    if missing:
+        comp.verdict = INCOMPLETE
+        comp.error = ("incomplete: the candidate does not report " + ", ".join(missing)
+                      + "; a comparison needs the fixed effects, σ and the variance components")
+        return comp
     structural = [r for r in comp.rows if r.ok is False and r.note in ("missing",
                                                                        "not in reference")]
     if structural:  # a different model (other columns or terms): objectives not comparable
@@ -163,6 +173,10 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
         return comp
     _judge(judgement, reference, candidate, comp, tol)
     return comp
+
+
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, Mapping | list | tuple) and len(value) == 0)
 
 
 def _judge(j: Judgement, reference: Mapping[str, Any], candidate: Mapping[str, Any],

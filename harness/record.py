@@ -73,6 +73,19 @@ FIELDS: dict[str, str] = {f.name: f.metadata["meaning"] for f in fields(FitRecor
 
 NUMERIC_SCALARS = ("sigma", "loglik", "objective")
 
+#: the container fields' shapes: checked first, so a malformed record fails with one line
+_SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
+           ("fixef_se", Mapping, "a mapping of R column name to standard error"),
+           ("varcorr", list, "a list of rows {grp, var1, var2, vcov, sdcor}"),
+           ("theta", list | tuple, "a list of numbers"),
+           ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
+           ("messages", list | tuple, "a list of strings"),
+           ("versions", Mapping, "a mapping of component to version"))
+
+
+class MalformedRecord(ValueError):
+    """A fit returned something that is not a FitRecord's shape: the message names the field."""
+
 
 def empty_record(impl: str, case_id: str, *, REML: bool | None = None) -> dict[str, Any]:
     """A record with every field present and nothing estimated (the shape of a failed fit)."""
@@ -208,9 +221,18 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
     """Complete a partial mapping (a user's implementation may return only some fields) into a
     record, converting numbers to plain floats and NaN/inf to errors named by field."""
     rec = empty_record(impl, case_id)
+    if not isinstance(raw, Mapping):
+        raise MalformedRecord(f"the fit returned a {type(raw).__name__}, not a mapping of the "
+                              "record's fields")
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
-        raise ValueError(f"record has unknown fields {unknown}; known fields: {list(FIELDS)}")
+        raise MalformedRecord(f"record has unknown fields {unknown}; known fields: "
+                              f"{list(FIELDS)}")
+    for key, kind, what in _SHAPES:
+        value = raw.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise MalformedRecord(f"record field {key!r} is a {type(value).__name__}, expected "
+                                  f"{what}")
     rec.update({k: v for k, v in raw.items() if v is not None or k == "error"})
     rec["impl"], rec["case_id"] = impl, case_id
     problems: list[str] = []

@@ -10,14 +10,15 @@ from typing import Any
 
 from harness.compare import Comparison
 
-COLUMNS = ("agreed", "disagreed", "candidate-better", "failed", "judges-disagree", "drift",
-           "no-verdict", "skipped", "xfail", "xpass")
+COLUMNS = ("agreed", "disagreed", "candidate-better", "failed", "incomplete", "judges-disagree",
+           "drift", "no-verdict", "skipped", "xfail", "xpass")
 _SHORT = {"agreed": "ok", "disagreed": "DIS", "candidate-better": "BETTER", "failed": "FAIL",
           "reference-failed": "NO-REF", "no-verdict": "NO-REF", "judges-disagree": "JUDGES",
-          "drift": "DRIFT", "skipped": "skip", "xfail": "xfail", "xpass": "XPASS",
+          "drift": "DRIFT", "incomplete": "INCOMPL",
+          "skipped": "skip", "xfail": "xfail", "xpass": "XPASS",
           "error": "ERROR"}
 #: outcomes that are failures of the run (printed under "disagreements and failures")
-BAD = ("disagreed", "failed", "error", "xpass", "judges-disagree", "drift")
+BAD = ("disagreed", "failed", "error", "xpass", "judges-disagree", "drift", "incomplete")
 
 
 def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[str, Any]) -> None:
@@ -58,7 +59,7 @@ def _failed_outcome(entry: dict[str, Any], report: Any) -> str:
         return "no-verdict"
     if entry.get("drift") and entry["verdict"] in ("agreed", "candidate-better"):
         return "drift"
-    if entry["verdict"] in ("disagreed", "failed", "judges-disagree"):
+    if entry["verdict"] in ("disagreed", "failed", "judges-disagree", "incomplete"):
         return entry["verdict"]
     return "failed" if report.when == "call" else "error"
 
@@ -153,7 +154,8 @@ def results_for_report(entries: dict[str, dict[str, Any]],
 
 
 def write_benchmark_ratios(tr: Any, config: Any) -> None:
-    """One line per benchmarked case: median time of each implementation and mixedref/lme4."""
+    """One line per benchmarked case: the mixedref/lme4 ratio of median times, then each
+    implementation's median time with its ratio to lme4 and to mixedref."""
     bs = getattr(config, "_benchmarksession", None)
     benches = getattr(bs, "benchmarks", None) or []
     medians: dict[str, dict[str, float]] = defaultdict(dict)
@@ -161,13 +163,20 @@ def write_benchmark_ratios(tr: Any, config: Any) -> None:
         stats = getattr(b, "stats", None)
         if stats is None or not b.group:
             continue
-        impl = str(b.name).rsplit("-", 1)[-1].rstrip("]")
+        impl = (getattr(b, "extra_info", None) or {}).get("impl") \
+            or str(b.name).rsplit("-", 1)[-1].rstrip("]")
         medians[b.group][impl] = float(stats.median)
     if not medians:
         return
-    tr.write_sep("-", "mixedref harness: median fit times")
+    tr.write_sep("-", "mixedref harness: median fit times (x lme4, x mixedref)")
     for case, m in medians.items():
-        times = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in sorted(m.items()))
-        ratio = (f"mixedref/lme4 = {m['mixedref'] / m['lme4']:.2f}"
-                 if "mixedref" in m and m.get("lme4") else "mixedref/lme4 = n/a")
-        tr.write_line(f"{case}: {ratio} ({times})")
+        lme4, mine = m.get("lme4"), m.get("mixedref")
+        parts = []
+        for k, v in sorted(m.items()):
+            ratios = [f"{v / ref:.2f}x {name}" for name, ref in (("lme4", lme4),
+                                                                   ("mixedref", mine))
+                      if ref and k != name]
+            parts.append(f"{k} {v * 1e3:.1f} ms" + (f" [{', '.join(ratios)}]" if ratios else ""))
+        ratio = (f"mixedref/lme4 = {mine / lme4:.2f}" if mine and lme4
+                 else "mixedref/lme4 = n/a")
+        tr.write_line(f"{case}: {ratio} ({'; '.join(parts)})")

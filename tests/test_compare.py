@@ -14,6 +14,7 @@ from harness.compare import (
     CANDIDATE_BETTER,
     DISAGREED,
     FAILED,
+    INCOMPLETE,
     JUDGES_DISAGREE,
     REFERENCE_FAILED,
     Comparison,
@@ -202,15 +203,28 @@ def test_different_model_is_a_disagreement_even_with_lower_objective() -> None:
 
 
 def test_missing_fixef_is_a_failure_but_unreported_fields_are_not_compared() -> None:
-    partial = normalize_record({"fixef": {"(Intercept)": 251.4, "Days": 10.47}}, "user", "c")
-    comp = compare_records(_ref(), partial)
+    ref = _ref()
+    partial = normalize_record({"fixef": {"(Intercept)": 251.4, "Days": 10.47},
+                                "sigma": 25.6, "varcorr": ref["varcorr"]}, "user", "c")
+    comp = compare_records(ref, partial)
     assert comp.verdict == AGREED
-    assert {r.name for r in comp.rows if r.ok is None} >= {"sigma", "objective",
-                                                            "fixef_se[Days]"}
-    missing = normalize_record({"fixef": {"(Intercept)": 251.4}}, "user", "c")
-    comp = compare_records(_ref(), missing)
+    assert {r.name for r in comp.rows if r.ok is None} >= {"objective", "fixef_se[Days]"}
+    missing = normalize_record({"fixef": {"(Intercept)": 251.4}, "sigma": 25.6,
+                                "varcorr": ref["varcorr"]}, "user", "c")
+    comp = compare_records(ref, missing)
     assert comp.verdict == DISAGREED
     assert [(r.name, r.note) for r in comp.failures] == [("fixef[Days]", "missing")]
+
+
+@pytest.mark.parametrize("fields", [{"sigma": 25.6}, {"fixef_se": {"Days": 1.5}},
+                                    {"fixef": {"(Intercept)": 251.4, "Days": 10.47}}])
+def test_a_candidate_that_reports_almost_nothing_is_incomplete_not_agreed(fields) -> None:
+    comp = compare_records(_ref(), normalize_record(fields, "user", "c"))
+    assert comp.verdict == INCOMPLETE and not comp.ok
+    assert "incomplete: the candidate does not report" in comp.headline()
+    said = comp.headline().split("does not report ")[1].split(";")[0]
+    assert ("σ" in said) == ("sigma" not in fields)
+    assert ("the fixed effects" in said) == ("fixef" not in fields)
 
 
 def test_nothing_comparable_is_a_failure() -> None:

@@ -67,3 +67,13 @@ cat(validate_record(rec), sep = "\\n")
     lines = out.stdout.splitlines()
     assert lines[0].strip() == "0", out.stderr
     assert lines[1] == "record.sigma: expected number or null, got character"
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"fixef": [1.0, 2.0]}, "record field 'fixef' is a list, expected a mapping"),
+    ({"varcorr": {"grp": "g"}}, "record field 'varcorr' is a dict, expected a list of rows"),
+    ([1, 2], "the fit returned a list, not a mapping"),
+])
+def test_a_malformed_record_is_refused_in_one_line_naming_the_field(raw, words) -> None:
+    with pytest.raises(record.MalformedRecord, match=words.replace("(", r"\(")):
+        record.normalize_record(raw, "x", "c")
