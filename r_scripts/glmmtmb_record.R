@@ -110,50 +110,21 @@ glmmtmb_versions <- function() {
 # Fit `formula` (a string) to `data` with glmmTMB (Gaussian); return the record, never an
 # error. `timeout` (seconds; NULL: none) stops the fit: "timeout: glmmTMB did not finish...".
 glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeout = NULL) {
-  fields <- record_fields()
-  rec <- setNames(vector("list", length(fields)), fields)
-  rec$impl <- impl
-  rec$case_id <- case_id
-  rec$REML <- isTRUE(REML)
-  rec$fixef <- .as_object(NULL)
-  rec$fixef_se <- .as_object(NULL)
-  rec$varcorr <- list()
-  rec$ngroups <- .as_object(NULL)
-  rec$messages <- list()
+  rec <- empty_record(impl, case_id, REML)
   why <- glmmtmb_unavailable()
   rec$versions <- glmmtmb_versions()
   if (nzchar(why)) {
     rec$error <- why
     return(rec)
   }
-  msgs <- character(0)
-  t0 <- Sys.time()
-  fit <- tryCatch({
-    f <- stats::as.formula(formula)
-    t0 <- Sys.time()
-    m <- withCallingHandlers(.with_time_limit(
-      glmmTMB::glmmTMB(f, data = data, family = stats::gaussian(), REML = isTRUE(REML)),
-      timeout),
-      warning = function(w) {
-        msgs <<- c(msgs, conditionMessage(w))
-        invokeRestart("muffleWarning")
-      },
-      message = function(m) {
-        msgs <<- c(msgs, sub("\n$", "", conditionMessage(m)))
-        invokeRestart("muffleMessage")
-      })
-    rec$seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
-    m
-  }, error = function(e) {
-    timed_out <- !is.null(timeout) && is.finite(timeout) &&
-      (grepl("elapsed time limit", conditionMessage(e), fixed = TRUE) ||
-         as.numeric(difftime(Sys.time(), t0, units = "secs")) >= timeout)
-    rec$error <<- if (timed_out) {
-      rec$seconds <<- as.numeric(difftime(Sys.time(), t0, units = "secs"))
-      sprintf("timeout: glmmTMB did not finish within %s s", format(timeout))
-    } else conditionMessage(e)
-    NULL
-  })
+  out <- fit_captured(function() {
+    glmmTMB::glmmTMB(stats::as.formula(formula), data = data, family = stats::gaussian(),
+                     REML = isTRUE(REML))
+  }, timeout, "glmmTMB")
+  fit <- out$fit
+  msgs <- out$messages
+  rec["seconds"] <- list(out$seconds)  # [<- keeps a NULL field; $<- would drop it
+  rec["error"] <- list(out$error)
   opt <- if (is.null(fit)) NULL else fit$fit
   if (!is.null(opt) && !identical(as.numeric(opt$convergence), 0))
     msgs <- c(msgs, paste("optimizer (nlminb):", opt$message))

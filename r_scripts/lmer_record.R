@@ -31,11 +31,8 @@ lmer_versions <- function() {
   expr
 }
 
-# Fit `formula` (a string) to `data` with lmer's defaults; return the record, never an error.
-# `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
-# `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
-lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                        timeout = NULL) {
+# A record with every field present and nothing estimated (the shape of a failed fit).
+empty_record <- function(impl, case_id, REML) {
   fields <- record_fields()
   rec <- setNames(vector("list", length(fields)), fields)
   rec$impl <- impl
@@ -45,16 +42,21 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec$fixef_se <- .as_object(NULL)
   rec$varcorr <- list()
   rec$ngroups <- .as_object(NULL)
-  rec$versions <- lmer_versions()
+  rec$messages <- list()
+  rec
+}
+
+# Run `fit_fun()` under the time limit with every warning and message captured inside R;
+# never an error: list(fit (NULL on failure), messages, seconds, error). `what` names the
+# engine in the timeout text ("timeout: lme4 did not finish within 5 s").
+fit_captured <- function(fit_fun, timeout, what) {
   msgs <- character(0)
+  seconds <- NULL
+  error <- NULL
   t0 <- Sys.time()
   fit <- tryCatch({
-    f <- stats::as.formula(formula)
     t0 <- Sys.time()
-    m <- withCallingHandlers(.with_time_limit(
-      if (is.null(optimizer)) lme4::lmer(f, data = data, REML = isTRUE(REML))
-      else lme4::lmer(f, data = data, REML = isTRUE(REML),
-                      control = lme4::lmerControl(optimizer = optimizer)), timeout),
+    m <- withCallingHandlers(.with_time_limit(fit_fun(), timeout),
       warning = function(w) {
         msgs <<- c(msgs, conditionMessage(w))
         invokeRestart("muffleWarning")
@@ -63,18 +65,38 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
         msgs <<- c(msgs, sub("\n$", "", conditionMessage(m)))
         invokeRestart("muffleMessage")
       })
-    rec$seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+    seconds <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
     m
   }, error = function(e) {
     timed_out <- !is.null(timeout) && is.finite(timeout) &&
       (grepl("elapsed time limit", conditionMessage(e), fixed = TRUE) ||
          as.numeric(difftime(Sys.time(), t0, units = "secs")) >= timeout)
-    rec$error <<- if (timed_out) {
-      rec$seconds <<- as.numeric(difftime(Sys.time(), t0, units = "secs"))
-      sprintf("timeout: lme4 did not finish within %s s", format(timeout))
-    } else conditionMessage(e)
+    if (timed_out) {
+      seconds <<- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+      error <<- sprintf("timeout: %s did not finish within %s s", what, format(timeout))
+    } else error <<- conditionMessage(e)
     NULL
   })
+  list(fit = fit, messages = msgs, seconds = seconds, error = error)
+}
+
+# Fit `formula` (a string) to `data` with lmer's defaults; return the record, never an error.
+# `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
+# `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
+lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
+                        timeout = NULL) {
+  rec <- empty_record(impl, case_id, REML)
+  rec$versions <- lmer_versions()
+  out <- fit_captured(function() {
+    f <- stats::as.formula(formula)
+    if (is.null(optimizer)) lme4::lmer(f, data = data, REML = isTRUE(REML))
+    else lme4::lmer(f, data = data, REML = isTRUE(REML),
+                    control = lme4::lmerControl(optimizer = optimizer))
+  }, timeout, "lme4")
+  fit <- out$fit
+  msgs <- out$messages
+  rec["seconds"] <- list(out$seconds)  # [<- keeps a NULL field; $<- would drop it
+  rec["error"] <- list(out$error)
   rec$messages <- as.list(msgs)
   if (is.null(fit)) return(rec)
   m <- fit
