@@ -122,7 +122,8 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
     (length(lme4_codes) == 0 || all(lme4_codes == 0)) &&
     !any(grepl("converge", msgs, ignore.case = TRUE))
   rec$singular <- lme4::isSingular(m)
-  rec$nfev <- m@optinfo$feval
+  fe <- m@optinfo$feval
+  rec["nfev"] <- list(if (is.null(fe) || is.na(fe)) NULL else as.integer(fe))  # nlminb: NA
   rec
 }
 

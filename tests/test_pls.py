@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 
+from mixedref import literal
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import MixedrefError
 from mixedref.optimize import optimize_theta
 from mixedref.pls import PLSObjective
-
-literal = pytest.importorskip("mixedref.literal")
 
 
 def _term(group: str, cols: tuple[str, ...], X: np.ndarray, codes: np.ndarray, m: int) -> ReTerm:

@@ -16,7 +16,6 @@ are fixed strings of lme4 1.1-31 / R 4.2 (lFormula's "response must be numeric",
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -205,11 +204,10 @@ def test_conversion_keeps_what_r_can_take_and_ignores_unusable_unused_columns(
 def test_case_timeout_stops_lme4_inside_r_and_r_goes_on(live: Lme4Live) -> None:
     big = CASES["InstEval-service-ML"]  # lme4 about 10 s here
     r_process = in_r("r_sleep", 0)
-    t0 = time.perf_counter()
     rec = runner.fit_case(live, big, timeout=0.5, use_cache=False)  # the R lane loads the data
-    wall = time.perf_counter() - t0
     assert rec["error"] == "timeout: lme4 did not finish within 0.5 s"
-    assert 0.5 <= rec["seconds"] < 3 and wall < 6
+    # the fit was stopped, not finished late: the record carries no estimates
+    assert rec["objective"] is None and rec["theta"] is None and not rec["fixef"]
     # R stopped itself (setTimeLimit): the same R process goes on, the worker was not killed
     assert in_r("r_sleep", 0) == r_process
     # the limit was lifted (the next fits start after it would have expired): they run to the
@@ -229,7 +227,8 @@ def test_an_r_that_does_not_stop_itself_is_killed_and_restarted(live: Lme4Live) 
     # anew in a new worker, which fits right
     r_process = in_r("r_sleep", 0)
     out = isolation.call(Lme4Live.lane, "time:sleep", 60, timeout=1)
-    assert out.kind == "timeout" and 1 <= out.seconds < 3
+    assert out.kind == "timeout" and out.value is None
+    assert out.error.startswith("timeout: killed after ") and "limit is 1 s" in out.error
     assert in_r("r_sleep", 0) != r_process
     case = CASES["sleepstudy-slopes-REML"]
     assert compare_records(Lme4Recorded().fit(case, None),

@@ -9,7 +9,6 @@ fault was made (a criterion 10 lower, the 2π constant left out, β one SE off),
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -90,9 +89,7 @@ def test_six_faults_each_fail_alone_named_within_the_timeout(
             "sleepstudy-slopes-REML and not test_fit"]
     for impl in IMPLS:
         args += ["--impl", f"faults_v:{impl}"]
-    t0 = time.perf_counter()
-    result = pytester.runpytest_subprocess(*args, timeout=300)
-    wall = time.perf_counter() - t0
+    result = pytester.runpytest_subprocess(*args, timeout=300)  # a hang fails the test here
     out = result.stdout.str()
     result.assert_outcomes(failed=len(IMPLS))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -103,8 +100,8 @@ def test_six_faults_each_fail_alone_named_within_the_timeout(
         assert any(re.search(pattern, ln) for ln in lines[impl]), (impl, lines[impl])
     result.stdout.fnmatch_lines(["*mixedref harness summary*",
                                  "disagreements and failures (6):*"])
-    # six items, each bounded: the C call and the hog within timeout + 10 s, the rest quick
-    assert wall < 6 * 15 + 30, wall
+    # the C call was killed at the case's limit, as the harness measured it
+    assert re.search(r"svd60 vs lme4-recorded: failed: timeout: killed after 5\.\d s", out)
 
 
 def test_live_reference_without_r_is_a_usage_error(pytester: pytest.Pytester,
