@@ -1,5 +1,6 @@
 """mixedref: linear mixed models from the equations, with lme4's formulas, names and answers."""
 
+from mixedref import family
 from mixedref.design import build_model
 from mixedref.errors import (
     ConvergenceWarning,
@@ -14,6 +15,7 @@ from mixedref.errors import (
     SingularFitWarning,
 )
 from mixedref.fit import LmerFit
+from mixedref.glmer import GlmerFit, glmer
 from mixedref.modular import devfun, fit_model, lmer
 
 __version__ = "0.1.0"
@@ -24,6 +26,7 @@ __all__ = [
     "DegenerateResponseWarning",
     "DuplicateTermWarning",
     "FormulaError",
+    "GlmerFit",
     "LmerFit",
     "MixedrefError",
     "MixedrefWarning",
@@ -33,6 +36,8 @@ __all__ = [
     "__version__",
     "build_model",
     "devfun",
+    "family",
     "fit_model",
+    "glmer",
     "lmer",
 ]

@@ -13,11 +13,19 @@
 #
 # Added column: sleepstudy gains `fDays`, a factor copy of Days (levels "0".."9"), so that a
 # catalog formula can put Days in the fixed part as a factor.
+#
+# The GLMM datasets (glmer's cases): lme4's cbpp, grouseticks, VerbAgg and Arabidopsis, and
+# mlmRev's Contraception (source "mlmRev": Debian's r-cran-mlmrev). Their columns are exported as
+# R has them (VerbAgg's resp an ordered factor, Arabidopsis' gen, rack and nutrient integers).
 
 suppressPackageStartupMessages({
   library(lme4)
+  library(mlmRev)
   library(yaml)
 })
+
+#: Sources whose entries this script writes (and replaces); every other entry is kept.
+OWN_SOURCES <- c("lme4", "mlmRev")
 
 script_dir <- function() {
   arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
@@ -56,14 +64,14 @@ column_text <- function(name, x) {
   format_double(x)
 }
 
-write_dataset <- function(name, d, out_dir, description) {
+write_dataset <- function(name, d, out_dir, description, source = "lme4") {
   text <- as.data.frame(Map(column_text, names(d), d), stringsAsFactors = FALSE,
                         optional = TRUE)
   file <- paste0(name, ".csv.gz")
   con <- gzfile(file.path(out_dir, file), "w")
   write.csv(text, con, row.names = FALSE, quote = FALSE)
   close(con)
-  list(source = "lme4", description = description, file = file, nrow = nrow(d),
+  list(source = source, description = description, file = file, nrow = nrow(d),
        columns = unname(Map(column_meta, names(d), d)))
 }
 
@@ -78,7 +86,18 @@ lme4_datasets <- function() {
     Penicillin = list(lme4::Penicillin, "lme4::Penicillin: crossed plate x sample"),
     Pastes = list(lme4::Pastes, "lme4::Pastes: casks nested in batches"),
     cake = list(lme4::cake, "lme4::cake: breakage angle, temperature an ordered factor"),
-    InstEval = list(lme4::InstEval, "lme4::InstEval: 73421 lecture evaluations")
+    InstEval = list(lme4::InstEval, "lme4::InstEval: 73421 lecture evaluations"),
+    cbpp = list(lme4::cbpp, paste("lme4::cbpp: contagious bovine pleuropneumonia, new cases",
+                                  "(incidence) of size animals per herd and period (56 rows)")),
+    grouseticks = list(lme4::grouseticks, paste("lme4::grouseticks: ticks on red grouse chicks",
+                                                "(403 chicks, 118 broods, 63 locations, 3 years)")),
+    VerbAgg = list(lme4::VerbAgg, paste("lme4::VerbAgg: verbal aggression, 316 subjects x 24",
+                                        "items crossed; r2 the binary response (N, Y)")),
+    Arabidopsis = list(lme4::Arabidopsis, paste("lme4::Arabidopsis: fruit counts of 625 plants",
+                                                "(9 populations, 24 genotypes)")),
+    Contraception = list(mlmRev::Contraception, paste(
+      "mlmRev::Contraception: contraceptive use of 1934 Bangladeshi women in 60 districts",
+      "(age centred)"), "mlmRev")
   )
 }
 
@@ -95,17 +114,19 @@ main <- function() {
   new <- list()
   for (nm in names(lme4_datasets())) {
     item <- lme4_datasets()[[nm]]
-    new[[nm]] <- write_dataset(nm, item[[1]], out_dir, item[[2]])
+    source <- if (length(item) >= 3) item[[3]] else "lme4"
+    new[[nm]] <- write_dataset(nm, item[[1]], out_dir, item[[2]], source)
     cat(sprintf("wrote %s (%d rows)\n", file.path(out_dir, new[[nm]]$file), nrow(item[[1]])))
   }
   for (nm in names(old)) {
-    if (!identical(old[[nm]]$source, "lme4")) new[[nm]] <- old[[nm]]
+    if (!isTRUE(old[[nm]]$source %in% OWN_SOURCES)) new[[nm]] <- old[[nm]]
   }
   header <- paste0(
     "# Dataset metadata for this folder (read by harness/datasets.py, r_scripts/catalog.R).\n",
-    "# Entries with source lme4 are written by r_scripts/export_datasets.R, entries with source\n",
-    "# simulated by `python -m harness.simulate --write`; each writer keeps the other's entries.\n")
-  writeLines(c(header, yaml::as.yaml(list(datasets = new))), meta_path, sep = "")
+    "# Entries with source lme4 or mlmRev are written by r_scripts/export_datasets.R, entries with\n",
+    "# source simulated by `python -m harness.simulate --write`; each writer keeps the other's entries.\n")
+  # precision 15: as.yaml's default (7 digits) would round the simulated entries' truth
+  writeLines(c(header, yaml::as.yaml(list(datasets = new), precision = 15)), meta_path, sep = "")
   cat(sprintf("wrote %s\n", meta_path))
 }
 

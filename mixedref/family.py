@@ -1,0 +1,250 @@
+"""GLM families and links as R's ``stats`` defines them (what glmer takes as ``family=``).
+
+A :class:`Family` carries the link (linkfun, linkinv, mu_eta), the variance function, the unit
+deviance (``dev_resids``), R's ``aic`` (-2 log-likelihood of the family, with R's dispersion
+plug-in for Gamma and inverse Gaussian) and the validity checks of mu and eta. Names, link
+names and defaults are R's: ``binomial`` (logit, probit, cauchit, log, cloglog), ``poisson``
+(log, identity, sqrt), ``Gamma`` (inverse, identity, log), ``inverse.gaussian`` (1/mu^2,
+inverse, identity, log). :func:`get_family` turns what a user passes into a Family and raises
+:class:`FamilyError` for a name or link R does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from mixedref.errors import MixedrefError
+
+Array = np.ndarray
+
+_EPS = np.finfo(float).eps
+#: R's thresholds in binomial()$linkinv / mu.eta (logit) and make.link's probit/cloglog
+_THRESH = -np.log(_EPS)
+_MTHRESH = np.log(_EPS)
+_PROBIT_T = -special.ndtri(_EPS)
+
+
+class FamilyError(MixedrefError):
+    """An unknown family, or a link the family does not offer."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link as R's make.link: g (linkfun), g^-1 (linkinv), d mu / d eta, valideta."""
+
+    name: str
+    linkfun: Callable[[Array], Array]
+    linkinv: Callable[[Array], Array]
+    mu_eta: Callable[[Array], Array]
+    valideta: Callable[[Array], bool] = lambda eta: True
+
+
+def _logit_inv(eta: Array) -> Array:
+    return special.expit(eta)
+
+
+def _logit_mu_eta(eta: Array) -> Array:
+    e = np.exp(-np.abs(eta))
+    out = e / (1.0 + e) ** 2
+    return np.maximum(out, _EPS)
+
+
+def _probit_inv(eta: Array) -> Array:
+    return special.ndtr(np.clip(eta, -_PROBIT_T, _PROBIT_T))
+
+
+def _probit_mu_eta(eta: Array) -> Array:
+    return np.maximum(np.exp(-0.5 * eta * eta) / np.sqrt(2 * np.pi), _EPS)
+
+
+def _cloglog_inv(eta: Array) -> Array:
+    return np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS)
+
+
+def _cloglog_mu_eta(eta: Array) -> Array:
+    eta = np.minimum(eta, 700.0)
+    return np.maximum(np.exp(eta) * np.exp(-np.exp(eta)), _EPS)
+
+
+def _cauchit_inv(eta: Array) -> Array:
+    thresh = -(np.tan(np.pi * (_EPS - 0.5)))
+    return 0.5 + np.arctan(np.clip(eta, -thresh, thresh)) / np.pi
+
+
+def _cauchit_mu_eta(eta: Array) -> Array:
+    return np.maximum(1.0 / (np.pi * (1.0 + eta * eta)), _EPS)
+
+
+LINKS: dict[str, Link] = {
+    "logit": Link("logit", special.logit, _logit_inv, _logit_mu_eta),
+    "probit": Link("probit", special.ndtri, _probit_inv, _probit_mu_eta),
+    "cloglog": Link("cloglog", lambda mu: np.log(-np.log1p(-mu)), _cloglog_inv, _cloglog_mu_eta),
+    "cauchit": Link("cauchit", lambda mu: np.tan(np.pi * (mu - 0.5)), _cauchit_inv,
+                    _cauchit_mu_eta),
+    "log": Link("log", np.log, lambda eta: np.maximum(np.exp(eta), _EPS),
+                lambda eta: np.maximum(np.exp(eta), _EPS)),
+    "identity": Link("identity", lambda mu: np.asarray(mu, float),
+                     lambda eta: np.asarray(eta, float),
+                     lambda eta: np.ones_like(eta, dtype=float)),
+    "sqrt": Link("sqrt", np.sqrt, lambda eta: eta * eta, lambda eta: 2.0 * eta,
+                 lambda eta: bool(np.all(np.isfinite(eta)) and np.all(eta > 0))),
+    "inverse": Link("inverse", lambda mu: 1.0 / mu, lambda eta: 1.0 / eta,
+                    lambda eta: -1.0 / (eta * eta),
+                    lambda eta: bool(np.all(np.isfinite(eta)) and np.all(eta != 0))),
+    "1/mu^2": Link("1/mu^2", lambda mu: 1.0 / (mu * mu), lambda eta: 1.0 / np.sqrt(eta),
+                   lambda eta: -1.0 / (2.0 * eta ** 1.5),
+                   lambda eta: bool(np.all(np.isfinite(eta)) and np.all(eta > 0))),
+}
+
+
+def _ylogy(y: Array, mu: Array) -> Array:
+    """y log(y / mu), 0 where y == 0 (R's y_log_y)."""
+    return special.xlogy(y, y / mu)
+
+
+# ---------------------------------------------------------------------------- families
+
+
+def _binom_dev(y: Array, mu: Array, wt: Array) -> Array:
+    return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+
+
+def _binom_aic(y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
+    """R's binomial()$aic: m trials per row (n when any n > 1, else the prior weights)."""
+    m = n if np.any(n > 1) else wt
+    k = np.round(m * y)
+    mm = np.round(m)
+    logd = (special.gammaln(mm + 1) - special.gammaln(k + 1) - special.gammaln(mm - k + 1)
+            + special.xlogy(k, mu) + special.xlog1py(mm - k, -mu))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
+    return float(-2.0 * np.sum(f * logd))
+
+
+def _pois_dev(y: Array, mu: Array, wt: Array) -> Array:
+    return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+
+
+def _pois_aic(y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
+    logd = special.xlogy(y, mu) - mu - special.gammaln(y + 1)
+    return float(-2.0 * np.sum(logd * wt))
+
+
+def _gamma_dev(y: Array, mu: Array, wt: Array) -> Array:
+    return -2.0 * wt * (np.log(np.where(y == 0, 1.0, y / mu)) - (y - mu) / mu)
+
+
+def _gamma_aic(y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
+    nn = np.sum(wt)
+    disp = dev / nn
+    shape = 1.0 / disp
+    scale = mu * disp
+    logd = (-special.gammaln(shape) - shape * np.log(scale) + (shape - 1.0) * np.log(y)
+            - y / scale)
+    return float(-2.0 * np.sum(logd * wt) + 2.0)
+
+
+def _ig_dev(y: Array, mu: Array, wt: Array) -> Array:
+    return wt * ((y - mu) ** 2) / (y * mu * mu)
+
+
+def _ig_aic(y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
+    sw = np.sum(wt)
+    return float(sw * (np.log(dev / sw * 2.0 * np.pi) + 1.0) + 3.0 * np.sum(np.log(y) * wt) + 2.0)
+
+
+@dataclass(frozen=True)
+class Family:
+    """An R family object: its name and link, and the functions glmer needs of it."""
+
+    name: str
+    link: str
+    linkfun: Callable[[Array], Array]
+    linkinv: Callable[[Array], Array]
+    mu_eta: Callable[[Array], Array]
+    variance: Callable[[Array], Array]
+    dev_resids: Callable[[Array, Array, Array], Array]
+    aic: Callable[[Array, Array, Array, Array, float], float]
+    validmu: Callable[[Array], bool]
+    valideta: Callable[[Array], bool]
+    #: True when the family has a scale parameter that glmer estimates (Gamma, inverse Gaussian)
+    has_scale: bool = False
+
+    def __repr__(self) -> str:
+        return f"Family({self.name!r}, link={self.link!r})"
+
+
+_FAMILIES = {
+    # name: (default link, allowed links, variance, dev_resids, aic, validmu, has_scale)
+    "binomial": ("logit", ("logit", "probit", "cauchit", "log", "cloglog"),
+                 lambda mu: mu * (1.0 - mu), _binom_dev, _binom_aic,
+                 lambda mu: bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1))), False),
+    "poisson": ("log", ("log", "identity", "sqrt"), lambda mu: mu, _pois_dev, _pois_aic,
+                lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), False),
+    "Gamma": ("inverse", ("inverse", "identity", "log"), lambda mu: mu * mu, _gamma_dev,
+              _gamma_aic, lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), True),
+    "inverse.gaussian": ("1/mu^2", ("1/mu^2", "inverse", "identity", "log"),
+                         lambda mu: mu ** 3, _ig_dev, _ig_aic, lambda mu: True, True),
+}
+
+#: Spellings R accepts for the family argument as a string (glmer calls get(family)).
+_ALIASES = {"binomial": "binomial", "poisson": "poisson", "Gamma": "Gamma",
+            "inverse.gaussian": "inverse.gaussian", "quasibinomial": None, "quasipoisson": None,
+            "quasi": None}
+
+
+def make_family(name: str, link: str | None = None) -> Family:
+    """The family ``name`` with ``link`` (None: R's default link for it)."""
+    if name == "gaussian":
+        raise FamilyError("family 'gaussian' (identity link) is lmer's model: use mixedref.lmer")
+    if name in _ALIASES and _ALIASES[name] is None:
+        raise FamilyError(f"family {name!r} is a quasi-likelihood family, which glmer does not fit")
+    if name not in _FAMILIES:
+        hint = ""
+        low = {k.lower(): k for k in _FAMILIES}
+        if name.lower() in low:
+            hint = f" (R spells it {low[name.lower()]!r})"
+        raise FamilyError(f"unknown family {name!r}{hint}; glmer's families: "
+                          f"{', '.join(_FAMILIES)}")
+    default, allowed, variance, dev, aic, validmu, has_scale = _FAMILIES[name]
+    link = default if link is None else link
+    if link not in allowed:
+        raise FamilyError(f"link {link!r} not available for {name} family; available links are "
+                          + ", ".join(repr(k) for k in allowed))
+    lk = LINKS[link]
+    return Family(name=name, link=link, linkfun=lk.linkfun, linkinv=lk.linkinv,
+                  mu_eta=lk.mu_eta, variance=variance, dev_resids=dev, aic=aic,
+                  validmu=validmu, valideta=lk.valideta, has_scale=has_scale)
+
+
+def binomial(link: str = "logit") -> Family:
+    return make_family("binomial", link)
+
+
+def poisson(link: str = "log") -> Family:
+    return make_family("poisson", link)
+
+
+def Gamma(link: str = "inverse") -> Family:  # noqa: N802 - R's name
+    return make_family("Gamma", link)
+
+
+def inverse_gaussian(link: str = "1/mu^2") -> Family:
+    return make_family("inverse.gaussian", link)
+
+
+def get_family(family: str | Family, link: str | None = None) -> Family:
+    """A Family from a name as R writes it (with ``link``) or a Family (``link`` must then be
+    None or the family's own)."""
+    if isinstance(family, Family):
+        if link is not None and link != family.link:
+            return make_family(family.name, link)
+        return family
+    if not isinstance(family, str):
+        raise FamilyError(f"family must be a name such as 'binomial' or a Family, not "
+                          f"{type(family).__name__}")
+    return make_family(family, link)

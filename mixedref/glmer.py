@@ -1,0 +1,884 @@
+"""``glmer``: generalized linear mixed models as lme4 1.1-31's glmer, with its quantities.
+
+The stages follow lme4's: the response is prepared as R's family ``initialize`` does (a factor's
+first level is failure, ``cbind(successes, failures)`` becomes proportions with the trials as
+prior weights, proportions take ``weights=`` as trials), the matrices come from
+:func:`mixedref.design.build_model`, the criterion from :mod:`mixedref.pirls`, and the
+optimization is lme4's two stages:
+
+1. theta alone, beta estimated inside PIRLS (lme4's nAGQ = 0 criterion, ``nAGQ0initStep``),
+   from lme4's start (identity templates);
+2. theta and beta together under the Laplace (nAGQ = 1) or adaptive Gauss-Hermite criterion,
+   from stage 1's estimate, with lme4's stage-2 initial steps (0.02 for theta, 0.2 SE for beta,
+   SE capped at 10), then lme4's boundary check.
+
+Both stages use NLopt's BOBYQA (lme4's defaults are minqa's bobyqa, then Nelder-Mead). The
+Hessian of the stage-2 criterion by lme4's central differences (deriv12, step 1e-4) gives
+lme4's default ``vcov``; the R_X-based one is ``vcov_rx``.
+
+:func:`glmer_devfun` is lme4's ``glmer(..., devFunOnly = TRUE)``: the criterion at any
+(theta, beta), for cross-evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
+from typing import Any
+
+import nlopt
+import numpy as np
+import pandas as pd
+from scipy import stats
+from threadpoolctl import threadpool_limits
+
+from mixedref.design import ModelFrame, build_model
+from mixedref.errors import DataError, FormulaError, MixedrefError
+from mixedref.family import Family, FamilyError, get_family
+from mixedref.fit import FitSummary, make_unique
+from mixedref.fixed import evaluate
+from mixedref.formula import Call, deparse, parse_formula
+from mixedref.optimize import SINGULAR_TOL, is_singular
+from mixedref.pirls import (
+    MAXIT,
+    TOL_PWRSS,
+    GlmmObjective,
+    PIRLSError,
+    PirlsState,
+    theta_template,
+)
+
+__all__ = ["FamilyError", "GlmerControl", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
+
+VectorArg = str | np.ndarray | Sequence[float] | None
+
+_Y = "glmerY__"
+_W = "glmerW__"
+
+
+class ResponseError(DataError):
+    """The response cannot be modelled by the family (range, integer counts, weights)."""
+
+
+@dataclass(frozen=True)
+class GlmerControl:
+    """glmer's settings; defaults are lme4 1.1-31's glmerControl() where lme4 has them."""
+
+    tol_pwrss: float = TOL_PWRSS
+    maxit: int = MAXIT
+    nAGQ0initStep: bool = True  # noqa: N815 - lme4's name
+    boundary_tol: float = 1e-5
+    calc_derivs: bool = True
+    # NLopt BOBYQA stopping rules for both stages (as the project's lmer Control)
+    xtol_abs: float = 1e-8
+    ftol_abs: float = 1e-8
+    maxeval: int = 100_000
+    #: stage-1 initial step (minqa's rhobeg for a start of 1)
+    stage1_step: float = 0.2
+    start_theta: tuple[float, ...] | None = None
+    start_fixef: tuple[float, ...] | None = None
+
+    @classmethod
+    def from_any(cls, control: GlmerControl | Mapping[str, Any] | None) -> GlmerControl:
+        if control is None:
+            return cls()
+        if isinstance(control, GlmerControl):
+            return control
+        if isinstance(control, Mapping):
+            names = {f.name for f in fields(cls)}
+            unknown = sorted(set(control) - names)
+            if unknown:
+                raise MixedrefError(f"unknown control settings {unknown}; known: {sorted(names)}")
+            return replace(cls(), **dict(control))
+        raise MixedrefError(f"control must be None, a GlmerControl or a mapping, not "
+                            f"{type(control).__name__}")
+
+
+# --------------------------------------------------------------------------- the response
+
+
+def _split_formula(formula: str) -> tuple[str, str]:
+    depth = 0
+    for i, ch in enumerate(formula):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "~" and depth == 0:
+            return formula[:i], formula[i + 1:]
+    raise FormulaError(f"formula {formula!r} has no '~' (write it as 'response ~ terms')")
+
+
+def _numeric(raw: object, what: str) -> np.ndarray:
+    if isinstance(raw, pd.Categorical):
+        raise ResponseError(f"{what} must be numeric, got a factor")
+    return np.asarray(raw, dtype=float)
+
+
+@dataclass
+class _Prepared:
+    formula: str  # the rewritten formula handed to build_model
+    response: str  # the response as written
+    data: pd.DataFrame
+    weights: str | None
+    counts: bool  # the response came as cbind() counts (trials travel in the weights)
+
+
+def _prepare(formula: str, data: pd.DataFrame, family: Family, weights: VectorArg) -> _Prepared:
+    """Rewrite the response as a numeric column (and the trials into the weights)."""
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    parsed = parse_formula(formula)
+    lhs_text, rhs_text = _split_formula(formula)
+    resp = parsed.response
+    assert resp is not None
+    cache: dict[str, Any] = {}
+    n = data.shape[0]
+    if weights is None:
+        w = np.ones(n)
+    elif isinstance(weights, str):
+        if weights not in data.columns:
+            raise FormulaError(f"weights column {weights!r} is not in the data")
+        w = _numeric(data[weights].to_numpy(), "weights")
+    else:
+        w = np.asarray(weights, dtype=float)
+        if w.shape != (n,):
+            raise DataError(f"weights must have one value per row of the data ({n}), got shape "
+                            f"{w.shape}")
+    if np.any(w[np.isfinite(w)] < 0):
+        raise ResponseError("negative weights not allowed")
+    counts = False
+    if isinstance(resp, Call) and resp.fn == "cbind":
+        if len(resp.args) != 2:
+            raise FormulaError(f"cbind() response needs two columns (successes, failures), got "
+                               f"{len(resp.args)}: {deparse(resp)}")
+        if family.name != "binomial":
+            raise ResponseError(f"a cbind(successes, failures) response needs the binomial "
+                                f"family, not {family.name}")
+        s = _numeric(evaluate(resp.args[0], data, cache), deparse(resp.args[0]))
+        f = _numeric(evaluate(resp.args[1], data, cache), deparse(resp.args[1]))
+        ok = np.isfinite(s) & np.isfinite(f)
+        if np.any((s[ok] < 0) | (f[ok] < 0)):
+            raise ResponseError(f"counts in {deparse(resp)} must be non-negative")
+        if np.any(np.abs(s[ok] - np.round(s[ok])) > 1e-3) or np.any(
+                np.abs(f[ok] - np.round(f[ok])) > 1e-3):
+            raise ResponseError(f"non-integer counts in a binomial response {deparse(resp)}")
+        tot = s + f
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(tot > 0, s / np.where(tot > 0, tot, 1.0), 0.0)
+        y[~ok] = np.nan
+        w = w * tot
+        counts = True
+    else:
+        raw = evaluate(resp, data, cache)
+        if isinstance(raw, pd.Categorical):
+            if family.name != "binomial":
+                raise ResponseError(f"response {deparse(resp)!r} is a factor: only the binomial "
+                                    f"family takes one (got {family.name})")
+            codes = raw.codes.astype(float)
+            y = np.where(codes < 0, np.nan, (codes > 0).astype(float))
+        else:
+            y = np.asarray(raw, dtype=float)
+            if y.dtype.kind == "b":
+                y = y.astype(float)
+    data2 = data.copy(deep=False)
+    for name in (_Y, _W):
+        if name in data2.columns:
+            raise DataError(f"data has a column named {name!r}, which glmer reserves")
+    data2[_Y] = y
+    data2[_W] = w
+    return _Prepared(formula=f"{_Y} ~{rhs_text}", response=lhs_text.strip(), data=data2,
+                     weights=_W, counts=counts)
+
+
+def _check_response(family: Family, y: np.ndarray, w: np.ndarray, counts: bool,
+                    response: str) -> None:
+    """R's family initialize checks, as errors (R only warns about non-integer counts)."""
+    name = family.name
+    if name == "binomial":
+        if np.any((y < 0) | (y > 1)):
+            raise ResponseError(f"binomial response {response!r}: y values must be 0 <= y <= 1 "
+                                "(proportions, with the trials as weights, or 0/1, or "
+                                "cbind(successes, failures))")
+        m = w * y
+        if np.any(np.abs(m - np.round(m)) > 1e-3):
+            raise ResponseError(f"non-integer #successes in the binomial response {response!r}: "
+                                "weights * y must be whole numbers (give the trials as weights)")
+    elif name == "poisson":
+        if np.any(y < 0):
+            raise ResponseError(f"negative values not allowed for the 'Poisson' family "
+                                f"(response {response!r})")
+        if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))):
+            raise ResponseError(f"non-integer counts in the Poisson response {response!r}")
+    elif name == "Gamma":
+        if np.any(y <= 0):
+            raise ResponseError(f"non-positive values not allowed for the 'Gamma' family "
+                                f"(response {response!r})")
+    elif name == "inverse.gaussian":
+        if np.any(y <= 0):
+            raise ResponseError(f"positive values only are allowed for the 'inverse.gaussian' "
+                                f"family (response {response!r})")
+    if np.ptp(y) == 0 and not counts:
+        raise ResponseError(f"response {response!r} is constant")
+
+
+def _mustart(family: Family, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """R's family initialize: the starting mean."""
+    if family.name == "binomial":
+        return (w * y + 0.5) / (w + 1.0)
+    if family.name == "poisson":
+        return y + 0.1
+    return y.copy()
+
+
+_LMER_ONLY = ("number of levels of each grouping factor must be <",
+              "number of observations (=")
+
+
+def _build(prep: _Prepared, offset: VectorArg) -> ModelFrame:
+    """build_model with glmer's checks: build_model applies lmer's (a grouping factor with as
+    many levels as observations, as many random effects as observations, both refused), which
+    glmer allows; on those two errors the frame is built from the data stacked twice (every
+    matrix row-wise, level sets and rank unchanged) and cut back to the original rows."""
+    try:
+        return build_model(prep.formula, prep.data, weights=prep.weights, offset=offset)
+    except DataError as exc:
+        if not str(exc).startswith(_LMER_ONLY):
+            raise
+    d2 = pd.concat([prep.data, prep.data], ignore_index=True)
+    off2 = offset
+    if offset is not None and not isinstance(offset, str):
+        o = np.asarray(offset, dtype=float)
+        off2 = np.concatenate([o, o])
+    m2 = build_model(prep.formula, d2, weights=prep.weights, offset=off2)
+    n = m2.n // 2
+    terms = []
+    for t in m2.reterms:
+        terms.append(type(t)(t.group, t.columns, t.X[:n], t.codes[:n], t.levels))
+    for t in terms:
+        if t.nlevels > n:
+            raise DataError("number of levels of each grouping factor must be <= number of "
+                            f"observations (problems: {t.group})")
+    for t in terms:  # lme4's check.nobs.vs.nRE for glmer: per term, n < nlevels * q refused
+        if n < t.nlevels * t.q:
+            raise DataError(f"number of observations (={n}) < number of random effects "
+                            f"(={t.nlevels * t.q}) for term ({' + '.join(t.columns)} | "
+                            f"{t.group}); the random-effects parameters are probably "
+                            "unidentifiable")
+    return replace(m2, y=m2.y[:n], X=m2.X[:n], reterms=tuple(terms),
+                   weights=None if m2.weights is None else m2.weights[:n],
+                   offset=None if m2.offset is None else m2.offset[:n],
+                   n_dropped_na=m2.n_dropped_na // 2,
+                   row_index=prep.data.index if m2.row_index is None else
+                   prep.data.index[np.asarray(m2.row_index[:n])])
+
+
+def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str | None,
+               weights: VectorArg, offset: VectorArg, control: GlmerControl
+               ) -> tuple[ModelFrame, Family, GlmmObjective, str]:
+    fam = get_family(family, link)
+    prep = _prepare(formula, data, fam, weights)
+    model = _build(prep, offset)
+    y = np.asarray(model.y, dtype=float)
+    w = np.ones(model.n) if model.weights is None else np.asarray(model.weights, dtype=float)
+    _check_response(fam, y, w, prep.counts, prep.response)
+    if fam.name == "binomial" and prep.counts:
+        ntrials = w.copy()  # R: n = successes + failures; weights = prior weights * n
+    else:
+        ntrials = np.ones(model.n)
+    obj = GlmmObjective(model, fam, y, w, ntrials, model.offset, _mustart(fam, y, w),
+                        tol=control.tol_pwrss, maxit=control.maxit)
+    # lme4's mkGlmerDevfun: one PIRLS (beta inside) at the start theta from the family's start,
+    # whose linear predictor is the restart point lp0 of every later evaluation
+    obj.set_lp0(obj.pirls(model.theta_start.astype(float), None))
+    return model, fam, obj, prep.response
+
+
+# --------------------------------------------------------------------------- optimizing
+
+
+def _bobyqa(fn, x0: np.ndarray, lower: np.ndarray, step: np.ndarray | float,
+            control: GlmerControl) -> tuple[np.ndarray, float, int, int]:
+    """NLopt BOBYQA from x0 with an initial step; returns (x, f, return code, evaluations)."""
+    k = x0.size
+    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
+    opt.set_lower_bounds(lower)
+    opt.set_xtol_abs(control.xtol_abs)
+    opt.set_ftol_abs(control.ftol_abs)
+    opt.set_maxeval(int(control.maxeval))
+    opt.set_initial_step(np.broadcast_to(np.asarray(step, dtype=float), (k,)).copy())
+    best = [math.inf, x0.copy()]
+    count = [0]
+
+    def f(x: np.ndarray, grad: np.ndarray) -> float:
+        count[0] += 1
+        try:
+            val = float(fn(x))
+        except PIRLSError:
+            val = math.inf
+        if not math.isfinite(val):
+            val = 1e300 if not math.isfinite(best[0]) else best[0] + 1e10
+        if val < best[0]:
+            best[0], best[1] = val, x.copy()
+        return val
+
+    opt.set_min_objective(f)
+    try:
+        x = opt.optimize(x0)
+        code = opt.last_optimize_result()
+        fx = opt.last_optimum_value()
+    except nlopt.RoundoffLimited:
+        x, fx, code = best[1], best[0], -4
+    except (RuntimeError, ValueError):
+        x, fx, code = best[1], best[0], -1
+    if best[0] < fx:
+        x, fx = best[1], best[0]
+    return np.asarray(x, dtype=float), float(fx), int(code), count[0]
+
+
+def _check_boundary(fn, x: np.ndarray, fx: float, lower: np.ndarray, tol: float
+                    ) -> tuple[np.ndarray, float]:
+    """lme4's check.boundary: parameters within tol of their bound are set to it when that
+    does not raise the criterion."""
+    if tol <= 0:
+        return x, fx
+    near = np.isfinite(lower) & (x - lower > 0) & (x - lower < tol)
+    if np.any(near):
+        xt = x.copy()
+        xt[near] = lower[near]
+        ft = fn(xt)
+        if ft < fx:
+            return xt, ft
+    return x, fx
+
+
+def deriv12(fn, x: np.ndarray, fx: float, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's deriv12: central-difference gradient and Hessian with step delta."""
+    k = x.size
+    H = np.empty((k, k))
+    g = np.empty(k)
+    fp, fm = np.empty(k), np.empty(k)
+    for j in range(k):
+        xp, xm = x.copy(), x.copy()
+        xp[j] += delta
+        xm[j] -= delta
+        fp[j], fm[j] = fn(xp), fn(xm)
+        H[j, j] = (fp[j] - 2.0 * fx + fm[j]) / delta**2
+        g[j] = (fp[j] - fm[j]) / (2.0 * delta)
+        for i in range(j):
+            def at(si: float, sj: float, i: int = i, j: int = j) -> float:
+                xx = x.copy()
+                xx[i] += si * delta
+                xx[j] += sj * delta
+                return fn(xx)
+            H[i, j] = H[j, i] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * delta**2)
+    return g, H
+
+
+@dataclass
+class _Stage:
+    pars: np.ndarray
+    fval: float
+    code: int
+    nfev: int
+
+
+# --------------------------------------------------------------------------- the fit
+
+
+class GlmerFit:
+    """The result of :func:`glmer`: lme4's quantities for a glmerMod, computed on demand."""
+
+    def __init__(self, model: ModelFrame, family: Family, objective: GlmmObjective,
+                 response: str, nAGQ: int, stage1: _Stage, stage2: _Stage | None,
+                 state: PirlsState, criterion: float, hessian: np.ndarray | None,
+                 gradient: np.ndarray | None, messages: list[str], seconds: float | None
+                 ) -> None:
+        self.model = model
+        self.family = family
+        self._obj = objective
+        self.response = response
+        self.nAGQ = nAGQ
+        self.stage1, self.stage2 = stage1, stage2
+        self._state = state
+        nth = objective.ntheta
+        final = stage2 if stage2 is not None else stage1
+        self.theta: np.ndarray = np.asarray(final.pars[:nth], dtype=float)
+        self.objective: float = float(criterion)  # -2 logLik (lme4's devcomp$cmp["dev"])
+        self.hessian = hessian
+        self.gradient = gradient
+        self.nfev = stage1.nfev + (stage2.nfev if stage2 is not None else 0)
+        code = final.code
+        self.optimizer_code = code
+        self.converged: bool = not (code < 0 or code == 5)
+        self.singular: bool = is_singular(self.theta, model.theta_lower, SINGULAR_TOL)
+        self.messages = list(messages)
+        if not self.converged:
+            self.messages.append(f"convergence code {code} from BOBYQA")
+        if self.singular:
+            self.messages.append("boundary (singular) fit: see help('isSingular')")
+        self.seconds = seconds
+
+    # -- basic quantities --------------------------------------------------------------
+    @property
+    def formula(self) -> str:
+        return self.model.formula.replace(_Y, self.response, 1)
+
+    @property
+    def nobs(self) -> int:
+        return self.model.n
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return self.model.ngroups
+
+    @property
+    def REML(self) -> bool:  # noqa: N802
+        return False
+
+    @cached_property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._state.beta, index=list(self.model.fixef_names), name="fixef")
+
+    @cached_property
+    def sigma(self) -> float:
+        """1 for binomial and Poisson; for families with a scale, lme4's sqrt(pwrss / n)."""
+        if not self.family.has_scale:
+            return 1.0
+        st = self._state
+        wrss = float(np.sum(self._pearson_raw ** 2))
+        return math.sqrt((wrss + st.sqrL) / self.nobs)
+
+    @cached_property
+    def _pearson_raw(self) -> np.ndarray:
+        st = self._state
+        o = self._obj
+        return (o.y - st.mu) * np.sqrt(o.wt / self.family.variance(st.mu))
+
+    @cached_property
+    def vcov_rx(self) -> pd.DataFrame:
+        """sigma^2 (R_X'R_X)^-1: lme4's vcov(m, use.hessian = FALSE)."""
+        names = list(self.model.fixef_names)
+        V = self.sigma**2 * self._obj.unscaled_vcov(self._state)
+        return pd.DataFrame(V, index=names, columns=names)
+
+    @cached_property
+    def vcov_hessian(self) -> pd.DataFrame | None:
+        """The beta block of 2 H^-1, H the stage-2 criterion's finite-difference Hessian in
+        (theta, beta): lme4's default vcov for glmer. None without a usable Hessian."""
+        if self.hessian is None:
+            return None
+        nth = self._obj.ntheta
+        try:
+            Hi = np.linalg.inv(self.hessian)
+        except np.linalg.LinAlgError:
+            return None
+        V = Hi[nth:, nth:]
+        V = V + V.T
+        if not np.all(np.isfinite(V)) or np.min(np.linalg.eigvalsh(V)) <= 0:
+            return None
+        names = list(self.model.fixef_names)
+        return pd.DataFrame(V, index=names, columns=names)
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """lme4's default vcov: from the Hessian when available and positive definite, else
+        from R_X (lme4 warns and falls back likewise)."""
+        Vh = self.vcov_hessian
+        if Vh is None:
+            if self.hessian is not None:
+                self.messages.append("variance-covariance matrix computed from finite-difference "
+                                     "Hessian is not positive definite or contains NA values: "
+                                     "falling back to var-cov estimated from RX")
+            return self.vcov_rx
+        return Vh
+
+    @cached_property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index,
+                         name="se")
+
+    @cached_property
+    def se_rx(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov_rx.to_numpy())), index=self.fixef.index,
+                         name="se_rx")
+
+    @property
+    def df(self) -> int:
+        """logLik's df: fixed effects + theta (+ the scale for Gamma / inverse Gaussian)."""
+        return self.model.p + self.model.ntheta + int(self.family.has_scale)
+
+    @cached_property
+    def loglik(self) -> float:
+        return -0.5 * self.objective
+
+    @cached_property
+    def deviance(self) -> float:
+        """lme4's deviance(m) for a GLMM: the sum of squared deviance residuals."""
+        return float(np.sum(self._state.devres))
+
+    @cached_property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @cached_property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.nobs) * self.df
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.df
+
+    @cached_property
+    def fitted(self) -> np.ndarray:
+        """mu, the conditional mean on the response scale (lme4's fitted)."""
+        return self._state.mu.copy()
+
+    @cached_property
+    def linear_predictor(self) -> np.ndarray:
+        return self._state.eta.copy()
+
+    def residuals_of(self, type: str = "deviance") -> np.ndarray:  # noqa: A002 - R's name
+        """lme4's residuals(m, type): "deviance" (default), "pearson", "response"."""
+        st, y = self._state, self._obj.y
+        if type == "deviance":
+            return np.sign(y - st.mu) * np.sqrt(np.maximum(st.devres, 0.0))
+        if type == "pearson":
+            return self._pearson_raw.copy()
+        if type == "response":
+            return y - st.mu
+        raise MixedrefError(f"unknown residual type {type!r}; use 'deviance', 'pearson' or "
+                            "'response'")
+
+    @property
+    def residuals(self) -> np.ndarray:
+        return self.residuals_of("deviance")
+
+    @property
+    def residuals_pearson(self) -> np.ndarray:
+        return self.residuals_of("pearson")
+
+    @property
+    def residuals_response(self) -> np.ndarray:
+        return self.residuals_of("response")
+
+    @property
+    def residuals_deviance(self) -> np.ndarray:
+        return self.residuals_of("deviance")
+
+    # -- random effects ----------------------------------------------------------------
+    def _term_blocks(self, vec: np.ndarray):
+        off, toff = 0, 0
+        for t in self.model.reterms:
+            T = theta_template(self.theta[toff:toff + t.ntheta], t.q)
+            toff += t.ntheta
+            ut = vec[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
+            off += t.q * t.nlevels
+            yield t, T, ut
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes b = Lambda u by grouping factor (rows levels, columns terms)."""
+        out: dict[str, pd.DataFrame] = {}
+        for t, T, ut in self._term_blocks(self._state.u):
+            bt = ut @ T.T
+            df = pd.DataFrame(bt, index=pd.Index(t.levels, name=t.group), columns=list(t.columns))
+            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
+        return out
+
+    @cached_property
+    def ranef_condvar(self) -> dict[str, np.ndarray]:
+        """Conditional covariances of b (lme4's ranef(m, condVar = TRUE) "postVar"): per
+        grouping factor an array (levels, q, q), sigma^2 Lambda (L L')^-1 Lambda' blocks at the
+        final PIRLS weights; terms on one factor block diagonal, side by side as in ranef."""
+        blocks = self._obj.condvar_blocks(self._state)
+        out: dict[str, np.ndarray] = {}
+        s2 = self.sigma**2
+        off = 0
+        for t, B in zip(self.model.reterms, blocks, strict=True):
+            T = theta_template(self.theta[off:off + t.ntheta], t.q)
+            off += t.ntheta
+            cv = s2 * np.matmul(np.matmul(T, B), T.T)
+            if t.group not in out:
+                out[t.group] = cv
+            else:
+                prev = out[t.group]
+                m, a, b = prev.shape[0], prev.shape[1], cv.shape[1]
+                joined = np.zeros((m, a + b, a + b))
+                joined[:, :a, :a] = prev
+                joined[:, a:, a:] = cv
+                out[t.group] = joined
+        return out
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor (a Residual row only for
+        families with a scale, as lme4)."""
+        rows: list[dict[str, Any]] = []
+        names = make_unique([t.group for t in self.model.reterms])
+        s2 = self.sigma**2
+        off = 0
+        for grp, t in zip(names, self.model.reterms, strict=True):
+            T = theta_template(self.theta[off:off + t.ntheta], t.q)
+            off += t.ntheta
+            V = s2 * T @ T.T
+            sd = np.sqrt(np.diag(V))
+            for i in range(t.q):
+                rows.append({"grp": grp, "var1": t.columns[i], "var2": None, "vcov": V[i, i],
+                             "sdcor": sd[i]})
+            for j in range(t.q):
+                for i in range(j + 1, t.q):
+                    denom = sd[i] * sd[j]
+                    rows.append({"grp": grp, "var1": t.columns[j], "var2": t.columns[i],
+                                 "vcov": V[i, j],
+                                 "sdcor": V[i, j] / denom if denom > 0 else float("nan")})
+        if self.family.has_scale:
+            rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": s2,
+                         "sdcor": self.sigma})
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # -- reporting -----------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        if self.nAGQ <= 1:
+            return "Laplace Approximation"
+        return f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ}"
+
+    def summary(self) -> FitSummary:
+        return FitSummary(_summary_text(self))
+
+    def to_record(self, impl: str = "mixedref", case_id: str = "") -> dict[str, Any]:
+        """A FitRecord-shaped mapping (harness/record.py), with the GLMM's family and both SEs."""
+        import platform
+
+        import mixedref
+
+        vc = [{"grp": str(r.grp), "var1": None if r.var1 is None or pd.isna(r.var1) else
+               str(r.var1), "var2": None if r.var2 is None or pd.isna(r.var2) else str(r.var2),
+               "vcov": float(r.vcov), "sdcor": float(r.sdcor) if math.isfinite(r.sdcor) else None}
+              for r in self.varcorr.itertuples(index=False)]
+        return {
+            "impl": impl, "case_id": case_id,
+            "family": self.family.name, "link": self.family.link, "nAGQ": self.nAGQ,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "fixef_se": {k: float(v) for k, v in self.se.items()},
+            "fixef_se_rx": {k: float(v) for k, v in self.se_rx.items()},
+            "sigma": float(self.sigma), "varcorr": vc,
+            "theta": [float(v) for v in self.theta],
+            "loglik": float(self.loglik), "objective": float(self.objective),
+            "deviance": float(self.deviance), "REML": False,
+            "nobs": int(self.nobs), "ngroups": {k: int(v) for k, v in self.ngroups.items()},
+            "converged": bool(self.converged), "singular": bool(self.singular),
+            "messages": [str(m) for m in self.messages],
+            "seconds": None if self.seconds is None else float(self.seconds),
+            "nfev": int(self.nfev),
+            "versions": {"mixedref": mixedref.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+            "error": None,
+        }
+
+    def __repr__(self) -> str:
+        return (f"<GlmerFit {self.formula!r} {self.family.name}({self.family.link}) "
+                f"{self.method} -2logLik={self.objective:.4f} nobs={self.nobs} "
+                f"theta={np.round(self.theta, 5).tolist()}>")
+
+
+def _summary_text(fit: GlmerFit) -> str:
+    lines = [f"Generalized linear mixed model fit by maximum likelihood ({fit.method}) "
+             "[glmerMod]",
+             f" Family: {fit.family.name}  ( {fit.family.link} )",
+             f"Formula: {fit.formula}", ""]
+    head = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    vals = [f"{fit.aic:.1f}", f"{fit.bic:.1f}", f"{fit.loglik:.1f}", f"{fit.objective:.1f}",
+            f"{fit.df_resid}"]
+    w = [max(len(h), len(v)) + 1 for h, v in zip(head, vals, strict=True)]
+    lines.append("".join(h.rjust(k) for h, k in zip(head, w, strict=True)))
+    lines.append("".join(v.rjust(k) for v, k in zip(vals, w, strict=True)))
+    lines += ["", "Scaled residuals: "]
+    res = fit.residuals_pearson / (fit.sigma if fit.family.has_scale else 1.0)
+    qs = np.quantile(res, [0, 0.25, 0.5, 0.75, 1.0])
+    lines.append("".join(h.rjust(9) for h in ["Min", "1Q", "Median", "3Q", "Max"]))
+    lines.append("".join(f"{v:.4f}".rjust(9) for v in qs))
+    lines += ["", "Random effects:"]
+    vc = fit.varcorr
+    table = [["Groups", "Name", "Variance", "Std.Dev.", "Corr"]]
+    for grp in dict.fromkeys(vc["grp"]):
+        sub = vc[vc["grp"] == grp]
+        var = sub[sub["var2"].isna()]
+        cov = sub[sub["var2"].notna()]
+        for k, row in enumerate(var.itertuples(index=False)):
+            corrs = [f"{c.sdcor:.2f}" for c in cov.itertuples(index=False) if c.var2 == row.var1]
+            name = "" if row.var1 is None or pd.isna(row.var1) else str(row.var1)
+            table.append([grp if k == 0 else "", name, f"{row.vcov:.4g}", f"{row.sdcor:.4g}",
+                          " ".join(corrs)])
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for r in table:
+        lines.append(" " + " ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)).rstrip())
+    grp_txt = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
+    lines += [f"Number of obs: {fit.nobs}, groups:  {grp_txt}", "", "Fixed effects:"]
+    est, se = fit.fixef, fit.se
+    zval = est / se
+    if fit.family.has_scale:
+        fe = pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": zval,
+                           "Pr(>|z|)": 2 * stats.norm.sf(np.abs(zval))})
+    else:
+        fe = pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": zval,
+                           "Pr(>|z|)": 2 * stats.norm.sf(np.abs(zval))})
+    lines.append(fe.to_string(float_format=lambda v: f"{v:.4g}"))
+    p = fit.model.p
+    if p > 1:
+        lines += ["", "Correlation of Fixed Effects:"]
+        V = fit.vcov.to_numpy()
+        sd = np.sqrt(np.diag(V))
+        R = V / np.outer(sd, sd)
+        names = list(est.index)
+        wn = max(len(nm) for nm in names)
+        lines.append(" " * (wn + 1) + " ".join(nm[:6].rjust(6) for nm in names[:-1]))
+        for i in range(1, p):
+            lines.append(names[i].ljust(wn) + " " + " ".join(f"{R[i, j]:.3f}".rjust(6)
+                                                             for j in range(i)))
+    if fit.messages:
+        lines += [""] + list(dict.fromkeys(fit.messages))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def _check_nagq(nAGQ: int, model: ModelFrame) -> int:
+    if isinstance(nAGQ, bool) or int(nAGQ) != nAGQ or not 0 <= int(nAGQ) <= 25:
+        raise MixedrefError(f"nAGQ must be an integer between 0 and 25, got {nAGQ!r}")
+    nAGQ = int(nAGQ)
+    if nAGQ > 1 and (len(model.reterms) != 1 or model.reterms[0].q != 1):
+        raise MixedrefError("nAGQ > 1 is only available for models with a single, scalar "
+                            "random-effects term")
+    return nAGQ
+
+
+class GlmerDevfun:
+    """lme4's glmer(..., devFunOnly = TRUE): the criterion at pars = (theta, beta) (nAGQ >= 1),
+    or at theta (nAGQ = 0, beta inside PIRLS)."""
+
+    def __init__(self, model: ModelFrame, family: Family, objective: GlmmObjective, nAGQ: int
+                 ) -> None:
+        self.model, self.family, self.objective, self.nAGQ = model, family, objective, nAGQ
+
+    def __call__(self, pars: Sequence[float] | np.ndarray) -> float:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._value(np.asarray(pars, dtype=float))
+
+    def _value(self, pars: np.ndarray) -> float:
+        if self.nAGQ == 0:
+            return self.objective.laplace_theta(pars)
+        nth, p = self.objective.ntheta, self.model.p
+        if pars.shape != (nth + p,):
+            raise MixedrefError(f"pars must hold {nth} theta and {p} fixed effects, got "
+                                f"{pars.shape}")
+        return self.objective.agq(pars, self.nAGQ)
+
+
+def _stage1(obj: GlmmObjective, model: ModelFrame, ctrl: GlmerControl, nAGQ: int) -> _Stage:
+    """glmer's stage 1: theta alone under the nAGQ = 0 criterion (beta inside PIRLS)."""
+    nth = obj.ntheta
+    lower_t = model.theta_lower.astype(float)
+    th0 = (np.asarray(ctrl.start_theta, dtype=float) if ctrl.start_theta is not None
+           else model.theta_start.astype(float))
+    if th0.shape != (nth,):
+        raise MixedrefError(f"start theta must have {nth} elements, got {th0.size}")
+    if np.all(th0 == 0):
+        th0 = th0 + 1e-3
+    if ctrl.nAGQ0initStep or nAGQ == 0:
+        x1, f1, c1, n1 = _bobyqa(obj.laplace_theta, th0, lower_t, ctrl.stage1_step, ctrl)
+        if nAGQ == 0:
+            x1, f1 = _check_boundary(obj.laplace_theta, x1, f1, lower_t, ctrl.boundary_tol)
+    else:
+        x1, f1, c1, n1 = th0, obj.laplace_theta(th0), 0, 1
+    return _Stage(x1, f1, c1, n1)
+
+
+def glmer_devfun(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *,
+                 link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
+                 offset: VectorArg = None, control: GlmerControl | Mapping[str, Any] | None = None
+                 ) -> GlmerDevfun:
+    """The criterion glmer optimizes, without optimizing (lme4's devFunOnly = TRUE)."""
+    ctrl = GlmerControl.from_any(control)
+    with threadpool_limits(limits=1, user_api="blas"):
+        model, fam, obj, _ = _objective(formula, data, family, link, weights, offset, ctrl)
+        nAGQ = _check_nagq(nAGQ, model)
+        if nAGQ > 0 and ctrl.nAGQ0initStep:  # as lme4: stage 1 runs, its end is lp0
+            stage1 = _stage1(obj, model, ctrl, nAGQ)
+            obj.set_lp0(obj.state(stage1.pars, None))
+    return GlmerDevfun(model, fam, obj, nAGQ)
+
+
+def glmer(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *,
+          link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
+          offset: VectorArg = None, control: GlmerControl | Mapping[str, Any] | None = None
+          ) -> GlmerFit:
+    """Fit a generalized linear mixed model by maximum likelihood as lme4's glmer.
+
+    ``family``: "binomial", "poisson", "Gamma", "inverse.gaussian" (as R spells them) or a
+    :class:`mixedref.family.Family`; ``link`` one of the family's links (None: its default).
+    ``nAGQ``: 1 Laplace, 0 lme4's fast criterion (beta inside PIRLS), > 1 adaptive
+    Gauss-Hermite quadrature (one scalar random-effects term only). ``weights``: prior weights
+    (for a binomial proportion, the trials); ``offset``: on the linear-predictor scale.
+    """
+    t0 = time.perf_counter()
+    # the matrices are small: BLAS threads only contend (tens of times slower on a busy machine)
+    with threadpool_limits(limits=1, user_api="blas"):
+        fit = _glmer(formula, data, family, link, nAGQ, weights, offset, control)
+    fit.seconds = time.perf_counter() - t0
+    return fit
+
+
+def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | None, nAGQ: int,
+           weights: VectorArg, offset: VectorArg,
+           control: GlmerControl | Mapping[str, Any] | None) -> GlmerFit:
+    t0 = time.perf_counter()
+    ctrl = GlmerControl.from_any(control)
+    model, fam, obj, response = _objective(formula, data, family, link, weights, offset, ctrl)
+    nAGQ = _check_nagq(nAGQ, model)
+    nth, p = obj.ntheta, model.p
+    lower_t = model.theta_lower.astype(float)
+    messages = list(model.messages)
+
+    stage1 = _stage1(obj, model, ctrl, nAGQ)
+    x1 = stage1.pars
+    st1 = obj.state(x1, None)
+    if nAGQ == 0:
+        final = st1
+        crit = st1.laplace
+        fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, None, final, crit, None, None,
+                       messages, None)
+        fit.seconds = time.perf_counter() - t0
+        return fit
+
+    # stage 2: theta and beta under the Laplace / AGQ criterion
+    beta1 = (np.asarray(ctrl.start_fixef, dtype=float) if ctrl.start_fixef is not None
+             else st1.beta)
+    se1 = np.sqrt(np.diag(obj.unscaled_vcov(st1)))
+    obj.set_lp0(st1)  # updateGlmerDevfun: lp0 from the end of stage 1
+    x0 = np.concatenate([x1, beta1])
+    step = 0.2 * np.concatenate([np.full(nth, 0.1), np.minimum(se1, 10.0)])
+    lower = np.concatenate([lower_t, np.full(p, -np.inf)])
+
+    def f2(pars: np.ndarray) -> float:
+        return obj.agq(pars, nAGQ)
+
+    x2, fx2, c2, n2 = _bobyqa(f2, x0, lower, step, ctrl)
+    x2, fx2 = _check_boundary(f2, x2, fx2, lower, ctrl.boundary_tol)
+    stage2 = _Stage(x2, fx2, c2, n2)
+    grad = hess = None
+    if ctrl.calc_derivs:
+        grad, hess = deriv12(f2, x2, fx2)
+        stage2.nfev += 1 + 2 * x2.size + 2 * x2.size * (x2.size - 1)
+    final = obj.state(x2[:nth], x2[nth:])
+    crit = obj.agq_value(final, nAGQ)
+    fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, stage2, final, crit, hess, grad,
+                   messages, None)
+    fit.seconds = time.perf_counter() - t0
+    return fit
+
