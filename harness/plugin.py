@@ -66,7 +66,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="memory limit of one fit, e.g. 4G or 512M (default: "
                          "harness.isolation.DEFAULT_MEMORY); over it the case fails")
     group.addoption("--report", default=None, metavar="DIR",
-                    help="write discrepancy reports (json, md, html) to DIR")
+                    help="write discrepancy reports (json, md, html) to DIR, replaced as a "
+                         "whole at the end; finished items are journaled in DIR.partial/ "
+                         "as they finish, so an interrupted run (Ctrl-C, SIGTERM) writes a "
+                         "report marked partial, which `python -m harness report --resume "
+                         "DIR` completes; one run at a time per DIR (DIR.partial/lock)")
     group.addoption("--divergences", default=None, metavar="FILE",
                     help="registry of known divergences (YAML; default harness/divergences.yaml)")
     group.addoption("--save-baseline", default=None, metavar="DIR",
@@ -167,6 +171,13 @@ class HarnessSession:
             from harness import summary
 
             summary.record_report(self.entries, report, props)
+            entry = self.entries[report.nodeid]
+            if report.when == "???":  # xdist's report of an item whose worker died
+                entry["crashed"] = True
+                entry["outcome"] = entry["outcome"] or "error"
+            journal = getattr(self, "journal", None)
+            if journal is not None and report.when in ("teardown", "???"):
+                journal.append(report.nodeid, entry)
 
 
 def _session(config: pytest.Config) -> HarnessSession:
@@ -225,6 +236,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _limit_blas_threads_in_workers(config)
     hs = _session(config)
+    if config.getoption("report") and getattr(config, "workerinput", None) is None:
+        _start_journal(config, hs, config.getoption("report"))
     _load_registry_and_baseline(hs)
     if hs.requested_reference == "live":
         hs.reference()  # a usage error now, before any collection, when lme4 cannot run
@@ -561,26 +574,103 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     hs = _session(config)
     if hs.entries:
         summary.write_summary(terminalreporter, hs.entries)
-        report_dir = config.getoption("report")
-        if report_dir:
-            _write_report(terminalreporter, hs, report_dir)
+    report_dir = config.getoption("report")
+    if report_dir and (hs.entries or getattr(hs, "journal", None) is not None):
+        _write_report(terminalreporter, hs, report_dir, exitstatus)
     summary.write_benchmark_ratios(terminalreporter, config)
 
 
-def _write_report(terminalreporter: Any, hs: HarnessSession, report_dir: str) -> None:
+def _start_journal(config: pytest.Config, hs: HarnessSession, report_dir: str) -> None:
+    """--report DIR on the controller: the folder is checked writable and locked now, before
+    any fit (a usage error naming it otherwise), the journal DIR.partial/records.jsonl is
+    opened (appended to when resuming), and SIGTERM is made to interrupt as SIGINT does."""
+    from harness import journal as jn
+
+    try:
+        jn.check_writable(report_dir)
+        note = jn.acquire_lock(report_dir, jn.command_line(
+            ["pytest", *map(str, config.invocation_params.args)]))
+    except jn.JournalError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if note:
+        import sys
+
+        print(f"mixedref harness: {note}", file=sys.stderr)
+    resume = os.environ.get(jn.RESUME_ENV) == str(Path(os.path.abspath(report_dir)))
+    journal = jn.Journal(report_dir, kind="pytest", resume=resume,
+                         command=jn.command_line(["pytest",
+                                                  *map(str, config.invocation_params.args)]),
+                         argv=[str(a) for a in config.invocation_params.args],
+                         cwd=str(config.invocation_params.dir))
+    hs.entries.update(journal.previous)  # a resumed run reports the earlier items too
+    hs.journal = journal  # type: ignore[attr-defined]
+    hs.journal_plugin = jn.PytestJournal(journal)  # type: ignore[attr-defined]
+    config.pluginmanager.register(hs.journal_plugin, "mixedref-harness-journal")  # SIGTERM too
+
+
+def _write_report(terminalreporter: Any, hs: HarnessSession, report_dir: str,
+                  exitstatus: int = 0) -> None:
+    """The report from the session's entries (the journal's, on an interrupt), replaced as a
+    whole; a partial or incomplete run says so in every format and exits non-zero."""
     try:
         from harness.report import write_report
     except ImportError as exc:
         terminalreporter.write_line(f"mixedref harness: --report needs harness.report ({exc})")
         return
+    from harness import isolation, summary
+    from harness import journal as jn
+
+    journal = getattr(hs, "journal", None)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    restore = jn.shield_signals()  # a second Ctrl-C must not lose the partial report
     try:
-        from harness.catalog import load_catalog
+        if interrupted:
+            isolation.shutdown()  # the fit under way when the signal came: its worker too
+        try:
+            from harness.catalog import load_catalog
 
-        cases = {c.id: c for c in load_catalog(hs.catalog_path)}
-    except Exception:
-        cases = {}
-    from harness import summary
+            cases = {c.id: c for c in load_catalog(hs.catalog_path)}
+        except Exception:
+            cases = {}
+        entries = jn.read_records(report_dir) if journal is not None else {}
+        entries.update({k: v for k, v in hs.entries.items() if v.get("outcome")})
+        planned = journal.state.get("planned") if journal is not None else None
+        plugin = getattr(hs, "journal_plugin", None)
+        reason = (getattr(plugin, "interrupt_reason", None) or "signal SIGINT") \
+            if interrupted else None
+        comp = jn.completeness(entries, planned, interrupted, reason, report_dir)
+        results = summary.results_for_report(entries, cases)
+        try:
+            write_report(results, report_dir, completeness=comp)
+        except Exception as exc:  # noqa: BLE001 - one line, and the journal is kept
+            terminalreporter.write_line(
+                f"mixedref harness: the report could not be written to {report_dir}: "
+                f"{type(exc).__name__}: {exc}; the finished items are kept in "
+                f"{jn.staging(report_dir)}", red=True)
+            _fail_session(terminalreporter)
+            return
+        if journal is not None:
+            if comp["complete"]:
+                journal.end("complete")
+                journal.discard()
+            else:
+                journal.end("interrupted" if interrupted else "incomplete", comp["text"])
+                journal.close()
+                jn.release_lock(report_dir)
+        if comp["complete"]:
+            terminalreporter.write_line(f"mixedref harness: report written to {report_dir}")
+        else:
+            terminalreporter.write_line(
+                f"mixedref harness: PARTIAL report written to {report_dir}: {comp['text']}; "
+                f"`python -m harness report --resume {report_dir}` continues the run",
+                red=True)
+            _fail_session(terminalreporter)
+    finally:
+        restore()
 
-    results = summary.results_for_report(hs.entries, cases)
-    write_report(results, report_dir)
-    terminalreporter.write_line(f"mixedref harness: report written to {report_dir}")
+
+def _fail_session(terminalreporter: Any) -> None:
+    """Make a run that would exit 0 exit non-zero (its report is partial)."""
+    session = getattr(terminalreporter, "_session", None)
+    if session is not None and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

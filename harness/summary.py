@@ -137,20 +137,30 @@ def _one_line(text: str, limit: int = 240) -> str:
 
 def results_for_report(entries: dict[str, dict[str, Any]],
                        cases: dict[str, Any]) -> list[dict[str, Any]]:
-    """[{case, records: {impl: record}, comparisons: {impl: Comparison}}] per case, for
-    harness.report.write_report."""
+    """[{case, records: {impl: record}, comparisons: {impl: Comparison}, skipped: {impl: why},
+    errors: {impl: {outcome, headline, crashed}}}] per case, for harness.report.write_report.
+
+    An item with a comparison brings its records; a skipped one its reason; one that ended
+    without a comparison (a crashed xdist worker, an error, no reference answer) is listed
+    under ``errors``, so the report shows it rather than leaving it out."""
     out: dict[str, dict[str, Any]] = {}
     for e in entries.values():
-        data = e.get("data")
-        if not data:
+        if not e.get("outcome"):
             continue
         res = out.setdefault(e["case"], {"case": cases.get(e["case"], e["case"]), "records": {},
-                                         "comparisons": {}})
-        ref = data["reference_record"]
-        res["records"].setdefault(ref["impl"], ref)
-        res["records"][e["impl"]] = data["record"]
-        res["comparisons"][e["impl"]] = Comparison.from_dict(data["comparison"])
-    return list(out.values())
+                                         "comparisons": {}, "skipped": {}, "errors": {}})
+        data = e.get("data")
+        if data and "comparison" in data:
+            ref = data["reference_record"]
+            res["records"].setdefault(ref["impl"], ref)
+            res["records"][e["impl"]] = data["record"]
+            res["comparisons"][e["impl"]] = Comparison.from_dict(data["comparison"])
+        elif e["outcome"] in ("skipped", "xfail"):
+            res["skipped"][e["impl"]] = str(e.get("headline") or e["outcome"])
+        else:
+            res["errors"][e["impl"]] = {"outcome": e["outcome"], "crashed": bool(e.get("crashed")),
+                                        "headline": _one_line(e.get("headline") or "")}
+    return [r for r in out.values() if r["records"] or r["errors"]]
 
 
 def write_benchmark_ratios(tr: Any, config: Any) -> None:

@@ -24,23 +24,34 @@ def _default_loader(case: Any) -> Any:
 
 
 def write_report(results: Sequence[Mapping[str, Any]], out_dir: str | Path, *,
-                 progress: bool = False, **kwargs: Any) -> dict[str, Path]:
+                 progress: bool = False, completeness: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> dict[str, Path]:
     """Cross-evaluate every case, diagnose the disagreements and write the three files into
-    ``out_dir`` (created if needed); returns their paths by kind.
+    ``out_dir``; returns their paths by kind.
+
+    The files are built into a temporary folder next to ``out_dir`` and moved into place
+    whole (harness.journal.replace_dir): ``out_dir`` afterwards holds this report's files and
+    nothing else, and an interrupted write leaves the previous report as it was.
+    ``completeness`` (harness.journal.completeness) is shown at the top of every format.
 
     Keyword arguments go to :func:`harness.report.build.build_case` (``data_loader``,
     ``objective_factory``, ``allfit``) and ``environment`` to :func:`build_report`.
     """
+    from harness.journal import replace_dir
+
     kwargs.setdefault("data_loader", _default_loader)
-    report = build_report(results, progress=progress, **kwargs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "index.html"}
-    paths["json"].write_text(json.dumps(report, indent=1, allow_nan=False) + "\n",
-                             encoding="utf-8")
-    paths["md"].write_text(markdown.render(report), encoding="utf-8")
-    paths["html"].write_text(html.render(report), encoding="utf-8")
-    return paths
+    report = build_report(results, progress=progress, completeness=completeness, **kwargs)
+
+    def write(out: Path) -> dict[str, Path]:
+        paths = {"json": out / "report.json", "md": out / "report.md",
+                 "html": out / "index.html"}
+        paths["json"].write_text(json.dumps(report, indent=1, allow_nan=False) + "\n",
+                                 encoding="utf-8")
+        paths["md"].write_text(markdown.render(report), encoding="utf-8")
+        paths["html"].write_text(html.render(report), encoding="utf-8")
+        return paths
+
+    return replace_dir(out_dir, write)
 
 
 __all__ = ["build_report", "write_report"]

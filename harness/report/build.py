@@ -173,6 +173,8 @@ def build_case(
     try:
         if data is None or case.formula is None:
             raise RuntimeError("no data or formula for this case")
+        if not records:
+            raise RuntimeError("no implementation finished this case")
         objective = objective_factory(case.formula, data, bool(case.REML))
         layout = cx._layout(case, data, records, model_builder)  # noqa: SLF001
     except Exception as exc:  # noqa: BLE001
@@ -186,6 +188,8 @@ def build_case(
                              criterion="REML criterion" if case.REML else "deviance")
 
     verdict = case_verdict(comparisons, cross)
+    if entry.get("errors"):  # an item that crashed or failed without a comparison
+        verdict = "failed"
     disagreement = verdict != AGREED or cross.disagree()
     if (verdict in ("disagreed", "candidate-better") and cross.best is not None
             and cross.conclusive and not cross.disagree()):
@@ -198,6 +202,7 @@ def build_case(
         "case": case_dict(case),
         "implementations": list(records),
         "skipped": dict(entry.get("skipped") or {}),
+        "errors": _plain(dict(entry.get("errors") or {})),
         "verdict": verdict,
         "disagreement": disagreement,
         "records": records,
@@ -243,8 +248,14 @@ def _worst(comparisons: Mapping[str, Mapping | None]) -> float | None:
 
 
 def build_report(results: Sequence[Mapping[str, Any]], *, progress: bool = False,
-                 environment: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
-    """The whole report: summary counts, the cases, the environment."""
+                 environment: Mapping[str, Any] | None = None,
+                 completeness: Mapping[str, Any] | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+    """The whole report: completeness, summary counts, the cases, the environment.
+
+    ``completeness`` (harness.journal.completeness: planned, finished, crashed, interrupted,
+    reason) says whether the run behind the report finished; without it the report counts its
+    own items as a complete run (plus the crashed ones its results name)."""
     from harness import environment as env_mod
 
     cases = []
@@ -256,8 +267,16 @@ def build_report(results: Sequence[Mapping[str, Any]], *, progress: bool = False
     counts: dict[str, int] = {}
     for c in cases:
         counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    if completeness is None:
+        from harness.journal import completeness as _completeness
+
+        items = {f"{c['case'].get('id')}[{impl}]": {"outcome": "done", "crashed": err.get(
+            "crashed")} for c in cases for impl, err in
+            [*((k, {}) for k in c["comparisons"]), *(c.get("errors") or {}).items()]}
+        completeness = _completeness(items, None, False, None)
     return {
         "schema": 1,
+        "completeness": _plain(completeness),
         "counts": counts,
         "cases": cases,
         "best_known": best_known_summary([str(c["case"].get("id")) for c in cases]),

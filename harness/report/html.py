@@ -26,6 +26,7 @@ font-weight:600}.v-candidate-better{color:#9a6700;font-weight:600}
 .finding{background:#fff8c5;border-left:4px solid #d4a72c;padding:.4em .8em;margin:.4em 0}
 .note{color:#555;font-size:.85em}code{background:#f5f5f5;padding:0 .2em}
 img{max-width:100%;display:block;margin:.4em 0 1em}
+.partial{background:#fde8e8;border-left:4px solid #c0262d;padding:.5em .8em}
 .counts span{margin-right:1em}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;
 font-size:.8em}
 """
@@ -58,6 +59,10 @@ def _summary(report: Mapping[str, Any]) -> str:
         name = (f'<a href="#{anchor(cid)}">{escape(str(cid))}</a>' if c["disagreement"]
                 else escape(str(cid)))
         impls = ", ".join(escape(k) for k in c["implementations"])
+        for k, e in (c.get("errors") or {}).items():
+            impls += (f'; <span class="v-failed">{escape(k)} '
+                      f'({"crashed" if e.get("crashed") else escape(str(e.get("outcome")))})'
+                      "</span>")
         v = c["verdict"]
         worst = c.get("worst_scaled")
         rows.append(f'<tr><td>{name}</td><td>{impls}</td><td class="num">'
@@ -204,6 +209,17 @@ def _best_known(best: Mapping[str, Any]) -> str:
             + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
 
 
+def _completeness(comp: Mapping[str, Any] | None) -> str:
+    if not comp or comp.get("complete", True):
+        return ""
+    return (f'<p id="completeness" class="partial"><b>PARTIAL REPORT: '
+            f'{escape(str(comp.get("text")))}.</b> This report covers only the finished items; '
+            "it is not the result of a complete run"
+            + (f" (<code>{escape(str(comp['resume']))}</code> continues it)"
+               if comp.get("resume") and (comp.get("interrupted") or comp.get("missing"))
+               else "") + ".</p>")
+
+
 def render(report: Mapping[str, Any]) -> str:
     """The whole page."""
     counts = "".join(f"<span><b>{v}</b> {escape(k)}</span>"
@@ -212,6 +228,7 @@ def render(report: Mapping[str, Any]) -> str:
     overview = _img(figures.timing_overview(report["cases"]), "fit times", "timing-overview")
     body = [
         "<h1>lme4 agreement report</h1>",
+        _completeness(report.get("completeness")),
         f'<p class="counts">{counts}</p>',
         "<h2>Summary</h2>", _summary(report),
         f"<p>{len(dis)} case(s) with a disagreement, detailed below.</p>",

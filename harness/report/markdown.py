@@ -20,6 +20,7 @@ def render(report: Mapping[str, Any]) -> str:
     """The markdown text of the report."""
     counts = report.get("counts", {})
     lines = ["# lme4 agreement report", ""]
+    lines += completeness_lines(report.get("completeness"))
     lines.append(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no cases")
     lines += ["", "| case | implementations | worst scaled difference | verdict | objective gap |",
               "|---|---|---:|---|---|"]
@@ -29,6 +30,9 @@ def render(report: Mapping[str, Any]) -> str:
             for k in c["implementations"])
         if c.get("skipped"):
             impls += "; skipped: " + ", ".join(c["skipped"])
+        if c.get("errors"):
+            impls += "; " + ", ".join(f"{k} ({'crashed' if e.get('crashed') else e.get('outcome')})"
+                                      for k, e in c["errors"].items())
         verdict = c["verdict"] if c["verdict"] == "agreed" else f"**{c['verdict']}**"
         lines.append(f"| {_cell(c['case'].get('id'))} | {_cell(impls)} | "
                      f"{_worst(c.get('worst_scaled'))} | {verdict} | {_cell(gap_summary(c))} |")
@@ -63,3 +67,13 @@ def best_known_lines(best: Mapping[str, Any]) -> list[str]:
         lines.append(f"lme4's default reaches the best known optimum within the tolerance on all "
                      f"{best['recorded']} recorded cases (recorded {best.get('date')}).")
     return lines
+
+
+def completeness_lines(comp: Mapping[str, Any] | None) -> list[str]:
+    """The header line of a partial or incomplete report (nothing for a complete one)."""
+    if not comp or comp.get("complete", True):
+        return []
+    return [f"**PARTIAL REPORT: {comp.get('text')}.** This report covers only the finished "
+            "items; it is not the result of a complete run"
+            + (f" (`{comp.get('resume') or 'python -m harness report --resume DIR'}` "
+               "continues it)." if comp.get("interrupted") or comp.get("missing") else "."), ""]
