@@ -1,11 +1,15 @@
 """Command line: ``python -m harness report --out DIR [--impl NAME ...] [--reference live|recorded]
 [-k EXPR]`` runs the catalog through the reference (lme4) and the candidates, compares them and
 writes the discrepancy report (report.json, report.md, index.html) to DIR, printing one
-progress line per case to stderr."""
+progress line per case to stderr. Each finished item is journaled in DIR.partial/ (see
+harness.journal); an interrupted run (SIGINT, SIGTERM) writes a report marked partial and
+exits non-zero, and ``python -m harness report --resume DIR`` continues it (also a
+``pytest --report DIR`` run)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -55,19 +59,41 @@ def _candidates(names: Sequence[str] | None) -> list[Any]:
     return out
 
 
+def item_id(case: Any, impl: str, reference: Any) -> str:
+    """The journal's id of one (case, candidate) item of ``python -m harness report``."""
+    return f"{case.id}[{impl}-vs-{reference.name}]"
+
+
 def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
-              timeout: float | None = None) -> list[dict[str, Any]]:
-    """Fit every case with the reference and every candidate that can express it; compare."""
+              timeout: float | None = None, *, journal: Any = None,
+              done: Any = ()) -> list[dict[str, Any]]:
+    """Fit every case with the reference and every candidate that can express it; compare.
+
+    With a ``journal`` (harness.journal.Journal) each finished (case, candidate) item is
+    appended to it as it finishes; items whose id (:func:`item_id`) is in ``done`` are not
+    run again (a resumed run)."""
     from harness.compare import compare_records
     from harness.runner import case_data, fit_case, is_not_supported
 
+    def log(case: Any, impl: str, outcome: str, headline: str, data: Any = None,
+            verdict: str | None = None) -> None:
+        if journal is not None:
+            journal.append(item_id(case, impl, reference), {
+                "case": case.id, "impl": impl, "reference": reference.name, "outcome": outcome,
+                "verdict": verdict, "headline": headline, "data": data})
+
     results = []
     for i, case in enumerate(cases, 1):
+        todo = [a for a in candidates if item_id(case, a.name, reference) not in done]
+        if not todo and candidates:
+            continue
         t0 = time.perf_counter()
         try:
             data = case_data(case)
         except Exception as exc:  # noqa: BLE001 - one bad dataset must not stop the run
             print(f"[{i}/{len(cases)}] {case.id}: data unavailable: {exc}", file=sys.stderr)
+            for a in todo:
+                log(case, a.name, "error", f"data unavailable: {exc}")
             continue
         records: dict[str, Any] = {}
         comparisons: dict[str, Any] = {}
@@ -75,20 +101,26 @@ def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
         ref_why = reference.supports(case)
         if ref_why:
             print(f"[{i}/{len(cases)}] {case.id}: reference skipped: {ref_why}", file=sys.stderr)
+            for a in todo:
+                log(case, a.name, "skipped", f"reference skipped: {ref_why}")
             continue
         ref = fit_case(reference, case, data, timeout=timeout)
         records[reference.name] = ref
-        for adapter in candidates:
+        for adapter in todo:
             why = (getattr(case, "skip", {}) or {}).get(adapter.name) or adapter.supports(case)
             if why:
                 skipped[adapter.name] = str(why)
+                log(case, adapter.name, "skipped", str(why))
                 continue
             rec = fit_case(adapter, case, data, timeout=timeout)
             if is_not_supported(rec):  # declined at fit time: a skip, not a failure
                 skipped[adapter.name] = str(rec["error"])
+                log(case, adapter.name, "skipped", str(rec["error"]))
                 continue
             records[adapter.name] = rec
-            comparisons[adapter.name] = compare_records(ref, rec, case)
+            comp = comparisons[adapter.name] = compare_records(ref, rec, case)
+            log(case, adapter.name, comp.verdict, comp.reason(), verdict=comp.verdict,
+                data={"comparison": comp.to_dict(), "record": rec, "reference_record": ref})
         results.append({"case": case, "records": records, "comparisons": comparisons,
                         "data": data, "skipped": skipped})
         times = ", ".join(f"{k} {r['seconds']:.3g}s" if r.get("seconds") is not None
@@ -105,7 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="mixedref harness: agreement with lme4")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="run the catalog and write the discrepancy report")
-    rep.add_argument("--out", required=True, metavar="DIR", help="folder for the report files")
+    rep.add_argument("--out", metavar="DIR", default=None,
+                     help="folder for the report files (replaced as a whole at the end; the "
+                          "finished items are journaled in DIR.partial/ meanwhile)")
+    rep.add_argument("--resume", metavar="DIR", default=None,
+                     help="continue the interrupted run (this command's or pytest --report's) "
+                          "whose report folder is DIR: run only the items its journal "
+                          "DIR.partial/records.jsonl lacks, then write the whole report")
     rep.add_argument("--impl", action="append", metavar="NAME", nargs="+",
                      help="candidate implementation(s) (repeatable); default: the built-in "
                           "ones that load here")
@@ -129,7 +167,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     bk.add_argument("--out", metavar="PATH", default=None, help="file to write instead")
     bk.add_argument("--allfit", choices=("auto", "always", "never"), default="auto",
                     help="run lme4's allFit: auto = except on cases tagged large")
+    eco = sub.add_parser("ecosystem", help="the league table: the catalog through lme4, "
+                         "mixedref, statsmodels and the installed PyPI peers "
+                         "(harness/ecosystem.py)")
+    eco.add_argument("--out", metavar="DIR", default=None,
+                     help="run, and write league.json and index.html to DIR")
+    eco.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
+                     help="only items matching (pytest -k syntax)")
+    eco.add_argument("--impl", action="append", metavar="NAME", default=None,
+                     help="only these implementations (repeatable); default: the whole league")
+    eco.add_argument("--readme", action="store_true",
+                     help="rewrite README.md's ecosystem block from the table (the one just "
+                          "written, else harness/references/league/league.json)")
     args = parser.parse_args(argv)
+
+    if args.command == "ecosystem":
+        from harness import ecosystem
+
+        return ecosystem.main(args.out, args.keyword, args.impl, readme=args.readme)
 
     from harness.catalog import load_catalog
 
@@ -144,23 +199,124 @@ def main(argv: Sequence[str] | None = None) -> int:
                                merge=args.keyword is not None,
                                allfit={"auto": None, "always": True, "never": False}[args.allfit])
 
-    from harness.report import write_report
+    return _report(args, list(sys.argv[1:] if argv is None else argv))
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"harness report: {message}", file=sys.stderr)
+    return code
+
+
+def _report(args: Any, argv: list[str]) -> int:
+    """The ``report`` subcommand (fresh, or ``--resume DIR``)."""
+    from harness import journal as jn
+
+    if args.resume:
+        return _resume(args.resume)
+    if not args.out:
+        return _fail("give --out DIR (or --resume DIR)")
+    resume = os.environ.get(jn.RESUME_ENV) == os.path.abspath(args.out)
+    from harness.catalog import load_catalog
 
     cases = [c for c in load_catalog(args.catalog) if _matches(args.keyword, c)]
     if not cases:
-        print(f"harness report: no case matches -k {args.keyword!r}", file=sys.stderr)
-        return 2
-    impls = [n for group in (args.impl or []) for n in group] or None
-    reference = _reference(args.reference)
-    candidates = _candidates(impls)
-    print(f"harness report: {len(cases)} case(s), reference {reference.name}, candidates "
-          f"{[a.name for a in candidates]}", file=sys.stderr)
-    results = run_cases(cases, reference, candidates, args.case_timeout)
-    paths = write_report(results, args.out, progress=True,
-                         allfit=False if args.no_allfit else "auto")
+        return _fail(f"no case matches -k {args.keyword!r}")
+    command = jn.command_line(["python -m harness", *argv])
+    try:  # before any fit: the folder is writable and no other run uses it
+        jn.check_writable(args.out, "--out")
+        note = jn.acquire_lock(args.out, command, "--out")
+    except jn.JournalError as exc:
+        return _fail(str(exc))
+    if note:
+        print(f"harness report: {note}", file=sys.stderr)
+    journal = jn.Journal(args.out, kind="report", command=command, argv=argv, resume=resume)
+    try:
+        return _run_report(args, cases, journal)
+    finally:
+        journal.close()
+        jn.release_lock(args.out)
+
+
+def _run_report(args: Any, cases: list[Any], journal: Any) -> int:
+    from harness import isolation
+    from harness import journal as jn
+    from harness.report import write_report
+    from harness.summary import results_for_report
+
+    restore_sigterm = jn.handle_sigterm()
+    reason = None
+    try:
+        impls = [n for group in (args.impl or []) for n in group] or None
+        reference = _reference(args.reference)
+        candidates = _candidates(impls)
+        journal.set_planned(len(cases) * len(candidates) - len(journal.previous))
+        print(f"harness report: {len(cases)} case(s), reference {reference.name}, candidates "
+              f"{[a.name for a in candidates]}"
+              + (f"; resuming after {len(journal.previous)} finished item(s)"
+                 if journal.previous else ""), file=sys.stderr)
+        run_cases(cases, reference, candidates, args.case_timeout, journal=journal,
+                  done=set(journal.previous))
+    except KeyboardInterrupt as exc:
+        reason = str(exc) if str(exc).startswith("signal ") else "signal SIGINT"
+        print(f"harness report: interrupted ({reason}); writing the partial report",
+              file=sys.stderr)
+    finally:
+        restore_sigterm()
+    restore = jn.shield_signals()  # a second signal must not lose the partial report
+    try:
+        if reason is not None:
+            isolation.shutdown()  # the fit under way: its worker is killed
+        entries = jn.read_records(args.out)
+        comp = jn.completeness(entries, journal.state.get("planned"), reason is not None,
+                               reason, args.out)
+        by_id = {c.id: c for c in cases}
+        paths = write_report(results_for_report(entries, by_id), args.out, progress=True,
+                             completeness=comp, allfit=False if args.no_allfit else "auto")
+        if comp["complete"]:
+            journal.end("complete")
+            journal.discard()
+        else:
+            journal.end("interrupted" if reason else "incomplete", comp["text"])
+    finally:
+        restore()
     for kind, path in paths.items():
         print(f"{kind}: {path}")
-    return 0
+    if comp["complete"]:
+        return 0
+    print(f"harness report: PARTIAL report: {comp['text']}; `python -m harness report "
+          f"--resume {args.out}` continues it", file=sys.stderr)
+    return 130 if reason else 1
+
+
+def _resume(report_dir: str) -> int:
+    """Continue the run whose journal is REPORT_DIR.partial: the same command again, told to
+    append to the journal and skip the finished items."""
+    import subprocess
+
+    from harness import journal as jn
+
+    state = jn.read_state(report_dir)
+    if not state or state.get("argv") is None:
+        return _fail(f"--resume {report_dir}: no journal of an interrupted run in "
+                     f"{jn.staging(report_dir)}")
+    held = jn.read_lock(report_dir)
+    if held and held.get("pid") and jn._alive(int(held["pid"])):  # noqa: SLF001
+        return _fail(f"--resume {report_dir}: report folder {report_dir} is in use by pid "
+                     f"{held['pid']} ({held.get('command')})")
+    done = jn.read_records(report_dir)
+    env = {**os.environ, jn.RESUME_ENV: os.path.abspath(report_dir)}
+    print(f"harness report: resuming {report_dir}: {len(done)} of "
+          f"{state.get('planned') or '?'} items finished before", file=sys.stderr)
+    if state.get("kind") == "report":
+        os.environ[jn.RESUME_ENV] = os.path.abspath(report_dir)
+        try:
+            return main(state["argv"])
+        finally:
+            os.environ.pop(jn.RESUME_ENV, None)
+    cmd = [sys.executable, "-m", "pytest", *state["argv"]]
+    for nodeid in done:
+        cmd += ["--deselect", nodeid]
+    return subprocess.call(cmd, cwd=state.get("cwd") or None, env=env)
 
 
 if __name__ == "__main__":

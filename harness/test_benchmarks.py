@@ -3,8 +3,10 @@
 Run with ``pytest harness/test_benchmarks.py --benchmark-only`` (``./dev bench``); in normal
 runs these are skipped so ``pytest harness`` stays fast. Benchmarks are grouped by case id;
 lme4 is timed on the R side, on data already converted to an R data.frame, so only the fit is
-measured. The plugin prints a line per case with the mixedref/lme4 ratio of median times.
-Select with ``-k``, e.g. ``-k "sleepstudy and mixedref"``.
+measured. Each installed PyPI peer (harness.adapters.peers: mixedlm, mixedlm-rs, lme-python,
+interlace-lme, glmm, pyreml) is timed in the same run, on the cases it can express. The plugin
+prints a line per case with each implementation's median time as a ratio to lme4's and to
+mixedref's. Select with ``-k``, e.g. ``-k "sleepstudy and mixedref"``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Any
 
 import pytest
 
-BENCH_IMPLS = ("lme4", "mixedref", "statsmodels")
+BENCH_IMPLS = ("lme4", "mixedref", "statsmodels", "mixedlm", "mixedlm-rs", "lme-python",
+               "interlace-lme", "glmm", "pyreml")
 SKIP_REASON = "benchmarks run only with --benchmark-only"
 TARGET_SECONDS = 2.0  # per benchmark: rounds = TARGET_SECONDS / (one fit), between 1 and 20
+PEER_TIMEOUT = 60.0  # seconds: a peer's isolated trial fit (the catalog's default time limit)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -32,11 +36,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     path = metafunc.config.getoption("catalog", None)
     cases = load_catalog(path)
     params = [pytest.param(case, impl, id=f"{case.id}-{impl}") for case in cases
-              for impl in BENCH_IMPLS]
+              for impl in BENCH_IMPLS if impl in _CORE or _installed(impl)]
     metafunc.parametrize(("bench_case", "bench_impl"), params)
 
 
 _r_frames: dict[str, Any] = {}
+_CORE = ("lme4", "mixedref", "statsmodels")
+
+
+def _installed(impl: str) -> bool:
+    """A peer is benchmarked only where its package is installed (no skipped item per case)."""
+    from harness.adapters import get_adapter
+
+    return get_adapter(impl).unavailable() is None
 
 
 def _fit_callable(case: Any, impl: str) -> Any:
@@ -56,6 +68,10 @@ def _fit_callable(case: Any, impl: str) -> Any:
             _r_frames[case.dataset] = rbridge.to_r_frame(data)
         rdata = _r_frames[case.dataset]
         return lambda: rbridge.lmer_fit_only(rdata, case.formula, bool(case.REML))
+    if impl not in _CORE:  # a peer: one isolated fit first, so a hang or a crash only skips
+        rec = runner.fit_case(adapter, case, timeout=PEER_TIMEOUT, use_cache=False)
+        if rec["error"]:
+            pytest.skip(f"{impl}: {rec['error'][:300]}")
     return lambda: adapter.fit(case, data.copy())
 
 

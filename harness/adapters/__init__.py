@@ -13,6 +13,7 @@ from harness.adapters.base import Adapter
 from harness.adapters.glmmtmb import GlmmTMBLive, GlmmTMBRecorded
 from harness.adapters.lme4 import Lme4Live, Lme4Recorded
 from harness.adapters.mixedref_impl import Mixedref, MixedrefLiteral
+from harness.adapters.peers import PEERS
 from harness.adapters.statsmodels_impl import Statsmodels
 from harness.adapters.user import CallableAdapter, entry_point_names, from_entry_point
 
@@ -24,6 +25,7 @@ BUILTIN: dict[str, Callable[[], Adapter]] = {
     "statsmodels": Statsmodels,
     "glmmTMB": GlmmTMBLive,
     "glmmTMB-recorded": GlmmTMBRecorded,
+    **PEERS,  # mixedlm, mixedlm-rs, lme-python, interlace-lme, glmm, pyreml (mixedref[peers])
 }
 
 DEFAULT_IMPLS = ("mixedref", "statsmodels", "mixedref-literal")

@@ -1,0 +1,353 @@
+"""Shared translation helpers for the peer adapters: an lme4 formula taken apart the way lme4
+reads it, and the peers' answers put back into lme4's names and shapes.
+
+Nothing here uses mixedref: the peers are judged against lme4 and mixedref, so their
+translation must not borrow mixedref's model builder.
+
+- :func:`parse` splits ``y ~ fixed + (expr | g) + (expr || g)`` into the response, the fixed
+  part and the bar terms; :func:`lme4_terms` expands them as lme4 does (``||`` into one term
+  per column, ``a/b`` into ``a`` and ``b:a``) and orders them as lme4 does (decreasing number
+  of levels, ties in formula order), with lme4's VarCorr group names (``Subject``,
+  ``Subject.1``).
+- :func:`fixed_design` builds the fixed-effects matrix with patsy (statsmodels' formula engine)
+  under R's ``model.matrix`` rules for what the catalog uses (treatment contrasts, ``contr.poly``
+  for ordered factors) and R's column names; :func:`r_name` maps patsy's names to R's.
+- :func:`varcorr_rows` and :func:`theta_of` write per-term covariance matrices as lme4's
+  ``as.data.frame(VarCorr(m))`` rows and θ.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_BAR = re.compile(r"\(([^()|]*(?:\([^()]*\)[^()|]*)*)(\|\|?)([^()]*)\)")
+POLY_SUFFIX = {"Linear": ".L", "Quadratic": ".Q", "Cubic": ".C"}
+
+
+@dataclass
+class Bar:
+    """One bar term as written: ``(expr | group)`` or ``(expr || group)``."""
+
+    expr: str
+    double: bool
+    group: str
+
+    @property
+    def intercept(self) -> bool:
+        """lme4's rule: an intercept unless the expression has ``0 +`` or ``- 1``."""
+        parts = [p.replace(" ", "") for p in _summands(self.expr)]
+        return "0" not in parts and not re.search(r"-\s*1\s*$", self.expr)
+
+    @property
+    def predictors(self) -> list[str]:
+        """The expression's summands other than 1 / 0 (as written: ``Days``, ``I(Days - 4.5)``)."""
+        parts = _summands(re.sub(r"-\s*1\s*$", "", self.expr))
+        return [p for p in parts if p.replace(" ", "") not in ("1", "0")]
+
+    @property
+    def columns(self) -> list[str]:
+        """The term's columns by R's names (factor-valued slopes are not expanded here)."""
+        return (["(Intercept)"] if self.intercept else []) + self.predictors
+
+    @property
+    def groups(self) -> list[str]:
+        """The grouping factors it stands for: ``a/b`` is ``a`` and ``b:a`` (lme4's order)."""
+        parts = [p.strip() for p in self.group.split("/")]
+        return [":".join(reversed(parts[:k])) for k in range(1, len(parts) + 1)]
+
+
+@dataclass
+class Parsed:
+    response: str
+    fixed: str  # the right-hand side without the bar terms ("1" when nothing is left)
+    bars: list[Bar] = field(default_factory=list)
+
+
+@dataclass
+class Term:
+    """One random-effects term as lme4 has it after expansion."""
+
+    group: str  # the grouping factor, e.g. "Subject", "cask:batch"
+    columns: list[str]  # R names of its columns
+    name: str = ""  # lme4's VarCorr group name (Subject, Subject.1)
+    nlevels: int = 0
+    correlated: bool = True
+
+
+def _summands(expr: str) -> list[str]:
+    """Split on top-level '+' (not inside parentheses)."""
+    out, depth, cur = [], 0, ""
+    for ch in expr:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "+" and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def parse(formula: str) -> Parsed:
+    """The formula's response, fixed part and bar terms."""
+    lhs, _, rhs = formula.partition("~")
+    bars = [Bar(e.strip(), b == "||", g.strip()) for e, b, g in _BAR.findall(rhs)]
+    fixed = _BAR.sub("", rhs)
+    fixed = re.sub(r"\+\s*(\+\s*)+", "+ ", fixed).strip().strip("+").strip()
+    return Parsed(lhs.strip(), fixed or "1", bars)
+
+
+def group_labels(data: Any, group: str) -> Any:
+    """The grouping factor's values per row (``a:b`` as the pasted labels of its parts)."""
+    parts = group.split(":")
+    if len(parts) == 1:
+        return data[group].astype(str).to_numpy()
+    out = data[parts[0]].astype(str).to_numpy().astype(object)
+    for p in parts[1:]:
+        out = out + ":" + data[p].astype(str).to_numpy().astype(object)
+    return out.astype(str)
+
+
+def nlevels(data: Any, group: str) -> int:
+    return int(len(np.unique(group_labels(data, group))))
+
+
+def lme4_terms(parsed: Parsed, data: Any) -> list[Term]:
+    """The random-effects terms as lme4 expands and orders them, with VarCorr names."""
+    terms: list[Term] = []
+    for bar in parsed.bars:
+        for g in bar.groups:
+            if bar.double:
+                terms += [Term(g, [c], correlated=False) for c in bar.columns]
+            else:
+                terms.append(Term(g, list(bar.columns)))
+    for t in terms:
+        t.nlevels = nlevels(data, t.group)
+    terms = sorted(terms, key=lambda t: -t.nlevels)  # stable: ties keep formula order
+    seen: dict[str, int] = {}
+    for t in terms:
+        k = seen.get(t.group, 0)
+        t.name = t.group if k == 0 else f"{t.group}.{k}"
+        seen[t.group] = k + 1
+    return terms
+
+
+# ----------------------------------------------------------------------------- fixed effects
+
+
+def ordered_factors(data: Any) -> list[str]:
+    """Columns that are ordered pandas Categoricals (R: ordered factors, contr.poly)."""
+    return [c for c in data.columns
+            if str(data[c].dtype) == "category" and bool(data[c].cat.ordered)]
+
+
+def factors(data: Any) -> list[str]:
+    return [c for c in data.columns if str(data[c].dtype) in ("category", "object", "str",
+                                                              "string")]
+
+
+def uses(expr: str, name: str) -> bool:
+    """Whether the formula text ``expr`` uses the variable ``name``."""
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", expr) is not None
+
+
+def patsy_formula(rhs: str, data: Any) -> str:
+    """R's right-hand side as patsy reads it with R's contrasts: ordered factors wrapped in
+    ``C(x, Poly)`` (patsy's Poly is R's contr.poly); everything else is the same grammar."""
+    for name in ordered_factors(data):
+        rhs = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.])", f"C({name}, Poly)", rhs)
+    return rhs
+
+
+def r_name(patsy_name: str) -> str:
+    """R's model.matrix column name of a patsy column name."""
+    if patsy_name == "Intercept":
+        return "(Intercept)"
+    out = []
+    for part in patsy_name.split(":"):
+        m = re.fullmatch(r"C\((\w+), Poly\)\[?(?:\.(\w+)|\^(\d+))\]?", part)
+        if m:
+            var, word, power = m.groups()
+            out.append(var + (POLY_SUFFIX.get(word, f".{word}") if word else f"^{power}"))
+            continue
+        m = re.fullmatch(r"(.+?)\[T\.(.+)\]", part)
+        if m:
+            var = m.group(1)
+            cm = re.fullmatch(r"C\((\w+)\)", var)
+            out.append((cm.group(1) if cm else var) + m.group(2))
+            continue
+        out.append(part)
+    return ":".join(out)
+
+
+def fixed_design(parsed: Parsed, data: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(y, X, R column names) of the fixed part, built by patsy."""
+    import patsy
+
+    rhs = patsy_formula(parsed.fixed, data)
+    y, X = patsy.dmatrices(f"{parsed.response} ~ {rhs}", data, NA_action="raise",
+                           return_type="dataframe")
+    return (np.asarray(y, dtype=float).ravel(), np.asarray(X, dtype=float),
+            [r_name(c) for c in X.columns])
+
+
+def re_design(columns: list[str], data: Any) -> np.ndarray:
+    """The columns of one random-effects term (patsy evaluates I(...) as R does)."""
+    import patsy
+
+    preds = [c for c in columns if c != "(Intercept)"]
+    rhs = " + ".join(["1" if "(Intercept)" in columns else "0"] + preds)
+    M = patsy.dmatrix(rhs, data, NA_action="raise", return_type="dataframe")
+    return np.asarray(M, dtype=float)
+
+
+def map_names(names: list[str], data: Any, style: str) -> list[str]:
+    """R names of a package's coefficient names. ``style``: ``patsy`` (``Intercept``,
+    ``x[T.b]``), or ``index`` (``x.1``, ``x.2``: the j-th contrast column of factor x, as
+    mixedlm names them; treatment contrasts name the level, contr.poly the degree)."""
+    if style == "patsy":
+        return [r_name(n) for n in names]
+    ordered = set(ordered_factors(data))
+    facs = set(factors(data))
+
+    def one(part: str) -> str:
+        m = re.fullmatch(r"(.+)\.(\d+)", part)
+        if not m or m.group(1) not in facs:
+            return part
+        var, j = m.group(1), int(m.group(2))
+        if var in ordered:
+            return var + ({1: ".L", 2: ".Q", 3: ".C"}.get(j) or f"^{j}")
+        levels = list(data[var].cat.categories) if str(data[var].dtype) == "category" \
+            else sorted(set(data[var]))
+        return f"{var}{levels[j]}"
+
+    return [":".join(one(p) for p in n.split(":")) for n in names]
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def varcorr_rows(terms: list[Term], covs: list[np.ndarray], sigma2: float
+                 ) -> list[dict[str, Any]]:
+    """lme4's as.data.frame(VarCorr(m)): per term its variances, then the covariances
+    (column-major lower triangle) with correlations; the residual row last."""
+    rows: list[dict[str, Any]] = []
+    for t, cov in zip(terms, covs, strict=True):
+        cov = np.atleast_2d(np.asarray(cov, dtype=float))
+        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+        for i, col in enumerate(t.columns):
+            rows.append({"grp": t.name, "var1": col, "var2": None, "vcov": float(cov[i, i]),
+                         "sdcor": float(sd[i])})
+        for j in range(len(t.columns)):
+            for i in range(j + 1, len(t.columns)):
+                d = sd[i] * sd[j]
+                rows.append({"grp": t.name, "var1": t.columns[j], "var2": t.columns[i],
+                             "vcov": float(cov[i, j]),
+                             "sdcor": float(cov[i, j] / d) if d > 0 else 0.0})
+    rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": float(sigma2),
+                 "sdcor": float(np.sqrt(sigma2))})
+    return rows
+
+
+def theta_of(terms: list[Term], covs: list[np.ndarray], sigma2: float) -> list[float] | None:
+    """lme4's θ: per term the lower Cholesky factor of Σ/σ², column-major lower triangle.
+    None when a block with more than one column is not positive definite."""
+    out: list[float] = []
+    for _t, cov in zip(terms, covs, strict=True):
+        block = np.atleast_2d(np.asarray(cov, dtype=float)) / sigma2
+        q = block.shape[0]
+        try:
+            L = np.linalg.cholesky(block)
+        except np.linalg.LinAlgError:
+            if q > 1:
+                return None
+            L = np.sqrt(np.clip(block, 0.0, None))
+        out += [float(L[i, j]) for j in range(q) for i in range(j, q)]
+    return out
+
+
+def singular(theta: list[float] | None, terms: list[Term], tol: float = 1e-4) -> bool | None:
+    """lme4's isSingular: a diagonal element of θ below tol (lower bound 0)."""
+    if theta is None:
+        return None
+    k, out = 0, False
+    for t in terms:
+        q = len(t.columns)
+        for j in range(q):
+            for i in range(j, q):
+                if i == j and theta[k] < tol:
+                    out = True
+                k += 1
+    return out
+
+
+def caught_messages(caught: list[Any]) -> list[str]:
+    return [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def version_of(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+def missing(module: str, package: str) -> str | None:
+    """None when ``module`` is installed, else the one line the harness prints for the skip.
+    Looked up, not imported: the harness process runs none of a candidate's code (its worker
+    imports it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError) as exc:  # ValueError: sys.modules[module] is None
+        found, why = False, f"{type(exc).__name__}: {exc}"
+    else:
+        why = f"no module named {module!r}"
+    if not found:
+        return f"{package} is not installed ({why}); pip install mixedref[peers]"
+    return None
+
+
+def cannot(package: str, what: str, why: str) -> NotImplementedError:
+    """The error of a formula the package cannot express."""
+    return NotImplementedError(f"{package} cannot express {what}: {why}")
+
+
+def same_factor(a: str, b: str) -> bool:
+    """``batch:cask`` and ``cask:batch`` are one grouping factor."""
+    return sorted(a.split(":")) == sorted(b.split(":"))
+
+
+def pick_block(blocks: dict[str, tuple[list[str], np.ndarray]], term: Term,
+               package: str) -> np.ndarray:
+    """The term's covariance block out of a package's per-group covariances (``blocks``: its
+    group name -> (column names, covariance)), matched by grouping factor and columns (a
+    package may keep a ``||`` pair as one group with a diagonal covariance)."""
+    for grp, (cols, cov) in blocks.items():
+        if same_factor(grp, term.group) and all(c in cols for c in term.columns):
+            idx = [cols.index(c) for c in term.columns]
+            return np.asarray(cov, dtype=float)[np.ix_(idx, idx)]
+    raise RuntimeError(f"{package} reports no variance components for lme4's term "
+                       f"{term.name} {term.columns}: it has "
+                       f"{ {g: c for g, (c, _) in blocks.items()} }")
+
+
+def unpack_vech(packed: Any, q: int) -> np.ndarray:
+    """A symmetric q x q matrix from its column-major lower triangle."""
+    cov, k = np.zeros((q, q)), 0
+    for j in range(q):
+        for i in range(j, q):
+            cov[i, j] = cov[j, i] = float(packed[k])
+            k += 1
+    return cov

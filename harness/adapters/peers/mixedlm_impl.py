@@ -1,0 +1,83 @@
+"""mixedlm (PyPI ``mixedlm``, a Rust core with lme4's interface): ``mixedlm.lmer(formula, data,
+REML=)`` takes lme4's formula as written; ordered factors get ``contrasts={x: "poly"}`` (lme4's
+contr.poly; mixedlm's default is treatment for every factor). mixedlm names a factor's contrast
+columns ``x.1, x.2, ...``: mapped to R's (``xB``, ``x.L``). Its VarCorr groups are matched to
+lme4's terms by their factors (it writes ``batch:cask`` where lme4 writes ``cask:batch`` and keeps
+a ``||`` pair as one group with a diagonal covariance)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+
+from harness.adapters.peers import _formula as F
+from harness.adapters.peers._base import Peer, ordered_in_fixed
+
+
+class MixedlmPeer(Peer):
+    name = "mixedlm"
+    module = "mixedlm"
+    dist = "mixedlm"
+
+    def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
+        for expr in re.findall(r"I\(([^()]*)\)", case.formula):
+            if not re.fullmatch(r"\s*\w+\s*(\^|\*\*)\s*\d+\s*", expr):
+                raise F.cannot("mixedlm", f"I({expr})", "its formula parser takes only a "
+                               "variable or I(variable**exponent) (mixedlm.formula.parser)")
+
+    def fit(self, case: Any, data: Any) -> dict[str, Any]:
+        import mixedlm
+
+        parsed, terms = self.prepare(case, data)
+        contrasts = {v: "poly" for v in ordered_in_fixed(parsed, data)}
+        REML = bool(case.REML)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = mixedlm.lmer(_powers(case.formula), data, REML=REML, contrasts=contrasts or None)
+            vc = m.VarCorr()
+            se = np.sqrt(np.diag(np.asarray(m.vcov(), dtype=float)))
+            singular = bool(m.isSingular())
+        fixef = m.fixef()
+        names = F.map_names(list(fixef), data, "index")
+        sigma2 = float(vc.residual)
+        blocks = {g: (list(v.term_names), np.asarray(v.cov, dtype=float))
+                  for g, v in vc.groups.items()}
+        covs = [F.pick_block(blocks, t, "mixedlm") for t in terms]
+        theta = F.theta_of(terms, covs, sigma2)
+        loglik = float(m.logLik())
+        messages = F.caught_messages(caught)
+        msg = getattr(m, "message", None)
+        if msg:
+            messages.append(str(msg))
+        return {
+            "fixef": dict(zip(names, map(float, fixef.values()), strict=True)),
+            "fixef_se": dict(zip(names, map(float, se), strict=True)),
+            "sigma": float(np.sqrt(sigma2)),
+            "varcorr": F.varcorr_rows(terms, covs, sigma2),
+            "theta": theta,
+            "loglik": loglik,
+            "objective": float(m.REMLcrit()),
+            "REML": REML,
+            "nobs": int(m.nobs() if callable(m.nobs) else m.nobs),
+            "ngroups": {t.group: t.nlevels for t in terms},
+            "converged": bool(m.converged),
+            "singular": singular,
+            "messages": messages,
+            "nfev": _int(getattr(m, "function_evals", None)),
+            "versions": self.versions(),
+        }
+
+
+def _int(x: Any) -> int | None:
+    try:
+        return int(x() if callable(x) else x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _powers(formula: str) -> str:
+    """R's I(x^k) as mixedlm writes it, I(x**k)."""
+    return re.sub(r"I\((\s*\w+\s*)\^", r"I(\1**", formula)

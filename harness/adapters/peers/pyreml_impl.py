@@ -1,0 +1,88 @@
+"""pyreml (PyPI ``pyreml``, REML in PyTorch, from animal breeding):
+``MixedModel.from_dataframe(data, response, fixed="1 + x", random=[Random(unit, formula,
+left_hand)])`` then ``fit()``. Each lme4 term is one ``Random``: ``left_hand="iid"`` for one
+column, ``"full"`` for a correlated term, and a ``||`` pair becomes one ``Random`` over both
+columns with ``left_hand="diag"``; an interaction grouping is passed as a column of its own.
+Formulas are patsy's (ordered factors as ``C(x, Poly)``: R's contr.poly). REML only: with a
+random effect the package always fits REML (its ML loss covers the OLS path alone)."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from harness.adapters.peers import _formula as F
+from harness.adapters.peers._base import Peer
+
+
+class PyremlPeer(Peer):
+    name = "pyreml"
+    module = "pyreml"
+    dist = "pyreml"
+
+    def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
+        if not case.REML:
+            raise F.cannot("pyreml", "ML fits", "with a random effect it fits by REML only "
+                           "(MixedModel.ML_loss covers the OLS path alone)")
+
+    def fit(self, case: Any, data: Any) -> dict[str, Any]:
+        import torch
+        from pyreml import MixedModel, Random
+
+        threads = os.environ.get("OPENBLAS_NUM_THREADS")  # the harness's share of the cores
+        if threads and threads.isdigit():
+            torch.set_num_threads(int(threads))
+        parsed, terms = self.prepare(case, data)
+        data = data.copy()
+        randoms, units = [], []
+        for bar in parsed.bars:
+            for group in bar.groups:
+                unit = group
+                if ":" in group:
+                    unit = "__".join(group.split(":"))
+                    data[unit] = F.group_labels(data, group)
+                else:
+                    data[unit] = data[unit].astype(str)
+                lhs = " + ".join((["1"] if bar.intercept else ["0"]) + bar.predictors)
+                q = len(bar.columns)
+                kind = "iid" if q == 1 else ("diag" if bar.double else "full")
+                randoms.append(Random(unit, formula=lhs, left_hand=kind))
+                units.append((group, list(bar.columns)))
+        fixed = F.patsy_formula(parsed.fixed, data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mm = MixedModel.from_dataframe(data, parsed.response, fixed=fixed, random=randoms)
+            mm.fit(verbose=False)
+        sigma2 = float(mm.residual.variance["sigma"])
+        blocks = {}
+        for (group, cols), r in zip(units, mm.random, strict=True):
+            S = np.atleast_2d(np.asarray(r.variance["sigma"], dtype=float))
+            key = group if group not in blocks else f"{group}#{len(blocks)}"
+            blocks[key] = (cols, S)
+        covs = [F.pick_block({k: v for k, v in blocks.items()
+                              if k.split("#")[0] == t.group}, t, "pyreml") for t in terms]
+        theta = F.theta_of(terms, covs, sigma2)
+        est = mm.estimates
+        names = F.map_names([str(n) for n in est["term"]], data, "patsy")
+        objective = float(mm.neg2loglik)
+        return {
+            "fixef": dict(zip(names, map(float, est["estimate"]), strict=True)),
+            "fixef_se": dict(zip(names, map(float, est["SE"]), strict=True)),
+            "sigma": math.sqrt(sigma2),
+            "varcorr": F.varcorr_rows(terms, covs, sigma2),
+            "theta": theta,
+            "loglik": -0.5 * objective,
+            "objective": objective,
+            "REML": True,
+            "nobs": int(mm.n),
+            "ngroups": {t.group: t.nlevels for t in terms},
+            "converged": bool(mm.opti_REML.converged),
+            "singular": F.singular(theta, terms),
+            "messages": F.caught_messages(caught),
+            "nfev": len(mm.opti_REML.loss),
+            "versions": {**self.versions(), "torch": str(torch.__version__)},
+        }

@@ -1,0 +1,149 @@
+"""The PyPI peers' adapters (harness/adapters/peers/) and the league table (harness/ecosystem.py).
+
+Expected names and shapes come only from lme4's recordings (harness/references/lme4.json via
+Lme4Recorded), never from a package's own run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import FakeCase
+
+from harness import ecosystem, runner
+from harness.adapters import BUILTIN, Lme4Recorded, get_adapter
+from harness.adapters.peers import PEERS
+from harness.catalog import load_catalog
+
+CASES = {c.id: c for c in load_catalog()}
+PEER_NAMES = list(PEERS)
+MODULES = {"mixedlm": "mixedlm", "mixedlm-rs": "mixedlm_rs", "lme-python": "lme_python",
+           "interlace-lme": "interlace", "glmm": "glmm", "pyreml": "pyreml"}
+
+
+def test_every_peer_is_registered_under_its_package_name() -> None:
+    for name in ("mixedlm", "mixedlm-rs", "lme-python", "interlace-lme", "glmm", "pyreml"):
+        assert name in BUILTIN and get_adapter(name).name == name
+
+
+@pytest.mark.parametrize("name", PEER_NAMES)
+def test_a_missing_package_is_one_line_naming_the_install(name: str, monkeypatch) -> None:
+    import sys
+
+    module = MODULES[name]
+    for key in [k for k in sys.modules if k.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, key)
+    monkeypatch.setitem(sys.modules, module, None)  # "import module" now raises ImportError
+    reason = PEERS[name]().unavailable()
+    assert reason is not None and "\n" not in reason
+    assert "pip install mixedref[peers]" in reason
+
+
+# one formula per peer that it cannot express, and the reason's key words
+CANNOT = {
+    "mixedlm": ("Reaction ~ I(Days - 4.5) + (1 | Subject)", "I(Days - 4.5)"),
+    "mixedlm-rs": ("Reaction ~ Days + (Days || Subject)", "free="),
+    "lme-python": None,  # contrasts: needs data (an ordered factor), below
+    "interlace-lme": ("Reaction ~ Days + (I(Days - 4.5) | Subject)", "expressions"),
+    "glmm": ("Reaction ~ Days + (Days || Subject)", "correlation structure"),
+    "pyreml": None,  # ML: by case, below
+}
+
+
+@pytest.mark.parametrize("name", PEER_NAMES)
+def test_what_a_peer_cannot_express_raises_naming_why(name: str) -> None:
+    adapter = PEERS[name]()
+    spec = CANNOT[name]
+    if name == "lme-python":
+        case = CASES["cake-interaction-REML"]
+        fragment = "contr.poly"
+    elif name == "pyreml":
+        case = CASES["sleepstudy-slopes-ML"]
+        fragment = "REML only"
+    else:
+        formula, fragment = spec
+        case = FakeCase("c", formula)
+    reason = adapter.supports(case)
+    if reason is None:  # a data-level check: fit raises
+        from harness.catalog import load_data
+
+        with pytest.raises(NotImplementedError, match="cannot express") as info:
+            adapter.fit(case, load_data(case))
+        reason = str(info.value)
+    assert name.split("-")[0] in reason.lower() or "cannot express" in reason
+    assert fragment in reason
+
+
+@pytest.mark.parametrize("name", PEER_NAMES)
+def test_peer_records_carry_lme4s_names_on_sleepstudy(name: str) -> None:
+    adapter = PEERS[name]()
+    why = adapter.unavailable()
+    if why:
+        pytest.skip(why)
+    case = CASES["sleepstudy-slopes-REML"]
+    rec = runner.fit_case(adapter, case, use_cache=False, timeout=120)
+    ref = Lme4Recorded().fit(case, None)
+    assert rec["error"] is None, rec["error"]
+    assert list(rec["fixef"]) == list(ref["fixef"])
+    assert list(rec["fixef_se"]) == list(ref["fixef_se"])
+    assert [(r["grp"], r["var1"], r["var2"]) for r in rec["varcorr"]] == \
+        [(r["grp"], r["var1"], r["var2"]) for r in ref["varcorr"]]
+    assert rec["theta"] is not None and len(rec["theta"]) == len(ref["theta"])
+    assert rec["REML"] is True and rec["versions"]
+
+
+def _item(case, impl, outcome, seconds=None, ref_seconds=None, judge=None, headline=""):
+    comparison = None
+    if judge is not None:
+        comparison = {"judgement": {"criterion": "REML criterion",
+                                    "reference": {"by": {"lme4": {"objective": judge[0]}}},
+                                    "candidate": {"by": {"lme4": {"objective": judge[1]}}}}}
+    return {"case": case, "impl": impl, "outcome": outcome, "headline": headline,
+            "comparison": comparison, "seconds": seconds, "reference_seconds": ref_seconds,
+            "versions": {impl: "9.9"}}
+
+
+def test_league_table_from_hand_made_results(tmp_path) -> None:
+    items = [
+        _item("a-x-REML", "p", "agreed", 2.0, 1.0),
+        _item("b-x-REML", "p", "disagreed", 4.0, 1.0, judge=(10.0, 10.5), headline="in sigma"),
+        _item("c-x-REML", "p", "skipped", headline="p cannot express ||: why"),
+        _item("d-x-REML", "p", "failed", headline="RuntimeError: boom"),
+        _item("a-x-REML", "q", "candidate-better", 0.5, 1.0, judge=(10.0, 9.0)),
+        _item("b-x-REML", "q", "xfail", 1.0, 1.0, judge=(10.0, 10.2)),
+        _item("a-x-REML", "lme4", "agreed", 1.0, 1.0),
+    ]
+    items[5]["xfail_reason"] = "registered divergence: q stops early"
+    league = ecosystem.build_league(items, ["p", "q"], wall_seconds=12.0)
+    rows = {r["name"]: r for r in league["implementations"]}
+    assert [r["name"] for r in league["implementations"]] == ["p", "q"]  # lme4 is the reference
+    p, q = rows["p"], rows["q"]
+    assert (p["agreed"], p["disagreed"], p["candidate_better"], p["failed"],
+            p["not_expressible"]) == (1, 1, 0, 1, 1)
+    assert (q["candidate_better"], q["disagreed"], q["registered"]) == (1, 1, 1)
+    assert p["median_time_ratio_to_lme4"] == pytest.approx(3.0)  # median of 2 and 4
+    assert q["median_time_ratio_to_lme4"] == pytest.approx(0.75)
+    assert p["version"] == "9.9"
+    assert league["cases"]["b-x-REML"] == {"p": "disagreed", "q": "disagreed"}
+    assert league["cases"]["c-x-REML"] == {"p": "not_expressible"}
+    found = {f["case"]: f for f in p["findings"]}
+    assert found["b-x-REML"]["judge"]["lme4"]["lower"] == "lme4"
+    assert found["b-x-REML"]["judge"]["lme4"]["candidate_minus_lme4"] == pytest.approx(0.5)
+    assert {f["case"]: f for f in q["findings"]}["a-x-REML"]["judge"]["lme4"]["lower"] == \
+        "candidate"
+
+    paths = ecosystem.write_league(league, tmp_path)
+    assert json.loads(paths["json"].read_text()) == league
+    page = paths["html"].read_text()
+    assert "b-x-REML" in page and "10.5 / 10" in page and "#f6c6c6" in page
+
+    md = ecosystem.league_markdown(league)
+    assert "| p | 9.9 | 1 | 1 (0) | 0 | 1 | 1 | 3.00 |" in md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nintro\n\n{ecosystem.START}\nold\n{ecosystem.END}\n\n## Layout\n")
+    ecosystem.rewrite_readme(league, readme)
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# x\n\nintro\n") and text.endswith(
+        "## Layout\n")
+    assert "What the harness found in the ecosystem" in text and "| q |" in text
+    assert "q stops early" in text and "(lme4's devfun +0.2)" in text
