@@ -42,6 +42,49 @@ def make_unique(names: list[str]) -> list[str]:
     return out
 
 
+def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
+                  residual: bool = True) -> pd.DataFrame:
+    """R's as.data.frame(VarCorr(m)) of a fit: per term (lme4's names, make.unique) its
+    variances, then the covariances of the lower triangle in column-major order with their
+    correlations (NaN for zero standard deviations, as lme4), then the residual row."""
+    rows: list[dict[str, Any]] = []
+    s2 = sigma**2
+    pieces = np.split(np.asarray(theta, dtype=float),
+                      np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
+    for grp, t, th in zip(make_unique([t.group for t in terms]), terms, pieces, strict=True):
+        V = s2 * t.covariance(th)
+        sd = np.sqrt(np.diag(V))
+        rows += [{"grp": grp, "var1": c, "var2": None, "vcov": V[i, i], "sdcor": sd[i]}
+                 for i, c in enumerate(t.columns)]
+        for j in range(t.q):
+            for i in range(j + 1, t.q):
+                denom = sd[i] * sd[j]
+                rows.append({"grp": grp, "var1": t.columns[j], "var2": t.columns[i],
+                             "vcov": V[i, j],
+                             "sdcor": V[i, j] / denom if denom > 0 else float("nan")})
+    if residual:
+        rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": s2, "sdcor": sigma})
+    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+
+def condvar_by_factor(terms: Sequence[Any], condvars: Sequence[np.ndarray]
+                      ) -> dict[str, np.ndarray]:
+    """Per grouping factor its conditional covariance blocks (levels, q, q); several terms on
+    one factor are joined block diagonally, side by side as in ranef."""
+    out: dict[str, np.ndarray] = {}
+    for t, cv in zip(terms, condvars, strict=True):
+        if t.group not in out:
+            out[t.group] = cv
+            continue
+        prev = out[t.group]
+        m, a, b = prev.shape[0], prev.shape[1], cv.shape[1]
+        joined = np.zeros((m, a + b, a + b))
+        joined[:, :a, :a] = prev
+        joined[:, a:, a:] = cv
+        out[t.group] = joined
+    return out
+
+
 class FitSummary(str):
     """lme4's summary text: a str that displays as the text itself (as R prints a summary)."""
 
@@ -192,44 +235,12 @@ class LmerFit:
     def ranef_condvar(self) -> dict[str, np.ndarray]:
         """Conditional variances of b (lme4's condVar / postVar): per factor an array
         (levels, q, q); for several terms on one factor, block diagonal over the terms."""
-        out: dict[str, np.ndarray] = {}
-        for t, cv in zip(self.model.reterms, self._condvar, strict=True):
-            if t.group not in out:
-                out[t.group] = cv
-            else:
-                prev = out[t.group]
-                m, a, b = prev.shape[0], prev.shape[1], cv.shape[1]
-                joined = np.zeros((m, a + b, a + b))
-                joined[:, :a, :a] = prev
-                joined[:, a:, a:] = cv
-                out[t.group] = joined
-        return out
+        return condvar_by_factor(self.model.reterms, self._condvar)
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
         """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor; Residual last."""
-        rows: list[dict[str, Any]] = []
-        names = make_unique([t.group for t in self.model.reterms])
-        s2 = self.sigma**2
-        off = 0
-        for grp, t in zip(names, self.model.reterms, strict=True):
-            T = t.template(self.theta[off:off + t.ntheta])
-            off += t.ntheta
-            V = s2 * T @ T.T
-            sd = np.sqrt(np.diag(V))
-            cols = t.columns
-            for i in range(t.q):
-                rows.append({"grp": grp, "var1": cols[i], "var2": None, "vcov": V[i, i],
-                             "sdcor": sd[i]})
-            for j in range(t.q):  # lower triangle, column-major: (i, j) with i > j
-                for i in range(j + 1, t.q):
-                    denom = sd[i] * sd[j]
-                    corr = V[i, j] / denom if denom > 0 else float("nan")
-                    rows.append({"grp": grp, "var1": cols[j], "var2": cols[i],
-                                 "vcov": V[i, j], "sdcor": corr})
-        rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": s2,
-                     "sdcor": self.sigma})
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        return varcorr_frame(self.model.reterms, self.theta, self.sigma)
 
     # -- reporting -----------------------------------------------------------------------
     def summary(self) -> FitSummary:

@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 from mixedref.design import ModelFrame, build_model
 from mixedref.errors import DataError, FormulaError, MixedrefError
 from mixedref.family import Family, FamilyError, get_family
-from mixedref.fit import FitSummary, make_unique
+from mixedref.fit import FitSummary, condvar_by_factor, varcorr_frame
 from mixedref.fixed import evaluate
 from mixedref.formula import Call, deparse, parse_formula
 from mixedref.optimize import SINGULAR_TOL, is_singular
@@ -48,7 +48,6 @@ from mixedref.pirls import (
     GlmmObjective,
     PIRLSError,
     PirlsState,
-    theta_template,
 )
 
 __all__ = ["FamilyError", "GlmerControl", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
@@ -573,7 +572,7 @@ class GlmerFit:
     def _term_blocks(self, vec: np.ndarray):
         off, toff = 0, 0
         for t in self.model.reterms:
-            T = theta_template(self.theta[toff:toff + t.ntheta], t.q)
+            T = t.template(self.theta[toff:toff + t.ntheta])
             toff += t.ntheta
             ut = vec[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
             off += t.q * t.nlevels
@@ -595,50 +594,20 @@ class GlmerFit:
         grouping factor an array (levels, q, q), sigma^2 Lambda (L L')^-1 Lambda' blocks at the
         final PIRLS weights; terms on one factor block diagonal, side by side as in ranef."""
         blocks = self._obj.condvar_blocks(self._state)
-        out: dict[str, np.ndarray] = {}
         s2 = self.sigma**2
-        off = 0
-        for t, B in zip(self.model.reterms, blocks, strict=True):
-            T = theta_template(self.theta[off:off + t.ntheta], t.q)
-            off += t.ntheta
-            cv = s2 * np.matmul(np.matmul(T, B), T.T)
-            if t.group not in out:
-                out[t.group] = cv
-            else:
-                prev = out[t.group]
-                m, a, b = prev.shape[0], prev.shape[1], cv.shape[1]
-                joined = np.zeros((m, a + b, a + b))
-                joined[:, :a, :a] = prev
-                joined[:, a:, a:] = cv
-                out[t.group] = joined
-        return out
+        pieces = np.split(self.theta, np.cumsum([t.ntheta for t in self.model.reterms])[:-1])
+        cvs = []
+        for t, B, th in zip(self.model.reterms, blocks, pieces, strict=True):
+            T = t.template(th)
+            cvs.append(s2 * np.matmul(np.matmul(T, B), T.T))
+        return condvar_by_factor(self.model.reterms, cvs)
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
         """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor (a Residual row only for
         families with a scale, as lme4)."""
-        rows: list[dict[str, Any]] = []
-        names = make_unique([t.group for t in self.model.reterms])
-        s2 = self.sigma**2
-        off = 0
-        for grp, t in zip(names, self.model.reterms, strict=True):
-            T = theta_template(self.theta[off:off + t.ntheta], t.q)
-            off += t.ntheta
-            V = s2 * T @ T.T
-            sd = np.sqrt(np.diag(V))
-            for i in range(t.q):
-                rows.append({"grp": grp, "var1": t.columns[i], "var2": None, "vcov": V[i, i],
-                             "sdcor": sd[i]})
-            for j in range(t.q):
-                for i in range(j + 1, t.q):
-                    denom = sd[i] * sd[j]
-                    rows.append({"grp": grp, "var1": t.columns[j], "var2": t.columns[i],
-                                 "vcov": V[i, j],
-                                 "sdcor": V[i, j] / denom if denom > 0 else float("nan")})
-        if self.family.has_scale:
-            rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": s2,
-                         "sdcor": self.sigma})
-        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        return varcorr_frame(self.model.reterms, self.theta, self.sigma,
+                             residual=self.family.has_scale)
 
     # -- reporting -----------------------------------------------------------------------
     @property

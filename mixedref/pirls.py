@@ -555,13 +555,6 @@ class _BlockFactor:
         return np.concatenate([x1, x2])
 
 
-def theta_template(theta_k: np.ndarray, q: int) -> np.ndarray:
-    """One term's q x q lower-triangular template from its theta (column-major order)."""
-    T = np.zeros((q, q))
-    T[theta_positions(q)] = theta_k
-    return T
-
-
 @functools.lru_cache(maxsize=32)
 def gh_rule(k: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Hermite nodes and weights for the standard normal density (weights sum to 1), as
