@@ -55,10 +55,10 @@ def svd60(formula, data, REML):            # one long C call: minutes of LAPACK
 def segfault(formula, data, REML):
     ctypes.string_at(0)
 
-def hog(formula, data, REML):              # allocates without bound
+def hog(formula, data, REML):              # allocates without bound (800 MB a step)
     keep = []
     while True:
-        keep.append(np.ones(25_000_000))
+        keep.append(np.empty(100_000_000))
 '''
 
 IMPLS = ("minus10", "no2pi", "beta_off", "svd60", "segfault", "hog")
