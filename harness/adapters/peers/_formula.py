@@ -237,24 +237,12 @@ def map_names(names: list[str], data: Any, style: str) -> list[str]:
 
 def varcorr_rows(terms: list[Term], covs: list[np.ndarray], sigma2: float
                  ) -> list[dict[str, Any]]:
-    """lme4's as.data.frame(VarCorr(m)): per term its variances, then the covariances
-    (column-major lower triangle) with correlations; the residual row last."""
-    rows: list[dict[str, Any]] = []
-    for t, cov in zip(terms, covs, strict=True):
-        cov = np.atleast_2d(np.asarray(cov, dtype=float))
-        sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-        for i, col in enumerate(t.columns):
-            rows.append({"grp": t.name, "var1": col, "var2": None, "vcov": float(cov[i, i]),
-                         "sdcor": float(sd[i])})
-        for j in range(len(t.columns)):
-            for i in range(j + 1, len(t.columns)):
-                d = sd[i] * sd[j]
-                rows.append({"grp": t.name, "var1": t.columns[j], "var2": t.columns[i],
-                             "vcov": float(cov[i, j]),
-                             "sdcor": float(cov[i, j] / d) if d > 0 else 0.0})
-    rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": float(sigma2),
-                 "sdcor": float(np.sqrt(sigma2))})
-    return rows
+    """lme4's as.data.frame(VarCorr(m)) from per-term covariance matrices (the harness's one
+    builder of these rows, harness.record.varcorr_rows); the residual row last."""
+    from harness.record import varcorr_rows as rows_of
+
+    return rows_of([(t.name, t.columns, cov) for t, cov in zip(terms, covs, strict=True)],
+                   float(np.sqrt(sigma2)))
 
 
 def theta_of(terms: list[Term], covs: list[np.ndarray], sigma2: float) -> list[float] | None:
