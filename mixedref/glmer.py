@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -41,7 +41,7 @@ from mixedref.family import Family, FamilyError, get_family
 from mixedref.fit import FitSummary, condvar_by_factor, varcorr_frame
 from mixedref.fixed import evaluate
 from mixedref.formula import Call, deparse, parse_formula
-from mixedref.optimize import SINGULAR_TOL, is_singular
+from mixedref.optimize import SINGULAR_TOL, is_singular, settings_from
 from mixedref.pirls import (
     MAXIT,
     TOL_PWRSS,
@@ -82,18 +82,8 @@ class GlmerControl:
 
     @classmethod
     def from_any(cls, control: GlmerControl | Mapping[str, Any] | None) -> GlmerControl:
-        if control is None:
-            return cls()
-        if isinstance(control, GlmerControl):
-            return control
-        if isinstance(control, Mapping):
-            names = {f.name for f in fields(cls)}
-            unknown = sorted(set(control) - names)
-            if unknown:
-                raise MixedrefError(f"unknown control settings {unknown}; known: {sorted(names)}")
-            return replace(cls(), **dict(control))
-        raise MixedrefError(f"control must be None, a GlmerControl or a mapping, not "
-                            f"{type(control).__name__}")
+        """A GlmerControl from None, a GlmerControl, or a mapping of its field names."""
+        return settings_from(cls, control)
 
 
 # --------------------------------------------------------------------------- the response

@@ -85,20 +85,27 @@ class Control:
     @classmethod
     def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
         """A Control from None, a Control, or a mapping of its field names."""
-        if control is None:
-            return cls()
-        if isinstance(control, Control):
-            return control
-        if isinstance(control, Mapping):
-            names = {f.name for f in fields(cls)}
-            unknown = sorted(set(control) - names)
-            if unknown:
-                raise MixedrefError(f"unknown control settings {unknown}; known: {sorted(names)}")
-            c = replace(cls(), **dict(control))
-            if c.start is not None:
-                c = replace(c, start=tuple(float(v) for v in c.start))
-            return c
-        raise MixedrefError(f"control must be None, a Control or a mapping, not {type(control)}")
+        c = settings_from(cls, control)
+        if c.start is not None:
+            c = replace(c, start=tuple(float(v) for v in c.start))
+        return c
+
+
+def settings_from(cls: type, control: Any) -> Any:
+    """An instance of the settings dataclass ``cls`` from None (its defaults), an instance, or
+    a mapping of its field names (an unknown name is an error naming the known ones)."""
+    if control is None:
+        return cls()
+    if isinstance(control, cls):
+        return control
+    if isinstance(control, Mapping):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(control) - names)
+        if unknown:
+            raise MixedrefError(f"unknown control settings {unknown}; known: {sorted(names)}")
+        return replace(cls(), **dict(control))
+    raise MixedrefError(f"control must be None, a {cls.__name__} or a mapping, not "
+                        f"{type(control).__name__}")
 
 
 @dataclass
