@@ -4,7 +4,10 @@ Each design is a generator function registered with :func:`design`; it takes a
 ``numpy.random.Generator`` and returns ``(DataFrame, truth)``. ``truth`` holds the true fixed
 effects under R's column names (``beta``), the residual standard deviation (``sigma``) and the
 variance components as the rows of lme4's ``as.data.frame(VarCorr(m))`` (``varcorr``: grp,
-var1, var2, vcov, sdcor), for the model in the design's ``formula``.
+var1, var2, vcov, sdcor), for the model in the design's ``formula``. The GLMM designs (glmer's)
+also record ``family`` and ``link`` as R names them; their truth comes from :func:`glmm_truth`,
+which follows lme4's conventions for families without a scale parameter (binomial, Poisson:
+sigma 1 and no "Residual" row) and with one (Gamma: sigma and a "Residual" row).
 
 To add a design, write a documented function and decorate it::
 
@@ -40,10 +43,11 @@ Generator = Callable[[np.random.Generator], tuple[pd.DataFrame, dict[str, Any]]]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 METADATA_FILE = "datasets.yaml"
-METADATA_HEADER = (
+METADATA_HEADER = (  # the same text as r_scripts/export_datasets.R writes
     "# Dataset metadata for this folder (read by harness/datasets.py, r_scripts/catalog.R).\n"
-    "# Entries with source lme4 are written by r_scripts/export_datasets.R, entries with source\n"
-    "# simulated by `python -m harness.simulate --write`; each writer keeps the other's entries.\n"
+    "# Entries with source lme4, mlmRev or lme4-derived are written by\n"
+    "# r_scripts/export_datasets.R, entries with source simulated by\n"
+    "# `python -m harness.simulate --write`; each writer keeps the other's entries.\n"
 )
 
 
@@ -92,17 +96,24 @@ def simulate(name: str, seed: int | None = None) -> tuple[pd.DataFrame, dict[str
 # building blocks
 
 
-def factor(codes: np.ndarray, prefix: str) -> pd.Categorical:
+def factor(codes: np.ndarray, prefix: str, labels: Sequence[str] | None = None) -> pd.Categorical:
     """Categorical from 0-based codes, labels prefix + 1-based zero-padded number ("g0001").
 
     Only the levels that occur are kept (lme4 drops unused levels of a grouping factor), and
-    the padding makes the alphabetical order the natural one, as R would sort them.
+    the padding makes the alphabetical order the natural one, as R would sort them. With
+    ``labels`` (one per code, in an order R would sort the same way, e.g. "a", "b") those are
+    the level names instead and ``prefix`` is ignored.
     """
     used = np.unique(codes)
-    width = max(len(str(len(used))), 2)
-    labels = [f"{prefix}{i + 1:0{width}d}" for i in range(len(used))]
+    if labels is None:
+        width = max(len(str(len(used))), 2)
+        names = [f"{prefix}{i + 1:0{width}d}" for i in range(len(used))]
+    else:
+        if list(labels) != sorted(labels) or len(set(labels)) != len(labels):
+            raise ValueError("factor labels must be distinct and in sorted (R's) order")
+        names = [str(labels[i]) for i in used]
     compact = np.searchsorted(used, codes)
-    return pd.Categorical.from_codes(compact, categories=labels)
+    return pd.Categorical.from_codes(compact, categories=names)
 
 
 def correlated_effects(
@@ -139,16 +150,23 @@ def _semidefinite_cholesky(cov: np.ndarray) -> np.ndarray:
     return low
 
 
+Components = Sequence[tuple[str, Sequence[str], Sequence[float], np.ndarray | None]]
+
+
 def truth(
     beta: dict[str, float],
     sigma: float,
-    components: Sequence[tuple[str, Sequence[str], Sequence[float], np.ndarray | None]],
+    components: Components,
+    *,
+    residual: bool = True,
 ) -> dict[str, Any]:
     """True parameters as lme4 reports them: beta, sigma and varcorr rows.
 
     ``components`` lists (grp, term names, sds, correlation matrix or None) per random-effects
-    term, in the formula's order; varcorr rows follow as.data.frame(VarCorr(m)): per term the
-    sds, then the correlations (lower triangle, column by column), and last the residual.
+    term, in lme4's order (terms sorted by decreasing number of levels); varcorr rows follow
+    as.data.frame(VarCorr(m)): per term the sds, then the correlations (lower triangle, column
+    by column), and last the residual, unless ``residual`` is false (a GLMM family without a
+    scale parameter, see :func:`glmm_truth`).
     """
     rows: list[dict[str, Any]] = []
     for grp, names, sds, corr in components:
@@ -159,8 +177,42 @@ def truth(
                 for i in range(j + 1, len(names)):
                     r = float(corr[i, j])
                     rows.append(_vc_row(grp, names[j], names[i], r * sds[i] * sds[j], r))
-    rows.append(_vc_row("Residual", None, None, sigma**2, sigma))
+    if residual:
+        rows.append(_vc_row("Residual", None, None, sigma**2, sigma))
     return {"beta": {k: float(v) for k, v in beta.items()}, "sigma": float(sigma), "varcorr": rows}
+
+
+#: GLMM families (R's names) whose dispersion is fixed at 1: lme4 reports sigma = 1 and no
+#: "Residual" row in VarCorr for them.
+FIXED_DISPERSION_FAMILIES = ("binomial", "poisson")
+
+
+def glmm_truth(
+    family: str,
+    link: str,
+    beta: dict[str, float],
+    components: Components,
+    sigma: float | None = None,
+) -> dict[str, Any]:
+    """True parameters of a GLMM as lme4's glmer reports them, plus ``family`` and ``link``.
+
+    The varcorr rows of the random effects are on the linear-predictor scale. For binomial and
+    Poisson (``sigma`` omitted) sigma is 1 and there is no "Residual" row; for a family with a
+    scale parameter (Gamma) ``sigma`` is lme4's sigma (for Gamma the coefficient of variation,
+    1/sqrt(shape)) and the last row is the residual, as as.data.frame(VarCorr(m)) gives it.
+    """
+    fixed = family in FIXED_DISPERSION_FAMILIES
+    if fixed and sigma is not None:
+        raise ValueError(f"family {family!r} has no scale parameter: leave sigma out")
+    if not fixed and sigma is None:
+        raise ValueError(f"family {family!r} has a scale parameter: give its sigma")
+    tr = truth(beta, 1.0 if fixed else sigma, components, residual=not fixed)
+    return {**tr, "family": family, "link": link}
+
+
+def plogis(eta: np.ndarray) -> np.ndarray:
+    """The inverse logit, elementwise (R's plogis)."""
+    return 1.0 / (1.0 + np.exp(-eta))
 
 
 def _vc_row(grp: str, var1: str | None, var2: str | None, vcov: float, sdcor: float) -> dict:
@@ -365,6 +417,174 @@ def _singular(rng: np.random.Generator):
     y = 1.0 + 0.5 * x + e
     df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
     return df, _intercept_truth(1.0, 0.5, 0.0, math.sqrt(5.0 / 6.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# the GLMM designs (glmer's cases): truth on the linear-predictor scale, with family and link
+
+
+def _glmm_slope_truth(family, link, beta, sds, rho) -> dict[str, Any]:
+    corr = np.array([[1.0, rho], [rho, 1.0]])
+    return glmm_truth(
+        family,
+        link,
+        {"(Intercept)": beta[0], "x": beta[1]},
+        [("g", ["(Intercept)", "x"], sds, corr)],
+    )
+
+
+@design("sim_glmm_slopes", seed=201, formula="y ~ x + (x | g)")
+def _glmm_slopes(rng: np.random.Generator):
+    """Binomial (logit) 0/1 response with a correlated random intercept and slope (1 + x | g),
+    sds 1 and 0.5, correlation 0.3 (60 groups x 20 rows): glmer's vector-valued random effects."""
+    n_groups, n_per = 60, 20
+    beta, sds, rho = (-0.5, 1.0), (1.0, 0.5), 0.3
+    u = correlated_effects(rng, n_groups, sds, np.array([[1.0, rho], [rho, 1.0]]))
+    g = np.repeat(np.arange(n_groups), n_per)
+    x = np.round(rng.standard_normal(len(g)), 3)
+    eta = beta[0] + u[g, 0] + (beta[1] + u[g, 1]) * x
+    y = rng.binomial(1, plogis(eta)).astype(float)
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
+    return df, _glmm_slope_truth("binomial", "logit", beta, sds, rho)
+
+
+@design("sim_glmm_crossed", seed=202, formula="y ~ x + (1 | subj) + (1 | item)")
+def _glmm_crossed(rng: np.random.Generator):
+    """Binomial (logit) 0/1 response with fully crossed random intercepts, 40 subjects x 30 items
+    each pair once (sds 0.8 and 0.5): a crossed GLMM that needs Laplace (nAGQ = 1)."""
+    n_subj, n_item = 40, 30
+    sd_subj, sd_item = 0.8, 0.5
+    subj = np.repeat(np.arange(n_subj), n_item)
+    item = np.tile(np.arange(n_item), n_subj)
+    us = sd_subj * rng.standard_normal(n_subj)
+    ui = sd_item * rng.standard_normal(n_item)
+    x = np.round(rng.standard_normal(len(subj)), 3)
+    eta = 0.2 + 0.7 * x + us[subj] + ui[item]
+    y = rng.binomial(1, plogis(eta)).astype(float)
+    df = pd.DataFrame({"y": y, "x": x, "subj": factor(subj, "s"), "item": factor(item, "i")})
+    tr = glmm_truth(
+        "binomial",
+        "logit",
+        {"(Intercept)": 0.2, "x": 0.7},
+        [("subj", ["(Intercept)"], [sd_subj], None), ("item", ["(Intercept)"], [sd_item], None)],
+    )
+    return df, tr
+
+
+@design("sim_glmm_rare", seed=203, formula="y ~ x + (1 | g)")
+def _glmm_rare(rng: np.random.Generator):
+    """Rare events: binomial (logit) 0/1 response with intercept -4.5 (an event rate of about
+    1-2%), random intercept sd 0.7 (50 groups x 40 rows): most groups have no event at all."""
+    n_groups, n_per, sd = 50, 40, 0.7
+    g = np.repeat(np.arange(n_groups), n_per)
+    u = sd * rng.standard_normal(n_groups)
+    x = np.round(rng.standard_normal(len(g)), 3)
+    y = rng.binomial(1, plogis(-4.5 + 0.5 * x + u[g])).astype(float)
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
+    tr = glmm_truth(
+        "binomial", "logit", {"(Intercept)": -4.5, "x": 0.5}, [("g", ["(Intercept)"], [sd], None)]
+    )
+    return df, tr
+
+
+@design("sim_glmm_separation", seed=204, formula="y ~ z + x + (1 | g)")
+def _glmm_separation(rng: np.random.Generator):
+    """Separation-prone binomial (logit): a factor z whose level b adds 3.5 to the logit, so many
+    groups have only 1s in their z = b cell, though the pooled data are not separated and glmer's
+    estimates stay finite (30 groups x 10 rows, random intercept sd 0.6)."""
+    n_groups, n_per, sd = 30, 10, 0.6
+    g = np.repeat(np.arange(n_groups), n_per)
+    u = sd * rng.standard_normal(n_groups)
+    zb = rng.integers(0, 2, len(g))
+    x = np.round(rng.standard_normal(len(g)), 3)
+    eta = -1.0 + 3.5 * zb + 0.5 * x + u[g]
+    y = rng.binomial(1, plogis(eta)).astype(float)
+    df = pd.DataFrame(
+        {"y": y, "z": factor(zb, "z", labels=["a", "b"]), "x": x, "g": factor(g, "g")}
+    )
+    tr = glmm_truth(
+        "binomial",
+        "logit",
+        {"(Intercept)": -1.0, "zb": 3.5, "x": 0.5},
+        [("g", ["(Intercept)"], [sd], None)],
+    )
+    return df, tr
+
+
+@design("sim_glmm_olre", seed=205, formula="y ~ x + (1 | g) + (1 | obs)")
+def _glmm_olre(rng: np.random.Generator):
+    """Overdispersed Poisson counts with an observation-level random effect (factor obs, one
+    level per row, sd 0.6) next to a group intercept (sd 0.5; 40 groups x 10 rows): as many
+    random effects as rows."""
+    n_groups, n_per = 40, 10
+    sd_g, sd_obs = 0.5, 0.6
+    g = np.repeat(np.arange(n_groups), n_per)
+    n = len(g)
+    u = sd_g * rng.standard_normal(n_groups)
+    x = np.round(rng.standard_normal(n), 3)
+    e = sd_obs * rng.standard_normal(n)
+    y = rng.poisson(np.exp(1.0 + 0.5 * x + u[g] + e)).astype(np.int64)
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g"), "obs": factor(np.arange(n), "obs")})
+    tr = glmm_truth(  # lme4 orders the terms by decreasing number of levels: obs (400) first
+        "poisson",
+        "log",
+        {"(Intercept)": 1.0, "x": 0.5},
+        [("obs", ["(Intercept)"], [sd_obs], None), ("g", ["(Intercept)"], [sd_g], None)],
+    )
+    return df, tr
+
+
+@design("sim_glmm_poisson_slopes", seed=206, formula="y ~ x + (x | g)")
+def _glmm_poisson_slopes(rng: np.random.Generator):
+    """Poisson (log) counts with a correlated random intercept and slope (1 + x | g), sds 0.5
+    and 0.3, correlation -0.4, x uniform on (-1, 1) (50 groups x 12 rows)."""
+    n_groups, n_per = 50, 12
+    beta, sds, rho = (1.5, 0.4), (0.5, 0.3), -0.4
+    u = correlated_effects(rng, n_groups, sds, np.array([[1.0, rho], [rho, 1.0]]))
+    g = np.repeat(np.arange(n_groups), n_per)
+    x = np.round(rng.uniform(-1.0, 1.0, len(g)), 3)
+    eta = beta[0] + u[g, 0] + (beta[1] + u[g, 1]) * x
+    y = rng.poisson(np.exp(eta)).astype(np.int64)
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
+    return df, _glmm_slope_truth("poisson", "log", beta, sds, rho)
+
+
+@design("sim_glmm_gamma", seed=207, formula="y ~ x + (1 | g)")
+def _glmm_gamma(rng: np.random.Generator):
+    """Gamma (log link) response with shape 5, so lme4's sigma (the coefficient of variation)
+    is 1/sqrt(5), and a random intercept sd 0.4 (40 groups x 10 rows): a family with a scale."""
+    n_groups, n_per, sd, shape = 40, 10, 0.4, 5.0
+    g = np.repeat(np.arange(n_groups), n_per)
+    u = sd * rng.standard_normal(n_groups)
+    x = np.round(rng.standard_normal(len(g)), 3)
+    mu = np.exp(1.0 + 0.3 * x + u[g])
+    y = rng.gamma(shape, mu / shape)
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
+    tr = glmm_truth(
+        "Gamma",
+        "log",
+        {"(Intercept)": 1.0, "x": 0.3},
+        [("g", ["(Intercept)"], [sd], None)],
+        sigma=1.0 / math.sqrt(shape),
+    )
+    return df, tr
+
+
+@design("sim_glmm_trials", seed=208, formula="prop ~ x + (1 | g)")
+def _glmm_trials(rng: np.random.Generator):
+    """Binomial (logit) proportions prop = k/n with varying trials n from 5 to 20, fitted with
+    weights = n, random intercept sd 0.9 (40 groups x 5 rows): glmer's prior weights."""
+    n_groups, n_per, sd = 40, 5, 0.9
+    g = np.repeat(np.arange(n_groups), n_per)
+    u = sd * rng.standard_normal(n_groups)
+    x = np.round(rng.standard_normal(len(g)), 3)
+    n = rng.integers(5, 21, len(g)).astype(np.int64)
+    k = rng.binomial(n, plogis(-0.3 + 0.8 * x + u[g])).astype(np.int64)
+    df = pd.DataFrame({"k": k, "n": n, "prop": k / n, "x": x, "g": factor(g, "g")})
+    tr = glmm_truth(
+        "binomial", "logit", {"(Intercept)": -0.3, "x": 0.8}, [("g", ["(Intercept)"], [sd], None)]
+    )
+    return df, tr
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,6 +17,12 @@
 # The GLMM datasets (glmer's cases): lme4's cbpp, grouseticks, VerbAgg and Arabidopsis, and
 # mlmRev's Contraception (source "mlmRev": Debian's r-cran-mlmrev). Their columns are exported as
 # R has them (VerbAgg's resp an ordered factor, Arabidopsis' gen, rack and nutrient integers).
+#
+# Derived datasets (source "lme4-derived", not "lme4": they are not objects of lme4's namespace,
+# so r_scripts/catalog.R's check of the files against lme4's own datasets leaves them out):
+# cbpp_binary is cbpp with one 0/1 row per animal (for each cbpp row, incidence rows with y = 1
+# then size - incidence rows with y = 0; herd and period keep cbpp's levels), the Bernoulli form
+# of the binomial cbind(incidence, size - incidence) model, with the same fixed and random effects.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -25,7 +31,7 @@ suppressPackageStartupMessages({
 })
 
 #: Sources whose entries this script writes (and replaces); every other entry is kept.
-OWN_SOURCES <- c("lme4", "mlmRev")
+OWN_SOURCES <- c("lme4", "mlmRev", "lme4-derived")
 
 script_dir <- function() {
   arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
@@ -75,6 +81,19 @@ write_dataset <- function(name, d, out_dir, description, source = "lme4") {
        columns = unname(Map(column_meta, names(d), d)))
 }
 
+# cbpp with one row per animal: y = 1 for the incidence new cases, 0 for the others.
+cbpp_binary <- function() {
+  cb <- lme4::cbpp
+  rows <- rep(seq_len(nrow(cb)), cb$size)
+  y <- unlist(lapply(seq_len(nrow(cb)), function(i)
+    rep(c(1, 0), c(cb$incidence[i], cb$size[i] - cb$incidence[i]))))
+  d <- data.frame(herd = cb$herd[rows], period = cb$period[rows], y = as.numeric(y))
+  stopifnot(nrow(d) == sum(cb$size), sum(d$y) == sum(cb$incidence),
+            identical(levels(d$herd), levels(cb$herd)),
+            identical(levels(d$period), levels(cb$period)))
+  d
+}
+
 lme4_datasets <- function() {
   sleep <- lme4::sleepstudy
   sleep$fDays <- factor(sleep$Days, levels = sort(unique(sleep$Days)))
@@ -97,7 +116,11 @@ lme4_datasets <- function() {
                                                 "(9 populations, 24 genotypes)")),
     Contraception = list(mlmRev::Contraception, paste(
       "mlmRev::Contraception: contraceptive use of 1934 Bangladeshi women in 60 districts",
-      "(age centred)"), "mlmRev")
+      "(age centred)"), "mlmRev"),
+    cbpp_binary = list(cbpp_binary(), paste(
+      "derived from lme4::cbpp: one row per animal (842), y = 1 for each of the incidence new",
+      "cases and 0 for the other size - incidence animals of the herd and period; herd and",
+      "period keep cbpp's levels"), "lme4-derived")
   )
 }
 
@@ -123,8 +146,9 @@ main <- function() {
   }
   header <- paste0(
     "# Dataset metadata for this folder (read by harness/datasets.py, r_scripts/catalog.R).\n",
-    "# Entries with source lme4 or mlmRev are written by r_scripts/export_datasets.R, entries with\n",
-    "# source simulated by `python -m harness.simulate --write`; each writer keeps the other's entries.\n")
+    "# Entries with source lme4, mlmRev or lme4-derived are written by\n",
+    "# r_scripts/export_datasets.R, entries with source simulated by\n",
+    "# `python -m harness.simulate --write`; each writer keeps the other's entries.\n")
   # precision 15: as.yaml's default (7 digits) would round the simulated entries' truth
   writeLines(c(header, yaml::as.yaml(list(datasets = new), precision = 15)), meta_path, sep = "")
   cat(sprintf("wrote %s\n", meta_path))

@@ -23,16 +23,31 @@ from harness.datasets import (
 
 ROOT = Path(__file__).resolve().parents[1]
 LME4_DATASETS = ["sleepstudy", "Dyestuff", "Dyestuff2", "Penicillin", "Pastes", "cake", "InstEval"]
+DERIVED = ["cbpp_binary"]  # source lme4-derived: computed from an lme4 dataset by export_datasets.R
 SIMULATED = list(simulate.REGISTRY)
+GLMM_DESIGNS = [
+    "sim_glmm_slopes",
+    "sim_glmm_crossed",
+    "sim_glmm_rare",
+    "sim_glmm_separation",
+    "sim_glmm_olre",
+    "sim_glmm_poisson_slopes",
+    "sim_glmm_gamma",
+    "sim_glmm_trials",
+]
+#: prior weights of a GLMM design's model (a column of the data), where it has them
+GLMM_WEIGHTS = {"sim_glmm_trials": "n"}
 
 
 def test_all_expected_datasets_are_present():
     names = dataset_names()
     assert set(LME4_DATASETS) <= set(names)
+    assert set(DERIVED) <= set(names)
     assert set(SIMULATED) <= set(names)
+    assert set(GLMM_DESIGNS) <= set(SIMULATED)
 
 
-@pytest.mark.parametrize("name", LME4_DATASETS + SIMULATED)
+@pytest.mark.parametrize("name", LME4_DATASETS + DERIVED + SIMULATED)
 def test_dataset_loads_with_recorded_types(name):
     df = load_dataset(name)
     info = dataset_info(name)
@@ -136,10 +151,17 @@ def test_simulated_truth_is_recorded(name):
     assert info["seed"] == simulate.REGISTRY[name].seed
     assert info["generator"].startswith("harness.simulate:")
     truth = info["truth"]
-    assert set(truth) == {"beta", "sigma", "varcorr"}
+    glmm = "family" in truth
+    assert set(truth) == {"beta", "sigma", "varcorr"} | ({"family", "link"} if glmm else set())
     assert "(Intercept)" in truth["beta"]
-    assert truth["varcorr"][-1]["grp"] == "Residual"
-    assert truth["varcorr"][-1]["sdcor"] == pytest.approx(truth["sigma"])
+    if glmm and truth["family"] in simulate.FIXED_DISPERSION_FAMILIES:
+        # as lme4's glmer reports binomial and Poisson fits: sigma 1, no residual row
+        assert truth["sigma"] == 1.0
+        assert all(row["grp"] != "Residual" for row in truth["varcorr"])
+    else:
+        assert truth["varcorr"][-1]["grp"] == "Residual"
+        assert truth["varcorr"][-1]["sdcor"] == pytest.approx(truth["sigma"])
+        assert [row["grp"] for row in truth["varcorr"]].count("Residual") == 1
     for row in truth["varcorr"]:
         assert set(row) == {"grp", "var1", "var2", "vcov", "sdcor"}
         if row["var2"] is None:  # a standard deviation: vcov = sd^2
@@ -170,6 +192,106 @@ def test_regeneration_equals_committed_file(name):
     info = dataset_info(name)
     for key in ("seed", "generator", "formula", "nrow", "columns", "truth", "description"):
         assert info[key] == entry[key], key
+
+
+@pytest.mark.parametrize("name", GLMM_DESIGNS)
+def test_glmm_design_reproduces_from_its_seed(name):
+    """The same seed gives the same data and truth, another seed other data (same layout)."""
+    seed = simulate.REGISTRY[name].seed
+    df1, truth1 = simulate.simulate(name)
+    df2, truth2 = simulate.simulate(name, seed)
+    pd.testing.assert_frame_equal(df1, df2)
+    assert truth1 == truth2
+    df3, truth3 = simulate.simulate(name, seed + 1)
+    assert list(df3.columns) == list(df1.columns) and len(df3) == len(df1)
+    assert truth3 == truth1  # the truth is the design's, not the draw's
+    response = simulate.REGISTRY[name].formula.split("~")[0].strip()
+    assert not df3[response].equals(df1[response])
+
+
+@pytest.mark.parametrize("name", GLMM_DESIGNS)
+def test_glmm_truth_has_family_and_link(name):
+    truth = dataset_info(name)["truth"]
+    assert (truth["family"], truth["link"]) in {
+        ("binomial", "logit"),
+        ("poisson", "log"),
+        ("Gamma", "log"),
+    }
+    assert truth == json.loads(json.dumps(simulate.simulate(name)[1]))
+    # the response suits the family: 0/1 or a proportion, a count, a positive number
+    d = load_dataset(name)
+    y = d[simulate.REGISTRY[name].formula.split("~")[0].strip()]
+    if truth["family"] == "binomial":
+        assert ((y >= 0) & (y <= 1)).all() and y.dtype == np.float64
+        if name not in GLMM_WEIGHTS:
+            assert set(y.unique()) == {0.0, 1.0}
+    elif truth["family"] == "poisson":
+        assert y.dtype == np.int64 and (y >= 0).all()
+    else:
+        assert (y > 0).all()
+
+
+def test_glmm_truth_helper_follows_lme4s_residual_convention():
+    comps = [("g", ["(Intercept)"], [0.5], None)]
+    beta = {"(Intercept)": 0.0}
+    tr = simulate.glmm_truth("poisson", "log", beta, comps)
+    assert tr["sigma"] == 1.0 and [r["grp"] for r in tr["varcorr"]] == ["g"]
+    tr = simulate.glmm_truth("Gamma", "log", beta, comps, sigma=0.5)
+    assert [r["grp"] for r in tr["varcorr"]] == ["g", "Residual"]
+    assert tr["varcorr"][-1]["vcov"] == 0.25
+    with pytest.raises(ValueError, match="no scale parameter"):
+        simulate.glmm_truth("binomial", "logit", beta, comps, sigma=1.0)
+    with pytest.raises(ValueError, match="has a scale parameter"):
+        simulate.glmm_truth("Gamma", "log", beta, comps)
+    # the LMM truth is unchanged: a residual row last, no family
+    lmm = simulate.truth(beta, 2.0, comps)
+    assert set(lmm) == {"beta", "sigma", "varcorr"} and lmm["varcorr"][-1]["grp"] == "Residual"
+
+
+def test_glmm_design_properties():
+    """The GLMM designs do what their descriptions promise (checked on the committed data)."""
+    d = load_dataset("sim_glmm_crossed")  # fully crossed, every pair once
+    assert (pd.crosstab(d["subj"], d["item"]).to_numpy() == 1).all()
+    assert (d["subj"].nunique(), d["item"].nunique()) == (40, 30)
+    d = load_dataset("sim_glmm_rare")
+    assert 0.005 < d["y"].mean() < 0.03
+    assert (d.groupby("g", observed=True)["y"].sum() == 0).any()
+    d = load_dataset("sim_glmm_separation")
+    assert list(d["z"].cat.categories) == ["a", "b"]
+    assert 0.35 < (d["z"] == "b").mean() < 0.65
+    b = d[d["z"] == "b"]
+    assert (b.groupby("g", observed=True)["y"].min() == 1).sum() >= 3  # all-1 z = b cells
+    assert 0 < b["y"].mean() < 1 and 0 < d["y"].mean() < 1  # but not separated when pooled
+    d = load_dataset("sim_glmm_olre")
+    assert d["obs"].nunique() == len(d)
+    assert d["y"].var() > 1.5 * d["y"].mean()  # overdispersed
+    d = load_dataset("sim_glmm_poisson_slopes")
+    assert -1 <= d["x"].min() and d["x"].max() <= 1
+    d = load_dataset("sim_glmm_trials")
+    assert d["n"].between(5, 20).all() and (d["k"] <= d["n"]).all()
+    np.testing.assert_array_equal(d["prop"], d["k"] / d["n"])
+    for name in GLMM_DESIGNS:  # covariates rounded to 3 decimals, as the LMM designs
+        x = load_dataset(name)["x"]
+        np.testing.assert_allclose(x, np.round(x, 3), rtol=0, atol=1e-12)
+
+
+def test_cbpp_binary_is_cbpp_one_row_per_animal():
+    cbpp = load_dataset("cbpp")
+    binary = load_dataset("cbpp_binary")
+    assert list(binary.columns) == ["herd", "period", "y"]
+    assert len(binary) == cbpp["size"].sum()
+    assert set(binary["y"].unique()) <= {0.0, 1.0} and binary["y"].dtype == np.float64
+    for col in ("herd", "period"):
+        assert list(binary[col].cat.categories) == list(cbpp[col].cat.categories)
+    keys = ["herd", "period"]
+    got = binary.groupby(keys, observed=True)["y"].agg(["sum", "size"])
+    want = cbpp.groupby(keys, observed=True)[["incidence", "size"]].sum()
+    assert len(got) == len(want)
+    got, want = got.sort_index(), want.sort_index()
+    np.testing.assert_array_equal(got["sum"].to_numpy(), want["incidence"].to_numpy())
+    np.testing.assert_array_equal(got["size"].to_numpy(), want["size"].to_numpy())
+    info = dataset_info("cbpp_binary")
+    assert info["source"] == "lme4-derived" and "cbpp" in info["description"]
 
 
 def test_design_properties():
@@ -223,7 +345,9 @@ def test_tiny_variance_is_tiny_in_the_data():
 
 def test_simulated_designs_are_registered_with_docstrings():
     for d in simulate.REGISTRY.values():
-        assert d.description and d.formula.startswith("y ~")
+        response = d.formula.split("~")[0].strip()
+        assert d.description
+        assert response in [c["name"] for c in dataset_info(d.name)["columns"]], d.name
     with pytest.raises(ValueError, match="registered twice"):
         simulate.design("sim_singular", seed=1, formula="y ~ 1 + (1 | g)")(lambda rng: None)
 
@@ -251,7 +375,9 @@ def test_files_equal_lme4s_own_datasets(catalog_rscript):
 
 
 @pytest.mark.needs_r
-@pytest.mark.parametrize("name", [n for n in LME4_DATASETS if n != "InstEval"] + SIMULATED)
+@pytest.mark.parametrize(
+    "name", [n for n in LME4_DATASETS if n != "InstEval"] + DERIVED + SIMULATED
+)
 def test_r_reads_the_same_data(name, catalog_rscript):
     out = json.loads(catalog_rscript(f'print_dataset_exact("{name}")'))
     df = load_dataset(name)
@@ -265,3 +391,45 @@ def test_r_reads_the_same_data(name, catalog_rscript):
         else:
             assert rcol["class"] == (["integer"] if s.dtype == np.int64 else ["numeric"])
             assert np.array_equal(np.array(rcol["values"], dtype=float), s.to_numpy(float))
+
+
+_GLMER_FIT = """
+fit_one <- function(name, weights) {
+  info <- read_dataset_meta(harness_data_dir())[[name]]
+  d <- read_dataset(name)
+  fam <- get(info$truth$family)(link = info$truth$link)
+  w <- if (nzchar(weights)) d[[weights]] else NULL
+  m <- suppressWarnings(glmer(as.formula(info$formula), data = d, family = fam, weights = w))
+  vc <- as.data.frame(VarCorr(m))
+  list(name = name, family = family(m)$family, link = family(m)$link, sigma = sigma(m),
+       beta = as.list(fixef(m)), grp = I(vc$grp), var1 = I(ifelse(is.na(vc$var1), "", vc$var1)),
+       var2 = I(ifelse(is.na(vc$var2), "", vc$var2)), vcov = I(vc$vcov))
+}
+"""
+
+
+@pytest.mark.needs_r
+def test_lme4_fits_the_glmm_designs_with_the_truths_layout(catalog_rscript):
+    """glmer (the truth's family and link, prior weights where the design has them) fits every
+    GLMM design, with finite estimates (sim_glmm_separation too), and reports the fixed effects
+    and the VarCorr rows (grp, var1, var2, in order; a residual row only for Gamma) that the
+    truth names, and sigma = 1 where the family has no scale parameter."""
+    calls = ", ".join(f'fit_one("{n}", "{GLMM_WEIGHTS.get(n, "")}")' for n in GLMM_DESIGNS)
+    code = (
+        "suppressPackageStartupMessages(library(lme4)); "
+        + _GLMER_FIT
+        + f"cat(jsonlite::toJSON(list({calls}), auto_unbox = TRUE, digits = NA))"
+    )
+    fits = json.loads(catalog_rscript(code))
+    assert [f["name"] for f in fits] == GLMM_DESIGNS
+    for fit in fits:
+        truth = dataset_info(fit["name"])["truth"]
+        assert (fit["family"], fit["link"]) == (truth["family"], truth["link"]), fit["name"]
+        assert list(fit["beta"]) == list(truth["beta"]), fit["name"]
+        assert np.isfinite(list(fit["beta"].values())).all(), fit["name"]
+        assert np.isfinite(fit["vcov"]).all() and np.isfinite(fit["sigma"]), fit["name"]
+        layout = [(r["grp"], r["var1"] or "", r["var2"] or "") for r in truth["varcorr"]]
+        est = [tuple(t) for t in zip(fit["grp"], fit["var1"], fit["var2"], strict=True)]
+        assert est == layout, fit["name"]
+        if truth["family"] in simulate.FIXED_DISPERSION_FAMILIES:
+            assert fit["sigma"] == 1.0, fit["name"]
