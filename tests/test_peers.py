@@ -147,3 +147,126 @@ def test_league_table_from_hand_made_results(tmp_path) -> None:
         "## Layout\n")
     assert "What the harness found in the ecosystem" in text and "| q |" in text
     assert "q stops early" in text and "(lme4's devfun +0.2)" in text
+
+
+# ----------------------------------------------------------------------------- GLMMs
+
+from harness.catalog import Case  # noqa: E402
+
+GLMM_PEERS = [n for n, cls in PEERS.items() if cls.glmm_links]
+LMM_ONLY_PEERS = [n for n, cls in PEERS.items() if not cls.glmm_links]
+
+
+def _glmm_case(formula: str = "incidence / size ~ period + (1 | herd)", *, dataset: str = "cbpp",
+               family: str = "binomial", weights: str | None = "size", **kw) -> Case:
+    return Case(id=f"{dataset}-glmm-ML", dataset=dataset, spec="glmm", formula=formula,
+                REML=False, method="ML", family=family, weights=weights, **kw)
+
+
+def test_statsmodels_skips_every_glmm_case_as_variational_bayes() -> None:
+    adapter = get_adapter("statsmodels")
+    for case in (_glmm_case(), _glmm_case("TICKS ~ YEAR + (1 | BROOD)", dataset="grouseticks",
+                                          family="poisson", weights=None)):
+        reason = adapter.supports(case)
+        assert reason is not None
+        assert "variational Bayes" in reason and "not maximum likelihood" in reason
+    assert adapter.supports(CASES["sleepstudy-slopes-REML"]) is None  # LMMs still fitted
+
+
+@pytest.mark.parametrize("name", LMM_ONLY_PEERS)
+def test_an_lmm_only_peer_skips_a_glmm_case_naming_itself(name: str) -> None:
+    reason = PEERS[name]().supports(_glmm_case())
+    assert reason is not None and name in reason and "GLMM" in reason
+
+
+@pytest.mark.parametrize(("name", "case", "fragment"), [
+    ("interlace-lme", _glmm_case(link="probit"), "probit"),
+    ("glmm", _glmm_case(link="cauchit"), "cauchit"),
+    ("lme-python", _glmm_case(family="Gamma", weights=None), "Gamma"),
+    ("glmm", _glmm_case(nAGQ=0), "nAGQ = 0"),
+])
+def test_a_glmm_feature_a_peer_lacks_is_a_reason(name: str, case: Case, fragment: str) -> None:
+    reason = PEERS[name]().supports(case)
+    assert reason is not None and fragment in reason and "cannot express" in reason
+
+
+def test_the_glmm_response_is_read_as_glmer_reads_it() -> None:
+    from harness.adapters.peers import _formula as F
+    from harness.catalog import load_data
+
+    prop = _glmm_case()
+    data = load_data(prop)
+    a = F.glmm_response(prop, data)
+    b = F.glmm_response(_glmm_case("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                                   weights=None), data)
+    assert a.y == pytest.approx(b.y) and a.weights == pytest.approx(b.weights)
+    assert a.y == pytest.approx(data["incidence"] / data["size"])
+    verb = _glmm_case("r2 ~ Anger + (1 | id)", dataset="VerbAgg", weights=None)
+    vdata = load_data(verb)
+    r = F.glmm_response(verb, vdata)  # lme4: the first level (N) is failure
+    assert set(r.y) == {0.0, 1.0} and r.y == pytest.approx((vdata["r2"] == "Y").astype(float))
+
+
+# lme-python's Laplace fit returns lme4's nAGQ = 0 estimates (beta inside PIRLS, theta alone
+# optimized): on cbpp they match glmer(nAGQ = 0)'s (tests/references/glmer/cbpp_nagq0.json) to
+# 1e-5 and lie 0.16 SE from the Laplace optimum, at a deviance 0.055 above it.
+KNOWN_GLMM = {"lme-python": "fits lme4's nAGQ = 0 criterion (theta optimized, beta at the "
+                            "PIRLS mode), not the Laplace criterion over (theta, beta)"}
+
+
+@pytest.mark.parametrize("name", GLMM_PEERS)
+def test_glmm_peer_record_on_cbpp_is_well_formed_and_near_glmer(name: str, request) -> None:
+    import mixedref
+    from harness.catalog import load_data
+    from harness.record import normalize_record, validate
+
+    adapter = PEERS[name]()
+    why = adapter.unavailable()
+    if why:
+        pytest.skip(why)
+    case = _glmm_case()
+    assert adapter.supports(case) is None
+    rec = runner.fit_case(adapter, case, use_cache=False, timeout=120)
+    assert rec["error"] is None, rec["error"]
+    assert validate(normalize_record(rec, name, case.id)) == []
+    assert (rec["family"], rec["link"], rec["nAGQ"], rec["REML"]) == ("binomial", "logit", 1,
+                                                                      False)
+    assert rec["sigma"] == 1.0 and [r["grp"] for r in rec["varcorr"]] == ["herd"]
+    assert rec["ngroups"] == {"herd": 15} and rec["nobs"] == 56
+    # SEs of one kind or both, each under its own name (like is compared with like)
+    kinds = [k for k in ("fixef_se", "fixef_se_rx") if rec.get(k)]
+    assert kinds and all(set(rec[k]) == set(rec["fixef"]) for k in kinds)
+    assert rec["objective"] == pytest.approx(-2 * rec["loglik"])
+
+    data = load_data(case)
+    ref = mixedref.glmer(case.formula, data, family="binomial", weights=data["size"])
+    assert list(rec["fixef"]) == list(ref.fixef.index)
+    # Allowed: 0.01 of glmer's standard error. lme4 evaluates its Laplace criterion with a
+    # PIRLS tolerance of 1e-7, which on cbpp moves the criterion by ~6e-4 from the tightly
+    # converged Laplace value (tests/references/glmer/cbpp_logit.json: devfun values vs
+    # values_tight), and so shifts its optimum by about 1e-3 SE; an implementation converging
+    # PIRLS tightly optimizes the same criterion without that noise. 0.01 SE is ten times
+    # that, and an order of magnitude below what separates another estimator (nAGQ = 0 or
+    # AGQ: 0.16 SE on cbpp).
+    if name in KNOWN_GLMM:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_GLMM[name], strict=True))
+    for k, v in rec["fixef"].items():
+        assert abs(v - ref.fixef[k]) <= 0.01 * ref.se[k], (k, v, ref.fixef[k])
+    var = next(r["vcov"] for r in rec["varcorr"])
+    assert var == pytest.approx(float(ref.varcorr["vcov"].iloc[0]), rel=0.01)
+
+
+@pytest.mark.parametrize("name", GLMM_PEERS)
+def test_glmm_peer_gives_one_answer_for_cbind_and_proportion(name: str) -> None:
+    from harness.catalog import load_data
+
+    adapter = PEERS[name]()
+    why = adapter.unavailable()
+    if why:
+        pytest.skip(why)
+    prop = _glmm_case()
+    cbind = _glmm_case("cbind(incidence, size - incidence) ~ period + (1 | herd)", weights=None)
+    data = load_data(prop)
+    a, b = adapter.fit(prop, data), adapter.fit(cbind, data)
+    assert a["fixef"] == pytest.approx(b["fixef"], abs=1e-8)
+    assert a["loglik"] == pytest.approx(b["loglik"], abs=1e-6)

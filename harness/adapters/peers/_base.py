@@ -11,10 +11,20 @@ from harness.adapters.peers import _formula as F
 
 
 class Peer(Adapter):
-    """A PyPI mixed-model package: ``module`` is its import name, ``dist`` its distribution."""
+    """A PyPI mixed-model package: ``module`` is its import name, ``dist`` its distribution.
+
+    GLMMs: ``glmm_links`` maps each glmer family the package fits (R's names) to the links it
+    has (R's names); empty for a package of linear mixed models only. ``glmm_agq`` says it
+    fits lme4's nAGQ > 1 criterion (one scalar random-effects term); ``glmm_weights`` that it
+    takes prior weights (binomial: the trials of a proportion response)."""
 
     module = ""
     dist = ""
+    glmm_links: dict[str, tuple[str, ...]] = {}
+    glmm_agq: str | None = "it has no adaptive Gauss-Hermite quadrature"  # None: it has
+    glmm_weights = True
+    glmm_nagq0 = False  # it fits lme4's nAGQ = 0 criterion when asked
+    glmm_unmapped: tuple[str, ...] = ()  # families it has that the adapter does not map yet
 
     def unavailable(self) -> str | None:
         return F.missing(self.module, self.dist)
@@ -23,11 +33,39 @@ class Peer(Adapter):
         """Raise NotImplementedError (via F.cannot) for what the package cannot express;
         ``data`` is None when only the formula is known."""
 
+    def check_glmm(self, case: Any) -> None:
+        """Raise NotImplementedError for a GLMM case the package cannot fit as glmer does."""
+        if not getattr(case, "is_glmm", False):
+            return
+        family, link = case.family, case.link_name
+        if not self.glmm_links:
+            raise F.cannot(self.dist, f"a GLMM (glmer, family {family})", "it fits linear "
+                           "mixed models only (no family argument, no GLMM fitter)")
+        if family in self.glmm_unmapped:
+            raise F.cannot(self.dist, f"the GLMM family {family} through this adapter", "the "
+                           "package has it, but the adapter does not yet map its dispersion to "
+                           "lme4's sigma and Residual row (untested)")
+        if family not in self.glmm_links:
+            raise F.cannot(self.dist, f"the GLMM family {family}", "its GLMM families are "
+                           + ", ".join(self.glmm_links))
+        if link not in self.glmm_links[family]:
+            raise F.cannot(self.dist, f"the {family} link {link!r}", f"its {family} links "
+                           f"are {', '.join(self.glmm_links[family])}")
+        if nagq_of(case) > 1 and self.glmm_agq:
+            raise F.cannot(self.dist, f"nAGQ = {case.nAGQ}", self.glmm_agq)
+        if nagq_of(case) < 1 and not self.glmm_nagq0:
+            raise F.cannot(self.dist, f"nAGQ = {case.nAGQ}", "lme4's nAGQ = 0 criterion "
+                           "(fixed effects inside PIRLS) is not one of its fitting methods")
+        if case.weights is not None and not self.glmm_weights:
+            raise F.cannot(self.dist, f"prior weights ({case.weights})", "its GLMM fitter "
+                           "takes no weights")
+
     def supports(self, case: Any) -> str | None:
         parsed = F.parse(case.formula)
         if not parsed.bars:
             return f"{self.dist} cannot express a model without random-effects terms"
         try:
+            self.check_glmm(case)
             self.check(parsed, case)
         except NotImplementedError as exc:
             return str(exc)
@@ -35,6 +73,7 @@ class Peer(Adapter):
 
     def prepare(self, case: Any, data: Any) -> tuple[F.Parsed, list[F.Term]]:
         parsed = F.parse(case.formula)
+        self.check_glmm(case)
         self.check(parsed, case, data)
         facs = set(F.factors(data))
         slopes = [p for b in parsed.bars for p in b.predictors if p in facs]
@@ -125,3 +164,71 @@ def fit_mixedlm_api(MixedLM: Any, MixedLMParams: Any, case: Any, data: Any) -> d
         else F.singular(theta, terms),
         "messages": F.caught_messages(caught),
     }
+
+
+def nagq_of(case: Any) -> int:
+    """The case's nAGQ (1 when it says nothing)."""
+    n = getattr(case, "nAGQ", None)
+    return 1 if n is None else int(n)
+
+
+def scaled_family(case: Any) -> bool:
+    """A GLMM family with a scale parameter (Gamma, inverse Gaussian): lme4 reports sigma and a
+    Residual varcorr row; binomial and Poisson have sigma 1 and no Residual row."""
+    return case.family in ("Gamma", "inverse.gaussian")
+
+
+def glmm_record(case: Any, terms: list[F.Term], covs: list[Any], *, names: list[str],
+                beta: Any, se: Any | None, se_rx: Any = None, sigma: float = 1.0,
+                loglik: float | None, deviance: float | None, nobs: int, converged: bool,
+                singular: bool | None = None, messages: list[str] | None = None,
+                nfev: int | None = None) -> dict[str, Any]:
+    """The record of a GLMM fit from a package's own quantities, in lme4's shapes: varcorr rows
+    without the Residual row for binomial and Poisson (lme4's sigma() is 1 there), theta as
+    lme4's (the Cholesky factor of the covariance over sigma^2), objective = -2 logLik (the
+    package's logLik, as it reports it), deviance = the sum of the unit deviances at the
+    conditional modes (lme4's deviance(m))."""
+    import numpy as np
+
+    sigma2 = float(sigma) ** 2 if scaled_family(case) else 1.0
+    rows = F.varcorr_rows(terms, covs, sigma2)
+    if not scaled_family(case):
+        rows = [r for r in rows if r["grp"] != "Residual"]
+    theta = F.theta_of(terms, covs, sigma2)
+    se_rx_map = None if se_rx is None else dict(zip(names, map(float, se_rx), strict=True))
+    return {
+        "fixef": dict(zip(names, map(float, beta), strict=True)),
+        # like with like: RX-based SEs go in fixef_se_rx only (fixef_se is lme4's Hessian-based)
+        "fixef_se": {} if se is None else dict(zip(names, map(float, se), strict=True)),
+        "fixef_se_rx": se_rx_map,
+        "sigma": float(np.sqrt(sigma2)),
+        "varcorr": rows,
+        "theta": theta,
+        "loglik": None if loglik is None else float(loglik),
+        "objective": None if loglik is None else -2.0 * float(loglik),
+        "deviance": None if deviance is None else float(deviance),
+        "REML": False,
+        "nobs": int(nobs),
+        "ngroups": {t.group: t.nlevels for t in terms},
+        "converged": bool(converged),
+        "singular": F.singular(theta, terms) if singular is None else bool(singular),
+        "messages": list(messages or []),
+        "nfev": nfev,
+        "family": case.family,
+        "link": case.link_name,
+        "nAGQ": nagq_of(case),
+    }
+
+
+def response_frame(case: Any, data: Any, column: str = "glmm_y_") -> tuple[Any, Any]:
+    """A copy of ``data`` with the case's response as glmer reads it in ``column`` (binomial:
+    the proportion), and the :class:`F.GlmmResponse` (its prior weights: the trials)."""
+    resp = F.glmm_response(case, data)
+    data = data.copy()
+    data[column] = resp.y
+    return data, resp
+
+
+def response_formula(formula: str, column: str = "glmm_y_") -> str:
+    """``formula`` with its left-hand side replaced by ``column``."""
+    return column + " ~" + formula.partition("~")[2]

@@ -3,7 +3,16 @@ formula; its coefficient names are R's. What its engine refuses, by its own erro
 ``||`` ("the glmm kernel always fits the full RE correlation structure"), a random slope
 without a random intercept, ``I(...)`` terms; it codes every factor with treatment contrasts
 (no contr.poly for ordered factors). Its ``varcorr`` is one vech-packed covariance per grouping,
-in ``re_groups`` order, and ``dispersion`` is σ²."""
+in ``re_groups`` order, and ``dispersion`` is σ².
+
+GLMMs: ``glmm.fit(data, formula, family, link=, nagq=, weights=, wald_se=)``; families binomial
+(logit, probit, cloglog), Poisson (log); the Laplace criterion, and for nagq > 1 adaptive
+Gauss-Hermite quadrature on one grouping factor (it falls back to Laplace with a warning on
+other shapes: the adapter then refuses the record). The response is passed as glmer reads it
+(the proportion, weights = trials). Its default ``wald_se="hessian"`` is the Hessian-based SE
+(lme4's default ``vcov(m)``): ``fixef_se``; a second fit with ``wald_se="rx"`` gives the
+RX-based one (lme4's ``use.hessian = FALSE``): ``fixef_se_rx``. Its ``loglik`` includes the
+binomial/Poisson normalizing constants (lme4's Laplace logLik)."""
 
 from __future__ import annotations
 
@@ -13,13 +22,26 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
-from harness.adapters.peers._base import Peer, complex_predictors, ordered_in_fixed
+from harness.adapters.peers._base import (
+    Peer,
+    complex_predictors,
+    glmm_record,
+    nagq_of,
+    ordered_in_fixed,
+    response_formula,
+    response_frame,
+)
+
+GLMM_FAMILY = {"binomial": "binomial", "poisson": "poisson"}
 
 
 class GlmmPeer(Peer):
     name = "glmm"
     module = "glmm"
     dist = "glmm"
+    glmm_links = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
+    glmm_unmapped = ("Gamma", "inverse.gaussian")
+    glmm_agq = None  # one grouping factor (lme4: one scalar term), nagq odd and <= 25
 
     def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
         if any(b.double for b in parsed.bars):
@@ -39,6 +61,8 @@ class GlmmPeer(Peer):
         import glmm
 
         parsed, terms = self.prepare(case, data)
+        if case.is_glmm:
+            return self._fit_glmm(case, data, terms)
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -72,3 +96,46 @@ class GlmmPeer(Peer):
             "versions": self.versions(),
         }
 
+
+    def _fit_glmm(self, case: Any, data: Any, terms: list[F.Term]) -> dict[str, Any]:
+        import glmm
+
+        nagq = nagq_of(case)
+        if nagq > 1 and nagq % 2 == 0:
+            raise F.cannot("glmm", f"nAGQ = {nagq}", "its nagq must be odd")
+        frame, resp = response_frame(case, data)
+        formula = response_formula(case.formula)
+        kwargs = dict(family=GLMM_FAMILY[case.family], link=case.link_name, nagq=nagq,
+                      weights=resp.weights)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = glmm.fit(frame, formula, **kwargs)
+        if not m.varcorr or not np.all(np.isfinite(m.beta)):
+            raise RuntimeError("glmm returned no estimates: " + " | ".join(
+                F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
+        if int(m.nagq) != nagq:
+            raise F.cannot("glmm", f"nAGQ = {nagq} for this model", f"it fell back to "
+                           f"nagq = {m.nagq} (Laplace): " + " | ".join(F.caught_messages(caught)))
+        se_rx = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:  # the same fit (deterministic), its SEs from the RX factor
+                m_rx = glmm.fit(frame, formula, wald_se="rx", **kwargs)
+                if np.allclose(m_rx.beta, m.beta, rtol=0, atol=1e-10):
+                    se_rx = list(m_rx.se)
+            except Exception:  # noqa: BLE001 - the Hessian SEs stand alone
+                se_rx = None
+        blocks = {grp: (list(cols), F.unpack_vech(packed, len(cols)))
+                  for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
+        covs = [F.pick_block(blocks, t, "glmm") for t in terms]
+        messages = F.caught_messages(caught) + [str(w.get("message", w)) if isinstance(w, dict)
+                                                else str(w) for w in (m.warnings or [])]
+        mu = np.asarray(m.fitted, dtype=float)
+        dev = (float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
+               if mu.size == resp.y.size else None)
+        rec = glmm_record(case, terms, covs, names=list(m.names), beta=m.beta, se=m.se,
+                          se_rx=se_rx, loglik=float(m.loglik), deviance=dev, nobs=int(m.nobs),
+                          converged=bool(m.converged), singular=bool(m.singular),
+                          messages=messages, nfev=int(m.n_eval))
+        rec["versions"] = self.versions()
+        return rec

@@ -4,7 +4,20 @@ lme4-style random-effect strings. Its grammar differs from lme4's in two places 
 translates: ``(x | g)`` is a slope *without* intercept in interlace (documented in
 ``interlace.formula.parse_random_effects``), so the intercept is written out, ``(1 + x | g)``;
 an interaction grouping ``(1 | a:b)`` is refused by its parser, so the pasted factor is passed as
-a column of its own. Random-effect predictors must be data columns (no ``I(...)``)."""
+a column of its own. Random-effect predictors must be data columns (no ``I(...)``).
+
+GLMMs: ``interlace.glmer(fixed, data, family="binomial"|"poisson", random=[...], weights=,
+nAGQ=)`` (interlace.glmm_laplace.fit_glmm): its binomial family has the logit link only, its
+Poisson family the log link only. The Laplace fit optimizes theta with beta inside PIRLS, then
+refines (theta, beta) jointly by Nelder-Mead (lme4's two stages); for nAGQ > 1 (one scalar
+term) it optimizes theta alone, beta at the PIRLS mode, under its quadrature criterion. The
+response is passed as glmer reads it (the proportion, weights = trials). Its ``fe_bse`` is the
+inverse of the Schur complement X'WX - X'WZ* A^-1 Z*'WX at the conditional modes, i.e. the RX
+(Fisher information) SE (lme4's ``vcov(m, use.hessian = FALSE)``), not lme4's Hessian-based
+default: ``fixef_se_rx`` carries it (``fixef_se``, the
+Hessian-based kind, is not reported). Its ``variance_components`` keep only
+each term's first variance, so the covariances are rebuilt from its ``theta`` (per term the
+lower Cholesky factor filled row by row, or the standard deviations of a ``||`` term)."""
 
 from __future__ import annotations
 
@@ -16,13 +29,21 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
-from harness.adapters.peers._base import Peer, complex_predictors
+from harness.adapters.peers._base import (
+    Peer,
+    complex_predictors,
+    glmm_record,
+    nagq_of,
+    response_frame,
+)
 
 
 class InterlacePeer(Peer):
     name = "interlace-lme"
     module = "interlace"
     dist = "interlace-lme"
+    glmm_links = {"binomial": ("logit",), "poisson": ("log",)}
+    glmm_agq = None  # nAGQ > 1 for one scalar random intercept (fit_glmm refuses others)
 
     def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
         bad = complex_predictors(parsed)
@@ -45,6 +66,8 @@ class InterlacePeer(Peer):
                 group = col
             lhs = " + ".join((["1"] if b.intercept else ["0"]) + b.predictors)
             random.append(f"({lhs} {'||' if b.double else '|'} {group})")
+        if case.is_glmm:
+            return self._fit_glmm(case, data, parsed, terms, random, alias)
         REML = bool(case.REML)
         fixed = f"{parsed.response} ~ {F.patsy_formula(parsed.fixed, data)}"
         with warnings.catch_warnings(record=True) as caught:
@@ -94,6 +117,50 @@ class InterlacePeer(Peer):
             "messages": messages,
             "versions": self.versions(),
         }
+
+    def _fit_glmm(self, case: Any, data: Any, parsed: F.Parsed, terms: list[F.Term],
+                  random: list[str], alias: dict[str, str]) -> dict[str, Any]:
+        import interlace
+
+        frame, resp = response_frame(case, data)
+        fixed = f"glmm_y_ ~ {F.patsy_formula(parsed.fixed, data)}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = interlace.glmer(fixed, frame, family=case.family, random=random,
+                                weights=resp.weights, nAGQ=nagq_of(case))
+        theta = np.asarray(m.theta, dtype=float)
+        blocks: dict[str, tuple[list[str], np.ndarray]] = {}
+        k = 0
+        for b in parsed.bars:
+            group = "__".join(b.group.split(":")) if ":" in b.group else b.group
+            cols = list(b.columns)
+            q = len(cols)
+            if q == 1:
+                cov = np.array([[theta[k] ** 2]])
+                k += 1
+            elif b.double:
+                cov = np.diag(theta[k:k + q] ** 2)
+                k += q
+            else:
+                L = np.zeros((q, q))
+                for row in range(q):
+                    for col in range(row + 1):
+                        L[row, col] = theta[k]
+                        k += 1
+                cov = L @ L.T
+            blocks[alias.get(group, group)] = (cols, cov)
+        if k != theta.size:
+            raise RuntimeError(f"interlace returned {theta.size} theta for {k} expected")
+        covs = [F.pick_block(blocks, t, "interlace") for t in terms]
+        names = F.map_names([str(n) for n in m.fe_params.index], data, "patsy")
+        mu = np.asarray(m.fittedvalues, dtype=float)
+        dev = float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
+        messages = [msg for msg in F.caught_messages(caught) if "scikit-sparse" not in msg]
+        rec = glmm_record(case, terms, covs, names=names, beta=m.fe_params, se=None,
+                          se_rx=m.fe_bse, loglik=float(m.llf), deviance=dev, nobs=int(m.nobs),
+                          converged=bool(m.converged), messages=messages)
+        rec["versions"] = self.versions()
+        return rec
 
 
 def _missing(v: Any) -> bool:

@@ -3,7 +3,19 @@ reml=, factors=)`` takes lme4's formula and a polars frame. Factors go in as str
 levels declared (``FactorSpec(levels, coding="treatment")``), so the reference level is R's;
 its codings are treatment and sum only, so ordered factors (lme4: contr.poly) cannot be
 expressed. Its ``var_corr`` rows are (grp, var1, var2, vcov, sdcor) with the covariance row
-written (slope, intercept) and no correlation: rebuilt into lme4's rows from the covariances."""
+written (slope, intercept) and no correlation: rebuilt into lme4's rows from the covariances.
+
+GLMMs: ``lme_python.glmer_weighted(formula, frame, family_name, n_agq=, weights=,
+link_name=)``; families binomial (logit, probit, cloglog) and Poisson (log). The response must
+be one column name (no ``cbind``, no ``successes / trials``), so it is passed as glmer reads
+it (the proportion, weights = trials). Its glmer takes no ``factors=``: factors go in as
+strings, whose levels it sorts, so a factor whose R levels are not in sorted order cannot be
+expressed. Its ``beta_se`` is from the inverse of the fixed-effects block of the penalized
+system at the conditional modes (RX-based, lme4's ``vcov(m, use.hessian = FALSE)``):
+``fixef_se_rx`` carries it (``fixef_se``, the
+Hessian-based kind, is not reported). Its ``log_likelihood`` is relative to the
+saturated model (it omits the saturated log-likelihood, a response-only constant that lme4's
+Laplace logLik includes): reported as it is, the constant in the record's messages."""
 
 from __future__ import annotations
 
@@ -13,13 +25,22 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
-from harness.adapters.peers._base import Peer, ordered_in_fixed
+from harness.adapters.peers._base import (
+    Peer,
+    glmm_record,
+    nagq_of,
+    ordered_in_fixed,
+    response_formula,
+    response_frame,
+)
 
 
 class LmePythonPeer(Peer):
     name = "lme-python"
     module = "lme_python"
     dist = "lme-python"
+    glmm_links = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
+    glmm_agq = None  # n_agq > 1 accepted (one grouping factor)
 
     def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
         if data is not None and ordered_in_fixed(parsed, data):
@@ -32,6 +53,8 @@ class LmePythonPeer(Peer):
         import polars as pl
 
         parsed, terms = self.prepare(case, data)
+        if case.is_glmm:
+            return self._fit_glmm(case, data, parsed, terms)
         cols, factors = {}, {}
         for c in data.columns:
             if str(data[c].dtype) == "category":
@@ -47,17 +70,7 @@ class LmePythonPeer(Peer):
             warnings.simplefilter("always")
             m = lme_python.lmer(case.formula, frame, reml=REML, factors=factors or None)
         sigma2 = float(m.sigma2)
-        blocks: dict[str, tuple[list[str], dict[tuple[str, str], float]]] = {}
-        for grp, v1, v2, vcov, _ in m.var_corr or []:
-            if grp == "Residual":
-                continue
-            names, entries = blocks.setdefault(grp, ([], {}))
-            if v1 == v2:
-                names.append(v1)
-            entries[(v1, v2)] = entries[(v2, v1)] = float(vcov)
-        mats = {g: (names, np.array([[e.get((a, b), 0.0) for b in names] for a in names]))
-                for g, (names, e) in blocks.items()}
-        covs = [F.pick_block(mats, t, "lme-python") for t in terms]
+        covs = _covariances(m, terms)
         theta = F.theta_of(terms, covs, sigma2)
         names = list(m.fixed_names or [])
         diag = dict(m.diagnostics or {})
@@ -82,3 +95,70 @@ class LmePythonPeer(Peer):
             "nfev": None if m.iterations is None else int(m.iterations),
             "versions": self.versions(),
         }
+
+    def _fit_glmm(self, case: Any, data: Any, parsed: F.Parsed, terms: list[F.Term]
+                  ) -> dict[str, Any]:
+        import lme_python
+        import polars as pl
+
+        frame, resp = response_frame(case, data)
+        cols = {}
+        for c in frame.columns:
+            if str(frame[c].dtype) == "category":
+                levels = [str(v) for v in frame[c].cat.categories]
+                if F.uses(parsed.fixed, c) and levels != sorted(levels):
+                    raise F.cannot("lme-python", f"R's level order of the factor {c} "
+                                   f"({', '.join(levels)})", "its glmer takes no factors= "
+                                   "and sorts a string column's levels")
+                cols[c] = frame[c].astype(str).to_numpy()
+            elif str(frame[c].dtype) in ("object", "str", "string"):
+                cols[c] = frame[c].astype(str).to_numpy()
+            else:
+                cols[c] = frame[c].to_numpy()
+        weights = None if resp.weights is None else [float(w) for w in resp.weights]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = lme_python.glmer_weighted(response_formula(case.formula), pl.DataFrame(cols),
+                                          case.family, n_agq=nagq_of(case),
+                                          weights=weights, link_name=case.link_name)
+        covs = _covariances(m, terms)
+        diag = dict(m.diagnostics or {})
+        messages = F.caught_messages(caught) + [str(w) for w in diag.get("warnings") or []]
+        if diag.get("termination") not in (None, "Converged"):
+            messages.append(f"termination: {diag['termination']}")
+        if diag.get("effective_n_agq") not in (None, nagq_of(case)):
+            raise F.cannot("lme-python", f"nAGQ = {case.nAGQ} for this model", "it fell back "
+                           f"to n_agq = {diag.get('effective_n_agq')}")
+        sat = F.saturated_loglik(case.family, resp.y, resp.weights)
+        if sat is not None and abs(sat) > 1e-9 and m.log_likelihood is not None:
+            messages.append(f"harness: lme-python's logLik {float(m.log_likelihood):.6f} is "
+                            "relative to the saturated model; with the saturated "
+                            f"log-likelihood {sat:.6f} (a response-only constant, which "
+                            f"lme4's Laplace logLik includes) it is "
+                            f"{float(m.log_likelihood) + sat:.6f}")
+        mu = np.asarray(m.fitted, dtype=float)
+        dev = (float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
+               if mu.size == resp.y.size else None)
+        rec = glmm_record(case, terms, covs, names=list(m.fixed_names or []),
+                          beta=m.coefficients, se=None, se_rx=m.beta_se or [],
+                          loglik=m.log_likelihood, deviance=dev, nobs=int(m.num_obs),
+                          converged=bool(m.converged), messages=messages,
+                          nfev=None if m.iterations is None else int(m.iterations))
+        rec["versions"] = self.versions()
+        return rec
+
+
+def _covariances(m: Any, terms: list[F.Term]) -> list[Any]:
+    """Each term's covariance matrix, rebuilt from lme-python's var_corr rows (grp, var1, var2,
+    vcov, sdcor; the Residual row left out)."""
+    blocks: dict[str, tuple[list[str], dict[tuple[str, str], float]]] = {}
+    for grp, v1, v2, vcov, _ in m.var_corr or []:
+        if grp == "Residual":
+            continue
+        names, entries = blocks.setdefault(grp, ([], {}))
+        if v1 == v2:
+            names.append(v1)
+        entries[(v1, v2)] = entries[(v2, v1)] = float(vcov)
+    mats = {g: (names, np.array([[e.get((a, b), 0.0) for b in names] for a in names]))
+            for g, (names, e) in blocks.items()}
+    return [F.pick_block(mats, t, "lme-python") for t in terms]

@@ -3,7 +3,17 @@ REML=)`` takes lme4's formula as written; ordered factors get ``contrasts={x: "p
 contr.poly; mixedlm's default is treatment for every factor). mixedlm names a factor's contrast
 columns ``x.1, x.2, ...``: mapped to R's (``xB``, ``x.L``). Its VarCorr groups are matched to
 lme4's terms by their factors (it writes ``batch:cask`` where lme4 writes ``cask:batch`` and keeps
-a ``||`` pair as one group with a diagonal covariance)."""
+a ``||`` pair as one group with a diagonal covariance).
+
+GLMMs: ``mixedlm.glmer(formula, data, family=Binomial(link)|Poisson(link), nAGQ=, weights=)``,
+lme4's two-stage fit (nAGQ0initStep, then theta and beta jointly under the Laplace or, for one
+scalar term, the adaptive Gauss-Hermite criterion); its links are all of lme4's binomial and
+Poisson links. The response is passed as glmer reads it (the proportion, weights = trials).
+Its ``vcov()`` is the inverse of the Fisher information of beta at the conditional modes
+(X'WX minus the random-effects part: lme4's RX, ``vcov(m, use.hessian = FALSE)``), not
+lme4's default Hessian-based one: ``fixef_se_rx`` carries it (``fixef_se``, the
+Hessian-based kind, is not reported). Its
+``logLik`` includes the binomial/Poisson normalizing constants (as lme4's Laplace logLik)."""
 
 from __future__ import annotations
 
@@ -14,13 +24,25 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
-from harness.adapters.peers._base import Peer, ordered_in_fixed
+from harness.adapters.peers._base import (
+    Peer,
+    glmm_record,
+    nagq_of,
+    ordered_in_fixed,
+    response_formula,
+    response_frame,
+)
 
 
 class MixedlmPeer(Peer):
     name = "mixedlm"
     module = "mixedlm"
     dist = "mixedlm"
+    glmm_links = {"binomial": ("logit", "probit", "cloglog", "cauchit", "log"),
+                  "poisson": ("log", "identity", "sqrt")}
+    glmm_unmapped = ("Gamma", "inverse.gaussian")
+    glmm_agq = None  # nAGQ > 1 for one scalar term, as lme4 (estimation/laplace.py)
+    glmm_nagq0 = True  # nAGQ = 0: theta alone, beta inside PIRLS, as lme4
 
     def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
         for expr in re.findall(r"I\(([^()]*)\)", case.formula):
@@ -33,6 +55,8 @@ class MixedlmPeer(Peer):
 
         parsed, terms = self.prepare(case, data)
         contrasts = {v: "poly" for v in ordered_in_fixed(parsed, data)}
+        if case.is_glmm:
+            return self._fit_glmm(case, data, terms, contrasts)
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -69,6 +93,44 @@ class MixedlmPeer(Peer):
             "nfev": _int(getattr(m, "function_evals", None)),
             "versions": self.versions(),
         }
+
+    def _fit_glmm(self, case: Any, data: Any, terms: list[F.Term],
+                  contrasts: dict[str, str]) -> dict[str, Any]:
+        import mixedlm
+        from mixedlm import families
+
+        family = {"binomial": families.Binomial, "poisson": families.Poisson}[case.family](
+            link=case.link_name)
+        frame, resp = response_frame(case, data)
+        formula = response_formula(_powers(case.formula))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = mixedlm.glmer(formula, frame, family=family, nAGQ=nagq_of(case),
+                              weights=resp.weights, contrasts=contrasts or None)
+            vc = m.VarCorr()
+            se = np.sqrt(np.diag(np.asarray(m.vcov(), dtype=float)))
+            singular = bool(m.isSingular())
+            loglik = float(m.logLik().value)
+            mu = np.asarray(m.fitted(type="response", na_expand=False), dtype=float)
+        fixef = m.fixef()
+        names = F.map_names(list(fixef), data, "index")
+        blocks = {g: (list(v.term_names), np.asarray(v.cov, dtype=float))
+                  for g, v in vc.groups.items()}
+        covs = [F.pick_block(blocks, t, "mixedlm") for t in terms]
+        messages = F.caught_messages(caught)
+        if getattr(m, "message", None):
+            messages.append(str(m.message))
+        if not getattr(m, "pirls_converged", True):
+            messages.append("mixedlm: PIRLS did not converge")
+        dev = float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
+        rec = glmm_record(case, terms, covs, names=names, beta=list(fixef.values()), se=None,
+                          se_rx=se, loglik=loglik, deviance=dev, nobs=len(resp.y),
+                          converged=bool(m.converged) and bool(getattr(m, "pirls_converged",
+                                                                       True)),
+                          singular=singular, messages=messages,
+                          nfev=_int(getattr(m, "function_evals", None)))
+        rec["versions"] = self.versions()
+        return rec
 
 
 def _int(x: Any) -> int | None:

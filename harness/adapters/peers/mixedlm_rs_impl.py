@@ -1,7 +1,7 @@
 """mixedlm-rs (PyPI ``mixedlm-rs``, a Rust core behind statsmodels' MixedLM interface):
 ``MixedLM(endog, exog, groups, exog_re).fit(reml=)`` on the design patsy builds, as for
 statsmodels. One grouping factor; its ``fit`` refuses ``free=`` in this release, so ``||``
-(a diagonal covariance) cannot be expressed."""
+(a diagonal covariance) cannot be expressed. Linear mixed models only: no GLMM fitter."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ class MixedlmRsPeer(Peer):
     dist = "mixedlm-rs"
 
     def supports(self, case: Any) -> str | None:
+        try:
+            self.check_glmm(case)
+        except NotImplementedError as exc:
+            return str(exc)
         return single_factor_reason(case.formula, "mixedlm-rs", double_bar=False)
 
     def fit(self, case: Any, data: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ left_hand)])`` then ``fit()``. Each lme4 term is one ``Random``: ``left_hand="ii
 column, ``"full"`` for a correlated term, and a ``||`` pair becomes one ``Random`` over both
 columns with ``left_hand="diag"``; an interaction grouping is passed as a column of its own.
 Formulas are patsy's (ordered factors as ``C(x, Poly)``: R's contr.poly). REML only: with a
-random effect the package always fits REML (its ML loss covers the OLS path alone)."""
+random effect the package always fits REML (its ML loss covers the OLS path alone). Gaussian
+responses only: no GLMM fitter."""
 
 from __future__ import annotations
 
