@@ -23,7 +23,16 @@ from harness.errors import HarnessError
 
 METHODS = ("REML", "ML")
 REQUIRED_KEYS = ("spec", "dataset", "formula", "methods")
-OPTIONAL_KEYS = ("notes", "expect", "xfail", "skip", "tags", "timeout")
+OPTIONAL_KEYS = ("notes", "expect", "xfail", "skip", "tags", "timeout",
+                 "family", "link", "nAGQ", "weights")
+#: GLMM families and their links as lme4's glmer takes them (first: the canonical default)
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "binomial": ("logit", "probit", "cloglog", "cauchit", "log"),
+    "poisson": ("log", "identity", "sqrt"),
+    "Gamma": ("inverse", "log", "identity"),
+    "inverse.gaussian": ("1/mu^2", "inverse", "log", "identity"),
+}
+GLMM_TAG = "glmm"  # every GLMM case carries it (pytest harness -k glmm)
 EXPECT_KEYS: dict[str, type] = {"singular": bool}
 DEFAULT_TIMEOUT = 60.0
 # ids are "<dataset>-<spec>-<method>": names must not hold "-" so that an id splits back
@@ -56,6 +65,22 @@ class Case:
     tags: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT
     data_dirs: tuple[str, ...] = ()
+    family: str | None = None  # None: a linear mixed model (lmer); else a GLMM (glmer)
+    link: str | None = None  # the family's link; None: its canonical link
+    nAGQ: int = 1  # glmer's nAGQ: 1 Laplace, > 1 adaptive Gauss-Hermite quadrature
+    weights: str | None = None  # a column of prior weights (binomial: the trials)
+
+    @property
+    def is_glmm(self) -> bool:
+        """True for a generalized linear mixed model (fitted by lme4's glmer)."""
+        return self.family is not None
+
+    @property
+    def link_name(self) -> str | None:
+        """The link in use: the given one, else the family's canonical link."""
+        if self.family is None:
+            return None
+        return self.link or FAMILIES[self.family][0]
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -169,6 +194,9 @@ def _expand(
     timeout = entry.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         fail(f"timeout {timeout!r} must be a positive number of seconds")
+    family, link, nagq, weights = _glmm_fields(entry, methods, fail)
+    if family is not None and GLMM_TAG not in tags:
+        tags = [*tags, GLMM_TAG]
 
     return [
         Case(
@@ -185,9 +213,40 @@ def _expand(
             tags=tuple(tags),
             timeout=float(timeout),
             data_dirs=data_dirs,
+            family=family,
+            link=link,
+            nAGQ=nagq,
+            weights=weights,
         )
         for method in methods
     ]
+
+
+def _glmm_fields(entry: Mapping, methods: list[str], fail
+                 ) -> tuple[str | None, str | None, int, str | None]:
+    """family, link, nAGQ and weights of an entry, checked as glmer would check them."""
+    family = entry.get("family")
+    rest = [k for k in ("link", "nAGQ", "weights") if k in entry]
+    if family is None:
+        if rest:
+            fail(f"{rest} apply to GLMMs only: give a family (one of {list(FAMILIES)})")
+        return None, None, 1, None
+    if family not in FAMILIES:
+        fail(f"unknown family {family!r}; lme4's glmer families here: {list(FAMILIES)}")
+    if methods != ["ML"]:
+        fail(f"a GLMM (family {family}) is fitted by maximum likelihood: methods must be [ML], "
+             f"not {methods}")
+    link = entry.get("link")
+    if link is not None and link not in FAMILIES[family]:
+        fail(f"link {link!r} is not available for family {family}; "
+             f"links: {list(FAMILIES[family])}")
+    nagq = entry.get("nAGQ", 1)
+    if isinstance(nagq, bool) or not isinstance(nagq, int) or nagq < 0:
+        fail(f"nAGQ {nagq!r} must be a whole number >= 0 (1: Laplace, > 1: quadrature)")
+    weights = entry.get("weights")
+    if weights is not None and (not isinstance(weights, str) or not weights):
+        fail(f"weights {weights!r} must be the name of a column")
+    return str(family), None if link is None else str(link), int(nagq), weights
 
 
 def _mapping(entry: Mapping, key: str, fail) -> dict[str, Any]:

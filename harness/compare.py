@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.comparators import BUILTIN, Comparator, Row, row
 from harness.judge import JUDGES, Judgement
-from harness.tolerance import DEFAULT, Tolerance
+from harness.tolerance import DEFAULT, GLMM, Tolerance, for_case
 
 AGREED = "agreed"
 DISAGREED = "disagreed"
@@ -120,16 +120,21 @@ def _fmt(x: float | None) -> str:
 
 
 def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
-                    case: Any = None, tol: Tolerance = DEFAULT,
+                    case: Any = None, tol: Tolerance | None = None,
                     judgement: Judgement | None = None,
                     comparators: Sequence[Comparator] = BUILTIN) -> Comparison:
     """Compare ``candidate`` with ``reference`` (both FitRecords) under ``tol``.
 
-    ``case`` (a catalog Case, optional) supplies the id when the records lack it.
+    ``case`` (a catalog Case, optional) supplies the id when the records lack it. ``tol``
+    defaults to the case's policy (harness.tolerance.for_case: GLMM for a GLMM, also when only
+    the reference record names a family).
     ``judgement`` (harness.judge.judge) adds the re-evaluation; without it, a lower reported
     objective is only a disagreement. ``comparators`` are the compared quantities
     (harness.comparators: the built-in ones, plus a plugin's).
     """
+    if tol is None:
+        tol = for_case(case) if case is not None else (
+            GLMM if reference.get("family") is not None else DEFAULT)
     case_id = str(candidate.get("case_id") or reference.get("case_id")
                   or getattr(case, "id", "?"))
     comp = Comparison(case_id, str(reference.get("impl")), str(candidate.get("impl")), AGREED)
@@ -218,7 +223,7 @@ def _judge(j: Judgement, reference: Mapping[str, Any], candidate: Mapping[str, A
     if not judged:
         return
     gaps = {n: j.reference.objective(n) - j.candidate.objective(n) for n in judged}
-    allowed = tol.objective_allowed(j.reference.objective(judged[0]))
+    allowed = tol.judged_allowed(j.reference.objective(judged[0]))
     consistent = not any(r.ok is False for r in comp.rows if r.name.startswith("consistency."))
     if consistent and all(g > allowed for g in gaps.values()):
         comp.verdict = CANDIDATE_BETTER

@@ -36,11 +36,13 @@ class Evaluation:
 
 @dataclass
 class Point:
-    """One estimate's θ and every judge's evaluation of it."""
+    """One estimate's θ (and for a GLMM its β: the criterion is not profiled over β there) and
+    every judge's evaluation of it."""
 
     theta: list[float] | None
     by: dict[str, Evaluation] = field(default_factory=dict)
     error: str | None = None  # why the estimate has no θ (its varcorr cannot be read)
+    beta: list[float] | None = None  # GLMM: the fixed effects, in the model's column order
 
     def objective(self, judge: str) -> float | None:
         ev = self.by.get(judge)
@@ -72,7 +74,7 @@ class Judgement:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Judgement:
         def point(p: Mapping[str, Any]) -> Point:
-            return Point(theta=p.get("theta"), error=p.get("error"),
+            return Point(theta=p.get("theta"), error=p.get("error"), beta=p.get("beta"),
                          by={k: Evaluation(**v) for k, v in (p.get("by") or {}).items()})
 
         return cls(criterion=d["criterion"], reference=point(d["reference"]),
@@ -196,6 +198,8 @@ def judge(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
     from harness.catalog import load_data
     from harness.crosseval import TermLayout, layout_from_varcorr
 
+    if getattr(case, "family", None) is not None:
+        return _judge_glmm(case, reference, candidate, data, timeout=timeout, use_lme4=use_lme4)
     result = Judgement("REML criterion" if case.REML else "deviance", Point(None), Point(None))
     objective = None
     try:
@@ -224,12 +228,19 @@ def judge(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
     if objective is not None:
         for p, ev in zip(points, _mixedref_judge(objective, thetas), strict=True):
             p.by["mixedref"] = ev
+    _ask_lme4(result, points, use_lme4, lambda: _lme4_judge(case, thetas, timeout))
+    return result
+
+
+def _ask_lme4(result: Judgement, points: list[Point], use_lme4: bool, evaluate: Any) -> None:
+    """Add lme4's evaluations of ``points`` (``evaluate()``: evaluations or None and why), or
+    say why lme4 did not judge; once R failed to load, it is not asked again."""
     if not use_lme4:
         result.unavailable["lme4"] = "not asked for"
     elif "reason" in _r_unavailable:
         result.unavailable["lme4"] = _r_unavailable["reason"]
     else:
-        evs, why = _lme4_judge(case, thetas, timeout)
+        evs, why = evaluate()
         if evs is None:
             result.unavailable["lme4"] = str(why)
             if "R not available" in str(why) or "failed to load" in str(why):
@@ -237,7 +248,118 @@ def judge(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
         else:
             for p, ev in zip(points, evs, strict=True):
                 p.by["lme4"] = ev
+
+
+# ----------------------------------------------------------------------------- GLMMs
+
+
+#: PIRLS tolerance of both judges' GLMM criteria: iterated to the mode, so each judge gives the
+#: Laplace (or quadrature) criterion itself rather than a value that depends on where its PIRLS
+#: restarted (at lme4's default 1e-7 that truncation reaches 1e-3 on VerbAgg, 0.03 on
+#: sim_glmm_olre)
+GLMM_TOL_PWRSS = 1e-12
+
+
+def glmm_criterion(case: Any) -> str:
+    """What a GLMM case's objective is: -2 log-likelihood under Laplace or quadrature."""
+    how = "Laplace" if case.nAGQ <= 1 else f"adaptive Gauss-Hermite, nAGQ = {case.nAGQ}"
+    return f"-2 log-likelihood ({how})"
+
+
+def lme4_evaluate_glmm(case: Any, points: Sequence[Sequence[float]],
+                       data: Any = None) -> list[dict[str, Any]]:
+    """glmer's own criterion at each point c(θ, β) (r_scripts/judge.R), in the R lane."""
+    import rpy2.robjects as ro
+
+    from harness import rbridge
+
+    reason = rbridge.unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    rdata = _r_frame(case) if data is None else rbridge.to_r_frame(data, case.formula)
+    rpoints = ro.ListVector({str(i): ro.FloatVector([float(v) for v in pt])
+                             for i, pt in enumerate(points)})
+    null = ro.NULL
+    text = rbridge.call("judge_glmm_evaluate_json", rdata, str(case.formula), case.family,
+                        null if case.link is None else case.link, int(case.nAGQ),
+                        null if case.weights is None else case.weights, rpoints,
+                        GLMM_TOL_PWRSS)
+    return json.loads(str(text[0]))
+
+
+def _mixedref_glmm(case: Any, data: Any) -> Any:
+    from mixedref.glmer import glmer_devfun
+
+    key = f"{case.id}|{case.formula}|{case.family}|{case.link}|{case.nAGQ}|{case.weights}"
+    if key not in _mixedref_objectives:
+        if len(_mixedref_objectives) > 8:
+            _mixedref_objectives.clear()
+        weights = None if case.weights is None else data[case.weights]
+        _mixedref_objectives[key] = glmer_devfun(case.formula, data, case.family,
+                                                 link=case.link, nAGQ=case.nAGQ,
+                                                 weights=weights,
+                                                 control={"tol_pwrss": GLMM_TOL_PWRSS})
+    return _mixedref_objectives[key]
+
+
+def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
+                data: Any, *, timeout: float | None, use_lme4: bool) -> Judgement:
+    """A GLMM's judgement: each estimate's point c(θ, β) (θ from its varcorr and σ, β its
+    fixed effects in the model's order) under glmer's criterion and mixedref's."""
+    from harness.catalog import load_data
+    from harness.crosseval import TermLayout, layout_from_varcorr
+
+    result = Judgement(glmm_criterion(case), Point(None), Point(None))
+    devfun = None
+    names = list(dict(reference.get("fixef") or {}))
+    try:
+        data = load_data(case) if data is None else data
+        devfun = _mixedref_glmm(case, data)
+        layout = [TermLayout(t.group, tuple(t.columns)) for t in devfun.model.reterms]
+        names = list(devfun.model.fixef_names)
+        result.n, result.p = int(devfun.model.n), int(devfun.model.p)
+    except Exception as exc:  # noqa: BLE001
+        result.unavailable["mixedref"] = f"the model cannot be built: {type(exc).__name__}: {exc}"
+        layout = layout_from_varcorr(reference.get("varcorr") or [])
+    ntheta = sum(t.ntheta for t in layout)
+    for pt, rec, own in ((result.reference, reference, True), (result.candidate, candidate, False)):
+        th, fixef = rec.get("theta"), dict(rec.get("fixef") or {})
+        try:
+            pt.theta = ([float(v) for v in th] if own and th is not None and len(th) == ntheta
+                        else theta_of(rec, layout))
+        except Exception as exc:  # noqa: BLE001
+            pt.error = f"its variance components cannot be turned into θ: {exc}"
+            continue
+        missing = [n for n in names if n not in fixef]
+        if missing or len(fixef) != len(names):
+            pt.theta, pt.error = None, (
+                f"its fixed effects {sorted(fixef)} are not the model's columns {names}")
+            continue
+        pt.beta = [float(fixef[n]) for n in names]
+    points = [p for p in (result.reference, result.candidate) if p.theta is not None]
+    if not points:
+        return result
+    pars = [[*p.theta, *p.beta] for p in points]  # type: ignore[misc]
+    if devfun is not None:
+        for p, x in zip(points, pars, strict=True):
+            try:
+                p.by["mixedref"] = Evaluation(objective=_finite(devfun(x)))
+            except Exception as exc:  # noqa: BLE001 - a point mixedref cannot evaluate
+                p.by["mixedref"] = Evaluation(error=f"{type(exc).__name__}: {exc}")
+    _ask_lme4(result, points, use_lme4, lambda: _lme4_glmm_judge(case, pars, timeout))
     return result
+
+
+def _lme4_glmm_judge(case: Any, pars: list[list[float]], timeout: float | None
+                     ) -> tuple[list[Evaluation] | None, str | None]:
+    from harness import isolation
+
+    out = isolation.call(R_LANE, "harness.judge:lme4_evaluate_glmm", case, pars,
+                         timeout=timeout)
+    if out.error is not None:
+        return None, f"glmer's devfun could not be evaluated: {out.error}"
+    return [Evaluation(objective=_finite(v.get("objective")), error=v.get("error"))
+            for v in out.value], None
 
 
 def clear_cache() -> None:

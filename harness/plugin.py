@@ -413,6 +413,7 @@ def _mark(item: pytest.Item, case: Any, impl: str, adapter: Any, reference: Any)
     without an answer is not a skip: the item fails when it runs (no green without a
     reference), unless --allow-missing-reference."""
     item.add_marker(pytest.mark.xdist_group(case.id))
+    item.extra_keyword_matches.update(getattr(case, "tags", ()))  # pytest -k glmm, -k large
     reason = (adapter.unavailable() or (getattr(case, "skip", None) or {}).get(impl)
               or adapter.supports(case))
     if reason:

@@ -259,6 +259,26 @@ def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str
     return normalize_record(raw, impl, case_id)
 
 
+def glmer_record(data: pd.DataFrame | Any, case: Any, impl: str = "lme4",
+                 optimizer: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+    """Fit one GLMM case with lme4's glmer (r_scripts/glmer_record.R) and return its record,
+    as :func:`lmer_record` does for lmer: family, link, nAGQ and prior weights from the case."""
+    import rpy2.robjects as ro
+
+    env = _env()
+    rdata = to_r_frame(data, case.formula) if isinstance(data, pd.DataFrame) else data
+    null = ro.NULL
+    args = (rdata, case.formula, case.family, null if case.link is None else case.link,
+            int(case.nAGQ), null if case.weights is None else case.weights, case.id, impl,
+            null if optimizer is None else optimizer,
+            null if timeout is None or not timeout > 0 else float(timeout))
+    try:
+        text = env["glmer_record_json"](*args)[0]
+    except Exception as exc:
+        raise RBridgeError(f"R failed in glmer_record_json: {_r_error(exc)}") from None
+    return normalize_record(json.loads(str(text)), impl, case.id)
+
+
 def call(function: str, data: pd.DataFrame | Any, *args: Any) -> Any:
     """Call ``function`` (defined by a sourced r_scripts file) with ``data`` converted to an
     R data.frame (or already converted) and ``args``; returns the R result (rpy2 object)."""
@@ -270,3 +290,13 @@ def call(function: str, data: pd.DataFrame | Any, *args: Any) -> Any:
 def lmer_fit_only(rdata: Any, formula: str, REML: bool) -> None:
     """Fit in R and return nothing: the call the benchmarks time (data already converted)."""
     _env()["lmer_fit_only"](rdata, formula, bool(REML))
+
+
+def glmer_fit_only(rdata: Any, case: Any) -> None:
+    """A GLMM case fitted by glmer in R, nothing returned (what the benchmarks time)."""
+    import rpy2.robjects as ro
+
+    null = ro.NULL
+    _env()["glmer_fit"](rdata, case.formula, case.family,
+                        null if case.link is None else case.link, int(case.nAGQ),
+                        null if case.weights is None else case.weights)

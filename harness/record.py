@@ -15,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_PATH = Path(__file__).resolve().parent / "record.schema.json"
 
 
@@ -66,16 +66,26 @@ class FitRecord:
     error: str | None = _f("null, or the error text when the fit failed")
     optinfo: dict[str, Any] | None = _f("the fit log: optimizer, settings, start, evaluations, "
                                         "return code and its meaning, gradient checks")
+    family: str | None = _f("GLMM family as R names it (binomial, poisson, Gamma, "
+                            "inverse.gaussian); null for a linear mixed model")
+    link: str | None = _f("the GLMM's link function as R names it; null for an LMM")
+    nAGQ: int | None = _f("GLMM: quadrature points (1 Laplace, > 1 adaptive Gauss-Hermite)")
+    deviance: float | None = _f("GLMM: deviance(m), the sum of squared deviance residuals at "
+                                "the conditional modes (objective is -2 logLik)")
+    fixef_se_rx: dict[str, float] | None = _f(
+        "GLMM: standard errors from the RX factor (lme4's vcov(m, use.hessian = FALSE)); "
+        "fixef_se is then the Hessian-based default of vcov(m)")
 
 
 # field -> short meaning; the order is the order records are written in
 FIELDS: dict[str, str] = {f.name: f.metadata["meaning"] for f in fields(FitRecord)}
 
-NUMERIC_SCALARS = ("sigma", "loglik", "objective")
+NUMERIC_SCALARS = ("sigma", "loglik", "objective", "deviance")
 
 #: the container fields' shapes: checked first, so a malformed record fails with one line
 _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("fixef_se", Mapping, "a mapping of R column name to standard error"),
+           ("fixef_se_rx", Mapping, "a mapping of R column name to standard error"),
            ("varcorr", list, "a list of rows {grp, var1, var2, vcov, sdcor}"),
            ("theta", list | tuple, "a list of numbers"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
@@ -238,8 +248,10 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
     problems: list[str] = []
     for key in NUMERIC_SCALARS:
         rec[key] = _number(rec[key], key, problems)
-    for key in ("fixef", "fixef_se"):
-        rec[key] = {str(k): _number(v, f"{key}[{k}]", problems) for k, v in dict(rec[key]).items()}
+    for key in ("fixef", "fixef_se", "fixef_se_rx"):
+        if rec[key] is not None:
+            rec[key] = {str(k): _number(v, f"{key}[{k}]", problems)
+                        for k, v in dict(rec[key]).items()}
     rows = []
     for i, row in enumerate(rec["varcorr"] or []):
         if not isinstance(row, Mapping):

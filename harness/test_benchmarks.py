@@ -67,6 +67,8 @@ def _fit_callable(case: Any, impl: str) -> Any:
         if case.dataset not in _r_frames:
             _r_frames[case.dataset] = rbridge.to_r_frame(data)
         rdata = _r_frames[case.dataset]
+        if getattr(case, "family", None) is not None:
+            return lambda: rbridge.glmer_fit_only(rdata, case)
         return lambda: rbridge.lmer_fit_only(rdata, case.formula, bool(case.REML))
     if impl not in _CORE:  # a peer: one isolated fit first, so a hang or a crash only skips
         rec = runner.fit_case(adapter, case, timeout=PEER_TIMEOUT, use_cache=False)

@@ -51,10 +51,51 @@ class Tolerance:
     # θ (only where both sides report it): absolute (= sqrt(var_abs_sigma2)) plus relative
     theta_abs: float = 5e-3
     theta_rel: float = 2e-3
+    # GLMMs: SEs from the RX factor (vcov(m, use.hessian = FALSE)): relative, as fixef_se_rel
+    fixef_se_rx_rel: float = 2e-3
+    # GLMMs: deviance(m), the sum of squared deviance residuals: absolute plus relative
+    deviance_abs: float = 2e-3
+    deviance_rel: float = 1e-5
+
+    # criteria both judges re-evaluated (exactly, at the mode): what a lower optimum must beat
+    judged_objective_rel: float = 1e-6
 
     def objective_allowed(self, reference: float) -> float:
         """Allowed |Δ| for an objective or logLik whose reference value is ``reference``."""
         return self.objective_abs + self.objective_rel * abs(reference)
 
+    def judged_allowed(self, reference: float) -> float:
+        """Allowed gap between two criteria the judges evaluated themselves: a candidate is
+        better only when its re-evaluated criterion is lower by more than this."""
+        return self.objective_abs + self.judged_objective_rel * abs(reference)
+
 
 DEFAULT = Tolerance()
+
+#: GLMMs (lme4's glmer). Two things differ from the LMM policy, both measured:
+#: - lme4's PIRLS stops at tolPwrss = 1e-7 (relative change of the penalized deviance), so the
+#:   -2 logLik it reports sits above the Laplace criterion at its own estimates by up to 3e-6
+#:   relative (0.0043 on grouseticks-location, 5.6e-4 on cbpp, re-evaluated with PIRLS to
+#:   1e-12 by both judges): the criterion gets 1e-5 relative, three times that.
+#: - lme4's default SEs come from a finite-difference Hessian of that truncated criterion: on
+#:   cbpp they are 1.3% below the Hessian of the converged criterion (which mixedref and glmm
+#:   (Rust) both give). Hessian SEs get 2e-2 relative; the RX-based SEs, which do not
+#:   depend on PIRLS's last digits, keep the LMM's 2e-3, and fixed effects are judged in
+#:   units of the RX-based SE.
+#: - deviance(m) is not stationary at the conditional modes, so PIRLS's truncation moves it to
+#:   first order (2.4e-5 relative on grouseticks-location): 1e-4 relative.
+#: - A lower optimum is still judged on the criteria both judges evaluate at the mode
+#:   themselves (PIRLS to 1e-12), with the LMM's allowance (judged_allowed).
+#: lme4's own spread across allFit's optimizers on every GLMM case (r_scripts/
+#: optimizer_spread.R glmm, tests/references/glmm_optimizer_spread.json, checked by
+#: tests/test_tolerance_evidence.py) stays inside these: at most 0.579 of what is allowed
+#: (deviance of sim_glmm_olre, NLopt's Nelder-Mead), once the six fits that stop short are
+#: set aside (criterion 0.0015 to 0.017 above the default's: L-BFGS-B on grouseticks-nested,
+#: bobyqa on Contraception-probit, four on sim_glmm_olre) and the optimizers whose PIRLS
+#: fails outright (nmkbw, nlminbwrap, L-BFGS-B on several cases: they return no fit).
+GLMM = Tolerance(fixef_se_rel=2e-2, objective_rel=1e-5, deviance_rel=1e-4)
+
+
+def for_case(case: object | None) -> Tolerance:
+    """The tolerance of a catalog case: GLMM for a GLMM (a case with a family), else DEFAULT."""
+    return GLMM if getattr(case, "family", None) is not None else DEFAULT

@@ -87,7 +87,8 @@ read_dataset <- function(name, data_dir = harness_data_dir()) {
 }
 
 # Expand the catalog into one case per method: list(id, dataset, spec, formula, REML, method,
-# notes, expect, xfail, skip, tags, timeout, data_dirs).
+# notes, expect, xfail, skip, tags, timeout, family, link, nAGQ, weights, data_dirs); family is
+# NULL for a linear mixed model (lmer), else the GLMM's family name (glmer).
 read_catalog <- function(path = default_catalog_path()) {
   path <- normalizePath(path, mustWork = TRUE)
   doc <- read_yaml_as_python(path)
@@ -111,6 +112,9 @@ read_catalog <- function(path = default_catalog_path()) {
         skip = if (is.null(e$skip)) list() else e$skip,
         tags = as.character(unlist(e$tags)),
         timeout = if (is.null(e$timeout)) 60 else as.numeric(e$timeout),
+        family = e$family, link = e$link,
+        nAGQ = if (is.null(e$nAGQ)) 1L else as.integer(e$nAGQ),
+        weights = e$weights,
         data_dirs = data_dirs)
     }
   }

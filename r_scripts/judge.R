@@ -29,3 +29,30 @@ judge_evaluate_json <- function(data, formula, REML, thetas) {
   as.character(jsonlite::toJSON(judge_evaluate(data, formula, REML, thetas), auto_unbox = TRUE,
                                 digits = NA, null = "null", na = "null"))
 }
+
+# The GLMM half: glmer's own criterion (-2 log-likelihood, Laplace or adaptive quadrature as
+# the case's nAGQ) at given points c(θ, β), from glmer(..., devFunOnly = TRUE) with PIRLS to
+# `tol_pwrss` (the judge asks for 1e-12: the criterion at the mode itself): lme4's
+# mkGlmerDevfun, its stage-1 start, then updateGlmerDevfun (the function glmer's second stage
+# optimizes). One entry per point: objective, or error with lme4's message. glmer_fit() is in
+# r_scripts/glmer_record.R.
+judge_glmm_evaluate <- function(data, formula, family, link, nAGQ, weights, points,
+                                tol_pwrss = 1e-7) {
+  f <- stats::as.formula(formula)
+  harness_prior_weights. <- if (is.null(weights)) NULL else data[[weights]]
+  devfun <- suppressWarnings(suppressMessages(
+    lme4::glmer(f, data = data, family = glmer_family(family, link), nAGQ = as.integer(nAGQ),
+                weights = harness_prior_weights., devFunOnly = TRUE,
+                control = lme4::glmerControl(tolPwrss = tol_pwrss))))
+  lapply(unname(points), function(pt) tryCatch(
+    list(objective = devfun(as.numeric(pt)), beta = NULL, sigma = NULL, error = NULL),
+    error = function(e) list(objective = NULL, beta = NULL, sigma = NULL,
+                             error = conditionMessage(e))))
+}
+
+judge_glmm_evaluate_json <- function(data, formula, family, link, nAGQ, weights, points,
+                                     tol_pwrss = 1e-7) {
+  as.character(jsonlite::toJSON(
+    judge_glmm_evaluate(data, formula, family, link, nAGQ, weights, points, tol_pwrss),
+    auto_unbox = TRUE, digits = NA, null = "null", na = "null"))
+}

@@ -99,7 +99,17 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec["error"] <- list(out$error)
   rec$messages <- as.list(msgs)
   if (is.null(fit)) return(rec)
-  m <- fit
+  rec <- merMod_fields(rec, fit, msgs)
+  cmp <- fit@devcomp$cmp
+  rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
+  rec
+}
+
+# The fields every merMod (lmerMod or glmerMod) gives the same way: fixed effects and their SEs
+# (vcov(m): for a GLMM lme4's Hessian-based default), sigma, varcorr rows, theta, logLik, sizes,
+# convergence (the optimizer's code, lme4's checkConv codes, and any convergence warning among
+# `msgs`), isSingular and the evaluation count.
+merMod_fields <- function(rec, m, msgs) {
   rec$fixef <- .as_object(lme4::fixef(m))
   rec$fixef_se <- .as_object(setNames(sqrt(diag(as.matrix(stats::vcov(m)))), names(lme4::fixef(m))))
   rec$sigma <- stats::sigma(m)
@@ -112,8 +122,6 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   })
   rec$theta <- as.list(unname(lme4::getME(m, "theta")))
   rec$loglik <- as.numeric(stats::logLik(m))
-  cmp <- m@devcomp$cmp
-  rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
   rec$nobs <- stats::nobs(m)
   rec$ngroups <- .as_object(lme4::ngrps(m))
   conv <- m@optinfo$conv
@@ -130,7 +138,12 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
 lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
                              timeout = NULL) {
-  rec <- lmer_record(data, formula, REML, case_id, impl, optimizer, timeout)
+  record_as_json(lmer_record(data, formula, REML, case_id, impl, optimizer, timeout))
+}
+
+# A record as JSON text, after checking it against record.schema.json: a record that does not
+# follow it carries that as its error (the Python side then refuses it by name).
+record_as_json <- function(rec) {
   problems <- validate_record(rec)
   if (length(problems))
     rec$error <- paste("the R side wrote a record that does not follow record.schema.json:",

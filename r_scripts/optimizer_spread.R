@@ -2,10 +2,12 @@
 # how far apart lme4's own optimizers land on every catalog case.
 #
 #     Rscript r_scripts/optimizer_spread.R [OUT] [CASE_ID ...]
+#     Rscript r_scripts/optimizer_spread.R tests/references/glmm_optimizer_spread.json glmm
 #
 # Run from the repository root. OUT defaults to tests/references/optimizer_spread.json. Without
 # CASE_IDs every catalog case is fitted except those tagged `large` (InstEval); a `large` case
-# runs when it is named. Per case the script fits lme4's default (lmer's defaults: nloptwrap,
+# runs when it is named; `glmm` selects the GLMM cases (glmer, both stages given the optimizer,
+# glmerControl's defaults otherwise) instead of the LMM ones. Per case the script fits lme4's default (lmer's defaults: nloptwrap,
 # NLOPT_LN_BOBYQA) and refits with every optimizer allFit() tries (its meth.tab: bobyqa,
 # Nelder_Mead, nlminbwrap, nmkbw, optimx L-BFGS-B, nloptwrap NLOPT_LN_NELDERMEAD and
 # NLOPT_LN_BOBYQA), each from lmer's default start and with lmerControl's defaults otherwise,
@@ -23,6 +25,7 @@ invisible(Sys.setlocale("LC_COLLATE", "C"))
 source("r_scripts/record_schema.R")
 Sys.setenv(MIXEDREF_RECORD_SCHEMA = "harness/record.schema.json")
 source("r_scripts/lmer_record.R")
+source("r_scripts/glmer_record.R")
 source("r_scripts/catalog.R")
 
 # optimx with method L-BFGS-B, returned in the shape lme4's optwrap() gives optimx's result.
@@ -63,13 +66,15 @@ optimizers <- function() {
 main <- function(args) {
   out <- if (length(args) >= 1) args[1] else "tests/references/optimizer_spread.json"
   wanted <- if (length(args) >= 2) args[-1] else character(0)
+  glmm <- identical(wanted, "glmm")  # the GLMM cases (glmer) instead of the LMM ones
+  if (glmm) wanted <- character(0)
   cases <- read_catalog("harness/catalog.yaml")
   ids <- vapply(cases, function(x) x$id, "")
   unknown <- setdiff(wanted, ids)
   if (length(unknown))
     stop(sprintf("unknown case id(s): %s", paste(unknown, collapse = ", ")))
   if (length(wanted)) cases <- cases[ids %in% wanted]
-  else cases <- Filter(function(x) !"large" %in% x$tags, cases)
+  else cases <- Filter(function(x) !"large" %in% x$tags && glmm == !is.null(x$family), cases)
   opts <- optimizers()
   result <- list()
   cache <- list()
@@ -77,11 +82,16 @@ main <- function(args) {
     key <- paste(c(case$dataset, case$data_dirs), collapse = "\r")
     if (is.null(cache[[key]])) cache[[key]] <- read_dataset(case$dataset, case$data_dirs)
     d <- cache[[key]]
-    default <- lmer_record(d, case$formula, isTRUE(case$REML), case$id)
+    fit <- function(impl = "lme4", optimizer = NULL) {
+      if (is.null(case$family))
+        lmer_record(d, case$formula, isTRUE(case$REML), case$id, impl, optimizer)
+      else glmer_record(d, case$formula, case$family, case$link, case$nAGQ, case$weights,
+                        case$id, impl, optimizer)
+    }
+    default <- fit()
     recs <- list()
     for (nm in names(opts)) {
-      rec <- lmer_record(d, case$formula, isTRUE(case$REML), case$id,
-                         impl = paste0("lme4:", nm), optimizer = opts[[nm]])
+      rec <- fit(paste0("lme4:", nm), opts[[nm]])
       # nlminbwrap reports no evaluation count (optinfo$feval is NA): the record says null
       if (length(rec$nfev) != 1 || is.na(rec$nfev)) rec["nfev"] <- list(NULL)
       problems <- validate_record(rec)

@@ -5,7 +5,8 @@
 # CATALOG defaults to <repo>/harness/catalog.yaml, OUT to <repo>/harness/references/lme4.json.
 # Each case is fitted with lmer_record() (r_scripts/lmer_record.R, lme4's defaults) on the data
 # read by read_dataset() (r_scripts/catalog.R); the output holds one record per case id, what
-# was fitted per case id (dataset, formula, REML: the harness refuses a stale recording), the
+# was fitted per case id (dataset, formula, REML; GLMMs: family, link, nAGQ, weights: the harness
+# refuses a stale recording; GLMM cases are fitted by glmer_record(), r_scripts/glmer_record.R), the
 # R/lme4/BLAS versions and the date. No Python is needed. InstEval takes ~10 s per fit.
 
 suppressPackageStartupMessages({
@@ -26,6 +27,7 @@ main <- function(args) {
   source(file.path(here, "record_schema.R"))
   Sys.setenv(MIXEDREF_RECORD_SCHEMA = file.path(repo, "harness", "record.schema.json"))
   source(file.path(here, "lmer_record.R"))
+  source(file.path(here, "glmer_record.R"))
   source(file.path(here, "catalog.R"))
   catalog <- if (length(args) >= 1) args[1] else file.path(repo, "harness", "catalog.yaml")
   out <- if (length(args) >= 2) args[2] else file.path(repo, "harness", "references", "lme4.json")
@@ -36,13 +38,19 @@ main <- function(args) {
   for (case in cases) {
     key <- paste(c(case$dataset, case$data_dirs), collapse = "\r")
     if (is.null(cache[[key]])) cache[[key]] <- read_dataset(case$dataset, case$data_dirs)
-    rec <- lmer_record(cache[[key]], case$formula, isTRUE(case$REML), case$id)
+    rec <- if (is.null(case$family)) lmer_record(cache[[key]], case$formula, isTRUE(case$REML), case$id)
+           else glmer_record(cache[[key]], case$formula, case$family, case$link, case$nAGQ,
+                             case$weights, case$id)
     status <- if (is.null(rec$error)) sprintf("objective %.6f", rec$objective) else rec$error
     cat(sprintf("%-40s %6.2fs  %s\n", case$id, if (is.null(rec$seconds)) NA else rec$seconds,
                 status))
     records[[case$id]] <- rec
     fitted[[case$id]] <- list(dataset = case$dataset, formula = case$formula,
                               REML = isTRUE(case$REML))
+    if (!is.null(case$family))  # as harness.adapters.lme4.fitted_as
+      fitted[[case$id]] <- c(fitted[[case$id]],
+                             list(family = case$family, link = rec$link, nAGQ = case$nAGQ,
+                                  weights = case$weights))
   }
   doc <- list(generator = "r_scripts/record_references.R",
               catalog = basename(catalog),

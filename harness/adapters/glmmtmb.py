@@ -107,6 +107,9 @@ class GlmmTMBRecorded(Lme4Recorded):
                 f"{v.get('R', 'R ?')}, recorded {doc.get('date', '?')})")
 
     def supports(self, case: Any) -> str | None:
+        if getattr(case, "family", None) is not None:
+            return (f"glmmTMB's recording ({RECORD_SCRIPT}) holds the linear mixed models "
+                    "only; GLMM cases are not recorded")
         return _ours(super().supports(case))
 
 

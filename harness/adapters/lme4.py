@@ -43,6 +43,8 @@ class Lme4Live(Adapter):
         return dict(out.value or {}) if out.kind == "ok" else {}
 
     def fit(self, case: Any, data: Any, timeout: float | None = None) -> dict[str, Any]:
+        if getattr(case, "family", None) is not None:
+            return rbridge.glmer_record(data, case, impl=self.name, timeout=timeout)
         return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
                                    timeout=timeout)
 
@@ -93,7 +95,7 @@ class Lme4Recorded(Adapter):
                     "(re-run r_scripts/record_references.R)")
         fitted = doc.get("cases", {}).get(case.id)
         if fitted is not None:
-            now = {"dataset": case.dataset, "formula": case.formula, "REML": bool(case.REML)}
+            now = fitted_as(case)
             stale = {k: (fitted.get(k), v) for k, v in now.items() if fitted.get(k) != v}
             if stale:
                 diff = "; ".join(f"{k} recorded {a!r}, catalog {b!r}"
@@ -108,3 +110,14 @@ class Lme4Recorded(Adapter):
             raise NotImplementedError(reason)
         raw = dict(self._doc["records"][case.id])  # type: ignore[index]
         return normalize_record(raw, self.name, case.id)
+
+
+def fitted_as(case: Any) -> dict[str, Any]:
+    """What a recording says was fitted for a case (r_scripts/record_references.R writes the
+    same): a recording made for another model is stale. GLMM fields only for GLMMs."""
+    now: dict[str, Any] = {"dataset": case.dataset, "formula": case.formula,
+                           "REML": bool(case.REML)}
+    if getattr(case, "family", None) is not None:
+        now.update(family=case.family, link=case.link_name, nAGQ=int(case.nAGQ),
+                   weights=case.weights)
+    return now

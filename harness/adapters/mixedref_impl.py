@@ -30,19 +30,22 @@ class Mixedref(Adapter):
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
         import mixedref
 
+        if getattr(case, "family", None) is not None:
+            weights = None if case.weights is None else data[case.weights]
+            return glmer_record(mixedref.glmer(case.formula, data, case.family, link=case.link,
+                                               nAGQ=case.nAGQ, weights=weights))
         return lmer_record(mixedref.lmer(case.formula, data, REML=bool(case.REML)))
 
 
-def lmer_record(fit: Any) -> dict[str, Any]:
-    """The record fields of an LmerFit (harness/record.py), as plain JSON values."""
+def _common_record(fit: Any) -> dict[str, Any]:
+    """The record fields an LmerFit and a GlmerFit give the same way."""
     import numpy as np
 
     import mixedref
 
     vc = [{"grp": str(r.grp), "var1": _text(r.var1), "var2": _text(r.var2),
-           "vcov": float(r.vcov), "sdcor": float(r.sdcor)}
+           "vcov": float(r.vcov), "sdcor": _number(r.sdcor)}
           for r in fit.varcorr.itertuples(index=False)]
-    log = getattr(fit, "optinfo", None)
     return {
         "fixef": {k: float(v) for k, v in fit.fixef.items()},
         "fixef_se": {k: float(v) for k, v in fit.se.items()},
@@ -61,12 +64,30 @@ def lmer_record(fit: Any) -> dict[str, Any]:
         "nfev": int(fit.nfev),
         "versions": {"mixedref": mixedref.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},
-        "optinfo": None if log is None else log.to_dict(),
     }
+
+
+def lmer_record(fit: Any) -> dict[str, Any]:
+    """The record fields of an LmerFit (harness/record.py), as plain JSON values."""
+    log = getattr(fit, "optinfo", None)
+    return {**_common_record(fit), "optinfo": None if log is None else log.to_dict()}
+
+
+def glmer_record(fit: Any) -> dict[str, Any]:
+    """The record fields of a GlmerFit: the LMM's, the family and link, deviance(m), and both
+    SE variants (``fixef_se`` Hessian-based as lme4's vcov(m), ``fixef_se_rx`` from RX)."""
+    return {**_common_record(fit), "family": fit.family.name, "link": fit.family.link,
+            "nAGQ": int(fit.nAGQ), "deviance": float(fit.deviance),
+            "fixef_se_rx": {k: float(v) for k, v in fit.se_rx.items()}}
 
 
 def _text(x: Any) -> str | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
+
+
+def _number(x: Any) -> float | None:
+    """A number, or None for lme4's NaN (the correlation of a zero standard deviation)."""
+    return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
 class MixedrefLiteral(Adapter):
@@ -82,6 +103,8 @@ class MixedrefLiteral(Adapter):
     def supports(self, case: Any) -> str | None:
         from harness.catalog import load_data
 
+        if getattr(case, "family", None) is not None:
+            return "the dense oracle implements linear mixed models only (no GLMM criterion)"
         n = len(load_data(case))
         if n > self.max_rows:
             return (f"too large for the dense oracle in the harness: {n} rows > {self.max_rows} "

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from harness.comparators.base import Comparator, Row, row
-from harness.comparators.fixef import FixedEffects, StandardErrors
-from harness.comparators.scalars import Criteria, Sigma, Theta
+from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
+from harness.comparators.scalars import Criteria, Deviance, Sigma, Theta
 from harness.comparators.varcorr import VarianceComponents
 
-BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), Sigma(),
-                                   VarianceComponents(), Criteria(), Theta())
+BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
+                                   Sigma(), VarianceComponents(), Criteria(), Deviance(),
+                                   Theta())
 
 
 def registered(extra: Iterable[Sequence[Comparator] | None] = ()) -> tuple[Comparator, ...]:

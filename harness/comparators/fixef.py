@@ -15,7 +15,9 @@ class FixedEffects:
     def rows(self, reference: Record, candidate: Record, tol: Tolerance,
              notes: list[str]) -> list[Row]:
         ref_b, cand_b = dict(reference.get("fixef") or {}), dict(candidate.get("fixef") or {})
-        ref_se = dict(reference.get("fixef_se") or {})
+        # GLMMs: in units of the RX-based SE (the Hessian-based default moves with PIRLS's
+        # last digits; see harness.tolerance.GLMM)
+        ref_se = dict(reference.get("fixef_se_rx") or reference.get("fixef_se") or {})
         if cand_b and set(cand_b) != set(ref_b):
             notes.append(f"fixed-effect names differ: reference {list(ref_b)}, "
                          f"candidate {list(cand_b)}")
@@ -41,3 +43,19 @@ class StandardErrors:
         return rows_of(*(row(f"fixef_se[{name}]", ref, cand_se.get(name),
                              tol.fixef_se_rel * abs(ref))
                          for name, ref in dict(reference.get("fixef_se") or {}).items()))
+
+
+class RXStandardErrors:
+    name = "fixef_se_rx"
+    reason = ("GLMMs: SEs from the RX factor (vcov(m, use.hessian = FALSE)) compared with the "
+              "same kind only, relative as the LMM's SEs: they do not depend on PIRLS's "
+              "truncation, unlike the Hessian-based default")
+
+    def rows(self, reference: Record, candidate: Record, tol: Tolerance,
+             notes: list[str]) -> list[Row]:
+        ref_rx, cand_rx = reference.get("fixef_se_rx"), candidate.get("fixef_se_rx")
+        if not ref_rx or not cand_rx:
+            return []
+        return rows_of(*(row(f"fixef_se_rx[{name}]", ref, cand_rx.get(name),
+                             tol.fixef_se_rx_rel * abs(ref))
+                         for name, ref in dict(ref_rx).items()))

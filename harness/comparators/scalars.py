@@ -48,3 +48,16 @@ class Theta:
             return []
         return rows_of(*(row(f"theta[{i}]", r, c, tol.theta_abs + tol.theta_rel * abs(r))
                          for i, (r, c) in enumerate(zip(ref_t, cand_t, strict=True))))
+
+
+class Deviance:
+    name = "deviance"
+    reason = ("GLMMs: deviance(m), the sum of squared deviance residuals at the conditional "
+              "modes, compared where both report it: absolute plus relative, as the criterion")
+
+    def rows(self, reference: Record, candidate: Record, tol: Tolerance,
+             notes: list[str]) -> list[Row]:
+        ref, cand = reference.get("deviance"), candidate.get("deviance")
+        if ref is None or cand is None:
+            return []
+        return rows_of(row("deviance", ref, cand, tol.deviance_abs + tol.deviance_rel * abs(ref)))

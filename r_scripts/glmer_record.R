@@ -1,0 +1,60 @@
+# glmer_record(): fit one harness GLMM case with glmer's defaults and return its FitRecord
+# (harness/record.py) as an R list, warnings and messages captured inside R, as lmer_record().
+# Sourced by harness/rbridge.py (functions only; nothing runs on sourcing), and by
+# r_scripts/record_references.R. Needs lme4 attached and r_scripts/lmer_record.R sourced.
+
+# The family object glmer is given: `family` as R spells it (binomial, poisson, Gamma,
+# inverse.gaussian), `link` NULL for the family's canonical link.
+glmer_family <- function(family, link = NULL) {
+  make <- get(family, mode = "function", envir = asNamespace("stats"))
+  if (is.null(link)) make() else make(link = link)
+}
+
+# Fit `formula` (a string) with glmer: `weights` NULL or the name of a column of prior weights
+# (binomial: the trials of a proportion), `nAGQ` 1 (Laplace) or more (quadrature), `optimizer`
+# NULL for glmer's default or one optimizer for both stages. Returns the record, never an error.
+glmer_record <- function(data, formula, family, link, nAGQ, weights, case_id, impl = "lme4",
+                         optimizer = NULL, timeout = NULL) {
+  rec <- empty_record(impl, case_id, FALSE)
+  rec$versions <- lmer_versions()
+  out <- fit_captured(function() glmer_fit(data, formula, family, link, nAGQ, weights, optimizer),
+                      timeout, "lme4")
+  rec["seconds"] <- list(out$seconds)
+  rec["error"] <- list(out$error)
+  rec$messages <- as.list(out$messages)
+  fam <- tryCatch(glmer_family(family, link), error = function(e) NULL)
+  rec["family"] <- list(family)
+  rec["link"] <- list(if (is.null(fam)) link else fam$link)
+  rec["nAGQ"] <- list(as.integer(nAGQ))
+  fit <- out$fit
+  if (is.null(fit)) return(rec)
+  rec <- merMod_fields(rec, fit, out$messages)
+  rec$objective <- -2 * as.numeric(stats::logLik(fit))  # m@devcomp$cmp[["dev"]]
+  rec$deviance <- stats::deviance(fit)
+  rec$fixef_se_rx <- .as_object(setNames(
+    # (lme4 warns that the two differ when they do: both are recorded, the warning is not news)
+    sqrt(diag(as.matrix(suppressWarnings(stats::vcov(fit, use.hessian = FALSE))))),
+    names(lme4::fixef(fit))))
+  rec
+}
+
+# The glmer call itself (what the benchmarks time): glmer's defaults but for what is given.
+glmer_fit <- function(data, formula, family, link, nAGQ, weights, optimizer = NULL) {
+  f <- stats::as.formula(formula)
+  # a local of an unlikely name: glmer looks the weights up in the data first, then here
+  harness_prior_weights. <- if (is.null(weights)) NULL else data[[weights]]
+  if (!is.null(weights) && is.null(harness_prior_weights.))
+    stop(sprintf("weights column '%s' is not in the data", weights))
+  ctrl <- if (is.null(optimizer)) lme4::glmerControl()
+          else lme4::glmerControl(optimizer = optimizer)  # one optimizer: both stages
+  lme4::glmer(f, data = data, family = glmer_family(family, link), nAGQ = as.integer(nAGQ),
+              weights = harness_prior_weights., control = ctrl)
+}
+
+# The record as a JSON string, checked against record.schema.json (as lmer_record_json).
+glmer_record_json <- function(data, formula, family, link, nAGQ, weights, case_id,
+                              impl = "lme4", optimizer = NULL, timeout = NULL) {
+  rec <- glmer_record(data, formula, family, link, nAGQ, weights, case_id, impl, optimizer,
+                      timeout)
+  record_as_json(rec)
+}
