@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from harness.datasets import DatasetError, dataset_names, load_dataset
+from harness.datasets import DatasetError, dataset_info, dataset_names, load_dataset
 from harness.errors import HarnessError
 
 METHODS = ("REML", "ML")
@@ -81,6 +81,10 @@ class Case:
         if self.family is None:
             return None
         return self.link or FAMILIES[self.family][0]
+
+    def prior_weights(self, data: pd.DataFrame) -> pd.Series | None:
+        """The column of prior weights the case names, or None."""
+        return None if self.weights is None else data[self.weights]
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -195,6 +199,11 @@ def _expand(
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         fail(f"timeout {timeout!r} must be a positive number of seconds")
     family, link, nagq, weights = _glmm_fields(entry, methods, fail)
+    if weights is not None:
+        columns = [c["name"] for c in dataset_info(dataset, data_dirs).get("columns", [])]
+        if weights not in columns:
+            fail(f"weights column {weights!r} is not a column of dataset {dataset!r} "
+                 f"(columns: {', '.join(columns)})")
     if family is not None and GLMM_TAG not in tags:
         tags = [*tags, GLMM_TAG]
 

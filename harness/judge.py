@@ -100,45 +100,57 @@ def lme4_evaluate(case: Any, thetas: Sequence[Sequence[float]],
     """lme4's criterion, β̂ and σ̂ at each θ (r_scripts/judge.R), on ``data`` or the case's
     dataset. Runs in the R worker lane: it needs the embedded R, which the harness process
     never starts."""
-    import rpy2.robjects as ro
-
     from harness import rbridge
+
+    text = rbridge.call("judge_evaluate_json", _r_data(case, data), str(case.formula),
+                        bool(case.REML), _r_vectors(thetas))
+    return json.loads(str(text[0]))
+
+
+def _r_data(case: Any, data: Any) -> Any:
+    """``data`` (or the case's dataset, converted once per case and lane: InstEval's conversion
+    costs more than its devfun evaluations) as an R data.frame; raises when R is not there."""
+    from harness import rbridge
+    from harness.catalog import load_data
 
     reason = rbridge.unavailable()
     if reason:
         raise RuntimeError(reason)
-    rdata = _r_frame(case) if data is None else rbridge.to_r_frame(data, case.formula)
-    rthetas = ro.ListVector({str(i): ro.FloatVector([float(v) for v in th])
-                             for i, th in enumerate(thetas)})
-    text = rbridge.call("judge_evaluate_json", rdata, str(case.formula), bool(case.REML),
-                        rthetas)
-    return json.loads(str(text[0]))
+    if data is not None:
+        return rbridge.to_r_frame(data, case.formula)
+    return _cached(_r_frames, f"{case.id}|{case.dataset}|{case.data_dirs}",
+                   lambda: rbridge.to_r_frame(load_data(case), case.formula))
+
+
+def _r_vectors(points: Sequence[Sequence[float]]) -> Any:
+    """Points (θ, or c(θ, β)) as an R list of numeric vectors."""
+    import rpy2.robjects as ro
+
+    return ro.ListVector({str(i): ro.FloatVector([float(v) for v in pt])
+                          for i, pt in enumerate(points)})
+
+
+def _cached(store: dict[str, Any], key: str, build: Any) -> Any:
+    """``store[key]``, built by ``build()`` on first use; a store holds at most nine entries."""
+    if key not in store:
+        if len(store) > 8:
+            store.clear()
+        store[key] = build()
+    return store[key]
 
 
 _r_frames: dict[str, Any] = {}
 
 
-def _r_frame(case: Any) -> Any:
-    """The case's data as an R data.frame, converted once per case and lane (InstEval's
-    conversion costs more than its devfun evaluations)."""
-    from harness import rbridge
-    from harness.catalog import load_data
-
-    key = f"{case.id}|{case.dataset}|{case.data_dirs}"
-    if key not in _r_frames:
-        if len(_r_frames) > 8:
-            _r_frames.clear()
-        _r_frames[key] = rbridge.to_r_frame(load_data(case), case.formula)
-    return _r_frames[key]
-
-
-def _lme4_judge(case: Any, thetas: list[list[float]], timeout: float | None
-                ) -> tuple[list[Evaluation] | None, str | None]:
+def _lme4_judge(case: Any, function: str, points: list[list[float]], timeout: float | None,
+                what: str = "lme4's devfun") -> tuple[list[Evaluation] | None, str | None]:
+    """lme4's evaluations of ``points`` by ``function`` (this module's lme4_evaluate or
+    lme4_evaluate_glmm) in the R lane, or None and why not."""
     from harness import isolation
 
-    out = isolation.call(R_LANE, "harness.judge:lme4_evaluate", case, thetas, timeout=timeout)
+    out = isolation.call(R_LANE, f"harness.judge:{function}", case, points, timeout=timeout)
     if out.error is not None:
-        return None, f"lme4's devfun could not be evaluated: {out.error}"
+        return None, f"{what} could not be evaluated: {out.error}"
     return [Evaluation(objective=_finite(v.get("objective")),
                        beta={k: float(b) for k, b in (v.get("beta") or {}).items()} or None,
                        sigma=_finite(v.get("sigma")), error=v.get("error"))
@@ -151,12 +163,8 @@ _mixedref_objectives: dict[str, Any] = {}
 def _mixedref_objective(case: Any, data: Any) -> Any:
     from mixedref.modular import devfun
 
-    key = f"{case.id}|{case.formula}|{case.REML}|{case.data_dirs}"
-    if key not in _mixedref_objectives:
-        if len(_mixedref_objectives) > 8:
-            _mixedref_objectives.clear()
-        _mixedref_objectives[key] = devfun(case.formula, data, bool(case.REML))
-    return _mixedref_objectives[key]
+    return _cached(_mixedref_objectives, f"{case.id}|{case.formula}|{case.REML}|{case.data_dirs}",
+                   lambda: devfun(case.formula, data, bool(case.REML)))
 
 
 def _mixedref_judge(f: Any, thetas: list[list[float]]) -> list[Evaluation]:
@@ -195,16 +203,35 @@ def judge(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
     judges alone). ``timeout`` bounds the R evaluation (seconds). Never raises: what a judge
     cannot do is said in ``unavailable`` or in a point's ``error``.
     """
-    from harness.catalog import load_data
-    from harness.crosseval import TermLayout, layout_from_varcorr
-
     if getattr(case, "family", None) is not None:
         return _judge_glmm(case, reference, candidate, data, timeout=timeout, use_lme4=use_lme4)
     result = Judgement("REML criterion" if case.REML else "deviance", Point(None), Point(None))
+    objective = _model(result, case, data, reference, candidate, _mixedref_objective)
+    points = [p for p in (result.reference, result.candidate) if p.theta is not None]
+    thetas = [p.theta for p in points]
+    if not thetas:
+        return result
+
+    if objective is not None:
+        for p, ev in zip(points, _mixedref_judge(objective, thetas), strict=True):
+            p.by["mixedref"] = ev
+    _ask_lme4(result, points, use_lme4,
+              lambda: _lme4_judge(case, "lme4_evaluate", thetas, timeout))
+    return result
+
+
+def _model(result: Judgement, case: Any, data: Any, reference: Mapping[str, Any],
+           candidate: Mapping[str, Any], build: Any) -> Any:
+    """mixedref's objective of the case (``build(case, data)``; None when it cannot be built,
+    said in ``result.unavailable``), and each point's θ in ``result``: the reference's own
+    (lme4 reports it), else, and always for the candidate, θ from its varcorr and σ, under the
+    model's terms (or, without a model, the terms the reference's varcorr lists)."""
+    from harness.catalog import load_data
+    from harness.crosseval import TermLayout, layout_from_varcorr
+
     objective = None
     try:
-        data = load_data(case) if data is None else data
-        objective = _mixedref_objective(case, data)
+        objective = build(case, load_data(case) if data is None else data)
         layout = [TermLayout(t.group, tuple(t.columns)) for t in objective.model.reterms]
         result.n, result.p = int(objective.model.n), int(objective.model.p)
     except Exception as exc:  # noqa: BLE001
@@ -220,16 +247,7 @@ def judge(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
                 pt.theta = theta_of(rec, layout)
         except Exception as exc:  # noqa: BLE001
             pt.error = f"its variance components cannot be turned into θ: {exc}"
-    points = [p for p in (result.reference, result.candidate) if p.theta is not None]
-    thetas = [p.theta for p in points]
-    if not thetas:
-        return result
-
-    if objective is not None:
-        for p, ev in zip(points, _mixedref_judge(objective, thetas), strict=True):
-            p.by["mixedref"] = ev
-    _ask_lme4(result, points, use_lme4, lambda: _lme4_judge(case, thetas, timeout))
-    return result
+    return objective
 
 
 def _ask_lme4(result: Judgement, points: list[Point], use_lme4: bool, evaluate: Any) -> None:
@@ -269,21 +287,10 @@ def glmm_criterion(case: Any) -> str:
 def lme4_evaluate_glmm(case: Any, points: Sequence[Sequence[float]],
                        data: Any = None) -> list[dict[str, Any]]:
     """glmer's own criterion at each point c(θ, β) (r_scripts/judge.R), in the R lane."""
-    import rpy2.robjects as ro
-
     from harness import rbridge
 
-    reason = rbridge.unavailable()
-    if reason:
-        raise RuntimeError(reason)
-    rdata = _r_frame(case) if data is None else rbridge.to_r_frame(data, case.formula)
-    rpoints = ro.ListVector({str(i): ro.FloatVector([float(v) for v in pt])
-                             for i, pt in enumerate(points)})
-    null = ro.NULL
-    text = rbridge.call("judge_glmm_evaluate_json", rdata, str(case.formula), case.family,
-                        null if case.link is None else case.link, int(case.nAGQ),
-                        null if case.weights is None else case.weights, rpoints,
-                        GLMM_TOL_PWRSS)
+    text = rbridge.call("judge_glmm_evaluate_json", _r_data(case, data),
+                        *rbridge.glmm_args(case), _r_vectors(points), GLMM_TOL_PWRSS)
     return json.loads(str(text[0]))
 
 
@@ -291,47 +298,24 @@ def _mixedref_glmm(case: Any, data: Any) -> Any:
     from mixedref.glmer import glmer_devfun
 
     key = f"{case.id}|{case.formula}|{case.family}|{case.link}|{case.nAGQ}|{case.weights}"
-    if key not in _mixedref_objectives:
-        if len(_mixedref_objectives) > 8:
-            _mixedref_objectives.clear()
-        weights = None if case.weights is None else data[case.weights]
-        _mixedref_objectives[key] = glmer_devfun(case.formula, data, case.family,
-                                                 link=case.link, nAGQ=case.nAGQ,
-                                                 weights=weights,
-                                                 control={"tol_pwrss": GLMM_TOL_PWRSS})
-    return _mixedref_objectives[key]
+    return _cached(_mixedref_objectives, key, lambda: glmer_devfun(
+        case.formula, data, case.family, link=case.link, nAGQ=case.nAGQ,
+        weights=case.prior_weights(data), control={"tol_pwrss": GLMM_TOL_PWRSS}))
 
 
 def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
                 data: Any, *, timeout: float | None, use_lme4: bool) -> Judgement:
     """A GLMM's judgement: each estimate's point c(θ, β) (θ from its varcorr and σ, β its
     fixed effects in the model's order) under glmer's criterion and mixedref's."""
-    from harness.catalog import load_data
-    from harness.crosseval import TermLayout, layout_from_varcorr
-
     result = Judgement(glmm_criterion(case), Point(None), Point(None))
-    devfun = None
-    names = list(dict(reference.get("fixef") or {}))
-    try:
-        data = load_data(case) if data is None else data
-        devfun = _mixedref_glmm(case, data)
-        layout = [TermLayout(t.group, tuple(t.columns)) for t in devfun.model.reterms]
-        names = list(devfun.model.fixef_names)
-        result.n, result.p = int(devfun.model.n), int(devfun.model.p)
-    except Exception as exc:  # noqa: BLE001
-        result.unavailable["mixedref"] = f"the model cannot be built: {type(exc).__name__}: {exc}"
-        layout = layout_from_varcorr(reference.get("varcorr") or [])
-    ntheta = sum(t.ntheta for t in layout)
-    for pt, rec, own in ((result.reference, reference, True), (result.candidate, candidate, False)):
-        th, fixef = rec.get("theta"), dict(rec.get("fixef") or {})
-        try:
-            pt.theta = ([float(v) for v in th] if own and th is not None and len(th) == ntheta
-                        else theta_of(rec, layout))
-        except Exception as exc:  # noqa: BLE001
-            pt.error = f"its variance components cannot be turned into θ: {exc}"
+    devfun = _model(result, case, data, reference, candidate, _mixedref_glmm)
+    names = (list(devfun.model.fixef_names) if devfun is not None
+             else list(dict(reference.get("fixef") or {})))
+    for pt, rec in ((result.reference, reference), (result.candidate, candidate)):
+        fixef = dict(rec.get("fixef") or {})
+        if pt.theta is None:
             continue
-        missing = [n for n in names if n not in fixef]
-        if missing or len(fixef) != len(names):
+        if any(n not in fixef for n in names) or len(fixef) != len(names):
             pt.theta, pt.error = None, (
                 f"its fixed effects {sorted(fixef)} are not the model's columns {names}")
             continue
@@ -346,20 +330,9 @@ def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str,
                 p.by["mixedref"] = Evaluation(objective=_finite(devfun(x)))
             except Exception as exc:  # noqa: BLE001 - a point mixedref cannot evaluate
                 p.by["mixedref"] = Evaluation(error=f"{type(exc).__name__}: {exc}")
-    _ask_lme4(result, points, use_lme4, lambda: _lme4_glmm_judge(case, pars, timeout))
+    _ask_lme4(result, points, use_lme4, lambda: _lme4_judge(
+        case, "lme4_evaluate_glmm", pars, timeout, what="glmer's devfun"))
     return result
-
-
-def _lme4_glmm_judge(case: Any, pars: list[list[float]], timeout: float | None
-                     ) -> tuple[list[Evaluation] | None, str | None]:
-    from harness import isolation
-
-    out = isolation.call(R_LANE, "harness.judge:lme4_evaluate_glmm", case, pars,
-                         timeout=timeout)
-    if out.error is not None:
-        return None, f"glmer's devfun could not be evaluated: {out.error}"
-    return [Evaluation(objective=_finite(v.get("objective")), error=v.get("error"))
-            for v in out.value], None
 
 
 def clear_cache() -> None:

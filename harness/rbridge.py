@@ -268,9 +268,7 @@ def glmer_record(data: pd.DataFrame | Any, case: Any, impl: str = "lme4",
     env = _env()
     rdata = to_r_frame(data, case.formula) if isinstance(data, pd.DataFrame) else data
     null = ro.NULL
-    args = (rdata, case.formula, case.family, null if case.link is None else case.link,
-            int(case.nAGQ), null if case.weights is None else case.weights, case.id, impl,
-            null if optimizer is None else optimizer,
+    args = (rdata, *glmm_args(case), case.id, impl, null if optimizer is None else optimizer,
             null if timeout is None or not timeout > 0 else float(timeout))
     try:
         text = env["glmer_record_json"](*args)[0]
@@ -294,9 +292,13 @@ def lmer_fit_only(rdata: Any, formula: str, REML: bool) -> None:
 
 def glmer_fit_only(rdata: Any, case: Any) -> None:
     """A GLMM case fitted by glmer in R, nothing returned (what the benchmarks time)."""
+    _env()["glmer_fit"](rdata, *glmm_args(case))
+
+
+def glmm_args(case: Any) -> tuple[Any, ...]:
+    """A GLMM case's model as r_scripts/glmer_record.R's functions take it: formula, family,
+    link, nAGQ, weights column (link and weights NULL when the case gives none)."""
     import rpy2.robjects as ro
 
-    null = ro.NULL
-    _env()["glmer_fit"](rdata, case.formula, case.family,
-                        null if case.link is None else case.link, int(case.nAGQ),
-                        null if case.weights is None else case.weights)
+    return (str(case.formula), case.family, ro.NULL if case.link is None else case.link,
+            int(case.nAGQ), ro.NULL if case.weights is None else case.weights)

@@ -38,17 +38,20 @@ glmer_record <- function(data, formula, family, link, nAGQ, weights, case_id, im
   rec
 }
 
-# The glmer call itself (what the benchmarks time): glmer's defaults but for what is given.
-glmer_fit <- function(data, formula, family, link, nAGQ, weights, optimizer = NULL) {
+# The glmer call itself (what the benchmarks time, and with devFunOnly = TRUE what the judge
+# evaluates): glmer's defaults but for what is given. `settings` are further glmerControl()
+# arguments (the judge's tolPwrss).
+glmer_fit <- function(data, formula, family, link, nAGQ, weights, optimizer = NULL,
+                      settings = list(), devFunOnly = FALSE) {
   f <- stats::as.formula(formula)
   # a local of an unlikely name: glmer looks the weights up in the data first, then here
   harness_prior_weights. <- if (is.null(weights)) NULL else data[[weights]]
   if (!is.null(weights) && is.null(harness_prior_weights.))
     stop(sprintf("weights column '%s' is not in the data", weights))
-  ctrl <- if (is.null(optimizer)) lme4::glmerControl()
-          else lme4::glmerControl(optimizer = optimizer)  # one optimizer: both stages
+  if (!is.null(optimizer)) settings$optimizer <- optimizer  # one optimizer: both stages
   lme4::glmer(f, data = data, family = glmer_family(family, link), nAGQ = as.integer(nAGQ),
-              weights = harness_prior_weights., control = ctrl)
+              weights = harness_prior_weights., control = do.call(lme4::glmerControl, settings),
+              devFunOnly = devFunOnly)
 }
 
 # The record as a JSON string, checked against record.schema.json (as lmer_record_json).

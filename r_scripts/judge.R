@@ -38,12 +38,9 @@ judge_evaluate_json <- function(data, formula, REML, thetas) {
 # r_scripts/glmer_record.R.
 judge_glmm_evaluate <- function(data, formula, family, link, nAGQ, weights, points,
                                 tol_pwrss = 1e-7) {
-  f <- stats::as.formula(formula)
-  harness_prior_weights. <- if (is.null(weights)) NULL else data[[weights]]
   devfun <- suppressWarnings(suppressMessages(
-    lme4::glmer(f, data = data, family = glmer_family(family, link), nAGQ = as.integer(nAGQ),
-                weights = harness_prior_weights., devFunOnly = TRUE,
-                control = lme4::glmerControl(tolPwrss = tol_pwrss))))
+    glmer_fit(data, formula, family, link, nAGQ, weights,
+              settings = list(tolPwrss = tol_pwrss), devFunOnly = TRUE)))
   lapply(unname(points), function(pt) tryCatch(
     list(objective = devfun(as.numeric(pt)), beta = NULL, sigma = NULL, error = NULL),
     error = function(e) list(objective = NULL, beta = NULL, sigma = NULL,

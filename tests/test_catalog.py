@@ -168,6 +168,31 @@ def test_unknown_dataset(tmp_path):
     )
 
 
+CBPP = {"spec": "prop", "dataset": "cbpp", "formula": "incidence / size ~ period + (1 | herd)",
+        "family": "binomial", "weights": "size", "methods": ["ML"]}
+
+
+def test_glmm_entries_are_checked_as_glmer_checks_them(tmp_path):
+    def glmm(**changes):
+        e = dict(CBPP)
+        e.update(changes)
+        return {k: v for k, v in e.items() if v is not None}
+
+    check_error(tmp_path, [glmm(family="binomal")], r"entry 0 .*unknown family 'binomal'")
+    check_error(tmp_path, [glmm(link="log-log")],
+                r"entry 0 .*link 'log-log' is not available for family binomial")
+    check_error(tmp_path, [glmm(methods=["REML", "ML"])],
+                r"entry 0 .*maximum likelihood: methods must be \[ML\]")
+    check_error(tmp_path, [entry(nAGQ=9)], r"entry 0 .*\['nAGQ'\] apply to GLMMs only")
+    check_error(tmp_path, [glmm(nAGQ=-1)], r"entry 0 .*nAGQ -1 must be a whole number")
+    check_error(tmp_path, [glmm(weights="trials")],
+                r"entry 0 .*weights column 'trials' is not a column of dataset 'cbpp' "
+                r"\(columns: herd, incidence, size, period\)")
+    case = load_catalog(write_catalog(tmp_path, [glmm()]))[0]
+    assert (case.id, case.is_glmm, case.link_name, case.nAGQ, case.tags) == (
+        "cbpp-prop-ML", True, "logit", 1, ("glmm",))
+
+
 def test_bad_method(tmp_path):
     check_error(tmp_path, [entry(methods=["REML", "reml"])], r"entry 0 .*bad method.*'reml'")
     check_error(tmp_path, [entry(methods="REML")], r"entry 0 .*non-empty list")

@@ -31,9 +31,9 @@ class Mixedref(Adapter):
         import mixedref
 
         if getattr(case, "family", None) is not None:
-            weights = None if case.weights is None else data[case.weights]
             return glmer_record(mixedref.glmer(case.formula, data, case.family, link=case.link,
-                                               nAGQ=case.nAGQ, weights=weights))
+                                               nAGQ=case.nAGQ,
+                                               weights=case.prior_weights(data)))
         return lmer_record(mixedref.lmer(case.formula, data, REML=bool(case.REML)))
 
 
