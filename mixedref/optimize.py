@@ -153,24 +153,30 @@ def is_singular(theta: np.ndarray, lower: np.ndarray, tol: float = SINGULAR_TOL)
     return bool(np.any(theta[lower == 0] < tol))
 
 
-def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
-            control: Control) -> tuple[np.ndarray, float, int]:
-    """One NLopt BOBYQA run; returns (x, f, nlopt return code)."""
+def bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, *,
+           xtol_abs: float, ftol_abs: float, maxeval: int, xtol_rel: float = 0.0,
+           ftol_rel: float = 0.0, initial_step: np.ndarray | float | None = None
+           ) -> tuple[np.ndarray, float, int, int]:
+    """One NLopt BOBYQA run from x0 (lmer's and glmer's one wrapper); returns (x, f, NLopt
+    return code, evaluations). The best point evaluated is kept when NLopt stops on roundoff
+    (code -4) or fails (code -1), as lme4's nloptwrap reports the last optimum."""
     k = x0.size
     opt = nlopt.opt(nlopt.LN_BOBYQA, k)
     opt.set_lower_bounds(lower)
-    opt.set_xtol_abs(control.xtol_abs)
-    opt.set_ftol_abs(control.ftol_abs)
-    if control.xtol_rel > 0:
-        opt.set_xtol_rel(control.xtol_rel)
-    if control.ftol_rel > 0:
-        opt.set_ftol_rel(control.ftol_rel)
-    opt.set_maxeval(int(control.maxeval))
-    if control.initial_step is not None:
-        opt.set_initial_step(control.initial_step)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_ftol_abs(ftol_abs)
+    if xtol_rel > 0:
+        opt.set_xtol_rel(xtol_rel)
+    if ftol_rel > 0:
+        opt.set_ftol_rel(ftol_rel)
+    opt.set_maxeval(int(maxeval))
+    if initial_step is not None:
+        opt.set_initial_step(np.broadcast_to(np.asarray(initial_step, dtype=float), (k,)).copy())
     best = [math.inf, x0.copy()]
+    count = [0]
 
     def f(x: np.ndarray, grad: np.ndarray) -> float:
+        count[0] += 1
         val = fn(x)
         if val < best[0]:
             best[0], best[1] = val, x.copy()
@@ -190,7 +196,17 @@ def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray
         x, fx, code = best[1], best[0], -1
     if best[0] < fx:
         x, fx = best[1], best[0]
-    return np.asarray(x, dtype=float), float(fx), int(code)
+    return np.asarray(x, dtype=float), float(fx), int(code), count[0]
+
+
+def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
+            control: Control) -> tuple[np.ndarray, float, int]:
+    """One BOBYQA run under lmer's control settings; returns (x, f, NLopt return code)."""
+    x, fx, code, _ = bobyqa(fn, x0, lower, xtol_abs=control.xtol_abs,
+                            ftol_abs=control.ftol_abs, maxeval=control.maxeval,
+                            xtol_rel=control.xtol_rel, ftol_rel=control.ftol_rel,
+                            initial_step=control.initial_step)
+    return x, fx, code
 
 
 class _NoGradient(Exception):

@@ -1,8 +1,9 @@
 """Shared translation helpers for the peer adapters: an lme4 formula taken apart the way lme4
 reads it, and the peers' answers put back into lme4's names and shapes.
 
-Nothing here uses mixedref: the peers are judged against lme4 and mixedref, so their
-translation must not borrow mixedref's model builder.
+The peers are judged against lme4 and mixedref, so their translation does not borrow
+mixedref's model builder; it asks only the θ home (mixedref.reterm.TermShape: θ from a
+covariance, θ's lower bounds) and lme4's singularity test (mixedref.optimize.is_singular).
 
 - :func:`parse` splits ``y ~ fixed + (expr | g) + (expr || g)`` into the response, the fixed
   part and the bar terms; :func:`lme4_terms` expands them as lme4 does (``||`` into one term
@@ -23,6 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from harness.glmm_response import (  # noqa: F401 - the adapters' names for them
+    GlmmResponse,
+    glmm_response,
+    saturated_loglik,
+    unit_deviance,
+)
+from mixedref.optimize import is_singular
+from mixedref.reterm import TermShape
 
 _BAR = re.compile(r"\(([^()|]*(?:\([^()]*\)[^()|]*)*)(\|\|?)([^()]*)\)")
 POLY_SUFFIX = {"Linear": ".L", "Quadratic": ".Q", "Cubic": ".C"}
@@ -246,35 +256,24 @@ def varcorr_rows(terms: list[Term], covs: list[np.ndarray], sigma2: float
 
 
 def theta_of(terms: list[Term], covs: list[np.ndarray], sigma2: float) -> list[float] | None:
-    """lme4's θ: per term the lower Cholesky factor of Σ/σ², column-major lower triangle.
-    None when a block with more than one column is not positive definite."""
+    """lme4's θ from the per-term covariances (Σ/σ², by the θ home: mixedref.reterm.TermShape).
+    None when a block is indefinite (a negative eigenvalue beyond rounding): no θ reproduces it."""
     out: list[float] = []
-    for _t, cov in zip(terms, covs, strict=True):
+    for t, cov in zip(terms, covs, strict=True):
         block = np.atleast_2d(np.asarray(cov, dtype=float)) / sigma2
-        q = block.shape[0]
-        try:
-            L = np.linalg.cholesky(block)
-        except np.linalg.LinAlgError:
-            if q > 1:
-                return None
-            L = np.sqrt(np.clip(block, 0.0, None))
-        out += [float(L[i, j]) for j in range(q) for i in range(j, q)]
+        scale = max(float(np.max(np.abs(np.diag(block)))), 1.0)
+        if block.shape[0] > 1 and np.min(np.linalg.eigvalsh(block)) < -1e-8 * scale:
+            return None
+        out += TermShape(t.group, tuple(t.columns)).theta_from_covariance(block).tolist()
     return out
 
 
-def singular(theta: list[float] | None, terms: list[Term], tol: float = 1e-4) -> bool | None:
-    """lme4's isSingular: a diagonal element of θ below tol (lower bound 0)."""
+def singular(theta: list[float] | None, terms: list[Term]) -> bool | None:
+    """lme4's isSingular at θ (mixedref.optimize.is_singular, lme4's tolerance 1e-4)."""
     if theta is None:
         return None
-    k, out = 0, False
-    for t in terms:
-        q = len(t.columns)
-        for j in range(q):
-            for i in range(j, q):
-                if i == j and theta[k] < tol:
-                    out = True
-                k += 1
-    return out
+    lower = [TermShape(t.group, tuple(t.columns)).theta_lower for t in terms]
+    return is_singular(np.asarray(theta), np.concatenate(lower) if lower else np.zeros(0))
 
 
 def caught_messages(caught: list[Any]) -> list[str]:
@@ -342,116 +341,3 @@ def unpack_vech(packed: Any, q: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- GLMMs
-
-
-@dataclass
-class GlmmResponse:
-    """A GLMM case's response as lme4's glmer reads it, in numbers a package can take: ``y``
-    (binomial: the proportion of successes, 0/1 for a binary response), ``weights`` (prior
-    weights; binomial: the trials times the case's prior weights; None when all are 1) and
-    ``trials`` (binomial: the number of trials per row, else None)."""
-
-    y: np.ndarray
-    weights: np.ndarray | None
-    trials: np.ndarray | None
-    kind: str  # "column", "expression", "cbind", "factor"
-
-
-_CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*$")
-
-
-def _eval_expr(expr: str, data: Any) -> np.ndarray:
-    """An R arithmetic expression of columns (``incidence / size``, ``size - incidence``)."""
-    expr = expr.strip()
-    if expr in data.columns:
-        col = data[expr]
-        return np.asarray(col, dtype=float)
-    if not re.fullmatch(r"[\w.\s+\-*/()]+", expr):
-        raise NotImplementedError(f"the response expression {expr!r} is beyond the adapter's "
-                                  "arithmetic of columns")
-    return np.asarray(data.eval(expr.replace("^", "**")), dtype=float)
-
-
-def glmm_response(case: Any, data: Any) -> GlmmResponse:
-    """The response of a GLMM case as glmer defines it: ``cbind(s, f)`` (trials s + f), an
-    expression with prior weights (``incidence / size`` with ``weights = size``), a factor
-    (binomial: the first level is failure, every other level success), or a column."""
-    lhs = parse(case.formula).response
-    prior = None if case.weights is None else np.asarray(data[case.weights], dtype=float)
-    m = _CBIND.match(lhs)
-    if m:
-        parts = _summands_commas(m.group(1))
-        if len(parts) != 2:
-            raise NotImplementedError(f"cbind() with {len(parts)} arguments")
-        s, f = _eval_expr(parts[0], data), _eval_expr(parts[1], data)
-        trials = s + f
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(trials > 0, s / np.where(trials > 0, trials, 1.0), 0.0)
-        w = trials if prior is None else trials * prior
-        return GlmmResponse(y, w, trials, "cbind")
-    if lhs in data.columns and str(data[lhs].dtype) in ("category", "object", "str", "string",
-                                                        "bool"):
-        col = data[lhs]
-        if str(col.dtype) == "bool":
-            y = col.to_numpy().astype(float)
-        else:
-            levels = (list(col.cat.categories) if str(col.dtype) == "category"
-                      else sorted(set(col.astype(str))))
-            y = (col.astype(str).to_numpy() != str(levels[0])).astype(float)
-        return GlmmResponse(y, prior, prior if case.family == "binomial" else None, "factor")
-    kind = "column" if lhs in data.columns else "expression"
-    y = _eval_expr(lhs, data)
-    trials = None
-    if case.family == "binomial":
-        trials = prior if prior is not None else np.ones_like(y)
-    return GlmmResponse(y, prior, trials, kind)
-
-
-def _summands_commas(expr: str) -> list[str]:
-    """Split on top-level commas."""
-    out, depth, cur = [], 0, ""
-    for ch in expr:
-        depth += (ch == "(") - (ch == ")")
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    return out + ([cur.strip()] if cur.strip() else [])
-
-
-def unit_deviance(family: str, y: np.ndarray, mu: np.ndarray, w: np.ndarray | None
-                  ) -> np.ndarray:
-    """R's ``family()$dev.resids(y, mu, wt)`` for glmer's families (``sum`` of it at the
-    conditional modes is lme4's ``deviance(m)`` of a GLMM)."""
-    y, mu = np.asarray(y, dtype=float), np.asarray(mu, dtype=float)
-    w = np.ones_like(y) if w is None else np.asarray(w, dtype=float)
-
-    def ylogy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(a > 0, a * np.log(np.where(a > 0, a, 1.0) / b), 0.0)
-
-    if family == "binomial":
-        return 2 * w * (ylogy(y, mu) + ylogy(1 - y, 1 - mu))
-    if family == "poisson":
-        return 2 * w * (ylogy(y, mu) - (y - mu))
-    if family == "Gamma":
-        return -2 * w * (np.log(np.where(y > 0, y, 1.0) / mu) - (y - mu) / mu)
-    if family == "inverse.gaussian":
-        return w * (y - mu) ** 2 / (y * mu ** 2)
-    raise ValueError(f"unknown family {family!r}")
-
-
-def saturated_loglik(family: str, y: np.ndarray, w: np.ndarray | None) -> float | None:
-    """The log-likelihood of the saturated model (mu = y): binomial sum log dbinom(k; n, k/n)
-    (w the trials), Poisson sum log dpois(y; y); None for the scaled families."""
-    from scipy import stats
-
-    y = np.asarray(y, dtype=float)
-    w = np.ones_like(y) if w is None else np.asarray(w, dtype=float)
-    if family == "binomial":
-        n = np.rint(w)
-        return float(np.sum(stats.binom.logpmf(np.rint(y * n), n, y)))
-    if family == "poisson":
-        return float(np.sum(stats.poisson.logpmf(y, y)))
-    return None
