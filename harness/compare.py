@@ -147,6 +147,9 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
         comp.verdict, comp.error = FAILED, str(candidate["error"])
         return comp
 
+    if judgement is not None and judgement.saturated_constant is not None:
+        reference = _on_judged_scale(reference, judgement.reference, judgement, tol, comp.notes)
+        candidate = _on_judged_scale(candidate, judgement.candidate, judgement, tol, comp.notes)
     for comparator in comparators:
         comp.rows += comparator.rows(reference, candidate, tol, comp.notes)
 
@@ -178,6 +181,32 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
         return comp
     _judge(judgement, reference, candidate, comp, tol)
     return comp
+
+
+def _on_judged_scale(record: Mapping[str, Any], point: Any, j: Judgement, tol: Tolerance,
+                     notes: list[str]) -> Mapping[str, Any]:
+    """A GLMM record under nAGQ > 1 whose criterion is the full -2 log-likelihood, put on the
+    judges' (lme4's) scale: lme4 1.1-31's quadrature criterion omits the saturated model's
+    -2 log-likelihood, a constant of the response alone, which its Laplace criterion has. Both
+    scales are legitimate; which one a record uses is read off its own re-evaluated estimate."""
+    first = point.first()
+    reported = record.get("objective")
+    const = j.saturated_constant
+    if first is None or reported is None or const is None:
+        return record
+    value = first[1].objective
+    allowed = tol.objective_allowed(value)
+    if abs(reported - value) <= allowed or abs(reported - (value + const)) > allowed:
+        return record
+    out = dict(record)
+    out["objective"] = reported - const
+    if out.get("loglik") is not None:
+        out["loglik"] = float(out["loglik"]) + const / 2
+    notes.append(
+        f"{record.get('impl')} reports the full {j.criterion} {reported:.10g}; compared on "
+        f"lme4's nAGQ > 1 scale ({reported - const:.10g}), which leaves out the saturated "
+        f"model's -2 log-likelihood {const:.10g} (lme4 issues #161, #567)")
+    return out
 
 
 def _absent(value: Any) -> bool:

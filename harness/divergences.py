@@ -41,11 +41,13 @@ import yaml
 from harness.compare import Row
 
 # The compared quantities, by the part of a row's name before "[": what harness.compare
-# writes (fixef[...], fixef_se[...], sigma, var[...], cov[...], corr[...], loglik, objective,
-# theta[...]) and the judge's consistency checks. Grows with the comparators.
+# writes (fixef[...], fixef_se[...], fixef_se_rx[...], sigma, var[...], cov[...], corr[...],
+# loglik, objective, theta[...], deviance, ranef[...], ranef_sd[...]) and the judge's
+# consistency checks. Grows with the comparators.
 QUANTITIES: tuple[str, ...] = (
     "fixef",
     "fixef_se",
+    "fixef_se_rx",
     "sigma",
     "var",
     "cov",
@@ -53,6 +55,9 @@ QUANTITIES: tuple[str, ...] = (
     "loglik",
     "objective",
     "theta",
+    "deviance",
+    "ranef",
+    "ranef_sd",
     "consistency.objective",
     "consistency.loglik",
     "consistency.fixef",

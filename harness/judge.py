@@ -67,6 +67,10 @@ class Judgement:
     unavailable: dict[str, str] = field(default_factory=dict)  # judge -> why it did not judge
     n: int | None = None  # observations and fixed effects of the model (names a lost 2π)
     p: int | None = None
+    # GLMM with nAGQ > 1: the full -2 log-likelihood minus the judged criterion, i.e.
+    # -2 log-likelihood of the saturated model, a response-only constant that lme4 1.1-31's
+    # quadrature criterion leaves out (its nAGQ = 1 criterion includes it; lme4 #161, #567)
+    saturated_constant: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,7 +83,8 @@ class Judgement:
 
         return cls(criterion=d["criterion"], reference=point(d["reference"]),
                    candidate=point(d["candidate"]), unavailable=dict(d.get("unavailable") or {}),
-                   n=d.get("n"), p=d.get("p"))
+                   n=d.get("n"), p=d.get("p"),
+                   saturated_constant=d.get("saturated_constant"))
 
 
 # ----------------------------------------------------------------------------- θ of a record
@@ -303,11 +308,28 @@ def _mixedref_glmm(case: Any, data: Any) -> Any:
         weights=case.prior_weights(data), control={"tol_pwrss": GLMM_TOL_PWRSS}))
 
 
+def _saturated_constant(case: Any, data: Any) -> float | None:
+    """For nAGQ > 1: -2 x the saturated log-likelihood of the case's response (binomial,
+    Poisson), what lme4's quadrature criterion omits and the full -2 log-likelihood has."""
+    from harness.catalog import load_data
+    from harness.glmm_response import glmm_response, saturated_loglik
+
+    if case.nAGQ <= 1:
+        return None
+    try:
+        resp = glmm_response(case, load_data(case) if data is None else data)
+    except (NotImplementedError, KeyError, ValueError, OSError):
+        return None
+    sat = saturated_loglik(case.family, resp.y, resp.weights)
+    return None if sat is None else -2.0 * sat
+
+
 def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
                 data: Any, *, timeout: float | None, use_lme4: bool) -> Judgement:
     """A GLMM's judgement: each estimate's point c(θ, β) (θ from its varcorr and σ, β its
     fixed effects in the model's order) under glmer's criterion and mixedref's."""
-    result = Judgement(glmm_criterion(case), Point(None), Point(None))
+    result = Judgement(glmm_criterion(case), Point(None), Point(None),
+                       saturated_constant=_saturated_constant(case, data))
     devfun = _model(result, case, data, reference, candidate, _mixedref_glmm)
     names = (list(devfun.model.fixef_names) if devfun is not None
              else list(dict(reference.get("fixef") or {})))

@@ -15,7 +15,7 @@
 # catalog formula can put Days in the fixed part as a factor.
 #
 # The GLMM datasets (glmer's cases): lme4's cbpp, grouseticks, VerbAgg and Arabidopsis, and
-# mlmRev's Contraception (source "mlmRev": Debian's r-cran-mlmrev). Their columns are exported as
+# mlmRev's Contraception and Mmmec (source "mlmRev": Debian's r-cran-mlmrev). Their columns are exported as
 # R has them (VerbAgg's resp an ordered factor, Arabidopsis' gen, rack and nutrient integers).
 #
 # Derived datasets (source "lme4-derived", not "lme4": they are not objects of lme4's namespace,
@@ -117,6 +117,9 @@ lme4_datasets <- function() {
     Contraception = list(mlmRev::Contraception, paste(
       "mlmRev::Contraception: contraceptive use of 1934 Bangladeshi women in 60 districts",
       "(age centred)"), "mlmRev"),
+    Mmmec = list(mlmRev::Mmmec, paste(
+      "mlmRev::Mmmec: malignant melanoma deaths in 354 counties of 78 regions in 9 nations,",
+      "with the deaths expected from the population (for an offset) and UVB exposure"), "mlmRev"),
     cbpp_binary = list(cbpp_binary(), paste(
       "derived from lme4::cbpp: one row per animal (842), y = 1 for each of the incidence new",
       "cases and 0 for the other size - incidence animals of the herd and period; herd and",

@@ -275,3 +275,23 @@ def test_numpy_numbers_in_a_record_still_fail_when_outside_tolerance():
     comp = compare_records(ref, cand)
     assert not comp.ok
     assert [r.name for r in comp.failures] == ["fixef[a]"]
+
+
+def test_a_full_likelihood_under_quadrature_is_compared_on_lme4s_scale() -> None:
+    # nAGQ > 1: lme4's criterion leaves out the saturated model's -2 log-likelihood (83.96 on
+    # cbpp); a candidate reporting the full -2 log-likelihood agrees once that is accounted for
+    const = 83.9567
+    j = _judged(1743.6, 1743.6)
+    j.saturated_constant = const
+    full = _cand(objective=1743.6 + const, loglik=-871.8 - const / 2)
+    comp = compare_records(_ref(), full, judgement=j)
+    assert comp.verdict == AGREED, comp.format_table()
+    assert any("lme4's nAGQ > 1 scale" in n for n in comp.notes)
+    # any other constant is still a likelihood that is not lme4's
+    off = _cand(objective=1743.6 + const / 2, loglik=-871.8 - const / 4)
+    comp = compare_records(_ref(), off, judgement=j)
+    assert comp.verdict == DISAGREED
+    assert "consistency.objective" in {r.name for r in comp.failures}
+    # without the judge's constant (Laplace, LMMs) the full value is a disagreement
+    comp = compare_records(_ref(), full, judgement=_judged(1743.6, 1743.6))
+    assert comp.verdict == DISAGREED

@@ -270,3 +270,111 @@ def test_glmm_peer_gives_one_answer_for_cbind_and_proportion(name: str) -> None:
     a, b = adapter.fit(prop, data), adapter.fit(cbind, data)
     assert a["fixef"] == pytest.approx(b["fixef"], abs=1e-8)
     assert a["loglik"] == pytest.approx(b["loglik"], abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- offsets, I(x^k)
+
+from harness.adapters.peers.mixedlm_impl import offset_vector, r_powers, split_offsets  # noqa: E402
+
+
+@pytest.mark.parametrize(("formula", "stripped", "exprs"), [
+    ("deaths ~ uvb + offset(log(expected)) + (1 | nation/region)",
+     "deaths ~ uvb + (1 | nation/region)", ["log(expected)"]),
+    ("y ~ offset(log(t)) + x + (1 | g)", "y ~ x + (1 | g)", ["log(t)"]),
+    ("y ~ offset(log(t)) + (1 | g)", "y ~ (1 | g)", ["log(t)"]),
+    ("y ~ x + offset(a) + offset(b^2) + (1 | g)", "y ~ x + (1 | g)", ["a", "b^2"]),
+    ("y ~ x + (1 | g)", "y ~ x + (1 | g)", []),
+    ("y ~ myoffset(x) + (1 | g)", "y ~ myoffset(x) + (1 | g)", []),  # not R's offset()
+])
+def test_offsets_are_split_from_the_formula(formula: str, stripped: str, exprs: list) -> None:
+    assert split_offsets(formula) == (stripped, exprs)
+
+
+def test_offset_expressions_are_evaluated_as_r_does() -> None:
+    import numpy as np
+    import pandas as pd
+
+    data = pd.DataFrame({"e": [1.0, np.e, 10.0], "t": [1.0, 2.0, 3.0]})
+    assert offset_vector([], data) is None
+    assert offset_vector(["log(e)"], data) == pytest.approx([0.0, 1.0, np.log(10.0)])
+    assert offset_vector(["log(e)", "t^2"], data) == pytest.approx(
+        [1.0, 5.0, np.log(10.0) + 9.0])  # R's ^ is a power, not xor
+    with pytest.raises(ValueError, match="not finite"):
+        offset_vector(["log(t - 2)"], data)
+
+
+def test_python_power_names_are_mapped_back_to_rs() -> None:
+    assert r_powers(["(Intercept)", "I(age**2)", "I(age ** 2)", "I(Days - 4.5)", "x:I(z**3)"]) \
+        == ["(Intercept)", "I(age^2)", "I(age^2)", "I(Days - 4.5)", "x:I(z^3)"]
+
+
+@pytest.mark.parametrize("name", ["mixedlm", "interlace-lme"])
+def test_glmm_peer_names_i_power_terms_as_lme4(name: str) -> None:
+    """R's I(age^2) is written I(age**2) for the package; the record names it as lme4."""
+    from harness.catalog import load_data
+
+    adapter = PEERS[name]()
+    why = adapter.unavailable()
+    if why:
+        pytest.skip(why)
+    case = CASES["Contraception-intercept-ML"]
+    rec = adapter.fit(case, load_data(case))
+    ref = Lme4Recorded().fit(case, None)
+    assert list(rec["fixef"]) == list(ref["fixef"])  # I(age^2), not I(age**2)
+    assert rec["fixef"]["I(age^2)"] == pytest.approx(ref["fixef"]["I(age^2)"], rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["mixedlm", "interlace-lme", "glmm", "lme-python"])
+def test_glmm_peer_fits_the_offset(name: str) -> None:
+    """Mmmec's offset(log(expected)) reaches the package (stripped from the formula and passed
+    as offset= where its parser has no offset()): its deviance is lme4's, which without the
+    offset it is not, and the nested (1 | nation/region) gives lme4's two terms."""
+    from harness.catalog import load_data
+
+    adapter = PEERS[name]()
+    why = adapter.unavailable()
+    if why:
+        pytest.skip(why)
+    case = CASES["Mmmec-offset-ML"]
+    assert adapter.supports(case) is None
+    rec = adapter.fit(case, load_data(case))
+    ref = Lme4Recorded().fit(case, None)
+    assert list(rec["fixef"]) == list(ref["fixef"])
+    assert [(r["grp"], r["var1"]) for r in rec["varcorr"]] == \
+        [(r["grp"], r["var1"]) for r in ref["varcorr"]]
+    assert rec["deviance"] == pytest.approx(ref["deviance"], rel=1e-4)
+    assert rec["fixef"]["uvb"] == pytest.approx(ref["fixef"]["uvb"], abs=0.01 * 0.0115)
+
+
+def test_mixedlm_receives_the_offset_vector_and_a_formula_without_it(monkeypatch) -> None:
+    """With a stand-in mixedlm.glmer: the formula it is given has no offset() and its offset=
+    is log(expected), row by row."""
+    import sys
+    import types
+
+    import numpy as np
+
+    from harness.catalog import load_data
+
+    seen: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def glmer(formula, data, **kw):
+        seen.update(formula=formula, offset=kw.get("offset"))
+        raise Stop
+
+    fake = types.ModuleType("mixedlm")
+    fake.glmer = glmer
+    fams = types.ModuleType("mixedlm.families")
+    fams.Binomial = fams.Poisson = lambda link: link
+    fake.families = fams
+    monkeypatch.setitem(sys.modules, "mixedlm", fake)
+    monkeypatch.setitem(sys.modules, "mixedlm.families", fams)
+    case = CASES["Mmmec-offset-ML"]
+    data = load_data(case)
+    with pytest.raises(Stop):
+        PEERS["mixedlm"]().fit(case, data)
+    assert "offset" not in seen["formula"] and "uvb" in seen["formula"]
+    assert seen["offset"] == pytest.approx(np.log(data["expected"].to_numpy(float)))

@@ -17,7 +17,13 @@ inverse of the Schur complement X'WX - X'WZ* A^-1 Z*'WX at the conditional modes
 default: ``fixef_se_rx`` carries it (``fixef_se``, the
 Hessian-based kind, is not reported). Its ``variance_components`` keep only
 each term's first variance, so the covariances are rebuilt from its ``theta`` (per term the
-lower Cholesky factor filled row by row, or the standard deviations of a ``||`` term)."""
+lower Cholesky factor filled row by row, or the standard deviations of a ``||`` term).
+
+Its fixed formula goes to formulaic, where ``^`` inside ``I()`` is Python's xor and
+``offset()`` is undefined: R's ``I(x^k)`` is written ``I(x**k)`` (and its column name mapped
+back to R's ``I(x^k)``), and each ``offset(expr)`` term is stripped and passed, evaluated, as
+``offset=`` (both ``interlace.fit`` and ``interlace.glmer`` take one: an offset added to the
+linear predictor, interlace/glmm_laplace.py fit_glmm)."""
 
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ from harness.adapters.peers._base import (
     nagq_of,
     response_frame,
 )
+from harness.adapters.peers.mixedlm_impl import _powers, offset_vector, r_powers, split_offsets
 
 
 class InterlacePeer(Peer):
@@ -55,6 +62,9 @@ class InterlacePeer(Peer):
         import interlace
 
         parsed, terms = self.prepare(case, data)
+        fixed_rhs, offsets = split_offsets("y ~ " + parsed.fixed)
+        fixed_rhs = _powers(fixed_rhs.partition("~")[2].strip())
+        offset = offset_vector(offsets, data)
         data = data.copy()
         random, alias = [], {}
         for b in parsed.bars:
@@ -67,12 +77,13 @@ class InterlacePeer(Peer):
             lhs = " + ".join((["1"] if b.intercept else ["0"]) + b.predictors)
             random.append(f"({lhs} {'||' if b.double else '|'} {group})")
         if case.is_glmm:
-            return self._fit_glmm(case, data, parsed, terms, random, alias)
+            return self._fit_glmm(case, data, fixed_rhs, offset, terms, random, alias)
         REML = bool(case.REML)
-        fixed = f"{parsed.response} ~ {F.patsy_formula(parsed.fixed, data)}"
+        fixed = f"{parsed.response} ~ {F.patsy_formula(fixed_rhs, data)}"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = interlace.fit(fixed, data, random=random, method="REML" if REML else "ML")
+            m = interlace.fit(fixed, data, random=random, method="REML" if REML else "ML",
+                              offset=offset)
             rows = interlace.VarCorr(m).as_dataframe().to_dict("records")
         blocks: dict[str, tuple[list[str], dict[tuple[str, str], float]]] = {}
         sigma2 = float(m.scale)
@@ -99,7 +110,7 @@ class InterlacePeer(Peer):
                         "var1": None if _missing(r["var1"]) else str(r["var1"]),
                         "var2": None if _missing(r["var2"]) else str(r["var2"])} for r in rows]
             theta = None
-        names = F.map_names([str(k) for k in m.fe_params.index], data, "patsy")
+        names = r_powers(F.map_names([str(k) for k in m.fe_params.index], data, "patsy"))
         loglik = float(m.llf)
         return {
             "fixef": dict(zip(names, map(float, m.fe_params), strict=True)),
@@ -118,21 +129,22 @@ class InterlacePeer(Peer):
             "versions": self.versions(),
         }
 
-    def _fit_glmm(self, case: Any, data: Any, parsed: F.Parsed, terms: list[F.Term],
-                  random: list[str], alias: dict[str, str]) -> dict[str, Any]:
+    def _fit_glmm(self, case: Any, data: Any, fixed_rhs: str, offset: Any,
+                  terms: list[F.Term], random: list[str], alias: dict[str, str]
+                  ) -> dict[str, Any]:
         import interlace
 
+        parsed = F.parse(case.formula)
         frame, resp = response_frame(case, data)
-        fixed = f"glmm_y_ ~ {F.patsy_formula(parsed.fixed, data)}"
+        fixed = f"glmm_y_ ~ {F.patsy_formula(fixed_rhs, data)}"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             m = interlace.glmer(fixed, frame, family=case.family, random=random,
-                                weights=resp.weights, nAGQ=nagq_of(case))
+                                weights=resp.weights, nAGQ=nagq_of(case), offset=offset)
         theta = np.asarray(m.theta, dtype=float)
         blocks: dict[str, tuple[list[str], np.ndarray]] = {}
         k = 0
-        for b in parsed.bars:
-            group = "__".join(b.group.split(":")) if ":" in b.group else b.group
+        for b, group in _specs(parsed):
             cols = list(b.columns)
             q = len(cols)
             if q == 1:
@@ -152,7 +164,7 @@ class InterlacePeer(Peer):
         if k != theta.size:
             raise RuntimeError(f"interlace returned {theta.size} theta for {k} expected")
         covs = [F.pick_block(blocks, t, "interlace") for t in terms]
-        names = F.map_names([str(n) for n in m.fe_params.index], data, "patsy")
+        names = r_powers(F.map_names([str(n) for n in m.fe_params.index], data, "patsy"))
         mu = np.asarray(m.fittedvalues, dtype=float)
         dev = float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
         messages = [msg for msg in F.caught_messages(caught) if "scikit-sparse" not in msg]
@@ -161,6 +173,21 @@ class InterlacePeer(Peer):
                           converged=bool(m.converged), messages=messages)
         rec["versions"] = self.versions()
         return rec
+
+
+def _specs(parsed: F.Parsed) -> list[tuple[F.Bar, str]]:
+    """interlace's random-effects specs in its order (its theta's order), each with its group
+    as interlace names it: a bar per spec, ``(1 | a/b)`` expanded into ``a`` then ``a:b``
+    (interlace.formula.parse_random_effects), an interaction grouping ``a:b`` as the adapter
+    passes it (the pasted column ``a__b``)."""
+    out = []
+    for b in parsed.bars:
+        if "/" in b.group:
+            parts = [p.strip() for p in b.group.split("/")]
+            out += [(b, ":".join(parts[:k])) for k in range(1, len(parts) + 1)]
+        else:
+            out.append((b, "__".join(b.group.split(":")) if ":" in b.group else b.group))
+    return out
 
 
 def _missing(v: Any) -> bool:
