@@ -15,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA_PATH = Path(__file__).resolve().parent / "record.schema.json"
 
 
@@ -35,6 +35,19 @@ class VarCorrRow:
     var2: str | None
     vcov: float | None
     sdcor: float | None
+
+
+@dataclass
+class RanefRow:
+    """One conditional mode, as a row of R's ``as.data.frame(ranef(m, condVar = TRUE))``: the
+    grouping factor (lme4's grpvar: ``Subject`` for both terms of ``||``), the term's column,
+    the level, the mode and its conditional standard deviation (null when not reported)."""
+
+    grp: str
+    term: str
+    level: str
+    condval: float
+    condsd: float | None
 
 
 @dataclass
@@ -75,6 +88,10 @@ class FitRecord:
     fixef_se_rx: dict[str, float] | None = _f(
         "GLMM: standard errors from the RX factor (lme4's vcov(m, use.hessian = FALSE)); "
         "fixef_se is then the Hessian-based default of vcov(m)")
+    ranef: list[RanefRow] | None = _f(
+        "conditional modes and their conditional standard deviations, rows {grp, term, "
+        "level, condval, condsd} as R's as.data.frame(ranef(m, condVar = TRUE)); null when "
+        "not reported")
 
 
 # field -> short meaning; the order is the order records are written in
@@ -88,6 +105,7 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("fixef_se_rx", Mapping, "a mapping of R column name to standard error"),
            ("varcorr", list, "a list of rows {grp, var1, var2, vcov, sdcor}"),
            ("theta", list | tuple, "a list of numbers"),
+           ("ranef", list, "a list of rows {grp, term, level, condval, condsd}"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
            ("messages", list | tuple, "a list of strings"),
            ("versions", Mapping, "a mapping of component to version"))
@@ -122,6 +140,21 @@ def varcorr_rows(terms: Sequence[tuple[str, Sequence[str], Any]],
                     str(grp), str(cols[j]), str(cols[i]), float(V[i, j]),
                     float(V[i, j] / denom) if denom > 0 else None)))
     rows.append(asdict(VarCorrRow("Residual", None, None, float(sigma) ** 2, float(sigma))))
+    return rows
+
+
+def ranef_rows(modes: Mapping[str, Any], sds: Mapping[str, Any] | None = None
+               ) -> list[dict[str, Any]]:
+    """The ranef rows of a fit, as R's as.data.frame(ranef(m, condVar = TRUE)) orders them
+    (by grouping factor, then term, then level) from per-factor tables of modes and of
+    conditional SDs (pandas DataFrames: levels x term columns). The one builder of these rows."""
+    rows: list[dict[str, Any]] = []
+    for grp, table in modes.items():
+        sd_table = None if sds is None else sds.get(grp)
+        for term in table.columns:
+            for level, value in table[term].items():
+                sd = None if sd_table is None else float(sd_table.at[level, term])
+                rows.append(asdict(RanefRow(str(grp), str(term), str(level), float(value), sd)))
     return rows
 
 
@@ -268,6 +301,8 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
         row["grp"] = str(row.get("grp"))
         rows.append(row)
     rec["varcorr"] = rows
+    if rec["ranef"] is not None:
+        rec["ranef"] = _ranef_rows(rec["ranef"], problems)
     if rec["theta"] is not None:
         rec["theta"] = [_number(v, f"theta[{i}]", problems) for i, v in enumerate(rec["theta"])]
     rec["messages"] = [str(m) for m in (rec["messages"] or [])]
@@ -275,6 +310,20 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
     if problems and rec["error"] is None:
         rec["error"] = "non-finite values returned: " + ", ".join(problems)
     return rec
+
+
+def _ranef_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
+    """The ranef rows with plain strings and floats; a row that is not a mapping is named."""
+    rows = []
+    for i, row in enumerate(raw):
+        if not isinstance(row, Mapping):
+            problems.append(f"ranef[{i}] is a {type(row).__name__}, not a mapping")
+            continue
+        rows.append({"grp": str(row.get("grp")), "term": str(row.get("term")),
+                     "level": str(row.get("level")),
+                     "condval": _number(row.get("condval"), f"ranef[{i}].condval", problems),
+                     "condsd": _number(row.get("condsd"), f"ranef[{i}].condsd", problems)})
+    return rows
 
 
 def _is_nan(value: Any) -> bool:

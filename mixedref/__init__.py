@@ -1,6 +1,7 @@
 """mixedref: linear mixed models from the equations, with lme4's formulas, names and answers."""
 
 from mixedref import family
+from mixedref.anova import anova
 from mixedref.design import build_model
 from mixedref.errors import (
     ConvergenceWarning,
@@ -34,6 +35,7 @@ __all__ = [
     "ScaleWarning",
     "SingularFitWarning",
     "__version__",
+    "anova",
     "build_model",
     "devfun",
     "family",

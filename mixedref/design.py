@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,28 @@ from mixedref.reterm import ReTerm, theta_positions  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True, eq=False)
+class NewdataSpec:
+    """What evaluating the model on new data needs from the fitting data (R's xlevels,
+    contrasts and predvars): each variable's coding as a one-row template (factor levels after
+    unused ones were dropped, ordered or not; a matrix variable's columns), the contrasts
+    applied to the fixed part, and each data-dependent call's (poly, scale, ns, bs) argument
+    on the fitting data, from which its parameters come."""
+
+    variables: Mapping[str, fixed.Variable]  # label -> one-row template
+    contrasts: Mapping[str, fixed.Contrast]  # contrasts= applied to the fixed part
+    transform_inputs: Mapping[str, np.ndarray]  # call label -> its argument on the data
+
+
+def _template(var: fixed.Variable) -> fixed.Variable:
+    """A variable's coding with one placeholder row instead of its rows (a model matrix of
+    templates has the model's column names)."""
+    if var.is_factor:
+        return replace(var, codes=np.zeros(1, dtype=np.int64))
+    assert var.values is not None
+    return replace(var, values=np.zeros((1, *var.values.shape[1:])))
+
+
+@dataclass(frozen=True, eq=False)
 class ModelFrame:
     """Everything the objective needs, and what the fit reports about the data."""
 
@@ -61,6 +83,7 @@ class ModelFrame:
     n_data_rows: int | None = None  # rows of the data as given
     scale_warning: bool = False  # lme4's checkScaleX warned
     degenerate_response: bool = False  # y is reproduced exactly by X (residual variance 0)
+    newdata_spec: NewdataSpec | None = None  # the coding new data is evaluated with (predict)
 
     @property
     def padded_positions(self) -> np.ndarray:
@@ -493,6 +516,12 @@ def build_model(
                         "rescaling")
     degenerate = _check_response(y, X, w, o, parsed.response_name, messages)
     positions = np.flatnonzero(keep_mask)
+    nodes = [*fixed_vars.values(), *(n for _, _, bv in bar_specs for n in bv.values())]
+    spec = NewdataSpec(
+        variables={label: _template(v) for label, v in fvars.items()},
+        contrasts=dict(used or {}),
+        transform_inputs=fixed.transform_inputs(nodes, data, cache),
+    )
     return ModelFrame(
         formula=formula,
         y=y,
@@ -512,6 +541,7 @@ def build_model(
         n_data_rows=int(data.shape[0]),
         scale_warning=scale_warned,
         degenerate_response=degenerate,
+        newdata_spec=spec,
     )
 
 

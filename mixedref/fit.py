@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mixedref.design import ModelFrame
+from mixedref.errors import MixedrefError
 from mixedref.optimize import OptResult
 from mixedref.pls import PLSObjective, PLSSolution
 
@@ -85,6 +86,18 @@ def condvar_by_factor(terms: Sequence[Any], condvars: Sequence[np.ndarray]
     return out
 
 
+def ranef_sd_frames(ranef: dict[str, pd.DataFrame], condvar: dict[str, np.ndarray]
+                    ) -> dict[str, pd.DataFrame]:
+    """Conditional standard deviations in ranef's shape (per factor: levels x columns), the
+    square roots of the conditional variances' diagonals (lme4's condsd)."""
+    out = {}
+    for grp, modes in ranef.items():
+        diag = np.diagonal(condvar[grp], axis1=1, axis2=2)
+        out[grp] = pd.DataFrame(np.sqrt(np.clip(diag, 0.0, None)), index=modes.index,
+                                columns=modes.columns)
+    return out
+
+
 class FitSummary(str):
     """lme4's summary text: a str that displays as the text itself (as R prints a summary)."""
 
@@ -110,6 +123,22 @@ class LmerFit:
         self.optinfo = opt.log  # the fit log (mixedref.optsummary.OptSummary)
         self.seconds = seconds
         self.messages: list[str] = list(model.messages) + list(opt.messages)
+        # lmer's arguments (formula, data, REML, ...), set by mixedref.lmer: what update() and
+        # anova's ML refits re-run; None for a fit made by fit_model() from a bare ModelFrame
+        self.call: dict[str, Any] | None = None
+
+    def update(self, **changes: Any) -> LmerFit:
+        """Refit with some of lmer's arguments changed, as R's ``update(m, REML = FALSE)``."""
+        if self.call is None:
+            raise MixedrefError("update() needs the fit's call: this fit was made by "
+                                "fit_model() from a model frame, not by mixedref.lmer")
+        unknown = sorted(set(changes) - set(self.call))
+        if unknown:
+            raise TypeError(f"update() got arguments lmer does not take: {unknown}; lmer's "
+                            f"are {sorted(self.call)}")
+        from mixedref.modular import lmer
+
+        return lmer(**{**self.call, **changes})
 
     # -- the solution at theta-hat ------------------------------------------------------
     @cached_property
@@ -238,9 +267,47 @@ class LmerFit:
         return condvar_by_factor(self.model.reterms, self._condvar)
 
     @cached_property
+    def ranef_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the modes, in ranef's shape (lme4's condsd of
+        as.data.frame(ranef(m, condVar = TRUE)))."""
+        return ranef_sd_frames(self.ranef, self.ranef_condvar)
+
+    @cached_property
     def varcorr(self) -> pd.DataFrame:
         """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor; Residual last."""
         return varcorr_frame(self.model.reterms, self.theta, self.sigma)
+
+    # -- after the fit -------------------------------------------------------------------
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
+                allow_new_levels: bool = False) -> np.ndarray:
+        """lme4's predict(m, newdata, re.form, allow.new.levels) (mixedref.predict)."""
+        from mixedref.predict import predict
+
+        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
+
+    def confint(self, parm: str | Sequence[str] | None = None, *, method: str = "profile",
+                level: float = 0.95) -> pd.DataFrame:
+        """lme4's confint(m, parm, level, method, oldNames = FALSE): profile-likelihood (the
+        default) or Wald intervals, rows sd_.../cor_.../sigma then the fixed effects
+        (mixedref.profile)."""
+        from mixedref.profile import confint
+
+        return confint(self, parm, method=method, level=level)
+
+    def profile(self, which: str | Sequence[str] | None = None, **options: Any
+                ) -> pd.DataFrame:
+        """lme4's as.data.frame(profile(m)): ζ and every parameter along each parameter's
+        profile (mixedref.profile.profile; options alphamax, npoints, values)."""
+        from mixedref.profile import profile
+
+        return profile(self, which, **options)
+
+    def coef_table(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
+        """lmerTest's coefficient table (Estimate, Std. Error, df, t value, Pr(>|t|)) with
+        Satterthwaite or Kenward-Roger degrees of freedom (mixedref.ddf)."""
+        from mixedref.ddf import coef_table
+
+        return coef_table(self, ddf=ddf)
 
     # -- reporting -----------------------------------------------------------------------
     def summary(self) -> FitSummary:

@@ -35,6 +35,8 @@ __all__ = [
     "na_mask",
     "ns_basis",
     "poly_basis",
+    "predict_call",
+    "transform_inputs",
     "r_levels",
 ]
 
@@ -418,9 +420,11 @@ def _with_missing(basis: np.ndarray, nax: np.ndarray) -> Matrix:
 
 
 def bs_basis(x: np.ndarray, df: int | None = None, degree: int = 3, intercept: bool = False,
-             label: str = "bs") -> Matrix:
+             label: str = "bs", at: np.ndarray | None = None) -> Matrix:
     """splines::bs: B-splines of ``degree`` with df - degree - intercept interior knots at
-    quantiles of x, boundary knots at its range; missing x give missing rows."""
+    quantiles of x, boundary knots at its range; missing x give missing rows. ``at``: evaluate
+    the basis built from x at these points instead (R's predict-time bs, whose polynomial
+    continuation beyond the boundary knots is the last piece's)."""
     nax = np.isnan(x)
     xx = x[~nax]
     order = degree + 1
@@ -433,6 +437,9 @@ def bs_basis(x: np.ndarray, df: int | None = None, degree: int = 3, intercept: b
             nik = 0
     lo, hi = xx.min(), xx.max()
     knots = np.sort(np.concatenate([[lo] * order, _interior_knots(xx, nik), [hi] * order]))
+    if at is not None:
+        nax = np.isnan(at)
+        xx = at[~nax]
     basis = _spline_design(knots, xx, order)
     if not intercept:
         basis = basis[:, 1:]
@@ -440,9 +447,10 @@ def bs_basis(x: np.ndarray, df: int | None = None, degree: int = 3, intercept: b
 
 
 def ns_basis(x: np.ndarray, df: int | None = None, intercept: bool = False,
-             label: str = "ns") -> Matrix:
+             label: str = "ns", at: np.ndarray | None = None) -> Matrix:
     """splines::ns: natural cubic splines (second derivative 0 at the boundary knots, R's QR
-    projection), df - 1 - intercept interior knots at quantiles of x."""
+    projection), df - 1 - intercept interior knots at quantiles of x. ``at``: evaluate the
+    basis built from x at these points instead (linear beyond the boundary knots, as R's)."""
     import scipy.linalg
 
     nax = np.isnan(x)
@@ -456,12 +464,116 @@ def ns_basis(x: np.ndarray, df: int | None = None, intercept: bool = False,
             nik = 0
     lo, hi = xx.min(), xx.max()
     knots = np.sort(np.concatenate([[lo] * 4, _interior_knots(xx, nik), [hi] * 4]))
-    basis = _spline_design(knots, xx, 4)
+    if at is not None:
+        nax = np.isnan(at)
+        xx = at[~nax]
+    basis = _natural_design(knots, xx, lo, hi)
     const = _spline_design(knots, np.array([lo, hi]), 4, deriv=2)
     if not intercept:
         basis, const = basis[:, 1:], const[:, 1:]
     q, _ = scipy.linalg.qr(const.T)  # full Q, Householder as R's qr (LINPACK dqrdc2)
     return _with_missing((basis @ q)[:, 2:], nax)
+
+
+def _natural_design(knots: np.ndarray, x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The cubic B-spline basis at x, continued linearly (value and slope at the boundary knot)
+    beyond [lo, hi], as splines::ns evaluates points outside its boundary knots."""
+    basis = _spline_design(knots, x, 4)
+    for bound, out in ((lo, x < lo), (hi, x > hi)):
+        if out.any():
+            b = np.array([bound])
+            basis[out] = (_spline_design(knots, b, 4)
+                          + (x[out] - bound)[:, None] * _spline_design(knots, b, 4, deriv=1))
+    return basis
+
+
+def poly_predict(x: np.ndarray, x_fit: np.ndarray, degree: int, raw: bool = False) -> Matrix:
+    """``poly(x, degree)`` at new points x with the orthogonal polynomials of the fitting data
+    x_fit (R's predict-time poly with ``coefs``): the three-term recurrence whose centres and
+    norms come from x_fit, so that at x = x_fit it is :func:`poly_basis`."""
+    names = tuple(str(k) for k in range(1, degree + 1))
+    if raw:
+        return Matrix(np.column_stack([x**k for k in range(1, degree + 1)]), names)
+    centre = x_fit.mean()
+    xf, xn = x_fit - centre, x - centre
+    prev_f, cur_f = np.zeros_like(xf), np.ones_like(xf)
+    prev_n, cur_n = np.zeros_like(xn), np.ones_like(xn)
+    norm_prev, cols = 1.0, []
+    for _ in range(degree):
+        norm = float(cur_f @ cur_f)
+        a = float(xf @ cur_f**2) / norm
+        ratio = norm / norm_prev
+        prev_f, cur_f = cur_f, (xf - a) * cur_f - ratio * prev_f
+        prev_n, cur_n = cur_n, (xn - a) * cur_n - ratio * prev_n
+        norm_prev = norm
+        cols.append(cur_n / np.sqrt(float(cur_f @ cur_f)))
+    return Matrix(np.column_stack(cols), names)
+
+
+_DATA_DEPENDENT = ("poly", "scale", "ns", "bs")
+
+
+def transform_inputs(nodes: Sequence[Node], data: pd.DataFrame, cache: dict[str, Raw]
+                     ) -> dict[str, np.ndarray]:
+    """For each data-dependent call in the expressions (``poly``, ``scale``, ``ns``, ``bs``,
+    nested ones too), its numeric argument evaluated on the fitting data, keyed by the call's
+    label: what :func:`predict_call` needs to evaluate the call on new data with the fitting
+    data's parameters (R's predvars)."""
+    out: dict[str, np.ndarray] = {}
+
+    def walk(node: Node) -> None:
+        for child in _children(node):
+            walk(child)
+        if isinstance(node, Call) and node.fn in _DATA_DEPENDENT:
+            bound = _bind(node)
+            arg = bound[_SIGNATURES[node.fn][0]]
+            out[deparse(node)] = _numeric(evaluate(arg, data, cache), node).copy()
+
+    for n in nodes:
+        walk(n)
+    return out
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, Paren):
+        return [node.inner]
+    if isinstance(node, Unary):
+        return [node.operand]
+    if isinstance(node, BinOp):
+        return [node.lhs, node.rhs]
+    if isinstance(node, Keyword):
+        return [node.value]
+    if isinstance(node, Call):
+        return list(node.args)
+    return []
+
+
+def predict_call(node: Call, data: pd.DataFrame, x_fit: np.ndarray,
+                 cache: dict[str, Raw]) -> Raw:
+    """A data-dependent call (``poly``, ``scale``, ``ns``, ``bs``) evaluated on new data with
+    the parameters (polynomial coefficients, centre and scale, knots) of the fitting data's
+    argument ``x_fit``, as R's model.frame does at predict time through predvars."""
+    bound = _bind(node)
+    x = _numeric(evaluate(bound[_SIGNATURES[node.fn][0]], data, cache), node)
+    label = deparse(node)
+    if node.fn == "poly":
+        degree = _int_arg(bound.get("degree"), node, "degree", 1, 1)
+        assert degree is not None
+        return poly_predict(x, x_fit, degree, _bool_arg(bound.get("raw"), node, "raw", False))
+    if node.fn == "scale":
+        ok = ~np.isnan(x_fit)
+        centre = x_fit[ok].mean() if _bool_arg(bound.get("center"), node, "center", True) else 0.0
+        out = x - centre
+        if _bool_arg(bound.get("scale"), node, "scale", True):
+            out = out / np.sqrt(np.sum((x_fit[ok] - centre) ** 2) / (ok.sum() - 1))
+        return out
+    df = _int_arg(bound.get("df"), node, "df", None, 1)
+    intercept = _bool_arg(bound.get("intercept"), node, "intercept", False)
+    if node.fn == "ns":
+        return ns_basis(x_fit, df, intercept, label, at=x)
+    degree = _int_arg(bound.get("degree"), node, "degree", 3, 1)
+    assert degree is not None
+    return bs_basis(x_fit, df, degree, intercept, label, at=x)
 
 
 def _factor_of(values: np.ndarray, name: str | None = None) -> pd.Categorical:

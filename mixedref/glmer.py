@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-import nlopt
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -38,10 +37,10 @@ from threadpoolctl import threadpool_limits
 from mixedref.design import ModelFrame, build_model
 from mixedref.errors import DataError, FormulaError, MixedrefError
 from mixedref.family import Family, FamilyError, get_family
-from mixedref.fit import FitSummary, condvar_by_factor, varcorr_frame
+from mixedref.fit import FitSummary, condvar_by_factor, ranef_sd_frames, varcorr_frame
 from mixedref.fixed import evaluate
 from mixedref.formula import Call, deparse, parse_formula
-from mixedref.optimize import SINGULAR_TOL, is_singular, settings_from
+from mixedref.optimize import SINGULAR_TOL, bobyqa, is_singular, settings_from
 from mixedref.pirls import (
     MAXIT,
     GlmmObjective,
@@ -295,41 +294,23 @@ def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str
 
 def _bobyqa(fn, x0: np.ndarray, lower: np.ndarray, step: np.ndarray | float,
             control: GlmerControl) -> tuple[np.ndarray, float, int, int]:
-    """NLopt BOBYQA from x0 with an initial step; returns (x, f, return code, evaluations)."""
-    k = x0.size
-    opt = nlopt.opt(nlopt.LN_BOBYQA, k)
-    opt.set_lower_bounds(lower)
-    opt.set_xtol_abs(control.xtol_abs)
-    opt.set_ftol_abs(control.ftol_abs)
-    opt.set_maxeval(int(control.maxeval))
-    opt.set_initial_step(np.broadcast_to(np.asarray(step, dtype=float), (k,)).copy())
-    best = [math.inf, x0.copy()]
-    count = [0]
+    """BOBYQA (mixedref.optimize.bobyqa) from x0 with an initial step; returns (x, f, return
+    code, evaluations). A failed PIRLS or a non-finite criterion is given a value far above
+    the best so far, so BOBYQA's quadratic model stays finite (an inf would poison it)."""
+    best = [math.inf]
 
-    def f(x: np.ndarray, grad: np.ndarray) -> float:
-        count[0] += 1
+    def safe(x: np.ndarray) -> float:
         try:
             val = float(fn(x))
         except PIRLSError:
             val = math.inf
         if not math.isfinite(val):
             val = 1e300 if not math.isfinite(best[0]) else best[0] + 1e10
-        if val < best[0]:
-            best[0], best[1] = val, x.copy()
+        best[0] = min(best[0], val)
         return val
 
-    opt.set_min_objective(f)
-    try:
-        x = opt.optimize(x0)
-        code = opt.last_optimize_result()
-        fx = opt.last_optimum_value()
-    except nlopt.RoundoffLimited:
-        x, fx, code = best[1], best[0], -4
-    except (RuntimeError, ValueError):
-        x, fx, code = best[1], best[0], -1
-    if best[0] < fx:
-        x, fx = best[1], best[0]
-    return np.asarray(x, dtype=float), float(fx), int(code), count[0]
+    return bobyqa(safe, x0, lower, xtol_abs=control.xtol_abs, ftol_abs=control.ftol_abs,
+                  maxeval=control.maxeval, initial_step=step)
 
 
 def _check_boundary(fn, x: np.ndarray, fx: float, lower: np.ndarray, tol: float
@@ -597,11 +578,26 @@ class GlmerFit:
         return condvar_by_factor(self.model.reterms, cvs)
 
     @cached_property
+    def ranef_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional standard deviations of the modes, in ranef's shape (lme4's condsd)."""
+        return ranef_sd_frames(self.ranef, self.ranef_condvar)
+
+    @cached_property
     def varcorr(self) -> pd.DataFrame:
         """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor (a Residual row only for
         families with a scale, as lme4)."""
         return varcorr_frame(self.model.reterms, self.theta, self.sigma,
                              residual=self.family.has_scale)
+
+    # -- after the fit -------------------------------------------------------------------
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
+                allow_new_levels: bool = False, type: str = "link") -> np.ndarray:  # noqa: A002
+        """lme4's predict(m, newdata, re.form, allow.new.levels, type): "link" the linear
+        predictor, "response" its inverse link (mixedref.predict)."""
+        from mixedref.predict import predict
+
+        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels,
+                       type=type)
 
     # -- reporting -----------------------------------------------------------------------
     @property

@@ -93,5 +93,8 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, weights: Vector
                         na_action=na_action, subset=subset)
     fit = fit_model(model, REML, control)
     fit.seconds = time.perf_counter() - t0
+    fit.call = {"formula": formula, "data": data, "REML": REML, "weights": weights,
+                "offset": offset, "contrasts": contrasts, "na_action": na_action,
+                "subset": subset, "control": control}
     return fit
 

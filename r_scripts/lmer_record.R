@@ -130,9 +130,21 @@ merMod_fields <- function(rec, m, msgs) {
     (length(lme4_codes) == 0 || all(lme4_codes == 0)) &&
     !any(grepl("converge", msgs, ignore.case = TRUE))
   rec$singular <- lme4::isSingular(m)
+  rec$ranef <- ranef_rows(m)
   fe <- m@optinfo$feval
   rec["nfev"] <- list(if (is.null(fe) || is.na(fe)) NULL else as.integer(fe))  # nlminb: NA
   rec
+}
+
+# The conditional modes and their conditional SDs as rows {grp, term, level, condval, condsd}
+# of as.data.frame(ranef(m, condVar = TRUE)) (grp is lme4's grpvar, the grouping factor).
+ranef_rows <- function(m) {
+  re <- as.data.frame(lme4::ranef(m, condVar = TRUE))
+  lapply(seq_len(nrow(re)), function(i) {
+    list(grp = as.character(re$grpvar[i]), term = as.character(re$term[i]),
+         level = as.character(re$grp[i]), condval = re$condval[i],
+         condsd = if (is.null(re$condsd) || is.na(re$condsd[i])) NULL else re$condsd[i])
+  })
 }
 
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.

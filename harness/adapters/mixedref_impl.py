@@ -10,7 +10,7 @@ import platform
 from typing import Any
 
 from harness.adapters.base import Adapter
-from harness.record import varcorr_rows
+from harness.record import ranef_rows, varcorr_rows
 
 
 class Mixedref(Adapter):
@@ -51,6 +51,7 @@ def _common_record(fit: Any) -> dict[str, Any]:
         "fixef_se": {k: float(v) for k, v in fit.se.items()},
         "sigma": float(fit.sigma),
         "varcorr": vc,
+        "ranef": ranef_rows(fit.ranef, fit.ranef_sd),
         "theta": [float(v) for v in fit.theta],
         "loglik": float(fit.loglik),
         "objective": float(fit.objective),

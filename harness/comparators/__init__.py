@@ -11,12 +11,13 @@ from collections.abc import Iterable, Sequence
 
 from harness.comparators.base import Comparator, Row, row
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
+from harness.comparators.ranef import ConditionalModes, ConditionalSDs
 from harness.comparators.scalars import Criteria, Deviance, Sigma, Theta
 from harness.comparators.varcorr import VarianceComponents
 
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
-                                   Theta())
+                                   Theta(), ConditionalModes(), ConditionalSDs())
 
 
 def registered(extra: Iterable[Sequence[Comparator] | None] = ()) -> tuple[Comparator, ...]:
