@@ -38,31 +38,19 @@ from typing import Any
 
 import yaml
 
+from harness.comparators import BUILTIN, quantities_of
 from harness.compare import Row
 
-# The compared quantities, by the part of a row's name before "[": what harness.compare
-# writes (fixef[...], fixef_se[...], fixef_se_rx[...], sigma, var[...], cov[...], corr[...],
-# loglik, objective, theta[...], deviance, ranef[...], ranef_sd[...]) and the judge's
-# consistency checks. Grows with the comparators.
-QUANTITIES: tuple[str, ...] = (
-    "fixef",
-    "fixef_se",
-    "fixef_se_rx",
-    "sigma",
-    "var",
-    "cov",
-    "corr",
-    "loglik",
-    "objective",
-    "theta",
-    "deviance",
-    "ranef",
-    "ranef_sd",
+# The compared quantities, by the part of a row's name before "[": what the comparators write
+# (harness.comparators.quantities_of: fixef, fixef_se, var, cov, corr, loglik, ranef, ...) and
+# the judge's consistency checks. A plugin's comparators add theirs (load_registry's quantities).
+CONSISTENCY: tuple[str, ...] = (
     "consistency.objective",
     "consistency.loglik",
     "consistency.fixef",
     "consistency.sigma",
 )
+QUANTITIES: tuple[str, ...] = quantities_of(BUILTIN) + CONSISTENCY
 DIRECTIONS: tuple[str, ...] = ("higher", "lower", "either")
 REQUIRED_KEYS: tuple[str, ...] = ("case", "impl", "quantity", "size", "direction", "reason")
 GROWTH_FACTOR = 2.0  # a registered divergence may be up to this many times its size
@@ -243,9 +231,13 @@ class Registry:
         return judgement
 
 
-def load_registry(path: str | Path | None, case_ids: Iterable[str]) -> Registry:
+def load_registry(path: str | Path | None, case_ids: Iterable[str],
+                  quantities: Iterable[str] | None = None) -> Registry:
     """Read and validate a registry file (``None``: :func:`default_registry_path`) against the
-    catalog's case ids. Raises :class:`RegistryError` naming the entry and the problem."""
+    catalog's case ids and the compared quantities (default :data:`QUANTITIES`; the plugin
+    passes its registered comparators'). Raises :class:`RegistryError` naming the entry and
+    the problem."""
+    known = QUANTITIES if quantities is None else tuple(quantities) + CONSISTENCY
     path = Path(path) if path is not None else default_registry_path()
     ids = list(case_ids)
     if not path.is_file():
@@ -272,7 +264,7 @@ def load_registry(path: str | Path | None, case_ids: Iterable[str]) -> Registry:
     entries: list[Entry] = []
     seen: dict[tuple[str, str, str], int] = {}
     for index, item in enumerate(items):
-        entry = _entry(path, index, item, ids)
+        entry = _entry(path, index, item, ids, known)
         key = (entry.case, entry.impl, entry.quantity)
         if key in seen:
             _fail(path, index, item, f"duplicates entry {seen[key]} (same case, impl and "
@@ -291,7 +283,8 @@ def _fail(path: Path, index: int, item: Any, problem: str) -> None:
     raise RegistryError(f"divergence registry {path}: entry {index} ({who}): {problem}")
 
 
-def _entry(path: Path, index: int, item: Any, case_ids: list[str]) -> Entry:
+def _entry(path: Path, index: int, item: Any, case_ids: list[str],
+           known: Sequence[str] = QUANTITIES) -> Entry:
     def fail(problem: str) -> None:
         _fail(path, index, item, problem)
 
@@ -311,8 +304,8 @@ def _entry(path: Path, index: int, item: Any, case_ids: list[str]) -> Entry:
     if not any(fnmatch.fnmatchcase(c, case) for c in case_ids):
         fail("matches no catalog case")
     base, bracket, rest = quantity.partition("[")
-    if base not in QUANTITIES:
-        fail(f"unknown quantity {base!r}; known: {', '.join(QUANTITIES)}")
+    if base not in known:
+        fail(f"unknown quantity {base!r}; known: {', '.join(known)}")
     if bracket and (not rest.endswith("]") or len(rest) < 2 or "[" in rest[:-1]):
         fail(f"quantity {quantity!r}: the bracket must be closed, as in 'fixef[x]'")
 

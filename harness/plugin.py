@@ -266,6 +266,18 @@ def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
     config.stash[_BLAS_LIMIT] = threadpool_limits(threads, user_api="blas")
 
 
+def _quantities_now(config: pytest.Config) -> tuple[str, ...]:
+    """The quantities the comparators known at configure time write (built in, plugins and
+    the initial conftests'), for the registry; not cached, so a later conftest's comparator
+    still joins the comparison."""
+    from harness.comparators import quantities_of, registered
+
+    try:
+        return quantities_of(registered(config.hook.pytest_harness_comparators(config=config)))
+    except TypeError as exc:
+        raise pytest.UsageError(f"pytest_harness_comparators: {exc}") from None
+
+
 def _load_registry_and_baseline(hs: HarnessSession) -> None:
     """The divergence registry (default harness/divergences.yaml) and the baseline, checked
     against the catalog now: a bad entry or a mismatched baseline is a usage error."""
@@ -283,7 +295,7 @@ def _load_registry_and_baseline(hs: HarnessSession) -> None:
                                   if hs.catalog_path == CATALOG_DEFAULT else None)
     if path is not None:
         try:
-            hs.registry = divergences.load_registry(path, ids)
+            hs.registry = divergences.load_registry(path, ids, _quantities_now(hs.config))
         except divergences.RegistryError as exc:
             raise pytest.UsageError(str(exc)) from None
     version = baseline.catalog_version(cases)

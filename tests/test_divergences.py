@@ -334,3 +334,11 @@ def test_shipped_registry_covers_its_own_sizes() -> None:
         sign = -1.0 if e.direction == "lower" else 1.0
         j = reg.judge(e.case, e.impl, [_row(e.quantity, sign * e.size)])
         assert (_row(e.quantity, sign * e.size), e) in j.covered, e.label()
+
+
+def test_a_plugin_comparators_quantity_can_be_registered(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_entry(quantity="mine[x]")])
+    with pytest.raises(RegistryError, match="unknown quantity 'mine'"):
+        load_registry(path, CASES)  # the built-in comparators do not write it
+    reg = load_registry(path, CASES, quantities=("fixef", "mine"))
+    assert [e.quantity for e in reg.entries] == ["mine[x]"]

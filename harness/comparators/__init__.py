@@ -20,6 +20,15 @@ BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardE
                                    Theta(), ConditionalModes(), ConditionalSDs())
 
 
+def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:
+    """The row-name prefixes the comparators write (``fixef``, ``var``, ``loglik``, ...): what
+    a divergence entry's quantity may name."""
+    out: list[str] = []
+    for c in comparators:
+        out += [q for q in getattr(c, "quantities", (c.name,)) if q not in out]
+    return tuple(out)
+
+
 def registered(extra: Iterable[Sequence[Comparator] | None] = ()) -> tuple[Comparator, ...]:
     """The built-in comparators followed by those a hook returned (lists of them), each name
     once: a plugin's comparator with a built-in name replaces the built-in one."""
@@ -34,4 +43,4 @@ def registered(extra: Iterable[Sequence[Comparator] | None] = ()) -> tuple[Compa
     return tuple(out.values())
 
 
-__all__ = ["BUILTIN", "Comparator", "Row", "registered", "row"]
+__all__ = ["BUILTIN", "Comparator", "Row", "quantities_of", "registered", "row"]

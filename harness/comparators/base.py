@@ -3,8 +3,9 @@ rule and the reason for it, giving rows of the parameter table.
 
 A comparator is any object with ``name`` (the quantity, also the prefix of its row names),
 ``reason`` (why its tolerance is what it is, one or two sentences) and
-``rows(reference, candidate, tol, notes) -> list[Row]``. Register one in
-harness.comparators (built in) or return it from the pytest hook
+``rows(reference, candidate, tol, notes) -> list[Row]``; optionally ``quantities``, the
+prefixes of the row names it writes (default: ``name``), which the divergence registry accepts.
+Register one in harness.comparators (built in) or return it from the pytest hook
 ``pytest_harness_comparators`` (harness.hookspecs) in your own plugin or conftest.
 """
 

@@ -20,6 +20,7 @@ class Sigma:
 
 class Criteria:
     name = "criterion"
+    quantities = ("loglik", "objective")
     reason = ("lme4's optimizer stops when the criterion changes by ~1e-6 relative: 2e-3 + "
               "1e-6·|value| separates two correct optima from a wrong one")
 

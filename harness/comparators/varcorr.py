@@ -23,6 +23,7 @@ def _name(key: Key, what: str) -> str:
 
 class VarianceComponents:
     name = "varcorr"
+    quantities = ("var", "cov", "corr")
     reason = ("variances 2e-3 relative with a floor of 2.5e-5·σ² (boundary estimates), "
               "covariances likewise with a floor of 5e-3·sd1·sd2, correlations 5e-3 absolute: "
               "lme4's own optimizers stay within 6% of these on the catalog")
