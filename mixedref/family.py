@@ -110,6 +110,11 @@ def _ylogy(y: Array, mu: Array) -> Array:
 
 
 def _binom_dev(y: Array, mu: Array, wt: Array) -> Array:
+    """R's binomial()$dev.resids; for a 0/1 response the one log that is not zero (the same
+    numbers, at 2/5 of the cost: PIRLS evaluates it several times per criterion)."""
+    binary = (y == 0.0) | (y == 1.0)
+    if binary.all():
+        return -2.0 * wt * np.log(np.where(y == 1.0, mu, 1.0 - mu))
     return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
 
 
