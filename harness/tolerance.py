@@ -10,7 +10,7 @@ objective is flat in θ, so variances get an absolute floor in units of σ² and
 floor sqrt(var_abs_sigma2) in units of σ: the two floors say the same thing.
 
 Checked against lme4 itself (r_scripts/optimizer_spread.R, recorded in
-tests/references/optimizer_spread.json and checked by tests/test_tolerance_evidence.py):
+tests/references/optimizer_spread.json.gz and checked by tests/test_tolerance_evidence.py):
 refitting every catalog case (InstEval aside) with all seven of allFit's optimizers from the
 same start, the largest |difference| / allowed was 0.542 (nmkbw, var[batch,(Intercept)] of
 Pastes-nested-ML); the other optimizers stayed within 0.215 (bobyqa, a variance of
@@ -99,7 +99,7 @@ DEFAULT = Tolerance()
 #: - A lower optimum is still judged on the criteria both judges evaluate at the mode
 #:   themselves (PIRLS to 1e-12), with the LMM's allowance (judged_allowed).
 #: lme4's own spread across allFit's optimizers on every GLMM case (r_scripts/
-#: optimizer_spread.R glmm, tests/references/glmm_optimizer_spread.json, checked by
+#: optimizer_spread.R glmm, tests/references/glmm_optimizer_spread.json.gz, checked by
 #: tests/test_tolerance_evidence.py) stays inside these: at most 0.579 of what is allowed
 #: (deviance of sim_glmm_olre, NLopt's Nelder-Mead), once the six fits that stop short are
 #: set aside (criterion 0.0015 to 0.017 above the default's: L-BFGS-B on grouseticks-nested,

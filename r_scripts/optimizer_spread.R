@@ -2,9 +2,9 @@
 # how far apart lme4's own optimizers land on every catalog case.
 #
 #     Rscript r_scripts/optimizer_spread.R [OUT] [CASE_ID ...]
-#     Rscript r_scripts/optimizer_spread.R tests/references/glmm_optimizer_spread.json glmm
+#     Rscript r_scripts/optimizer_spread.R tests/references/glmm_optimizer_spread.json.gz glmm
 #
-# Run from the repository root. OUT defaults to tests/references/optimizer_spread.json. Without
+# Run from the repository root. OUT defaults to tests/references/optimizer_spread.json.gz. Without
 # CASE_IDs every catalog case is fitted except those tagged `large` (InstEval); a `large` case
 # runs when it is named; `glmm` selects the GLMM cases (glmer, both stages given the optimizer,
 # glmerControl's defaults otherwise) instead of the LMM ones. Per case the script fits lme4's default (lmer's defaults: nloptwrap,
@@ -64,7 +64,7 @@ optimizers <- function() {
 }
 
 main <- function(args) {
-  out <- if (length(args) >= 1) args[1] else "tests/references/optimizer_spread.json"
+  out <- if (length(args) >= 1) args[1] else "tests/references/optimizer_spread.json.gz"
   wanted <- if (length(args) >= 2) args[-1] else character(0)
   glmm <- identical(wanted, "glmm")  # the GLMM cases (glmer) instead of the LMM ones
   if (glmm) wanted <- character(0)
@@ -117,8 +117,12 @@ main <- function(args) {
                                 nloptr = as.character(utils::packageVersion("nloptr")))),
               cases = result)
   dir.create(dirname(out), showWarnings = FALSE, recursive = TRUE)
+  # gzip-compressed when OUT ends in .gz (the committed files: every optimizer's record with
+  # its conditional modes is ~13 MB of JSON, 1 MB compressed)
+  con <- if (grepl("\\.gz$", out)) gzfile(out, "w") else file(out, "w")
   writeLines(toJSON(doc, auto_unbox = TRUE, digits = NA, null = "null", na = "null",
-                    pretty = TRUE), out)
+                    pretty = TRUE), con)
+  close(con)
   cat(sprintf("wrote %d cases to %s\n", length(result), out))
 }
 
