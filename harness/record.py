@@ -51,6 +51,32 @@ class RanefRow:
 
 
 @dataclass
+class CoefTestRow:
+    """One fixed effect's t test with denominator degrees of freedom, as a row of lmerTest's
+    ``summary(m, ddf = ...)$coefficients``: the method ("Satterthwaite", "Kenward-Roger"), the
+    term, its SE (Kenward-Roger: pbkrtest's adjusted one), df and Pr(>|t|)."""
+
+    ddf: str
+    term: str
+    se: float | None
+    df: float | None
+    p: float | None
+
+
+@dataclass
+class PredictionRow:
+    """One prediction, as ``predict(m, newdata, re.form, allow.new.levels)`` gives it: on the
+    data's row ``row`` (0-based) at ``re_form`` "NA" (population level) or "NULL" (conditional
+    on every term); ``new_levels``: the row's grouping factors set to a level unseen in fitting
+    (allow.new.levels = TRUE)."""
+
+    re_form: str
+    row: int
+    new_levels: bool
+    value: float | None
+
+
+@dataclass
 class FitRecord:
     """One implementation's answer to one case: the fields every adapter returns (as a plain
     mapping, ``asdict``), every comparison reads, and the R side writes (r_scripts/
@@ -92,6 +118,13 @@ class FitRecord:
         "conditional modes and their conditional standard deviations, rows {grp, term, "
         "level, condval, condsd} as R's as.data.frame(ranef(m, condVar = TRUE)); null when "
         "not reported")
+    predictions: list[PredictionRow] | None = _f(
+        "LMMs: predict(m, newdata) on the data's first 10 rows at re.form NA and NULL, and "
+        "on the first row at new grouping levels, rows {re_form, row, new_levels, value}; null "
+        "when not reported")
+    coef_tests: list[CoefTestRow] | None = _f(
+        "LMMs: lmerTest's coefficient tests, rows {ddf, term, se, df, p} for ddf "
+        "Satterthwaite and Kenward-Roger (pbkrtest's adjusted SE); null when not computed")
 
 
 # field -> short meaning; the order is the order records are written in
@@ -106,6 +139,8 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("varcorr", list, "a list of rows {grp, var1, var2, vcov, sdcor}"),
            ("theta", list | tuple, "a list of numbers"),
            ("ranef", list, "a list of rows {grp, term, level, condval, condsd}"),
+           ("coef_tests", list, "a list of rows {ddf, term, se, df, p}"),
+           ("predictions", list, "a list of rows {re_form, row, new_levels, value}"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
            ("messages", list | tuple, "a list of strings"),
            ("versions", Mapping, "a mapping of component to version"))
@@ -303,6 +338,10 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
     rec["varcorr"] = rows
     if rec["ranef"] is not None:
         rec["ranef"] = _ranef_rows(rec["ranef"], problems)
+    if rec["predictions"] is not None:
+        rec["predictions"] = _prediction_rows(rec["predictions"], problems)
+    if rec["coef_tests"] is not None:
+        rec["coef_tests"] = _coef_test_rows(rec["coef_tests"], problems)
     if rec["theta"] is not None:
         rec["theta"] = [_number(v, f"theta[{i}]", problems) for i, v in enumerate(rec["theta"])]
     rec["messages"] = [str(m) for m in (rec["messages"] or [])]
@@ -323,6 +362,32 @@ def _ranef_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]
                      "level": str(row.get("level")),
                      "condval": _number(row.get("condval"), f"ranef[{i}].condval", problems),
                      "condsd": _number(row.get("condsd"), f"ranef[{i}].condsd", problems)})
+    return rows
+
+
+def _prediction_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
+    """The prediction rows with plain types; a non-mapping row is named."""
+    rows = []
+    for i, row in enumerate(raw):
+        if not isinstance(row, Mapping):
+            problems.append(f"predictions[{i}] is a {type(row).__name__}, not a mapping")
+            continue
+        rows.append({"re_form": str(row.get("re_form")), "row": int(row.get("row") or 0),
+                     "new_levels": bool(row.get("new_levels")),
+                     "value": _number(row.get("value"), f"predictions[{i}].value", problems)})
+    return rows
+
+
+def _coef_test_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
+    """The coefficient-test rows with plain strings and floats; a non-mapping row is named."""
+    rows = []
+    for i, row in enumerate(raw):
+        if not isinstance(row, Mapping):
+            problems.append(f"coef_tests[{i}] is a {type(row).__name__}, not a mapping")
+            continue
+        rows.append({"ddf": str(row.get("ddf")), "term": str(row.get("term")),
+                     **{k: _number(row.get(k), f"coef_tests[{i}].{k}", problems)
+                        for k in ("se", "df", "p")}})
     return rows
 
 

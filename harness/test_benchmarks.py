@@ -70,6 +70,8 @@ def _fit_callable(case: Any, impl: str) -> Any:
         if getattr(case, "family", None) is not None:
             return lambda: rbridge.glmer_fit_only(rdata, case)
         return lambda: rbridge.lmer_fit_only(rdata, case.formula, bool(case.REML))
+    if impl == "mixedref":  # the fit alone, as lme4's (the record's post-fit extras aside)
+        return lambda: adapter.fit_only(case, data.copy())
     if impl not in _CORE:  # a peer: one isolated fit first, so a hang or a crash only skips
         rec = runner.fit_case(adapter, case, timeout=PEER_TIMEOUT, use_cache=False)
         if rec["error"]:

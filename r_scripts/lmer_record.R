@@ -102,7 +102,76 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec <- merMod_fields(rec, fit, msgs)
   cmp <- fit@devcomp$cmp
   rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
+  rec["coef_tests"] <- list(coef_tests(fit, REML))
+  rec["predictions"] <- list(prediction_rows(fit, data))
   rec
+}
+
+# predict(m, newdata) on the data's first `k` rows at the population level (re.form = NA) and
+# conditional on every term (re.form = NULL), and on the first row with every grouping factor
+# at a level unseen in fitting (allow.new.levels = TRUE) when each grouping factor is a column
+# of the data that the fixed part does not use: rows {re_form, row (0-based), new_levels, value}.
+PREDICTION_ROWS <- 10
+prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
+  nd <- data[seq_len(min(k, nrow(data))), , drop = FALSE]
+  rows <- list()
+  add <- function(re_form, values, new_levels) {
+    for (i in seq_along(values))
+      rows[[length(rows) + 1]] <<- list(re_form = re_form, row = i - 1L,
+                                        new_levels = new_levels, value = unname(values[i]))
+  }
+  quiet <- function(expr) tryCatch(suppressWarnings(expr), error = function(e) NULL)
+  v <- quiet(stats::predict(m, newdata = nd, re.form = NA))
+  if (!is.null(v)) add("NA", v, FALSE)
+  v <- quiet(stats::predict(m, newdata = nd))
+  if (!is.null(v)) add("NULL", v, FALSE)
+  groups <- names(lme4::getME(m, "flist"))
+  fixed_vars <- all.vars(lme4::nobars(stats::formula(m))[[3]])
+  if (all(groups %in% names(data)) && !any(groups %in% fixed_vars)) {
+    nd1 <- nd[1, , drop = FALSE]
+    for (g in groups) {
+      lv <- c(levels(factor(data[[g]])), NEW_LEVEL)
+      nd1[[g]] <- factor(NEW_LEVEL, levels = lv)
+    }
+    v <- quiet(stats::predict(m, newdata = nd1, allow.new.levels = TRUE))
+    if (!is.null(v)) add("NULL", v, TRUE)
+  }
+  if (length(rows)) rows else NULL
+}
+NEW_LEVEL <- "harness.new.level"
+
+#: the largest fits whose denominator df are recorded: Satterthwaite (lmerTest's numDeriv
+#: Hessian) and Kenward-Roger (pbkrtest's dense n x n matrices, REML fits only); the same limits
+#: as harness/comparators/coef_tests.py gives the adapters (wanted_ddf)
+SATTERTHWAITE_MAX_NOBS <- 6000
+KENWARD_ROGER_MAX_NOBS <- 2000
+
+# lmerTest's coefficient tests as rows {ddf, term, se, df, p}: Satterthwaite for every fit up
+# to SATTERTHWAITE_MAX_NOBS rows, Kenward-Roger (pbkrtest's adjusted SE) for REML fits up to
+# KENWARD_ROGER_MAX_NOBS; NULL without lmerTest, beyond the limits or when lmerTest fails.
+coef_tests <- function(m, REML) {
+  n <- stats::nobs(m)
+  if (n > SATTERTHWAITE_MAX_NOBS || !requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
+  mt <- tryCatch(suppressWarnings(suppressMessages(lmerTest::as_lmerModLmerTest(m))),
+                 error = function(e) NULL)
+  if (is.null(mt)) return(NULL)
+  methods <- "Satterthwaite"
+  if (isTRUE(REML) && n <= KENWARD_ROGER_MAX_NOBS && requireNamespace("pbkrtest", quietly = TRUE))
+    methods <- c(methods, "Kenward-Roger")
+  rows <- list()
+  for (ddf in methods) {
+    tab <- tryCatch(suppressWarnings(suppressMessages(summary(mt, ddf = ddf)$coefficients)),
+                    error = function(e) NULL)
+    if (is.null(tab) || !("df" %in% colnames(tab))) next
+    for (term in rownames(tab)) {
+      num <- function(x) if (is.finite(x)) x else NULL
+      rows[[length(rows) + 1]] <- list(ddf = ddf, term = term,
+                                       se = num(tab[term, "Std. Error"]),
+                                       df = num(tab[term, "df"]),
+                                       p = num(tab[term, "Pr(>|t|)"]))
+    }
+  }
+  if (length(rows)) rows else NULL
 }
 
 # The fields every merMod (lmerMod or glmerMod) gives the same way: fixed effects and their SEs

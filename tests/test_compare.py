@@ -295,3 +295,48 @@ def test_a_full_likelihood_under_quadrature_is_compared_on_lme4s_scale() -> None
     # without the judge's constant (Laplace, LMMs) the full value is a disagreement
     comp = compare_records(_ref(), full, judgement=_judged(1743.6, 1743.6))
     assert comp.verdict == DISAGREED
+
+
+def _tests(ddf: str, df: float, p: float, se: float = 1.5458) -> dict:
+    return {"ddf": ddf, "term": "Days", "se": se, "df": df, "p": p}
+
+
+def test_denominator_df_and_p_values_are_compared() -> None:
+    from scipy import stats
+
+    p = float(2 * stats.t.sf(10.47 / 1.5458, 17.0))
+    ref = _cand(impl="lme4", coef_tests=[_tests("Satterthwaite", 17.0, p)])
+    df_ok = 17.0 * (1 + 0.5 * TOL.df_rel)
+    ok = _cand(coef_tests=[_tests("Satterthwaite", df_ok,
+                                  float(2 * stats.t.sf(10.47 / 1.5458, df_ok)))])
+    assert compare_records(ref, ok).verdict == AGREED
+    far = _cand(coef_tests=[_tests("Satterthwaite", 18.0, p)])  # and p no longer its own t's
+    assert {r.name for r in compare_records(ref, far).failures} == {
+        "df_satterthwaite[Days]", "p_satterthwaite[Days]"}
+    one_sided = _cand(coef_tests=[_tests("Satterthwaite", 17.0, p / 2)])
+    assert [r.name for r in compare_records(ref, one_sided).failures] == ["p_satterthwaite[Days]"]
+    # not reported is not a failure
+    assert compare_records(ref, _cand()).verdict == AGREED
+
+
+def _preds(values: list[float], re_form: str = "NA", new_levels: bool = False) -> list[dict]:
+    return [{"re_form": re_form, "row": i, "new_levels": new_levels, "value": v}
+            for i, v in enumerate(values)]
+
+
+def test_predictions_are_compared_per_kind_with_the_worst_row_named() -> None:
+    ref = _cand(impl="lme4", predictions=_preds([251.4, 261.9, 272.3])
+                + _preds([253.7], "NULL") + _preds([251.4], "NULL", new_levels=True))
+    small = TOL.predict_sigma_units * 25.6 * 0.5
+    ok = _cand(predictions=_preds([251.4 + small, 261.9, 272.3 - small])
+               + _preds([253.7], "NULL") + _preds([251.4], "NULL", new_levels=True))
+    comp = compare_records(ref, ok)
+    assert comp.verdict == AGREED
+    assert {r.name for r in comp.rows if r.name.startswith("predict")} == {
+        "predict[population]", "predict[conditional]", "predict[new levels]"}
+    off = _cand(predictions=_preds([251.4, 261.9 + 0.1, 272.3]) + _preds([253.7], "NULL"))
+    comp = compare_records(ref, off)
+    bad = [r for r in comp.failures if r.name.startswith("predict")]
+    assert [r.name for r in bad] == ["predict[population]"] and "row 1" in bad[0].note
+    # a kind the candidate does not report (new levels) is not reported, not a failure
+    assert next(r for r in comp.rows if r.name == "predict[new levels]").ok is None

@@ -378,3 +378,79 @@ def test_mixedlm_receives_the_offset_vector_and_a_formula_without_it(monkeypatch
         PEERS["mixedlm"]().fit(case, data)
     assert "offset" not in seen["formula"] and "uvb" in seen["formula"]
     assert seen["offset"] == pytest.approx(np.log(data["expected"].to_numpy(float)))
+
+
+# ---- conditional modes and coefficient tests: what each package reports of them -------------
+
+#: per implementation: (reports condsd, ddf methods it reports on a REML random-intercept fit)
+REPORTED = {"mixedlm": (True, {"Satterthwaite", "Kenward-Roger"}),
+            "interlace-lme": (True, {"Satterthwaite", "Kenward-Roger"}),
+            "glmm": (False, {"Satterthwaite"}),
+            "lme-python": (False, {"Satterthwaite", "Kenward-Roger"}),
+            "statsmodels": (True, set()),
+            "mixedlm-rs": (True, set())}
+
+
+def _fit_or_skip(name: str, case_id: str) -> dict:
+    adapter = get_adapter(name)
+    why = adapter.unavailable()
+    if why:
+        pytest.skip(why)
+    rec = runner.fit_case(adapter, CASES[case_id], use_cache=False, timeout=120)
+    assert rec["error"] is None, rec["error"]
+    return rec
+
+
+def _ranef_keys(rec: dict) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in rec["ranef"] or []:
+        out.setdefault((r["grp"], r["term"]), set()).add(r["level"])
+    return out
+
+
+@pytest.mark.parametrize("name", list(REPORTED))
+@pytest.mark.parametrize("case_id", ["sleepstudy-uncorrelated-REML", "Pastes-nested-REML",
+                                     "cake-numeric_temp-REML"])
+def test_peer_ranef_rows_have_lme4s_groups_terms_and_levels(name: str, case_id: str) -> None:
+    if name in ("statsmodels", "mixedlm-rs", "glmm") and not case_id.startswith("sleepstudy"):
+        pytest.skip("one grouping factor without an interaction only")
+    if name in ("mixedlm-rs", "glmm") and "uncorrelated" in case_id:
+        pytest.skip("'||' is not expressible")
+    rec = _fit_or_skip(name, case_id)
+    ref = Lme4Recorded().fit(CASES[case_id], None)
+    assert _ranef_keys(rec) == _ranef_keys(ref)
+    assert len(rec["ranef"]) == len(ref["ranef"])
+    has_sd = REPORTED[name][0]
+    assert all((r["condsd"] is not None) == has_sd for r in rec["ranef"])
+
+
+@pytest.mark.parametrize("name", [n for n, (_, ddf) in REPORTED.items() if ddf])
+def test_peer_coef_tests_name_rs_terms(name: str) -> None:
+    rec = _fit_or_skip(name, "sleepstudy-intercept-REML")
+    ref = Lme4Recorded().fit(CASES["sleepstudy-intercept-REML"], None)
+    assert {r["ddf"] for r in rec["coef_tests"]} == REPORTED[name][1]
+    for ddf in REPORTED[name][1]:
+        assert [r["term"] for r in rec["coef_tests"] if r["ddf"] == ddf] == list(ref["fixef"])
+    assert all(r["df"] is not None and r["df"] > 0 for r in rec["coef_tests"])
+
+
+def test_ml_fits_report_no_kenward_roger() -> None:
+    rec = _fit_or_skip("mixedlm", "sleepstudy-intercept-ML")
+    assert {r["ddf"] for r in rec["coef_tests"]} == {"Satterthwaite"}
+
+
+def test_lme4_level_puts_interaction_parts_in_lme4s_order() -> None:
+    from harness.adapters.peers._reported import lme4_level
+
+    assert lme4_level("A/a", "batch:cask", "cask:batch") == "a:A"
+    assert lme4_level("A_a", "batch:cask", "cask:batch") == "a:A"
+    assert lme4_level("A:1", "recipe__replicate", "recipe:replicate") == "A:1"
+    assert lme4_level("308", "Subject", "Subject") == "308"
+
+
+def test_coef_test_rows_turn_nan_into_not_reported() -> None:
+    from harness.adapters.peers._reported import coef_test_rows
+
+    rows = coef_test_rows("Satterthwaite", ["(Intercept)"], [float("nan")], [3.0], None)
+    assert rows == [{"ddf": "Satterthwaite", "term": "(Intercept)", "se": None, "df": 3.0,
+                     "p": None}]

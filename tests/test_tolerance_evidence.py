@@ -35,10 +35,10 @@ FAILURES = {
 }
 
 #: what the docs quote: the largest |difference| / allowed over all cases, and where
-DOCUMENTED_MAX = 0.542
-DOCUMENTED_WHERE = ("Pastes", "nmkbw", "var[batch,(Intercept)]")
+DOCUMENTED_MAX = 0.732
+DOCUMENTED_WHERE = ("sim_huge_offset", "nmkbw", "df_satterthwaite[(Intercept)]")
 #: and the largest among the optimizers other than nmkbw (dfoptim's Nelder-Mead)
-DOCUMENTED_MAX_OTHERS = 0.215
+DOCUMENTED_MAX_OTHERS = 0.411
 
 
 def _read_json(path: Path) -> dict:

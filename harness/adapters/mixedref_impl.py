@@ -9,6 +9,8 @@ import math
 import platform
 from typing import Any
 
+import numpy as np
+
 from harness.adapters.base import Adapter
 from harness.record import ranef_rows, varcorr_rows
 
@@ -28,13 +30,21 @@ class Mixedref(Adapter):
         return None
 
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
+        fit = self.fit_only(case, data)
+        if case_is_glmm(case):
+            return glmer_record(fit)
+        return {**lmer_record(fit), "predictions": prediction_rows(fit, data, case.formula)}
+
+    @staticmethod
+    def fit_only(case: Any, data: Any) -> Any:
+        """The fit alone (an LmerFit or a GlmerFit), without the record's post-fit quantities
+        (conditional variances, coefficient tests): what the benchmarks time, as lme4's."""
         import mixedref
 
-        if getattr(case, "family", None) is not None:
-            return glmer_record(mixedref.glmer(case.formula, data, case.family, link=case.link,
-                                               nAGQ=case.nAGQ,
-                                               weights=case.prior_weights(data)))
-        return lmer_record(mixedref.lmer(case.formula, data, REML=bool(case.REML)))
+        if case_is_glmm(case):
+            return mixedref.glmer(case.formula, data, case.family, link=case.link,
+                                  nAGQ=case.nAGQ, weights=case.prior_weights(data))
+        return mixedref.lmer(case.formula, data, REML=bool(case.REML))
 
 
 def _common_record(fit: Any) -> dict[str, Any]:
@@ -68,10 +78,73 @@ def _common_record(fit: Any) -> dict[str, Any]:
     }
 
 
+def case_is_glmm(case: Any) -> bool:
+    return getattr(case, "family", None) is not None
+
+
 def lmer_record(fit: Any) -> dict[str, Any]:
     """The record fields of an LmerFit (harness/record.py), as plain JSON values."""
     log = getattr(fit, "optinfo", None)
-    return {**_common_record(fit), "optinfo": None if log is None else log.to_dict()}
+    return {**_common_record(fit), "optinfo": None if log is None else log.to_dict(),
+            "coef_tests": coef_tests(fit)}
+
+
+#: as r_scripts/lmer_record.R: the data rows predicted, and the unseen level of the new-level row
+PREDICTION_ROWS = 10
+NEW_LEVEL = "harness.new.level"
+
+
+def prediction_rows(fit: Any, data: Any, formula: str) -> list[dict[str, Any]] | None:
+    """predict() on the data's first rows at re_form "NA" and None (lme4's NULL), and on the
+    first row at new grouping levels (allow_new_levels) when every grouping factor is a data
+    column the fixed part does not use: the rule r_scripts/lmer_record.R records lme4's by."""
+    import re
+
+    from harness.adapters.peers._formula import parse
+    from mixedref.errors import MixedrefError
+
+    nd = data.iloc[:PREDICTION_ROWS]
+    rows: list[dict[str, Any]] = []
+    for re_form, label in (("NA", "NA"), (None, "NULL")):
+        try:
+            values = fit.predict(nd, re_form=re_form)
+        except MixedrefError:
+            continue
+        rows += [{"re_form": label, "row": i, "new_levels": False, "value": _number(v)}
+                 for i, v in enumerate(values)]
+    groups = list(fit.ngroups)
+    fixed = parse(formula).fixed
+    if all(g in data.columns for g in groups) and not any(
+            re.search(rf"(?<![\w.]){re.escape(g)}(?![\w.])", fixed) for g in groups):
+        first = nd.iloc[:1].copy()
+        for g in groups:
+            first[g] = NEW_LEVEL
+        try:
+            value = fit.predict(first, allow_new_levels=True)[0]
+        except MixedrefError:
+            value = None
+        if value is not None:
+            rows.append({"re_form": "NULL", "row": 0, "new_levels": True, "value": _number(value)})
+    return rows or None
+
+
+def coef_tests(fit: Any) -> list[dict[str, Any]] | None:
+    """lmerTest's coefficient tests of an LmerFit (mixedref.ddf), within the size limits;
+    None when none applies or mixedref cannot compute them (then they are not reported)."""
+    from harness.comparators.coef_tests import wanted_ddf
+    from mixedref.ddf import coef_table
+    from mixedref.errors import MixedrefError
+
+    rows: list[dict[str, Any]] = []
+    for ddf in wanted_ddf(fit.nobs, fit.REML):
+        try:
+            table = coef_table(fit, ddf=ddf)
+        except (MixedrefError, np.linalg.LinAlgError, ValueError):
+            continue
+        rows += [{"ddf": ddf, "term": str(term), "se": _number(r["Std. Error"]),
+                  "df": _number(r["df"]), "p": _number(r["Pr(>|t|)"])}
+                 for term, r in table.iterrows()]
+    return rows or None
 
 
 def glmer_record(fit: Any) -> dict[str, Any]:

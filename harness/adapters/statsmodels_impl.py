@@ -56,6 +56,47 @@ class Statsmodels(Adapter):
         why = self.supports(case)
         if why:
             raise NotImplementedError(why)
-        rec = fit_mixedlm_api(MixedLM, MixedLMParams, case, data)
+        results: list[Any] = []
+        rec = fit_mixedlm_api(capturing(MixedLM, results), MixedLMParams, case, data)
         rec["versions"] = {"statsmodels": statsmodels.__version__}
+        rec["ranef"] = mixedlm_api_ranef(results[-1], case, data)
         return rec
+
+
+def capturing(MixedLM: Any, results: list[Any]) -> Any:
+    """``MixedLM`` whose ``fit`` also appends its result to ``results`` (the record builder,
+    harness.adapters.peers._base.fit_mixedlm_api, keeps only the record)."""
+
+    class Capturing(MixedLM):  # type: ignore[misc, valid-type]
+        def fit(self, *args: Any, **kwargs: Any) -> Any:
+            res = super().fit(*args, **kwargs)
+            results.append(res)
+            return res
+
+    return Capturing
+
+
+def mixedlm_api_ranef(res: Any, case: Any, data: Any) -> list[dict[str, Any]] | None:
+    """The conditional modes of a statsmodels-style MixedLM result (``random_effects``: one
+    Series per group over the exog_re columns) and their conditional SDs (sqrt of the diagonal
+    of ``random_effects_cov``, Var(b_i | y), statsmodels' mixed_linear_model.py
+    random_effects_cov), as ranef rows in lme4's names: the columns are the lme4 terms'
+    columns in the order the adapter built exog_re (its one grouping factor)."""
+    import numpy as np
+
+    from harness.adapters.peers import _reported as R
+
+    terms = F.lme4_terms(F.parse(case.formula), data)
+    cols = [c for t in terms for c in t.columns]
+    modes = res.random_effects
+    try:
+        covs = res.random_effects_cov
+    except (np.linalg.LinAlgError, ValueError):
+        covs = None
+    levels = list(modes)
+    values = np.array([np.asarray(modes[g], dtype=float) for g in levels])
+    sd = None
+    if covs is not None:
+        sd = np.sqrt(np.clip(np.array([np.diag(np.asarray(covs[g], dtype=float))
+                                       for g in levels]), 0.0, None))
+    return R.ranef_of([(terms[0].group, levels, cols, values, sd)], terms)

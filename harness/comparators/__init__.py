@@ -10,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from harness.comparators.base import Comparator, Row, row
+from harness.comparators.coef_tests import CoefficientTests
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
+from harness.comparators.predictions import Predictions
 from harness.comparators.ranef import ConditionalModes, ConditionalSDs
 from harness.comparators.scalars import Criteria, Deviance, Sigma, Theta
 from harness.comparators.varcorr import VarianceComponents
 
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
-                                   Theta(), ConditionalModes(), ConditionalSDs())
+                                   Theta(), ConditionalModes(), ConditionalSDs(),
+                                   Predictions(), CoefficientTests())
 
 
 def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:

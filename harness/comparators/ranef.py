@@ -20,6 +20,28 @@ def _by_term(rows: Sequence[Mapping[str, Any]] | None) -> dict[Key, dict[str, Ma
     return out
 
 
+def _at_boundary(reference: Record, grp: str, term: str, tol: Tolerance) -> bool:
+    """Whether the reference's variance of this term is within the variance floor (a singular
+    term: its modes and conditional SDs are 0 there, and a candidate within θ's floor has them
+    up to about θ·σ)."""
+    sigma = _scale(reference)
+    for r in reference.get("varcorr") or ():
+        g = str(r.get("grp"))
+        if (r.get("var2") is None and str(r.get("var1")) == term
+                and (g == grp or g.startswith(grp + "."))):
+            v = r.get("vcov")
+            return v is not None and float(v) <= tol.var_abs_sigma2 * sigma**2
+    return False
+
+
+def _floor(reference: Record, grp: str, term: str, tol: Tolerance) -> float:
+    """The absolute allowance of a term's modes and SDs: θ's floor times σ at the boundary
+    (the two floors say the same thing), else a rounding-level one."""
+    sigma = _scale(reference)
+    at_zero = _at_boundary(reference, grp, term, tol)
+    return (tol.theta_abs if at_zero else tol.ranef_abs_sigma) * sigma
+
+
 def _scale(reference: Record) -> float:
     """The reference's σ (1 for the GLMM families without a scale, whose σ lme4 reports as 1)."""
     sigma = reference.get("sigma")
@@ -27,8 +49,8 @@ def _scale(reference: Record) -> float:
 
 
 def _worst_rows(name: str, reference: Record, candidate: Record, field: str,
-                allowed_of: Callable[[Mapping[str, Any]], float | None],
-                notes: list[str]) -> list[Row]:
+                allowed_of: Callable[[Mapping[str, Any], float], float | None],
+                tol: Tolerance, notes: list[str]) -> list[Row]:
     """Per (grp, term): the row of the level with the largest |difference| / allowed, with a
     note naming it and how many levels were compared."""
     ref, cand = _by_term(reference.get("ranef")), _by_term(candidate.get("ranef"))
@@ -50,8 +72,9 @@ def _worst_rows(name: str, reference: Record, candidate: Record, field: str,
             out += [missing(r)] if r is not None else []
             continue
         worst: tuple[float, Row, str] | None = None
+        floor = _floor(reference, grp, term, tol)
         for level, mine in levels.items():
-            r = row(label, mine.get(field), theirs[level].get(field), allowed_of(mine))
+            r = row(label, mine.get(field), theirs[level].get(field), allowed_of(mine, floor))
             if r is None or r.difference is None:
                 continue
             badness = abs(r.difference) / r.allowed if r.allowed else float("inf")
@@ -69,15 +92,15 @@ class ConditionalModes:
     name = "ranef"
     reason = ("b̂ is a smooth function of θ (and β) at the optimum, so it inherits θ's ~1e-3 "
               "agreement between optimizers: judged in units of its conditional SD, as fixed "
-              "effects in units of their SE, with an absolute floor in units of σ for terms "
-              "at zero variance")
+              "effects in units of their SE; a term lme4 puts at zero variance gets θ's floor "
+              "times σ instead, as a candidate within θ's floor has modes up to about θ·σ")
 
     def rows(self, reference: Record, candidate: Record, tol: Tolerance,
              notes: list[str]) -> list[Row]:
-        floor = tol.ranef_abs_sigma * _scale(reference)
         return _worst_rows(
             self.name, reference, candidate, "condval",
-            lambda r: tol.ranef_condsd_units * float(r.get("condsd") or 0.0) + floor, notes)
+            lambda r, floor: tol.ranef_condsd_units * float(r.get("condsd") or 0.0) + floor,
+            tol, notes)
 
 
 class ConditionalSDs:
@@ -87,8 +110,7 @@ class ConditionalSDs:
 
     def rows(self, reference: Record, candidate: Record, tol: Tolerance,
              notes: list[str]) -> list[Row]:
-        floor = tol.ranef_abs_sigma * _scale(reference)
         return _worst_rows(
             self.name, reference, candidate, "condsd",
-            lambda r: None if r.get("condsd") is None else
-            tol.ranef_sd_rel * abs(float(r["condsd"])) + floor, notes)
+            lambda r, floor: None if r.get("condsd") is None else
+            tol.ranef_sd_rel * abs(float(r["condsd"])) + floor, tol, notes)

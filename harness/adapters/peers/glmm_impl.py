@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import _reported as R
 from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
@@ -94,6 +95,8 @@ class GlmmPeer(Peer):
             "messages": messages,
             "nfev": int(m.n_eval),
             "versions": self.versions(),
+            "ranef": ranef(m, terms),
+            "coef_tests": coef_tests(m, names, REML),
         }
 
 
@@ -138,4 +141,24 @@ class GlmmPeer(Peer):
                           converged=bool(m.converged), singular=bool(m.singular),
                           messages=messages, nfev=int(m.n_eval))
         rec["versions"] = self.versions()
+        rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:
+    """glmm's conditional modes, ``ranef_blocks`` (group, terms, levels, values: glmm/
+    __init__.py, the fit's fields), in lme4's names. It gives no conditional variances:
+    condsd is not reported."""
+    blocks = [(str(b["group"]), list(b["levels"]), R.column_names(list(b["terms"]), terms),
+               np.asarray(b["values"], dtype=float), None) for b in (m.ranef_blocks or [])]
+    return R.ranef_of(blocks, terms)
+
+
+def coef_tests(m: Any, names: list[str], REML: bool) -> list[dict[str, Any]] | None:
+    """glmm's own t tests of a Gaussian mixed model: ``coef_df``, ``coef_p`` with ``se`` when
+    its ``df_method`` is "satterthwaite" (glmm/__init__.py: computed by the kernel); it has
+    no Kenward-Roger."""
+    if m.df_method != "satterthwaite" or "Satterthwaite" not in R.wanted_ddf(int(m.nobs),
+                                                                             REML):
+        return None
+    return R.coef_test_rows("Satterthwaite", names, m.se, m.coef_df, m.coef_p) or None

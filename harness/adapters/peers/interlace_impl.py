@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import _reported as R
 from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
@@ -127,7 +128,36 @@ class InterlacePeer(Peer):
             "singular": bool(m.is_singular),
             "messages": messages,
             "versions": self.versions(),
+            "ranef": ranef(m, terms),
+            "coef_tests": self._coef_tests(m, names, fixed, data, random, offset, REML),
         }
+
+    @staticmethod
+    def _coef_tests(m: Any, names: list[str], fixed: str, data: Any, random: list[str],
+                    offset: Any, REML: bool) -> list[dict[str, Any]] | None:
+        """interlace's t tests: its fit's own Satterthwaite df and p (``df_method=
+        "satterthwaite"``, interlace/satterthwaite.py satterthwaite_dfs), and, for REML fits
+        of random intercepts only (interlace/kenward_roger.py refuses slopes), Kenward-Roger's
+        adjusted SE, df and p from the same fit with ``df_method="kenward-roger"`` (kept only
+        when its estimates are the first fit's)."""
+        import interlace
+
+        wanted = R.wanted_ddf(int(m.nobs), REML)
+        rows: list[dict[str, Any]] = []
+        if "Satterthwaite" in wanted:
+            rows += R.coef_test_rows("Satterthwaite", names, m.fe_bse, m.fe_df, m.fe_pvalues)
+        if "Kenward-Roger" in wanted:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    kr = interlace.fit(fixed, data, random=random, method="REML",
+                                       offset=offset, df_method="kenward-roger")
+            except NotImplementedError:
+                kr = None
+            if kr is not None and R.same_columns(dict(m.fe_params), dict(kr.fe_params)):
+                rows += R.coef_test_rows("Kenward-Roger", names, kr.fe_bse, kr.fe_df,
+                                         kr.fe_pvalues)
+        return rows or None
 
     def _fit_glmm(self, case: Any, data: Any, fixed_rhs: str, offset: Any,
                   terms: list[F.Term], random: list[str], alias: dict[str, str]
@@ -173,6 +203,34 @@ class InterlacePeer(Peer):
                           converged=bool(m.converged), messages=messages)
         rec["versions"] = self.versions()
         return rec
+
+
+def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:
+    """interlace's conditional modes (``random_effects``) and their SDs (``random_effects_se``:
+    sqrt of the diagonal of sigma^2 Lambda A11^-1 Lambda', interlace/result.py, lme4's
+    condVar), in lme4's names; a pasted interaction column ``a__b`` is lme4's ``a:b``."""
+    modes = getattr(m, "random_effects", None) or {}
+    try:
+        sds = m.random_effects_se
+    except Exception:  # noqa: BLE001 - the modes stand alone
+        sds = {}
+    blocks = []
+    for grp, table in modes.items():
+        frame = table.to_frame(name=_scalar_column(str(grp), terms)) if table.ndim == 1 \
+            else table
+        sd = sds.get(grp)
+        sd_values = None if sd is None else np.asarray(sd, dtype=float).reshape(frame.shape)
+        blocks.append((str(grp), list(frame.index), R.column_names(list(frame.columns), terms),
+                       frame.to_numpy(dtype=float), sd_values))
+    return R.ranef_of(blocks, terms)
+
+
+def _scalar_column(group: str, terms: list[F.Term]) -> str:
+    """The column of lme4's one-column term for interlace's group (its one-term specs are a
+    Series without a column name: ``(Intercept)``, or the slope of ``(0 + x | g)``)."""
+    grp = R.lme4_group(group, terms)
+    cols = [t.columns[0] for t in terms if t.group == grp and len(t.columns) == 1]
+    return cols[0] if len(cols) == 1 else "(Intercept)"
 
 
 def _specs(parsed: F.Parsed) -> list[tuple[F.Bar, str]]:

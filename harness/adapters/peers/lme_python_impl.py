@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import _reported as R
 from harness.adapters.peers._base import (
     Peer,
     glmm_record,
@@ -94,6 +95,8 @@ class LmePythonPeer(Peer):
             "messages": messages,
             "nfev": None if m.iterations is None else int(m.iterations),
             "versions": self.versions(),
+            "ranef": ranef(m, terms),
+            "coef_tests": coef_tests(m, frame, names, REML),
         }
 
     def _fit_glmm(self, case: Any, data: Any, parsed: F.Parsed, terms: list[F.Term]
@@ -145,7 +148,46 @@ class LmePythonPeer(Peer):
                           converged=bool(m.converged), messages=messages,
                           nfev=None if m.iterations is None else int(m.iterations))
         rec["versions"] = self.versions()
+        rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:
+    """lme-python's conditional modes, its ``ranef`` rows (group, level, term, value), in
+    lme4's names. It gives no conditional variances: condsd is not reported."""
+    by_group: dict[str, dict[str, dict[str, float]]] = {}
+    for grp, level, term, value in m.ranef or []:
+        by_group.setdefault(str(grp), {}).setdefault(str(term), {})[str(level)] = float(value)
+    blocks = []
+    for grp, by_term in by_group.items():
+        cols = list(by_term)
+        levels = list(dict.fromkeys(lv for c in cols for lv in by_term[c]))
+        values = np.array([[by_term[c].get(lv, np.nan) for c in cols] for lv in levels])
+        blocks.append((grp, levels, R.column_names(cols, terms), values, None))
+    return R.ranef_of(blocks, terms)
+
+
+def coef_tests(m: Any, frame: Any, names: list[str], REML: bool
+               ) -> list[dict[str, Any]] | None:
+    """lme-python's t tests: ``with_satterthwaite`` and ``with_kenward_roger`` fill its
+    ``satterthwaite_dfs``/``_p_values`` and ``kenward_roger_dfs``/``_p_values`` (lme_python/
+    __init__.pyi). It exposes no Kenward-Roger adjusted SE (``beta_se`` is unchanged), so that
+    se is not reported; Satterthwaite's se is ``beta_se``."""
+    rows: list[dict[str, Any]] = []
+    wanted = R.wanted_ddf(int(m.num_obs), REML)
+    calls = (("Satterthwaite", "with_satterthwaite", "satterthwaite", m.beta_se),
+             ("Kenward-Roger", "with_kenward_roger", "kenward_roger", None))
+    for ddf, method, field, se in calls:
+        if ddf not in wanted:
+            continue
+        try:
+            getattr(m, method)(frame)
+        except (RuntimeError, ValueError):
+            continue
+        df = getattr(m, f"{field}_dfs")
+        if df is not None and len(df) == len(names):
+            rows += R.coef_test_rows(ddf, names, se, df, getattr(m, f"{field}_p_values"))
+    return rows or None
 
 
 def _covariances(m: Any, terms: list[F.Term]) -> list[Any]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import _reported as R
 from harness.adapters.peers._base import (
     Peer,
     glmm_record,
@@ -101,6 +102,8 @@ class MixedlmPeer(Peer):
             "messages": messages,
             "nfev": _int(getattr(m, "function_evals", None)),
             "versions": self.versions(),
+            "ranef": ranef(m, terms),
+            "coef_tests": coef_tests(m, names, REML),
         }
 
     def _fit_glmm(self, case: Any, data: Any, terms: list[F.Term],
@@ -141,7 +144,47 @@ class MixedlmPeer(Peer):
                           singular=singular, messages=messages,
                           nfev=_int(getattr(m, "function_evals", None)))
         rec["versions"] = self.versions()
+        rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:
+    """mixedlm's conditional modes and conditional SDs, ``m.ranef(condVar=True)``
+    (models/result_mixin.py ranef; utils/variance.py _conditional_variance_blocks: the
+    diagonal of sigma^2 Lambda (L L')^-1 Lambda' per level, lme4's condVar), in lme4's names.
+    Levels come from its random structures' ``level_map``."""
+    res = m.ranef(condVar=True)
+    levels: dict[str, list[str]] = {}
+    for struct in m.matrices.random_structures:
+        lm = struct.level_map
+        levels.setdefault(struct.grouping_factor, sorted(lm, key=lm.__getitem__))
+    blocks = []
+    for grp, by_term in res.values.items():
+        cols = [c for c in by_term if not c.startswith("_")]
+        var = (res.condVar or {}).get(grp, {})
+        values = np.column_stack([by_term[c] for c in cols])
+        sd = (np.sqrt(np.clip(np.column_stack([var[c] for c in cols]), 0.0, None))
+              if all(c in var for c in cols) else None)
+        blocks.append((grp, levels[grp], R.column_names(cols, terms), values, sd))
+    return R.ranef_of(blocks, terms)
+
+
+def coef_tests(m: Any, names: list[str], REML: bool) -> list[dict[str, Any]] | None:
+    """mixedlm's t tests of the fixed effects, ``m.tidy(ddf_method=...)`` (inference/
+    reporting.py; df from inference/ddf.py satterthwaite_df and kenward_roger_df), for the
+    methods lme4's record has at this size. Its Kenward-Roger SE is the unadjusted one (it
+    scales Satterthwaite's df and keeps vcov(), ddf.py kenward_roger_df): reported as given."""
+    rows: list[dict[str, Any]] = []
+    for ddf in R.wanted_ddf(int(m.matrices.n_obs), REML):
+        try:
+            table = m.tidy(effects="fixed", ddf_method=ddf)
+        except (ValueError, np.linalg.LinAlgError, RuntimeError):
+            continue
+        if len(table) != len(names):
+            continue
+        rows += R.coef_test_rows(ddf, names, table["std.error"], table["df"],
+                                 table["p.value"])
+    return rows or None
 
 
 def _int(x: Any) -> int | None:

@@ -28,6 +28,11 @@ class MixedlmRsPeer(Peer):
         why = self.supports(case)
         if why:
             raise NotImplementedError(why)
-        rec = fit_mixedlm_api(MixedLM, MixedLMParams, case, data)
+        from harness.adapters.statsmodels_impl import capturing, mixedlm_api_ranef
+
+        results: list[Any] = []
+        rec = fit_mixedlm_api(capturing(MixedLM, results), MixedLMParams, case, data)
         rec["versions"] = self.versions()
+        # its random_effects and random_effects_cov (Var(b_i | y_i), mixed_linear_model.py)
+        rec["ranef"] = mixedlm_api_ranef(results[-1], case, data)
         return rec
