@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -34,8 +35,15 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from mixedref.convergence import check
 from mixedref.design import ModelFrame, build_model
-from mixedref.errors import DataError, FormulaError, MixedrefError
+from mixedref.errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    MixedrefError,
+    SingularFitWarning,
+)
 from mixedref.family import Family, FamilyError, get_family
 from mixedref.fit import FitSummary, condvar_by_factor, ranef_sd_frames, varcorr_frame
 from mixedref.fixed import evaluate
@@ -801,13 +809,23 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
     x2, fx2 = _check_boundary(f2, x2, fx2, lower, ctrl.boundary_tol)
     stage2 = _Stage(x2, fx2, c2, n2)
     grad = hess = None
+    checks: list[str] = []
     if ctrl.calc_derivs:
         grad, hess = deriv12(f2, x2, fx2)
         stage2.nfev += 1 + 2 * x2.size + 2 * x2.size * (x2.size - 1)
+        # lme4's checkConv on the parameters off their bounds (a variance at zero is excluded)
+        free = ~(np.isfinite(lower) & (x2 <= lower))
+        checks, _ = check(grad[free], hess[np.ix_(free, free)])
     final = obj.state(x2[:nth], x2[nth:])
     crit = obj.agq_value(final, nAGQ)
     fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, stage2, final, crit, hess, grad,
-                   messages, None)
+                   messages + checks, None)
+    fit.converged = fit.converged and not checks
+    for msg in checks:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+    if fit.singular:
+        warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
+                      stacklevel=3)
     fit.seconds = time.perf_counter() - t0
     return fit
 

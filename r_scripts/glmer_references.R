@@ -86,7 +86,9 @@ cases <- list(
                        points = list(c(0.5, -0.3, 0.6, -1.5, 0.7, 0, -0.004, 0.8, 0.8, 0.8)),
                        reps = 3),
   gamma_log = list(dataset = "sim_gamma", family = "Gamma", link = "log",
-                   formula = "y ~ x + (1 | g)", points = list(c(0.6, 1, 0.5)), reps = 5)
+                   formula = "y ~ x + (1 | g)", points = list(c(0.6, 1, 0.5)), reps = 5),
+  invgauss_log = list(dataset = "sim_gamma", family = "inverse.gaussian", link = "log",
+                      formula = "y ~ x + (1 | g)", points = list(c(0.6, 1, 0.5)), reps = 5)
 )
 
 num <- function(x) unname(as.numeric(x))

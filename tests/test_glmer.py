@@ -386,3 +386,16 @@ def test_sparse_factor_path_equals_blocked(monkeypatch: pytest.MonkeyPatch) -> N
     np.testing.assert_allclose(st_s.beta, st_b.beta, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(sparse.objective.unscaled_vcov(st_s),
                                blocked.objective.unscaled_vcov(st_b), rtol=1e-8, atol=1e-12)
+
+
+def test_convergence_checks_warn_as_lme4_and_mark_the_fit() -> None:
+    """lme4's checkConv on the stage-2 derivatives: a fit stopped early (maxeval) fails the
+    scaled-gradient check, warns with lme4's text and is not converged; the full fit passes."""
+    from mixedref.errors import ConvergenceWarning
+
+    d = load_dataset("cbpp")
+    with pytest.warns(ConvergenceWarning, match="Model failed to converge"):
+        early = glmer(CBPP, d, "binomial", control={"maxeval": 12})
+    assert not early.converged
+    assert any("failed to converge" in m for m in early.messages)
+    assert _fit("cbpp_logit").converged
