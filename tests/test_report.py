@@ -204,3 +204,29 @@ def test_html_renders_without_console_errors(written, tmp_path):
     if shutil.which("file"):
         assert "PNG" in subprocess.run(["file", str(shot)], capture_output=True,
                                        text=True).stdout
+
+
+def test_caterpillar_plot_of_conditional_modes():
+    import base64
+
+    from harness.report import figures
+
+    def rows(shift, sd=1.0):
+        return [{"grp": "Subject", "term": t, "level": str(i), "condval": i - 5 + shift,
+                 "condsd": sd} for t in ("(Intercept)", "Days") for i in range(60)]
+
+    png = figures.caterpillar({"cand": {"ranef": rows(0.1)}, "lme4": {"ranef": rows(0.0)},
+                               "no-sd": {"ranef": rows(0.2, sd=None)}, "none": {"ranef": None}})
+    assert png and base64.b64decode(png)[:4] == b"\x89PNG"
+    assert figures.caterpillar({"lme4": {"ranef": None}}) is None
+    html = _render_section_with_ranef(rows(0.0))
+    assert re.search(r'data-plot="caterpillar"[^>]*src="data:image/png;base64,', html)
+
+
+def _render_section_with_ranef(ranef_rows):
+    from harness.report import html as H
+
+    case = {"case": {"id": "x-y-REML", "formula": "y ~ 1 + (1 | g)", "REML": True,
+                     "dataset": "x"}, "verdict": "disagreed", "crosseval": {},
+            "records": {"lme4": {"ranef": ranef_rows}}, "comparisons": {}, "seconds": {}}
+    return H._details(case)  # noqa: SLF001

@@ -175,3 +175,47 @@ def heatmaps(heat: Mapping[str, Any]) -> str | None:
     fig.suptitle(f"Var(y) for {heat['group']} = {heat['level']} "
                  f"({len(next(iter(arrays.values())))} observations)", fontsize=10)
     return _png(fig)
+
+
+def caterpillar(records: Mapping[str, Mapping[str, Any]], max_terms: int = 3,
+                max_levels: int = 40) -> str | None:
+    """The conditional modes with their 95% intervals (±1.96 conditional SD), per term, as each
+    implementation reports them, the levels ordered by the reference's modes (lme4's first)."""
+    have = {k: r["ranef"] for k, r in records.items() if r.get("ranef")}
+    if not have:
+        return None
+    ref = next((k for k in ("lme4", "lme4-recorded") if k in have), next(iter(have)))
+    impls = [ref] + [k for k in have if k != ref]
+    terms: list[tuple[str, str]] = []
+    for row in have[ref]:
+        key = (str(row["grp"]), str(row["term"]))
+        if key not in terms:
+            terms.append(key)
+    terms = terms[:max_terms]
+    fig, axes = plt.subplots(1, len(terms), figsize=(4.2 * len(terms), 5.0), squeeze=False)
+    for ax, (grp, term) in zip(axes[0], terms, strict=True):
+        ref_rows = [r for r in have[ref] if (r["grp"], r["term"]) == (grp, term)]
+        ref_rows.sort(key=lambda r: r["condval"])
+        if len(ref_rows) > max_levels:  # evenly spaced levels, the extremes kept
+            idx = np.unique(np.linspace(0, len(ref_rows) - 1, max_levels).round().astype(int))
+            ref_rows = [ref_rows[i] for i in idx]
+        levels = [str(r["level"]) for r in ref_rows]
+        pos = {lv: i for i, lv in enumerate(levels)}
+        for j, impl in enumerate(impls):
+            rows = [r for r in have[impl] if (r["grp"], r["term"]) == (grp, term)
+                    and str(r["level"]) in pos]
+            if not rows:
+                continue
+            y = np.array([pos[str(r["level"])] for r in rows]) + 0.25 * (j - (len(impls) - 1) / 2)
+            x = np.array([r["condval"] for r in rows], dtype=float)
+            sd = [r.get("condsd") for r in rows]
+            err = None if any(s is None for s in sd) else 1.96 * np.asarray(sd, dtype=float)
+            ax.errorbar(x, y, xerr=err, fmt="o", ms=3, lw=1, color=_color(impls, impl),
+                        label=impl)
+        ax.axvline(0.0, color="grey", lw=0.8)
+        ax.set_yticks(range(len(levels)))
+        ax.set_yticklabels(levels, fontsize=6)
+        ax.set_title(f"{term} | {grp}", fontsize=9)
+        ax.set_xlabel("conditional mode ± 1.96 SD")
+    axes[0][0].legend(fontsize=7)
+    return _png(fig)

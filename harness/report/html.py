@@ -170,6 +170,8 @@ def _details(c: Mapping[str, Any]) -> str:
             parts.append(_param_table(impl, comp))
     parts.append(_img(figures.scaled_differences(c.get("comparisons") or {}),
                       "scaled differences per parameter", "scaled"))
+    parts.append(_img(figures.caterpillar(c.get("records") or {}),
+                      "conditional modes with 95% intervals", "caterpillar"))
     if cross.get("best"):
         parts.append(_img(figures.segment_profiles(diag.get("segments") or {}, cross),
                           "objective between estimates", "segment"))
