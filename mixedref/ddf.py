@@ -161,7 +161,8 @@ def _extrapolate(estimates: list[np.ndarray]) -> np.ndarray:
 
 def satterthwaite_parts(model: DdfModel) -> SatterthwaiteParts:
     """Hessian of the criterion over (θ, σ) and the Jacobian of vcov(β) over them (θ numerical,
-    σ exact), and lmerTest's vcov_varpar: 2 H⁻¹ over the eigenvalues above 1e-8."""
+    σ exact), and the varpar covariance 2 H⁻¹ (eigenvalues above 1e-8 of the Hessian in units
+    of σ: see :func:`_pseudo_inverse_times2`)."""
     obj, theta, s = model.objective, model.theta, model.sigma
     p, k = len(model.names), theta.size
     J, H = richardson_derivatives(lambda th: _theta_pieces(obj, th), theta)
@@ -175,15 +176,23 @@ def satterthwaite_parts(model: DdfModel) -> SatterthwaiteParts:
     jac = np.empty((k + 1, p, p))
     jac[:k] = s**2 * np.moveaxis(J[2:].reshape(p, p, k), -1, 0)
     jac[k] = 2.0 * s * C
-    return SatterthwaiteParts(_pseudo_inverse_times2(hess), jac, hess)
+    return SatterthwaiteParts(_pseudo_inverse_times2(hess, s), jac, hess)
 
 
-def _pseudo_inverse_times2(h: np.ndarray) -> np.ndarray:
-    """2 H⁻¹ restricted to H's eigenvalues above the tolerance (as lmerTest, which warns about
-    the others: the fit may not be at a minimum)."""
-    vals, vecs = np.linalg.eigh((h + h.T) / 2)
+def _pseudo_inverse_times2(h: np.ndarray, sigma: float) -> np.ndarray:
+    """2 H⁻¹ restricted to the eigenvalues above the tolerance, the Hessian taken over (θ, σ/σ̂)
+    so that the cut is scale-free. lmerTest cuts H's eigenvalues over (θ, σ) at 1e-8 as they
+    are: its ∂²/∂σ² is about 2n/σ², below 1e-8 once σ is above ~3e5 (sim_scale_large: σ 6.4e5),
+    and dropping that direction makes σ look exactly known (x's df 1.17e6 there, 271.6 with the
+    response rescaled). θ is already in units of σ, so only σ's row and column are scaled."""
+    k = h.shape[0]
+    scale = np.ones(k)
+    scale[-1] = sigma
+    hs = h * np.outer(scale, scale)
+    vals, vecs = np.linalg.eigh((hs + hs.T) / 2)
     pos = vals > _HESSIAN_TOL
-    return 2.0 * (vecs[:, pos] / vals[pos]) @ vecs[:, pos].T
+    inv = 2.0 * (vecs[:, pos] / vals[pos]) @ vecs[:, pos].T
+    return inv * np.outer(scale, scale)
 
 
 def _satterthwaite_df(parts: SatterthwaiteParts, V: np.ndarray, lvec: np.ndarray) -> float:
