@@ -77,6 +77,18 @@ class PredictionRow:
 
 
 @dataclass
+class ConfintRow:
+    """One confidence interval, as a row of ``confint(m, method, oldNames = FALSE)``: the method
+    ("Wald", "profile"), the parameter by lme4's name (``sd_(Intercept)|Subject``, ``sigma``, a
+    fixed effect) and the 2.5 % and 97.5 % limits."""
+
+    method: str
+    parm: str
+    lower: float | None
+    upper: float | None
+
+
+@dataclass
 class FitRecord:
     """One implementation's answer to one case: the fields every adapter returns (as a plain
     mapping, ``asdict``), every comparison reads, and the R side writes (r_scripts/
@@ -122,6 +134,9 @@ class FitRecord:
         "LMMs: predict(m, newdata) on the data's first 10 rows at re.form NA and NULL, and "
         "on the first row at new grouping levels, rows {re_form, row, new_levels, value}; null "
         "when not reported")
+    confint: list[ConfintRow] | None = _f(
+        "LMMs: 95% intervals, rows {method, parm, lower, upper} as confint(m, oldNames = FALSE):"
+        " Wald (fixed effects) always, profile for cases tagged intervals; null when none")
     coef_tests: list[CoefTestRow] | None = _f(
         "LMMs: lmerTest's coefficient tests, rows {ddf, term, se, df, p} for ddf "
         "Satterthwaite and Kenward-Roger (pbkrtest's adjusted SE); null when not computed")
@@ -141,6 +156,7 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("ranef", list, "a list of rows {grp, term, level, condval, condsd}"),
            ("coef_tests", list, "a list of rows {ddf, term, se, df, p}"),
            ("predictions", list, "a list of rows {re_form, row, new_levels, value}"),
+           ("confint", list, "a list of rows {method, parm, lower, upper}"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
            ("messages", list | tuple, "a list of strings"),
            ("versions", Mapping, "a mapping of component to version"))
@@ -342,6 +358,8 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
         rec["predictions"] = _prediction_rows(rec["predictions"], problems)
     if rec["coef_tests"] is not None:
         rec["coef_tests"] = _coef_test_rows(rec["coef_tests"], problems)
+    if rec["confint"] is not None:
+        rec["confint"] = _confint_rows(rec["confint"], problems)
     if rec["theta"] is not None:
         rec["theta"] = [_number(v, f"theta[{i}]", problems) for i, v in enumerate(rec["theta"])]
     rec["messages"] = [str(m) for m in (rec["messages"] or [])]
@@ -375,6 +393,19 @@ def _prediction_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, 
         rows.append({"re_form": str(row.get("re_form")), "row": int(row.get("row") or 0),
                      "new_levels": bool(row.get("new_levels")),
                      "value": _number(row.get("value"), f"predictions[{i}].value", problems)})
+    return rows
+
+
+def _confint_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
+    """The interval rows with plain strings and floats; a non-mapping row is named."""
+    rows = []
+    for i, row in enumerate(raw):
+        if not isinstance(row, Mapping):
+            problems.append(f"confint[{i}] is a {type(row).__name__}, not a mapping")
+            continue
+        rows.append({"method": str(row.get("method")), "parm": str(row.get("parm")),
+                     **{k: _number(row.get(k), f"confint[{i}].{k}", problems)
+                        for k in ("lower", "upper")}})
     return rows
 
 

@@ -67,6 +67,8 @@ class Tolerance:
     ranef_sd_rel: float = 2e-3
     ranef_abs_sigma: float = 1e-6
 
+    # confidence intervals (confint): each limit within this fraction of the reference width
+    ci_width_rel: float = 5e-3
     # predictions (predict(m, newdata, re.form)): absolute, in units of the reference σ
     predict_sigma_units: float = 1e-3
 

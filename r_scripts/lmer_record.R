@@ -84,7 +84,7 @@ fit_captured <- function(fit_fun, timeout, what) {
 # `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
 # `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
 lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                        timeout = NULL) {
+                        timeout = NULL, intervals = FALSE) {
   rec <- empty_record(impl, case_id, REML)
   rec$versions <- lmer_versions()
   out <- fit_captured(function() {
@@ -104,7 +104,30 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
   rec["coef_tests"] <- list(coef_tests(fit, REML))
   rec["predictions"] <- list(prediction_rows(fit, data))
+  rec["confint"] <- list(confint_rows(fit, profile = isTRUE(intervals)))
   rec
+}
+
+# confint(m, oldNames = FALSE) as rows {method, parm, lower, upper}: the Wald intervals of the
+# fixed effects always (lme4 gives NA for the variance parameters), the profile intervals of
+# every parameter when `profile` (the catalog's `intervals` tag: profiling refits the model
+# many times). Intervals lme4 cannot compute are left out.
+confint_rows <- function(m, profile = FALSE) {
+  rows <- list()
+  add <- function(method, ci) {
+    if (is.null(ci)) return()
+    for (parm in rownames(ci)) {
+      lo <- ci[parm, 1]
+      hi <- ci[parm, 2]
+      if (is.finite(lo) && is.finite(hi))
+        rows[[length(rows) + 1]] <<- list(method = method, parm = parm, lower = lo, upper = hi)
+    }
+  }
+  quiet <- function(expr) tryCatch(suppressWarnings(suppressMessages(expr)),
+                                   error = function(e) NULL)
+  add("Wald", quiet(stats::confint(m, method = "Wald", oldNames = FALSE)))
+  if (profile) add("profile", quiet(stats::confint(m, method = "profile", oldNames = FALSE)))
+  if (length(rows)) rows else NULL
 }
 
 # predict(m, newdata) on the data's first `k` rows at the population level (re.form = NA) and
@@ -218,8 +241,9 @@ ranef_rows <- function(m) {
 
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
 lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                             timeout = NULL) {
-  record_as_json(lmer_record(data, formula, REML, case_id, impl, optimizer, timeout))
+                             timeout = NULL, intervals = FALSE) {
+  record_as_json(lmer_record(data, formula, REML, case_id, impl, optimizer, timeout,
+                             intervals))
 }
 
 # A record as JSON text, after checking it against record.schema.json: a record that does not

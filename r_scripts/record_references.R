@@ -38,7 +38,8 @@ main <- function(args) {
   for (case in cases) {
     key <- paste(c(case$dataset, case$data_dirs), collapse = "\r")
     if (is.null(cache[[key]])) cache[[key]] <- read_dataset(case$dataset, case$data_dirs)
-    rec <- if (is.null(case$family)) lmer_record(cache[[key]], case$formula, isTRUE(case$REML), case$id)
+    rec <- if (is.null(case$family)) lmer_record(cache[[key]], case$formula, isTRUE(case$REML),
+                                                 case$id, intervals = "intervals" %in% case$tags)
            else glmer_record(cache[[key]], case$formula, case$family, case$link, case$nAGQ,
                              case$weights, case$id)
     status <- if (is.null(rec$error)) sprintf("objective %.6f", rec$objective) else rec$error

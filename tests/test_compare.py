@@ -340,3 +340,21 @@ def test_predictions_are_compared_per_kind_with_the_worst_row_named() -> None:
     assert [r.name for r in bad] == ["predict[population]"] and "row 1" in bad[0].note
     # a kind the candidate does not report (new levels) is not reported, not a failure
     assert next(r for r in comp.rows if r.name == "predict[new levels]").ok is None
+
+
+def test_interval_limits_are_compared_within_a_fraction_of_the_width() -> None:
+    ci = [{"method": "profile", "parm": "sigma", "lower": 22.9, "upper": 28.9},
+          {"method": "Wald", "parm": "Days", "lower": 7.44, "upper": 13.50}]
+    ref = _cand(impl="lme4", confint=ci)
+    near = copy.deepcopy(ci)
+    near[0]["upper"] += 0.5 * TOL.ci_width_rel * 6.0
+    assert compare_records(ref, _cand(confint=near)).verdict == AGREED
+    far = copy.deepcopy(ci)
+    far[1]["lower"] -= 2 * TOL.ci_width_rel * 6.06
+    assert [r.name for r in compare_records(ref, _cand(confint=far)).failures] == [
+        "ci_wald[Days,lower]"]
+    # a profile interval the candidate does not give is not reported, not a failure
+    only_wald = [ci[1]]
+    comp = compare_records(ref, _cand(confint=only_wald))
+    assert comp.verdict == AGREED
+    assert next(r for r in comp.rows if r.name == "ci_profile[sigma,lower]").ok is None

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness import isolation, rbridge
 from harness.adapters.base import Adapter
+from harness.comparators.confint import wants_intervals
 from harness.record import normalize_record
 
 RECORDED_PATH = Path(__file__).resolve().parent.parent / "references" / "lme4.json"
@@ -46,7 +47,7 @@ class Lme4Live(Adapter):
         if getattr(case, "family", None) is not None:
             return rbridge.glmer_record(data, case, impl=self.name, timeout=timeout)
         return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
-                                   timeout=timeout)
+                                   timeout=timeout, intervals=wants_intervals(case))
 
 
 R_START_TIMEOUT = 60.0  # seconds for R to start with lme4 in the R lane (about 2 s here)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.base import Adapter
+from harness.comparators.confint import wants_intervals
 from harness.record import ranef_rows, varcorr_rows
 
 
@@ -33,7 +34,8 @@ class Mixedref(Adapter):
         fit = self.fit_only(case, data)
         if case_is_glmm(case):
             return glmer_record(fit)
-        return {**lmer_record(fit), "predictions": prediction_rows(fit, data, case.formula)}
+        return {**lmer_record(fit), "predictions": prediction_rows(fit, data, case.formula),
+                "confint": confint_rows(fit, profile=wants_intervals(case))}
 
     @staticmethod
     def fit_only(case: Any, data: Any) -> Any:
@@ -87,6 +89,25 @@ def lmer_record(fit: Any) -> dict[str, Any]:
     log = getattr(fit, "optinfo", None)
     return {**_common_record(fit), "optinfo": None if log is None else log.to_dict(),
             "coef_tests": coef_tests(fit)}
+
+
+def confint_rows(fit: Any, profile: bool) -> list[dict[str, Any]] | None:
+    """confint() as rows {method, parm, lower, upper}: Wald (the fixed effects; the variance
+    parameters have none) always, the profile intervals when asked (r_scripts/lmer_record.R's
+    rule); intervals mixedref cannot compute are left out."""
+    from mixedref.errors import MixedrefError
+
+    rows: list[dict[str, Any]] = []
+    for method in ("Wald", "profile") if profile else ("Wald",):
+        try:
+            table = fit.confint(method=method)
+        except (MixedrefError, ValueError, np.linalg.LinAlgError):
+            continue
+        for parm, (lo, hi) in zip(table.index, table.to_numpy(), strict=True):
+            lo, hi = _number(lo), _number(hi)
+            if lo is not None and hi is not None:
+                rows.append({"method": method, "parm": str(parm), "lower": lo, "upper": hi})
+    return rows or None
 
 
 #: as r_scripts/lmer_record.R: the data rows predicted, and the unseen level of the new-level row

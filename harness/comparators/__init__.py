@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from harness.comparators.base import Comparator, Row, row
 from harness.comparators.coef_tests import CoefficientTests
+from harness.comparators.confint import Intervals
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
 from harness.comparators.predictions import Predictions
 from harness.comparators.ranef import ConditionalModes, ConditionalSDs
@@ -20,7 +21,7 @@ from harness.comparators.varcorr import VarianceComponents
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
                                    Theta(), ConditionalModes(), ConditionalSDs(),
-                                   Predictions(), CoefficientTests())
+                                   Predictions(), Intervals(), CoefficientTests())
 
 
 def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:
