@@ -352,14 +352,9 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
         row["grp"] = str(row.get("grp"))
         rows.append(row)
     rec["varcorr"] = rows
-    if rec["ranef"] is not None:
-        rec["ranef"] = _ranef_rows(rec["ranef"], problems)
-    if rec["predictions"] is not None:
-        rec["predictions"] = _prediction_rows(rec["predictions"], problems)
-    if rec["coef_tests"] is not None:
-        rec["coef_tests"] = _coef_test_rows(rec["coef_tests"], problems)
-    if rec["confint"] is not None:
-        rec["confint"] = _confint_rows(rec["confint"], problems)
+    for key, cls in ROW_FIELDS.items():
+        if rec[key] is not None:
+            rec[key] = _typed_rows(key, rec[key], cls, problems)
     if rec["theta"] is not None:
         rec["theta"] = [_number(v, f"theta[{i}]", problems) for i, v in enumerate(rec["theta"])]
     rec["messages"] = [str(m) for m in (rec["messages"] or [])]
@@ -369,56 +364,34 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
     return rec
 
 
-def _ranef_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
-    """The ranef rows with plain strings and floats; a row that is not a mapping is named."""
+#: the record's list-of-rows fields beyond varcorr, each with the dataclass of its rows
+ROW_FIELDS: dict[str, type] = {"ranef": RanefRow, "predictions": PredictionRow,
+                               "confint": ConfintRow, "coef_tests": CoefTestRow}
+
+
+def _typed_rows(key: str, raw: Sequence[Any], cls: type, problems: list[str]
+                ) -> list[dict[str, Any]]:
+    """The rows of a list field as plain values by the row dataclass's types: text, integers
+    (missing: 0), booleans, and numbers (non-finite ones named in ``problems``, as the scalars);
+    a row that is not a mapping is named."""
+    hints = get_type_hints(cls)
     rows = []
     for i, row in enumerate(raw):
         if not isinstance(row, Mapping):
-            problems.append(f"ranef[{i}] is a {type(row).__name__}, not a mapping")
+            problems.append(f"{key}[{i}] is a {type(row).__name__}, not a mapping")
             continue
-        rows.append({"grp": str(row.get("grp")), "term": str(row.get("term")),
-                     "level": str(row.get("level")),
-                     "condval": _number(row.get("condval"), f"ranef[{i}].condval", problems),
-                     "condsd": _number(row.get("condsd"), f"ranef[{i}].condsd", problems)})
-    return rows
-
-
-def _prediction_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
-    """The prediction rows with plain types; a non-mapping row is named."""
-    rows = []
-    for i, row in enumerate(raw):
-        if not isinstance(row, Mapping):
-            problems.append(f"predictions[{i}] is a {type(row).__name__}, not a mapping")
-            continue
-        rows.append({"re_form": str(row.get("re_form")), "row": int(row.get("row") or 0),
-                     "new_levels": bool(row.get("new_levels")),
-                     "value": _number(row.get("value"), f"predictions[{i}].value", problems)})
-    return rows
-
-
-def _confint_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
-    """The interval rows with plain strings and floats; a non-mapping row is named."""
-    rows = []
-    for i, row in enumerate(raw):
-        if not isinstance(row, Mapping):
-            problems.append(f"confint[{i}] is a {type(row).__name__}, not a mapping")
-            continue
-        rows.append({"method": str(row.get("method")), "parm": str(row.get("parm")),
-                     **{k: _number(row.get(k), f"confint[{i}].{k}", problems)
-                        for k in ("lower", "upper")}})
-    return rows
-
-
-def _coef_test_rows(raw: Sequence[Any], problems: list[str]) -> list[dict[str, Any]]:
-    """The coefficient-test rows with plain strings and floats; a non-mapping row is named."""
-    rows = []
-    for i, row in enumerate(raw):
-        if not isinstance(row, Mapping):
-            problems.append(f"coef_tests[{i}] is a {type(row).__name__}, not a mapping")
-            continue
-        rows.append({"ddf": str(row.get("ddf")), "term": str(row.get("term")),
-                     **{k: _number(row.get(k), f"coef_tests[{i}].{k}", problems)
-                        for k in ("se", "df", "p")}})
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            v, tp = row.get(f.name), hints[f.name]
+            if tp is str:
+                out[f.name] = str(v)
+            elif tp is int:
+                out[f.name] = int(v or 0)
+            elif tp is bool:
+                out[f.name] = bool(v)
+            else:  # float or float | None
+                out[f.name] = _number(v, f"{key}[{i}].{f.name}", problems)
+        rows.append(out)
     return rows
 
 
