@@ -274,7 +274,7 @@ def test_glmm_peer_gives_one_answer_for_cbind_and_proportion(name: str) -> None:
 
 # ----------------------------------------------------------------------------- offsets, I(x^k)
 
-from harness.adapters.peers.mixedlm_impl import offset_vector, r_powers, split_offsets  # noqa: E402
+from harness.adapters.peers._formula import offset_vector, r_powers, split_offsets  # noqa: E402
 
 
 @pytest.mark.parametrize(("formula", "stripped", "exprs"), [

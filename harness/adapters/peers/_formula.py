@@ -16,6 +16,9 @@ make.unique (mixedref.fit.make_unique) for VarCorr's group names.
   for ordered factors) and R's column names; :func:`r_name` maps patsy's names to R's.
 - :func:`varcorr_rows` and :func:`theta_of` write per-term covariance matrices as lme4's
   ``as.data.frame(VarCorr(m))`` rows and θ.
+- :func:`split_offsets` and :func:`offset_vector` take ``offset(...)`` terms out of a formula
+  for packages with an ``offset=`` argument; :func:`python_powers` and :func:`r_powers` write
+  R's ``I(x^k)`` as ``I(x**k)`` for Python formula engines and map the names back.
 """
 
 from __future__ import annotations
@@ -340,3 +343,70 @@ def unpack_vech(packed: Any, q: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- GLMMs
+
+
+def python_powers(formula: str) -> str:
+    """R's I(x^k) as mixedlm writes it, I(x**k)."""
+    return re.sub(r"I\((\s*\w+\s*)\^", r"I(\1**", formula)
+
+
+def r_powers(names: list[str]) -> list[str]:
+    """R's column names of coefficient names written with Python's power operator:
+    ``I(age**2)`` (or formulaic's ``I(age ** 2)``) is R's ``I(age^2)``. R reads ``**`` as
+    ``^`` and deparses the call without spaces around ``^``."""
+    return [re.sub(r"I\(([^()]*)\)",
+                   lambda m: "I(" + re.sub(r"\s*\*\*\s*", "^", m.group(1)) + ")", n)
+            for n in names]
+
+
+def split_offsets(formula: str) -> tuple[str, list[str]]:
+    """``formula`` without its ``offset(expr)`` terms (R's terms() "offset" attribute), and
+    the expressions, as written: ``y ~ x + offset(log(t)) + (1 | g)`` is ``y ~ x + (1 | g)``
+    and ``["log(t)"]``. Parentheses inside the offset are balanced."""
+    lhs, tilde, rhs = formula.partition("~")
+    exprs: list[str] = []
+    out, i = "", 0
+    for m in re.finditer(r"(?<![\w.])offset\s*\(", rhs):
+        if m.start() < i:
+            continue
+        depth, j = 1, m.end()
+        while j < len(rhs) and depth:
+            depth += {"(": 1, ")": -1}.get(rhs[j], 0)
+            j += 1
+        if depth:
+            raise ValueError(f"unbalanced parentheses in {rhs[m.start():]!r}")
+        exprs.append(rhs[m.end():j - 1].strip())
+        out += rhs[i:m.start()]
+        i = j
+    out += rhs[i:]
+    if not exprs:
+        return formula, []
+    # drop the '+' the offset left behind; keep "1" if nothing else is left of the fixed part
+    out = re.sub(r"\+\s*(?=\+)", "", out)
+    out = re.sub(r"^\s*\+\s*|\s*\+\s*$", "", out.strip())
+    out = re.sub(r"\+\s*\+", "+", out)
+    return f"{lhs.strip()} {tilde} {out.strip() or '1'}", exprs
+
+
+_NUMPY_FUNCS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log10": np.log10,
+                "log2": np.log2, "log1p": np.log1p, "abs": np.abs}
+
+
+def offset_vector(exprs: list[str], data: Any) -> np.ndarray | None:
+    """The sum of the offset expressions evaluated on ``data`` as R evaluates them (``log`` the
+    natural logarithm, ``^`` a power), or None when there are none."""
+    if not exprs:
+        return None
+    import patsy
+
+    env = patsy.EvalEnvironment([_NUMPY_FUNCS])
+    total = np.zeros(len(data))
+    for expr in exprs:
+        py = expr.replace("^", "**")
+        with np.errstate(all="ignore"):  # a non-finite value is reported below
+            M = patsy.dmatrix(f"0 + I({py})", data, eval_env=env,
+                              NA_action=patsy.NAAction(NA_types=[]), return_type="dataframe")
+        total = total + np.asarray(M, dtype=float).ravel()
+    if not np.all(np.isfinite(total)):
+        raise ValueError(f"offset {' + '.join(exprs)} is not finite on every row")
+    return total

@@ -110,11 +110,10 @@ def ranef_of(blocks: Iterable[tuple[str, Sequence[Any], Sequence[str], Any, Any]
 def column_names(names: Sequence[str], terms: Sequence[F.Term]) -> list[str]:
     """R's names of a package's random-effects column names: ``Intercept`` is
     ``(Intercept)``, ``I(x**2)`` is ``I(x^2)``; a name already one of lme4's is kept."""
-    from harness.adapters.peers.mixedlm_impl import r_powers
 
     known = {c for t in terms for c in t.columns}
     out = []
-    for n in r_powers([str(n) for n in names]):
+    for n in F.r_powers([str(n) for n in names]):
         out.append(n if n in known else F.r_name(n))
     return out
 

@@ -43,7 +43,6 @@ from harness.adapters.peers._base import (
     nagq_of,
     response_frame,
 )
-from harness.adapters.peers.mixedlm_impl import _powers, offset_vector, r_powers, split_offsets
 
 
 class InterlacePeer(Peer):
@@ -63,9 +62,9 @@ class InterlacePeer(Peer):
         import interlace
 
         parsed, terms = self.prepare(case, data)
-        fixed_rhs, offsets = split_offsets("y ~ " + parsed.fixed)
-        fixed_rhs = _powers(fixed_rhs.partition("~")[2].strip())
-        offset = offset_vector(offsets, data)
+        fixed_rhs, offsets = F.split_offsets("y ~ " + parsed.fixed)
+        fixed_rhs = F.python_powers(fixed_rhs.partition("~")[2].strip())
+        offset = F.offset_vector(offsets, data)
         data = data.copy()
         random, alias = [], {}
         for b in parsed.bars:
@@ -111,7 +110,7 @@ class InterlacePeer(Peer):
                         "var1": None if _missing(r["var1"]) else str(r["var1"]),
                         "var2": None if _missing(r["var2"]) else str(r["var2"])} for r in rows]
             theta = None
-        names = r_powers(F.map_names([str(k) for k in m.fe_params.index], data, "patsy"))
+        names = F.r_powers(F.map_names([str(k) for k in m.fe_params.index], data, "patsy"))
         loglik = float(m.llf)
         return {
             "fixef": dict(zip(names, map(float, m.fe_params), strict=True)),
@@ -194,7 +193,7 @@ class InterlacePeer(Peer):
         if k != theta.size:
             raise RuntimeError(f"interlace returned {theta.size} theta for {k} expected")
         covs = [F.pick_block(blocks, t, "interlace") for t in terms]
-        names = r_powers(F.map_names([str(n) for n in m.fe_params.index], data, "patsy"))
+        names = F.r_powers(F.map_names([str(n) for n in m.fe_params.index], data, "patsy"))
         mu = np.asarray(m.fittedvalues, dtype=float)
         dev = float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
         messages = [msg for msg in F.caught_messages(caught) if "scikit-sparse" not in msg]

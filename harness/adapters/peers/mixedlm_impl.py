@@ -18,7 +18,7 @@ Hessian-based kind, is not reported). Its
 Its parser refuses ``offset(...)`` in a formula (mixedlm.formula.parser: "Expected '+' or '-'
 between terms"), and glmer/lmer take ``offset=`` (a vector on the link scale,
 models/glmer_fit.py): the adapter strips every ``offset(expr)`` term from the formula and
-passes the sum of the evaluated expressions (:func:`split_offsets`, :func:`offset_vector`).
+passes the sum of the evaluated expressions (``_formula.split_offsets``, ``_formula.offset_vector``).
 mixedlm names R's ``I(x^k)``, which the adapter writes ``I(x**k)`` for it, ``I(x**k)``: mapped
 back to R's name (R's parser reads ``**`` as ``^`` and names the column ``I(x^k)``)."""
 
@@ -66,16 +66,16 @@ class MixedlmPeer(Peer):
         if case.is_glmm:
             return self._fit_glmm(case, data, terms, contrasts)
         REML = bool(case.REML)
-        formula, offsets = split_offsets(case.formula)
+        formula, offsets = F.split_offsets(case.formula)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = mixedlm.lmer(_powers(formula), data, REML=REML, contrasts=contrasts or None,
-                             offset=offset_vector(offsets, data))
+            m = mixedlm.lmer(F.python_powers(formula), data, REML=REML, contrasts=contrasts or None,
+                             offset=F.offset_vector(offsets, data))
             vc = m.VarCorr()
             se = np.sqrt(np.diag(np.asarray(m.vcov(), dtype=float)))
             singular = bool(m.isSingular())
         fixef = m.fixef()
-        names = r_powers(F.map_names(list(fixef), data, "index"))
+        names = F.r_powers(F.map_names(list(fixef), data, "index"))
         sigma2 = float(vc.residual)
         blocks = {g: (list(v.term_names), np.asarray(v.cov, dtype=float))
                   for g, v in vc.groups.items()}
@@ -114,20 +114,20 @@ class MixedlmPeer(Peer):
         family = {"binomial": families.Binomial, "poisson": families.Poisson}[case.family](
             link=case.link_name)
         frame, resp = response_frame(case, data)
-        formula, offsets = split_offsets(case.formula)
-        formula = response_formula(_powers(formula))
+        formula, offsets = F.split_offsets(case.formula)
+        formula = response_formula(F.python_powers(formula))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             m = mixedlm.glmer(formula, frame, family=family, nAGQ=nagq_of(case),
                               weights=resp.weights, contrasts=contrasts or None,
-                              offset=offset_vector(offsets, data))
+                              offset=F.offset_vector(offsets, data))
             vc = m.VarCorr()
             se = np.sqrt(np.diag(np.asarray(m.vcov(), dtype=float)))
             singular = bool(m.isSingular())
             loglik = float(m.logLik().value)
             mu = np.asarray(m.fitted(type="response", na_expand=False), dtype=float)
         fixef = m.fixef()
-        names = r_powers(F.map_names(list(fixef), data, "index"))
+        names = F.r_powers(F.map_names(list(fixef), data, "index"))
         blocks = {g: (list(v.term_names), np.asarray(v.cov, dtype=float))
                   for g, v in vc.groups.items()}
         covs = [F.pick_block(blocks, t, "mixedlm") for t in terms]
@@ -192,70 +192,3 @@ def _int(x: Any) -> int | None:
         return int(x() if callable(x) else x)
     except (TypeError, ValueError):
         return None
-
-
-def _powers(formula: str) -> str:
-    """R's I(x^k) as mixedlm writes it, I(x**k)."""
-    return re.sub(r"I\((\s*\w+\s*)\^", r"I(\1**", formula)
-
-
-def r_powers(names: list[str]) -> list[str]:
-    """R's column names of coefficient names written with Python's power operator:
-    ``I(age**2)`` (or formulaic's ``I(age ** 2)``) is R's ``I(age^2)``. R reads ``**`` as
-    ``^`` and deparses the call without spaces around ``^``."""
-    return [re.sub(r"I\(([^()]*)\)",
-                   lambda m: "I(" + re.sub(r"\s*\*\*\s*", "^", m.group(1)) + ")", n)
-            for n in names]
-
-
-def split_offsets(formula: str) -> tuple[str, list[str]]:
-    """``formula`` without its ``offset(expr)`` terms (R's terms() "offset" attribute), and
-    the expressions, as written: ``y ~ x + offset(log(t)) + (1 | g)`` is ``y ~ x + (1 | g)``
-    and ``["log(t)"]``. Parentheses inside the offset are balanced."""
-    lhs, tilde, rhs = formula.partition("~")
-    exprs: list[str] = []
-    out, i = "", 0
-    for m in re.finditer(r"(?<![\w.])offset\s*\(", rhs):
-        if m.start() < i:
-            continue
-        depth, j = 1, m.end()
-        while j < len(rhs) and depth:
-            depth += {"(": 1, ")": -1}.get(rhs[j], 0)
-            j += 1
-        if depth:
-            raise ValueError(f"unbalanced parentheses in {rhs[m.start():]!r}")
-        exprs.append(rhs[m.end():j - 1].strip())
-        out += rhs[i:m.start()]
-        i = j
-    out += rhs[i:]
-    if not exprs:
-        return formula, []
-    # drop the '+' the offset left behind; keep "1" if nothing else is left of the fixed part
-    out = re.sub(r"\+\s*(?=\+)", "", out)
-    out = re.sub(r"^\s*\+\s*|\s*\+\s*$", "", out.strip())
-    out = re.sub(r"\+\s*\+", "+", out)
-    return f"{lhs.strip()} {tilde} {out.strip() or '1'}", exprs
-
-
-_NUMPY_FUNCS = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log10": np.log10,
-                "log2": np.log2, "log1p": np.log1p, "abs": np.abs}
-
-
-def offset_vector(exprs: list[str], data: Any) -> np.ndarray | None:
-    """The sum of the offset expressions evaluated on ``data`` as R evaluates them (``log`` the
-    natural logarithm, ``^`` a power), or None when there are none."""
-    if not exprs:
-        return None
-    import patsy
-
-    env = patsy.EvalEnvironment([_NUMPY_FUNCS])
-    total = np.zeros(len(data))
-    for expr in exprs:
-        py = expr.replace("^", "**")
-        with np.errstate(all="ignore"):  # a non-finite value is reported below
-            M = patsy.dmatrix(f"0 + I({py})", data, eval_env=env,
-                              NA_action=patsy.NAAction(NA_types=[]), return_type="dataframe")
-        total = total + np.asarray(M, dtype=float).ravel()
-    if not np.all(np.isfinite(total)):
-        raise ValueError(f"offset {' + '.join(exprs)} is not finite on every row")
-    return total
