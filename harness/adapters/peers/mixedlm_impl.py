@@ -18,7 +18,8 @@ Hessian-based kind, is not reported). Its
 Its parser refuses ``offset(...)`` in a formula (mixedlm.formula.parser: "Expected '+' or '-'
 between terms"), and glmer/lmer take ``offset=`` (a vector on the link scale,
 models/glmer_fit.py): the adapter strips every ``offset(expr)`` term from the formula and
-passes the sum of the evaluated expressions (``_formula.split_offsets``, ``_formula.offset_vector``).
+passes the sum of the evaluated expressions (``_formula.split_offsets``,
+``_formula.offset_vector``).
 mixedlm names R's ``I(x^k)``, which the adapter writes ``I(x**k)`` for it, ``I(x**k)``: mapped
 back to R's name (R's parser reads ``**`` as ``^`` and names the column ``I(x^k)``)."""
 
