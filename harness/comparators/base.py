@@ -12,7 +12,7 @@ Register one in harness.comparators (built in) or return it from the pytest hook
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -60,6 +60,16 @@ def row(name: str, ref: float | None, cand: float | None, allowed: float | None)
     diff = cand - ref
     ok = bool(allowed is not None and math.isfinite(diff) and abs(diff) <= allowed)
     return Row(name, ref, cand, diff, allowed, ok)
+
+
+def nested(rows: Sequence[Mapping[str, Any]] | None, outer: str, inner: str
+           ) -> dict[str, dict[str, Mapping[str, Any]]]:
+    """A record's list field as {row[outer]: {row[inner]: row}} (e.g. confint by method, then
+    by parameter), the keys as text."""
+    out: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in rows or ():
+        out.setdefault(str(r[outer]), {})[str(r[inner])] = r
+    return out
 
 
 def rows_of(*maybe: Row | None) -> list[Row]:

@@ -3,12 +3,12 @@ Kenward-Roger's adjusted SEs, and the p-values, as ``summary(m, ddf = ...)$coeff
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from scipy import stats
 
-from harness.comparators.base import Record, Row, row, rows_of
+from harness.comparators.base import Record, Row, nested, row, rows_of
 from harness.tolerance import Tolerance
 
 #: the largest fits whose coefficient tests lme4's records carry (r_scripts/lmer_record.R:
@@ -30,13 +30,6 @@ def wanted_ddf(nobs: int, REML: bool) -> list[str]:
 METHODS = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
 
 
-def _by_method(rows: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[str, Mapping[str, Any]]]:
-    out: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for r in rows or ():
-        out.setdefault(str(r["ddf"]), {})[str(r["term"])] = r
-    return out
-
-
 def two_sided_p(estimate: float, se: float, df: float) -> float | None:
     """Pr(>|t|) of estimate / se on df degrees of freedom (None where undefined)."""
     if not se or se <= 0 or not df or df <= 0:
@@ -54,7 +47,8 @@ class CoefficientTests:
 
     def rows(self, reference: Record, candidate: Record, tol: Tolerance,
              notes: list[str]) -> list[Row]:
-        ref, cand = _by_method(reference.get("coef_tests")), _by_method(candidate.get("coef_tests"))
+        ref = nested(reference.get("coef_tests"), "ddf", "term")
+        cand = nested(candidate.get("coef_tests"), "ddf", "term")
         if not ref:
             return []
         fixef = dict(candidate.get("fixef") or {})

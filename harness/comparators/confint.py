@@ -4,10 +4,9 @@ the cases tagged ``intervals`` (profiling refits the model dozens of times on ea
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.comparators.base import Record, Row, row, rows_of
+from harness.comparators.base import Record, Row, nested, row, rows_of
 from harness.tolerance import Tolerance
 
 #: the catalog tag that asks for profile intervals (r_scripts/lmer_record.R's `intervals`)
@@ -22,14 +21,6 @@ def wants_intervals(case: Any) -> bool:
     return INTERVALS_TAG in tuple(getattr(case, "tags", None) or ())
 
 
-def _by_method(rows: Sequence[Mapping[str, Any]] | None
-               ) -> dict[str, dict[str, Mapping[str, Any]]]:
-    out: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for r in rows or ():
-        out.setdefault(str(r["method"]), {})[str(r["parm"])] = r
-    return out
-
-
 class Intervals:
     name = "confint"
     quantities = tuple(METHODS.values())
@@ -41,7 +32,8 @@ class Intervals:
 
     def rows(self, reference: Record, candidate: Record, tol: Tolerance,
              notes: list[str]) -> list[Row]:
-        ref, cand = _by_method(reference.get("confint")), _by_method(candidate.get("confint"))
+        ref = nested(reference.get("confint"), "method", "parm")
+        cand = nested(candidate.get("confint"), "method", "parm")
         out: list[Row | None] = []
         for method, parms in ref.items():
             prefix = METHODS.get(method, f"ci_{method}")
