@@ -8,6 +8,7 @@ on first access from one PLS solve at theta-hat, and cached.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -43,16 +44,42 @@ def make_unique(names: list[str]) -> list[str]:
     return out
 
 
+_R_RESERVED = frozenset(
+    "if else repeat while function for next break TRUE FALSE NULL Inf NaN NA NA_integer_ "
+    "NA_real_ NA_character_ NA_complex_ in".split())
+
+
+def make_names(names: Sequence[str]) -> list[str]:
+    """R's ``make.names(names, unique = TRUE)``: characters other than letters, digits, "." and
+    "_" become ".", an invalid start gets "X" prepended, reserved words get a trailing ".",
+    then :func:`make_unique`."""
+    out = []
+    for nm in names:
+        nm = re.sub(r"[^0-9A-Za-z._]", ".", nm)
+        if not nm or re.match(r"[0-9_]|\.[0-9]", nm):
+            nm = "X" + nm
+        out.append(nm + "." if nm in _R_RESERVED else nm)
+    return make_unique(out)
+
+
+def varcorr_groups(groups: Sequence[str]) -> list[str]:
+    """The group names lme4's VarCorr writes for the terms' grouping factors: unchanged when
+    all differ, else ``make.names(unique = TRUE)`` on all of them (a ``||`` term on
+    ``Wafer:Site`` gives ``Wafer.Site`` and ``Wafer.Site.1``)."""
+    groups = list(groups)
+    return groups if len(set(groups)) == len(groups) else make_names(groups)
+
+
 def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
                   residual: bool = True) -> pd.DataFrame:
-    """R's as.data.frame(VarCorr(m)) of a fit: per term (lme4's names, make.unique) its
+    """R's as.data.frame(VarCorr(m)) of a fit: per term (lme4's names, :func:`varcorr_groups`) its
     variances, then the covariances of the lower triangle in column-major order with their
     correlations (NaN for zero standard deviations, as lme4), then the residual row."""
     rows: list[dict[str, Any]] = []
     s2 = sigma**2
     pieces = np.split(np.asarray(theta, dtype=float),
                       np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
-    for grp, t, th in zip(make_unique([t.group for t in terms]), terms, pieces, strict=True):
+    for grp, t, th in zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True):
         V = s2 * t.covariance(th)
         sd = np.sqrt(np.diag(V))
         rows += [{"grp": grp, "var1": c, "var2": None, "vcov": V[i, i], "sdcor": sd[i]}

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 import mixedref
+from harness.datasets import load_dataset
 from mixedref.design import build_model
 from mixedref.errors import (
     DataError,
@@ -31,6 +32,7 @@ from mixedref.errors import (
     NaNsProducedWarning,
     ScaleWarning,
 )
+from mixedref.fit import make_names, varcorr_groups
 from mixedref.fixed import bs_basis, contrast_matrix, ns_basis, poly_basis, scale_values
 
 REF_DIR = Path(__file__).parent / "references" / "frontend"
@@ -297,3 +299,21 @@ def test_subset_as_boolean_series_aligned_by_index() -> None:
 def test_formula_function_errors(formula: str, match: str) -> None:
     with pytest.raises(MixedrefError, match=match):
         build_model(formula, data())
+
+
+def test_repeated_group_names_follow_make_names() -> None:
+    """lme4's VarCorr applies make.names(unique = TRUE) to all group names once any repeats
+    (Rscript: make.names(c("batch:cask", "batch:cask", "batch"), unique = TRUE) and lme4 1.1-31's
+    as.data.frame(VarCorr(m)) for (1 + x || batch:cask) + (1 | batch) give batch.cask,
+    batch.cask.1, batch); distinct names are kept as written, and ranef's names never change."""
+    assert make_names(["batch:cask", "batch:cask", "my grp", "1a", "if", "_x", ".5", "a.1",
+                       "a", "a"]) == ["batch.cask", "batch.cask.1", "my.grp", "X1a", "if.",
+                                      "X_x", "X.5", "a.1", "a", "a.2"]
+    assert varcorr_groups(["batch:cask", "batch"]) == ["batch:cask", "batch"]
+    pastes = load_dataset("Pastes").assign(
+        x=np.random.default_rng(1).normal(size=60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = mixedref.lmer("strength ~ 1 + (1 + x || batch:cask) + (1 | batch)", pastes)
+    assert list(fit.varcorr["grp"]) == ["batch.cask", "batch.cask.1", "batch", "Residual"]
+    assert list(fit.ranef) == ["batch:cask", "batch"]

@@ -3,8 +3,8 @@ reads it, and the peers' answers put back into lme4's names and shapes.
 
 The peers are judged against lme4 and mixedref, so their translation does not borrow
 mixedref's model builder; it asks only the θ home (mixedref.reterm.TermShape: θ from a
-covariance, θ's lower bounds), lme4's singularity test (mixedref.optimize.is_singular) and R's
-make.unique (mixedref.fit.make_unique) for VarCorr's group names.
+covariance, θ's lower bounds), lme4's singularity test (mixedref.optimize.is_singular) and
+R's make.unique and make.names as lme4's VarCorr applies them (mixedref.fit.varcorr_groups).
 
 - :func:`parse` splits ``y ~ fixed + (expr | g) + (expr || g)`` into the response, the fixed
   part and the bar terms; :func:`lme4_terms` expands them as lme4 does (``||`` into one term
@@ -35,7 +35,7 @@ from harness.glmm_response import (  # noqa: F401 - the adapters' names for them
     saturated_loglik,
     unit_deviance,
 )
-from mixedref.fit import make_unique
+from mixedref.fit import varcorr_groups
 from mixedref.optimize import is_singular
 from mixedref.reterm import TermShape
 
@@ -147,7 +147,7 @@ def lme4_terms(parsed: Parsed, data: Any) -> list[Term]:
     for t in terms:
         t.nlevels = nlevels(data, t.group)
     terms = sorted(terms, key=lambda t: -t.nlevels)  # stable: ties keep formula order
-    for t, name in zip(terms, make_unique([t.group for t in terms]), strict=True):
+    for t, name in zip(terms, varcorr_groups([t.group for t in terms]), strict=True):
         t.name = name
     return terms
 
