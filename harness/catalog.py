@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 METHODS = ("REML", "ML")
 REQUIRED_KEYS = ("spec", "dataset", "formula", "methods")
 OPTIONAL_KEYS = ("notes", "expect", "xfail", "skip", "tags", "timeout",
-                 "family", "link", "nAGQ", "weights")
+                 "family", "link", "nAGQ", "weights", "anova")
 #: GLMM families and their links as lme4's glmer takes them (first: the canonical default)
 FAMILIES: dict[str, tuple[str, ...]] = {
     "binomial": ("logit", "probit", "cloglog", "cauchit", "log"),
@@ -69,6 +69,8 @@ class Case:
     link: str | None = None  # the family's link; None: its canonical link
     nAGQ: int = 1  # glmer's nAGQ: 1 Laplace, > 1 adaptive Gauss-Hermite quadrature
     weights: str | None = None  # a column of prior weights (binomial: the trials)
+    anova: str | None = None  # the spec of the partner model anova(m0 = it, m1 = this) tests
+    anova_formula: str | None = None  # that partner's formula (same dataset, fitted alike)
 
     @property
     def is_glmm(self) -> bool:
@@ -131,7 +133,30 @@ def load_catalog(path: str | Path | None = None) -> list[Case]:
                 _fail(path, index, entry, f"duplicate id {case.id!r} (also entry {seen[case.id]})")
             seen[case.id] = index
             cases.append(case)
-    return cases
+    return _with_anova_partners(path, entries, cases, seen)
+
+
+def _with_anova_partners(path: Path, entries: list, cases: list[Case], seen: dict[str, int]
+                         ) -> list[Case]:
+    """Each case's ``anova:`` partner resolved to its formula: an LMM entry on the same dataset
+    (another spec), whose model anova(partner, case) compares with the case's."""
+    formulas = {(c.dataset, c.spec): c for c in cases}
+    out = []
+    for case in cases:
+        if case.anova is not None:
+            index = seen[case.id]
+            partner = formulas.get((case.dataset, case.anova))
+            if partner is None or partner.spec == case.spec:
+                specs = sorted({c.spec for c in cases if c.dataset == case.dataset} - {case.spec})
+                _fail(path, index, entries[index],
+                      f"anova: {case.anova!r} must be another spec on dataset {case.dataset!r} "
+                      f"(its specs: {', '.join(specs) or 'none'})")
+            if partner.is_glmm or case.is_glmm:
+                _fail(path, index, entries[index], "anova: pairs are linear mixed models only "
+                      f"({case.anova!r} or this entry has a family)")
+            case = replace(case, anova_formula=partner.formula)
+        out.append(case)
+    return out
 
 
 def load_data(case: Case) -> pd.DataFrame:
@@ -199,6 +224,9 @@ def _expand(
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         fail(f"timeout {timeout!r} must be a positive number of seconds")
     family, link, nagq, weights = _glmm_fields(entry, methods, fail)
+    anova = entry.get("anova")
+    if anova is not None and (not isinstance(anova, str) or not _NAME.match(anova)):
+        fail(f"anova {anova!r} must be the spec name of the partner model")
     if weights is not None:
         columns = [c["name"] for c in dataset_info(dataset, data_dirs).get("columns", [])]
         if weights not in columns:
@@ -226,6 +254,7 @@ def _expand(
             link=link,
             nAGQ=nagq,
             weights=weights,
+            anova=anova,
         )
         for method in methods
     ]

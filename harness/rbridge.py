@@ -237,9 +237,11 @@ def _character(col: pd.Series, ro: Any) -> Any:
 
 def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str,
                 impl: str = "lme4", optimizer: str | None = None,
-                timeout: float | None = None, intervals: bool = False) -> dict[str, Any]:
+                timeout: float | None = None, intervals: bool = False,
+                anova: str | None = None) -> dict[str, Any]:
     """Fit one case with lme4 (inside R, warnings captured there) and return its record;
-    ``intervals`` adds confint(m)'s profile intervals (the Wald ones are always there).
+    ``intervals`` adds confint(m)'s profile intervals (the Wald ones are always there),
+    ``anova`` (a partner model's formula) the rows of anova(partner, m).
     ``data`` is a DataFrame or an R data.frame already converted with :func:`to_r_frame`;
     ``optimizer`` replaces lmer's default (lmerControl(optimizer=...)), None keeps it.
     lme4's errors come back as the record's ``error`` (its text verbatim), its warnings and
@@ -254,7 +256,7 @@ def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str
     limit = ro.NULL if timeout is None or not timeout > 0 else float(timeout)
     try:
         text = env["lmer_record_json"](rdata, formula, bool(REML), case_id, impl, opt, limit,
-                                       bool(intervals))[0]
+                                       bool(intervals), ro.NULL if anova is None else anova)[0]
     except Exception as exc:  # an R error outside lmer's own handling, e.g. bad arguments
         raise RBridgeError(f"R failed in lmer_record_json: {_r_error(exc)}") from None
     raw = json.loads(str(text))

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA_PATH = Path(__file__).resolve().parent / "record.schema.json"
 
 
@@ -89,6 +89,24 @@ class ConfintRow:
 
 
 @dataclass
+class AnovaRow:
+    """One row of lme4's ``anova(m0, m1)``, m0 the catalog's partner model (its ``anova:``
+    entry) and m1 the case's, both fitted as the case (REML fits refitted with ML by anova):
+    the row's model ("m0", "m1", in lme4's order by npar), npar, AIC, BIC, logLik, deviance, and
+    for the second row the test's Chisq, Df and Pr(>Chisq) (null in the first)."""
+
+    model: str
+    npar: int
+    AIC: float | None
+    BIC: float | None
+    logLik: float | None
+    deviance: float | None
+    Chisq: float | None
+    Df: int
+    p: float | None
+
+
+@dataclass
 class FitRecord:
     """One implementation's answer to one case: the fields every adapter returns (as a plain
     mapping, ``asdict``), every comparison reads, and the R side writes (r_scripts/
@@ -140,6 +158,9 @@ class FitRecord:
     coef_tests: list[CoefTestRow] | None = _f(
         "LMMs: lmerTest's coefficient tests, rows {ddf, term, se, df, p} for ddf "
         "Satterthwaite and Kenward-Roger (pbkrtest's adjusted SE); null when not computed")
+    anova: list[AnovaRow] | None = _f(
+        "LMMs with a catalog partner model: anova(m0, m1) against it, rows {model, npar, AIC, "
+        "BIC, logLik, deviance, Chisq, Df, p}; null when the case has no partner")
 
 
 # field -> short meaning; the order is the order records are written in
@@ -157,6 +178,8 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("coef_tests", list, "a list of rows {ddf, term, se, df, p}"),
            ("predictions", list, "a list of rows {re_form, row, new_levels, value}"),
            ("confint", list, "a list of rows {method, parm, lower, upper}"),
+           ("anova", list, "a list of rows {model, npar, AIC, BIC, logLik, deviance, Chisq, "
+                           "Df, p}"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
            ("messages", list | tuple, "a list of strings"),
            ("versions", Mapping, "a mapping of component to version"))
@@ -366,7 +389,8 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
 
 #: the record's list-of-rows fields beyond varcorr, each with the dataclass of its rows
 ROW_FIELDS: dict[str, type] = {"ranef": RanefRow, "predictions": PredictionRow,
-                               "confint": ConfintRow, "coef_tests": CoefTestRow}
+                               "confint": ConfintRow, "coef_tests": CoefTestRow,
+                               "anova": AnovaRow}
 
 
 def _typed_rows(key: str, raw: Sequence[Any], cls: type, problems: list[str]

@@ -87,7 +87,8 @@ read_dataset <- function(name, data_dir = harness_data_dir()) {
 }
 
 # Expand the catalog into one case per method: list(id, dataset, spec, formula, REML, method,
-# notes, expect, xfail, skip, tags, timeout, family, link, nAGQ, weights, data_dirs); family is
+# notes, expect, xfail, skip, tags, timeout, family, link, nAGQ, weights, anova, anova_formula,
+# data_dirs); anova_formula is the partner model's formula (NULL without one); family is
 # NULL for a linear mixed model (lmer), else the GLMM's family name (glmer).
 read_catalog <- function(path = default_catalog_path()) {
   path <- normalizePath(path, mustWork = TRUE)
@@ -115,8 +116,19 @@ read_catalog <- function(path = default_catalog_path()) {
         family = e$family, link = e$link,
         nAGQ = if (is.null(e$nAGQ)) 1L else as.integer(e$nAGQ),
         weights = e$weights,
+        anova = e$anova,
         data_dirs = data_dirs)
     }
+  }
+  # the anova partner (another spec on the same dataset) resolved to its formula
+  formulas <- list()
+  for (case in cases) formulas[[paste(case$dataset, case$spec)]] <- case$formula
+  for (id in names(cases)) {
+    partner <- cases[[id]]$anova
+    if (is.null(partner)) next
+    f <- formulas[[paste(cases[[id]]$dataset, partner)]]
+    if (is.null(f)) stop(sprintf("catalog case %s: anova partner spec '%s' not found", id, partner))
+    cases[[id]]$anova_formula <- f
   }
   unname(cases)
 }

@@ -84,7 +84,7 @@ fit_captured <- function(fit_fun, timeout, what) {
 # `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
 # `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
 lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                        timeout = NULL, intervals = FALSE) {
+                        timeout = NULL, intervals = FALSE, anova = NULL) {
   rec <- empty_record(impl, case_id, REML)
   rec$versions <- lmer_versions()
   out <- fit_captured(function() {
@@ -105,7 +105,28 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec["coef_tests"] <- list(coef_tests(fit, REML))
   rec["predictions"] <- list(prediction_rows(fit, data))
   rec["confint"] <- list(confint_rows(fit, profile = isTRUE(intervals)))
+  rec["anova"] <- list(anova_rows(fit, data, anova, REML))
   rec
+}
+
+# anova(m0, m1) with m0 the catalog's partner model (`partner`, a formula; the case's `anova:`
+# entry) fitted to the same data as `m1`, REML or ML alike (anova refits REML fits with ML):
+# rows {model, npar, AIC, BIC, logLik, deviance, Chisq, Df, p} in anova's order; NULL without
+# a partner or when the partner or anova fails.
+anova_rows <- function(m1, data, partner, REML) {
+  if (is.null(partner)) return(NULL)
+  quiet <- function(expr) tryCatch(suppressWarnings(suppressMessages(expr)),
+                                   error = function(e) NULL)
+  m0 <- quiet(lme4::lmer(stats::as.formula(partner), data = data, REML = isTRUE(REML)))
+  if (is.null(m0)) return(NULL)
+  a <- quiet(stats::anova(m0, m1))
+  if (is.null(a)) return(NULL)
+  num <- function(x) if (is.finite(x)) unname(x) else NULL
+  lapply(seq_len(nrow(a)), function(i)
+    list(model = rownames(a)[i], npar = as.integer(a$npar[i]), AIC = num(a$AIC[i]),
+         BIC = num(a$BIC[i]), logLik = num(a$logLik[i]), deviance = num(a$deviance[i]),
+         Chisq = num(a$Chisq[i]), Df = if (is.finite(a$Df[i])) as.integer(a$Df[i]) else 0L,
+         p = num(a[["Pr(>Chisq)"]][i])))
 }
 
 # confint(m, oldNames = FALSE) as rows {method, parm, lower, upper}: the Wald intervals of the
@@ -241,9 +262,9 @@ ranef_rows <- function(m) {
 
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
 lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                             timeout = NULL, intervals = FALSE) {
+                             timeout = NULL, intervals = FALSE, anova = NULL) {
   record_as_json(lmer_record(data, formula, REML, case_id, impl, optimizer, timeout,
-                             intervals))
+                             intervals, anova))
 }
 
 # A record as JSON text, after checking it against record.schema.json: a record that does not

@@ -1,8 +1,11 @@
 # Record lme4's answers to every catalog case, so the harness can compare without R.
 #
-#     Rscript r_scripts/record_references.R [CATALOG] [OUT]
+#     Rscript r_scripts/record_references.R [CATALOG] [OUT] [IDS]
 #
 # CATALOG defaults to <repo>/harness/catalog.yaml, OUT to <repo>/harness/references/lme4.json.
+# IDS, a regular expression on case ids, records only the matching cases and keeps OUT's other
+# records as they are (their cases must still be in the catalog; the date and versions become
+# this run's).
 # Each case is fitted with lmer_record() (r_scripts/lmer_record.R, lme4's defaults) on the data
 # read by read_dataset() (r_scripts/catalog.R); the output holds one record per case id, what
 # was fitted per case id (dataset, formula, REML; GLMMs: family, link, nAGQ, weights: the harness
@@ -34,12 +37,24 @@ main <- function(args) {
   cases <- read_catalog(catalog)
   records <- list()
   fitted <- list()
+  ids <- vapply(cases, function(x) x$id, "")  # the catalog's order, kept in OUT
+  if (length(args) >= 3) {
+    cases <- cases[grepl(args[3], ids)]
+    if (!length(cases)) stop(sprintf("no catalog case id matches '%s'", args[3]))
+    if (file.exists(out)) {
+      old <- fromJSON(out, simplifyVector = FALSE)
+      keep <- setdiff(intersect(names(old$records), ids), vapply(cases, function(x) x$id, ""))
+      records <- old$records[keep]
+      fitted <- old$cases[keep]
+    }
+  }
   cache <- list()
   for (case in cases) {
     key <- paste(c(case$dataset, case$data_dirs), collapse = "\r")
     if (is.null(cache[[key]])) cache[[key]] <- read_dataset(case$dataset, case$data_dirs)
     rec <- if (is.null(case$family)) lmer_record(cache[[key]], case$formula, isTRUE(case$REML),
-                                                 case$id, intervals = "intervals" %in% case$tags)
+                                                 case$id, intervals = "intervals" %in% case$tags,
+                                                 anova = case$anova_formula)
            else glmer_record(cache[[key]], case$formula, case$family, case$link, case$nAGQ,
                              case$weights, case$id)
     status <- if (is.null(rec$error)) sprintf("objective %.6f", rec$objective) else rec$error
@@ -52,13 +67,15 @@ main <- function(args) {
       fitted[[case$id]] <- c(fitted[[case$id]],
                              list(family = case$family, link = rec$link, nAGQ = case$nAGQ,
                                   weights = case$weights))
+    if (!is.null(case$anova_formula))  # as fitted_as: the anova partner's formula
+      fitted[[case$id]]$anova <- case$anova_formula
   }
   doc <- list(generator = "r_scripts/record_references.R",
               catalog = basename(catalog),
               date = format(Sys.time(), "%Y-%m-%dT%H:%M:%S%z"),
               versions = lmer_versions(),
-              cases = fitted,
-              records = records)
+              cases = fitted[intersect(ids, names(fitted))],
+              records = records[intersect(ids, names(records))])
   dir.create(dirname(out), showWarnings = FALSE, recursive = TRUE)
   writeLines(toJSON(doc, auto_unbox = TRUE, digits = NA, null = "null", na = "null",
                     pretty = TRUE), out)

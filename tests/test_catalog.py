@@ -302,3 +302,23 @@ def test_r_expands_the_same_ids(cases, catalog_rscript):
 def test_r_reads_a_user_catalog(tmp_path, catalog_rscript):
     path = write_catalog(tmp_path, [entry(spec="n", methods=["ML", "REML"]), GOOD])
     assert _r_ids(catalog_rscript, path) == [c.id for c in load_catalog(path)]
+
+
+def test_anova_partners_resolve_to_their_formula_and_bad_ones_are_named(tmp_path):
+    small = entry(spec="small", formula="Yield ~ 0 + (1 | Batch)")
+    big = entry(spec="big", anova="small")
+    cases = load_catalog(write_catalog(tmp_path, [small, big]))
+    partnered = [c for c in cases if c.spec == "big"]
+    assert partnered and all(c.anova == "small" and
+                             c.anova_formula == "Yield ~ 0 + (1 | Batch)"
+                             for c in partnered)
+    assert all(c.anova_formula is None for c in cases if c.spec == "small")
+    check_error(tmp_path, [small, entry(spec="big", anova="smal")],
+                r"entry 1 .*anova: 'smal' must be another spec on dataset 'Dyestuff' "
+                r"\(its specs: small\)")
+    check_error(tmp_path, [entry(spec="big", anova="big")], r"anova: 'big' must be another spec")
+    check_error(tmp_path, [small, entry(spec="big", anova=["small"])],
+                r"entry 1 .*anova \['small'\] must be the spec name")
+    glmm = {**CBPP, "spec": "glmm_big", "anova": "glmm_small"}
+    check_error(tmp_path, [{**CBPP, "spec": "glmm_small"}, glmm],
+                r"anova: pairs are linear mixed models only")

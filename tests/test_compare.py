@@ -358,3 +358,37 @@ def test_interval_limits_are_compared_within_a_fraction_of_the_width() -> None:
     comp = compare_records(ref, _cand(confint=only_wald))
     assert comp.verdict == AGREED
     assert next(r for r in comp.rows if r.name == "ci_profile[sigma,lower]").ok is None
+
+
+def _anova(chisq: float = 42.139, df: int = 2, npar1: int = 6, dev1: float = 1751.939) -> list:
+    # shaped like lme4's anova(m0, m1) of sleepstudy's intercept vs slopes (rounded, hand-made)
+    from scipy.stats import chi2
+
+    return [{"model": "m0", "npar": 4, "AIC": 1802.079, "BIC": 1814.850, "logLik": -897.039,
+             "deviance": 1794.079, "Chisq": None, "Df": 0, "p": None},
+            {"model": "m1", "npar": npar1, "AIC": dev1 + 2 * npar1, "BIC": 1783.097,
+             "logLik": -dev1 / 2, "deviance": dev1, "Chisq": chisq, "Df": df,
+             "p": float(chi2.sf(chisq, df))}]
+
+
+def test_anova_tables_are_compared_row_by_row() -> None:
+    ref = _cand(impl="lme4", anova=_anova())
+    comp = compare_records(ref, _cand(anova=_anova()))
+    assert comp.verdict == AGREED
+    names = {r.name for r in comp.rows}
+    assert {"anova_deviance[m0]", "anova_chisq[m1]", "anova_df[m1]", "anova_p[m1]",
+            "anova_npar[m1]"} <= names
+    # a χ² beyond the two deviances' allowances, and a wrong count of parameters, fail
+    off = compare_records(ref, _cand(anova=_anova(chisq=42.139 + 0.01)))
+    assert [r.name for r in off.failures] == ["anova_chisq[m1]"]
+    npar = compare_records(ref, _cand(anova=_anova(npar1=7, df=3)))
+    assert {r.name for r in npar.failures} >= {"anova_npar[m1]", "anova_df[m1]"}
+    # a p-value that is not its own χ²'s (here one-sided halved) fails against itself
+    lying = _anova()
+    lying[1]["p"] /= 2
+    assert [r.name for r in compare_records(ref, _cand(anova=lying)).failures] == [
+        "anova_p[m1]"]
+    # a candidate without anova reports nothing there: not compared, not failed
+    silent = compare_records(ref, _cand())
+    assert silent.verdict == AGREED
+    assert next(r for r in silent.rows if r.name == "anova_chisq[m1]").ok is None

@@ -47,7 +47,8 @@ class Lme4Live(Adapter):
         if getattr(case, "family", None) is not None:
             return rbridge.glmer_record(data, case, impl=self.name, timeout=timeout)
         return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
-                                   timeout=timeout, intervals=wants_intervals(case))
+                                   timeout=timeout, intervals=wants_intervals(case),
+                                   anova=getattr(case, "anova_formula", None))
 
 
 R_START_TIMEOUT = 60.0  # seconds for R to start with lme4 in the R lane (about 2 s here)
@@ -115,10 +116,13 @@ class Lme4Recorded(Adapter):
 
 def fitted_as(case: Any) -> dict[str, Any]:
     """What a recording says was fitted for a case (r_scripts/record_references.R writes the
-    same): a recording made for another model is stale. GLMM fields only for GLMMs."""
+    same): a recording made for another model is stale. GLMM fields only for GLMMs, the anova
+    partner's formula only for cases with one."""
     now: dict[str, Any] = {"dataset": case.dataset, "formula": case.formula,
                            "REML": bool(case.REML)}
     if getattr(case, "family", None) is not None:
         now.update(family=case.family, link=case.link_name, nAGQ=int(case.nAGQ),
                    weights=case.weights)
+    if getattr(case, "anova_formula", None) is not None:
+        now["anova"] = case.anova_formula
     return now

@@ -35,7 +35,8 @@ class Mixedref(Adapter):
         if case_is_glmm(case):
             return glmer_record(fit)
         return {**lmer_record(fit), "predictions": prediction_rows(fit, data, case.formula),
-                "confint": confint_rows(fit, profile=wants_intervals(case))}
+                "confint": confint_rows(fit, profile=wants_intervals(case)),
+                "anova": anova_rows(fit, data, getattr(case, "anova_formula", None))}
 
     @staticmethod
     def fit_only(case: Any, data: Any) -> Any:
@@ -108,6 +109,31 @@ def confint_rows(fit: Any, profile: bool) -> list[dict[str, Any]] | None:
             if lo is not None and hi is not None:
                 rows.append({"method": method, "parm": str(parm), "lower": lo, "upper": hi})
     return rows or None
+
+
+def anova_rows(fit: Any, data: Any, partner: str | None) -> list[dict[str, Any]] | None:
+    """mixedref.anova(m0, m1) with m0 the case's partner model (``partner``, its formula)
+    fitted alike, as rows {model, npar, AIC, BIC, logLik, deviance, Chisq, Df, p}
+    (r_scripts/lmer_record.R's anova_rows); None without a partner or when a fit fails."""
+    import warnings
+
+    import mixedref
+    from mixedref.errors import MixedrefError
+
+    if partner is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fits' own warnings and anova's refit message
+        try:
+            m0 = mixedref.lmer(partner, data, REML=fit.REML)
+            table = mixedref.anova(m0, fit, names=["m0", "m1"])
+        except MixedrefError:
+            return None
+    return [{"model": str(name), "npar": int(r["npar"]), "AIC": _number(r["AIC"]),
+             "BIC": _number(r["BIC"]), "logLik": _number(r["logLik"]),
+             "deviance": _number(r["deviance"]), "Chisq": _number(r["Chisq"]),
+             "Df": 0 if _number(r["Df"]) is None else int(r["Df"]),
+             "p": _number(r["Pr(>Chisq)"])} for name, r in table.iterrows()]
 
 
 #: as r_scripts/lmer_record.R: the data rows predicted, and the unseen level of the new-level row

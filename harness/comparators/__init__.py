@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from harness.comparators.anova import LikelihoodRatio
 from harness.comparators.base import Comparator, Row, row
 from harness.comparators.coef_tests import CoefficientTests
 from harness.comparators.confint import Intervals
@@ -21,7 +22,8 @@ from harness.comparators.varcorr import VarianceComponents
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
                                    Theta(), ConditionalModes(), ConditionalSDs(),
-                                   Predictions(), Intervals(), CoefficientTests())
+                                   Predictions(), Intervals(), CoefficientTests(),
+                                   LikelihoodRatio())
 
 
 def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:
