@@ -329,6 +329,14 @@ class LmerFit:
 
         return profile(self, which, **options)
 
+    def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None,
+                 use_u: bool = False) -> pd.DataFrame:
+        """lme4's simulate(m, nsim, seed, use.u): responses from the fitted model, new random
+        effects unless ``use_u`` (mixedref.simulate; numpy's generator, not R's)."""
+        from mixedref.simulate import simulate
+
+        return simulate(self, nsim, seed=seed, use_u=use_u)
+
     def coef_table(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """lmerTest's coefficient table (Estimate, Std. Error, df, t value, Pr(>|t|)) with
         Satterthwaite or Kenward-Roger degrees of freedom (mixedref.ddf)."""

@@ -607,6 +607,14 @@ class GlmerFit:
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels,
                        type=type)
 
+    def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None,
+                 use_u: bool = False) -> pd.DataFrame:
+        """lme4's simulate(m, nsim, seed, use.u): responses from the fitted model, new random
+        effects unless ``use_u`` (mixedref.simulate; numpy's generator, not R's)."""
+        from mixedref.simulate import simulate
+
+        return simulate(self, nsim, seed=seed, use_u=use_u)
+
     # -- reporting -----------------------------------------------------------------------
     @property
     def method(self) -> str:
