@@ -36,6 +36,19 @@ def coef_test_rows(ddf: str, names: Sequence[str], se: Iterable[Any] | None,
             for t, s, d, q in zip(names, se_l, list(df), p_l, strict=True)]
 
 
+def confint_rows(method: str, intervals: Mapping[str, Any], names: Mapping[str, str]
+                 ) -> list[dict[str, Any]]:
+    """Rows {method, parm, lower, upper} of a package's intervals ``{its name: (lower,
+    upper)}``, under lme4's names (``names``: its name -> R's); intervals of parameters
+    without an R name or with a missing limit are left out (not reported)."""
+    rows = []
+    for parm, limits in intervals.items():
+        lo, hi = (finite(v) for v in limits)
+        if parm in names and lo is not None and hi is not None:
+            rows.append({"method": method, "parm": names[parm], "lower": lo, "upper": hi})
+    return rows
+
+
 def lme4_group(package_group: str, terms: Sequence[F.Term]) -> str:
     """lme4's grouping factor (grpvar) of a package's group name: ``batch:cask`` is lme4's
     ``cask:batch``, a pasted column ``a__b`` is ``a:b``."""

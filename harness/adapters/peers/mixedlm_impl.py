@@ -41,6 +41,7 @@ from harness.adapters.peers._base import (
     response_formula,
     response_frame,
 )
+from harness.comparators.confint import wants_intervals
 
 
 class MixedlmPeer(Peer):
@@ -105,6 +106,8 @@ class MixedlmPeer(Peer):
             "versions": self.versions(),
             "ranef": ranef(m, terms),
             "coef_tests": coef_tests(m, names, REML),
+            "confint": confint(m, dict(zip(list(fixef), names, strict=True)),
+                               wants_intervals(case)),
         }
 
     def _fit_glmm(self, case: Any, data: Any, terms: list[F.Term],
@@ -185,6 +188,19 @@ def coef_tests(m: Any, names: list[str], REML: bool) -> list[dict[str, Any]] | N
             continue
         rows += R.coef_test_rows(ddf, names, table["std.error"], table["df"],
                                  table["p.value"])
+    return rows or None
+
+
+def confint(m: Any, names: dict[str, str], profile: bool) -> list[dict[str, Any]] | None:
+    """mixedlm's ``m.confint(method=...)`` of the fixed effects: Wald always, profile for the
+    cases whose lme4 record has profile intervals (the ``intervals`` tag); mixedlm profiles
+    the fixed effects only, so the variance parameters' profile intervals are not reported."""
+    rows: list[dict[str, Any]] = []
+    for method in ("Wald", "profile") if profile else ("Wald",):
+        try:
+            rows += R.confint_rows(method, m.confint(method=method), names)
+        except (ValueError, np.linalg.LinAlgError, RuntimeError):
+            continue
     return rows or None
 
 
