@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 METHODS = ("REML", "ML")
 REQUIRED_KEYS = ("spec", "dataset", "formula", "methods")
 OPTIONAL_KEYS = ("notes", "expect", "xfail", "skip", "tags", "timeout",
-                 "family", "link", "nAGQ", "weights", "anova")
+                 "family", "link", "nAGQ", "weights", "anova", "predict_grid")
 #: GLMM families and their links as lme4's glmer takes them (first: the canonical default)
 FAMILIES: dict[str, tuple[str, ...]] = {
     "binomial": ("logit", "probit", "cloglog", "cauchit", "log"),
@@ -71,6 +71,9 @@ class Case:
     weights: str | None = None  # a column of prior weights (binomial: the trials)
     anova: str | None = None  # the spec of the partner model anova(m0 = it, m1 = this) tests
     anova_formula: str | None = None  # that partner's formula (same dataset, fitted alike)
+    #: new data to predict at: column -> values, crossed (first column fastest, as R's
+    #: expand.grid), the other columns from the data's first row; None: no grid
+    predict_grid: dict[str, list[Any]] | None = None
 
     @property
     def is_glmm(self) -> bool:
@@ -224,6 +227,7 @@ def _expand(
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         fail(f"timeout {timeout!r} must be a positive number of seconds")
     family, link, nagq, weights = _glmm_fields(entry, methods, fail)
+    grid = _predict_grid(entry, dataset, data_dirs, fail)
     anova = entry.get("anova")
     if anova is not None and (not isinstance(anova, str) or not _NAME.match(anova)):
         fail(f"anova {anova!r} must be the spec name of the partner model")
@@ -255,9 +259,44 @@ def _expand(
             nAGQ=nagq,
             weights=weights,
             anova=anova,
+            predict_grid=grid,
         )
         for method in methods
     ]
+
+
+def _predict_grid(entry: Mapping, dataset: str, data_dirs: tuple[str, ...], fail
+                  ) -> dict[str, list[Any]] | None:
+    """The entry's ``predict_grid``: a mapping of the dataset's columns to non-empty lists of
+    numbers or level names (a grouping factor may name a level unseen in fitting)."""
+    grid = entry.get("predict_grid")
+    if grid is None:
+        return None
+    if not isinstance(grid, Mapping) or not grid:
+        fail(f"predict_grid {grid!r} must be a mapping of column to a list of values")
+    columns = [c["name"] for c in dataset_info(dataset, data_dirs).get("columns", [])]
+    for col, values in grid.items():
+        if col not in columns:
+            fail(f"predict_grid: {col!r} is not a column of dataset {dataset!r} "
+                 f"(columns: {', '.join(columns)})")
+        if (not isinstance(values, list) or not values or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in values)):
+            fail(f"predict_grid: {col} must be a non-empty list of numbers or level names, "
+                 f"got {values!r}")
+    return {str(k): list(v) for k, v in grid.items()}
+
+
+def grid_label(grid: Mapping[str, Sequence[Any]]) -> str:
+    """A grid as one line, "Days=0,4.5,12; Subject=308,new": what a recording says it
+    predicted at (r_scripts/lmer_record.R's grid_label writes the same)."""
+    return "; ".join(f"{k}={','.join(_r_text(v) for v in vs)}" for k, vs in grid.items())
+
+
+def _r_text(v: Any) -> str:
+    """A grid value as R's as.character writes it (12 for 12.0)."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def _glmm_fields(entry: Mapping, methods: list[str], fail

@@ -238,10 +238,12 @@ def _character(col: pd.Series, ro: Any) -> Any:
 def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str,
                 impl: str = "lme4", optimizer: str | None = None,
                 timeout: float | None = None, intervals: bool = False,
-                anova: str | None = None) -> dict[str, Any]:
+                anova: str | None = None, grid: dict[str, list[Any]] | None = None
+                ) -> dict[str, Any]:
     """Fit one case with lme4 (inside R, warnings captured there) and return its record;
     ``intervals`` adds confint(m)'s profile intervals (the Wald ones are always there),
-    ``anova`` (a partner model's formula) the rows of anova(partner, m).
+    ``anova`` (a partner model's formula) the rows of anova(partner, m), ``grid`` (column ->
+    values) predictions on that grid.
     ``data`` is a DataFrame or an R data.frame already converted with :func:`to_r_frame`;
     ``optimizer`` replaces lmer's default (lmerControl(optimizer=...)), None keeps it.
     lme4's errors come back as the record's ``error`` (its text verbatim), its warnings and
@@ -256,11 +258,21 @@ def lmer_record(data: pd.DataFrame | Any, formula: str, REML: bool, case_id: str
     limit = ro.NULL if timeout is None or not timeout > 0 else float(timeout)
     try:
         text = env["lmer_record_json"](rdata, formula, bool(REML), case_id, impl, opt, limit,
-                                       bool(intervals), ro.NULL if anova is None else anova)[0]
+                                       bool(intervals), ro.NULL if anova is None else anova,
+                                       _r_grid(grid, ro))[0]
     except Exception as exc:  # an R error outside lmer's own handling, e.g. bad arguments
         raise RBridgeError(f"R failed in lmer_record_json: {_r_error(exc)}") from None
     raw = json.loads(str(text))
     return normalize_record(raw, impl, case_id)
+
+
+def _r_grid(grid: dict[str, list[Any]] | None, ro: Any) -> Any:
+    """A prediction grid as an R named list of vectors (numbers or text), or NULL."""
+    if not grid:
+        return ro.NULL
+    vectors = {k: ro.StrVector([str(v) for v in vs]) if any(isinstance(v, str) for v in vs)
+               else ro.FloatVector([float(v) for v in vs]) for k, vs in grid.items()}
+    return ro.ListVector(vectors)
 
 
 def glmer_record(data: pd.DataFrame | Any, case: Any, impl: str = "lme4",

@@ -68,12 +68,14 @@ class PredictionRow:
     """One prediction, as ``predict(m, newdata, re.form, allow.new.levels)`` gives it: on the
     data's row ``row`` (0-based) at ``re_form`` "NA" (population level) or "NULL" (conditional
     on every term); ``new_levels``: the row's grouping factors set to a level unseen in fitting
-    (allow.new.levels = TRUE)."""
+    (allow.new.levels = TRUE); ``grid``: ``row`` is a row of the catalog's prediction grid
+    (predicted with allow.new.levels = TRUE) instead of the data's."""
 
     re_form: str
     row: int
     new_levels: bool
     value: float | None
+    grid: bool = False
 
 
 @dataclass
@@ -149,9 +151,9 @@ class FitRecord:
         "level, condval, condsd} as R's as.data.frame(ranef(m, condVar = TRUE)); null when "
         "not reported")
     predictions: list[PredictionRow] | None = _f(
-        "LMMs: predict(m, newdata) on the data's first 10 rows at re.form NA and NULL, and "
-        "on the first row at new grouping levels, rows {re_form, row, new_levels, value}; null "
-        "when not reported")
+        "LMMs: predict(m, newdata) on the data's first 10 rows at re.form NA and NULL, on "
+        "the first row at new grouping levels, and on the catalog's prediction grid (grid "
+        "true), rows {re_form, row, new_levels, value, grid}; null when not reported")
     confint: list[ConfintRow] | None = _f(
         "LMMs: 95% intervals, rows {method, parm, lower, upper} as confint(m, oldNames = FALSE):"
         " Wald (fixed effects) always, profile for cases tagged intervals; null when none")
@@ -176,7 +178,7 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("theta", list | tuple, "a list of numbers"),
            ("ranef", list, "a list of rows {grp, term, level, condval, condsd}"),
            ("coef_tests", list, "a list of rows {ddf, term, se, df, p}"),
-           ("predictions", list, "a list of rows {re_form, row, new_levels, value}"),
+           ("predictions", list, "a list of rows {re_form, row, new_levels, value, grid}"),
            ("confint", list, "a list of rows {method, parm, lower, upper}"),
            ("anova", list, "a list of rows {model, npar, AIC, BIC, logLik, deviance, Chisq, "
                            "Df, p}"),

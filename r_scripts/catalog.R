@@ -88,7 +88,7 @@ read_dataset <- function(name, data_dir = harness_data_dir()) {
 
 # Expand the catalog into one case per method: list(id, dataset, spec, formula, REML, method,
 # notes, expect, xfail, skip, tags, timeout, family, link, nAGQ, weights, anova, anova_formula,
-# data_dirs); anova_formula is the partner model's formula (NULL without one); family is
+# predict_grid, data_dirs); anova_formula is the partner model's formula (NULL without one); family is
 # NULL for a linear mixed model (lmer), else the GLMM's family name (glmer).
 read_catalog <- function(path = default_catalog_path()) {
   path <- normalizePath(path, mustWork = TRUE)
@@ -117,6 +117,7 @@ read_catalog <- function(path = default_catalog_path()) {
         nAGQ = if (is.null(e$nAGQ)) 1L else as.integer(e$nAGQ),
         weights = e$weights,
         anova = e$anova,
+        predict_grid = e$predict_grid,
         data_dirs = data_dirs)
     }
   }

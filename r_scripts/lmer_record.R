@@ -84,7 +84,7 @@ fit_captured <- function(fit_fun, timeout, what) {
 # `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
 # `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
 lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                        timeout = NULL, intervals = FALSE, anova = NULL) {
+                        timeout = NULL, intervals = FALSE, anova = NULL, grid = NULL) {
   rec <- empty_record(impl, case_id, REML)
   rec$versions <- lmer_versions()
   out <- fit_captured(function() {
@@ -103,7 +103,7 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   cmp <- fit@devcomp$cmp
   rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
   rec["coef_tests"] <- list(coef_tests(fit, REML))
-  rec["predictions"] <- list(prediction_rows(fit, data))
+  rec["predictions"] <- list(c(prediction_rows(fit, data), grid_rows(fit, data, grid)))
   rec["confint"] <- list(confint_rows(fit, profile = isTRUE(intervals)))
   rec["anova"] <- list(anova_rows(fit, data, anova, REML))
   rec
@@ -162,7 +162,8 @@ prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
   add <- function(re_form, values, new_levels) {
     for (i in seq_along(values))
       rows[[length(rows) + 1]] <<- list(re_form = re_form, row = i - 1L,
-                                        new_levels = new_levels, value = unname(values[i]))
+                                        new_levels = new_levels, value = unname(values[i]),
+                                        grid = FALSE)
   }
   quiet <- function(expr) tryCatch(suppressWarnings(expr), error = function(e) NULL)
   v <- quiet(stats::predict(m, newdata = nd, re.form = NA))
@@ -183,6 +184,40 @@ prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
   if (length(rows)) rows else NULL
 }
 NEW_LEVEL <- "harness.new.level"
+
+# predict(m, newdata) on the catalog's prediction grid (`grid`: column -> values, crossed as
+# expand.grid, the other columns from the data's first row; a factor column keeps the data's
+# levels, plus any new ones the grid names), at re.form = NA and NULL with allow.new.levels =
+# TRUE: rows {re_form, row (0-based grid row), new_levels FALSE, value, grid TRUE}.
+grid_rows <- function(m, data, grid) {
+  if (is.null(grid)) return(NULL)
+  g <- expand.grid(grid, stringsAsFactors = FALSE, KEEP.OUT.ATTRS = FALSE)
+  nd <- data[rep(1L, nrow(g)), , drop = FALSE]
+  for (col in names(g)) {
+    v <- g[[col]]
+    nd[[col]] <- if (is.factor(data[[col]]))
+      factor(as.character(v), levels = union(levels(data[[col]]), as.character(v)),
+             ordered = is.ordered(data[[col]]))
+    else as.numeric(v)
+  }
+  rows <- list()
+  for (re_form in c("NA", "NULL")) {
+    v <- tryCatch(suppressWarnings(stats::predict(
+      m, newdata = nd, re.form = if (re_form == "NA") NA else NULL, allow.new.levels = TRUE)),
+      error = function(e) NULL)
+    for (i in seq_along(v))
+      rows[[length(rows) + 1]] <- list(re_form = re_form, row = i - 1L, new_levels = FALSE,
+                                       value = unname(v[i]), grid = TRUE)
+  }
+  if (length(rows)) rows else NULL
+}
+
+# A grid as one line, "Days=0,4.5,12; Subject=308,new" (harness.catalog.grid_label).
+grid_label <- function(grid) {
+  paste(vapply(names(grid), function(k) paste0(k, "=", paste(as.character(grid[[k]]),
+                                                            collapse = ",")), ""),
+        collapse = "; ")
+}
 
 #: the largest fits whose denominator df are recorded: Satterthwaite (lmerTest's numDeriv
 #: Hessian) and Kenward-Roger (pbkrtest's dense n x n matrices, REML fits only); the same limits
@@ -262,9 +297,9 @@ ranef_rows <- function(m) {
 
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
 lmer_record_json <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                             timeout = NULL, intervals = FALSE, anova = NULL) {
+                             timeout = NULL, intervals = FALSE, anova = NULL, grid = NULL) {
   record_as_json(lmer_record(data, formula, REML, case_id, impl, optimizer, timeout,
-                             intervals, anova))
+                             intervals, anova, grid))
 }
 
 # A record as JSON text, after checking it against record.schema.json: a record that does not

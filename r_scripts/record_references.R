@@ -54,7 +54,8 @@ main <- function(args) {
     if (is.null(cache[[key]])) cache[[key]] <- read_dataset(case$dataset, case$data_dirs)
     rec <- if (is.null(case$family)) lmer_record(cache[[key]], case$formula, isTRUE(case$REML),
                                                  case$id, intervals = "intervals" %in% case$tags,
-                                                 anova = case$anova_formula)
+                                                 anova = case$anova_formula,
+                                                 grid = case$predict_grid)
            else glmer_record(cache[[key]], case$formula, case$family, case$link, case$nAGQ,
                              case$weights, case$id)
     status <- if (is.null(rec$error)) sprintf("objective %.6f", rec$objective) else rec$error
@@ -69,6 +70,8 @@ main <- function(args) {
                                   weights = case$weights))
     if (!is.null(case$anova_formula))  # as fitted_as: the anova partner's formula
       fitted[[case$id]]$anova <- case$anova_formula
+    if (!is.null(case$predict_grid))
+      fitted[[case$id]]$predict_grid <- grid_label(case$predict_grid)
   }
   doc <- list(generator = "r_scripts/record_references.R",
               catalog = basename(catalog),

@@ -11,6 +11,7 @@ from typing import Any
 
 from harness import isolation, rbridge
 from harness.adapters.base import Adapter
+from harness.catalog import grid_label
 from harness.comparators.confint import wants_intervals
 from harness.record import normalize_record
 
@@ -48,7 +49,8 @@ class Lme4Live(Adapter):
             return rbridge.glmer_record(data, case, impl=self.name, timeout=timeout)
         return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
                                    timeout=timeout, intervals=wants_intervals(case),
-                                   anova=getattr(case, "anova_formula", None))
+                                   anova=getattr(case, "anova_formula", None),
+                                   grid=getattr(case, "predict_grid", None))
 
 
 R_START_TIMEOUT = 60.0  # seconds for R to start with lme4 in the R lane (about 2 s here)
@@ -117,7 +119,7 @@ class Lme4Recorded(Adapter):
 def fitted_as(case: Any) -> dict[str, Any]:
     """What a recording says was fitted for a case (r_scripts/record_references.R writes the
     same): a recording made for another model is stale. GLMM fields only for GLMMs, the anova
-    partner's formula only for cases with one."""
+    partner's formula and the prediction grid only for cases with them."""
     now: dict[str, Any] = {"dataset": case.dataset, "formula": case.formula,
                            "REML": bool(case.REML)}
     if getattr(case, "family", None) is not None:
@@ -125,4 +127,6 @@ def fitted_as(case: Any) -> dict[str, Any]:
                    weights=case.weights)
     if getattr(case, "anova_formula", None) is not None:
         now["anova"] = case.anova_formula
+    if getattr(case, "predict_grid", None):
+        now["predict_grid"] = grid_label(case.predict_grid)
     return now

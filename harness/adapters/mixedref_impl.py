@@ -34,7 +34,9 @@ class Mixedref(Adapter):
         fit = self.fit_only(case, data)
         if case_is_glmm(case):
             return glmer_record(fit)
-        return {**lmer_record(fit), "predictions": prediction_rows(fit, data, case.formula),
+        predictions = (prediction_rows(fit, data, case.formula) or []) + (
+            grid_rows(fit, data, getattr(case, "predict_grid", None)) or [])
+        return {**lmer_record(fit), "predictions": predictions or None,
                 "confint": confint_rows(fit, profile=wants_intervals(case)),
                 "anova": anova_rows(fit, data, getattr(case, "anova_formula", None))}
 
@@ -172,6 +174,50 @@ def prediction_rows(fit: Any, data: Any, formula: str) -> list[dict[str, Any]] |
             value = None
         if value is not None:
             rows.append({"re_form": "NULL", "row": 0, "new_levels": True, "value": _number(value)})
+    return rows or None
+
+
+def grid_frame(data: Any, grid: dict[str, list[Any]]) -> Any:
+    """The catalog's prediction grid as new data: the data's first row repeated, the grid's
+    columns crossed as R's expand.grid (first column fastest); a categorical column keeps its
+    categories plus any new level the grid names (r_scripts/lmer_record.R's grid_rows)."""
+    import itertools
+
+    import pandas as pd
+
+    combos = [tuple(reversed(c)) for c in itertools.product(*reversed(list(grid.values())))]
+    nd = data.iloc[[0] * len(combos)].reset_index(drop=True)
+    for j, col in enumerate(grid):
+        values = [c[j] for c in combos]
+        if isinstance(data[col].dtype, pd.CategoricalDtype):
+            cats = list(data[col].cat.categories)
+            cats += [v for v in dict.fromkeys(map(str, values)) if v not in cats]
+            nd[col] = pd.Categorical([str(v) for v in values], categories=cats,
+                                     ordered=data[col].cat.ordered)
+        elif data[col].dtype == object:
+            nd[col] = [str(v) for v in values]
+        else:
+            nd[col] = [float(v) for v in values]
+    return nd
+
+
+def grid_rows(fit: Any, data: Any, grid: dict[str, list[Any]] | None
+              ) -> list[dict[str, Any]] | None:
+    """predict() on the catalog's prediction grid at re_form "NA" and None, new levels
+    allowed: rows {re_form, row, new_levels False, value, grid True}; None without a grid."""
+    from mixedref.errors import MixedrefError
+
+    if not grid:
+        return None
+    nd = grid_frame(data, grid)
+    rows: list[dict[str, Any]] = []
+    for re_form, label in (("NA", "NA"), (None, "NULL")):
+        try:
+            values = fit.predict(nd, re_form=re_form, allow_new_levels=True)
+        except MixedrefError:
+            continue
+        rows += [{"re_form": label, "row": i, "new_levels": False, "value": _number(v),
+                  "grid": True} for i, v in enumerate(values)]
     return rows or None
 
 

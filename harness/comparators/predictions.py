@@ -1,6 +1,7 @@
 """Predictions (lme4's ``predict(m, newdata, re.form, allow.new.levels)``) on the data's first
-rows, population level and conditional, and at new grouping levels: one row per kind, the data
-row furthest off standing for the rest."""
+rows, population level and conditional, at new grouping levels, and on the catalog's prediction
+grid (new covariate values and levels): one row per kind, the row furthest off standing for the
+rest."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from typing import Any
 from harness.comparators.base import Record, Row, row
 from harness.tolerance import Tolerance
 
-KINDS = {("NA", False): "population", ("NULL", False): "conditional",
-         ("NULL", True): "new levels"}
+KINDS = {("NA", False, False): "population", ("NULL", False, False): "conditional",
+         ("NULL", True, False): "new levels", ("NA", False, True): "grid population",
+         ("NULL", False, True): "grid conditional"}
 
 
 def _by_kind(rows: Sequence[Mapping[str, Any]] | None) -> dict[str, dict[int, float | None]]:
     out: dict[str, dict[int, float | None]] = {}
     for r in rows or ():
-        kind = KINDS.get((str(r["re_form"]), bool(r["new_levels"])))
+        kind = KINDS.get((str(r["re_form"]), bool(r["new_levels"]), bool(r.get("grid"))))
         if kind is not None:
             out.setdefault(kind, {})[int(r["row"])] = r.get("value")
     return out
