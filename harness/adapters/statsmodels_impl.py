@@ -60,6 +60,7 @@ class Statsmodels(Adapter):
         rec = fit_mixedlm_api(capturing(MixedLM, results), MixedLMParams, case, data)
         rec["versions"] = {"statsmodels": statsmodels.__version__}
         rec["ranef"] = mixedlm_api_ranef(results[-1], case, data)
+        rec["predictions"] = mixedlm_api_predictions(results[-1], data)
         return rec
 
 
@@ -74,6 +75,27 @@ def capturing(MixedLM: Any, results: list[Any]) -> Any:
             return res
 
     return Capturing
+
+
+def mixedlm_api_predictions(res: Any, data: Any) -> list[dict[str, Any]] | None:
+    """Its predictions on the data's first rows, the rows lme4's record predicts at
+    (harness.adapters.mixedref_impl.PREDICTION_ROWS): ``predict()`` (X β, lme4's re.form = NA)
+    and ``fittedvalues`` (X β + Z b, re.form = NULL); none when it dropped rows (then its rows
+    are not the data's)."""
+    import numpy as np
+
+    from harness.adapters.mixedref_impl import PREDICTION_ROWS
+
+    population = np.asarray(res.predict(), dtype=float)
+    conditional = np.asarray(res.fittedvalues, dtype=float)
+    if len(population) != len(data) or len(conditional) != len(data):
+        return None
+    rows = []
+    for label, values in (("NA", population), ("NULL", conditional)):
+        rows += [{"re_form": label, "row": i, "new_levels": False,
+                  "value": float(v) if np.isfinite(v) else None}
+                 for i, v in enumerate(values[:PREDICTION_ROWS])]
+    return rows
 
 
 def mixedlm_api_ranef(res: Any, case: Any, data: Any) -> list[dict[str, Any]] | None:
