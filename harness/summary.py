@@ -28,7 +28,7 @@ def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[s
                                                "headline": "", "data": None})
     data = props.get("harness")
     if data is not None:
-        entry["data"] = data if "comparison" in data else entry["data"]
+        entry["data"] = data if "comparison" in data else entry.get("data")
         entry["verdict"] = data["verdict"]
         entry["headline"] = data["headline"]
         entry["no_verdict"] = bool(data.get("no_verdict"))

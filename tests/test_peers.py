@@ -454,3 +454,28 @@ def test_coef_test_rows_turn_nan_into_not_reported() -> None:
     rows = coef_test_rows("Satterthwaite", ["(Intercept)"], [float("nan")], [3.0], None)
     assert rows == [{"ddf": "Satterthwaite", "term": "(Intercept)", "se": None, "df": 3.0,
                      "p": None}]
+
+
+def test_the_league_keeps_an_item_across_its_reports() -> None:
+    """ecosystem.pytest_runtest_logreport keeps each item's entry without its bulky data; a
+    later report of the same item that carries harness data without a comparison (a failed
+    call after a passing setup) must still update it, not raise KeyError."""
+    from types import SimpleNamespace
+
+    item = {"case": "c-s-REML", "impl": "p"}
+
+    def report(when: str, outcome: str, data: dict | None) -> SimpleNamespace:
+        props = [("harness-item", item)] + ([("harness", data)] if data else [])
+        return SimpleNamespace(nodeid="n::c[p]", when=when, outcome=outcome,
+                               passed=outcome == "passed", failed=outcome == "failed",
+                               skipped=outcome == "skipped", user_properties=props,
+                               longrepr=None)
+
+    ecosystem._items.pop("n::c[p]", None)
+    ecosystem.pytest_runtest_logreport(report("setup", "passed", {
+        "verdict": "agreed", "headline": "h", "comparison": {"rows": []}}))
+    ecosystem.pytest_runtest_logreport(report("call", "failed", {
+        "verdict": "failed", "headline": "it crashed"}))
+    entry = ecosystem._items.pop("n::c[p]")
+    assert entry["verdict"] == "failed" and entry["headline"] == "it crashed"
+    assert "data" not in entry
