@@ -1,6 +1,7 @@
 """The objective protocol: what the optimizer (mixedref.optimize) needs of a criterion over θ,
-implemented by the PLS engine (mixedref.pls.PLSObjective) and the dense oracle
-(mixedref.literal.LiteralObjective), so the optimizer reaches into neither."""
+implemented by the PLS engines (mixedref.pls.PLSObjective, which chooses between the blocked
+dense engine and CHOLMOD's sparse one in mixedref.sparse_pls) and the dense oracle
+(mixedref.literal.LiteralObjective), so the optimizer reaches into none of them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ class Objective(Protocol):
 
     @property
     def size(self) -> int:
-        """The order of the dense system factored per evaluation: the cost of one call."""
+        """The order of the system factored per evaluation (the dense block, or the sparse
+        engine's random effects): the cost of one call."""
         ...
 
     def __call__(self, theta: np.ndarray) -> float:

@@ -20,6 +20,7 @@ maps the stacked per-level W1 blocks straight to the dense lower triangle of A21
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri
 
+from mixedref import threads
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import DataError, MixedrefError
 from mixedref.reterm import term_z
@@ -65,29 +67,112 @@ class PLSSolution:
     condvar: tuple[np.ndarray, ...]  # per term: (nlevels, q, q) conditional variances of b
 
 
-class PLSObjective:
-    """lme4's profiled deviance / REML criterion as a function of theta, for one ModelFrame."""
+@dataclass(frozen=True)
+class Prepared:
+    """The response and weights as both engines use them (offset removed, rows scaled)."""
 
-    def __init__(self, model: ModelFrame, REML: bool = True) -> None:
-        if not model.reterms:
-            raise MixedrefError("no random-effects terms: lmer needs at least one (expr | group)")
+    sw: np.ndarray | None  # sqrt of the prior weights, or None
+    ldW: float  # sum of log weights
+    Xw: np.ndarray  # weighted X
+    yw: np.ndarray  # weighted y residualized on Xw (see _residualize)
+    beta0: np.ndarray  # the least-squares coefficients removed from yw
+
+    def scale(self, a: np.ndarray) -> np.ndarray:
+        """Rows of ``a`` times sqrt(w)."""
+        sw = self.sw
+        return a if sw is None else a * (sw if a.ndim == 1 else sw[:, None])
+
+
+def prepare_response(model: ModelFrame, REML: bool) -> Prepared:
+    """Check the model for the PLS engines and weight/residualize its X and y."""
+    if not model.reterms:
+        raise MixedrefError("no random-effects terms: lmer needs at least one (expr | group)")
+    n, p = model.n, model.p
+    if REML and n <= p:
+        raise DataError(f"REML needs more observations ({n}) than fixed effects ({p})")
+    y = np.asarray(model.y, dtype=float)
+    if model.offset is not None:
+        y = y - np.asarray(model.offset, dtype=float)
+    if model.weights is not None:
+        w = np.asarray(model.weights, dtype=float)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DataError("weights must be finite, non-negative and one per observation")
+        ldW, sw = float(np.sum(np.log(w))), np.sqrt(w)
+    else:
+        ldW, sw = 0.0, None
+    Xw = np.asarray(model.X, dtype=float)
+    if sw is not None:
+        Xw = Xw * sw[:, None]
+        y = y * sw
+    beta0, yw = _residualize(Xw, y)
+    return Prepared(sw, ldW, Xw, yw, beta0)
+
+
+class PLSObjective:
+    """lme4's profiled deviance / REML criterion as a function of theta, for one ModelFrame.
+
+    Constructing one chooses the engine (:func:`plan_engine`): the blocked dense engine
+    (:class:`DensePLSObjective`) or CHOLMOD's sparse one (mixedref.sparse_pls), by their cost
+    estimates, after checking that the chosen one fits in memory. ``engine`` forces a path.
+    """
+
+    engine = "auto"
+    model: ModelFrame
+    REML: bool
+    terms: tuple[ReTerm, ...]
+    theta_split: np.ndarray
+    ntheta: int
+    n: int
+    p: int
+    ldW: float
+
+    def __new__(cls, model: ModelFrame | None = None, REML: bool = True,
+                engine: str = "auto") -> PLSObjective:
+        if cls is not PLSObjective or model is None:  # an engine itself, or unpickling
+            return super().__new__(cls)
+        plan = plan_engine(model, engine)
+        if plan.engine == "dense":
+            obj = super().__new__(DensePLSObjective)
+        else:
+            from mixedref.sparse_pls import SparsePLSObjective
+
+            obj = super().__new__(SparsePLSObjective)
+            obj._plan_symbolic = plan.symbolic
+        obj.plan = plan
+        return obj
+
+    # -- theta handling ----------------------------------------------------------------
+    def templates(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term the lower-triangular template T_k built from theta."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        return [t.template(th) for t, th in zip(self.terms, np.split(theta, self.theta_split),
+                                                 strict=True)]
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.model.theta_lower
+
+    def _criterion(self, ldL2: float, ldRX2: float, pwrss: float) -> float:
+        n = self.n
+        if self.REML:
+            nmp = n - self.p
+            return ldL2 - self.ldW + ldRX2 + nmp * (1.0 + _LOG_2PI + math.log(pwrss / nmp))
+        return ldL2 - self.ldW + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
+
+
+class DensePLSObjective(PLSObjective):
+    """The blocked dense engine: the first term block diagonal, the rest one dense block."""
+
+    engine = "dense"
+
+    def __init__(self, model: ModelFrame, REML: bool = True, engine: str = "dense") -> None:
+        prep = prepare_response(model, REML)
         self.model = model
         self.REML = bool(REML)
         n, p = model.n, model.p
-        if self.REML and n <= p:
-            raise DataError(f"REML needs more observations ({n}) than fixed effects ({p})")
-        y = np.asarray(model.y, dtype=float)
-        if model.offset is not None:
-            y = y - np.asarray(model.offset, dtype=float)
-        if model.weights is not None:
-            w = np.asarray(model.weights, dtype=float)
-            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise DataError("weights must be finite, non-negative and one per observation")
-            self.ldW = float(np.sum(np.log(w)))
-            sw = np.sqrt(w)
-        else:
-            self.ldW = 0.0
-            sw = None
+        self.ldW = prep.ldW
         self.n, self.p = n, p
         terms = model.reterms
         self.terms: tuple[ReTerm, ...] = terms
@@ -96,9 +181,7 @@ class PLSObjective:
         self.theta_sizes = [t.ntheta for t in terms]
         self.theta_split = np.cumsum(self.theta_sizes)[:-1]
         self.ntheta = int(sum(self.theta_sizes))
-
-        def scale(a: np.ndarray) -> np.ndarray:
-            return a if sw is None else a * (sw if a.ndim == 1 else sw[:, None])
+        scale = prep.scale
 
         # block 1: the first term, block diagonal
         t1 = terms[0]
@@ -114,9 +197,8 @@ class PLSObjective:
         Z1 = term_z(X1, t1.codes, q1, m1)
 
         # block 2: later terms, then X, then y (residualized on X: see _residualize)
-        Xw = scale(np.asarray(model.X, dtype=float))
-        self.beta0, yw = _residualize(Xw, scale(y))
-        self.Xw, self.yw = Xw, yw
+        Xw, yw = prep.Xw, prep.yw
+        self.beta0, self.Xw, self.yw = prep.beta0, Xw, yw
         Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
                  for t in terms[1:]]
         self.re2 = int(sum(t.q * t.nlevels for t in terms[1:]))
@@ -142,22 +224,11 @@ class PLSObjective:
         else:
             self.M = _schur_operator(A21, q1, m1, r)
         self._M_neg = (self.M.indptr, self.M.indices, -self.M.data)
+        #: BLAS threads per evaluation, from its flops (the dense Cholesky and the Schur product)
+        self._threads = threads.threads_for(r**3 / 3.0 + 2.0 * self.M.nnz)
         self._re_diag = np.arange(self.re2) * (r + 1)
         self._buf = np.empty((r, r))
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
-
-    # -- theta handling ----------------------------------------------------------------
-    def templates(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Per term the lower-triangular template T_k built from theta."""
-        theta = np.asarray(theta, dtype=float)
-        if theta.shape != (self.ntheta,):
-            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
-        return [t.template(th) for t, th in zip(self.terms, np.split(theta, self.theta_split),
-                                                 strict=True)]
-
-    @property
-    def lower(self) -> np.ndarray:
-        return self.model.theta_lower
 
     @property
     def size(self) -> int:
@@ -254,15 +325,22 @@ class PLSObjective:
         U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
         return Ts, L1, ld1 + extra, w, U, info
 
-    def _criterion(self, ldL2: float, ldRX2: float, pwrss: float) -> float:
-        n = self.n
-        if self.REML:
-            nmp = n - self.p
-            return ldL2 - self.ldW + ldRX2 + nmp * (1.0 + _LOG_2PI + math.log(pwrss / nmp))
-        return ldL2 - self.ldW + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
-
     def __call__(self, theta: np.ndarray) -> float:
         """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
+        with threads.limit(self._threads):
+            return self._value(theta)
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient (:meth:`_value_and_grad`)."""
+        with threads.limit(self._threads):
+            return self._value_and_grad(theta)
+
+    def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
+        """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+        with threads.limit(self._threads):
+            return self._solve(theta, condvar)
+
+    def _value(self, theta: np.ndarray) -> float:
         _, _, ld1, _, U, info = self._factor(theta, shortcut=True, need_L1=False)
         if info != 0:
             return math.inf
@@ -273,7 +351,7 @@ class PLSObjective:
         pwrss = float(diag[-1]) ** 2
         return self._criterion(ldL2, ldRX2, pwrss)
 
-    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+    def _value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """The criterion and its exact gradient in theta, for models whose terms are all scalar.
 
         With K = S(t1) + diag(theta_k^-2) the matrix factored by the diagonal shortcut (t1 the
@@ -289,7 +367,7 @@ class PLSObjective:
         theta = np.asarray(theta, dtype=float)
         rest = theta[1:]
         if rest.size and rest.min() < _SHORTCUT_MIN:
-            return self(theta), None
+            return self._value(theta), None
         _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
         if info != 0:
             return math.inf, None
@@ -333,8 +411,7 @@ class PLSObjective:
             off += mk
         return value, grad
 
-    def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
-        """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+    def _solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         theta = np.asarray(theta, dtype=float).copy()
         Ts, L1, ld1, _, U, info = self._factor(theta)
         U = U.copy()  # the factor lives in a work buffer reused by the next evaluation
@@ -562,3 +639,199 @@ def _csr(rows: np.ndarray, cols: np.ndarray, data: np.ndarray,
     _coo_tocsr(shape[0], shape[1], nnz, rows.astype(idx, copy=False),
                cols.astype(idx, copy=False), data, indptr, indices, out)
     return sp.csr_matrix((out, indices, indptr), shape=shape)
+
+
+# -- the path choice and the memory estimate ----------------------------------------------
+
+#: Below this order of the dense second block the dense engine is chosen without analysing
+#: the sparse alternative (its cost, r^3 / 3 flops, is then at most a few GFlop).
+DENSE_ALWAYS_BLOCK = 2000
+
+#: The dense engine is kept unless the sparse one's estimated fit time is this many times
+#: shorter (the estimates count the build and the evaluations: :func:`_fit_seconds`).
+DENSE_PREFERENCE = 1.25
+
+#: Rough rates of this kind of machine (one core): flops per second of the factorizations and
+#: seconds per entry of building the dense engine's Schur operator (scalar / vector first term).
+_FLOP_RATE = 2e9
+_BUILD_SECONDS = (5e-8, 6e-7)
+#: Evaluations a fit takes: with the dense engine's exact gradient (L-BFGS-B), without (BOBYQA).
+_EVALS = (20, 30)
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """Which engine a fit uses, and why: each engine's estimated flops per evaluation and
+    peak bytes (None where not estimated), and the memory limit they were held against."""
+
+    engine: str  # "dense" or "sparse"
+    reason: str
+    limit: float  # bytes
+    dense_flops: float | None = None  # per evaluation
+    dense_bytes: float | None = None
+    sparse_flops: float | None = None
+    sparse_bytes: float | None = None
+    symbolic: object | None = None  # mixedref.sparse_pls.Symbolic of the sparse analysis
+    dense_seconds: float | None = None  # estimated fit time: build + evaluations
+    sparse_seconds: float | None = None
+
+    @property
+    def bytes(self) -> float:
+        """The chosen engine's memory estimate."""
+        return float(self.dense_bytes if self.engine == "dense" else self.sparse_bytes)
+
+
+def _parse_bytes(text: str) -> float:
+    """'4G', '512M', '1.5e9' -> bytes."""
+    text = text.strip().upper().removesuffix("B")
+    mult = {"K": 2.0**10, "M": 2.0**20, "G": 2.0**30, "T": 2.0**40}.get(text[-1:], 1.0)
+    return float(text[:-1] if mult != 1.0 else text) * mult
+
+
+def memory_limit() -> float:
+    """Bytes a fit may allocate: ``MIXEDREF_MEMORY_LIMIT`` (e.g. "4G") if set, else 90 % of
+    what the machine has available (MemAvailable), or of the cgroup's remaining limit."""
+    env = os.environ.get("MIXEDREF_MEMORY_LIMIT")
+    if env:
+        try:
+            return _parse_bytes(env)
+        except ValueError as exc:
+            raise MixedrefError(f"MIXEDREF_MEMORY_LIMIT={env!r} is not a size like 4G") from exc
+    avail = math.inf
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = float(line.split()[1]) * 1024.0
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            cap = f.read().strip()
+        if cap != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                avail = min(avail, float(cap) - float(f.read()))
+    except OSError:
+        pass
+    return 0.9 * avail if math.isfinite(avail) else 2.0**40
+
+
+def _dense_pairs(model: ModelFrame) -> float:
+    """The number of entries of the dense engine's Schur operator M, from the distinct levels
+    of the later terms met by each level of the first term (X and y counted as dense)."""
+    t1 = model.reterms[0]
+    m1 = t1.nlevels
+    codes1 = np.asarray(t1.codes, np.int64)
+    K = np.full(m1, float(model.p + 1))
+    for t in model.reterms[1:]:
+        key = np.unique(codes1 * t.nlevels + np.asarray(t.codes, np.int64))
+        K += t.q * np.bincount(key // t.nlevels, minlength=m1)
+    return float(t1.q**2 * np.sum(K * (K + 1.0) / 2.0))
+
+
+def _dense_estimate(model: ModelFrame) -> tuple[float, float, float]:
+    """(flops per evaluation, peak bytes, estimated fit seconds) of the dense engine."""
+    n, p = model.n, model.p
+    t1 = model.reterms[0]
+    r = sum(t.q * t.nlevels for t in model.reterms[1:]) + p + 1
+    pairs = _dense_pairs(model)
+    scalar = all(t.q == 1 for t in model.reterms)
+    idx = 8 if r * r >= 2**31 - 1 or pairs >= 2**31 - 1 else 4
+    if t1.q == 1:  # M (data, indices, negated data), and G of the gradient as large again
+        op_bytes = pairs * (16 + idx) * (2.0 if scalar else 1.0)
+    else:  # _schur_operator's int64 temporaries over all k^2 pairs of each level
+        op_bytes = pairs * 100.0
+    width = sum(t.q for t in model.reterms)
+    base = 24.0 * n * (p + 2 + 2 * width)
+    flops = r**3 / 3.0 + 2.0 * pairs + 10.0 * t1.nlevels * t1.q**3
+    seconds = pairs * _BUILD_SECONDS[t1.q > 1] + _EVALS[not scalar] * flops / _FLOP_RATE
+    return flops, base + 32.0 * r * r + op_bytes, seconds
+
+
+def _sparse_estimate(model: ModelFrame, sym: object | None) -> tuple[float, float]:
+    """(flops per evaluation, peak bytes) of the sparse engine, from CHOLMOD's analysis."""
+    n, p = model.n, model.p
+    width = sum(t.q for t in model.reterms)
+    nre = sum(t.q * t.nlevels for t in model.reterms)
+    if sym is None:  # no symbolic counts: the dense factor bounds the sparse one
+        nnz_L, fl = nre * (nre + 1) / 2.0, nre**3 / 3.0
+    else:
+        nnz_L, fl = sym.nnz_L, sym.flops
+    base = 24.0 * n * (p + 2 + 2 * width) + 12.0 * n * width * 2.0
+    ordering = 8.0 * n * width * width  # CHOLMOD's pattern of Ut Ut' for the ordering
+    solves = 8.0 * nre * (p + 1) * 4.0 + 16.0 * nre * 256  # W, rhs; condVar's chunks
+    flops = fl + n * width * (width + 1.0) + 4.0 * nnz_L * (p + 1)
+    return flops, base + max(12.0 * nnz_L, ordering) + solves
+
+
+def plan_engine(model: ModelFrame, engine: str = "auto") -> EnginePlan:
+    """Choose the engine for ``model`` ("auto": by cost; "dense" or "sparse": forced) and
+    check its memory estimate against :func:`memory_limit`, refusing (MixedrefError, with the
+    estimate and the limit) a fit that would not fit, before anything large is allocated."""
+    if engine not in ("auto", "dense", "sparse"):
+        raise MixedrefError(f"unknown engine {engine!r}; use 'auto', 'dense' or 'sparse'")
+    if not model.reterms:
+        raise MixedrefError("no random-effects terms: lmer needs at least one (expr | group)")
+    limit = memory_limit()
+    r = sum(t.q * t.nlevels for t in model.reterms[1:]) + model.p + 1
+    dense_fits = r <= MAX_DENSE_BLOCK
+    dflops = dbytes = None
+    dsecs = None
+    if engine != "sparse":
+        dflops, dbytes, dsecs = _dense_estimate(model)
+    if engine == "dense" or (engine == "auto" and r <= DENSE_ALWAYS_BLOCK and dbytes <= limit):
+        if not dense_fits:
+            re2 = r - model.p - 1
+            raise MixedrefError(
+                f"the random-effects terms after the first have {re2} effects in all; "
+                f"the dense engine handles at most {MAX_DENSE_BLOCK - model.p - 1}")
+        plan = EnginePlan("dense", "forced" if engine == "dense" else
+                          f"dense block of order {r} <= {DENSE_ALWAYS_BLOCK}", limit,
+                          dflops, dbytes, dense_seconds=dsecs)
+        _check_memory(plan)
+        return plan
+    from mixedref import sparse_pls
+
+    if not sparse_pls.available():
+        if engine == "sparse" or not dense_fits:
+            sparse_pls._require()
+        plan = EnginePlan("dense", "scikit-sparse not installed", limit, dflops, dbytes,
+                          dense_seconds=dsecs)
+        _check_memory(plan)
+        return plan
+    sym = sparse_pls.symbolic(sparse_pls.ut_pattern(model))
+    sflops, sbytes = _sparse_estimate(model, sym)
+    ssecs = _EVALS[1] * sflops / _FLOP_RATE
+    if engine == "sparse":
+        plan = EnginePlan("sparse", "forced", limit, dflops, dbytes, sflops, sbytes, sym,
+                          dsecs, ssecs)
+        _check_memory(plan)
+        return plan
+    dense_ok = dense_fits and dbytes <= limit
+    if dense_ok and (sbytes > limit or dsecs <= DENSE_PREFERENCE * ssecs):
+        plan = EnginePlan("dense", f"estimated fit dense {dsecs:.3g} s vs sparse {ssecs:.3g} s",
+                          limit, dflops, dbytes, sflops, sbytes, sym, dsecs, ssecs)
+    else:
+        why = (f"dense block of order {r} > {MAX_DENSE_BLOCK}" if not dense_fits else
+               f"dense needs {dbytes / 2**30:.2f} GiB" if dbytes > limit else
+               f"estimated fit sparse {ssecs:.3g} s vs dense {dsecs:.3g} s")
+        plan = EnginePlan("sparse", why, limit, dflops, dbytes, sflops, sbytes, sym, dsecs,
+                          ssecs)
+    _check_memory(plan)
+    return plan
+
+
+def _check_memory(plan: EnginePlan) -> None:
+    """Refuse a plan whose memory estimate exceeds its limit, naming both."""
+    if plan.bytes <= plan.limit:
+        return
+    other = ""
+    alt = plan.sparse_bytes if plan.engine == "dense" else plan.dense_bytes
+    if alt is not None:
+        other = f"; the {'sparse' if plan.engine == 'dense' else 'dense'} engine would need " \
+                f"{alt / 2**30:.2f} GiB"
+    raise MixedrefError(
+        f"this fit needs an estimated {plan.bytes / 2**30:.2f} GiB with the {plan.engine} "
+        f"engine, more than the memory limit of {plan.limit / 2**30:.2f} GiB{other} "
+        "(the limit is 90% of the available memory; set MIXEDREF_MEMORY_LIMIT, e.g. 8G, to "
+        "change it)")
