@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from harness.report import figures
+from harness.report import figures, status_map
 from harness.report.build import gap_summary
 
 CSS = """
@@ -232,6 +232,7 @@ def render(report: Mapping[str, Any]) -> str:
         "<h1>lme4 agreement report</h1>",
         _completeness(report.get("completeness")),
         f'<p class="counts">{counts}</p>',
+        status_map.section(report),
         "<h2>Summary</h2>", _summary(report),
         f"<p>{len(dis)} case(s) with a disagreement, detailed below.</p>",
         "<h2>Fit times</h2>" + overview if overview else "",
