@@ -75,24 +75,28 @@ def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
     """R's as.data.frame(VarCorr(m)) of a fit: per term (lme4's names, :func:`varcorr_groups`) its
     variances, then the covariances of the lower triangle in column-major order with their
     correlations (NaN for zero standard deviations, as lme4), then the residual row."""
-    rows: list[dict[str, Any]] = []
+    cols: dict[str, list[Any]] = {"grp": [], "var1": [], "var2": [], "vcov": [], "sdcor": []}
+
+    def row(*values: Any) -> None:
+        for col, v in zip(cols.values(), values, strict=True):
+            col.append(v)
+
     s2 = sigma**2
     pieces = np.split(np.asarray(theta, dtype=float),
                       np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
     for grp, t, th in zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True):
         V = s2 * t.covariance(th)
         sd = np.sqrt(np.diag(V))
-        rows += [{"grp": grp, "var1": c, "var2": None, "vcov": V[i, i], "sdcor": sd[i]}
-                 for i, c in enumerate(t.columns)]
+        for i, c in enumerate(t.columns):
+            row(grp, c, None, V[i, i], sd[i])
         for j in range(t.q):
             for i in range(j + 1, t.q):
                 denom = sd[i] * sd[j]
-                rows.append({"grp": grp, "var1": t.columns[j], "var2": t.columns[i],
-                             "vcov": V[i, j],
-                             "sdcor": V[i, j] / denom if denom > 0 else float("nan")})
+                row(grp, t.columns[j], t.columns[i], V[i, j],
+                    V[i, j] / denom if denom > 0 else float("nan"))
     if residual:
-        rows.append({"grp": "Residual", "var1": None, "var2": None, "vcov": s2, "sdcor": sigma})
-    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        row("Residual", None, None, s2, sigma)
+    return pd.DataFrame(cols)
 
 
 def condvar_by_factor(terms: Sequence[Any], condvars: Sequence[np.ndarray]
@@ -193,14 +197,19 @@ class LmerFit:
         return float(self._sol.sigma)
 
     @cached_property
+    def _fixef_index(self) -> pd.Index:
+        """The fixed effects' names as one Index, shared by fixef, vcov and se."""
+        return pd.Index(list(self.model.fixef_names))
+
+    @cached_property
     def fixef(self) -> pd.Series:
-        return pd.Series(self._sol.beta, index=list(self.model.fixef_names), name="fixef")
+        return pd.Series(self._sol.beta, index=self._fixef_index, name="fixef")
 
     @cached_property
     def vcov(self) -> pd.DataFrame:
         """sigma^2 (R_X'R_X)^-1, as lme4's vcov."""
-        names = list(self.model.fixef_names)
-        RXinv = np.linalg.inv(self._sol.RX) if names else np.zeros((0, 0))
+        names = self._fixef_index
+        RXinv = np.linalg.inv(self._sol.RX) if len(names) else np.zeros((0, 0))
         V = self.sigma**2 * RXinv @ RXinv.T
         return pd.DataFrame(V, index=names, columns=names)
 

@@ -117,6 +117,10 @@ def _logical(series: pd.Series) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=["FALSE", "TRUE"], validate=False)
 
 
+#: The dtype pandas gives an Index of Python strings (rename_categories' new categories).
+_STR_DTYPE = pd.Index(["a"]).dtype
+
+
 def _column(series: pd.Series, name: str) -> Raw:
     """A data column as R's model.frame sees it: numbers as float (NaN for missing), bool as a
     logical factor (levels FALSE, TRUE), categoricals kept, strings as a sorted factor."""
@@ -124,8 +128,11 @@ def _column(series: pd.Series, name: str) -> Raw:
     if isinstance(dtype, pd.CategoricalDtype):
         cat = series.array
         assert isinstance(cat, pd.Categorical)
-        labels = [str(c) for c in cat.categories]
-        _check_labels(list(cat.categories), labels, name)
+        values = list(cat.categories)
+        labels = [str(c) for c in values]
+        _check_labels(values, labels, name)
+        if cat.categories.dtype == _STR_DTYPE and labels == values:
+            return cat.copy()  # already string levels: what rename_categories would build
         return cat.rename_categories(labels)
     if pd.api.types.is_bool_dtype(dtype):
         return _logical(series)

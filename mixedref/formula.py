@@ -10,6 +10,7 @@ it, because R's column and group names are deparsed expressions.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -480,6 +481,13 @@ def parse_formula(text: str) -> ParsedFormula:
     """Parse an lme4 formula; raise FormulaError naming what is wrong if it is malformed."""
     if not isinstance(text, str):
         raise FormulaError(f"formula must be a string, got {type(text).__name__}")
+    return _parse_formula(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_formula(text: str) -> ParsedFormula:
+    """:func:`parse_formula` of a string, memoized: the result (frozen syntax trees) depends on
+    the text alone, and refits of one formula (update, anova, profile, simulations) reuse it."""
     if text.count("(") != text.count(")"):
         raise FormulaError(
             f"cannot read formula {text!r}: unbalanced parentheses "

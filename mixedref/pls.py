@@ -27,6 +27,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri
+from scipy.linalg.lapack import dtrtrs as _dtrtrs
 
 from mixedref import threads
 from mixedref.design import ModelFrame, ReTerm
@@ -42,11 +43,18 @@ MAX_DENSE_BLOCK = 8000
 #: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
 _SHORTCUT_MIN = 1e-3
 
+#: Below this many entries (r x first term's effects) solve() forms L21 densely.
+DENSE_L21 = 200_000
+
+#: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
+SMALL_BLOCK = 64
+
 try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; COO -> CSR counting sort
     from scipy.sparse._sparsetools import coo_tocsr as _coo_tocsr
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
 except ImportError:  # pragma: no cover
-    _csc_matvec = _coo_tocsr = None
+    _csc_matvec = _coo_tocsr = _csr_matvec = None
 
 
 @dataclass(frozen=True)
@@ -147,8 +155,11 @@ class PLSObjective:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
-        return [t.template(th) for t, th in zip(self.terms, np.split(theta, self.theta_split),
-                                                 strict=True)]
+        bounds = getattr(self, "_theta_bounds", None)
+        if bounds is None:
+            return [t.template(th) for t, th in zip(self.terms, np.split(theta, self.theta_split),
+                                                     strict=True)]
+        return [t.template(theta[a:b]) for t, (a, b) in zip(self.terms, bounds, strict=True)]
 
     @property
     def lower(self) -> np.ndarray:
@@ -229,6 +240,20 @@ class DensePLSObjective(PLSObjective):
         self._re_diag = np.arange(self.re2) * (r + 1)
         self._buf = np.empty((r, r))
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
+        #: A11's entries (0,0), (1,0), (1,1) as contiguous per-level vectors, which the closed
+        #: forms of _block1 and _fast_value read once per evaluation
+        self._a11 = [np.ascontiguousarray(A11[:, i, j]) for i, j in ((0, 0), (1, 0), (1, 1))
+                     if i < q1]
+        #: a criterion evaluation reads theta directly, without per-term templates, when the
+        #: first term has q <= 2 and the later ones are scalar (_fast_value)
+        self._fast = q1 <= 2 and self._scalar_rest
+        self._diag1 = np.arange(q1)
+        ends = np.cumsum(self.theta_sizes).tolist()
+        self._theta_bounds = list(zip([0, *ends[:-1]], ends, strict=True))
+        self._ntheta1 = self.theta_sizes[0]
+        #: below this order the dense block is too small for BLAS threads: evaluations skip
+        #: threads.limit (its per-call library queries cost more than such an evaluation)
+        self._unthreaded = self._threads == 1 and r < SMALL_BLOCK
 
     @property
     def size(self) -> int:
@@ -250,27 +275,31 @@ class DensePLSObjective(PLSObjective):
             d = t2 * self.A11[:, 0, 0] + 1.0
             return None, float(np.sum(np.log(d))), t2 / d
         if T1.shape == (2, 2) and not need_factor:
-            t11, t21, t22 = T1[0, 0], T1[1, 0], T1[1, 1]
-            a, b, c = self.A11[:, 0, 0], self.A11[:, 1, 0], self.A11[:, 1, 1]
-            # D = T'AT + I with T = [[t11, 0], [t21, t22]]
-            d11 = t11 * (t11 * a + 2.0 * t21 * b) + t21 * t21 * c + 1.0
-            d21 = t22 * (t11 * b + t21 * c)
-            d22 = t22 * t22 * c + 1.0
-            det = d11 * d22 - d21 * d21
-            # W = T D^-1 T' with D^-1 = [[d22, -d21], [-d21, d11]] / det
-            w11 = t11 * t11 * d22 / det
-            w21 = t11 * (t21 * d22 - t22 * d21) / det
-            w22 = (t21 * (t21 * d22 - 2.0 * t22 * d21) + t22 * t22 * d11) / det
-            W = np.empty((a.size, 2, 2))
-            W[:, 0, 0], W[:, 1, 0], W[:, 0, 1], W[:, 1, 1] = w11, w21, w21, w22
-            return None, float(np.sum(np.log(det))), W.ravel()
+            ld, w = self._closed2(T1[0, 0], T1[1, 0], T1[1, 1])
+            return None, ld, w
         D = np.matmul(np.matmul(T1.T, self.A11), T1)
-        D[:, np.arange(T1.shape[0]), np.arange(T1.shape[0])] += 1.0
+        diag = self._diag1
+        D[:, diag, diag] += 1.0
         L1 = np.linalg.cholesky(D)
-        ld = 2.0 * float(np.sum(np.log(np.diagonal(L1, axis1=1, axis2=2))))
+        ld = 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
         V = np.linalg.solve(L1, np.broadcast_to(T1.T, L1.shape))
         W = np.matmul(np.swapaxes(V, 1, 2), V)
         return L1, ld, W.ravel()
+
+    def _closed2(self, t11: float, t21: float, t22: float) -> tuple[float, np.ndarray]:
+        """(log det D, W1 stack flat) of a 2 x 2 first term with template
+        T = [[t11, 0], [t21, t22]], in closed form (see :meth:`_block1`)."""
+        a, b, c = self._a11
+        # D = T'AT + I
+        d11 = t11 * (t11 * a + 2.0 * t21 * b) + t21 * t21 * c + 1.0
+        d21 = t22 * (t11 * b + t21 * c)
+        d22 = t22 * t22 * c + 1.0
+        det = d11 * d22 - d21 * d21
+        # W = T D^-1 T' with D^-1 = [[d22, -d21], [-d21, d11]] / det
+        w11 = t11 * t11 * d22 / det
+        w21 = t11 * (t21 * d22 - t22 * d21) / det
+        w22 = (t21 * (t21 * d22 - 2.0 * t22 * d21) + t22 * t22 * d11) / det
+        return float(np.log(det).sum()), np.stack((w11, w21, w21, w22), axis=1).ravel()
 
     def _lambda2(self, S: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
         """Lam2' S Lam2 for the dense block (later terms rescaled; X and y columns untouched)."""
@@ -327,11 +356,49 @@ class DensePLSObjective(PLSObjective):
 
     def __call__(self, theta: np.ndarray) -> float:
         """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
+        if self._unthreaded:
+            return self._fast_value(theta) if self._fast else self._value(theta)
         with threads.limit(self._threads):
-            return self._value(theta)
+            return self._fast_value(theta) if self._fast else self._value(theta)
+
+    def _fast_value(self, theta: np.ndarray) -> float:
+        """:meth:`_value` for a first term with q <= 2 and scalar later terms, the same
+        arithmetic without templates: theta's entries are read directly."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        k1 = self._ntheta1
+        if k1 == 1:
+            t2 = theta[0] ** 2
+            d = t2 * self._a11[0] + 1.0
+            ld1 = float(np.log(d).sum())
+            w = t2 / d
+        else:
+            ld1, w = self._closed2(theta[0], theta[1], theta[2])
+        S = self._schur(w)
+        rest = theta[k1:]
+        if rest.size == 0 or rest.min() >= _SHORTCUT_MIN:
+            if rest.size:  # the diagonal of S's random-effects block as a strided view
+                diag = S.reshape(-1)[:self.re2 * (self.r + 1):self.r + 1]
+                diag += np.repeat(rest ** -2.0, self._rest_sizes)
+                ld1 += float((self._rest_sizes * np.log(rest**2)).sum())
+        else:
+            S = self._lambda2(S, [None, *(np.reshape(t, (1, 1)) for t in rest)])
+            S.flat[self._re_diag] += 1.0
+        U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            return math.inf
+        diag = np.diagonal(U)
+        re2, p = self.re2, self.p
+        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
+        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
+        pwrss = float(diag[-1]) ** 2
+        return self._criterion(ldL2, ldRX2, pwrss)
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """The criterion and its exact gradient (:meth:`_value_and_grad`)."""
+        if self._unthreaded:
+            return self._value_and_grad(theta)
         with threads.limit(self._threads):
             return self._value_and_grad(theta)
 
@@ -346,8 +413,8 @@ class DensePLSObjective(PLSObjective):
             return math.inf
         diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
         re2, p = self.re2, self.p
-        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
-        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
+        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
+        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
         pwrss = float(diag[-1]) ** 2
         return self._criterion(ldL2, ldRX2, pwrss)
 
@@ -380,7 +447,7 @@ class DensePLSObjective(PLSObjective):
         # v = K^-1 e_y: U'U = K and U' z = e_y gives z = e_y / U_yy
         e = np.zeros(r)
         e[-1] = 1.0 / diag[-1]
-        v = sla.solve_triangular(U, e, lower=False, check_finite=False)
+        v = _solve_upper(U, e)
         if self.REML:
             Pinv, info = dpotri(U, lower=0, overwrite_c=1)
             c_pw, m = n - p - 1.0, r
@@ -397,9 +464,9 @@ class DensePLSObjective(PLSObjective):
         a = self.A11[:, 0, 0]
         d1 = t1 * t1 * a + 1.0
         dw = 2.0 * t1 / d1**2  # d W1 / d t1
-        Bv = self.A21.T @ v
+        Bv = _csr_times(self.A21, v, transposed=True)
         grad = np.empty(theta.size)
-        dlogdet = -float(dw @ (self._trace_op @ pflat)) if m else 0.0
+        dlogdet = -float(dw @ _csr_times(self._trace_op, pflat)) if m else 0.0
         dpw = -pwrss**2 * float(dw @ (Bv * Bv))
         grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
         off = 0
@@ -435,10 +502,14 @@ class DensePLSObjective(PLSObjective):
             L1 = np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0)  # (m1, 1, 1)
         L1inv = np.linalg.inv(L1)  # (m1, q1, q1) lower
         # L21 = Lam2' A21 Lam1 L1^-T, sparse with A21's level-block pattern
-        lam2 = self._lambda2_sparse(Ts)
-        B = lam2.T @ self.A21 @ sp.kron(sp.identity(m1, format="csr"), sp.csr_matrix(T1))
-        L21 = (B @ _block_diag_stack(np.swapaxes(L1inv, 1, 2))).tocsr()
-        ell1 = np.asarray(L21[r - 1].todense()).ravel()  # y row of L21: L1^-1 Lam1'Z1'y
+        if r * m1 * q1 <= DENSE_L21:  # small: dense products, no sparse-matrix overhead
+            L21 = self._l21_dense(Ts, L1inv)
+            ell1 = L21[r - 1]
+        else:
+            lam2 = self._lambda2_sparse(Ts)
+            B = lam2.T @ self.A21 @ sp.kron(sp.identity(m1, format="csr"), sp.csr_matrix(T1))
+            L21 = (B @ _block_diag_stack(np.swapaxes(L1inv, 1, 2))).tocsr()
+            ell1 = np.asarray(L21[r - 1].todense()).ravel()  # y row of L21: L1^-1 Lam1'Z1'y
         Lrr = L22[: r - 1, : r - 1]
         # x2 solves Lrr' x2 = ell2 (ell2 the y row of L22). With U = L22' = [[Lrr', ell2],
         # [0, d_y]], U z = d_y e_y gives z = (-x2, 1): one solve on the contiguous U, no copy
@@ -465,6 +536,18 @@ class DensePLSObjective(PLSObjective):
                            sigma=sigma, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
                            condvar=cv)
 
+    def _l21_dense(self, Ts: list[np.ndarray], L1inv: np.ndarray) -> np.ndarray:
+        """L21 = Lam2' A21 Lam1 L1^-T as a dense r x (m1 q1) array (for small systems)."""
+        r, q1, m1 = self.r, self.q[0], self.nlev[0]
+        B = self.A21.toarray()
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)  # rows of a later term: Lam2' = kron(I, T') there
+            B[seg] = np.matmul(T.T, B[seg].reshape(m, q, -1)).reshape(q * m, -1)
+            off += q * m
+        C = np.matmul(B.reshape(r, m1, q1), Ts[0])  # times Lam1 = kron(I, T1)
+        return np.einsum("rlb,lcb->rlc", C, L1inv).reshape(r, m1 * q1)
+
     def _lambda2_sparse(self, Ts: list[np.ndarray]) -> sp.csr_matrix:
         """Lam2 (later terms' Lambda, identity on X and y) as a sparse r x r matrix."""
         blocks = [sp.kron(sp.identity(m, format="csr"), sp.csr_matrix(T))
@@ -480,7 +563,7 @@ class DensePLSObjective(PLSObjective):
         # block 1: (LL')^-1_11 = L1^-T L1^-1 + G'G,  G = L22u^-1 L21u L1^-1
         P = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)
         if re2:
-            L21u = L21[:re2].toarray()
+            L21u = L21[:re2].toarray() if sp.issparse(L21) else L21[:re2]
             Linv1 = _block_diag_stack(L1inv)
             G = sla.solve_triangular(Luu, (Linv1.T @ L21u.T).T, lower=True, check_finite=False)
             Gr = G.reshape(re2, m1, q1)
@@ -496,6 +579,28 @@ class DensePLSObjective(PLSObjective):
                 out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
                 off += q * m
         return tuple(out)
+
+
+def _solve_upper(U: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """x with U x = e for upper-triangular U: scipy's solve_triangular(U, e) without its
+    wrapper's checks (the same LAPACK call, trtrs, for a Fortran-ordered U)."""
+    if not U.flags.f_contiguous:
+        return sla.solve_triangular(U, e, lower=False, check_finite=False)
+    x, info = _dtrtrs(U, e, lower=0, trans=0, unitdiag=0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular matrix: resolution failed at diagonal {info - 1}")
+    return x
+
+
+def _csr_times(A: sp.spmatrix, x: np.ndarray, transposed: bool = False) -> np.ndarray:
+    """A @ x (or A.T @ x for a CSC A) by scipy's own CSR kernel, without building the
+    transposed matrix object or the operator's dispatch."""
+    if _csr_matvec is None:  # pragma: no cover - scipy without the private kernel
+        return (A.T if transposed else A) @ x
+    nrow, ncol = A.shape[::-1] if transposed else A.shape
+    out = np.zeros(nrow)
+    _csr_matvec(nrow, ncol, A.indptr, A.indices, A.data, np.ascontiguousarray(x), out)
+    return out
 
 
 def _block_diag_stack(blocks: np.ndarray) -> sp.csr_matrix:

@@ -149,7 +149,23 @@ class ReTerm(TermShape):
 def term_z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:
     """A term's n x (m*q) sparse design from its model matrix X (n x q, rows weighted as given)
     and level codes: level-major columns, as lme4's Zt rows."""
+    X = np.asarray(X, dtype=float)
+    codes = np.asarray(codes)
     n = X.shape[0]
-    rows = np.repeat(np.arange(n), q)
-    cols = (np.asarray(codes)[:, None] * q + np.arange(q)[None, :]).ravel()
-    return sp.csc_matrix((np.asarray(X, dtype=float).ravel(), (rows, cols)), shape=(n, m * q))
+    # built in CSC form directly (as the COO conversion orders it: each column's rows
+    # ascending, explicit zeros kept): column l*q + a holds the rows of level l, values X[:, a]
+    idx = np.int32 if max(n * q, n, m * q) < 2**31 - 1 else np.int64
+    order = np.argsort(codes, kind="stable").astype(idx, copy=False)
+    counts = np.bincount(codes, minlength=m)
+    if q == 1:
+        indptr = np.zeros(m + 1, dtype=idx)
+        np.cumsum(counts, out=indptr[1:])
+        return sp.csc_matrix((X[order, 0], order, indptr), shape=(n, m))
+    per_col = np.repeat(counts, q)
+    indptr = np.zeros(m * q + 1, dtype=idx)
+    np.cumsum(per_col, out=indptr[1:])
+    col = np.repeat(np.arange(m * q), per_col)
+    level, a = col // q, col % q
+    start = np.cumsum(counts) - counts
+    rows = order[start[level] + (np.arange(col.size) - indptr[col])]
+    return sp.csc_matrix((X[rows, a], rows, indptr), shape=(n, m * q))
