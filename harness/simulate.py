@@ -420,6 +420,231 @@ def _singular(rng: np.random.Generator):
 
 
 # ----------------------------------------------------------------------------------------------
+# the hard shapes (issue 15): designs where lme4's default optimizer is known to stop short
+
+
+def _corr_matrix(k: int, pairs: dict[tuple[int, int], float]) -> np.ndarray:
+    """A k x k correlation matrix with the given off-diagonal entries (i, j) and (j, i)."""
+    corr = np.eye(k)
+    for (i, j), r in pairs.items():
+        corr[i, j] = corr[j, i] = r
+    return corr
+
+
+KB07_SUBJ_SDS = (300.0, 40.0, 60.0, 70.0)
+KB07_ITEM_SDS = (360.0, 40.0, 250.0, 20.0)
+KB07_SUBJ_CORR = _corr_matrix(
+    4, {(0, 1): 0.6, (0, 2): 0.2, (0, 3): 0.4, (1, 2): 0.3, (1, 3): 0.9, (2, 3): 0.1}
+)
+KB07_ITEM_CORR = _corr_matrix(
+    4, {(0, 1): 0.4, (0, 2): -0.6, (0, 3): 0.3, (1, 2): -0.5, (1, 3): 0.8, (2, 3): -0.2}
+)
+
+
+@design(
+    "sim_kb07_maximal",
+    seed=2,
+    formula="rt ~ 1 + spkr * prec * load + (1 + spkr + prec + load | subj)"
+    " + (1 + spkr + prec + load | item)",
+)
+def _kb07_maximal(rng: np.random.Generator):
+    """A kb07-like maximal crossed design: 56 subjects x 32 items, every subject sees every item
+    once (1,792 rows), the 2 x 2 x 2 conditions spkr, prec, load (coded -1/+1) counterbalanced
+    by a Latin square so that they vary within subjects and within items; correlated random
+    intercepts and slopes of all three main effects on both factors (4 x 4 covariance on each:
+    20 covariance parameters). Sds on the scale of reaction times in ms (subject 300, 40, 60,
+    70; item 360, 40, 250, 20; residual 670), some slopes small next to the residual so the
+    fit is usually singular."""
+    n_subj, n_item, sigma = 56, 32, 670.0
+    subj = np.repeat(np.arange(n_subj), n_item)
+    item = np.tile(np.arange(n_item), n_subj)
+    cond = (subj + item) % 8  # Latin square: each item in every condition across subjects
+    spkr = np.where(cond % 2 == 0, -1.0, 1.0)
+    prec = np.where((cond // 2) % 2 == 0, -1.0, 1.0)
+    load = np.where((cond // 4) % 2 == 0, -1.0, 1.0)
+    us = correlated_effects(rng, n_subj, KB07_SUBJ_SDS, KB07_SUBJ_CORR)
+    ui = correlated_effects(rng, n_item, KB07_ITEM_SDS, KB07_ITEM_CORR)
+    beta = {
+        "(Intercept)": 2180.0, "spkr": 67.0, "prec": -333.0, "load": 78.0,
+        "spkr:prec": -22.0, "spkr:load": 18.0, "prec:load": 5.0, "spkr:prec:load": -24.0,
+    }  # fmt: skip
+    mu = (
+        beta["(Intercept)"] + us[subj, 0] + ui[item, 0]
+        + (beta["spkr"] + us[subj, 1] + ui[item, 1]) * spkr
+        + (beta["prec"] + us[subj, 2] + ui[item, 2]) * prec
+        + (beta["load"] + us[subj, 3] + ui[item, 3]) * load
+        + beta["spkr:prec"] * spkr * prec + beta["spkr:load"] * spkr * load
+        + beta["prec:load"] * prec * load + beta["spkr:prec:load"] * spkr * prec * load
+    )  # fmt: skip
+    rt = np.round(mu + sigma * rng.standard_normal(len(subj)), 1)
+    df = pd.DataFrame(
+        {
+            "rt": rt, "spkr": spkr, "prec": prec, "load": load,
+            "subj": factor(subj, "s"), "item": factor(item, "i"),
+        }
+    )  # fmt: skip
+    names = ["(Intercept)", "spkr", "prec", "load"]
+    tr = truth(
+        beta,
+        sigma,
+        [
+            ("subj", names, KB07_SUBJ_SDS, KB07_SUBJ_CORR),
+            ("item", names, KB07_ITEM_SDS, KB07_ITEM_CORR),
+        ],
+    )
+    return df, tr
+
+
+def _three_slopes(
+    rng: np.random.Generator,
+    n_groups: int,
+    n_per: int,
+    beta: tuple[float, float, float],
+    sds: tuple[float, float, float],
+    corr: np.ndarray,
+    sigma: float,
+    scales: tuple[float, float] = (1.0, 1.0),
+) -> pd.DataFrame:
+    """y = b0 + u0 + (b1 + u1) x1 + (b2 + u2) x2 + e, x_k = scale_k * N(0, 1) (4 significant
+    digits), (u0, u1, u2) correlated per group."""
+    u = correlated_effects(rng, n_groups, sds, corr)
+    g = np.repeat(np.arange(n_groups), n_per)
+    x1 = scales[0] * np.round(rng.standard_normal(len(g)), 3)
+    x2 = scales[1] * np.round(rng.standard_normal(len(g)), 3)
+    e = sigma * rng.standard_normal(len(g))
+    y = beta[0] + u[g, 0] + (beta[1] + u[g, 1]) * x1 + (beta[2] + u[g, 2]) * x2 + e
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": factor(g, "g")})
+
+
+BADSCALE_SCALES = (1e-4, 1e4)
+BADSCALE_BETA = (1.0, 2.0e4, -3.0e-4)  # effects of about 2 and -3 per sd of x1, x2
+BADSCALE_SDS = (1.0, 1.0e4, 1.0e-4)  # about 1 per sd of x1, x2 too
+BADSCALE_CORR = _corr_matrix(3, {(0, 1): 0.5, (0, 2): -0.4, (1, 2): 0.3})
+
+
+@design("sim_badscale3", seed=3002, formula="y ~ x1 + x2 + (1 + x1 + x2 | g)")
+def _badscale3(rng: np.random.Generator):
+    """Badly scaled predictors under a correlated 3-term random slope (1 + x1 + x2 | g): x1 on
+    the scale 1e-4 and x2 on the scale 1e4, so the random-slope sds (1e4 and 1e-4) and hence
+    lme4's theta span eight orders of magnitude each way (50 groups x 20 rows, correlations
+    0.5, -0.4, 0.3, sigma 1)."""
+    df = _three_slopes(
+        rng, 50, 20, BADSCALE_BETA, BADSCALE_SDS, BADSCALE_CORR, 1.0, scales=BADSCALE_SCALES
+    )
+    tr = truth(
+        dict(zip(["(Intercept)", "x1", "x2"], BADSCALE_BETA, strict=True)),
+        1.0,
+        [("g", ["(Intercept)", "x1", "x2"], BADSCALE_SDS, BADSCALE_CORR)],
+    )
+    return df, tr
+
+
+CORR3B_SDS = (1.0, 0.6, 0.4)
+CORR3B_CORR = _corr_matrix(3, {(0, 1): 1.0, (0, 2): -0.6, (1, 2): -0.6})
+
+
+@design("sim_corr3_boundary", seed=28, formula="y ~ x1 + x2 + (1 + x1 + x2 | g)")
+def _corr3_boundary(rng: np.random.Generator):
+    """A 3-dimensional correlated term (1 + x1 + x2 | g) whose true intercept-x1 correlation is
+    +1 (and the other two -0.6), so the covariance is singular and the optimum sits on the
+    boundary of the Cholesky parametrization (40 groups x 10 rows, sds 1, 0.6, 0.4, sigma
+    1)."""
+    df = _three_slopes(rng, 40, 10, (2.0, 1.0, -0.5), CORR3B_SDS, CORR3B_CORR, 1.0)
+    tr = truth(
+        {"(Intercept)": 2.0, "x1": 1.0, "x2": -0.5},
+        1.0,
+        [("g", ["(Intercept)", "x1", "x2"], CORR3B_SDS, CORR3B_CORR)],
+    )
+    return df, tr
+
+
+CORR4_SDS = (1.0, 0.8, 0.6, 0.4)
+CORR4_CORR = _corr_matrix(
+    4, {(0, 1): 0.7, (0, 2): -0.5, (0, 3): 0.3, (1, 2): -0.6, (1, 3): 0.2, (2, 3): -0.4}
+)
+
+
+@design("sim_corr4", seed=3004, formula="y ~ x1 + x2 + x3 + (1 + x1 + x2 + x3 | g)")
+def _corr4(rng: np.random.Generator):
+    """A 4-dimensional correlated term (1 + x1 + x2 + x3 | g): 10 covariance parameters for one
+    grouping factor, sds 1, 0.8, 0.6, 0.4, correlations between -0.6 and 0.7 (50 groups x 12
+    rows, sigma 1)."""
+    n_groups, n_per, sigma = 50, 12, 1.0
+    beta = (1.0, 0.5, -0.5, 0.25)
+    u = correlated_effects(rng, n_groups, CORR4_SDS, CORR4_CORR)
+    g = np.repeat(np.arange(n_groups), n_per)
+    xs = [np.round(rng.standard_normal(len(g)), 3) for _ in range(3)]
+    y = beta[0] + u[g, 0] + sigma * rng.standard_normal(len(g))
+    for k in range(3):
+        y = y + (beta[k + 1] + u[g, k + 1]) * xs[k]
+    df = pd.DataFrame({"y": y, "x1": xs[0], "x2": xs[1], "x3": xs[2], "g": factor(g, "g")})
+    names = ["(Intercept)", "x1", "x2", "x3"]
+    tr = truth(dict(zip(names, beta, strict=True)), sigma, [("g", names, CORR4_SDS, CORR4_CORR)])
+    return df, tr
+
+
+FSLOPE_SDS = (1.0, 0.7, 0.5)
+FSLOPE_CORR = _corr_matrix(3, {(0, 1): -0.5, (0, 2): 0.3, (1, 2): 0.4})
+
+
+@design("sim_factor_slopes", seed=3005, formula="y ~ f + (f | g)")
+def _factor_slopes(rng: np.random.Generator):
+    """Factor-valued random slopes (f | g): a 3-level factor f (a, b, c) within each of 40
+    groups (4 rows per level and group, 480 rows), so the random-effects term has R's
+    treatment-contrast columns (Intercept), fb, fc: a 3 x 3 covariance from a factor
+    (sds 1, 0.7, 0.5, correlations -0.5, 0.3, 0.4, sigma 0.8)."""
+    n_groups, reps, sigma = 40, 4, 0.8
+    beta = (3.0, 1.0, -0.5)
+    u = correlated_effects(rng, n_groups, FSLOPE_SDS, FSLOPE_CORR)
+    g = np.repeat(np.arange(n_groups), 3 * reps)
+    f = np.tile(np.repeat(np.arange(3), reps), n_groups)
+    fb, fc = (f == 1).astype(float), (f == 2).astype(float)
+    y = (
+        beta[0] + u[g, 0] + (beta[1] + u[g, 1]) * fb + (beta[2] + u[g, 2]) * fc
+        + sigma * rng.standard_normal(len(g))
+    )  # fmt: skip
+    df = pd.DataFrame({"y": y, "f": factor(f, "f", labels=["a", "b", "c"]), "g": factor(g, "g")})
+    names = ["(Intercept)", "fb", "fc"]
+    tr = truth(
+        dict(zip(names, beta, strict=True)), sigma, [("g", names, FSLOPE_SDS, FSLOPE_CORR)]
+    )
+    return df, tr
+
+
+@design("sim_deep_nest", seed=3006, formula="y ~ x + (1 | a/b/c)")
+def _deep_nest(rng: np.random.Generator):
+    """Deep nesting (1 | a/b/c): 12 levels of a, 4 of b within each a and 3 of c within each
+    b, the labels of b and c reused across their parents (so only the / operator nests them:
+    c:(b:a) 144 levels, b:a 48, a 12), 3 rows per c (432 rows); sds 1 (a), 0.7 (b:a), 0.3
+    (c:(b:a)), sigma 0.6."""
+    n_a, n_b, n_c, reps = 12, 4, 3, 3
+    sd_a, sd_b, sd_c, sigma = 1.0, 0.7, 0.3, 0.6
+    n = n_a * n_b * n_c * reps
+    a = np.repeat(np.arange(n_a), n_b * n_c * reps)
+    b = np.tile(np.repeat(np.arange(n_b), n_c * reps), n_a)
+    c = np.tile(np.repeat(np.arange(n_c), reps), n_a * n_b)
+    ua = sd_a * rng.standard_normal(n_a)
+    ub = sd_b * rng.standard_normal(n_a * n_b)
+    uc = sd_c * rng.standard_normal(n_a * n_b * n_c)
+    x = np.round(rng.standard_normal(n), 3)
+    ab = a * n_b + b
+    y = 1.0 + 0.5 * x + ua[a] + ub[ab] + uc[ab * n_c + c] + sigma * rng.standard_normal(n)
+    df = pd.DataFrame(
+        {"y": y, "x": x, "a": factor(a, "a"), "b": factor(b, "b"), "c": factor(c, "c")}
+    )
+    tr = truth(  # lme4's order: decreasing number of levels
+        {"(Intercept)": 1.0, "x": 0.5},
+        sigma,
+        [
+            ("c:(b:a)", ["(Intercept)"], [sd_c], None),
+            ("b:a", ["(Intercept)"], [sd_b], None),
+            ("a", ["(Intercept)"], [sd_a], None),
+        ],
+    )
+    return df, tr
+
+
+# ----------------------------------------------------------------------------------------------
 # the GLMM designs (glmer's cases): truth on the linear-predictor scale, with family and link
 
 

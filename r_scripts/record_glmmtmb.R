@@ -1,9 +1,12 @@
 # Record glmmTMB's answers to every catalog case, in lme4's terms, for the harness's second
 # engine (harness/adapters/glmmtmb.py, "glmmTMB-recorded") and harness/best_known.py.
 #
-#     Rscript r_scripts/record_glmmtmb.R [CATALOG] [OUT]
+#     Rscript r_scripts/record_glmmtmb.R [CATALOG] [OUT] [IDS]
 #
 # CATALOG defaults to <repo>/harness/catalog.yaml, OUT to <repo>/harness/references/glmmtmb.json.
+# IDS, a regular expression on case ids, records only the matching cases and keeps OUT's other
+# records and devfun checks as they are (their cases must still be in the catalog; the date,
+# seconds and versions become this run's), as r_scripts/record_references.R does.
 # Each case is fitted with glmmtmb_record() (r_scripts/glmmtmb_record.R: glmmTMB's defaults,
 # Gaussian, REML as the case says) on the data read by read_dataset() (r_scripts/catalog.R).
 # The output has the shape of harness/references/lme4.json (generator, catalog, date, versions,
@@ -42,6 +45,18 @@ main <- function(args) {
   records <- list()
   fitted <- list()
   checks <- list()
+  ids <- vapply(cases, function(x) x$id, "")  # the catalog's order, kept in OUT
+  if (length(args) >= 3) {
+    cases <- cases[grepl(args[3], ids)]
+    if (!length(cases)) stop(sprintf("no catalog case id matches '%s'", args[3]))
+    if (file.exists(out)) {
+      old <- fromJSON(out, simplifyVector = FALSE)
+      keep <- setdiff(intersect(names(old$records), ids), vapply(cases, function(x) x$id, ""))
+      records <- old$records[keep]
+      fitted <- old$cases[keep]
+      checks <- old$devfun_check[intersect(keep, names(old$devfun_check))]
+    }
+  }
   cache <- list()
   t_all <- Sys.time()
   for (case in cases) {
@@ -68,9 +83,9 @@ main <- function(args) {
               date = format(Sys.time(), "%Y-%m-%dT%H:%M:%S%z"),
               seconds = as.numeric(difftime(Sys.time(), t_all, units = "secs")),
               versions = glmmtmb_versions(),
-              cases = fitted,
-              records = records,
-              devfun_check = checks)
+              cases = fitted[intersect(ids, names(fitted))],
+              records = records[intersect(ids, names(records))],
+              devfun_check = checks[intersect(ids, names(checks))])
   dir.create(dirname(out), showWarnings = FALSE, recursive = TRUE)
   writeLines(toJSON(doc, auto_unbox = TRUE, digits = NA, null = "null", na = "null",
                     pretty = TRUE), out)
