@@ -15,6 +15,13 @@ iteration improving the criterion by less than 1e-8 stops it) or a projected gra
 a failed line search counts as converged when the quasi-Newton model predicts an improvement below
 ftol_abs (the noise floor); if it fails otherwise or leaves the region where the gradient applies,
 BOBYQA finishes from its best point.
+
+Beyond lme4: where a check fails after all this (checkConv's gradient or Hessian, a singular fit,
+badly scaled predictors, θ far from the start, a non-zero return code) the rescue strategies of
+:mod:`mixedref.strategies` continue from the estimate (rescaled θ, restarts, a boundary search,
+a gradient polish) and keep the lowest criterion; the log says why they ran, every attempt and
+which won (``log.rescue_reasons``, ``log.rescue``, ``log.winner``, ``log.gain``). A fit whose
+checks pass runs none of it. ``Control(rescue=False)`` gives lme4's behaviour alone.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.objective import Objective
 from mixedref.optsummary import NLOPT_CODES, OptSummary
+from mixedref.strategies import Problem, reasons_to_rescue, rescue, theta_scales, worth_rescuing
 
 #: lme4's isSingular tolerance.
 SINGULAR_TOL = 1e-4
@@ -81,6 +89,7 @@ class Control:
     boundary_tol: float = 1e-5
     method: str = "auto"  # "auto", "bobyqa" (lme4's) or "lbfgsb" (needs the exact gradient)
     calc_derivs: bool = True  # lme4's calc.derivs: gradient and Hessian checks at the end
+    rescue: bool = True  # where a check fails, continue with mixedref.strategies (not lme4's)
 
     @classmethod
     def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
@@ -300,13 +309,13 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             return finitial
         return v
 
+    def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
+        nonlocal nfev
+        nfev += 1
+        return fn.value_and_grad(x)
+
     method = _choose_method(fn, control)
     if method == "lbfgsb":
-        def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
-            nonlocal nfev
-            nfev += 1
-            return fn.value_and_grad(x)
-
         x, fx, ok, status, message = _lbfgsb(counted_grad, x0, lower, control)
         code, name = status, f"scipy L-BFGS-B: {message}"
         meaning = "converged" if ok else "did not converge"
@@ -335,37 +344,114 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             log.strategies.append(f"centred start won: {fx - f2:.3g} lower")
             x, fx, code, method = x2, f2, code2, "bobyqa+centred"
             name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
-    messages: list[str] = []
-    if control.boundary_tol > 0:
-        near = (x - lower > 0) & (x - lower < control.boundary_tol)
-        if np.any(near):
-            for i in np.flatnonzero(near):
-                xt = x.copy()
-                xt[i] = lower[i]
-                if counted(xt) < fx:
-                    x = xt
-            fx = counted(x)
+    x, fx = _snap_to_boundary(counted, x, fx, lower, control)
     if nlopt_ran or method != "lbfgsb":
         conv = code if (code < 0 or code == 5) else 0
     else:
         conv = 0
+    _checks(fn, x, lower, control, log)
+    reasons = reasons_to_rescue(log.checks, is_singular(x, lower), conv, model, x, FAR_THETA)
+    if control.rescue and reasons:
+        problem = _problem(fn, counted, counted_grad, lambda: nfev, model, control, alt)
+        won = _rescue(problem, x, fx, control, reasons, conv, log)
+        if won is not None:
+            x, fx, code = won
+            method, conv = f"{method}+rescue", 0  # the checks judge the rescued estimate
+            if code is not None:
+                name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
+            else:
+                name, meaning = "scipy L-BFGS-B", "the gradient polish of mixedref.strategies"
+    messages: list[str] = []
     if conv != 0:
         messages.append(f"convergence code {conv} from nloptwrap: {_CODES.get(code, code)}")
     singular = is_singular(x, lower)
     if singular:
         messages.append("boundary (singular) fit: see help('isSingular')")
-    if control.calc_derivs:
-        grad_fn = fn.value_and_grad if fn.has_gradient else None
-        _, grad, hess = derivatives(fn, x, lower, value_and_grad=grad_fn)
-        log.checks, log.hessian_eigenvalues = check(grad, hess)
-        log.gradient = [float(g) for g in grad]
-        messages += log.checks
+    messages += log.checks
     log.optimizer, log.theta, log.fmin, log.nfev = method, x.tolist(), float(fx), nfev
     log.return_code, log.return_name, log.return_meaning = code, name, meaning
     log.seconds = time.perf_counter() - t0
     return OptResult(theta=x, fval=fx, nfev=nfev, return_code=code if code is not None else 0,
                      return_name=name, converged=conv == 0 and not log.checks,
                      singular=singular, messages=messages, method=method, log=log)
+
+
+def _problem(fn: Objective, counted: Callable[[np.ndarray], float],
+             counted_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
+             counter: Callable[[], int], model: ModelFrame, control: Control,
+             alt: np.ndarray | None) -> Problem:
+    """What mixedref.strategies needs of this fit: its counted criterion and gradient, BOBYQA
+    under its settings (with a per-run cap), θ's scales, the centred start, its budget."""
+    def local(f: Callable[[np.ndarray], float], z0: np.ndarray, lo: np.ndarray,
+              maxeval: int) -> tuple[np.ndarray, float, int]:
+        return _bobyqa(f, z0, lo, replace(control, maxeval=min(control.maxeval, maxeval)))
+
+    starts = [("centred start", alt)] if alt is not None else []
+    return Problem(counted, fn, model, model.theta_lower.astype(float), local,
+                   theta_scales(model), starts,
+                   value_and_grad=counted_grad if fn.has_gradient else None,
+                   counter=counter, budget=control.maxeval)
+
+
+def _rescue(problem: Problem, x: np.ndarray, fx: float, control: Control, reasons: list[str],
+            conv: int, log: OptSummary) -> tuple[np.ndarray, float, int | None] | None:
+    """Where a check failed, mixedref.strategies from the estimate; returns (θ, criterion,
+    NLopt code of the winning run) when a strategy won (the log says which, and the checks are
+    redone there), else None."""
+    counted, lower = problem.fn, problem.lower
+
+    def edge(x1: np.ndarray, f1: float) -> tuple[np.ndarray, float]:
+        if not control.restart_edge:
+            return x1, f1
+        x2, f2, _ = _restart_edge(counted, x1, f1, 0, lower, control)
+        return x2, f2
+
+    if problem.left() <= 0 or not worth_rescuing(problem, x, reasons):
+        return None
+    log.rescue_reasons = reasons
+    res = rescue(problem, x, fx, reasons, problem.counter, edge,
+                 checks_failed=bool(log.checks) or conv != 0)
+    log.rescue = [{"strategy": a.strategy, "fval": a.fval, "nfev": a.nfev,
+                   "seconds": a.seconds} for a in res.attempts]
+    if res.winner is None:
+        log.strategies.append(f"rescue ran ({', '.join(reasons)}); no strategy won")
+        return None
+    log.winner, log.gain = res.winner, res.gain
+    steps = "; ".join(f"{name}: {gain:.3g}" for name, gain in res.steps)
+    log.strategies.append(f"{res.winner} won: {res.gain:.3g} lower in all "
+                          f"({', '.join(reasons)}; improvements: {steps})")
+    x, fx = _snap_to_boundary(counted, res.theta, res.fval, lower, control)
+    _checks(problem.objective, x, lower, control, log)
+    return x, fx, res.code
+
+
+def _snap_to_boundary(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
+                      lower: np.ndarray, control: Control) -> tuple[np.ndarray, float]:
+    """lme4's check.boundary: parameters within ``boundary_tol`` of their bound move onto it
+    where that does not raise the criterion."""
+    if control.boundary_tol > 0:
+        near = (x - lower > 0) & (x - lower < control.boundary_tol)
+        if np.any(near):
+            for i in np.flatnonzero(near):
+                xt = x.copy()
+                xt[i] = lower[i]
+                if fn(xt) < fx:
+                    x = xt
+            fx = fn(x)
+    return x, fx
+
+
+def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
+            log: OptSummary) -> None:
+    """lme4's checkConv at x (when calc_derivs): gradient, Hessian eigenvalues and warnings
+    into the log."""
+    if not control.calc_derivs:
+        log.checks, log.gradient, log.hessian_eigenvalues = [], None, None
+        return
+    grad_fn = fn.value_and_grad if fn.has_gradient else None
+    _, grad, hess = derivatives(fn, x, lower, value_and_grad=grad_fn)
+    log.checks, log.hessian_eigenvalues = check(grad, hess)
+    log.gradient = [float(g) for g in grad]
 
 
 def _restart_edge(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float, code: int,

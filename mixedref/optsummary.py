@@ -25,6 +25,12 @@ class OptSummary:
     return_meaning: str = ""  # what it means, in words
     nonfinite: int = 0  # evaluations where the system could not be factored
     strategies: list[str] = field(default_factory=list)  # extra runs (centred start, edge)
+    # mixedref.strategies, run where a check failed: why, every attempt (strategy, its
+    # criterion re-evaluated, evaluations, seconds), the winner and how much lower it got
+    rescue_reasons: list[str] = field(default_factory=list)
+    rescue: list[dict[str, Any]] = field(default_factory=list)
+    winner: str | None = None
+    gain: float = 0.0
     gradient: list[float] | None = None  # finite-difference gradient at the end (free coords)
     hessian_eigenvalues: list[float] | None = None
     checks: list[str] = field(default_factory=list)  # what checkConv would warn, verbatim

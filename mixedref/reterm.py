@@ -30,14 +30,16 @@ def psd_cholesky(S: np.ndarray, zero: float = ZERO_VARIANCE) -> np.ndarray:
     """Lower L with L Lᵀ = S for a positive *semi*-definite S, with L's column zeroed where its
     pivot vanishes. numpy refuses singular matrices; the criterion depends on θ only through
     Λ Λᵀ, so any factor gives the same criterion, and this one is as lme4 reports it. Small
-    negative pivots from rounding (|ρ| printed as 1.00) are treated as zero."""
+    negative pivots from rounding (|ρ| printed as 1.00) are treated as zero. "Small" is relative
+    to the column's own variance, not the term's largest: columns on scales 1e-4 and 1e4 in one
+    term (sim_badscale3) have variances 1e16 apart, and a genuine pivot of the small one must
+    survive."""
     S = np.asarray(S, dtype=float)
     q = S.shape[0]
     L = np.zeros_like(S)
-    scale = max(float(np.max(np.abs(np.diag(S)))), 1.0) if q else 1.0
     for j in range(q):
         d = S[j, j] - L[j, :j] @ L[j, :j]
-        if d <= zero * scale:
+        if d <= zero * max(float(S[j, j]), 0.0):
             continue  # column j stays zero
         L[j, j] = np.sqrt(d)
         for i in range(j + 1, q):
