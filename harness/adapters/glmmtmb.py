@@ -89,6 +89,7 @@ class GlmmTMBRecorded(Lme4Recorded):
     glmmTMB's file and re-recording script."""
 
     name = "glmmTMB-recorded"
+    extras = False  # glmmTMB's record is the fit alone: no anova partner, no prediction grid
 
     def __init__(self, path: str | Path | None = None) -> None:
         super().__init__(path or RECORDED_PATH)

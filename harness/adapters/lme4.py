@@ -62,6 +62,7 @@ class Lme4Recorded(Adapter):
 
     name = "lme4-recorded"
     runs_code = False  # reads a JSON file: nothing to isolate
+    extras = True  # the recording holds anova rows and grid predictions (fitted_as)
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else RECORDED_PATH
@@ -99,7 +100,7 @@ class Lme4Recorded(Adapter):
                     "(re-run r_scripts/record_references.R)")
         fitted = doc.get("cases", {}).get(case.id)
         if fitted is not None:
-            now = fitted_as(case)
+            now = fitted_as(case, self.extras)
             stale = {k: (fitted.get(k), v) for k, v in now.items() if fitted.get(k) != v}
             if stale:
                 diff = "; ".join(f"{k} recorded {a!r}, catalog {b!r}"
@@ -116,17 +117,18 @@ class Lme4Recorded(Adapter):
         return normalize_record(raw, self.name, case.id)
 
 
-def fitted_as(case: Any) -> dict[str, Any]:
+def fitted_as(case: Any, extras: bool = True) -> dict[str, Any]:
     """What a recording says was fitted for a case (r_scripts/record_references.R writes the
     same): a recording made for another model is stale. GLMM fields only for GLMMs, the anova
-    partner's formula and the prediction grid only for cases with them."""
+    partner's formula and the prediction grid only for cases with them, and only for a
+    recording that computes them (``extras``: lme4's does, glmmTMB's fits the model alone)."""
     now: dict[str, Any] = {"dataset": case.dataset, "formula": case.formula,
                            "REML": bool(case.REML)}
     if getattr(case, "family", None) is not None:
         now.update(family=case.family, link=case.link_name, nAGQ=int(case.nAGQ),
                    weights=case.weights)
-    if getattr(case, "anova_formula", None) is not None:
+    if extras and getattr(case, "anova_formula", None) is not None:
         now["anova"] = case.anova_formula
-    if getattr(case, "predict_grid", None):
+    if extras and getattr(case, "predict_grid", None):
         now["predict_grid"] = grid_label(case.predict_grid)
     return now

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import _reported as R
 from harness.adapters.peers._base import Peer
 
 
@@ -86,4 +87,26 @@ class PyremlPeer(Peer):
             "messages": F.caught_messages(caught),
             "nfev": len(mm.opti_REML.loss),
             "versions": {**self.versions(), "torch": str(torch.__version__)},
+            "ranef": ranef(mm, units, terms),
         }
+
+
+def ranef(mm: Any, units: list[tuple[str, list[str]]], terms: list[F.Term]
+          ) -> list[dict[str, Any]] | None:
+    """pyreml's predictions of the random effects, each Random's ``table`` after the fit
+    (random.py format_pred: ``prediction`` and ``SE`` = sqrt(diag(PEV)) per unit and
+    component, the components in the term's column order), in lme4's names. Its SE is the
+    prediction error's (Henderson's C^22, which counts β's estimation too), reported as given."""
+    blocks = []
+    for (group, cols), r in zip(units, mm.random, strict=True):
+        table = getattr(r, "table", None)
+        if table is None:
+            return None
+        comps = list(r.colnames)
+        if len(comps) != len(cols):
+            return None
+        wide = table.pivot(index="unit", columns="component", values="prediction")[comps]
+        se = table.pivot(index="unit", columns="component", values="SE")[comps]
+        blocks.append((group, [str(u) for u in wide.index], cols, wide.to_numpy(float),
+                       se.loc[wide.index].to_numpy(float)))
+    return R.ranef_of(blocks, terms)
