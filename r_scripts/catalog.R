@@ -134,6 +134,20 @@ read_catalog <- function(path = default_catalog_path()) {
   unname(cases)
 }
 
+# The cases a recording script fits: those whose id matches `pattern` (NULL: every case) and,
+# when `out` already exists, its document and the ids of the other catalog cases it holds, which
+# the script keeps as they are: list(cases, ids = the catalog's order, keep, old).
+select_cases <- function(cases, pattern, out) {
+  ids <- vapply(cases, function(x) x$id, "")
+  if (is.null(pattern)) return(list(cases = cases, ids = ids, keep = character(0), old = NULL))
+  chosen <- cases[grepl(pattern, ids)]
+  if (!length(chosen)) stop(sprintf("no catalog case id matches '%s'", pattern))
+  old <- if (file.exists(out)) jsonlite::fromJSON(out, simplifyVector = FALSE) else NULL
+  keep <- if (is.null(old)) character(0) else
+    setdiff(intersect(names(old$records), ids), vapply(chosen, function(x) x$id, ""))
+  list(cases = chosen, ids = ids, keep = keep, old = old)
+}
+
 # ---- checks called by tests/test_catalog.py and tests/test_datasets.py (Rscript one-liners) ----
 
 # Print the expanded ids of a catalog as a JSON array.

@@ -45,17 +45,13 @@ main <- function(args) {
   records <- list()
   fitted <- list()
   checks <- list()
-  ids <- vapply(cases, function(x) x$id, "")  # the catalog's order, kept in OUT
-  if (length(args) >= 3) {
-    cases <- cases[grepl(args[3], ids)]
-    if (!length(cases)) stop(sprintf("no catalog case id matches '%s'", args[3]))
-    if (file.exists(out)) {
-      old <- fromJSON(out, simplifyVector = FALSE)
-      keep <- setdiff(intersect(names(old$records), ids), vapply(cases, function(x) x$id, ""))
-      records <- old$records[keep]
-      fitted <- old$cases[keep]
-      checks <- old$devfun_check[intersect(keep, names(old$devfun_check))]
-    }
+  sel <- select_cases(cases, if (length(args) >= 3) args[3] else NULL, out)
+  cases <- sel$cases
+  ids <- sel$ids  # the catalog's order, kept in OUT
+  if (!is.null(sel$old)) {
+    records <- sel$old$records[sel$keep]
+    fitted <- sel$old$cases[sel$keep]
+    checks <- sel$old$devfun_check[intersect(sel$keep, names(sel$old$devfun_check))]
   }
   cache <- list()
   t_all <- Sys.time()

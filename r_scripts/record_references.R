@@ -37,16 +37,12 @@ main <- function(args) {
   cases <- read_catalog(catalog)
   records <- list()
   fitted <- list()
-  ids <- vapply(cases, function(x) x$id, "")  # the catalog's order, kept in OUT
-  if (length(args) >= 3) {
-    cases <- cases[grepl(args[3], ids)]
-    if (!length(cases)) stop(sprintf("no catalog case id matches '%s'", args[3]))
-    if (file.exists(out)) {
-      old <- fromJSON(out, simplifyVector = FALSE)
-      keep <- setdiff(intersect(names(old$records), ids), vapply(cases, function(x) x$id, ""))
-      records <- old$records[keep]
-      fitted <- old$cases[keep]
-    }
+  sel <- select_cases(cases, if (length(args) >= 3) args[3] else NULL, out)
+  cases <- sel$cases
+  ids <- sel$ids  # the catalog's order, kept in OUT
+  if (!is.null(sel$old)) {
+    records <- sel$old$records[sel$keep]
+    fitted <- sel$old$cases[sel$keep]
   }
   cache <- list()
   for (case in cases) {
