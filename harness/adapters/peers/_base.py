@@ -128,6 +128,12 @@ def fit_mixedlm_api(MixedLM: Any, MixedLMParams: Any, case: Any, data: Any) -> d
     import numpy as np
 
     parsed = F.parse(case.formula)
+    factors = sorted({p for b in parsed.bars for p in b.predictors} & set(F.factors(data)))
+    if factors:
+        raise NotImplementedError(
+            f"factor-valued random slopes ({', '.join(factors)}): this translation names a "
+            "term's columns by the formula and does not expand a factor into R's treatment "
+            "columns, so it cannot state the fit in lme4's terms")
     y, X, names = F.fixed_design(parsed, data)
     terms = F.lme4_terms(parsed, data)
     exog_re = np.column_stack([F.re_design(t.columns, data) for t in terms])
