@@ -38,6 +38,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 #: Largest dense second block (later terms' effects + p + 1) the engine will allocate.
 MAX_DENSE_BLOCK = 8000
+#: Largest A21 (entries) held dense for the Schur product of a vector-valued first term.
+DENSE_A21_MAX = 4_000_000
 
 #: Below this value of a later scalar term's theta the objective uses the plain rescaling
 #: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
@@ -232,11 +234,12 @@ class DensePLSObjective(PLSObjective):
         if self.has_gradient:  # the gradient's trace operator G shares M's pairs: build both
             trace_m = r if self.REML else self.re2
             self.M, self._trace_op = _scalar_operators(A21, m1, r, trace_m)
+            schur_flops = 2.0 * self.M.nnz
         else:
-            self.M = _schur_operator(A21, q1, m1, r)
-        self._M_neg = (self.M.indptr, self.M.indices, -self.M.data)
+            self.M, schur_flops = self._schur_choice(A21, q1, m1, r)
+        self._M_neg = None if self.M is None else (self.M.indptr, self.M.indices, -self.M.data)
         #: BLAS threads per evaluation, from its flops (the dense Cholesky and the Schur product)
-        self._threads = threads.threads_for(r**3 / 3.0 + 2.0 * self.M.nnz)
+        self._threads = threads.threads_for(r**3 / 3.0 + schur_flops)
         self._re_diag = np.arange(self.re2) * (r + 1)
         self._buf = np.empty((r, r))
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
@@ -321,10 +324,33 @@ class DensePLSObjective(PLSObjective):
             off += q * m
         return S
 
+    def _schur_choice(self, A21: sp.csc_matrix, q1: int, m1: int, r: int
+                      ) -> tuple[sp.csc_matrix | None, float]:
+        """The Schur product's form for a vector-valued first term, by its cost per evaluation:
+        the sparse operator M (one multiply-add per pair of A21's entries within a level), or,
+        where A21 is dense within levels (every level of the first term meets most later
+        effects: kb07's subjects see every item), two dense products through A21 itself,
+        A21 (W1 A21'), of 2 r² m1 q1 flops. Returns (M or None, flops)."""
+        per_level = np.diff(A21.indptr[0:m1 * q1 + 1:q1]).astype(np.float64)
+        pairs = float(np.sum(per_level * (per_level + 1.0) / 2.0))
+        dense_flops = 2.0 * r * r * m1 * q1 + 2.0 * r * m1 * q1 * q1
+        self._A21_levels = None
+        if dense_flops < 2.0 * pairs and r * m1 * q1 <= DENSE_A21_MAX:
+            D = A21.toarray().reshape(r, m1, q1)
+            self._A21_levels = np.ascontiguousarray(D.transpose(1, 0, 2))  # (m1, r, q1)
+            self._A21_flat = np.ascontiguousarray(D.reshape(r, m1 * q1))
+            return None, dense_flops
+        return _schur_operator(A21, q1, m1, r), 2.0 * pairs
+
     def _schur(self, w: np.ndarray) -> np.ndarray:
         """The work buffer set to A22 - A21 W1 A21' (lower triangle valid)."""
         S = self._buf
         np.copyto(S, self.A22)
+        if self._M_neg is None:  # dense within levels: A21 (W1 A21') by two matrix products
+            q1 = self._A21_levels.shape[2]
+            B = np.matmul(self._A21_levels, w.reshape(-1, q1, q1))  # (m1, r, q1): A21_l W_l
+            S -= B.transpose(1, 0, 2).reshape(self.r, -1) @ self._A21_flat.T
+            return S
         indptr, indices, neg = self._M_neg
         if _csc_matvec is not None:
             _csc_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
