@@ -69,9 +69,11 @@ def _from_gradient(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarra
     return np.asarray(g0)[free], 0.5 * (H + H.T)
 
 
-def check(grad: np.ndarray, hess: np.ndarray) -> tuple[list[str], list[float] | None]:
+def check(grad: np.ndarray, hess: np.ndarray, grad_tol: float = GRAD_TOL,
+          hess_tol: float = HESS_TOL) -> tuple[list[str], list[float] | None]:
     """lme4's warnings for this gradient and Hessian (empty when the checks pass), and the
-    Hessian's eigenvalues."""
+    Hessian's eigenvalues; the tolerances are lmerControl's check.conv.grad and
+    check.conv.hess."""
     if grad.size == 0:
         return [], None
     out: list[str] = []
@@ -83,14 +85,14 @@ def check(grad: np.ndarray, hess: np.ndarray) -> tuple[list[str], list[float] | 
     except np.linalg.LinAlgError:
         mingrad = None
         out.append("unable to evaluate scaled gradient")
-    if mingrad is not None and np.max(mingrad) > GRAD_TOL:
+    if mingrad is not None and np.max(mingrad) > grad_tol:
         k = int(np.argmax(mingrad))
         out.append(f"Model failed to converge with max|grad| = {np.max(mingrad):.6g} "
-                   f"(tol = {GRAD_TOL:g}, component {k + 1})")
+                   f"(tol = {grad_tol:g}, component {k + 1})")
     ev = np.linalg.eigvalsh(hess)
-    if ev.min() < -HESS_TOL:
+    if ev.min() < -hess_tol:
         out.append(f"Model failed to converge: degenerate  Hessian with {int(np.sum(ev < 0))} "
                    "negative eigenvalues")
-    elif ev.min() > 0 and ev.max() / ev.min() > 1 / HESS_TOL:
+    elif ev.min() > 0 and ev.max() / ev.min() > 1 / hess_tol:
         out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
     return out, [float(v) for v in ev]

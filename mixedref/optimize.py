@@ -36,7 +36,7 @@ import nlopt
 import numpy as np
 from scipy.optimize import minimize
 
-from mixedref.convergence import check, derivatives
+from mixedref.convergence import GRAD_TOL, HESS_TOL, check, derivatives
 from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.objective import Objective
@@ -90,6 +90,9 @@ class Control:
     method: str = "auto"  # "auto", "bobyqa" (lme4's) or "lbfgsb" (needs the exact gradient)
     calc_derivs: bool = True  # lme4's calc.derivs: gradient and Hessian checks at the end
     rescue: bool = True  # where a check fails, continue with mixedref.strategies (not lme4's)
+    check_conv_grad: float = GRAD_TOL  # lmerControl's check.conv.grad tol (scaled gradient)
+    check_conv_hess: float = HESS_TOL  # check.conv.hess tol (negative or tiny eigenvalues)
+    check_conv_singular: float = SINGULAR_TOL  # check.conv.singular tol (isSingular)
 
     @classmethod
     def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
@@ -350,7 +353,8 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     else:
         conv = 0
     _checks(fn, x, lower, control, log)
-    reasons = reasons_to_rescue(log.checks, is_singular(x, lower), conv, model, x, FAR_THETA)
+    reasons = reasons_to_rescue(log.checks, is_singular(x, lower, control.check_conv_singular),
+                                conv, model, x, FAR_THETA)
     if control.rescue and reasons:
         problem = _problem(fn, counted, counted_grad, lambda: nfev, model, control, alt)
         won = _rescue(problem, x, fx, control, reasons, conv, log)
@@ -364,7 +368,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     messages: list[str] = []
     if conv != 0:
         messages.append(f"convergence code {conv} from nloptwrap: {_CODES.get(code, code)}")
-    singular = is_singular(x, lower)
+    singular = is_singular(x, lower, control.check_conv_singular)
     if singular:
         messages.append("boundary (singular) fit: see help('isSingular')")
     messages += log.checks
@@ -450,7 +454,8 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
         return
     grad_fn = fn.value_and_grad if fn.has_gradient else None
     _, grad, hess = derivatives(fn, x, lower, value_and_grad=grad_fn)
-    log.checks, log.hessian_eigenvalues = check(grad, hess)
+    log.checks, log.hessian_eigenvalues = check(grad, hess, control.check_conv_grad,
+                                                control.check_conv_hess)
     log.gradient = [float(g) for g in grad]
 
 

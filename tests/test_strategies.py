@@ -258,3 +258,25 @@ def test_the_log_of_a_rescued_fit_is_plain_json_and_says_why_what_and_who_won() 
     assert doc["gain"] > 0.1 and doc["optimizer"].endswith("+rescue")
     assert all({"strategy", "fval", "nfev", "seconds"} <= set(a) for a in doc["rescue"])
     assert sum(a["nfev"] for a in doc["rescue"]) < doc["nfev"]
+
+
+def test_lmer_control_check_conv_tolerances_as_lmerControls() -> None:
+    """check.conv.grad, check.conv.hess and check.conv.singular as lmerControl takes them: a
+    gradient tolerance below the optimizer's noise warns "failed to converge", and isSingular's
+    tolerance 0.5 calls sleepstudy's fit singular (its θ diagonal has 0.2309 < 0.5), as
+    lme4's isSingular(m, tol = 0.5) does."""
+
+    from harness.datasets import load_dataset
+
+    data = load_dataset("sleepstudy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tight = mixedref.lmer("Reaction ~ Days + (Days | Subject)", data,
+                              control={"check_conv_grad": 1e-14, "rescue": False})
+        wide = mixedref.lmer("Reaction ~ Days + (Days | Subject)", data,
+                             control={"check_conv_singular": 0.5, "rescue": False})
+    assert any("failed to converge with max|grad|" in m and "tol = 1e-14" in m
+               for m in tight.messages)
+    assert not tight.converged
+    assert wide.singular and not mixedref.lmer("Reaction ~ Days + (Days | Subject)",
+                                               data).singular
