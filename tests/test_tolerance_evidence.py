@@ -32,6 +32,12 @@ FAILURES = {
         "nlminb stops ~99 units above the optimum when y sits on a huge offset",
     ("sim_huge_offset-intercept-ML", "nlminbwrap"):
         "nlminb stops ~98 units above the optimum when y sits on a huge offset",
+    ("Penicillin-plate-REML", "nlminbwrap"):
+        "nlminb stops on the boundary (theta 6.8e-06, singular), 0.174 above the optimum",
+    ("Penicillin-plate-ML", "nlminbwrap"):
+        "nlminb stops on the boundary (theta 4.3e-06, singular), 0.082 above the optimum",
+    ("Penicillin-plate-ML", "Nelder_Mead"):
+        "Nelder-Mead stops at theta 0.028 (the optimum's is 0.125), 0.074 above the optimum",
 }
 
 #: what the docs quote: the largest |difference| / allowed over all cases, and where
@@ -69,8 +75,11 @@ def test_the_recording_covers_the_catalog_with_every_allfit_optimizer() -> None:
     recorded = json.loads(RECORDED.read_text())["records"]
     catalog = load_catalog()
     large = {c.id for c in catalog if "large" in (c.tags or ())}
+    # the hard shapes' optimizers disagree by design (a finding about lme4, not evidence for a
+    # tolerance): r_scripts/optimizer_spread.R leaves them out as it leaves out InstEval
+    hard = {c.id for c in catalog if "hard" in (c.tags or ())}
     glmm = {c.id for c in catalog if c.is_glmm}  # their spread: glmm_optimizer_spread.json.gz
-    assert large and set(doc["cases"]) == {c.id for c in catalog} - large - glmm
+    assert large and hard and set(doc["cases"]) == {c.id for c in catalog} - large - hard - glmm
     assert set(doc["cases"]) <= set(recorded)
     assert doc["versions"]["lme4"] == json.loads(RECORDED.read_text())["versions"]["lme4"]
     for cid, case in doc["cases"].items():

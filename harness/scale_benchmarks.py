@@ -2,16 +2,16 @@
 
 Opt-in: these run only with ``MIXEDREF_SCALE_BENCH=1``, e.g.
 
-    MIXEDREF_SCALE_BENCH=1 .venv/bin/python -m pytest harness/test_scale_benchmarks.py -s
+    MIXEDREF_SCALE_BENCH=1 .venv/bin/python -m pytest harness/scale_benchmarks.py -s
 
-(``pytest harness`` and ``./dev test`` collect one skipped placeholder; ``MIXEDREF_SCALE_OUT``
-names a JSON file that gets each row as soon as it is measured). Each shape is simulated
-from a seed; mixedref fits it in a fresh process (spawned, so its peak RSS is the fit's own:
-simulation, model frame and fit), timed by pytest-benchmark; lme4 fits the same data in this
-process's embedded R in the same run, under a 10-minute limit. The table printed at the end
-has, per shape, mixedref's and lme4's seconds, their ratio, mixedref's peak RSS and the
-criterion difference mixedref - lme4 (negative: mixedref's optimum is lower). Goals: every
-shape fits, in at most 1/5 of lme4's time, the MovieLens-sized one below 4 GB.
+(the file's name keeps it out of ``pytest harness`` and ``./dev test``, which collect test_*.py;
+``MIXEDREF_SCALE_OUT`` names a JSON file that gets each row as soon as it is measured). Each
+shape is simulated from a seed; mixedref fits it in a fresh process (spawned, so its peak RSS is
+the fit's own: simulation, model frame and fit), timed by pytest-benchmark; lme4 fits the same
+data in this process's embedded R in the same run, under a 10-minute limit. The table printed at
+the end has, per shape, mixedref's and lme4's seconds, their ratio, mixedref's peak RSS and the
+criterion difference mixedref - lme4 (negative: mixedref's optimum is lower). Goals: every shape
+fits, in at most 1/5 of lme4's time, the MovieLens-sized one below 4 GB.
 """
 
 from __future__ import annotations
