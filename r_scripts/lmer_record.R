@@ -158,18 +158,9 @@ confint_rows <- function(m, profile = FALSE) {
 PREDICTION_ROWS <- 10
 prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
   nd <- data[seq_len(min(k, nrow(data))), , drop = FALSE]
-  rows <- list()
-  add <- function(re_form, values, new_levels) {
-    for (i in seq_along(values))
-      rows[[length(rows) + 1]] <<- list(re_form = re_form, row = i - 1L,
-                                        new_levels = new_levels, value = unname(values[i]),
-                                        grid = FALSE)
-  }
   quiet <- function(expr) tryCatch(suppressWarnings(expr), error = function(e) NULL)
-  v <- quiet(stats::predict(m, newdata = nd, re.form = NA))
-  if (!is.null(v)) add("NA", v, FALSE)
-  v <- quiet(stats::predict(m, newdata = nd))
-  if (!is.null(v)) add("NULL", v, FALSE)
+  rows <- c(as_prediction_rows(quiet(stats::predict(m, newdata = nd, re.form = NA)), "NA"),
+            as_prediction_rows(quiet(stats::predict(m, newdata = nd)), "NULL"))
   groups <- names(lme4::getME(m, "flist"))
   fixed_vars <- all.vars(lme4::nobars(stats::formula(m))[[3]])
   if (all(groups %in% names(data)) && !any(groups %in% fixed_vars)) {
@@ -178,12 +169,20 @@ prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
       lv <- c(levels(factor(data[[g]])), NEW_LEVEL)
       nd1[[g]] <- factor(NEW_LEVEL, levels = lv)
     }
-    v <- quiet(stats::predict(m, newdata = nd1, allow.new.levels = TRUE))
-    if (!is.null(v)) add("NULL", v, TRUE)
+    rows <- c(rows, as_prediction_rows(
+      quiet(stats::predict(m, newdata = nd1, allow.new.levels = TRUE)), "NULL",
+      new_levels = TRUE))
   }
   if (length(rows)) rows else NULL
 }
 NEW_LEVEL <- "harness.new.level"
+
+# One predict() result (NULL when it failed: no rows) as prediction rows {re_form, row (0-based),
+# new_levels, value, grid}.
+as_prediction_rows <- function(values, re_form, new_levels = FALSE, grid = FALSE)
+  lapply(seq_along(values), function(i)
+    list(re_form = re_form, row = i - 1L, new_levels = new_levels, value = unname(values[i]),
+         grid = grid))
 
 # predict(m, newdata) on the catalog's prediction grid (`grid`: column -> values, crossed as
 # expand.grid, the other columns from the data's first row; a factor column keeps the data's
@@ -200,15 +199,12 @@ grid_rows <- function(m, data, grid) {
              ordered = is.ordered(data[[col]]))
     else as.numeric(v)
   }
-  rows <- list()
-  for (re_form in c("NA", "NULL")) {
-    v <- tryCatch(suppressWarnings(stats::predict(
-      m, newdata = nd, re.form = if (re_form == "NA") NA else NULL, allow.new.levels = TRUE)),
-      error = function(e) NULL)
-    for (i in seq_along(v))
-      rows[[length(rows) + 1]] <- list(re_form = re_form, row = i - 1L, new_levels = FALSE,
-                                       value = unname(v[i]), grid = TRUE)
-  }
+  quiet <- function(expr) tryCatch(suppressWarnings(expr), error = function(e) NULL)
+  rows <- c(
+    as_prediction_rows(quiet(stats::predict(m, newdata = nd, re.form = NA,
+                                            allow.new.levels = TRUE)), "NA", grid = TRUE),
+    as_prediction_rows(quiet(stats::predict(m, newdata = nd, allow.new.levels = TRUE)),
+                       "NULL", grid = TRUE))
   if (length(rows)) rows else NULL
 }
 

@@ -153,14 +153,7 @@ def prediction_rows(fit: Any, data: Any, formula: str) -> list[dict[str, Any]] |
     from mixedref.errors import MixedrefError
 
     nd = data.iloc[:PREDICTION_ROWS]
-    rows: list[dict[str, Any]] = []
-    for re_form, label in (("NA", "NA"), (None, "NULL")):
-        try:
-            values = fit.predict(nd, re_form=re_form)
-        except MixedrefError:
-            continue
-        rows += [{"re_form": label, "row": i, "new_levels": False, "value": _number(v)}
-                 for i, v in enumerate(values)]
+    rows = _population_and_conditional(fit, nd, grid=False)
     groups = list(fit.ngroups)
     fixed = parse(formula).fixed
     if all(g in data.columns for g in groups) and not any(
@@ -205,20 +198,26 @@ def grid_rows(fit: Any, data: Any, grid: dict[str, list[Any]] | None
               ) -> list[dict[str, Any]] | None:
     """predict() on the catalog's prediction grid at re_form "NA" and None, new levels
     allowed: rows {re_form, row, new_levels False, value, grid True}; None without a grid."""
-    from mixedref.errors import MixedrefError
-
     if not grid:
         return None
-    nd = grid_frame(data, grid)
+    return _population_and_conditional(fit, grid_frame(data, grid), grid=True) or None
+
+
+def _population_and_conditional(fit: Any, newdata: Any, grid: bool) -> list[dict[str, Any]]:
+    """predict() on ``newdata`` at re_form "NA" and None (lme4's NULL) as prediction rows;
+    on the catalog's grid (``grid``) new levels are allowed, as r_scripts/lmer_record.R's
+    grid_rows predicts them. A re_form mixedref refuses is left out (not reported)."""
+    from mixedref.errors import MixedrefError
+
     rows: list[dict[str, Any]] = []
     for re_form, label in (("NA", "NA"), (None, "NULL")):
         try:
-            values = fit.predict(nd, re_form=re_form, allow_new_levels=True)
+            values = fit.predict(newdata, re_form=re_form, allow_new_levels=grid)
         except MixedrefError:
             continue
         rows += [{"re_form": label, "row": i, "new_levels": False, "value": _number(v),
-                  "grid": True} for i, v in enumerate(values)]
-    return rows or None
+                  "grid": grid} for i, v in enumerate(values)]
+    return rows
 
 
 def coef_tests(fit: Any) -> list[dict[str, Any]] | None:
