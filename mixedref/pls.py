@@ -231,6 +231,9 @@ class DensePLSObjective(PLSObjective):
         #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
         self.has_gradient = q1 == 1 and self._scalar_rest
         self._trace_op: sp.csr_matrix | None = None  # G of _scalar_operators
+        #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
+        self._A21_levels: np.ndarray | None = None
+        self._A21_flat: np.ndarray | None = None
         if self.has_gradient:  # the gradient's trace operator G shares M's pairs: build both
             trace_m = r if self.REML else self.re2
             self.M, self._trace_op = _scalar_operators(A21, m1, r, trace_m)
@@ -330,11 +333,11 @@ class DensePLSObjective(PLSObjective):
         the sparse operator M (one multiply-add per pair of A21's entries within a level), or,
         where A21 is dense within levels (every level of the first term meets most later
         effects: kb07's subjects see every item), two dense products through A21 itself,
-        A21 (W1 A21'), of 2 r² m1 q1 flops. Returns (M or None, flops)."""
+        A21 (W1 A21'), of 2 r² m1 q1 flops, then held in ``_A21_levels`` and ``_A21_flat``.
+        Returns (M or None, flops)."""
         per_level = np.diff(A21.indptr[0:m1 * q1 + 1:q1]).astype(np.float64)
         pairs = float(np.sum(per_level * (per_level + 1.0) / 2.0))
         dense_flops = 2.0 * r * r * m1 * q1 + 2.0 * r * m1 * q1 * q1
-        self._A21_levels = None
         if dense_flops < 2.0 * pairs and r * m1 * q1 <= DENSE_A21_MAX:
             D = A21.toarray().reshape(r, m1, q1)
             self._A21_levels = np.ascontiguousarray(D.transpose(1, 0, 2))  # (m1, r, q1)
