@@ -143,12 +143,12 @@ def _with_anova_partners(path: Path, entries: list, cases: list[Case], seen: dic
                          ) -> list[Case]:
     """Each case's ``anova:`` partner resolved to its formula: an LMM entry on the same dataset
     (another spec), whose model anova(partner, case) compares with the case's."""
-    formulas = {(c.dataset, c.spec): c for c in cases}
+    by_spec = {(c.dataset, c.spec): c for c in cases}
     out = []
     for case in cases:
         if case.anova is not None:
             index = seen[case.id]
-            partner = formulas.get((case.dataset, case.anova))
+            partner = by_spec.get((case.dataset, case.anova))
             if partner is None or partner.spec == case.spec:
                 specs = sorted({c.spec for c in cases if c.dataset == case.dataset} - {case.spec})
                 _fail(path, index, entries[index],
