@@ -66,6 +66,10 @@ HERE = Path(__file__).resolve().parent
 #: harness/: the plugin would not collect a catalog inside the harness package's folder.
 GRID_DIR = Path(os.environ.get("MIXEDREF_GRID_DIR") or HERE.parent / "build" / "grid")
 RECORDING = HERE / "references" / "grid_lme4.json.gz"
+#: the grid's registered divergences (passed as --divergences unless one is given)
+DIVERGENCES = HERE / "grid_divergences.yaml"
+#: lme4's GLMM cells converged tightly (r_scripts/record_grid.R --tight): who is right
+TIGHT_RECORDING = HERE / "references" / "grid_lme4_tight.json.gz"
 #: pytest-split's timings of the grid's items (--store-durations; commit it for --splits N)
 DURATIONS = HERE / "references" / "grid_durations.json"
 SPEC = "grid"  # every cell's spec: case ids read "<dataset>-grid-<method>"
@@ -408,6 +412,8 @@ def run(pytest_args: Sequence[str], grid_dir: Path = GRID_DIR,
         cmd += ["--impl", "mixedref"]
     if not any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in args):
         cmd += ["-n", "2"]
+    if not any(a.startswith("--divergences") for a in args):
+        cmd += ["--divergences", str(DIVERGENCES)]
     if any(a.startswith(("--store-durations", "--splits")) for a in args) and not any(
             a.startswith("--durations-path") for a in args):
         cmd += ["--durations-path", str(DURATIONS)]  # pytest-split: the grid's own timings

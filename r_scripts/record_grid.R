@@ -2,6 +2,7 @@
 #
 #     python -m harness.grid --write-data build/grid            # the grid's catalog and data
 #     Rscript r_scripts/record_grid.R [DIR] [OUT] [--coef-tests]
+#     Rscript r_scripts/record_grid.R --tight [DIR] [OUT]
 #
 # DIR (default <repo>/build/grid) holds catalog.yaml and data/ as harness.grid writes them;
 # OUT (default <repo>/harness/references/grid_lme4.json.gz) is written gzipped. Each case is
@@ -12,6 +13,11 @@
 # fitted (dataset, formula, REML; GLMMs also family, link, nAGQ, weights) and the SHA-256 of
 # the data's CSV text as datasets.yaml declares it, so harness.grid refuses a recording made
 # for other data.
+#
+# --tight records the GLMM cells only, with glmer converged far past its defaults (bobyqa in
+# both stages, rhoend 1e-10, PIRLS to tolPwrss 1e-12), into grid_lme4_tight.json.gz: lme4's
+# own answer to "where is the optimum", the evidence behind harness/grid_divergences.yaml
+# (tests/test_grid.py checks mixedref against it where lme4's defaults stop short).
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -34,12 +40,20 @@ main <- function(args) {
   source(file.path(here, "glmer_record.R"))
   source(file.path(here, "catalog.R"))
   with_tests <- "--coef-tests" %in% args
-  args <- setdiff(args, "--coef-tests")
+  tight <- "--tight" %in% args
+  args <- setdiff(args, c("--coef-tests", "--tight"))
   if (!with_tests) coef_tests <<- function(m, REML) NULL
   dir <- if (length(args) >= 1) args[1] else file.path(repo, "build", "grid")
   out <- if (length(args) >= 2) args[2] else
-    file.path(repo, "harness", "references", "grid_lme4.json.gz")
+    file.path(repo, "harness", "references",
+              if (tight) "grid_lme4_tight.json.gz" else "grid_lme4.json.gz")
   cases <- read_catalog(file.path(dir, "catalog.yaml"))
+  settings <- list()
+  if (tight) {
+    cases <- Filter(function(x) !is.null(x$family), cases)
+    settings <- list(optimizer = "bobyqa", tolPwrss = 1e-12,
+                     optCtrl = list(rhoend = 1e-10, maxfun = 1e5))
+  }
   data_dir <- file.path(dir, "data")
   meta <- read_dataset_meta(data_dir)  # once: the file lists every cell
   records <- list()
@@ -52,7 +66,7 @@ main <- function(args) {
     d <- .read_dataset_file(case$dataset, entry, data_dir)
     rec <- if (is.null(case$family)) lmer_record(d, case$formula, isTRUE(case$REML), case$id)
            else glmer_record(d, case$formula, case$family, case$link, case$nAGQ,
-                             case$weights, case$id)
+                             case$weights, case$id, settings = settings)
     if (i %% 50 == 0 || !is.null(rec$error))
       cat(sprintf("[%d/%d] %-44s %s\n", i, length(cases), case$id,
                   if (is.null(rec$error)) sprintf("objective %.6f", rec$objective)
@@ -65,7 +79,8 @@ main <- function(args) {
                              list(family = case$family, link = rec$link, nAGQ = case$nAGQ,
                                   weights = case$weights))
   }
-  doc <- list(generator = "r_scripts/record_grid.R",
+  doc <- list(generator = if (tight) "r_scripts/record_grid.R --tight" else "r_scripts/record_grid.R",
+              settings = if (tight) settings else NULL,
               catalog = "build/grid/catalog.yaml (python -m harness.grid --write-data)",
               coef_tests = with_tests,
               date = format(Sys.time(), "%Y-%m-%dT%H:%M:%S%z"),

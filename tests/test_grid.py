@@ -126,6 +126,44 @@ def test_recording_matches_the_grid(recording, hashes):
         assert r.get("error") or math.isfinite(r["objective"])
 
 
+@pytest.fixture(scope="module")
+def tight():
+    if not grid.TIGHT_RECORDING.is_file():
+        pytest.fail(f"no tight recording at {grid.TIGHT_RECORDING} "
+                    "(Rscript r_scripts/record_grid.R --tight)")
+    return grid.read_recording(grid.TIGHT_RECORDING)
+
+
+def test_tight_recording_covers_the_glmm_cells(tight, hashes, all_cells):
+    glmm = {c.id: hashes[c.id] for c in all_cells if c.design == "glmm"}
+    assert grid.recording_problems(tight, glmm) == []
+    assert set(tight["records"]) == set(glmm)
+    assert tight["settings"]["tolPwrss"] == 1e-12
+
+
+def test_registered_grid_divergences_are_where_lme4s_defaults_stop_short(
+        tmp_path, recording, tight, all_cells):
+    """Each cell of harness/grid_divergences.yaml is one where lme4's tightly converged glmer
+    (record_grid.R --tight) reaches a criterion no higher than its default's, and mixedref
+    agrees with that fit on every quantity: who is right, settled by lme4 itself."""
+    import yaml
+
+    from harness.adapters.mixedref_impl import Mixedref
+    from harness.catalog import load_catalog, load_data
+    from harness.compare import compare_records
+    entries = yaml.safe_load(grid.DIVERGENCES.read_text())["divergences"]
+    ids = sorted({e["case"] for e in entries})
+    assert ids and {e["impl"] for e in entries} == {"mixedref"}
+    grid.write_grid(tmp_path, [c for c in all_cells if c.id in ids])
+    for case in load_catalog(tmp_path / "catalog.yaml"):
+        default, converged = recording["records"][case.id], tight["records"][case.id]
+        assert converged["objective"] <= default["objective"] + 1e-6, case.id
+        fitted = Mixedref().fit(case, load_data(case))
+        assert compare_records(default, fitted, case).failures, f"{case.id}: no longer diverges"
+        comp = compare_records(converged, fitted, case)
+        assert not comp.failures, f"{case.id}: " + comp.format_table(only_failures=True)
+
+
 def test_a_stale_recording_is_refused(tmp_path, recording, hashes, all_cells):
     from harness.adapters import Lme4Recorded
     from harness.catalog import load_catalog
