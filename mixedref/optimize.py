@@ -60,6 +60,9 @@ MAX_FD_GRADIENTS = 3
 #: would usually jump to the bounds; 0.1 keeps it to a plausible change of a relative sd.
 GRADIENT_SCALE = 0.1
 
+#: Newton steps at most after L-BFGS-B stops on its line search (_newton_finish).
+NEWTON_STEPS = 3
+
 #: L-BFGS-B's projected-gradient stopping tolerance (criterion units per unit of theta).
 GRADIENT_GTOL = 1e-6
 
@@ -225,6 +228,18 @@ class _NoGradient(Exception):
     """The objective left the region where its exact gradient applies."""
 
 
+class _Stalled(Exception):
+    """L-BFGS-B's trial points sit at the criterion's rounding floor around its best point."""
+
+
+#: L-BFGS-B is stopped (and the Newton finish judges the estimate) after this many evaluations
+#: in a row that neither lower the best criterion by ftol_abs nor leave FLOOR_FTOLS * ftol_abs
+#: of it: at large n the criterion's rounding (1e-8 at 1e6 rows) exceeds scipy's ftol, and its
+#: line search would spend a dozen evaluations on noise before giving up.
+STALL_EVALS = 2
+FLOOR_FTOLS = 100.0
+
+
 def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
             x0: np.ndarray, lower: np.ndarray, control: Control
             ) -> tuple[np.ndarray, float, bool, int | None, str]:
@@ -232,6 +247,7 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
     status, scipy's message)."""
     best = [math.inf, x0.copy()]
     fallbacks = [0]
+    stalled = [0]
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
 
     def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
@@ -240,10 +256,14 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
         if key in cache:
             return cache[key]
         f, g = value_and_grad(x)
+        floor = abs(f - best[0]) <= FLOOR_FTOLS * control.ftol_abs
+        stalled[0] = stalled[0] + 1 if floor and not f < best[0] - control.ftol_abs else 0
         if f < best[0]:
             best[0], best[1] = f, x.copy()
         if not math.isfinite(f):
             raise _NoGradient
+        if stalled[0] >= STALL_EVALS:
+            raise _Stalled
         if g is None:  # e.g. a trial point near theta = 0: forward differences, a few times
             fallbacks[0] += 1
             if fallbacks[0] > MAX_FD_GRADIENTS:
@@ -267,6 +287,8 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
         res = minimize(fg, z0, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
     except _NoGradient:
         return best[1], best[0], False, None, "left the region of the exact gradient"
+    except _Stalled:
+        return best[1], best[0], False, None, "stalled at the criterion's rounding floor"
     if res.status == 2:  # line search failed: converged if at the criterion's noise floor
         g = np.asarray(res.jac, dtype=float)
         g = np.where((res.x <= np.asarray([b[0] if b[0] is not None else -np.inf
@@ -274,6 +296,40 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
         predicted = 0.5 * float(g @ res.hess_inv.matvec(g))
         return best[1], best[0], predicted <= control.ftol_abs, int(res.status), str(res.message)
     return best[1], best[0], bool(res.success), int(res.status), str(res.message)
+
+
+def _newton_finish(fn: Callable[[np.ndarray], float],
+                   value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
+                   x: np.ndarray, fx: float, lower: np.ndarray, control: Control,
+                   max_steps: int = NEWTON_STEPS
+                   ) -> tuple[np.ndarray, float, int, tuple[np.ndarray, ...]] | None:
+    """Where L-BFGS-B stops on its line search (at large n the criterion's rounding floor sits
+    above its ftol): Newton steps with the Hessian from central differences of the exact
+    gradient (2k gradients: what lme4's checks compute anyway, and kept for them) until the
+    predicted decrease g' H^-1 g / 2 is at most ftol_abs. Returns (θ, criterion, steps taken,
+    (free, gradient, Hessian) at θ), or None where the Hessian is not positive definite or a
+    step does not lower the criterion (BOBYQA then finishes, as before)."""
+    for steps in range(max_steps + 1):
+        free, g, H = derivatives(fn, x, lower, value_and_grad=value_and_grad)
+        if free.size == 0:
+            return None
+        try:
+            step = np.linalg.solve(np.linalg.cholesky(H).T,
+                                   np.linalg.solve(np.linalg.cholesky(H), g))
+        except np.linalg.LinAlgError:
+            return None
+        if 0.5 * float(g @ step) <= control.ftol_abs:
+            return x, fx, steps, (free, g, H)
+        if steps == max_steps:
+            return None
+        xt = x.copy()
+        xt[free] -= step
+        xt = np.maximum(xt, lower)
+        ft = fn(xt)
+        if not ft < fx:
+            return None
+        x, fx = xt, ft
+    return None
 
 
 def optimize_theta(fn: Objective, model: ModelFrame,
@@ -317,12 +373,19 @@ def optimize_theta(fn: Objective, model: ModelFrame,
         nfev += 1
         return fn.value_and_grad(x)
 
+    derivs: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # θ -> lme4's checks
     method = _choose_method(fn, control)
     if method == "lbfgsb":
         x, fx, ok, status, message = _lbfgsb(counted_grad, x0, lower, control)
         code, name = status, f"scipy L-BFGS-B: {message}"
         meaning = "converged" if ok else "did not converge"
-        if not ok:
+        finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control)
+        if finished is not None:
+            x, fx, steps, derivs[x.tobytes()] = finished
+            method, meaning = "lbfgsb+newton", "converged"
+            log.strategies.append(f"L-BFGS-B stopped ({message}); {steps} Newton step(s) "
+                                  "finished there (predicted decrease below ftol_abs)")
+        elif not ok:
             method = "lbfgsb+bobyqa"
             log.strategies.append(f"L-BFGS-B stopped ({message}); BOBYQA finished from there")
             x, fx, code = _bobyqa(counted, x, lower, control)
@@ -330,7 +393,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     else:
         x, fx, code = _bobyqa(counted, x0, lower, control)
         name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
-    nlopt_ran = method != "lbfgsb"
+    nlopt_ran = "bobyqa" in method  # NLopt codes (not scipy statuses) below
     if control.restart_edge:
         x1, f1, code1 = _restart_edge(counted, x, fx, code, lower, control)
         if f1 < fx:
@@ -348,11 +411,8 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             x, fx, code, method = x2, f2, code2, "bobyqa+centred"
             name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
     x, fx = _snap_to_boundary(counted, x, fx, lower, control)
-    if nlopt_ran or method != "lbfgsb":
-        conv = code if (code < 0 or code == 5) else 0
-    else:
-        conv = 0
-    _checks(fn, x, lower, control, log)
+    conv = code if nlopt_ran and (code < 0 or code == 5) else 0
+    _checks(fn, x, lower, control, log, derivs.get(x.tobytes()))
     reasons = reasons_to_rescue(log.checks, is_singular(x, lower, control.check_conv_singular),
                                 conv, model, x, FAR_THETA)
     if control.rescue and reasons:
@@ -446,14 +506,16 @@ def _snap_to_boundary(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: floa
 
 
 def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
-            log: OptSummary) -> None:
+            log: OptSummary,
+            known: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
     """lme4's checkConv at x (when calc_derivs): gradient, Hessian eigenvalues and warnings
-    into the log."""
+    into the log. ``known`` is (free, gradient, Hessian) already computed at x."""
     if not control.calc_derivs:
         log.checks, log.gradient, log.hessian_eigenvalues = [], None, None
         return
     grad_fn = fn.value_and_grad if fn.has_gradient else None
-    _, grad, hess = derivatives(fn, x, lower, value_and_grad=grad_fn)
+    _, grad, hess = known if known is not None else derivatives(fn, x, lower,
+                                                                 value_and_grad=grad_fn)
     log.checks, log.hessian_eigenvalues = check(grad, hess, control.check_conv_grad,
                                                 control.check_conv_hess)
     log.gradient = [float(g) for g in grad]

@@ -86,7 +86,7 @@ def test_the_fit_log_says_where_it_started_and_how_it_ended() -> None:
 def test_an_lbfgsb_run_reports_scipys_own_status_not_an_nlopt_code() -> None:
     case = CASES["InstEval-service-ML"]
     fit = mixedref.lmer(case.formula, load_data(case), REML=False)
-    assert fit.optinfo.optimizer == "lbfgsb"
+    assert fit.optinfo.optimizer.startswith("lbfgsb")
     assert fit.optinfo.return_name.startswith("scipy L-BFGS-B: ")
     assert not fit.optinfo.return_name.startswith("NLOPT")
 

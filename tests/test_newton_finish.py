@@ -1,0 +1,67 @@
+"""The Newton finish after L-BFGS-B stops at the criterion's rounding floor
+(mixedref.optimize._newton_finish and the stall rule of _lbfgsb), on closed-form criteria."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mixedref.optimize import Control, _lbfgsb, _newton_finish
+
+H = np.array([[4.0, 1.0], [1.0, 3.0]])
+X_MIN = np.array([0.7, 0.4])
+
+
+def quadratic(x: np.ndarray) -> float:
+    d = np.asarray(x) - X_MIN
+    return 5.0 + 0.5 * float(d @ H @ d)
+
+
+def quadratic_vg(x: np.ndarray) -> tuple[float, np.ndarray]:
+    return quadratic(x), H @ (np.asarray(x) - X_MIN)
+
+
+def test_one_newton_step_lands_on_a_quadratics_minimum() -> None:
+    x0 = X_MIN + np.array([0.01, -0.02])
+    out = _newton_finish(quadratic, quadratic_vg, x0, quadratic(x0), np.zeros(2), Control())
+    assert out is not None
+    x, fx, steps, (free, g, hess) = out
+    assert steps == 1
+    np.testing.assert_allclose(x, X_MIN, atol=1e-9)
+    assert abs(fx - 5.0) < 1e-12
+    np.testing.assert_allclose(hess, H, rtol=1e-6)  # what lme4's checks then reuse
+    assert list(free) == [0, 1] and np.max(np.abs(g)) < 1e-8
+
+
+def test_at_the_minimum_no_step_is_taken() -> None:
+    out = _newton_finish(quadratic, quadratic_vg, X_MIN.copy(), 5.0, np.zeros(2), Control())
+    assert out is not None and out[2] == 0
+
+
+def test_a_saddle_is_left_to_bobyqa() -> None:
+    S = np.array([[1.0, 0.0], [0.0, -1.0]])
+
+    def vg(x):
+        return 0.5 * float(x @ S @ x), S @ x
+
+    x0 = np.array([0.3, 0.2])
+    assert _newton_finish(lambda x: vg(x)[0], vg, x0, vg(x0)[0], np.full(2, -np.inf),
+                          Control()) is None
+
+
+def test_lbfgsb_stops_when_its_evaluations_sit_at_the_rounding_floor() -> None:
+    """A criterion of magnitude 1e7 with rounding noise of 1e-8 in it and 5e-3 in its gradient (as at a million rows): scipy's
+    relative ftol cannot be met, so without the stall rule its line search spends evaluations
+    on noise; with it, L-BFGS-B stops near the minimum and says why."""
+    rng = np.random.default_rng(1)
+    calls = [0]
+
+    def vg(x):
+        calls[0] += 1
+        f, g = quadratic_vg(x)
+        return 1e7 + f + 1e-8 * rng.standard_normal(), g + 5e-3 * rng.standard_normal(2)
+
+    x, fx, ok, status, message = _lbfgsb(vg, np.array([0.2, 0.9]), np.zeros(2), Control())
+    assert not ok and "rounding floor" in message
+    np.testing.assert_allclose(x, X_MIN, atol=2e-3)  # the gradient's noise / H's eigenvalues
+    assert fx - 1e7 - 5.0 < 1e-5
+    assert calls[0] < 30
