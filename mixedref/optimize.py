@@ -314,8 +314,8 @@ def _newton_finish(fn: Callable[[np.ndarray], float],
         if free.size == 0:
             return None
         try:
-            step = np.linalg.solve(np.linalg.cholesky(H).T,
-                                   np.linalg.solve(np.linalg.cholesky(H), g))
+            L = np.linalg.cholesky(H)
+            step = np.linalg.solve(L.T, np.linalg.solve(L, g))
         except np.linalg.LinAlgError:
             return None
         if 0.5 * float(g @ step) <= control.ftol_abs:
