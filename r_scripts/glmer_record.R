@@ -13,14 +13,13 @@ glmer_family <- function(family, link = NULL) {
 # Fit `formula` (a string) with glmer: `weights` NULL or the name of a column of prior weights
 # (binomial: the trials of a proportion), `nAGQ` 1 (Laplace) or more (quadrature), `optimizer`
 # NULL for glmer's default or one optimizer for both stages, `settings` further glmerControl()
-# arguments (r_scripts/record_grid_tight.R's tight convergence). Returns the record, never an
-# error.
+# arguments (`record_grid.R --tight`'s convergence). Returns the record, never an error.
 glmer_record <- function(data, formula, family, link, nAGQ, weights, case_id, impl = "lme4",
                          optimizer = NULL, timeout = NULL, settings = list()) {
   rec <- empty_record(impl, case_id, FALSE)
   rec$versions <- lmer_versions()
   out <- fit_captured(function() glmer_fit(data, formula, family, link, nAGQ, weights, optimizer,
-                                                 settings),
+                                           settings),
                       timeout, "lme4")
   rec["seconds"] <- list(out$seconds)
   rec["error"] <- list(out$error)

@@ -151,6 +151,7 @@ def test_registered_grid_divergences_are_where_lme4s_defaults_stop_short(
     from harness.adapters.mixedref_impl import Mixedref
     from harness.catalog import load_catalog, load_data
     from harness.compare import compare_records
+
     entries = yaml.safe_load(grid.DIVERGENCES.read_text())["divergences"]
     ids = sorted({e["case"] for e in entries})
     assert ids and {e["impl"] for e in entries} == {"mixedref"}
