@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.comparators import BUILTIN, Comparator, Row, row
 from harness.judge import JUDGES, Judgement
+from harness.protocol import model_mismatch
 from harness.tolerance import DEFAULT, GLMM, Tolerance, for_case
 
 AGREED = "agreed"
@@ -145,6 +146,10 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
         return comp
     if candidate.get("error"):
         comp.verdict, comp.error = FAILED, str(candidate["error"])
+        return comp
+    mismatch = model_mismatch(case, candidate) if case is not None else None
+    if mismatch:  # a Gaussian fit of a binomial case is no answer to it, however close
+        comp.verdict, comp.error = FAILED, mismatch
         return comp
 
     if judgement is not None and judgement.saturated_constant is not None:

@@ -80,11 +80,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "saved in DIR (--save-baseline)")
     group.addoption("--allow-missing-reference", action="store_true", default=None,
                     help="skip (instead of fail) items whose reference has no answer")
+    group.addoption("--impl-python", action="append", default=None, metavar="NAME=PYTHON",
+                    help="run implementation NAME's fits with the interpreter PYTHON (e.g. "
+                         "the python of the candidate's own virtual environment), so that it "
+                         "sees only what that environment holds (repeatable)")
+    group.addoption("--allow-empty", action="store_true", default=None,
+                    help="let a run pass in which a candidate was compared on no case "
+                         "(by default that gated nothing, and the run fails saying so)")
 
 
 #: The plugin's own options (dest names): passing any of them asks for the harness.
 OPTIONS = ("impl", "reference", "catalog", "recorded", "case_timeout", "case_memory", "report",
-           "divergences", "save_baseline", "compare_baseline", "allow_missing_reference")
+           "divergences", "save_baseline", "compare_baseline", "allow_missing_reference",
+           "allow_empty", "impl_python")
 
 
 class HarnessSession:
@@ -98,6 +106,7 @@ class HarnessSession:
         self.timeout = opt("case_timeout")
         self.memory = _parse_size(opt("case_memory")) if opt("case_memory") else None
         self.allow_missing = bool(opt("allow_missing_reference"))
+        self.allow_empty = bool(opt("allow_empty"))
         self.save_baseline: str | None = opt("save_baseline")
         self.registry: Any = None
         self.baseline: Any = None
@@ -211,6 +220,22 @@ def _collects_catalog(config: pytest.Config) -> bool:
     return False
 
 
+def _set_interpreters(pairs: Any) -> None:
+    """--impl-python NAME=PYTHON: the interpreter each named implementation fits with."""
+    from harness.adapters import set_interpreters
+
+    mapping = {}
+    for pair in pairs:
+        name, sep, python = str(pair).partition("=")
+        if not sep or not name or not python:
+            raise pytest.UsageError(f"--impl-python {pair!r}: give NAME=PYTHON, e.g. "
+                                    "mypkg:fit=/path/to/venv/bin/python")
+        if not os.access(python, os.X_OK):
+            raise pytest.UsageError(f"--impl-python {pair!r}: {python} is not an executable")
+        mapping[name] = python
+    set_interpreters(mapping)
+
+
 def _parse_size(text: str) -> int:
     """Bytes from '4G', '512M', '2.5GiB' or a plain number of bytes (a usage error else)."""
     import re
@@ -236,11 +261,19 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _limit_blas_threads_in_workers(config)
     hs = _session(config)
+    _set_interpreters(config.getoption("impl_python") or ())
     if config.getoption("report") and getattr(config, "workerinput", None) is None:
         _start_journal(config, hs, config.getoption("report"))
     _load_registry_and_baseline(hs)
     if hs.requested_reference == "live":
         hs.reference()  # a usage error now, before any collection, when lme4 cannot run
+    if hs.requested_impls and getattr(config, "workerinput", None) is None:
+        from harness.gate import GateError, check_requested
+
+        try:  # a typo in --impl is a usage error (exit 4), never a run of skips
+            check_requested(dict.fromkeys(hs.requested_impls))
+        except GateError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -467,7 +500,7 @@ class CaseItem(pytest.Item):
 
     def runtest(self) -> None:
         from harness import compare as cmp
-        from harness import judge, runner
+        from harness import judge, protocol, runner
 
         hs = _session(self.config)
         missing = self.reference.unavailable() or self.reference.supports(self.case)
@@ -482,7 +515,8 @@ class CaseItem(pytest.Item):
 
             baseline.save_record(hs.save_baseline, cand)
         verdict_of_judges = None
-        if not ref.get("error") and not cand.get("error"):
+        if not ref.get("error") and not cand.get("error") \
+                and protocol.model_mismatch(self.case, cand) is None:
             verdict_of_judges = judge.judge(self.case, ref, cand, timeout=self.case.timeout
                                             if hs.timeout is None else hs.timeout)
         comp = cmp.compare_records(ref, cand, self.case, judgement=verdict_of_judges,
@@ -587,10 +621,31 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     hs = _session(config)
     if hs.entries:
         summary.write_summary(terminalreporter, hs.entries)
+    _gate_summary(terminalreporter, hs)
     report_dir = config.getoption("report")
     if report_dir and (hs.entries or getattr(hs, "journal", None) is not None):
         _write_report(terminalreporter, hs, report_dir, exitstatus)
     summary.write_benchmark_ratios(terminalreporter, config)
+
+
+def _gate_summary(terminalreporter: Any, hs: HarnessSession) -> None:
+    """Per candidate "compared k of n"; a candidate compared on no case fails the run (unless
+    --allow-empty): a gate that compared nothing must not be green."""
+    from harness import gate
+
+    if getattr(hs.config, "workerinput", None) is not None:
+        return
+    per = gate.counts(hs.entries)
+    if per:
+        terminalreporter.write_line("gate: " + "; ".join(gate.line(i, c) for i, c in per.items()))
+    empty = gate.empty(hs.entries, hs.requested_impls or ())
+    for message in empty:
+        terminalreporter.write_line(
+            f"mixedref harness: {message}" + (" (--allow-empty)" if hs.allow_empty else
+                                               "; the run fails (--allow-empty permits it)"),
+            yellow=hs.allow_empty, red=not hs.allow_empty)
+    if empty and not hs.allow_empty:
+        _fail_session(terminalreporter)
 
 
 def _start_journal(config: pytest.Config, hs: HarnessSession, report_dir: str) -> None:

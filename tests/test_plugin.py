@@ -103,12 +103,25 @@ def test_raising_and_nan_implementations_fail_with_the_reason_and_the_session_go
 
 
 def test_unexpressible_cases_are_skipped_with_the_reason(pytester: pytest.Pytester) -> None:
-    result = _run(pytester, "--impl", "statsmodels", "-k",
+    result = _run(pytester, "--impl", "statsmodels", "--allow-empty", "-k",
                   "Penicillin and crossed and not test_fit")
     result.assert_outcomes(skipped=2)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*SKIPPED*statsmodels: not expressible in statsmodels.MixedLM: "
-                                 "more than one grouping factor*"])
+                                 "more than one grouping factor*",
+                                 "*nothing gated: statsmodels compared 0 of 2 (2 not supported)"
+                                 " (--allow-empty)*"])
+
+
+def test_a_candidate_compared_on_no_case_fails_the_run(pytester: pytest.Pytester) -> None:
+    """Every case skipped is no gate: without --allow-empty the run fails and says why."""
+    result = _run(pytester, "--impl", "statsmodels", "-k",
+                  "Penicillin and crossed and not test_fit")
+    result.assert_outcomes(skipped=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["gate: statsmodels compared 0 of 2 (2 not supported)",
+                                 "*nothing gated: statsmodels compared 0 of 2 (2 not supported);"
+                                 " the run fails*"])
 
 
 def test_catalog_xfail_is_strict(pytester: pytest.Pytester) -> None:

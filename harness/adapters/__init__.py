@@ -31,6 +31,16 @@ BUILTIN: dict[str, Callable[[], Adapter]] = {
 DEFAULT_IMPLS = ("mixedref", "statsmodels", "mixedref-literal")
 
 _instances: dict[str, Adapter] = {}
+_interpreters: dict[str, str] = {}  # implementation -> the python its fits run with
+
+
+def set_interpreters(mapping: dict[str, str]) -> None:
+    """Fit the named implementations with these interpreters (--impl-python NAME=PYTHON):
+    their worker processes start with that python and its environment, not the harness's."""
+    _interpreters.clear()
+    _interpreters.update(mapping)
+    for name, adapter in _instances.items():
+        adapter.python = _interpreters.get(name)
 
 
 def get_adapter(name: str) -> Adapter:
@@ -47,6 +57,7 @@ def get_adapter(name: str) -> Adapter:
             known = sorted(BUILTIN) + entry_point_names()
             raise ValueError(f"unknown implementation {name!r}: use one of {known}, "
                              "or module:callable")
+        adapter.python = _interpreters.get(name)
         _instances[name] = adapter
     return _instances[name]
 

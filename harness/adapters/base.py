@@ -15,11 +15,14 @@ class Adapter:
     should hold settings, not caches it cannot rebuild. ``handles_timeout`` says ``fit``
     takes ``timeout=`` and stops itself (the worker is killed only if it does not).
     ``runs_code = False`` marks an adapter that runs no implementation at all (it reads
-    recorded answers): the runner reads those in the harness process."""
+    recorded answers): the runner reads those in the harness process. ``python`` names another
+    interpreter (a candidate's own environment) for its worker."""
 
     name: str = "?"
     handles_timeout: bool = False
     runs_code: bool = True
+    #: the interpreter its worker runs (--impl-python); None: the harness's own
+    python: str | None = None
 
     @property
     def lane(self) -> str:

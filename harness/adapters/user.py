@@ -1,7 +1,7 @@
-"""Users' implementations: ``--impl mypkg.module:fit`` names a callable
-``fit(formula, data, REML)`` returning a FitRecord or a mapping with some of its fields;
-packages can also register one under the entry-point group ``mixedref_harness.impls``
-(the object is such a callable, or an Adapter)."""
+"""Users' implementations: ``--impl mypkg.module:fit`` names a callable of the implementation
+protocol (harness.protocol, docs/protocol.md), ``fit(formula, data, REML, **model)`` returning
+a FitRecord or a mapping with some of its fields; packages can also register one under the
+entry-point group ``mixedref_harness.impls`` (the object is such a callable, or an Adapter)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,29 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
+from harness import protocol
 from harness.adapters.base import Adapter
 from harness.record import normalize_record
+from harness.runner import NOT_SUPPORTED
 
 ENTRY_POINT_GROUP = "mixedref_harness.impls"
 
 
 class CallableAdapter(Adapter):
-    """Wraps ``func(formula, data, REML)``; loads ``module:attr`` lazily."""
+    """Wraps a callable of the implementation protocol (harness.protocol): ``func(formula,
+    data, REML, **model)``. A ``module:attr`` is loaded in the candidate's own worker process,
+    never in the harness's: there it is probed (loads? callable? its signature and declared
+    capabilities) and there it fits."""
 
     def __init__(self, name: str, spec: str | None = None, func: Any = None) -> None:
         self.name = name
         self.spec = spec or name
         self._func = func
         self._reason: str | None = None
+        self._probe: dict[str, Any] | None = None
 
     def _load(self) -> Any:
+        """The callable, imported in this process (the worker's, when fitting)."""
         if self._func is None and self._reason is None:
             module, _, attr = self.spec.partition(":")
             try:
@@ -49,15 +56,43 @@ class CallableAdapter(Adapter):
             state.update(_func=None, _reason=None)
         return state
 
+    def probe(self) -> dict[str, Any]:
+        """``{"error": None | why it cannot take part, "capabilities": {...}}``, found once:
+        from the callable itself when one was given, else in the candidate's worker."""
+        if self._probe is None:
+            if self._func is not None:
+                try:
+                    caps = protocol.capabilities_of(self._func, self.spec)
+                    self._probe = {"error": None, "capabilities": caps.to_dict()}
+                except protocol.ProtocolError as exc:
+                    self._probe = {"error": str(exc)}
+            else:
+                from harness import isolation
+
+                where = {"python": self.python} if self.python else {}
+                out = isolation.call(self.lane, "harness.protocol:probe", self.spec,
+                                     timeout=isolation.START_TIMEOUT, **where)
+                self._probe = out.value if out.kind == "ok" else {
+                    "error": f"its worker could not load it: {out.error}"}
+        return self._probe
+
+    def capabilities(self) -> protocol.Capabilities:
+        return protocol.Capabilities.from_dict(self.probe().get("capabilities") or {})
+
     def unavailable(self) -> str | None:
-        self._load()
-        return self._reason
+        return self.probe().get("error")
+
+    def supports(self, case: Any) -> str | None:
+        if self.unavailable():
+            return self.unavailable()
+        why = protocol.refusal(self.capabilities(), case)
+        return None if why is None else NOT_SUPPORTED + why
 
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
         func = self._load()
         if func is None:
             raise RuntimeError(self._reason)
-        raw = func(case.formula, data, bool(case.REML))
+        raw = protocol.call(func, case, data)
         if not hasattr(raw, "keys"):
             raise TypeError(f"{self.spec} returned {type(raw).__name__}, not a mapping/record")
         return normalize_record(dict(raw), self.name, case.id)
