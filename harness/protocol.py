@@ -40,12 +40,26 @@ KEYWORDS: dict[str, str] = {
     "contrasts": "mapping of a factor column to its contrasts as R names them (contr.sum, ...)",
 }
 
+#: What a candidate's record must report, per model kind (the rest of the record's fields are
+#: optional): without the first three the comparison is "incomplete"; a GLMM record without its
+#: family and link "fitted a different model".
+REPORTED = {"lmm": ("fixef", "sigma", "varcorr"),
+            "glmm": ("fixef", "sigma", "varcorr", "family", "link")}
+
 #: What a candidate may declare in ``harness_capabilities`` (a mapping on the callable).
 CAPABILITY_KEYS = ("protocol", "families", "nAGQ", "keywords")
 
 
 class ProtocolError(ValueError):
     """A callable that cannot take part: its signature, or a malformed capability declaration."""
+
+
+def describe() -> dict[str, Any]:
+    """The protocol as data, for the record's JSON Schema and the docs."""
+    return {"version": PROTOCOL_VERSION, "call": "fit(formula, data, REML, **model)",
+            "keywords": dict(KEYWORDS), "reported": {k: list(v) for k, v in REPORTED.items()},
+            "capabilities": list(CAPABILITY_KEYS),
+            "not_supported": "raise NotImplementedError(reason): the case is skipped with it"}
 
 
 def model_arguments(case: Any) -> dict[str, Any]:

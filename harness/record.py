@@ -261,15 +261,20 @@ def _schema_of(tp: Any) -> dict[str, Any]:
 
 def json_schema() -> dict[str, Any]:
     """The FitRecord's JSON Schema, written from the dataclass (record.schema.json holds it;
-    regenerate with ``python -m harness.record``)."""
+    regenerate with ``python -m harness.record``), with the implementation protocol that
+    candidates' records answer (``x-implementation-protocol``: the call, its keywords and the
+    fields each model kind must report)."""
     schema = _schema_of(FitRecord)
     hints = get_type_hints(FitRecord)
     for f in fields(FitRecord):
         schema["properties"][f.name]["description"] = f.metadata["meaning"]
     assert set(hints) == set(schema["properties"])
+    from harness import protocol
+
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"mixedref-harness/fit-record/{SCHEMA_VERSION}",
-            "title": "FitRecord", "version": SCHEMA_VERSION, **schema}
+            "title": "FitRecord", "version": SCHEMA_VERSION,
+            "x-implementation-protocol": protocol.describe(), **schema}
 
 
 def validate(record: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> list[str]:

@@ -927,8 +927,16 @@ def plan_engine(model: ModelFrame, engine: str = "auto") -> EnginePlan:
     from mixedref import sparse_pls
 
     if not sparse_pls.available():
-        if engine == "sparse" or not dense_fits:
-            sparse_pls._require()
+        if engine == "sparse":
+            sparse_pls._require("engine='sparse' needs scikit-sparse (CHOLMOD)")
+        if not dense_fits or dbytes > limit:
+            re2 = r - model.p - 1
+            sparse_pls._require(
+                f"this design is too large for the dense engine (its random-effects terms "
+                f"after the first have {re2} effects, a dense block of order {r}: an estimated "
+                f"{dbytes / 2**30:.2f} GiB and {dflops:.3g} flops per evaluation; the dense "
+                f"engine holds blocks up to order {MAX_DENSE_BLOCK} within the memory limit of "
+                f"{limit / 2**30:.2f} GiB) and the sparse engine is not installed")
         plan = EnginePlan("dense", "scikit-sparse not installed", limit, dflops, dbytes,
                           dense_seconds=dsecs)
         _check_memory(plan)

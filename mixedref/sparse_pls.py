@@ -43,12 +43,15 @@ def available() -> bool:
     return _cholmod is not None
 
 
-def _require() -> None:
+#: how to get the sparse engine: the extra that brings scikit-sparse (CHOLMOD)
+INSTALL_HINT = ("pip install 'mixedref[sparse]' (scikit-sparse's CHOLMOD; it builds against "
+                "SuiteSparse's headers: apt-get install libsuitesparse-dev on Debian)")
+
+
+def _require(why: str = "the sparse engine needs scikit-sparse (CHOLMOD)") -> None:
+    """Raise MixedrefError saying why the sparse engine is needed and how to install it."""
     if _cholmod is None:
-        raise MixedrefError(
-            "the sparse engine needs scikit-sparse (CHOLMOD): apt-get install libsuitesparse-dev"
-            " and pip install 'scikit-sparse>=0.4.16,<0.5'"
-        )
+        raise MixedrefError(f"{why}: {INSTALL_HINT}")
 
 
 @dataclass(frozen=True)

@@ -222,3 +222,13 @@ def test_the_protocol_module_imports_only_the_standard_library() -> None:
 def test_model_arguments_of_an_object_without_glmm_fields() -> None:
     case = SimpleNamespace(formula="y ~ 1 + (1 | g)", REML=True)
     assert protocol.model_arguments(case) == {}
+
+
+def test_the_schema_states_the_protocol_and_compare_requires_what_it_says() -> None:
+    from harness import compare, record
+
+    stated = record.json_schema()["x-implementation-protocol"]
+    assert stated["version"] == protocol.PROTOCOL_VERSION
+    assert set(stated["keywords"]) == set(protocol.KEYWORDS)
+    assert tuple(compare.REQUIRED) == protocol.REPORTED["lmm"]
+    assert set(protocol.REPORTED["glmm"]) - set(protocol.REPORTED["lmm"]) == {"family", "link"}

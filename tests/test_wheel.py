@@ -162,10 +162,20 @@ def test_library_alone_fits_without_pytest(wheel: Path, tmp_path: Path) -> None:
             "g = np.repeat(np.arange(20), 5)\n"
             "y = rng.normal(size=20)[g] + rng.normal(size=100)\n"
             "m = mixedref.lmer('y ~ 1 + (1 | g)', pd.DataFrame({'y': y, 'g': g.astype(str)}))\n"
-            "print('sigma', m.sigma)\n")
+            "print('sigma', m.sigma)\n"
+            "i = np.arange(16200)\n"  # two crossed factors of ~8,100 levels: beyond dense
+            "big = pd.DataFrame({'y': rng.normal(size=16200), 'a': (i % 8100).astype(str), "
+            "'b': (i * 37 % 8099).astype(str)})\n"
+            "try:\n"
+            "    mixedref.lmer('y ~ 1 + (1 | a) + (1 | b)', big)\n"
+            "except mixedref.MixedrefError as exc:\n"
+            "    print('refused:', exc)\n")
     out = _run([str(python), "-c", code], tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("sigma ")
+    refused = out.stdout.split("refused: ", 1)[1]
+    assert "pip install 'mixedref[sparse]'" in refused and "8099 effects" in refused
+    assert "GiB" in refused
 
 
 def test_installed_gate_passes_a_right_implementation(gate_env: tuple[Path, Path]) -> None:

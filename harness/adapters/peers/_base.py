@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness import protocol
 from harness.adapters.base import Adapter
 from harness.adapters.peers import _formula as F
 
@@ -33,11 +34,20 @@ class Peer(Adapter):
         """Raise NotImplementedError (via F.cannot) for what the package cannot express;
         ``data`` is None when only the formula is known."""
 
+    def capabilities(self) -> protocol.Capabilities:
+        """The package's GLMM families and links as the implementation protocol declares a
+        candidate's (harness.protocol), so peers and users' callables are held to one rule."""
+        families = {f: links for f, links in self.glmm_links.items()
+                    if f not in self.glmm_unmapped}
+        return protocol.Capabilities(keywords=None if self.glmm_links else frozenset(),
+                                     families=families)
+
     def check_glmm(self, case: Any) -> None:
         """Raise NotImplementedError for a GLMM case the package cannot fit as glmer does."""
-        if not getattr(case, "is_glmm", False):
+        args = protocol.model_arguments(case)
+        family = args.get("family")
+        if family is None:
             return
-        family, link = case.family, case.link_name
         if not self.glmm_links:
             raise F.cannot(self.dist, f"a GLMM (glmer, family {family})", "it fits linear "
                            "mixed models only (no family argument, no GLMM fitter)")
@@ -45,19 +55,18 @@ class Peer(Adapter):
             raise F.cannot(self.dist, f"the GLMM family {family} through this adapter", "the "
                            "package has it, but the adapter does not yet map its dispersion to "
                            "lme4's sigma and Residual row (untested)")
-        if family not in self.glmm_links:
-            raise F.cannot(self.dist, f"the GLMM family {family}", "its GLMM families are "
-                           + ", ".join(self.glmm_links))
-        if link not in self.glmm_links[family]:
-            raise F.cannot(self.dist, f"the {family} link {link!r}", f"its {family} links "
-                           f"are {', '.join(self.glmm_links[family])}")
-        if nagq_of(case) > 1 and self.glmm_agq:
-            raise F.cannot(self.dist, f"nAGQ = {case.nAGQ}", self.glmm_agq)
-        if nagq_of(case) < 1 and not self.glmm_nagq0:
-            raise F.cannot(self.dist, f"nAGQ = {case.nAGQ}", "lme4's nAGQ = 0 criterion "
+        if protocol.refusal(self.capabilities(), case) is not None:
+            raise F.cannot(self.dist, f"the {family} GLMM with link {args['link']}",
+                           "its GLMM families and links are " + "; ".join(
+                f"{f} ({', '.join(links)})" for f, links in self.glmm_links.items()))
+        nagq = args["nAGQ"]
+        if nagq > 1 and self.glmm_agq:
+            raise F.cannot(self.dist, f"nAGQ = {nagq}", self.glmm_agq)
+        if nagq < 1 and not self.glmm_nagq0:
+            raise F.cannot(self.dist, f"nAGQ = {nagq}", "lme4's nAGQ = 0 criterion "
                            "(fixed effects inside PIRLS) is not one of its fitting methods")
-        if case.weights is not None and not self.glmm_weights:
-            raise F.cannot(self.dist, f"prior weights ({case.weights})", "its GLMM fitter "
+        if "weights" in args and not self.glmm_weights:
+            raise F.cannot(self.dist, f"prior weights ({args['weights']})", "its GLMM fitter "
                            "takes no weights")
 
     def supports(self, case: Any) -> str | None:
