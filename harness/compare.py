@@ -34,6 +34,9 @@ VERDICTS = (AGREED, DISAGREED, CANDIDATE_BETTER, FAILED, REFERENCE_FAILED, JUDGE
             INCOMPLETE)
 #: verdicts that give the item no pass: the candidate is wrong, or nothing trustworthy judged it
 NOT_OK = (DISAGREED, FAILED, REFERENCE_FAILED, JUDGES_DISAGREE, INCOMPLETE)
+#: the verdicts worst first (a case's verdict in a report is the worst of its comparisons')
+SEVERITY = (FAILED, REFERENCE_FAILED, JUDGES_DISAGREE, INCOMPLETE, DISAGREED, CANDIDATE_BETTER,
+            AGREED)
 #: what a record must report to be judged at all: a fit is its fixed effects, σ and variances
 REQUIRED = {"fixef": "the fixed effects", "sigma": "σ", "varcorr": "the variance components"}
 

@@ -27,7 +27,6 @@ items on one worker, so the lme4 reference for a case is fitted once; the items 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -459,8 +458,9 @@ def _mark(item: pytest.Item, case: Any, impl: str, adapter: Any, reference: Any)
     reference), unless --allow-missing-reference."""
     item.add_marker(pytest.mark.xdist_group(case.id))
     item.extra_keyword_matches.update(getattr(case, "tags", ()))  # pytest -k glmm, -k large
-    reason = (adapter.unavailable() or (getattr(case, "skip", None) or {}).get(impl)
-              or adapter.supports(case))
+    from harness.outcome import not_expressible
+
+    reason = not_expressible(case, adapter)
     if reason:
         item.add_marker(pytest.mark.skip(reason=f"{impl}: {reason}"))
     xfail = (getattr(case, "xfail", None) or {}).get(impl)
@@ -499,81 +499,27 @@ class CaseItem(pytest.Item):
         self.case, self.adapter, self.reference = case, adapter, reference
 
     def runtest(self) -> None:
-        from harness import compare as cmp
-        from harness import judge, protocol, runner
+        from harness import outcome
 
         hs = _session(self.config)
-        missing = self.reference.unavailable() or self.reference.supports(self.case)
-        if missing:
-            self._no_reference(hs, f"reference {self.reference.name}: {missing}")
-        ref = runner.fit_case(self.reference, self.case, memory=hs.memory)
-        cand = runner.fit_case(self.adapter, self.case, timeout=hs.timeout, memory=hs.memory)
-        if runner.is_not_supported(cand):
-            _skip(f"{self.adapter.name}: {cand['error']}")
-        if hs.save_baseline:
-            from harness import baseline
-
-            baseline.save_record(hs.save_baseline, cand)
-        verdict_of_judges = None
-        if not ref.get("error") and not cand.get("error") \
-                and protocol.model_mismatch(self.case, cand) is None:
-            verdict_of_judges = judge.judge(self.case, ref, cand, timeout=self.case.timeout
-                                            if hs.timeout is None else hs.timeout)
-        comp = cmp.compare_records(ref, cand, self.case, judgement=verdict_of_judges,
-                                   comparators=hs.comparators())
-        drift = self._drift(hs, cand)
-        props: dict[str, Any] = {
-            "verdict": comp.verdict, "headline": comp.reason(), "comparison": comp.to_dict(),
-            "record": cand, "reference_record": ref,
-            "drift": [asdict(r) for r in drift]}
-        registered = self._registered(hs, comp)
-        if registered is not None:
-            props["divergence"] = registered.message() or "registered"
-        self.user_properties.append(("harness", props))
-        if comp.verdict == cmp.REFERENCE_FAILED:
-            self._no_reference(hs, comp.error or "the reference failed")
-        if registered is not None and not registered.ok:
-            raise HarnessDisagreement(comp, "registered divergences do not match:\n"
-                                      + registered.message())
-        if drift:
-            raise HarnessDisagreement(comp, _drift_table(drift))
-        if registered is not None and registered.registered:
-            covered = registered.covered
-            pytest.xfail(f"registered divergence ({len(covered)} quantities, e.g. "
-                         f"{covered[0][0].name}): {covered[0][1].reason}")
-        if not comp.ok:
-            raise HarnessDisagreement(comp)
-
-    def _no_reference(self, hs: HarnessSession, why: str) -> None:
-        from harness.compare import REFERENCE_FAILED
-
-        self.user_properties.append(("harness", {"verdict": REFERENCE_FAILED,
-                                                 "headline": why, "no_verdict": True}))
-        if hs.allow_missing:
-            _skip(f"no verdict: {why} (--allow-missing-reference)")
-        raise NoReference(f"no verdict: {why}")
-
-    def _registered(self, hs: HarnessSession, comp: Any) -> Any:
-        """The registry's judgement for this item, or None when it has no entry for it and
-        nothing failed that an entry could cover."""
-        if hs.registry is None:
-            return None
-        entries = hs.registry.entries_for(self.case.id, self.adapter.name)
-        if not entries:
-            return None
-        from harness import compare as cmp
-
-        if comp.verdict not in (cmp.DISAGREED, cmp.AGREED, cmp.CANDIDATE_BETTER):
-            return None
-        return hs.registry.judge(self.case.id, self.adapter.name, comp.rows)
-
-    def _drift(self, hs: HarnessSession, cand: dict[str, Any]) -> list[Any]:
-        if hs.baseline is None:
-            return []
-        from harness import baseline
-
-        saved = hs.baseline.record(self.adapter.name, self.case.id)
-        return [] if saved is None else baseline.drift(saved, cand)
+        d = outcome.decide(self.case, self.adapter, self.reference, timeout=hs.timeout,
+                           memory=hs.memory, registry=hs.registry, baseline=hs.baseline,
+                           save_baseline=hs.save_baseline, comparators=hs.comparators())
+        if d.outcome == "skipped":
+            _skip(d.headline)
+        self.user_properties.append(("harness", d.props()))
+        if d.outcome == "no-verdict":
+            if hs.allow_missing:
+                _skip(f"{d.headline} (--allow-missing-reference)")
+            raise NoReference(d.headline)
+        if d.registry_problem:
+            raise HarnessDisagreement(d.comparison, d.registry_problem)
+        if d.drift:
+            raise HarnessDisagreement(d.comparison, _drift_table(d.drift))
+        if d.outcome == "xfail":
+            pytest.xfail(d.headline)
+        if not d.comparison.ok:
+            raise HarnessDisagreement(d.comparison)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:

@@ -9,16 +9,19 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from harness.compare import Comparison
+from harness.outcome import BAD as OUTCOMES_BAD
+from harness.outcome import OUTCOMES
 
-COLUMNS = ("agreed", "disagreed", "candidate-better", "failed", "incomplete", "judges-disagree",
-           "drift", "no-verdict", "skipped", "xfail", "xpass")
+#: the counts' columns: every outcome (harness.outcome.OUTCOMES) but "error", added when it occurs
+COLUMNS = tuple(o for o in OUTCOMES if o != "error")
 _SHORT = {"agreed": "ok", "disagreed": "DIS", "candidate-better": "BETTER", "failed": "FAIL",
           "reference-failed": "NO-REF", "no-verdict": "NO-REF", "judges-disagree": "JUDGES",
           "drift": "DRIFT", "incomplete": "INCOMPL",
           "skipped": "skip", "xfail": "xfail", "xpass": "XPASS",
           "error": "ERROR"}
-#: outcomes that are failures of the run (printed under "disagreements and failures")
-BAD = ("disagreed", "failed", "error", "xpass", "judges-disagree", "drift", "incomplete")
+#: outcomes that are failures of the run printed under "disagreements and failures" (those
+#: without a verdict are listed on their own)
+BAD = tuple(o for o in OUTCOMES_BAD if o != "no-verdict")
 
 
 def record_report(entries: dict[str, dict[str, Any]], report: Any, props: dict[str, Any]) -> None:

@@ -18,11 +18,7 @@ import numpy as np
 
 from harness import crosseval as cx
 from harness import diagnostics as dg
-
-#: Case verdicts (harness/compare.py's), worst first: a case's verdict is the worst of its
-#: comparisons'.
-SEVERITY = ("failed", "reference-failed", "disagreed", "candidate-better", "agreed")
-AGREED = "agreed"
+from harness.compare import AGREED, SEVERITY  # the verdicts, worst first
 
 
 def _plain(x: Any) -> Any:
