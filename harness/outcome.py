@@ -52,6 +52,9 @@ class Decision:
                "drift": [asdict(r) for r in self.drift], "no_verdict": no_verdict}
         if self.registered is not None:
             out["divergence"] = self.registered.message() or "registered"
+            # the reports read the registry's judgement from the comparison itself
+            out["comparison"]["registered"] = bool(self.registered.registered
+                                                   and self.registered.ok)
         return out
 
 

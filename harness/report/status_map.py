@@ -23,39 +23,10 @@ COLOURS = {"agree": "#2da44e", "registered divergence": "#6f42c1",
 REFERENCES = ("lme4", "lme4-recorded")
 
 
-_REGISTRY: list[Any] = []  # the shipped registry, loaded once (None: unusable)
-
-
-def _shipped_registry() -> Any:
-    if not _REGISTRY:
-        try:
-            from harness import divergences
-            from harness.catalog import load_catalog
-
-            _REGISTRY.append(divergences.load_registry(
-                divergences.default_registry_path(), [c.id for c in load_catalog()]))
-        except Exception:  # noqa: BLE001 - without a registry nothing is registered
-            _REGISTRY.append(None)
-    return _REGISTRY[0]
-
-
-def _registered(case_id: str, impl: str, comp: Mapping[str, Any]) -> bool:
-    """A disagreement the report's comparison does not mark: registered when the shipped
-    registry (harness/divergences.yaml) covers every failing row, as the run judged it."""
-    if comp.get("registered") or comp.get("divergence"):
-        return True
-    registry = _shipped_registry()
-    if registry is None or not registry.entries_for(case_id, impl):
-        return False
-    from harness.comparators.base import Row
-
-    fields = ("name", "reference", "candidate", "difference", "allowed", "ok")
-    try:
-        rows = [Row(**{f: r.get(f) for f in fields}, note=r.get("note") or "")
-                for r in comp.get("rows") or ()]
-        return bool(registry.judge(case_id, impl, rows).registered)
-    except Exception:  # noqa: BLE001 - a row the registry cannot read: not registered
-        return False
+def _registered(comp: Mapping[str, Any]) -> bool:
+    """A disagreement the registry covers, as the run judged it (harness.outcome marks the
+    comparison; the registry is not read again here)."""
+    return bool(comp.get("registered") or comp.get("divergence"))
 
 
 def verdict_of(case: Mapping[str, Any], impl: str) -> str:
@@ -67,7 +38,7 @@ def verdict_of(case: Mapping[str, Any], impl: str) -> str:
             return "agree"
         if v == "candidate-better":
             return "candidate-better"
-        if v == "disagreed" and _registered(str(case["case"].get("id")), impl, comp):
+        if v == "disagreed" and _registered(comp):
             return "registered divergence"
         return "fail"  # disagreed, failed, judges-disagree, incomplete, no reference
     if impl in (case.get("errors") or {}):
