@@ -7,6 +7,10 @@ converted column by column with factor levels passed explicitly (pandas category
 LC_COLLATE=C for the rest), and fits come back as JSON text made inside R, so no rpy2
 conversion rule touches the numbers. If rpy2, R or lme4 cannot be loaded, :func:`unavailable`
 gives one reason string instead of a traceback.
+
+R's BLAS runs on :data:`R_BLAS_THREADS` thread(s) in the process that hosts R, whatever
+pytest-xdist's ``-n``, and :func:`versions` says which OpenBLAS kernel and how many threads R's
+BLAS has, as the loaded library itself reports them (threadpoolctl).
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ import pandas as pd
 
 from harness.errors import DataConversionError, RBridgeError
 from harness.record import normalize_record
+
+#: Threads of R's BLAS (OpenBLAS reads OPENBLAS_NUM_THREADS when R loads it). One: lme4's
+#: recorded answers (harness/references/lme4.json) were made with one thread (the hard cases'
+#: commit says so, and tests/references/blas_spread.json.gz reproduces them bit for bit with one
+#: thread and not with two); a threaded OpenBLAS splits its products by the thread count, so
+#: lme4's last digits, and at singular fits its θ below a zero pivot and lmerTest's df, would
+#: depend on -n (a run without -n used two); and the catalog's fits are too small for a second
+#: thread to pay (blas_spread.R: 1 thread was as fast as or faster than 2 for every kernel).
+R_BLAS_THREADS = 1
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"pid": None, "env": None, "reason": None, "versions": None}
@@ -67,6 +80,9 @@ def _start() -> None:
                             "or r_scripts)")
         return
     os.environ["LC_COLLATE"] = "C"
+    # before R (and its BLAS) loads; it stays set, so that harness.isolation's per-call limit
+    # (which applies this variable in the R lane) keeps R's BLAS on the same count
+    os.environ["OPENBLAS_NUM_THREADS"] = str(R_BLAS_THREADS)
     from harness.record import SCHEMA_PATH
 
     os.environ["MIXEDREF_RECORD_SCHEMA"] = str(SCHEMA_PATH)  # r_scripts/record_schema.R
@@ -97,7 +113,32 @@ def _start() -> None:
     except Exception as exc:
         _state["reason"] = f"R scripts in {scripts} failed to load: {_r_error(exc)}"
         return
+    versions.update(_pin_r_blas(versions))
     _state["env"], _state["versions"] = env, versions
+
+
+def _pin_r_blas(versions: dict[str, Any]) -> dict[str, str]:
+    """Hold R's OpenBLAS at R_BLAS_THREADS (also when it was loaded before the variable was
+    set) and return its kernel and thread count as the library reports them
+    (openblas_get_corename, openblas_get_num_threads, through threadpoolctl): R's OpenBLAS is
+    the one in the folder of R's BLAS or LAPACK library (La_library()). Empty when R's BLAS is
+    not an OpenBLAS threadpoolctl sees (the reference BLAS has no threads and no kernels)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return {}
+    folders = {os.path.dirname(os.path.realpath(str(versions[k])))
+               for k in ("BLAS", "LAPACK") if versions.get(k)}
+    for lib in ThreadpoolController().lib_controllers:
+        path = os.path.realpath(str(getattr(lib, "filepath", "") or ""))
+        if getattr(lib, "internal_api", None) != "openblas" or os.path.dirname(path) not in folders:
+            continue
+        try:
+            lib.set_num_threads(R_BLAS_THREADS)
+            return {"BLAS_core": str(lib.architecture), "BLAS_threads": str(lib.num_threads)}
+        except Exception:  # noqa: BLE001 - an OpenBLAS without these symbols: nothing to say
+            return {}
+    return {}
 
 
 def _r_error(exc: BaseException) -> str:
@@ -119,7 +160,8 @@ def unavailable() -> str | None:
 
 
 def versions() -> dict[str, str]:
-    """R, lme4, Matrix, BLAS versions of the embedded R (empty when unavailable)."""
+    """R, lme4, Matrix, BLAS versions of the embedded R (empty when unavailable), with
+    R's OpenBLAS kernel and thread count (BLAS_core, BLAS_threads) where it is OpenBLAS."""
     _ensure()
     return dict(_state["versions"] or {})
 

@@ -21,6 +21,34 @@ lmer_versions <- function() {
        LAPACK = La_library())
 }
 
+# The BLAS kernel behind the numbers, as far as R knows it without compiled code: at a singular
+# fit lmerTest's df move with the kernel (r_scripts/blas_spread.R). A DYNAMIC_ARCH OpenBLAS
+# (Debian's) picks its kernel for the CPU when it loads, or takes OPENBLAS_CORETYPE, and prints
+# its choice under OPENBLAS_VERBOSE=2 ("Core: Haswell"); R cannot call openblas_get_corename(),
+# so a child R started with this process's environment on this CPU is asked (the choice depends
+# on nothing else). BLAS_threads is OPENBLAS_NUM_THREADS as OpenBLAS read it when it loaded.
+# Not part of lmer_versions(): the records' versions stay as recorded; record_references.R adds
+# this to its document's versions, the harness's R (harness/rbridge.py) reads the same from the
+# loaded library itself.
+blas_kernel <- function() {
+  libs <- paste(extSoftVersion()["BLAS"], La_library())
+  core <- "unknown (not OpenBLAS)"
+  if (grepl("openblas", libs, ignore.case = TRUE)) {
+    err <- tryCatch(suppressWarnings(system2(file.path(R.home("bin"), "Rscript"),
+                                             c("--vanilla", "-e", shQuote("invisible(0)")),
+                                             stdout = FALSE, stderr = TRUE,
+                                             env = "OPENBLAS_VERBOSE=2", timeout = 60)),
+                    error = function(e) character(0))
+    used <- sub("^Core: *", "", grep("^Core: ", err, value = TRUE))
+    core <- if (length(used)) used[1] else "unknown (OpenBLAS did not say: not DYNAMIC_ARCH?)"
+  }
+  threads <- Sys.getenv("OPENBLAS_NUM_THREADS")
+  list(BLAS_core = core,
+       BLAS_threads = if (nzchar(threads)) threads else
+         sprintf("OpenBLAS's default (OPENBLAS_NUM_THREADS unset): %d cores",
+                 parallel::detectCores()))
+}
+
 # Evaluate `expr` under an elapsed-time limit of `seconds` (NULL or Inf: none), lifted again
 # on exit however `expr` ends. R checks the limit only at its interrupt points (lmer's R-level
 # optimizer loop has them); running out raises an error "reached elapsed time limit".

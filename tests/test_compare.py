@@ -319,6 +319,73 @@ def test_denominator_df_and_p_values_are_compared() -> None:
     assert compare_records(ref, _cand()).verdict == AGREED
 
 
+#: θ of the sleepstudy-shaped records at a correlation of 1: a zero pivot, theta[2], in the
+#: vector-valued Subject term (a fit singular in a vector-valued term)
+SINGULAR_THETA = [0.9667, 0.2, 0.0]
+
+
+def test_at_a_singular_fit_satterthwaite_df_are_shown_but_not_compared() -> None:
+    """lmerTest's Satterthwaite df at a reference fit singular in a vector-valued term move with
+    the BLAS kernel by a factor of three (harness/tolerance.py): a row with the reason and no
+    verdict; Kenward-Roger's df and the p-values (against the candidate's own numbers) are still
+    compared, and so are Satterthwaite's df at a scalar term's boundary."""
+    from harness.comparators.coef_tests import SINGULAR_SATTERTHWAITE, two_sided_p
+
+    def tests(df_s: float, df_kr: float) -> list[dict]:
+        return [_tests("Satterthwaite", df_s, two_sided_p(10.47, 1.5458, df_s)),
+                _tests("Kenward-Roger", df_kr, two_sided_p(10.47, 1.5458, df_kr))]
+
+    ref = _cand(impl="lme4", singular=True, theta=SINGULAR_THETA, coef_tests=tests(17.0, 17.0))
+    cand = _cand(theta=SINGULAR_THETA, coef_tests=tests(30.0, 17.0))
+    comp = compare_records(ref, cand)
+    rows = {r.name: r for r in comp.rows}
+    assert comp.verdict == AGREED, comp.format_table()
+    sat = rows["df_satterthwaite[Days]"]
+    assert (sat.ok, sat.allowed, sat.difference, sat.note) == (None, None, 13.0,
+                                                               SINGULAR_SATTERTHWAITE)
+    assert rows["df_kr[Days]"].ok and rows["p_satterthwaite[Days]"].ok
+    assert SINGULAR_SATTERTHWAITE in comp.format_table()
+    # Kenward-Roger's df keep their allowance at a singular fit
+    comp = compare_records(ref, _cand(theta=SINGULAR_THETA, coef_tests=tests(17.0, 18.0)))
+    assert [r.name for r in comp.failures] == ["df_kr[Days]"]
+    # a regular fit compares Satterthwaite's df as before
+    regular = _ref()["theta"]
+    comp = compare_records({**ref, "singular": False, "theta": regular},
+                           {**cand, "theta": regular})
+    assert [r.name for r in comp.failures] == ["df_satterthwaite[Days]"]
+    # and so does a fit singular in a scalar term (its variance 0: the term drops out)
+    scalar = [{"grp": "Subject", "var1": "(Intercept)", "var2": None, "vcov": 0.0, "sdcor": 0.0},
+              {"grp": "Residual", "var1": None, "var2": None, "vcov": 655.36, "sdcor": 25.6}]
+    comp = compare_records({**ref, "theta": [0.0], "varcorr": scalar},
+                           {**cand, "theta": [0.0], "varcorr": scalar})
+    assert [r.name for r in comp.failures] == ["df_satterthwaite[Days]"]
+
+
+def _modes(condval: float, condsd: float) -> list[dict]:
+    return [{"grp": "Subject", "term": "Days", "level": "308", "condval": condval,
+             "condsd": condsd}]
+
+
+def test_at_a_singular_fit_the_modes_get_the_measured_singular_allowance() -> None:
+    """The conditional modes and their SDs where the reference fit is singular in a
+    vector-valued term: the singular-fit allowances (lme4's BLAS spread times the margin),
+    elsewhere the regular ones."""
+    sd = 2.0
+    between = (TOL.ranef_condsd_units + TOL.ranef_condsd_units_singular) / 2 * sd
+    sd_between = sd * (1 + (TOL.ranef_sd_rel + TOL.ranef_sd_rel_singular) / 2)
+    ref = _cand(impl="lme4", ranef=_modes(9.0, sd))
+    cand = _cand(ranef=_modes(9.0 + between, sd_between))
+    regular = compare_records(ref, cand)
+    assert {r.name for r in regular.failures} == {"ranef[Subject,Days]", "ranef_sd[Subject,Days]"}
+    singular = {**ref, "singular": True, "theta": SINGULAR_THETA}
+    comp = compare_records(singular, {**cand, "theta": SINGULAR_THETA})
+    assert comp.verdict == AGREED, comp.format_table()
+    beyond = _cand(ranef=_modes(9.0 + 1.1 * TOL.ranef_condsd_units_singular * sd, sd),
+                   theta=SINGULAR_THETA)
+    assert [r.name for r in compare_records(singular, beyond).failures] == [
+        "ranef[Subject,Days]"]
+
+
 def _preds(values: list[float], re_form: str = "NA", new_levels: bool = False) -> list[dict]:
     return [{"re_form": re_form, "row": i, "new_levels": new_levels, "value": v}
             for i, v in enumerate(values)]

@@ -40,7 +40,9 @@ class Lme4Live(Adapter):
         return _why_not_r[key]
 
     def versions(self) -> dict[str, str]:
-        """R, lme4, Matrix and BLAS versions of the R lane's R (empty when unavailable)."""
+        """R, lme4, Matrix and BLAS versions of the R lane's R (empty when unavailable), with
+        its OpenBLAS kernel and thread count (BLAS_core, BLAS_threads: harness.rbridge), which
+        at singular fits decide lmerTest's last digits; informative, never compared."""
         out = isolation.call(self.lane, "harness.rbridge:versions", timeout=R_START_TIMEOUT)
         return dict(out.value or {}) if out.kind == "ok" else {}
 

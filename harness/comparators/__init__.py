@@ -16,7 +16,8 @@ from harness.comparators.confint import Intervals
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
 from harness.comparators.predictions import Predictions
 from harness.comparators.ranef import ConditionalModes, ConditionalSDs
-from harness.comparators.scalars import Criteria, Deviance, Sigma, Theta
+from harness.comparators.scalars import Criteria, Deviance, Sigma
+from harness.comparators.theta import Theta
 from harness.comparators.varcorr import VarianceComponents
 
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),

@@ -1,5 +1,5 @@
 """σ, the log-likelihood and the optimized criterion: scalars with a relative (σ) or an absolute
-plus relative (criteria) allowance."""
+plus relative (criteria) allowance; GLMMs' deviance. θ has its own module (theta.py)."""
 
 from __future__ import annotations
 
@@ -32,23 +32,6 @@ class Criteria:
             out.append(row(key, ref, candidate.get(key),
                            None if ref is None else tol.objective_allowed(ref)))
         return rows_of(*out)
-
-
-class Theta:
-    name = "theta"
-    reason = ("θ is Λ/σ: the same allowance as the variances' (an absolute floor sqrt(2.5e-5) "
-              "for boundary estimates, 2e-3 relative), compared only where both report it")
-
-    def rows(self, reference: Record, candidate: Record, tol: Tolerance,
-             notes: list[str]) -> list[Row]:
-        ref_t, cand_t = reference.get("theta"), candidate.get("theta")
-        if ref_t is None or cand_t is None:
-            return []
-        if len(ref_t) != len(cand_t):
-            notes.append(f"theta lengths differ ({len(ref_t)} vs {len(cand_t)}); not compared")
-            return []
-        return rows_of(*(row(f"theta[{i}]", r, c, tol.theta_abs + tol.theta_rel * abs(r))
-                         for i, (r, c) in enumerate(zip(ref_t, cand_t, strict=True))))
 
 
 class Deviance:
