@@ -285,8 +285,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
     """Give each pytest-xdist worker its share of the cores for BLAS: two workers with two
     OpenBLAS threads each oversubscribe a 2-core machine, and a dense Cholesky then takes up to
-    ten times longer. numpy's OpenBLAS is already loaded (threadpoolctl limits it); R's is
-    loaded later with the embedded R and reads OPENBLAS_NUM_THREADS then."""
+    ten times longer. numpy's OpenBLAS is already loaded (threadpoolctl limits it). R's BLAS
+    is pinned to one thread by harness.rbridge whatever this says (lme4's references were
+    recorded so, and its answers at singular fits depend on the thread count)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         return
