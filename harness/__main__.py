@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -66,14 +67,15 @@ def item_id(case: Any, impl: str, reference: Any) -> str:
 
 def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
               timeout: float | None = None, *, journal: Any = None,
-              done: Any = ()) -> list[dict[str, Any]]:
-    """Fit every case with the reference and every candidate that can express it; compare.
+              done: Any = (), registry: Any = None) -> list[dict[str, Any]]:
+    """Take every (case, candidate) item down the one road to its outcome (harness.outcome,
+    as the pytest items do: judged, compared, the registry applied).
 
     With a ``journal`` (harness.journal.Journal) each finished (case, candidate) item is
     appended to it as it finishes; items whose id (:func:`item_id`) is in ``done`` are not
     run again (a resumed run)."""
-    from harness.compare import compare_records
-    from harness.runner import case_data, fit_case, is_not_supported
+    from harness.outcome import decide
+    from harness.runner import case_data
 
     def log(case: Any, impl: str, outcome: str, headline: str, data: Any = None,
             verdict: str | None = None) -> None:
@@ -98,38 +100,45 @@ def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
         records: dict[str, Any] = {}
         comparisons: dict[str, Any] = {}
         skipped: dict[str, str] = {}
-        ref_why = reference.supports(case)
-        if ref_why:
-            print(f"[{i}/{len(cases)}] {case.id}: reference skipped: {ref_why}", file=sys.stderr)
-            for a in todo:
-                log(case, a.name, "skipped", f"reference skipped: {ref_why}")
-            continue
-        ref = fit_case(reference, case, data, timeout=timeout)
-        records[reference.name] = ref
+        outcomes: dict[str, str] = {}
         for adapter in todo:
-            why = (getattr(case, "skip", {}) or {}).get(adapter.name) or adapter.supports(case)
-            if why:
-                skipped[adapter.name] = str(why)
-                log(case, adapter.name, "skipped", str(why))
+            d = decide(case, adapter, reference, data=data, timeout=timeout, registry=registry)
+            if d.reference_record is not None:
+                records[reference.name] = d.reference_record
+            if d.outcome == "skipped":
+                skipped[adapter.name] = d.headline
+                log(case, adapter.name, "skipped", d.headline)
                 continue
-            rec = fit_case(adapter, case, data, timeout=timeout)
-            if is_not_supported(rec):  # declined at fit time: a skip, not a failure
-                skipped[adapter.name] = str(rec["error"])
-                log(case, adapter.name, "skipped", str(rec["error"]))
+            outcomes[adapter.name] = d.outcome
+            if d.comparison is None:
+                log(case, adapter.name, d.outcome, d.headline)
                 continue
-            records[adapter.name] = rec
-            comp = comparisons[adapter.name] = compare_records(ref, rec, case)
-            log(case, adapter.name, comp.verdict, comp.reason(), verdict=comp.verdict,
-                data={"comparison": comp.to_dict(), "record": rec, "reference_record": ref})
+            records[adapter.name] = d.record
+            comparisons[adapter.name] = d.comparison
+            log(case, adapter.name, d.outcome, d.headline, verdict=d.comparison.verdict,
+                data=d.props())
         results.append({"case": case, "records": records, "comparisons": comparisons,
                         "data": data, "skipped": skipped})
         times = ", ".join(f"{k} {r['seconds']:.3g}s" if r.get("seconds") is not None
                           else f"{k} failed" for k, r in records.items())
-        verdicts = ", ".join(f"{k}: {c.verdict}" for k, c in comparisons.items())
+        verdicts = ", ".join(f"{k}: {o}" for k, o in outcomes.items())
         skip = f"; skipped {', '.join(skipped)}" if skipped else ""
         print(f"[{i}/{len(cases)}] {case.id}: {times} | {verdicts}{skip} "
               f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
     return results
+
+
+def _registry(catalog: str | None) -> Any:
+    """The shipped divergence registry when the shipped catalog runs (as the pytest plugin
+    does), else None."""
+    from harness import divergences
+    from harness.catalog import default_catalog_path, load_catalog
+    from harness.comparators import BUILTIN, quantities_of
+
+    if catalog is not None and Path(catalog).resolve() != default_catalog_path().resolve():
+        return None
+    return divergences.load_registry(divergences.default_registry_path(),
+                                     [c.id for c in load_catalog()], quantities_of(BUILTIN))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,12 +188,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     eco.add_argument("--readme", action="store_true",
                      help="rewrite README.md's ecosystem block from the table (the one just "
                           "written, else harness/references/league/league.json)")
+    eco.add_argument("--env-dir", metavar="DIR", default=None,
+                     help="where each PyPI peer's own virtual environment is built and kept "
+                          "(default: $XDG_CACHE_HOME/mixedref-harness/envs)")
+    eco.add_argument("--rebuild-envs", action="store_true",
+                     help="build the peers' environments again even when they exist")
+    eco.add_argument("--harness-env", action="store_true",
+                     help="run the peers in the harness's own environment instead of one "
+                          "environment each (they then see its packages, e.g. scikit-sparse)")
     args = parser.parse_args(argv)
 
     if args.command == "ecosystem":
         from harness import ecosystem
 
-        return ecosystem.main(args.out, args.keyword, args.impl, readme=args.readme)
+        return ecosystem.main(args.out, args.keyword, args.impl, readme=args.readme,
+                              env_dir=args.env_dir, own_envs=not args.harness_env,
+                              rebuild_envs=args.rebuild_envs)
 
     from harness.catalog import load_catalog
 
@@ -255,7 +274,7 @@ def _run_report(args: Any, cases: list[Any], journal: Any) -> int:
               + (f"; resuming after {len(journal.previous)} finished item(s)"
                  if journal.previous else ""), file=sys.stderr)
         run_cases(cases, reference, candidates, args.case_timeout, journal=journal,
-                  done=set(journal.previous))
+                  done=set(journal.previous), registry=_registry(args.catalog))
     except KeyboardInterrupt as exc:
         reason = str(exc) if str(exc).startswith("signal ") else "signal SIGINT"
         print(f"harness report: interrupted ({reason}); writing the partial report",

@@ -9,6 +9,16 @@ pytest run as a plugin (``-p harness.ecosystem``), where it keeps each item's ou
 plugin's comparison (with the judge's criterion values) and the fit times, and writes them to
 ``DIR/results.json``. From those it writes ``DIR/league.json`` and ``DIR/index.html``.
 
+Each PyPI peer runs in a virtual environment of its own (``--impl-python``, see
+harness.isolation), holding its pinned release as its users install it
+(harness.adapters.peers.REQUIREMENTS) and then what the harness's worker needs there
+(harness.adapters.peers.HARNESS_REQUIREMENTS), so that no package of the harness's environment
+(scikit-sparse, statsmodels, another peer) changes what the peer does. The environments are
+built with uv when it is installed (else ``python -m venv`` and pip), once per (peer,
+requirements, Python) under ``$XDG_CACHE_HOME/mixedref-harness/envs/`` or ``--env-dir``, and
+what each holds (``pip freeze``) goes into the league. lme4 (the reference), mixedref and
+statsmodels run in the harness's own environment.
+
 ``--readme`` rewrites the block between ``<!-- ecosystem:start -->`` and
 ``<!-- ecosystem:end -->`` in README.md from the committed table
 (harness/references/league/league.json), or from the table just written.
@@ -16,15 +26,20 @@ plugin's comparison (with the judge's criterion values) and the fit times, and w
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import html
 import json
 import os
+import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +112,200 @@ def pytest_sessionfinish(session: Any) -> None:
     Path(path).write_text(json.dumps(list(_items.values()), indent=1, default=str) + "\n")
 
 
+# ----------------------------------------------------------------------------- environments
+
+#: the file in an environment's folder that says it is complete, and what it holds
+MANIFEST = "mixedref-harness-env.json"
+
+
+class EnvBuildError(RuntimeError):
+    """A peer's environment could not be built (the command and its output in the message)."""
+
+
+def env_root(folder: str | Path | None = None) -> Path:
+    """Where the peers' environments are kept: ``folder``, else
+    ``$XDG_CACHE_HOME/mixedref-harness/envs`` (``~/.cache/...`` when the variable is unset)."""
+    if folder:
+        return Path(folder).expanduser().resolve()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "mixedref-harness" / "envs"
+
+
+def env_folder(name: str, root: Path) -> Path:
+    """``<root>/<peer>-<version>-<hash>``: the hash covers the peer's requirements, the
+    harness's, and the Python and platform the environment is built for, so a change of any
+    of them builds a new one."""
+    from harness.adapters.peers import HARNESS_REQUIREMENTS, REQUIREMENTS
+
+    reqs = REQUIREMENTS[name]
+    key = json.dumps({"requirements": list(reqs), "harness": list(HARNESS_REQUIREMENTS),
+                      "python": platform.python_version(), "machine": platform.machine(),
+                      "platform": sys.platform}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return root / f"{name}-{_pinned(reqs[0]) or 'any'}-{digest}"
+
+
+def _pinned(requirement: str) -> str | None:
+    """The version a ``name[extras]==version`` requirement pins, or None."""
+    m = re.fullmatch(r"\s*[A-Za-z0-9._-]+(?:\[[^\]]*\])?\s*==\s*([^\s;,]+)\s*", requirement)
+    return m.group(1) if m else None
+
+
+def _uv() -> str | None:
+    """uv next to this interpreter (a venv's bin/) or on PATH, or None."""
+    here = Path(sys.executable).parent / "uv"
+    return str(here) if here.is_file() and os.access(here, os.X_OK) else shutil.which("uv")
+
+
+def _uv_options() -> list[str]:
+    """pip's configuration (files and PIP_* variables: find-links, constraints, indexes) as
+    uv's options, which uv does not read from pip: the environment is resolved as pip would
+    resolve it here (e.g. torch from a wheel on disk pinned by a constraints file)."""
+    try:
+        text = subprocess.run([sys.executable, "-m", "pip", "config", "list"], check=True,
+                              capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return uv_options_from_pip(text)
+
+
+def uv_options_from_pip(config: str) -> list[str]:
+    """uv's options from the text of ``pip config list`` (``global.find-links='/opt/wheels'``,
+    ``:env:.constraint='...'``; several values in one are separated by spaces). With more than
+    one place to look, uv is told to pick the best version among all (pip's way; uv's default
+    takes the first index that has the package)."""
+    flags = {"find-links": "--find-links", "constraint": "--constraint",
+             "index-url": "--index-url", "extra-index-url": "--extra-index-url"}
+    values: dict[str, list[str]] = {}
+    for line in config.splitlines():
+        key, sep, value = line.partition("=")
+        section, _, option = key.strip().rpartition(".")
+        if not sep or option not in flags or section not in ("global", "install", ":env:"):
+            continue
+        for v in value.strip().strip("'\"").split():
+            if v not in values.setdefault(option, []):
+                values[option].append(v)
+    out = [arg for option, vs in values.items() for v in vs for arg in (flags[option], v)]
+    if values.get("extra-index-url") or values.get("find-links"):
+        out += ["--index-strategy", "unsafe-best-match"]
+    return out
+
+
+def _run_step(cmd: list[str], what: str) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-15:])
+        raise EnvBuildError(f"{what} failed (exit code {proc.returncode}): "
+                                f"{' '.join(cmd)}\n{tail}")
+    return proc.stdout
+
+
+class _Installer:
+    """uv (preferred) or ``python -m venv`` + pip: create, install, freeze."""
+
+    def __init__(self) -> None:
+        self.uv = _uv()
+        self.options = _uv_options() if self.uv else []
+
+    def describe(self) -> str:
+        if self.uv:
+            return _run_step([self.uv, "--version"], "uv --version").strip()
+        return "venv + " + _run_step([sys.executable, "-m", "pip", "--version"],
+                                     "pip --version").split(" from ")[0]
+
+    def create(self, folder: Path) -> str:
+        if self.uv:
+            _run_step([self.uv, "venv", "-q", "--python", sys.executable, str(folder)],
+                      "creating the environment")
+        else:
+            _run_step([sys.executable, "-m", "venv", str(folder)], "creating the environment")
+        return str(folder / "bin" / "python")
+
+    def install(self, python: str, requirements: Sequence[str], what: str) -> None:
+        if self.uv:
+            cmd = [self.uv, "pip", "install", "-q", "--python", python, "--compile-bytecode",
+                   *self.options, *requirements]
+        else:
+            cmd = [python, "-m", "pip", "install", "-q", *requirements]
+        _run_step(cmd, what)
+
+    def freeze(self, python: str) -> list[str]:
+        cmd = ([self.uv, "pip", "freeze", "--python", python] if self.uv
+               else [python, "-m", "pip", "freeze"])
+        return sorted((line.strip() for line in _run_step(cmd, "pip freeze").splitlines()
+                       if line.strip() and not line.startswith("#")), key=str.lower)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold ``.<folder>.lock`` next to it (two runs never build one environment at once)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _name_of(line: str) -> str:
+    return re.split(r"[=@<>!~ ]", line, maxsplit=1)[0].strip().lower().replace("_", "-")
+
+
+def peer_environment(name: str, root: str | Path | None = None, *,
+                     rebuild: bool = False) -> dict[str, Any]:
+    """The environment of peer ``name`` (built when missing or ``rebuild``): its manifest,
+    ``{"peer", "python", "folder", "requirements", "harness_requirements", "installer",
+    "python_version", "installed": [pip freeze], "peer_installed": [pip freeze before the
+    harness's requirements], "added_for_harness": [...], "changed_for_harness": [...]}``.
+    Raises EnvBuildError when it cannot be built."""
+    from harness.adapters.peers import HARNESS_REQUIREMENTS, REQUIREMENTS
+
+    folder = env_folder(name, env_root(root))
+    manifest_path = folder / MANIFEST
+    with _locked(folder):
+        if not rebuild and manifest_path.is_file():
+            manifest = json.loads(manifest_path.read_text())
+            if os.access(manifest.get("python", ""), os.X_OK):
+                return manifest
+        if folder.exists():
+            shutil.rmtree(folder)
+        print(f"harness ecosystem: building {name}'s environment in {folder}", file=sys.stderr,
+              flush=True)
+        installer = _Installer()
+        try:
+            python = installer.create(folder)
+            installer.install(python, REQUIREMENTS[name], f"installing {name}")
+            alone = installer.freeze(python)
+            installer.install(python, HARNESS_REQUIREMENTS, "installing the harness's "
+                              f"requirements into {name}'s environment")
+            full = installer.freeze(python)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        before = {_name_of(line): line for line in alone}
+        manifest = {
+            "peer": name, "python": python, "folder": str(folder),
+            "python_version": platform.python_version(), "installer": installer.describe(),
+            "requirements": list(REQUIREMENTS[name]),
+            "harness_requirements": list(HARNESS_REQUIREMENTS),
+            "installed": full, "peer_installed": alone,
+            "added_for_harness": [line for line in full if _name_of(line) not in before],
+            "changed_for_harness": [f"{before[_name_of(line)]} -> {line}" for line in full
+                                    if _name_of(line) in before
+                                    and before[_name_of(line)] != line],
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+        return manifest
+
+
+def environment_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the league states about a peer's environment (no machine-specific paths)."""
+    return {key: manifest.get(key) for key in (
+        "requirements", "python_version", "installer", "installed", "harness_requirements",
+        "added_for_harness", "changed_for_harness")}
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -114,13 +323,40 @@ def installed(names: Sequence[str] = LEAGUE) -> tuple[list[str], dict[str, str]]
     return ok, missing
 
 
+def environments(names: Sequence[str], root: str | Path | None = None, *,
+                 rebuild: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """({peer: manifest} of the peers among ``names``, {peer: why its environment failed})."""
+    from harness.adapters.peers import PEERS
+
+    envs, failed = {}, {}
+    for name in names:
+        if name not in PEERS:
+            continue
+        try:
+            envs[name] = peer_environment(name, root, rebuild=rebuild)
+        except (EnvBuildError, OSError) as exc:
+            failed[name] = f"its environment could not be built: {exc}"
+    return envs, failed
+
+
 def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None = None,
-        workers: int = 2, timeout: float = CASE_TIMEOUT) -> dict[str, Any]:
+        workers: int = 2, timeout: float = CASE_TIMEOUT, *, env_dir: str | Path | None = None,
+        own_envs: bool = True, rebuild_envs: bool = False) -> dict[str, Any]:
     """Run the harness over the league under pytest; write results.json, league.json and
-    index.html into ``out``; return the league."""
+    index.html into ``out``; return the league. ``own_envs``: each peer in its environment
+    (:func:`peer_environment`, under ``env_dir``); False: every implementation in this one."""
+    from harness.adapters.peers import PEERS
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names, missing = installed(impls or LEAGUE)
+    wanted = list(impls or LEAGUE)
+    envs: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    if own_envs:
+        envs, failed = environments(wanted, env_dir, rebuild=rebuild_envs)
+    names, missing = installed([n for n in wanted if n not in envs and n not in failed])
+    names = [n for n in wanted if n in names or n in envs]
+    missing = {**missing, **failed}
     for name, why in missing.items():
         print(f"harness ecosystem: {name} left out: {why}", file=sys.stderr)
     results = out / "results.json"
@@ -131,6 +367,8 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
         cmd += ["-n", str(workers)]
     for name in names:
         cmd += ["--impl", name]
+        if name in envs:
+            cmd += ["--impl-python", f"{name}={envs[name]['python']}"]
     if keyword:
         cmd += ["-k", keyword]
     print("harness ecosystem: " + " ".join(cmd), file=sys.stderr, flush=True)
@@ -142,10 +380,37 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
                            f"{proc.returncode})")
     items = json.loads(results.read_text())
     league = build_league(items, names, wall_seconds=wall, missing=missing)
+    league["environments"] = {
+        n: environment_summary(envs[n]) if n in envs else HARNESS_ENV
+        for n in names}
+    league["harness_environment"] = _harness_environment(
+        [n for n in names if n not in envs], shared_peers=[n for n in names
+                                                          if n in PEERS and n not in envs])
     write_league(league, out)
     print(f"harness ecosystem: {len(items)} items in {wall:.0f} s (pytest exit code "
           f"{proc.returncode}); league written to {out}", file=sys.stderr)
     return league
+
+
+#: a league's environment entry for an implementation run in the harness's own environment
+HARNESS_ENV = "harness"
+
+
+def _harness_environment(names: Sequence[str], shared_peers: Sequence[str]) -> dict[str, Any]:
+    """What the league states about the harness's own environment: who ran there, and the
+    versions of what can change a fit there (the numerical stack, scikit-sparse)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for dist in ("numpy", "scipy", "pandas", "nlopt", "scikit-sparse", "statsmodels",
+                 "threadpoolctl", "rpy2"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return {"implementations": ["lme4 (the reference)", *names], "python":
+            platform.python_version(), "versions": versions,
+            "peers_sharing_it": list(shared_peers)}
 
 
 # ----------------------------------------------------------------------------- the table
@@ -308,7 +573,9 @@ def readme_block(league: Mapping[str, Any]) -> str:
              "`harness/references/league/`; this section is generated from it "
              "(`python -m harness ecosystem --readme`). Registered disagreements are explained "
              "in `harness/divergences.yaml`; the time ratio is the median over the cases it "
-             "fitted of its fit time / lme4's.", "", league_markdown(league), "",
+             "fitted of its fit time / lme4's." + (f" {environments_text(league)}"
+                                                    if environments_text(league) else ""),
+             "", league_markdown(league), "",
              "Who is right, by the criterion each estimate reaches when re-evaluated (the "
              "candidate's minus lme4's; positive: lme4 reaches the lower criterion):", ""]
     for r in league["implementations"]:
@@ -343,6 +610,56 @@ def rewrite_readme(league: Mapping[str, Any], readme: str | Path = README) -> No
     path.write_text(pattern.sub(lambda _: readme_block(league), text, count=1))
 
 
+def environments_text(league: Mapping[str, Any]) -> str | None:
+    """One sentence: where the implementations ran (None for a league without the record)."""
+    envs = league.get("environments")
+    if not envs:
+        return None
+    own = [n for n, e in envs.items() if e != HARNESS_ENV]
+    shared = [n for n, e in envs.items() if e == HARNESS_ENV]
+    harness = league.get("harness_environment") or {}
+    text = ""
+    if own:
+        needs = sorted({_name_of(r) for n in own
+                        for r in envs[n].get("harness_requirements") or ()})
+        who = own[0] if len(own) == 1 else "Each of " + ", ".join(own)
+        text += (f"{who} ran in a virtual environment of its own: its pinned release as its "
+                 "users install it, then what the harness's worker needs there ("
+                 + ", ".join(needs) + "), so that nothing else of the harness's environment "
+                 "reaches it. ")
+    text += (f"lme4 (the reference){', ' if shared else ''}{', '.join(shared)} ran in the "
+             "harness's own environment")
+    versions = harness.get("versions") or {}
+    if versions:
+        text += " (" + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"
+    return text + "."
+
+
+def _environments_html(league: Mapping[str, Any]) -> list[str]:
+    """The page's section on where each implementation ran and what its environment held."""
+    text = environments_text(league)
+    if text is None:
+        return []
+    e = html.escape
+    out = [f"<h2>Environments</h2><p>{e(text)}</p><table><tr><th>implementation</th>"
+           "<th>its requirements</th><th>installed there (pip freeze)</th><th>added for the "
+           "harness's worker</th></tr>"]
+    for name, env in league["environments"].items():
+        if env == HARNESS_ENV:
+            out.append(f"<tr><td>{e(name)}</td><td colspan=3>the harness's own environment"
+                       "</td></tr>")
+            continue
+        changed = env.get("changed_for_harness") or []
+        added = ", ".join(env.get("added_for_harness") or []) or "nothing"
+        if changed:
+            added += "; changed: " + ", ".join(changed)
+        out.append(f"<tr><td>{e(name)}</td><td>{e(', '.join(env.get('requirements') or []))}"
+                   f"</td><td>{e(', '.join(env.get('installed') or []))}</td>"
+                   f"<td>{e(added)}</td></tr>")
+    out.append("</table>")
+    return out
+
+
 def render_html(league: Mapping[str, Any]) -> str:
     """One static page: the table, the cases x implementations matrix coloured by verdict,
     per implementation its disagreements with the judge's verdict, and its speed ratios."""
@@ -364,7 +681,9 @@ def render_html(league: Mapping[str, Any]) -> str:
                              for c in COLUMNS)
                    + f"<td class=n>{r.get('registered', 0)}</td>"
                    f"<td class=n>{_ratio(r.get('median_time_ratio_to_lme4'))}</td></tr>")
-    out.append("</table><h2>Cases x implementations</h2><table><tr><th>case</th>"
+    out.append("</table>")
+    out.extend(_environments_html(league))
+    out.append("<h2>Cases x implementations</h2><table><tr><th>case</th>"
                + "".join(f"<th>{e(i)}</th>" for i in impls) + "</tr>")
     ratios = {r["name"]: r.get("time_ratio_to_lme4") or {} for r in league["implementations"]}
     for case, row in league["cases"].items():
@@ -414,10 +733,13 @@ def render_html(league: Mapping[str, Any]) -> str:
 
 
 def main(out: str | None, keyword: str | None = None, impls: Sequence[str] | None = None,
-         readme: bool = False) -> int:
+         readme: bool = False, *, env_dir: str | None = None, own_envs: bool = True,
+         rebuild_envs: bool = False) -> int:
+    """The ``ecosystem`` command: run into ``out`` and/or rewrite the README's block."""
     league = None
     if out:
-        league = run(out, keyword, impls)
+        league = run(out, keyword, impls, env_dir=env_dir, own_envs=own_envs,
+                     rebuild_envs=rebuild_envs)
         print(league_markdown(league))
     if readme:
         if league is None:

@@ -16,12 +16,36 @@ does:
 and a killed or dead lane is started again on its next call. Each worker runs in its own
 process group, so a terminal's Ctrl-C reaches only this process, which then kills the busy
 worker and lets the KeyboardInterrupt go on.
+
+**Another interpreter** (``call(..., python="/path/to/venv/bin/python")``: a candidate's own
+environment, so that it is gated as its users install it). The lane's worker (one per (lane,
+python)) runs that interpreter as given (a venv's ``bin/python`` is not resolved: the link is
+what makes it the venv's). Its sys.path is that environment's own, behind one folder this
+process makes (a temporary folder of links to this process's ``harness`` and ``mixedref``
+packages, nothing else); neither this process's sys.path nor its PYTHONPATH, PYTHONHOME or
+VIRTUAL_ENV reach it, nor the current folder (the worker still runs in it). What crosses the
+pipe must load in both: arguments are pickled by reference to their classes (harness's own,
+or the candidate's, importable there), and the worker sends back its value as plain Python
+(numpy scalars and arrays become floats, ints and lists; numpy 2's pickles do not load under
+numpy 1). The environment must hold, besides the candidate:
+
+- Python >= 3.11 (the harness's own code runs there);
+- :data:`WORKER_REQUIREMENTS`: numpy, pandas and pyyaml (harness.runner and harness.catalog:
+  the worker unpickles the catalog's Case and loads the case's data from the catalog's files);
+- whatever the adapter's module imports: an adapter from ``harness.adapters`` (the PyPI peers',
+  a user's ``module:callable``) imports that package, hence mixedref and its dependencies
+  (scipy, nlopt, threadpoolctl; see harness.adapters.peers.HARNESS_REQUIREMENTS).
+
+A worker whose interpreter lacks one of :data:`WORKER_REQUIREMENTS` is stopped at its start,
+and every call answers an error naming what is missing, the interpreter and its environment;
+a module missing later (in a call) is named the same way.
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib
+import importlib.util
 import json
 import os
 import pickle
@@ -29,6 +53,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -51,6 +76,16 @@ DEFAULT_MEMORY = 6 * GiB
 POLL = 0.05  # seconds between checks of the worker's resident size while waiting
 START_TIMEOUT = 120.0  # seconds a new worker may take to import and say it is ready
 
+#: what a worker running another interpreter needs in that interpreter's environment, import
+#: name -> distribution: harness.runner and harness.catalog (pandas, pyyaml) and numpy
+WORKER_REQUIREMENTS = {"numpy": "numpy", "pandas": "pandas", "yaml": "pyyaml"}
+#: distributions whose import name differs from theirs, for the advice in an error
+_DISTRIBUTIONS = {**WORKER_REQUIREMENTS, "sksparse": "scikit-sparse", "sklearn": "scikit-learn",
+                  "dateutil": "python-dateutil"}
+#: the harness's environment, which a worker of another interpreter must not see
+_FOREIGN_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONEXECUTABLE",
+                     "__PYVENV_LAUNCHER__")
+
 
 @dataclass
 class Outcome:
@@ -67,11 +102,13 @@ class Outcome:
 
 
 def call(lane: str, target: str, *args: Any, timeout: float | None = None,
-         memory: int | None = None) -> Outcome:
+         memory: int | None = None, python: str | None = None) -> Outcome:
     """Run ``target`` ("package.module:function") with ``args`` in ``lane``'s worker.
 
     ``timeout`` (seconds; None or <= 0: no limit) kills the worker when it passes. ``memory``
-    (bytes; None: :data:`DEFAULT_MEMORY`, <= 0: no limit) bounds the memory of the call."""
+    (bytes; None: :data:`DEFAULT_MEMORY`, <= 0: no limit) bounds the memory of the call.
+    ``python``: run it with that interpreter, in its environment (see the module's text); the
+    value comes back as plain Python then."""
     try:
         payload = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
@@ -79,16 +116,24 @@ def call(lane: str, target: str, *args: Any, timeout: float | None = None,
                        kind="exception")
     limit = DEFAULT_MEMORY if memory is None else (int(memory) if memory > 0 else None)
     wait_for = timeout if timeout is not None and timeout > 0 else None
-    return _lane(lane).call(target, payload, wait_for, limit)
+    return _lane(lane, python or None).call(target, payload, wait_for, limit)
 
 
 def shutdown() -> None:
-    """Stop every lane's worker (idle ones exit, busy ones are killed). Runs at exit too."""
+    """Stop every lane's worker (idle ones exit, busy ones are killed) and remove the folder of
+    links other interpreters import the harness from. Runs at exit too."""
+    global _path_dir
     with _registry_lock:
-        lanes = list(_lanes.values()) if _owner == os.getpid() else []
+        mine = _owner == os.getpid()
+        lanes = list(_lanes.values()) if mine else []
         _lanes.clear()
-    for lane in lanes:
-        lane.stop()
+        folder, _path_dir = _path_dir, None
+    try:
+        for lane in lanes:
+            lane.stop()
+    finally:
+        if folder is not None and folder[1] == os.getpid():
+            _remove_links(folder[0])
 
 
 def describe(exc: BaseException) -> str:
@@ -109,58 +154,136 @@ def memory_error(limit: int, detail: str) -> str:
 # ----------------------------------------------------------------------------- parent side
 
 _registry_lock = threading.Lock()
-_lanes: dict[str, _Lane] = {}
+_lanes: dict[tuple[str, str | None], _Lane] = {}
 _owner = os.getpid()  # lanes belong to the process that started them (not a fork's child)
+_path_dir: tuple[str, int] | None = None  # (the folder of links, the process that made it)
 
 
-def _lane(name: str) -> _Lane:
+def _lane(name: str, python: str | None = None) -> _Lane:
     global _owner
     with _registry_lock:
         if _owner != os.getpid():  # forked: the workers are the parent's, never reuse them
             _lanes.clear()
             _owner = os.getpid()
-        if name not in _lanes:
-            _lanes[name] = _Lane(name)
-        return _lanes[name]
+        if (name, python) not in _lanes:
+            _lanes[name, python] = _Lane(name, python)
+        return _lanes[name, python]
+
+
+def harness_path() -> str:
+    """A folder holding only links to this process's ``harness`` and ``mixedref`` packages
+    (both pure Python): what a worker of another interpreter puts first on its sys.path, so it
+    runs this harness without seeing anything else of this process's environment."""
+    global _path_dir
+    with _registry_lock:
+        if _path_dir is not None and _path_dir[1] == os.getpid() and os.path.isdir(_path_dir[0]):
+            return _path_dir[0]
+        _remove_stale_links()
+        folder = tempfile.mkdtemp(prefix=f"{_LINKS_PREFIX}{os.getpid()}-")
+        packages = {"harness": os.path.dirname(os.path.abspath(__file__))}
+        spec = importlib.util.find_spec("mixedref")
+        if spec is not None and spec.submodule_search_locations:
+            packages["mixedref"] = list(spec.submodule_search_locations)[0]
+        for name, where in packages.items():
+            os.symlink(where, os.path.join(folder, name), target_is_directory=True)
+        _path_dir = (folder, os.getpid())
+        return folder
+
+
+_LINKS_PREFIX = "mixedref-harness-path-"  # + the pid of the process that made the folder
+
+
+def _remove_stale_links() -> None:
+    """Remove the folders of links left by processes that ended without their exit handlers
+    (killed; pytest-xdist workers may end by os._exit)."""
+    try:
+        entries = list(os.scandir(tempfile.gettempdir()))
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(_LINKS_PREFIX):].partition("-")[0]
+        if not (entry.name.startswith(_LINKS_PREFIX) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove_links(entry.path)
+        except OSError:  # alive (another user's process): not ours to remove
+            pass
+
+
+def _remove_links(folder: str) -> None:
+    """Remove the folder of links (the links, never what they point to)."""
+    try:
+        for entry in os.scandir(folder):
+            os.unlink(entry.path)
+        os.rmdir(folder)
+    except OSError:
+        pass
 
 
 # The worker is a fresh interpreter (spawned, never forked: this process may hold an embedded R
 # and threads). Not multiprocessing's "spawn": that re-runs the caller's __main__ in every
 # worker (an unguarded script would fail there, and pytest's __main__ costs start-up time).
+# This interpreter's worker takes this process's sys.path; another interpreter's keeps its own
+# (without the current folder, "" under -c) behind the folder of links to the harness.
 _BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
          "from harness.isolation import _serve; _serve(int(sys.argv[2]), int(sys.argv[3]))")
+_BOOT_FOREIGN = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]) + [p for p in "
+                 "sys.path if p]; from harness.isolation import _serve; "
+                 "_serve(int(sys.argv[2]), int(sys.argv[3]), foreign=True)")
 
 
 class _Lane:
-    """One worker process and the pipe (a socket pair) to it; one call at a time."""
+    """One worker process and the pipe (a socket pair) to it; one call at a time. ``python``:
+    the interpreter of the worker (None: this one)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, python: str | None = None) -> None:
         self.name = name
+        self.python = python
         self.lock = threading.Lock()
         self.proc: subprocess.Popen[bytes] | None = None
         self.conn: Any = None
 
-    def _start(self) -> str | None:
-        """Start the worker and wait for it to be ready; None, or why it could not start."""
+    def _command(self, fd: int) -> tuple[list[str], dict[str, str] | None]:
+        """The worker's command line and environment (None: this process's)."""
+        if self.python is None:
+            return ([sys.executable, *_interpreter_flags(), "-c", _BOOT, json.dumps(sys.path),
+                     str(fd), str(os.getpid())], None)
+        env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV_DROP}
+        return ([self.python, *_interpreter_flags(), "-c", _BOOT_FOREIGN,
+                 json.dumps([harness_path()]), str(fd), str(os.getpid())], env)
+
+    def _where(self) -> str:
+        """" (interpreter PATH)" for another interpreter's messages, else nothing."""
+        return f" (interpreter {self.python})" if self.python else ""
+
+    def _start(self) -> tuple[str, str] | None:
+        """Start the worker and wait for it to be ready; None, or (kind, why it could not)."""
         here, there = socket.socketpair()
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, *_interpreter_flags(), "-c", _BOOT, json.dumps(sys.path),
-                 str(there.fileno()), str(os.getpid())],
-                pass_fds=[there.fileno()], stdin=subprocess.DEVNULL, process_group=0)
+            cmd, env = self._command(there.fileno())
+            self.proc = subprocess.Popen(cmd, pass_fds=[there.fileno()], env=env,
+                                         stdin=subprocess.DEVNULL, process_group=0)
         except OSError as exc:
             here.close()
-            return f"crashed: the worker process could not be started: {describe(exc)}"
+            return "crashed", (f"crashed: the worker process could not be started"
+                               f"{self._where()}: {describe(exc)}")
         finally:
             there.close()
         self.conn = Connection(here.detach())
         if not self.conn.poll(START_TIMEOUT):
             self._kill()
-            return f"crashed: the worker process did not start within {START_TIMEOUT:g} s"
+            return "crashed", (f"crashed: the worker process did not start within "
+                               f"{START_TIMEOUT:g} s{self._where()}")
         try:
-            self.conn.recv()
+            ready = self.conn.recv()
         except (EOFError, OSError):
-            return "crashed: the worker process could not start: it " + self._death()
+            return "crashed", (f"crashed: the worker process could not start{self._where()}: "
+                               "it " + self._death())
+        missing = ready[1].get("missing") if isinstance(ready, tuple) else None
+        if self.python is not None and missing:
+            return "exception", lacks(self.python, ready[1].get("prefix"), missing)
         return None
 
     def call(self, target: str, payload: bytes, timeout: float | None,
@@ -172,10 +295,11 @@ class _Lane:
                     problem = self._start()
                     if problem:
                         self._kill()
-                        return Outcome(error=problem, kind="crashed")
+                        return Outcome(error=problem[1], kind=problem[0])
                 t0 = time.perf_counter()
+                path = list(sys.path) if self.python is None else None  # another keeps its own
                 try:
-                    self.conn.send((target, list(sys.path), _cwd(), memory, payload))
+                    self.conn.send((target, path, _cwd(), memory, payload))
                     return self._wait(t0, timeout, memory)
                 except (OSError, EOFError):  # the pipe broke: the worker died
                     return self._crashed(t0)
@@ -215,8 +339,8 @@ class _Lane:
         seconds = time.perf_counter() - t0
         why = self._death()
         self._kill()
-        return Outcome(error=f"crashed: the worker process {why}", kind="crashed",
-                       seconds=seconds)
+        return Outcome(error=f"crashed: the worker process{self._where()} {why}",
+                       kind="crashed", seconds=seconds)
 
     def _death(self) -> str:
         """How the worker ended ("was killed by signal SIGSEGV (11)", "exited with code 3")."""
@@ -272,6 +396,17 @@ class _Lane:
             self.lock.release()
 
 
+def lacks(python: str, prefix: str | None, missing: dict[str, str]) -> str:
+    """The error of a worker whose interpreter lacks what it needs: ``missing`` maps each
+    distribution to how its import failed."""
+    names = ", ".join(missing)
+    how = "; ".join(f"{dist}: {why}" for dist, why in missing.items())
+    env = f" (environment {prefix})" if prefix else ""
+    return (f"environment: the interpreter {python}{env} lacks {names}, which the harness's "
+            f"worker needs there ({how}); install {'it' if len(missing) == 1 else 'them'} "
+            f"into that environment, e.g. {python} -m pip install {' '.join(missing)}")
+
+
 def _interpreter_flags() -> list[str]:
     """This interpreter's -X/-W/-O... options, for the worker (as multiprocessing does)."""
     try:
@@ -310,36 +445,49 @@ atexit.register(shutdown)
 PRELOAD = ("numpy", "pandas", "harness.runner", "harness.catalog")
 
 
-def _preload() -> None:
-    for name in PRELOAD:
+def _preload() -> dict[str, str]:
+    """Import :data:`PRELOAD`; {distribution: why} for the :data:`WORKER_REQUIREMENTS` that do
+    not import."""
+    missing = {}
+    for name in (*WORKER_REQUIREMENTS, *PRELOAD):
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a call that needs it will say why
-            pass
+        except Exception as exc:  # noqa: BLE001 - a call that needs it will say why
+            if name in WORKER_REQUIREMENTS:
+                missing[WORKER_REQUIREMENTS[name]] = f"import {name}: {_error_text(exc)}"
+    return missing
 
 
-def _serve(fd: int, parent: int) -> None:
+def _serve(fd: int, parent: int, foreign: bool = False) -> None:
     """The worker's loop: read a call, run it, send back (kind, value, error, seconds).
 
     It runs in its own process group (killpg reaches its children, a terminal's Ctrl-C does
-    not) and dies with the harness process (PR_SET_PDEATHSIG), even when stuck in C code."""
+    not) and dies with the harness process (PR_SET_PDEATHSIG), even when stuck in C code.
+    ``foreign``: another interpreter than the harness's (its sys.path is kept, values go back
+    as plain Python, a missing module is named with the interpreter)."""
     _die_with_parent(parent)
     conn = Connection(fd)
-    _preload()
-    conn.send("ready")
+    missing = _preload()
+    conn.send(("ready", {"missing": missing, "prefix": sys.prefix,
+                         "python": sys.executable, "version": sys.version.split()[0]}))
     while True:
         try:
             target, path, cwd, memory, payload = conn.recv()
         except (EOFError, OSError):  # the harness closed the pipe or died: nothing left to do
             return
-        if path != sys.path:  # run where and as the caller would: its imports, its folder
+        if path is not None and path != sys.path:  # as the caller would: its imports
             sys.path[:] = path
         if cwd and cwd != _cwd():
             try:
                 os.chdir(cwd)
             except OSError:
                 pass
-        reply = _run(target, payload, memory)
+        reply = _run(target, payload, memory, foreign)
+        if foreign and reply[0] == "ok":
+            try:
+                reply = (reply[0], _plain(reply[1]), *reply[2:])
+            except Exception:  # noqa: BLE001 - e.g. a cycle: sent as it is (the caller says)
+                pass
         try:
             conn.send(reply)
         except Exception as exc:  # an unpicklable return value
@@ -347,8 +495,8 @@ def _serve(fd: int, parent: int) -> None:
                                           "back from the worker)", reply[3]))
 
 
-def _run(target: str, payload: bytes, memory: int | None) -> tuple[str, Any, str | None,
-                                                                    float | None]:
+def _run(target: str, payload: bytes, memory: int | None,
+         foreign: bool = False) -> tuple[str, Any, str | None, float | None]:
     """Call the target under the memory limit; (kind, value, error, seconds of the target)."""
     t0 = time.perf_counter()
     restore = None
@@ -368,6 +516,15 @@ def _run(target: str, payload: bytes, memory: int | None) -> tuple[str, Any, str
         if memory:
             return "memory", None, memory_error(memory, text), time.perf_counter() - t0
         return "exception", None, text, time.perf_counter() - t0
+    except ModuleNotFoundError as exc:
+        text = _error(exc)
+        if foreign and exc.name:  # name the interpreter, whose environment lacks it
+            top = exc.name.partition(".")[0]
+            dist = _DISTRIBUTIONS.get(top, top)
+            text = (f"{text}: the interpreter {sys.executable} (environment {sys.prefix}) has "
+                    f"no {top!r}; install it into that environment if the harness's adapter or "
+                    f"the candidate needs it, e.g. {sys.executable} -m pip install {dist}")
+        return "exception", None, text, time.perf_counter() - t0
     except BaseException as exc:  # KeyboardInterrupt, SystemExit, ... are the target's too
         return "exception", None, _error(exc), time.perf_counter() - t0
     finally:
@@ -379,6 +536,41 @@ def _error(exc: BaseException) -> str:
     """describe(exc) without this module's frame (a C function raising has no line then)."""
     tb = exc.__traceback__
     return describe(exc.with_traceback(tb.tb_next if tb is not None else None))
+
+
+def _error_text(exc: BaseException) -> str:
+    """"TypeName: message", without where (for a failed import at the worker's start)."""
+    msg = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+_SCALARS = (bool, int, float, str, bytes, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python for another interpreter's reply: numpy scalars and arrays (and
+    whatever has ``tolist``) become Python numbers and lists, inside dicts, lists and tuples;
+    subclasses of bool, int, float and str (np.float64 is one) their base type, of dict, list
+    and tuple (a namedtuple) theirs. Other objects are left as they are (the caller says so if
+    it cannot read them back)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if callable(getattr(value, "tolist", None)):
+        try:
+            return _plain(value.tolist())
+        except Exception:  # noqa: BLE001 - left as it is
+            return value
+    for base in (bool, int, float, str, bytes):
+        if isinstance(value, base):
+            return base(value)
+    return value
 
 
 def _resolve(target: str) -> Any:

@@ -28,7 +28,19 @@ class Peer(Adapter):
     glmm_unmapped: tuple[str, ...] = ()  # families it has that the adapter does not map yet
 
     def unavailable(self) -> str | None:
-        return F.missing(self.module, self.dist)
+        """Whether the package is installed where it fits: this process's environment, or the
+        interpreter given with --impl-python (asked there, once)."""
+        if not self.python:
+            return F.missing(self.module, self.dist)
+        if "_missing" not in self.__dict__:
+            from harness import isolation
+
+            out = isolation.call(self.lane, "harness.adapters.peers._formula:missing",
+                                 self.module, self.dist, python=self.python,
+                                 timeout=isolation.START_TIMEOUT)
+            self.__dict__["_missing"] = (out.value if out.kind == "ok" else
+                                         f"{self.dist}: {self.python}: {out.error}")
+        return self.__dict__["_missing"]
 
     def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
         """Raise NotImplementedError (via F.cannot) for what the package cannot express;
