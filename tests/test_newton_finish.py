@@ -49,9 +49,10 @@ def test_a_saddle_is_left_to_bobyqa() -> None:
 
 
 def test_lbfgsb_stops_when_its_evaluations_sit_at_the_rounding_floor() -> None:
-    """A criterion of magnitude 1e7 with rounding noise of 1e-8 in it and 5e-3 in its gradient (as at a million rows): scipy's
-    relative ftol cannot be met, so without the stall rule its line search spends evaluations
-    on noise; with it, L-BFGS-B stops near the minimum and says why."""
+    """A criterion of magnitude 1e7 with rounding noise of 1e-8 in it and 5e-3 in its gradient
+    (as at a million rows): scipy's relative ftol cannot be met, so without the stall rule its
+    line search spends evaluations on noise; with it, L-BFGS-B stops near the minimum and says
+    why."""
     rng = np.random.default_rng(1)
     calls = [0]
 
