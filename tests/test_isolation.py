@@ -197,6 +197,8 @@ def test_a_dying_worker_is_reported_and_its_lane_restarted(target: str, args: tu
     before = pid()
     out = isolation.call(LANE, target, *args)
     assert (out.kind, out.error, out.value) == ("crashed", error, None)
+    # reported when it happens, not after some wait: measured <= 0.01 s here (3 runs each on
+    # an idle machine); 5 s is a margin of 500 for a loaded 2-core CI machine
     assert out.seconds < 5
     assert pid() != before  # a new worker, which works
 
@@ -210,7 +212,9 @@ def allocate(gib: float) -> int:
 def test_a_huge_allocation_fails_at_once_under_the_memory_limit() -> None:
     before = pid()
     out = isolation.call(LANE, at("allocate"), 16, memory=GiB)
-    assert out.kind == "memory" and out.worker_seconds < 1  # (seconds: with the import)
+    # refused at the allocation, not after touching pages: measured 1.4e-4 s in the worker here
+    # (3 runs); 1 s is a margin of 7,000 (out.seconds would count numpy's import)
+    assert out.kind == "memory" and out.worker_seconds < 1
     assert out.error.startswith("memory: the fit needed more than the 1.0 GiB limit "
                                 "(--case-memory) [MemoryError: Unable to allocate 16.0 GiB")
     assert pid() == before  # a MemoryError in the worker, which lives on
