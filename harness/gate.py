@@ -4,9 +4,9 @@ Two rules, both about the candidates a run names:
 
 - before any fit, every requested implementation must load (module, attribute, a callable whose
   signature takes ``(formula, data, REML)``): otherwise a usage error naming it and the cause;
-- after the run, every candidate must have been compared with the reference on at least one
-  case: a candidate that every case skipped ("not supported", no reference) gated nothing, and
-  the run fails saying so, unless the user allows an empty gate.
+- after the run, every candidate named with --impl must have been compared with the reference
+  on at least one case: a candidate that every case skipped ("not supported", no reference)
+  gated nothing, and the run fails saying so, unless the user allows an empty gate.
 
 The per-candidate count ("compared k of n") is printed in every run's summary.
 """
@@ -65,10 +65,10 @@ def line(impl: str, outcomes: Counter[str]) -> str:
 
 def empty(entries: Mapping[str, Mapping[str, Any]],
           requested: Iterable[str] = ()) -> list[str]:
-    """The "nothing gated" messages: one per candidate compared on no case (a requested one
-    with no item at all included)."""
+    """The "nothing gated" messages: one per candidate named with --impl that was compared on
+    no case (one with no item at all included). The default candidates are not gates: a -k
+    selection that leaves one of them nothing it can express is no failure."""
     per = counts(entries)
-    for name in requested:
-        per.setdefault(name, Counter())
-    return [f"nothing gated: {line(impl, c)}" for impl, c in per.items()
-            if not any(c[o] for o in COMPARED)]
+    return [f"nothing gated: {line(name, per.get(name, Counter()))}"
+            for name in dict.fromkeys(requested)
+            if not any(per.get(name, Counter())[o] for o in COMPARED)]

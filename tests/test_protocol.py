@@ -201,9 +201,10 @@ def test_the_gate_counts_compared_cases_per_candidate() -> None:
     assert set(per) == {"mypkg:fit", "other:fit"}
     assert gate.line("mypkg:fit", per["mypkg:fit"]) == (
         "mypkg:fit compared 3 of 6 (2 not supported, 1 without a reference answer)")
-    assert gate.empty(entries, ["mypkg:fit", "absent:fit"]) == [
+    assert gate.empty(entries, ["mypkg:fit", "other:fit", "absent:fit"]) == [
         "nothing gated: other:fit compared 0 of 1 (1 not supported)",
         "nothing gated: absent:fit compared 0 of 0"]
+    assert gate.empty(entries) == []  # the default candidates are not gates
     assert gate.line("x", Counter()) == "x compared 0 of 0"
 
 
