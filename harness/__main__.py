@@ -13,7 +13,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 
@@ -132,13 +131,14 @@ def _registry(catalog: str | None) -> Any:
     """The shipped divergence registry when the shipped catalog runs (as the pytest plugin
     does), else None."""
     from harness import divergences
-    from harness.catalog import default_catalog_path, load_catalog
+    from harness.catalog import load_catalog
     from harness.comparators import BUILTIN, quantities_of
 
-    if catalog is not None and Path(catalog).resolve() != default_catalog_path().resolve():
+    path = divergences.registry_for(catalog)
+    if path is None:
         return None
-    return divergences.load_registry(divergences.default_registry_path(),
-                                     [c.id for c in load_catalog()], quantities_of(BUILTIN))
+    return divergences.load_registry(path, [c.id for c in load_catalog()],
+                                     quantities_of(BUILTIN))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,6 +65,17 @@ def default_registry_path() -> Path:
     return Path(str(importlib.resources.files("harness") / "divergences.yaml"))
 
 
+def registry_for(catalog: str | Path | None) -> Path | None:
+    """The registry a run of ``catalog`` (None: the shipped one) is held to by default: the
+    shipped registry is about the shipped catalog; a user's catalog brings its own (None)."""
+    from harness.catalog import default_catalog_path
+
+    shipped = default_catalog_path().resolve()
+    if catalog is not None and Path(catalog).resolve() != shipped:
+        return None
+    return default_registry_path()
+
+
 def _quantity_regex(pattern: str) -> re.Pattern[str]:
     parts = []
     for ch in pattern:

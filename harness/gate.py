@@ -17,12 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: summary outcomes of an item whose candidate was held against the reference
-COMPARED = ("agreed", "disagreed", "candidate-better", "xfail", "xpass", "drift",
-            "judges-disagree", "incomplete")
-#: how the other outcomes are named in the count
+from harness.outcome import OUTCOMES
+
+#: the outcomes (harness.outcome.OUTCOMES) of an item whose candidate was not held against
+#: the reference, and how the count names them; every other outcome is a comparison
 _OTHER = {"skipped": "not supported", "no-verdict": "without a reference answer",
           "failed": "failed", "error": "errors"}
+COMPARED = tuple(o for o in OUTCOMES if o not in _OTHER)
 
 
 class GateError(Exception):

@@ -323,9 +323,7 @@ def _load_registry_and_baseline(hs: HarnessSession) -> None:
     except CatalogError as exc:
         raise pytest.UsageError(str(exc)) from None
     ids = [c.id for c in cases]
-    # the shipped registry is about the shipped catalog; a user's catalog brings its own
-    path = opt("divergences") or (divergences.default_registry_path()
-                                  if hs.catalog_path == CATALOG_DEFAULT else None)
+    path = opt("divergences") or divergences.registry_for(hs.catalog_path)
     if path is not None:
         try:
             hs.registry = divergences.load_registry(path, ids, _quantities_now(hs.config))
@@ -576,8 +574,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
 
 
 def _gate_summary(terminalreporter: Any, hs: HarnessSession) -> None:
-    """Per candidate "compared k of n"; a candidate compared on no case fails the run (unless
-    --allow-empty): a gate that compared nothing must not be green."""
+    """Per candidate "compared k of n"; a candidate named with --impl that was compared on no
+    case fails the run (unless --allow-empty): a gate that compared nothing must not be green."""
     from harness import gate
 
     if getattr(hs.config, "workerinput", None) is not None:

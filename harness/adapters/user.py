@@ -69,9 +69,8 @@ class CallableAdapter(Adapter):
             else:
                 from harness import isolation
 
-                where = {"python": self.python} if self.python else {}
                 out = isolation.call(self.lane, "harness.protocol:probe", self.spec,
-                                     timeout=isolation.START_TIMEOUT, **where)
+                                     timeout=isolation.START_TIMEOUT, python=self.python)
                 self._probe = out.value if out.kind == "ok" else {
                     "error": f"its worker could not load it: {out.error}"}
         return self._probe
