@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from harness import yaml_text
 from harness.datasets import DatasetError, dataset_info, dataset_names, load_dataset
 from harness.errors import HarnessError
 
@@ -109,7 +110,7 @@ def load_catalog(path: str | Path | None = None) -> list[Case]:
     if not path.is_file():
         raise CatalogError(f"catalog file {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml_text.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise CatalogError(f"catalog {path}: not valid YAML: {exc}") from None
     if not isinstance(doc, Mapping) or "cases" not in doc:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from harness import yaml_text
 from harness.errors import DataConversionError
 
 METADATA_FILE = "datasets.yaml"
@@ -45,7 +46,7 @@ def _metadata(data_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
+        doc = yaml_text.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise DatasetError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("datasets", {}), dict):

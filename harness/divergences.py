@@ -38,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from harness import yaml_text
 from harness.comparators import BUILTIN, quantities_of
 from harness.compare import Row
 
@@ -254,7 +255,7 @@ def load_registry(path: str | Path | None, case_ids: Iterable[str],
     if not path.is_file():
         raise RegistryError(f"divergence registry {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml_text.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise RegistryError(f"divergence registry {path}: not valid YAML: {exc}") from None
     if doc is None:

@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from harness import yaml_text
+
 Generator = Callable[[np.random.Generator], tuple[pd.DataFrame, dict[str, Any]]]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -862,7 +864,7 @@ def read_metadata(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / METADATA_FILE
     if not path.exists():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("datasets") or {}
+    return (yaml_text.safe_load(path.read_text()) or {}).get("datasets") or {}
 
 
 class _Dumper(yaml.SafeDumper):

@@ -56,3 +56,23 @@ def df() -> pd.DataFrame:
     x = rng.standard_normal(40)
     y = 1.0 + 0.5 * x + rng.standard_normal(8)[g] + 0.5 * rng.standard_normal(40)
     return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{k}" for k in g])})
+
+
+#: Modules whose tests start whole pytest sessions, an embedded R or a fresh environment (each
+#: 10-60 s, measured with ``--durations``): under ``-n 2`` they start first, so that the two
+#: workers finish together instead of one running a minute-long test alone at the end.
+SESSION_MODULES = ("test_verdicts", "test_report_resilience", "test_r_failures", "test_wheel",
+                   "test_tolerance_evidence", "test_plugin", "test_inert", "test_environments",
+                   "test_ecosystem", "test_record", "test_cli", "test_strategies", "test_sparse")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest first (a stable reordering; the same on every xdist worker): tests marked slow
+    or in SESSION_MODULES, then the rest in their collected order."""
+
+    def heavy(item: pytest.Item) -> bool:
+        module = getattr(item, "module", None)
+        name = getattr(module, "__name__", "").rpartition(".")[2]
+        return item.get_closest_marker("slow") is not None or name in SESSION_MODULES
+
+    items.sort(key=lambda item: not heavy(item))
