@@ -12,9 +12,12 @@ optimization is lme4's two stages:
    from stage 1's estimate, with lme4's stage-2 initial steps (0.02 for theta, 0.2 SE for beta,
    SE capped at 10), then lme4's boundary check.
 
-Both stages use NLopt's BOBYQA (lme4's defaults are minqa's bobyqa, then Nelder-Mead). The
-Hessian of the stage-2 criterion by lme4's central differences (deriv12, step 1e-4) gives
-lme4's default ``vcov``; the R_X-based one is ``vcov_rx``.
+Both stages use lmer's optimizer pieces under lmer's one :class:`mixedref.control.Control`:
+NLopt's BOBYQA (:func:`mixedref.optimize.bobyqa_run`; lme4's defaults are minqa's bobyqa, then
+Nelder-Mead), lme4's check.boundary and checkConv (:mod:`mixedref.convergence`). The Hessian of
+the stage-2 criterion by lme4's central differences (deriv12, step 1e-4, in
+:func:`mixedref.convergence.derivatives`) gives lme4's default ``vcov``; the R_X-based one is
+``vcov_rx``. The fit log is ``optinfo`` (:class:`mixedref.optsummary.OptSummary`), as lmer's.
 
 :func:`glmer_devfun` is lme4's ``glmer(..., devFunOnly = TRUE)``: the criterion at any
 (theta, beta), for cross-evaluation.
@@ -26,7 +29,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -35,7 +38,8 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from mixedref.convergence import check
+from mixedref.control import GLMER_STAGE1_STEP, Control
+from mixedref.convergence import check, derivatives, snap_to_boundary
 from mixedref.design import ModelFrame, build_model
 from mixedref.errors import (
     ConvergenceWarning,
@@ -48,15 +52,11 @@ from mixedref.family import Family, FamilyError, get_family
 from mixedref.fit import FitSummary, condvar_by_factor, ranef_sd_frames, varcorr_frame
 from mixedref.fixed import evaluate
 from mixedref.formula import Call, deparse, parse_formula
-from mixedref.optimize import SINGULAR_TOL, bobyqa, is_singular, settings_from
-from mixedref.pirls import (
-    MAXIT,
-    GlmmObjective,
-    PIRLSError,
-    PirlsState,
-)
+from mixedref.optimize import Penalized, bobyqa_run, is_singular
+from mixedref.optsummary import NLOPT_CODES, OptSummary
+from mixedref.pirls import GlmmObjective, PIRLSError, PirlsState
 
-__all__ = ["FamilyError", "GlmerControl", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
+__all__ = ["FamilyError", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
 
 VectorArg = str | np.ndarray | Sequence[float] | None
 
@@ -66,35 +66,6 @@ _W = "glmerW__"
 
 class ResponseError(DataError):
     """The response cannot be modelled by the family (range, integer counts, weights)."""
-
-
-@dataclass(frozen=True)
-class GlmerControl:
-    """glmer's settings; defaults are lme4 1.1-31's glmerControl() where lme4 has them."""
-
-    #: PIRLS stops when pdev changes by less than this, relative. lme4's tolPwrss is 1e-7
-    #: (TOL_PWRSS), which can stop well short of the mode: with 400 observation-level effects
-    #: (sim_glmm_olre) the criterion was left 0.026 high, a noisy function for the optimizer
-    #: and a fit 0.017 worse than lme4's. 1e-10 costs an iteration or two and gives the
-    #: Laplace criterion itself; pass lme4's value to reproduce its arithmetic.
-    tol_pwrss: float = 1e-10
-    maxit: int = MAXIT
-    nAGQ0initStep: bool = True  # noqa: N815 - lme4's name
-    boundary_tol: float = 1e-5
-    calc_derivs: bool = True
-    # NLopt BOBYQA stopping rules for both stages (as the project's lmer Control)
-    xtol_abs: float = 1e-8
-    ftol_abs: float = 1e-8
-    maxeval: int = 100_000
-    #: stage-1 initial step (minqa's rhobeg for a start of 1)
-    stage1_step: float = 0.2
-    start_theta: tuple[float, ...] | None = None
-    start_fixef: tuple[float, ...] | None = None
-
-    @classmethod
-    def from_any(cls, control: GlmerControl | Mapping[str, Any] | None) -> GlmerControl:
-        """A GlmerControl from None, a GlmerControl, or a mapping of its field names."""
-        return settings_from(cls, control)
 
 
 # --------------------------------------------------------------------------- the response
@@ -277,7 +248,7 @@ def _build(prep: _Prepared, offset: VectorArg) -> ModelFrame:
 
 
 def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str | None,
-               weights: VectorArg, offset: VectorArg, control: GlmerControl
+               weights: VectorArg, offset: VectorArg, control: Control
                ) -> tuple[ModelFrame, Family, GlmmObjective, str]:
     fam = get_family(family, link)
     prep = _prepare(formula, data, fam, weights)
@@ -290,7 +261,7 @@ def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str
     else:
         ntrials = np.ones(model.n)
     obj = GlmmObjective(model, fam, y, w, ntrials, model.offset, _mustart(fam, y, w),
-                        tol=control.tol_pwrss, maxit=control.maxit)
+                        tol=control.tol_pwrss, maxit=control.pirls_maxit)
     # lme4's mkGlmerDevfun: one PIRLS (beta inside) at the start theta from the family's start,
     # whose linear predictor is the restart point lp0 of every later evaluation
     obj.set_lp0(obj.pirls(model.theta_start.astype(float), None))
@@ -300,72 +271,30 @@ def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str
 # --------------------------------------------------------------------------- optimizing
 
 
-def _bobyqa(fn, x0: np.ndarray, lower: np.ndarray, step: np.ndarray | float,
-            control: GlmerControl) -> tuple[np.ndarray, float, int, int]:
-    """BOBYQA (mixedref.optimize.bobyqa) from x0 with an initial step; returns (x, f, return
-    code, evaluations). A failed PIRLS or a non-finite criterion is given a value far above
-    the best so far, so BOBYQA's quadratic model stays finite (an inf would poison it)."""
-    best = [math.inf]
-
-    def safe(x: np.ndarray) -> float:
-        try:
-            val = float(fn(x))
-        except PIRLSError:
-            val = math.inf
-        if not math.isfinite(val):
-            val = 1e300 if not math.isfinite(best[0]) else best[0] + 1e10
-        best[0] = min(best[0], val)
-        return val
-
-    return bobyqa(safe, x0, lower, xtol_abs=control.xtol_abs, ftol_abs=control.ftol_abs,
-                  maxeval=control.maxeval, initial_step=step)
-
-
-def _check_boundary(fn, x: np.ndarray, fx: float, lower: np.ndarray, tol: float
-                    ) -> tuple[np.ndarray, float]:
-    """lme4's check.boundary: parameters within tol of their bound are set to it when that
-    does not raise the criterion."""
-    if tol <= 0:
-        return x, fx
-    near = np.isfinite(lower) & (x - lower > 0) & (x - lower < tol)
-    if np.any(near):
-        xt = x.copy()
-        xt[near] = lower[near]
-        ft = fn(xt)
-        if ft < fx:
-            return xt, ft
-    return x, fx
-
-
-def deriv12(fn, x: np.ndarray, fx: float, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """lme4's deriv12: central-difference gradient and Hessian with step delta."""
-    k = x.size
-    H = np.empty((k, k))
-    g = np.empty(k)
-    fp, fm = np.empty(k), np.empty(k)
-    for j in range(k):
-        xp, xm = x.copy(), x.copy()
-        xp[j] += delta
-        xm[j] -= delta
-        fp[j], fm[j] = fn(xp), fn(xm)
-        H[j, j] = (fp[j] - 2.0 * fx + fm[j]) / delta**2
-        g[j] = (fp[j] - fm[j]) / (2.0 * delta)
-        for i in range(j):
-            def at(si: float, sj: float, i: int = i, j: int = j) -> float:
-                xx = x.copy()
-                xx[i] += si * delta
-                xx[j] += sj * delta
-                return fn(xx)
-            H[i, j] = H[j, i] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * delta**2)
-    return g, H
-
-
 @dataclass
 class _Stage:
+    """One BOBYQA stage of glmer: its estimate, criterion, NLopt code and evaluations, the
+    criterion at its start and how many evaluations failed (given a penalty instead)."""
+
     pars: np.ndarray
     fval: float
     code: int
     nfev: int
+    start: np.ndarray | None = None
+    finitial: float = float("nan")
+    nonfinite: int = 0
+
+
+def _bobyqa_stage(fn, x0: np.ndarray, lower: np.ndarray, ctrl: Control,
+                  step: np.ndarray | float, snap: bool) -> _Stage:
+    """BOBYQA (mixedref.optimize) on glmer's criterion with failed PIRLS penalized, then lme4's
+    check.boundary (mixedref.convergence) when ``snap``."""
+    safe = Penalized(fn, (PIRLSError,))
+    x, fx, code, nfev = bobyqa_run(safe, x0, lower, ctrl, initial_step=step)
+    if snap:
+        x, fx = snap_to_boundary(safe, x, fx, lower, ctrl.boundary_tol)
+    first = safe.first if safe.first is not None else float("nan")
+    return _Stage(x, fx, code, nfev, x0.copy(), first, safe.count)
 
 
 # --------------------------------------------------------------------------- the fit
@@ -377,8 +306,8 @@ class GlmerFit:
     def __init__(self, model: ModelFrame, family: Family, objective: GlmmObjective,
                  response: str, nAGQ: int, stage1: _Stage, stage2: _Stage | None,
                  state: PirlsState, criterion: float, hessian: np.ndarray | None,
-                 gradient: np.ndarray | None, messages: list[str], seconds: float | None
-                 ) -> None:
+                 gradient: np.ndarray | None, messages: list[str], seconds: float | None,
+                 optinfo: OptSummary | None = None) -> None:
         self.model = model
         self.family = family
         self._obj = objective
@@ -396,7 +325,8 @@ class GlmerFit:
         code = final.code
         self.optimizer_code = code
         self.converged: bool = not (code < 0 or code == 5)
-        self.singular: bool = is_singular(self.theta, model.theta_lower, SINGULAR_TOL)
+        self.singular: bool = is_singular(self.theta, model.theta_lower)
+        self.optinfo = optinfo  # the fit log (mixedref.optsummary.OptSummary), lme4's optinfo
         self.messages = list(messages)
         if not self.converged:
             self.messages.append(f"convergence code {code} from BOBYQA")
@@ -725,31 +655,29 @@ class GlmerDevfun:
         return self.objective.agq(pars, self.nAGQ)
 
 
-def _stage1(obj: GlmmObjective, model: ModelFrame, ctrl: GlmerControl, nAGQ: int) -> _Stage:
+def _stage1(obj: GlmmObjective, model: ModelFrame, ctrl: Control, nAGQ: int) -> _Stage:
     """glmer's stage 1: theta alone under the nAGQ = 0 criterion (beta inside PIRLS)."""
     nth = obj.ntheta
     lower_t = model.theta_lower.astype(float)
-    th0 = (np.asarray(ctrl.start_theta, dtype=float) if ctrl.start_theta is not None
+    th0 = (np.asarray(ctrl.start, dtype=float) if ctrl.start is not None
            else model.theta_start.astype(float))
     if th0.shape != (nth,):
         raise MixedrefError(f"start theta must have {nth} elements, got {th0.size}")
     if np.all(th0 == 0):
         th0 = th0 + 1e-3
     if ctrl.nAGQ0initStep or nAGQ == 0:
-        x1, f1, c1, n1 = _bobyqa(obj.laplace_theta, th0, lower_t, ctrl.stage1_step, ctrl)
-        if nAGQ == 0:
-            x1, f1 = _check_boundary(obj.laplace_theta, x1, f1, lower_t, ctrl.boundary_tol)
-    else:
-        x1, f1, c1, n1 = th0, obj.laplace_theta(th0), 0, 1
-    return _Stage(x1, f1, c1, n1)
+        step = GLMER_STAGE1_STEP if ctrl.initial_step is None else ctrl.initial_step
+        return _bobyqa_stage(obj.laplace_theta, th0, lower_t, ctrl, step, snap=nAGQ == 0)
+    f0 = obj.laplace_theta(th0)
+    return _Stage(th0, f0, 0, 1, th0.copy(), f0)
 
 
 def glmer_devfun(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *,
                  link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
-                 offset: VectorArg = None, control: GlmerControl | Mapping[str, Any] | None = None
+                 offset: VectorArg = None, control: Control | Mapping[str, Any] | None = None
                  ) -> GlmerDevfun:
     """The criterion glmer optimizes, without optimizing (lme4's devFunOnly = TRUE)."""
-    ctrl = GlmerControl.from_any(control)
+    ctrl = Control.from_any(control)
     with threadpool_limits(limits=1, user_api="blas"):
         model, fam, obj, _ = _objective(formula, data, family, link, weights, offset, ctrl)
         nAGQ = _check_nagq(nAGQ, model)
@@ -761,7 +689,7 @@ def glmer_devfun(formula: str, data: pd.DataFrame, family: str | Family = "binom
 
 def glmer(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *,
           link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
-          offset: VectorArg = None, control: GlmerControl | Mapping[str, Any] | None = None
+          offset: VectorArg = None, control: Control | Mapping[str, Any] | None = None
           ) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood as lme4's glmer.
 
@@ -781,9 +709,9 @@ def glmer(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *
 
 def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | None, nAGQ: int,
            weights: VectorArg, offset: VectorArg,
-           control: GlmerControl | Mapping[str, Any] | None) -> GlmerFit:
+           control: Control | Mapping[str, Any] | None) -> GlmerFit:
     t0 = time.perf_counter()
-    ctrl = GlmerControl.from_any(control)
+    ctrl = Control.from_any(control)
     model, fam, obj, response = _objective(formula, data, family, link, weights, offset, ctrl)
     nAGQ = _check_nagq(nAGQ, model)
     nth, p = obj.ntheta, model.p
@@ -794,11 +722,10 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
     x1 = stage1.pars
     st1 = obj.state(x1, None)
     if nAGQ == 0:
-        final = st1
-        crit = st1.laplace
-        fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, None, final, crit, None, None,
-                       messages, None)
-        fit.seconds = time.perf_counter() - t0
+        log = _optinfo(ctrl, stage1, None, st1.laplace, nth)
+        fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, None, st1, st1.laplace, None,
+                       None, messages, None, log)
+        fit.seconds = log.seconds = time.perf_counter() - t0
         return fit
 
     # stage 2: theta and beta under the Laplace / AGQ criterion
@@ -813,21 +740,26 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
     def f2(pars: np.ndarray) -> float:
         return obj.agq(pars, nAGQ)
 
-    x2, fx2, c2, n2 = _bobyqa(f2, x0, lower, step, ctrl)
-    x2, fx2 = _check_boundary(f2, x2, fx2, lower, ctrl.boundary_tol)
-    stage2 = _Stage(x2, fx2, c2, n2)
+    stage2 = _bobyqa_stage(f2, x0, lower, ctrl, step, snap=True)
+    x2 = stage2.pars
     grad = hess = None
     checks: list[str] = []
+    eigenvalues: list[float] | None = None
+    free = ~(np.isfinite(lower) & (x2 <= lower))
     if ctrl.calc_derivs:
-        grad, hess = deriv12(f2, x2, fx2)
+        # lme4's deriv12 over all of (theta, beta) (the Hessian gives vcov), then its checkConv
+        # on the parameters off their bounds (a variance at zero is excluded)
+        _, grad, hess = derivatives(f2, x2, lower, boundary=-np.inf)
         stage2.nfev += 1 + 2 * x2.size + 2 * x2.size * (x2.size - 1)
-        # lme4's checkConv on the parameters off their bounds (a variance at zero is excluded)
-        free = ~(np.isfinite(lower) & (x2 <= lower))
-        checks, _ = check(grad[free], hess[np.ix_(free, free)])
+        checks, eigenvalues = check(grad[free], hess[np.ix_(free, free)], ctrl.check_conv_grad,
+                                    ctrl.check_conv_hess)
     final = obj.state(x2[:nth], x2[nth:])
     crit = obj.agq_value(final, nAGQ)
+    log = _optinfo(ctrl, stage1, stage2, crit, nth)
+    log.checks, log.hessian_eigenvalues = checks, eigenvalues
+    log.gradient = None if grad is None else [float(g) for g in grad[free]]
     fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, stage2, final, crit, hess, grad,
-                   messages + checks, None)
+                   messages + checks, None, log)
     fit.converged = fit.converged and not checks
     for msg in checks:
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
@@ -835,5 +767,25 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
         warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
                       stacklevel=3)
     fit.seconds = time.perf_counter() - t0
+    log.seconds = fit.seconds
     return fit
 
+
+def _optinfo(ctrl: Control, stage1: _Stage, stage2: _Stage | None, crit: float, nth: int
+             ) -> OptSummary:
+    """The fit log of glmer (lme4's m@optinfo) from its last stage; stage 1, when stage 2
+    followed, is one line of ``strategies``."""
+    last = stage2 if stage2 is not None else stage1
+    start = np.asarray(last.start if last.start is not None else last.pars, dtype=float)
+    name, meaning = NLOPT_CODES.get(last.code, (str(last.code), "unknown code"))
+    log = OptSummary(optimizer="bobyqa", settings=asdict(ctrl), start=start[:nth].tolist(),
+                     finitial=float(last.finitial), theta=last.pars[:nth].tolist(),
+                     fmin=float(crit), nfev=stage1.nfev + (stage2.nfev if stage2 else 0),
+                     return_code=last.code, return_name=name, return_meaning=meaning,
+                     nonfinite=stage1.nonfinite + (stage2.nonfinite if stage2 else 0))
+    if stage2 is not None:
+        log.fixef_start = start[nth:].tolist()
+        log.fixef = stage2.pars[nth:].tolist()
+        log.strategies.append(f"stage 1 (theta alone, nAGQ = 0 criterion): {stage1.nfev} "
+                              f"evaluations to {stage1.fval:.10g}, NLopt code {stage1.code}")
+    return log

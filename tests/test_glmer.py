@@ -89,7 +89,7 @@ def _check(rows: list[tuple[str, float, float, float]]) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_criterion_at_lme4_points(case: str) -> None:
     """glmer's criterion at given (theta, beta), against lme4's devfun at the same points and
-    lme4's PIRLS tolerance (mixedref's default is tighter: see GlmerControl.tol_pwrss)."""
+    lme4's PIRLS tolerance (mixedref's default is tighter: see mixedref.control.GLMER_TOL_PWRSS)."""
     ref = _ref(case)
     f = glmer_devfun(ref["formula"], _data(ref), ref["family"], link=ref["link"],
                      nAGQ=ref["nAGQ"], control={"tol_pwrss": ref["devfun"]["tol_pwrss"]})
