@@ -29,7 +29,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
@@ -40,7 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from mixedref.control import GLMER_STAGE1_STEP, Control
 from mixedref.convergence import check, derivatives, snap_to_boundary
-from mixedref.design import ModelFrame, build_model
+from mixedref.design import ModelFrame, ResponseRule, build_model
 from mixedref.errors import (
     ConvergenceWarning,
     DataError,
@@ -51,7 +51,7 @@ from mixedref.errors import (
 from mixedref.family import Family, FamilyError, get_family
 from mixedref.fit import FitSummary, condvar_by_factor, ranef_sd_frames, varcorr_frame
 from mixedref.fixed import evaluate
-from mixedref.formula import Call, deparse, parse_formula
+from mixedref.formula import Call, Name, Node, deparse
 from mixedref.optimize import Penalized, bobyqa_run, is_singular
 from mixedref.optsummary import NLOPT_CODES, OptSummary
 from mixedref.pirls import GlmmObjective, PIRLSError, PirlsState
@@ -60,8 +60,6 @@ __all__ = ["FamilyError", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
 
 VectorArg = str | np.ndarray | Sequence[float] | None
 
-_Y = "glmerY__"
-_W = "glmerW__"
 
 
 class ResponseError(DataError):
@@ -71,98 +69,67 @@ class ResponseError(DataError):
 # --------------------------------------------------------------------------- the response
 
 
-def _split_formula(formula: str) -> tuple[str, str]:
-    depth = 0
-    for i, ch in enumerate(formula):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "~" and depth == 0:
-            return formula[:i], formula[i + 1:]
-    raise FormulaError(f"formula {formula!r} has no '~' (write it as 'response ~ terms')")
-
-
 def _numeric(raw: object, what: str) -> np.ndarray:
     if isinstance(raw, pd.Categorical):
         raise ResponseError(f"{what} must be numeric, got a factor")
     return np.asarray(raw, dtype=float)
 
 
-@dataclass
-class _Prepared:
-    formula: str  # the rewritten formula handed to build_model
-    response: str  # the response as written
-    data: pd.DataFrame
-    weights: str | None
-    counts: bool  # the response came as cbind() counts (trials travel in the weights)
+class _GlmerResponse:
+    """glmer's response rule for :func:`mixedref.design.build_model` (R's family initialize):
+    a factor's first level is failure, ``cbind(successes, failures)`` becomes proportions with
+    the trials joining the prior weights, then the family's checks on the rows kept."""
 
+    def __init__(self, family: Family) -> None:
+        self.family = family
+        self.name = ""  # the response as R deparses it
+        self.counts = False  # the response came as cbind() counts (trials in the weights)
 
-def _prepare(formula: str, data: pd.DataFrame, family: Family, weights: VectorArg) -> _Prepared:
-    """Rewrite the response as a numeric column (and the trials into the weights)."""
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    parsed = parse_formula(formula)
-    lhs_text, rhs_text = _split_formula(formula)
-    resp = parsed.response
-    assert resp is not None
-    cache: dict[str, Any] = {}
-    n = data.shape[0]
-    if weights is None:
-        w = np.ones(n)
-    elif isinstance(weights, str):
-        if weights not in data.columns:
-            raise FormulaError(f"weights column {weights!r} is not in the data")
-        w = _numeric(data[weights].to_numpy(), "weights")
-    else:
-        w = np.asarray(weights, dtype=float)
-        if w.shape != (n,):
-            raise DataError(f"weights must have one value per row of the data ({n}), got shape "
-                            f"{w.shape}")
-    if np.any(w[np.isfinite(w)] < 0):
-        raise ResponseError("negative weights not allowed")
-    counts = False
-    if isinstance(resp, Call) and resp.fn == "cbind":
-        if len(resp.args) != 2:
-            raise FormulaError(f"cbind() response needs two columns (successes, failures), got "
-                               f"{len(resp.args)}: {deparse(resp)}")
-        if family.name != "binomial":
-            raise ResponseError(f"a cbind(successes, failures) response needs the binomial "
-                                f"family, not {family.name}")
-        s = _numeric(evaluate(resp.args[0], data, cache), deparse(resp.args[0]))
-        f = _numeric(evaluate(resp.args[1], data, cache), deparse(resp.args[1]))
-        ok = np.isfinite(s) & np.isfinite(f)
-        if np.any((s[ok] < 0) | (f[ok] < 0)):
-            raise ResponseError(f"counts in {deparse(resp)} must be non-negative")
-        if np.any(np.abs(s[ok] - np.round(s[ok])) > 1e-3) or np.any(
-                np.abs(f[ok] - np.round(f[ok])) > 1e-3):
-            raise ResponseError(f"non-integer counts in a binomial response {deparse(resp)}")
-        tot = s + f
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(tot > 0, s / np.where(tot > 0, tot, 1.0), 0.0)
-        y[~ok] = np.nan
-        w = w * tot
-        counts = True
-    else:
+    def rule(self) -> ResponseRule:
+        return ResponseRule(read=self.read, check=self.check)
+
+    def read(self, resp: Node, data: pd.DataFrame, cache: dict[str, Any],
+             weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The response and the prior weights (times the trials of a cbind response) on every
+        row of the data, NaN where missing."""
+        family = self.family
+        self.name = resp.id if isinstance(resp, Name) else deparse(resp)
+        w = np.ones(data.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+        if np.any(w[np.isfinite(w)] < 0):
+            raise ResponseError("negative weights not allowed")
+        if isinstance(resp, Call) and resp.fn == "cbind":
+            if len(resp.args) != 2:
+                raise FormulaError(f"cbind() response needs two columns (successes, failures), "
+                                   f"got {len(resp.args)}: {deparse(resp)}")
+            if family.name != "binomial":
+                raise ResponseError(f"a cbind(successes, failures) response needs the binomial "
+                                    f"family, not {family.name}")
+            s = _numeric(evaluate(resp.args[0], data, cache), deparse(resp.args[0]))
+            f = _numeric(evaluate(resp.args[1], data, cache), deparse(resp.args[1]))
+            ok = np.isfinite(s) & np.isfinite(f)
+            if np.any((s[ok] < 0) | (f[ok] < 0)):
+                raise ResponseError(f"counts in {deparse(resp)} must be non-negative")
+            if np.any(np.abs(s[ok] - np.round(s[ok])) > 1e-3) or np.any(
+                    np.abs(f[ok] - np.round(f[ok])) > 1e-3):
+                raise ResponseError(f"non-integer counts in a binomial response {deparse(resp)}")
+            tot = s + f
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y = np.where(tot > 0, s / np.where(tot > 0, tot, 1.0), 0.0)
+            y[~ok] = np.nan
+            self.counts = True
+            return y, w * tot
         raw = evaluate(resp, data, cache)
         if isinstance(raw, pd.Categorical):
             if family.name != "binomial":
                 raise ResponseError(f"response {deparse(resp)!r} is a factor: only the binomial "
                                     f"family takes one (got {family.name})")
             codes = raw.codes.astype(float)
-            y = np.where(codes < 0, np.nan, (codes > 0).astype(float))
-        else:
-            y = np.asarray(raw, dtype=float)
-            if y.dtype.kind == "b":
-                y = y.astype(float)
-    data2 = data.copy(deep=False)
-    for name in (_Y, _W):
-        if name in data2.columns:
-            raise DataError(f"data has a column named {name!r}, which glmer reserves")
-    data2[_Y] = y
-    data2[_W] = w
-    return _Prepared(formula=f"{_Y} ~{rhs_text}", response=lhs_text.strip(), data=data2,
-                     weights=_W, counts=counts)
+            return np.where(codes < 0, np.nan, (codes > 0).astype(float)), w
+        return np.asarray(raw, dtype=float), w
+
+    def check(self, y: np.ndarray, w: np.ndarray | None) -> None:
+        _check_response(self.family, y, np.ones(y.shape[0]) if w is None else w, self.counts,
+                        self.name)
 
 
 def _check_response(family: Family, y: np.ndarray, w: np.ndarray, counts: bool,
@@ -205,58 +172,15 @@ def _mustart(family: Family, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return y.copy()
 
 
-_LMER_ONLY = ("number of levels of each grouping factor must be <",
-              "number of observations (=")
-
-
-def _build(prep: _Prepared, offset: VectorArg) -> ModelFrame:
-    """build_model with glmer's checks: build_model applies lmer's (a grouping factor with as
-    many levels as observations, as many random effects as observations, both refused), which
-    glmer allows; on those two errors the frame is built from the data stacked twice (every
-    matrix row-wise, level sets and rank unchanged) and cut back to the original rows."""
-    try:
-        return build_model(prep.formula, prep.data, weights=prep.weights, offset=offset)
-    except DataError as exc:
-        if not str(exc).startswith(_LMER_ONLY):
-            raise
-    d2 = pd.concat([prep.data, prep.data], ignore_index=True)
-    off2 = offset
-    if offset is not None and not isinstance(offset, str):
-        o = np.asarray(offset, dtype=float)
-        off2 = np.concatenate([o, o])
-    m2 = build_model(prep.formula, d2, weights=prep.weights, offset=off2)
-    n = m2.n // 2
-    terms = []
-    for t in m2.reterms:
-        terms.append(type(t)(t.group, t.columns, t.X[:n], t.codes[:n], t.levels))
-    for t in terms:
-        if t.nlevels > n:
-            raise DataError("number of levels of each grouping factor must be <= number of "
-                            f"observations (problems: {t.group})")
-    for t in terms:  # lme4's check.nobs.vs.nRE for glmer: per term, n < nlevels * q refused
-        if n < t.nlevels * t.q:
-            raise DataError(f"number of observations (={n}) < number of random effects "
-                            f"(={t.nlevels * t.q}) for term ({' + '.join(t.columns)} | "
-                            f"{t.group}); the random-effects parameters are probably "
-                            "unidentifiable")
-    return replace(m2, y=m2.y[:n], X=m2.X[:n], reterms=tuple(terms),
-                   weights=None if m2.weights is None else m2.weights[:n],
-                   offset=None if m2.offset is None else m2.offset[:n],
-                   n_dropped_na=m2.n_dropped_na // 2,
-                   row_index=prep.data.index if m2.row_index is None else
-                   prep.data.index[np.asarray(m2.row_index[:n])])
-
-
 def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str | None,
                weights: VectorArg, offset: VectorArg, control: Control
                ) -> tuple[ModelFrame, Family, GlmmObjective, str]:
     fam = get_family(family, link)
-    prep = _prepare(formula, data, fam, weights)
-    model = _build(prep, offset)
+    response = _GlmerResponse(fam)
+    model = build_model(formula, data, weights=weights, offset=offset, response=response.rule())
     y = np.asarray(model.y, dtype=float)
     w = np.ones(model.n) if model.weights is None else np.asarray(model.weights, dtype=float)
-    _check_response(fam, y, w, prep.counts, prep.response)
-    if fam.name == "binomial" and prep.counts:
+    if fam.name == "binomial" and response.counts:
         ntrials = w.copy()  # R: n = successes + failures; weights = prior weights * n
     else:
         ntrials = np.ones(model.n)
@@ -265,7 +189,7 @@ def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str
     # lme4's mkGlmerDevfun: one PIRLS (beta inside) at the start theta from the family's start,
     # whose linear predictor is the restart point lp0 of every later evaluation
     obj.set_lp0(obj.pirls(model.theta_start.astype(float), None))
-    return model, fam, obj, prep.response
+    return model, fam, obj, model.response
 
 
 # --------------------------------------------------------------------------- optimizing
@@ -337,7 +261,7 @@ class GlmerFit:
     # -- basic quantities --------------------------------------------------------------
     @property
     def formula(self) -> str:
-        return self.model.formula.replace(_Y, self.response, 1)
+        return self.model.formula
 
     @property
     def nobs(self) -> int:

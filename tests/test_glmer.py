@@ -399,3 +399,34 @@ def test_convergence_checks_warn_as_lme4_and_mark_the_fit() -> None:
     assert not early.converged
     assert any("failed to converge" in m for m in early.messages)
     assert _fit("cbpp_logit").converged
+
+
+def test_the_model_is_built_from_the_formula_as_written(cbpp: pd.DataFrame) -> None:
+    """build_model takes glmer's response rule: the formula is not rewritten (no reserved
+    column; a column named as the old rewrite's is an ordinary variable), the response keeps
+    its name, and the trials join the prior weights."""
+    d = cbpp.copy()
+    d["glmerY__"] = np.arange(len(d)) % 3  # glmer used to reserve this name
+    fit = glmer(CBPP.replace("period", "period + glmerY__"), d, "binomial")
+    assert fit.model.formula == fit.formula == CBPP.replace("period", "period + glmerY__")
+    assert fit.model.response == "cbind(incidence, size - incidence)"
+    np.testing.assert_array_equal(fit.model.weights, d["size"].to_numpy(dtype=float))
+
+
+def test_glmer_sizes_allow_one_level_per_observation(cbpp: pd.DataFrame) -> None:
+    """lme4's glmer checks, not lmer's: a grouping factor with as many levels as observations
+    (an observation-level random effect) is refused by lmer's rule and built under glmer's,
+    from the data as given (the frame has the data's rows, not a doubled copy)."""
+    from mixedref.design import build_model
+    from mixedref.glmer import _GlmerResponse
+
+    d = cbpp.copy()
+    d["obs"] = pd.Categorical([str(i) for i in range(len(d))])
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)"
+    with pytest.raises(DataError, match="must be < number of observations"):
+        build_model("incidence ~ period + (1 | herd) + (1 | obs)", d)
+    model = build_model(formula, d, response=_GlmerResponse(binomial()).rule())
+    assert model.n == len(d) and model.ngroups["obs"] == len(d)
+    assert list(model.row_index) == list(d.index)
+    fit = glmer(formula, d, "binomial")
+    assert fit.nobs == len(d) and fit.ngroups["obs"] == len(d)
