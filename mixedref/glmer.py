@@ -38,18 +38,18 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
+from mixedref.basefit import FitSummary, MixedModelFit
 from mixedref.control import GLMER_STAGE1_STEP, Control
 from mixedref.convergence import check, derivatives, snap_to_boundary
 from mixedref.design import ModelFrame, ResponseRule, build_model
 from mixedref.errors import (
     ConvergenceWarning,
-    DataError,
     FormulaError,
     MixedrefError,
+    ResponseError,
     SingularFitWarning,
 )
 from mixedref.family import Family, FamilyError, get_family
-from mixedref.fit import FitSummary, condvar_by_factor, ranef_sd_frames, varcorr_frame
 from mixedref.fixed import evaluate
 from mixedref.formula import Call, Name, Node, deparse
 from mixedref.optimize import Penalized, bobyqa_run, is_singular
@@ -60,10 +60,6 @@ __all__ = ["FamilyError", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
 
 VectorArg = str | np.ndarray | Sequence[float] | None
 
-
-
-class ResponseError(DataError):
-    """The response cannot be modelled by the family (range, integer counts, weights)."""
 
 
 # --------------------------------------------------------------------------- the response
@@ -101,7 +97,7 @@ class _GlmerResponse:
             if len(resp.args) != 2:
                 raise FormulaError(f"cbind() response needs two columns (successes, failures), "
                                    f"got {len(resp.args)}: {deparse(resp)}")
-            if family.name != "binomial":
+            if not family.takes_trials:
                 raise ResponseError(f"a cbind(successes, failures) response needs the binomial "
                                     f"family, not {family.name}")
             s = _numeric(evaluate(resp.args[0], data, cache), deparse(resp.args[0]))
@@ -120,7 +116,7 @@ class _GlmerResponse:
             return y, w * tot
         raw = evaluate(resp, data, cache)
         if isinstance(raw, pd.Categorical):
-            if family.name != "binomial":
+            if not family.takes_trials:
                 raise ResponseError(f"response {deparse(resp)!r} is a factor: only the binomial "
                                     f"family takes one (got {family.name})")
             codes = raw.codes.astype(float)
@@ -128,48 +124,8 @@ class _GlmerResponse:
         return np.asarray(raw, dtype=float), w
 
     def check(self, y: np.ndarray, w: np.ndarray | None) -> None:
-        _check_response(self.family, y, np.ones(y.shape[0]) if w is None else w, self.counts,
-                        self.name)
-
-
-def _check_response(family: Family, y: np.ndarray, w: np.ndarray, counts: bool,
-                    response: str) -> None:
-    """R's family initialize checks, as errors (R only warns about non-integer counts)."""
-    name = family.name
-    if name == "binomial":
-        if np.any((y < 0) | (y > 1)):
-            raise ResponseError(f"binomial response {response!r}: y values must be 0 <= y <= 1 "
-                                "(proportions, with the trials as weights, or 0/1, or "
-                                "cbind(successes, failures))")
-        m = w * y
-        if np.any(np.abs(m - np.round(m)) > 1e-3):
-            raise ResponseError(f"non-integer #successes in the binomial response {response!r}: "
-                                "weights * y must be whole numbers (give the trials as weights)")
-    elif name == "poisson":
-        if np.any(y < 0):
-            raise ResponseError(f"negative values not allowed for the 'Poisson' family "
-                                f"(response {response!r})")
-        if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))):
-            raise ResponseError(f"non-integer counts in the Poisson response {response!r}")
-    elif name == "Gamma":
-        if np.any(y <= 0):
-            raise ResponseError(f"non-positive values not allowed for the 'Gamma' family "
-                                f"(response {response!r})")
-    elif name == "inverse.gaussian":
-        if np.any(y <= 0):
-            raise ResponseError(f"positive values only are allowed for the 'inverse.gaussian' "
-                                f"family (response {response!r})")
-    if np.ptp(y) == 0 and not counts:
-        raise ResponseError(f"response {response!r} is constant")
-
-
-def _mustart(family: Family, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """R's family initialize: the starting mean."""
-    if family.name == "binomial":
-        return (w * y + 0.5) / (w + 1.0)
-    if family.name == "poisson":
-        return y + 0.1
-    return y.copy()
+        self.family.validate(y, np.ones(y.shape[0]) if w is None else w, self.name,
+                             counts=self.counts)
 
 
 def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str | None,
@@ -180,11 +136,11 @@ def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str
     model = build_model(formula, data, weights=weights, offset=offset, response=response.rule())
     y = np.asarray(model.y, dtype=float)
     w = np.ones(model.n) if model.weights is None else np.asarray(model.weights, dtype=float)
-    if fam.name == "binomial" and response.counts:
+    if response.counts:  # cbind(): only the binomial takes it
         ntrials = w.copy()  # R: n = successes + failures; weights = prior weights * n
     else:
         ntrials = np.ones(model.n)
-    obj = GlmmObjective(model, fam, y, w, ntrials, model.offset, _mustart(fam, y, w),
+    obj = GlmmObjective(model, fam, y, w, ntrials, model.offset, fam.initialize(y, w),
                         tol=control.tol_pwrss, maxit=control.pirls_maxit)
     # lme4's mkGlmerDevfun: one PIRLS (beta inside) at the start theta from the family's start,
     # whose linear predictor is the restart point lp0 of every later evaluation
@@ -224,8 +180,9 @@ def _bobyqa_stage(fn, x0: np.ndarray, lower: np.ndarray, ctrl: Control,
 # --------------------------------------------------------------------------- the fit
 
 
-class GlmerFit:
-    """The result of :func:`glmer`: lme4's quantities for a glmerMod, computed on demand."""
+class GlmerFit(MixedModelFit):
+    """The result of :func:`glmer`: lme4's quantities for a glmerMod, computed on demand (what
+    it shares with LmerFit in :class:`mixedref.basefit.MixedModelFit`)."""
 
     def __init__(self, model: ModelFrame, family: Family, objective: GlmmObjective,
                  response: str, nAGQ: int, stage1: _Stage, stage2: _Stage | None,
@@ -259,18 +216,6 @@ class GlmerFit:
         self.seconds = seconds
 
     # -- basic quantities --------------------------------------------------------------
-    @property
-    def formula(self) -> str:
-        return self.model.formula
-
-    @property
-    def nobs(self) -> int:
-        return self.model.n
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        return self.model.ngroups
-
     @property
     def REML(self) -> bool:  # noqa: N802
         return False
@@ -333,11 +278,6 @@ class GlmerFit:
         return Vh
 
     @cached_property
-    def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index,
-                         name="se")
-
-    @cached_property
     def se_rx(self) -> pd.Series:
         return pd.Series(np.sqrt(np.diag(self.vcov_rx.to_numpy())), index=self.fixef.index,
                          name="se_rx")
@@ -348,21 +288,9 @@ class GlmerFit:
         return self.model.p + self.model.ntheta + int(self.family.has_scale)
 
     @cached_property
-    def loglik(self) -> float:
-        return -0.5 * self.objective
-
-    @cached_property
     def deviance(self) -> float:
         """lme4's deviance(m) for a GLMM: the sum of squared deviance residuals."""
         return float(np.sum(self._state.devres))
-
-    @cached_property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.df
-
-    @cached_property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.df
 
     @property
     def df_resid(self) -> int:
@@ -406,69 +334,35 @@ class GlmerFit:
         return self.residuals_of("deviance")
 
     # -- random effects ----------------------------------------------------------------
-    def _term_blocks(self, vec: np.ndarray):
-        off, toff = 0, 0
-        for t in self.model.reterms:
-            T = t.template(self.theta[toff:toff + t.ntheta])
-            toff += t.ntheta
-            ut = vec[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
+    @cached_property
+    def _templates(self) -> list[np.ndarray]:
+        return [t.template(th) for t, th in zip(self.model.reterms, self.theta_by_term(),
+                                                strict=True)]
+
+    @cached_property
+    def _modes(self) -> np.ndarray:
+        """b = Lambda u, level-major per term (the modes u of PIRLS scaled by the templates)."""
+        parts, off = [], 0
+        for t, T in zip(self.model.reterms, self._templates, strict=True):
+            ut = self._state.u[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
             off += t.q * t.nlevels
-            yield t, T, ut
+            parts.append((ut @ T.T).ravel())
+        return np.concatenate(parts)
 
     @cached_property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes b = Lambda u by grouping factor (rows levels, columns terms)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t, T, ut in self._term_blocks(self._state.u):
-            bt = ut @ T.T
-            df = pd.DataFrame(bt, index=pd.Index(t.levels, name=t.group), columns=list(t.columns))
-            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
-        return out
-
-    @cached_property
-    def ranef_condvar(self) -> dict[str, np.ndarray]:
-        """Conditional covariances of b (lme4's ranef(m, condVar = TRUE) "postVar"): per
-        grouping factor an array (levels, q, q), sigma^2 Lambda (L L')^-1 Lambda' blocks at the
-        final PIRLS weights; terms on one factor block diagonal, side by side as in ranef."""
+    def _condvar_blocks(self) -> list[np.ndarray]:
+        """sigma^2 Lambda (L L')^-1 Lambda' blocks per term at the final PIRLS weights (lme4's
+        ranef(m, condVar = TRUE) "postVar")."""
         blocks = self._obj.condvar_blocks(self._state)
         s2 = self.sigma**2
-        pieces = np.split(self.theta, np.cumsum([t.ntheta for t in self.model.reterms])[:-1])
-        cvs = []
-        for t, B, th in zip(self.model.reterms, blocks, pieces, strict=True):
-            T = t.template(th)
-            cvs.append(s2 * np.matmul(np.matmul(T, B), T.T))
-        return condvar_by_factor(self.model.reterms, cvs)
+        return [s2 * np.matmul(np.matmul(T, B), T.T)
+                for T, B in zip(self._templates, blocks, strict=True)]
 
-    @cached_property
-    def ranef_sd(self) -> dict[str, pd.DataFrame]:
-        """Conditional standard deviations of the modes, in ranef's shape (lme4's condsd)."""
-        return ranef_sd_frames(self.ranef, self.ranef_condvar)
-
-    @cached_property
-    def varcorr(self) -> pd.DataFrame:
-        """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor (a Residual row only for
-        families with a scale, as lme4)."""
-        return varcorr_frame(self.model.reterms, self.theta, self.sigma,
-                             residual=self.family.has_scale)
+    @property
+    def _residual_row(self) -> bool:
+        return self.family.has_scale
 
     # -- after the fit -------------------------------------------------------------------
-    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
-                allow_new_levels: bool = False, type: str = "link") -> np.ndarray:  # noqa: A002
-        """lme4's predict(m, newdata, re.form, allow.new.levels, type): "link" the linear
-        predictor, "response" its inverse link (mixedref.predict)."""
-        from mixedref.predict import predict
-
-        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels,
-                       type=type)
-
-    def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None,
-                 use_u: bool = False) -> pd.DataFrame:
-        """lme4's simulate(m, nsim, seed, use.u): responses from the fitted model, new random
-        effects unless ``use_u`` (mixedref.simulate; numpy's generator, not R's)."""
-        from mixedref.simulate import simulate
-
-        return simulate(self, nsim, seed=seed, use_u=use_u)
-
     # -- reporting -----------------------------------------------------------------------
     @property
     def method(self) -> str:

@@ -38,9 +38,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg.lapack import dposv, dpotrf, dtrtrs
 
-from mixedref.design import ModelFrame, theta_positions
+from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.family import Family
+from mixedref.reterm import split_theta
 
 #: Largest number of random effects factored as a dense matrix.
 DENSE_MAX = 3000
@@ -167,7 +168,6 @@ class GlmmObjective:
             dev0 = family.dev_resids(self.y, self.mustart, self.wt)
             self._aic_offset = (family.aic(self.y, self.ntrials, self.mustart, self.wt,
                                            float(np.sum(dev0))) - float(np.sum(dev0)))
-        self._tri = [theta_positions(t.q) for t in terms]
 
     # -- Z Lambda ----------------------------------------------------------------------
     def zlambda(self, theta: np.ndarray) -> np.ndarray:
@@ -175,13 +175,9 @@ class GlmmObjective:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
-        parts, off = [], 0
-        for t, (rows, cols) in zip(self.terms, self._tri, strict=True):
-            T = np.zeros((t.q, t.q))
-            T[rows, cols] = theta[off:off + t.ntheta]
-            off += t.ntheta
-            parts.append(np.asarray(t.X, dtype=float) @ T)
-        return np.hstack(parts)
+        return np.hstack([np.asarray(t.X, dtype=float) @ t.template(th)
+                          for t, th in zip(self.terms, split_theta(theta, self.terms),
+                                           strict=True)])
 
     def _zlu(self, V: np.ndarray, u: np.ndarray) -> np.ndarray:
         return np.einsum("nk,nk->n", V, u[self.cols])

@@ -430,3 +430,52 @@ def test_glmer_sizes_allow_one_level_per_observation(cbpp: pd.DataFrame) -> None
     assert list(model.row_index) == list(d.index)
     fit = glmer(formula, d, "binomial")
     assert fit.nobs == len(d) and fit.ngroups["obs"] == len(d)
+
+
+def test_the_family_owns_initialize_validate_and_simulate() -> None:
+    """R's family objects: initialize's mustart (binomial (w y + 1/2) / (w + 1), Poisson
+    y + 0.1, Gamma y: stats::binomial()$initialize and friends), its response checks as
+    errors naming the response, and simulate's draws (Poisson: mean = variance = mu)."""
+    from mixedref.family import Gamma, poisson
+
+    y, w = np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(binomial().initialize(y, w), (w * y + 0.5) / (w + 1.0))
+    np.testing.assert_allclose(poisson().initialize(np.array([0.0, 3.0]), np.ones(2)),
+                               [0.1, 3.1])
+    np.testing.assert_allclose(Gamma().initialize(np.array([0.5, 2.0]), np.ones(2)), [0.5, 2.0])
+    with pytest.raises(ResponseError, match="'y'.*0 <= y <= 1"):
+        binomial().validate(np.array([0.0, 1.5]), np.ones(2), "y")
+    with pytest.raises(ResponseError, match="non-integer counts in the Poisson response 'n'"):
+        poisson().validate(np.array([0.0, 1.5]), np.ones(2), "n")
+    with pytest.raises(ResponseError, match="response 'y' is constant"):
+        Gamma().validate(np.array([2.0, 2.0]), np.ones(2), "y")
+    binomial().validate(np.array([0.5, 0.5]), np.full(2, 2.0), "y", counts=True)  # cbind: fine
+    draws = poisson().simulate(np.full((40_000, 1), 3.0), None, 1.0, np.random.default_rng(1))
+    assert draws.mean() == pytest.approx(3.0, abs=0.05)  # sd of the mean 0.009
+    assert draws.var() == pytest.approx(3.0, abs=0.15)
+
+
+def test_lmer_and_glmer_fits_share_one_base() -> None:
+    """One fitted-model base: both fits are MixedModelFit, their VarCorr rows come from the one
+    builder (mixedref.basefit.varcorr_rows, which the harness record uses too) and θ is cut by
+    reterm.split_theta."""
+    from harness import record
+    from mixedref.basefit import MixedModelFit, varcorr_groups
+    from mixedref.reterm import split_theta
+
+    sleep = load_dataset("sleepstudy")
+    lmm = mixedref.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    glmm = _fit("cbpp_logit")
+    for fit in (lmm, glmm):
+        assert isinstance(fit, MixedModelFit) and fit.optinfo is not None
+        terms = fit.model.reterms
+        pieces = split_theta(fit.theta, terms)
+        assert all(np.array_equal(a, b) for a, b in zip(fit.theta_by_term(), pieces,
+                                                        strict=True))
+        covs = [(g, t.columns, fit.sigma**2 * t.covariance(th)) for g, t, th in
+                zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True)]
+        rows = record.varcorr_rows(covs, fit.sigma)
+        if not fit._residual_row:
+            rows = rows[:-1]
+        want = fit.varcorr.astype(object).where(fit.varcorr.notna(), None)
+        assert rows == want.to_dict("records")
