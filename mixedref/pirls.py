@@ -41,7 +41,7 @@ from scipy.linalg.lapack import dposv, dpotrf, dtrtrs
 from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.family import Family
-from mixedref.reterm import split_theta
+from mixedref.reterm import split_theta, z_columns
 
 #: Largest number of random effects factored as a dense matrix.
 DENSE_MAX = 3000
@@ -101,12 +101,8 @@ class GlmmObjective:
         self.theta_sizes = [t.ntheta for t in terms]
         self.ntheta = int(sum(self.theta_sizes))
         # columns of Z Lambda's non-zeros per row: for term k, q_k of them at its level's block
-        cols, off = [], 0
-        for t in terms:
-            cols.append(off + t.codes[:, None] * t.q + np.arange(t.q)[None, :])
-            off += t.q * t.nlevels
-        self.nre = off
-        self.cols = np.ascontiguousarray(np.hstack(cols).astype(np.int64))  # n x K
+        self.nre = sum(t.q * t.nlevels for t in terms)
+        self.cols = z_columns(terms)  # n x K
         K = self.cols.shape[1]
         self.K = K
         t1 = terms[0]

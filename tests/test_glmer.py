@@ -479,3 +479,30 @@ def test_lmer_and_glmer_fits_share_one_base() -> None:
             rows = rows[:-1]
         want = fit.varcorr.astype(object).where(fit.varcorr.notna(), None)
         assert rows == want.to_dict("records")
+
+
+def test_pirls_takes_zs_layout_from_reterm() -> None:
+    """PIRLS's row-wise layout of Z Lambda (reterm.z_columns) is the terms' own Z (ReTerm.Z,
+    lme4's level-major columns) stacked: each row's non-zeros sit at those columns with those
+    values, and Z Lambda's values are the terms' X times their templates."""
+    import scipy.sparse as sp
+
+    from mixedref.reterm import split_theta, z_columns
+
+    ref = _ref("grouseticks")
+    obj = glmer_devfun(ref["formula"], _data(ref), "poisson").objective
+    terms = obj.model.reterms
+    Z = sp.hstack([t.Z for t in terms]).tocsr()
+    cols = z_columns(terms)
+    X = np.hstack([np.asarray(t.X, dtype=float) for t in terms])
+    dense = np.zeros(Z.shape)
+    np.put_along_axis(dense, cols, X, axis=1)
+    np.testing.assert_array_equal(dense, Z.toarray())
+    assert np.array_equal(obj.cols, cols)
+    theta = np.asarray(ref["theta"])
+    ZL = Z.toarray() @ sp.block_diag([sp.kron(sp.identity(t.nlevels), t.template(th))
+                                      for t, th in zip(terms, split_theta(theta, terms),
+                                                       strict=True)]).toarray()
+    got = np.zeros(Z.shape)
+    np.put_along_axis(got, cols, obj.zlambda(theta), axis=1)
+    np.testing.assert_allclose(got, ZL, rtol=1e-14, atol=1e-14)
