@@ -200,23 +200,14 @@ def varcorr_rows(terms: Sequence[tuple[str, Sequence[str], Any]],
                  sigma: float) -> list[dict[str, Any]]:
     """The varcorr rows of a fit, as lme4 lists them: per term (group name as lme4 prints it,
     its columns, its covariance matrix) the variances, then the covariances of the lower
-    triangle in column-major order, then the residual. The one builder of these rows."""
-    import numpy as np
+    triangle in column-major order, then the residual. Built by mixedref's one builder
+    (mixedref.basefit.varcorr_rows), as record values (names as text, NaN as null)."""
+    from mixedref.basefit import varcorr_rows as build
 
-    rows: list[dict[str, Any]] = []
-    for grp, cols, cov in terms:
-        V = np.atleast_2d(np.asarray(cov, dtype=float))
-        sd = np.sqrt(np.clip(np.diag(V), 0.0, None))
-        rows += [asdict(VarCorrRow(str(grp), str(c), None, float(V[i, i]), float(sd[i])))
-                 for i, c in enumerate(cols)]
-        for j in range(len(cols)):
-            for i in range(j + 1, len(cols)):
-                denom = sd[i] * sd[j]
-                rows.append(asdict(VarCorrRow(
-                    str(grp), str(cols[j]), str(cols[i]), float(V[i, j]),
-                    float(V[i, j] / denom) if denom > 0 else None)))
-    rows.append(asdict(VarCorrRow("Residual", None, None, float(sigma) ** 2, float(sigma))))
-    return rows
+    return [asdict(VarCorrRow(str(r["grp"]), None if r["var1"] is None else str(r["var1"]),
+                              None if r["var2"] is None else str(r["var2"]), r["vcov"],
+                              None if r["sdcor"] != r["sdcor"] else r["sdcor"]))
+            for r in build(terms, sigma)]
 
 
 def ranef_rows(modes: Mapping[str, Any], sds: Mapping[str, Any] | None = None

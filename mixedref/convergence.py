@@ -1,6 +1,6 @@
-"""lme4's convergence checks (checkConv): the gradient and Hessian of the criterion at the
-estimate by central differences (lme4's deriv12, step 1e-4), over the coordinates not on their
-bound, with lme4's default tolerances and its warning texts."""
+"""lme4's convergence checks (checkConv) and boundary handling (check.boundary), for lmer and
+glmer alike: the gradient and Hessian of the criterion at the estimate by central differences
+(lme4's deriv12, step 1e-4), lme4's default tolerances and its warning texts."""
 
 from __future__ import annotations
 
@@ -96,3 +96,20 @@ def check(grad: np.ndarray, hess: np.ndarray, grad_tol: float = GRAD_TOL,
     elif ev.min() > 0 and ev.max() / ev.min() > 1 / hess_tol:
         out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
     return out, [float(v) for v in ev]
+
+
+def snap_to_boundary(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
+                     lower: np.ndarray, tol: float) -> tuple[np.ndarray, float]:
+    """lme4's check.boundary (lmer's and glmer's): parameters within ``tol`` above their bound
+    move onto it, one at a time, where that does not raise the criterion; returns the estimate
+    and its criterion."""
+    if tol > 0:
+        near = (x - lower > 0) & (x - lower < tol)
+        if np.any(near):
+            for i in np.flatnonzero(near):
+                xt = x.copy()
+                xt[i] = lower[i]
+                if fn(xt) < fx:
+                    x = xt
+            fx = fn(x)
+    return x, fx

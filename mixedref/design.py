@@ -8,8 +8,9 @@ every later stage (objective, optimizer, fit) reads only the ModelFrame.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -336,6 +337,42 @@ def _offset_terms(terms: list[tuple[str, ...]], nodes: Mapping[str, Node]
     return kept, [t[0] for t in offsets]
 
 
+@dataclass(frozen=True)
+class ResponseRule:
+    """What glmer changes in :func:`build_model` (lmer's rule is the default, None): how the
+    response is read on every row (glmer: cbind counts, a factor, booleans, its family's rules;
+    the trials join the prior weights), the family's checks on the rows kept, and lme4's
+    glmer sizes (a grouping factor may have as many levels as observations, and as many random
+    effects as observations are allowed)."""
+
+    #: (response expression, data, evaluation cache, prior weights on every row or None) ->
+    #: (response on every row, NaN where missing; prior weights on every row or None)
+    read: Callable[[Node, pd.DataFrame, dict[str, fixed.Raw], np.ndarray | None],
+                   tuple[np.ndarray, np.ndarray | None]]
+    #: (response, prior weights or None) on the rows kept: raises on a response the family
+    #: cannot model
+    check: Callable[[np.ndarray, np.ndarray | None], None]
+    glmer_sizes: bool = True
+
+
+@dataclass
+class _Variables:
+    """Every variable of the formula evaluated on every row of the data (R's model.frame of
+    subbars(formula)), before subset= and na_action choose the rows."""
+
+    y: fixed.Raw  # the response (a numeric vector once checked)
+    fixed_terms: list[tuple[str, ...]]
+    fixed_icpt: bool
+    fixed_nodes: dict[str, Node]
+    offset_labels: list[str]
+    bar_specs: list[tuple[Any, tuple[list[tuple[str, ...]], bool], dict[str, Node]]]
+    raws: dict[str, fixed.Raw]
+    groups: dict[str, pd.Categorical]
+    leaves: dict[str, fixed.Raw]
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+
+
 def build_model(
     formula: str,
     data: pd.DataFrame,
@@ -345,18 +382,21 @@ def build_model(
     contrasts: Mapping[str, fixed.Contrast] | None = None,
     na_action: str = "na.omit",
     subset: str | np.ndarray | Sequence[bool] | pd.Series | None = None,
+    response: ResponseRule | None = None,
 ) -> ModelFrame:
-    """lme4's ``lFormula``: parse the formula, evaluate its variables on the data (as R's
-    model.frame: on every row, then ``subset``, then ``na_action``), and build the response, the
-    fixed-effects matrix (R's columns, ``contrasts`` applied, aliased ones dropped) and the
-    random-effects terms in lme4's order, with lme4's default checks (errors name the problem).
+    """lme4's ``lFormula`` (and glmer's ``glFormula`` with ``response``): parse the formula,
+    evaluate its variables on the data (as R's model.frame: on every row, then ``subset``, then
+    ``na_action``), and build the response, the fixed-effects matrix (R's columns,
+    ``contrasts`` applied, aliased ones dropped) and the random-effects terms in lme4's order,
+    with lme4's default checks (errors name the problem).
 
     ``weights``/``offset``: a column name or one value per row (a Series aligned by index);
     ``offset(...)`` terms of the formula add to the offset. ``contrasts``: factor label ->
     "contr.treatment", "contr.sum", "contr.helmert", "contr.poly", "contr.SAS" or a numeric
     levels x k matrix (a DataFrame's columns name the columns). ``na_action``: "na.omit",
     "na.exclude" or "na.fail". ``subset``: a boolean vector/Series, or an expression string on
-    the columns (``DataFrame.eval``)."""
+    the columns (``DataFrame.eval``). ``response``: glmer's :class:`ResponseRule` (None:
+    lmer's numeric response and checks)."""
     if na_action not in _NA_ACTIONS:
         raise DataError(f"na_action must be one of {', '.join(_NA_ACTIONS)}, got {na_action!r}")
     if contrasts is not None and not isinstance(contrasts, Mapping):
@@ -366,157 +406,23 @@ def build_model(
     parsed = parse_formula(formula)
     cache: dict[str, fixed.Raw] = {}
     messages: list[str] = []
-
-    # evaluate every variable on the full data (R's model.frame of subbars(formula))
-    assert parsed.response is not None
-    y_raw = fixed.evaluate(parsed.response, data, cache)
-    fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
-    fixed_vars = variables(parsed.fixed)
-    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_vars)
-    bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
-    raws: dict[str, fixed.Raw] = {}
-    for label, node in fixed_vars.items():
-        raws[label] = fixed.evaluate(node, data, cache)
-    for _, _, bvars in bar_specs:
-        for label, node in bvars.items():
-            raws.setdefault(label, fixed.evaluate(node, data, cache))
-    group_raw = {
-        bar.group_name: _group_factor(bar.group, data, cache, messages) for bar in parsed.bars
-    }
-    leaf_raw = {deparse(leaf): fixed.evaluate(leaf, data, cache) for bar in parsed.bars
-                for leaf in _leaves(bar.group)}
-    w_raw = _extra_vector(weights, data, "weights", cache)
-    o_raw = _extra_vector(offset, data, "offset", cache)
+    raw = _evaluate_variables(parsed, data, cache, messages, weights, offset, response)
     selected = _subset_mask(subset, data)
-
-    if contrasts:
-        for key in contrasts:
-            if key not in raws or key in offset_labels or not any(key in t for t in fixed_terms):
-                warnings.warn(f"variable {key!r} is absent, its contrast will be ignored "
-                              "(R's model.matrix)", UserWarning, stacklevel=2)
-            elif not isinstance(raws[key], pd.Categorical):
-                raise DataError(f"contrasts apply only to factors: {key!r} is not a factor")
-
-    if isinstance(y_raw, fixed.Matrix):
-        raise DataError(f"response {parsed.response_name!r} must be a numeric vector")
-    if isinstance(y_raw, pd.Categorical):
-        if list(y_raw.categories) != ["FALSE", "TRUE"] or not _is_logical(parsed.response,
-                                                                              data):
-            raise DataError(
-                f"response {parsed.response_name!r} must be numeric, got a factor or strings "
-                f"(levels {', '.join(map(str, y_raw.categories[:5]))}...); lme4 refuses it too "
-                "(\"response must be numeric\"): recode it as numbers, or booleans for 0/1"
-            )
-        y_raw = fixed._numeric(y_raw, parsed.response)
-
-    missing = fixed.na_mask(y_raw)
-    na_by_var: dict[str, np.ndarray] = {parsed.response_name: missing}
-    for label, raw in [*raws.items(), *group_raw.items(), *leaf_raw.items()]:
-        na_by_var.setdefault(label, fixed.na_mask(raw))
-    for label, vec in (("weights", w_raw), ("offset", o_raw)):
-        if vec is not None:
-            na_by_var[f"({label})"] = np.isnan(vec)
-    for m in na_by_var.values():
-        missing = missing | m
-    inside = np.ones(data.shape[0], dtype=bool) if selected is None else selected
-    dropped_na = missing & inside
-    n_na = int(dropped_na.sum())
-    if n_na and na_action == "na.fail":
-        cols = [f"{k} ({int((m & inside).sum())})" for k, m in na_by_var.items()
-                if (m & inside).any()]
-        raise DataError(
-            f"missing values in object (na_action='na.fail'): {n_na} rows have missing values "
-            f"in {', '.join(cols)}; use na_action='na.omit' to drop them"
-        )
-    keep_mask = inside & ~missing
+    _check_contrasts(contrasts, raw)
+    if response is None:
+        raw.y = _numeric_response(parsed, raw.y, data)
+    keep_mask, dropped_na = _rows_kept(parsed.response_name, raw, selected, na_action)
     keep = None if keep_mask.all() else keep_mask
-    if not keep_mask.any():
-        raise DataError("0 (non-NA) cases: every row has a missing value in a used column"
-                        + ("" if selected is None else " (among the rows subset= selects)"))
-
-    def sub(vec: np.ndarray) -> np.ndarray:
-        return vec if keep is None else vec[keep]
-
-    y = np.ascontiguousarray(sub(y_raw), dtype=np.float64)
-    n = y.shape[0]
-    checks = [(parsed.response_name, y)]
-    fvars = {label: fixed.finalize(label, raw, keep) for label, raw in raws.items()}
-    checks += [(v.label, v.values) for v in fvars.values() if v.values is not None]
-    w = None if w_raw is None else np.ascontiguousarray(sub(w_raw))
-    o = None if o_raw is None else np.ascontiguousarray(sub(o_raw))
-    for label in offset_labels:  # offset(...) in the formula adds to the offset
-        vals = fvars[label].values
-        assert vals is not None
-        o = vals.copy() if o is None else o + vals
-    checks += [("weights", w), ("offset", o)]
-    for name, vec in checks:
-        if vec is not None and not np.isfinite(vec).all():
-            raise DataError(f"column {name!r} has infinite values; remove or recode them")
-    if w is not None and (w < 0).any():
-        raise DataError("negative weights not allowed")
-
-    # random-effects terms (mkReTrms), in lme4's order, with lme4's default checks
-    labels = [bar.label for bar in parsed.bars]
-    dups = sorted({lab for lab in labels if labels.count(lab) > 1})
-    if dups:
-        msg = (f"random-effects term ({dups[0]}) appears more than once: lme4 1.1-31 fits each "
-               "copy (silently), but only the sum of their variances is identified")
-        warnings.warn(msg, DuplicateTermWarning, stacklevel=2)
-        messages.append(msg)
-    terms: list[ReTerm] = []
-    for bar, (bterms, bicpt), _ in bar_specs:
-        Xb, cnames = fixed.model_matrix(bterms, bicpt, fvars, n)
-        if Xb.shape[1] == 0:
-            raise FormulaError(f"random-effects term ({bar.label}) has no columns")
-        g = fixed.finalize(bar.group_name, group_raw[bar.group_name], keep)
-        assert g.codes is not None
-        terms.append(ReTerm(bar.group_name, tuple(cnames), Xb, g.codes, g.levels))
-    nl = np.array([t.nlevels for t in terms])
-    if np.any(np.diff(nl) > 0):
-        order = np.argsort(nl, kind="stable")[::-1]
-        terms = [terms[i] for i in order]
-        labels = [labels[i] for i in order]
-    groups = {t.group: t.nlevels for t in terms}
-    one = [g for g, k in groups.items() if k < 2]
-    if one:
-        raise DataError(
-            f"grouping factors must have > 1 sampled level (problems: {', '.join(one)})"
-        )
-    many = [g for g, k in groups.items() if k >= n]
-    if many:
-        raise DataError(
-            "number of levels of each grouping factor must be < number of observations "
-            f"(problems: {', '.join(many)})"
-        )
-    for t, label in zip(terms, labels, strict=True):
-        if n <= t.nlevels * t.q:
-            raise DataError(
-                f"number of observations (={n}) <= number of random effects "
-                f"(={t.nlevels * t.q}) for term ({label}); the random-effects parameters and "
-                "the residual variance (or scale parameter) are probably unidentifiable"
-            )
-
-    # fixed effects
-    if contrasts:
-        used = {k: v for k, v in contrasts.items() if k in fvars and fvars[k].is_factor}
-    else:
-        used = None
-    X, names = fixed.model_matrix(fixed_terms, fixed_icpt, fvars, n, used)
-    X, names, dropped = fixed.drop_aliased(X, names)
-    if dropped:
-        k = len(dropped)
-        messages.append(
-            "fixed-effect model matrix is rank deficient so dropping "
-            + (f"{k} column / coefficient" if k == 1 else f"{k} columns / coefficients")
-            + f" ({', '.join(dropped)})"
-        )
-    scale_warned = fixed.check_scale_x(X)
-    if scale_warned:
-        messages.append("Some predictor variables are on very different scales: consider "
-                        "rescaling")
+    y, fvars, w, o = _kept_vectors(parsed.response_name, raw, keep)
+    if response is not None:
+        response.check(y, w)
+    terms = _random_terms(raw, fvars, keep, y.shape[0], messages,
+                          glmer_sizes=response is not None and response.glmer_sizes)
+    used = ({k: v for k, v in contrasts.items() if k in fvars and fvars[k].is_factor}
+            if contrasts else None)
+    X, names, dropped, scale_warned = _fixed_matrix(raw, fvars, y.shape[0], used, messages)
     degenerate = _check_response(y, X, w, o, parsed.response_name, messages)
-    positions = np.flatnonzero(keep_mask)
-    nodes = [*fixed_vars.values(), *(n for _, _, bv in bar_specs for n in bv.values())]
+    nodes = [*raw.fixed_nodes.values(), *(n for _, _, bv in raw.bar_specs for n in bv.values())]
     spec = NewdataSpec(
         variables={label: _template(v) for label, v in fvars.items()},
         contrasts=dict(used or {}),
@@ -532,17 +438,219 @@ def build_model(
         weights=w,
         offset=o,
         dropped_fixef=tuple(dropped),
-        n_dropped_na=n_na,
+        n_dropped_na=int(dropped_na.sum()),
         row_index=data.index if keep is None else data.index[keep],
         messages=tuple(dict.fromkeys(messages)),
         na_action=na_action,
-        row_positions=positions,
+        row_positions=np.flatnonzero(keep_mask),
         na_positions=np.flatnonzero(dropped_na),
         n_data_rows=int(data.shape[0]),
         scale_warning=scale_warned,
         degenerate_response=degenerate,
         newdata_spec=spec,
     )
+
+
+def _evaluate_variables(parsed: Any, data: pd.DataFrame, cache: dict[str, fixed.Raw],
+                        messages: list[str], weights: object, offset: object,
+                        response: ResponseRule | None) -> _Variables:
+    """Every variable of the formula, the weights and the offset on every row of the data;
+    the response read by lmer's rule (a numeric vector or booleans) or glmer's."""
+    assert parsed.response is not None
+    fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
+    fixed_nodes = variables(parsed.fixed)
+    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_nodes)
+    bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
+    if response is None:  # lmer's: checked to be numeric once the contrasts are
+        y_raw = fixed.evaluate(parsed.response, data, cache)
+    else:  # glmer's (R's family initialize) reads the prior weights with it
+        y_raw, w_given = response.read(parsed.response, data, cache,
+                                       _extra_vector(weights, data, "weights", cache))
+    raws: dict[str, fixed.Raw] = {}
+    for label, node in fixed_nodes.items():
+        raws[label] = fixed.evaluate(node, data, cache)
+    for _, _, bvars in bar_specs:
+        for label, node in bvars.items():
+            raws.setdefault(label, fixed.evaluate(node, data, cache))
+    groups = {bar.group_name: _group_factor(bar.group, data, cache, messages)
+              for bar in parsed.bars}
+    leaves = {deparse(leaf): fixed.evaluate(leaf, data, cache) for bar in parsed.bars
+              for leaf in _leaves(bar.group)}
+    w_raw = _extra_vector(weights, data, "weights", cache) if response is None else w_given
+    o_raw = _extra_vector(offset, data, "offset", cache)
+    return _Variables(y_raw, fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs,
+                      raws, groups, leaves, w_raw, o_raw)
+
+
+def _numeric_response(parsed: Any, y_raw: fixed.Raw, data: pd.DataFrame) -> np.ndarray:
+    """lmer's response: a numeric vector, or R's logical (booleans, a comparison) as 0/1."""
+    if isinstance(y_raw, fixed.Matrix):
+        raise DataError(f"response {parsed.response_name!r} must be a numeric vector")
+    if isinstance(y_raw, pd.Categorical):
+        if list(y_raw.categories) != ["FALSE", "TRUE"] or not _is_logical(parsed.response,
+                                                                              data):
+            raise DataError(
+                f"response {parsed.response_name!r} must be numeric, got a factor or strings "
+                f"(levels {', '.join(map(str, y_raw.categories[:5]))}...); lme4 refuses it too "
+                "(\"response must be numeric\"): recode it as numbers, or booleans for 0/1"
+            )
+        y_raw = fixed._numeric(y_raw, parsed.response)
+    return y_raw
+
+
+def _check_contrasts(contrasts: Mapping[str, fixed.Contrast] | None, raw: _Variables) -> None:
+    """R's model.matrix on contrasts=: a name not in the fixed part is ignored with a warning,
+    a contrast for a variable that is not a factor is an error."""
+    for key in contrasts or {}:
+        if (key not in raw.raws or key in raw.offset_labels
+                or not any(key in t for t in raw.fixed_terms)):
+            warnings.warn(f"variable {key!r} is absent, its contrast will be ignored "
+                          "(R's model.matrix)", UserWarning, stacklevel=3)
+        elif not isinstance(raw.raws[key], pd.Categorical):
+            raise DataError(f"contrasts apply only to factors: {key!r} is not a factor")
+
+
+def _rows_kept(response_name: str, raw: _Variables, selected: np.ndarray | None,
+               na_action: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the model uses (subset=, then na_action over every variable) and the rows
+    dropped for missing values among those subset= selects."""
+    missing = fixed.na_mask(raw.y)
+    na_by_var: dict[str, np.ndarray] = {response_name: missing}
+    for label, values in [*raw.raws.items(), *raw.groups.items(), *raw.leaves.items()]:
+        na_by_var.setdefault(label, fixed.na_mask(values))
+    for label, vec in (("weights", raw.weights), ("offset", raw.offset)):
+        if vec is not None:
+            na_by_var[f"({label})"] = np.isnan(vec)
+    for m in na_by_var.values():
+        missing = missing | m
+    inside = np.ones(missing.shape[0], dtype=bool) if selected is None else selected
+    dropped_na = missing & inside
+    n_na = int(dropped_na.sum())
+    if n_na and na_action == "na.fail":
+        cols = [f"{k} ({int((m & inside).sum())})" for k, m in na_by_var.items()
+                if (m & inside).any()]
+        raise DataError(
+            f"missing values in object (na_action='na.fail'): {n_na} rows have missing values "
+            f"in {', '.join(cols)}; use na_action='na.omit' to drop them"
+        )
+    keep_mask = inside & ~missing
+    if not keep_mask.any():
+        raise DataError("0 (non-NA) cases: every row has a missing value in a used column"
+                        + ("" if selected is None else " (among the rows subset= selects)"))
+    return keep_mask, dropped_na
+
+
+def _kept_vectors(response_name: str, raw: _Variables, keep: np.ndarray | None
+                  ) -> tuple[np.ndarray, dict[str, fixed.Variable], np.ndarray | None,
+                             np.ndarray | None]:
+    """The response, the variables, the weights and the offset (with the formula's
+    ``offset(...)`` terms) on the rows kept; infinite values and negative weights refused."""
+    def sub(vec: np.ndarray) -> np.ndarray:
+        return vec if keep is None else vec[keep]
+
+    y = np.ascontiguousarray(sub(raw.y), dtype=np.float64)
+    checks = [(response_name, y)]
+    fvars = {label: fixed.finalize(label, values, keep) for label, values in raw.raws.items()}
+    checks += [(v.label, v.values) for v in fvars.values() if v.values is not None]
+    w = None if raw.weights is None else np.ascontiguousarray(sub(raw.weights))
+    o = None if raw.offset is None else np.ascontiguousarray(sub(raw.offset))
+    for label in raw.offset_labels:  # offset(...) in the formula adds to the offset
+        vals = fvars[label].values
+        assert vals is not None
+        o = vals.copy() if o is None else o + vals
+    checks += [("weights", w), ("offset", o)]
+    for name, vec in checks:
+        if vec is not None and not np.isfinite(vec).all():
+            raise DataError(f"column {name!r} has infinite values; remove or recode them")
+    if w is not None and (w < 0).any():
+        raise DataError("negative weights not allowed")
+    return y, fvars, w, o
+
+
+def _random_terms(raw: _Variables, fvars: dict[str, fixed.Variable], keep: np.ndarray | None,
+                  n: int, messages: list[str], glmer_sizes: bool) -> list[ReTerm]:
+    """The random-effects terms (mkReTrms) in lme4's order (by decreasing number of levels),
+    with lme4's default checks on their sizes (lmer's, or glmer's with ``glmer_sizes``)."""
+    labels = [bar.label for bar, _, _ in raw.bar_specs]
+    dups = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dups:
+        msg = (f"random-effects term ({dups[0]}) appears more than once: lme4 1.1-31 fits each "
+               "copy (silently), but only the sum of their variances is identified")
+        warnings.warn(msg, DuplicateTermWarning, stacklevel=3)
+        messages.append(msg)
+    terms: list[ReTerm] = []
+    for bar, (bterms, bicpt), _ in raw.bar_specs:
+        Xb, cnames = fixed.model_matrix(bterms, bicpt, fvars, n)
+        if Xb.shape[1] == 0:
+            raise FormulaError(f"random-effects term ({bar.label}) has no columns")
+        g = fixed.finalize(bar.group_name, raw.groups[bar.group_name], keep)
+        assert g.codes is not None
+        terms.append(ReTerm(bar.group_name, tuple(cnames), Xb, g.codes, g.levels))
+    nl = np.array([t.nlevels for t in terms])
+    if np.any(np.diff(nl) > 0):
+        order = np.argsort(nl, kind="stable")[::-1]
+        terms = [terms[i] for i in order]
+        labels = [labels[i] for i in order]
+    _check_sizes(terms, labels, n, glmer_sizes)
+    return terms
+
+
+def _check_sizes(terms: list[ReTerm], labels: list[str], n: int, glmer_sizes: bool) -> None:
+    """lme4's checks of the terms against the observations: every grouping factor needs two
+    levels and fewer levels than observations (glmer: at most as many), every term fewer random
+    effects than observations (glmer: at most as many; lme4's check.nobs.vs.nRE)."""
+    groups = {t.group: t.nlevels for t in terms}
+    one = [g for g, k in groups.items() if k < 2]
+    if one:
+        raise DataError(
+            f"grouping factors must have > 1 sampled level (problems: {', '.join(one)})"
+        )
+    if glmer_sizes:
+        many = [t.group for t in terms if t.nlevels > n]
+        if many:
+            raise DataError("number of levels of each grouping factor must be <= number of "
+                            f"observations (problems: {many[0]})")
+        for t in terms:
+            if n < t.nlevels * t.q:
+                raise DataError(f"number of observations (={n}) < number of random effects "
+                                f"(={t.nlevels * t.q}) for term ({' + '.join(t.columns)} | "
+                                f"{t.group}); the random-effects parameters are probably "
+                                "unidentifiable")
+        return
+    many = [g for g, k in groups.items() if k >= n]
+    if many:
+        raise DataError(
+            "number of levels of each grouping factor must be < number of observations "
+            f"(problems: {', '.join(many)})"
+        )
+    for t, label in zip(terms, labels, strict=True):
+        if n <= t.nlevels * t.q:
+            raise DataError(
+                f"number of observations (={n}) <= number of random effects "
+                f"(={t.nlevels * t.q}) for term ({label}); the random-effects parameters and "
+                "the residual variance (or scale parameter) are probably unidentifiable"
+            )
+
+
+def _fixed_matrix(raw: _Variables, fvars: dict[str, fixed.Variable], n: int,
+                  used: dict[str, fixed.Contrast] | None, messages: list[str]
+                  ) -> tuple[np.ndarray, list[str], list[str], bool]:
+    """R's model.matrix of the fixed part with the contrasts in ``used``, aliased columns
+    dropped (with lme4's message) and lme4's checkScaleX: (X, names, dropped, scale warned)."""
+    X, names = fixed.model_matrix(raw.fixed_terms, raw.fixed_icpt, fvars, n, used)
+    X, names, dropped = fixed.drop_aliased(X, names)
+    if dropped:
+        k = len(dropped)
+        messages.append(
+            "fixed-effect model matrix is rank deficient so dropping "
+            + (f"{k} column / coefficient" if k == 1 else f"{k} columns / coefficients")
+            + f" ({', '.join(dropped)})"
+        )
+    scale_warned = fixed.check_scale_x(X)
+    if scale_warned:
+        messages.append("Some predictor variables are on very different scales: consider "
+                        "rescaling")
+    return X, names, dropped, scale_warned
 
 
 def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.ndarray | None,

@@ -14,6 +14,10 @@ class DataError(MixedrefError):
     """The data cannot be fitted as given (types, missing or infinite values, sizes)."""
 
 
+class ResponseError(DataError):
+    """The response cannot be modelled by the family (range, integer counts, weights)."""
+
+
 class MixedrefWarning(UserWarning):
     """Base class of mixedref's warnings: the fit goes on, as lme4's does, but something in the
     input deserves a look."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from mixedref.errors import MixedrefError
+from mixedref.errors import MixedrefError, ResponseError
 
 Array = np.ndarray
 
@@ -162,9 +162,62 @@ def _ig_aic(y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
     return float(sw * (np.log(dev / sw * 2.0 * np.pi) + 1.0) + 3.0 * np.sum(np.log(y) * wt) + 2.0)
 
 
+# ----------------------------------------------------------------- initialize, validate, simulate
+# R's family$initialize (the starting mean and its checks, as errors: R only warns about
+# non-integer counts) and simulate, one set per family.
+
+
+def _binom_start(y: Array, w: Array) -> Array:
+    return (w * y + 0.5) / (w + 1.0)
+
+
+def _binom_check(y: Array, w: Array, response: str) -> None:
+    if np.any((y < 0) | (y > 1)):
+        raise ResponseError(f"binomial response {response!r}: y values must be 0 <= y <= 1 "
+                            "(proportions, with the trials as weights, or 0/1, or "
+                            "cbind(successes, failures))")
+    m = w * y
+    if np.any(np.abs(m - np.round(m)) > 1e-3):
+        raise ResponseError(f"non-integer #successes in the binomial response {response!r}: "
+                            "weights * y must be whole numbers (give the trials as weights)")
+
+
+def _binom_draw(mu: Array, w: Array | None, sigma: float, rng: np.random.Generator) -> Array:
+    if w is None:
+        return rng.binomial(1, mu).astype(float)
+    trials = np.rint(w).astype(np.int64)[:, None]
+    return rng.binomial(trials, mu) / trials
+
+
+def _pois_check(y: Array, w: Array, response: str) -> None:
+    if np.any(y < 0):
+        raise ResponseError(f"negative values not allowed for the 'Poisson' family "
+                            f"(response {response!r})")
+    if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))):
+        raise ResponseError(f"non-integer counts in the Poisson response {response!r}")
+
+
+def _gamma_check(y: Array, w: Array, response: str) -> None:
+    if np.any(y <= 0):
+        raise ResponseError(f"non-positive values not allowed for the 'Gamma' family "
+                            f"(response {response!r})")
+
+
+def _gamma_draw(mu: Array, w: Array | None, sigma: float, rng: np.random.Generator) -> Array:
+    shape = 1.0 / sigma**2
+    return rng.gamma(shape, mu / shape)
+
+
+def _ig_check(y: Array, w: Array, response: str) -> None:
+    if np.any(y <= 0):
+        raise ResponseError(f"positive values only are allowed for the 'inverse.gaussian' "
+                            f"family (response {response!r})")
+
+
 @dataclass(frozen=True)
 class Family:
-    """An R family object: its name and link, and the functions glmer needs of it."""
+    """An R family object: its name and link, and the functions glmer needs of it, including
+    R's initialize (the starting mean, the response's checks) and simulate."""
 
     name: str
     link: str
@@ -178,22 +231,55 @@ class Family:
     valideta: Callable[[Array], bool]
     #: True when the family has a scale parameter that glmer estimates (Gamma, inverse Gaussian)
     has_scale: bool = False
+    #: True when the family takes a cbind(successes, failures) or factor response, the trials
+    #: travelling in the prior weights (binomial)
+    takes_trials: bool = False
+    _start: Callable[[Array, Array], Array] = lambda y, w: y.copy()
+    _check: Callable[[Array, Array, str], None] = lambda y, w, response: None
+    _draw: Callable[[Array, Array | None, float, np.random.Generator], Array] | None = None
+
+    def initialize(self, y: Array, w: Array) -> Array:
+        """R's family$initialize: the starting mean (mustart) for the response y and prior
+        weights w."""
+        return self._start(y, w)
+
+    def validate(self, y: Array, w: Array, response: str, counts: bool = False) -> None:
+        """R's family$initialize checks on the response (as errors naming ``response``); a
+        constant response is refused unless it came as counts (cbind)."""
+        self._check(y, w, response)
+        if np.ptp(y) == 0 and not counts:
+            raise ResponseError(f"response {response!r} is constant")
+
+    def simulate(self, mu: Array, w: Array | None, sigma: float, rng: np.random.Generator
+                 ) -> Array:
+        """Responses drawn from the family at the means ``mu`` (R's family$simulate): w the
+        prior weights (binomial: the trials), sigma the scale of families that have one."""
+        if self._draw is None:
+            raise MixedrefError(f"simulate does not know the family {self.name!r}")
+        return self._draw(mu, w, sigma, rng)
 
     def __repr__(self) -> str:
         return f"Family({self.name!r}, link={self.link!r})"
 
 
 _FAMILIES = {
-    # name: (default link, allowed links, variance, dev_resids, aic, validmu, has_scale)
+    # name: (default link, allowed links, variance, dev_resids, aic, validmu, has_scale,
+    #        takes_trials, initialize, validate, simulate)
     "binomial": ("logit", ("logit", "probit", "cauchit", "log", "cloglog"),
                  lambda mu: mu * (1.0 - mu), _binom_dev, _binom_aic,
-                 lambda mu: bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1))), False),
+                 lambda mu: bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1))), False,
+                 True, _binom_start, _binom_check, _binom_draw),
     "poisson": ("log", ("log", "identity", "sqrt"), lambda mu: mu, _pois_dev, _pois_aic,
-                lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), False),
+                lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), False,
+                False, lambda y, w: y + 0.1, _pois_check,
+                lambda mu, w, sigma, rng: rng.poisson(mu).astype(float)),
     "Gamma": ("inverse", ("inverse", "identity", "log"), lambda mu: mu * mu, _gamma_dev,
-              _gamma_aic, lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), True),
+              _gamma_aic, lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), True,
+              False, lambda y, w: y.copy(), _gamma_check, _gamma_draw),
     "inverse.gaussian": ("1/mu^2", ("1/mu^2", "inverse", "identity", "log"),
-                         lambda mu: mu ** 3, _ig_dev, _ig_aic, lambda mu: True, True),
+                         lambda mu: mu ** 3, _ig_dev, _ig_aic, lambda mu: True, True,
+                         False, lambda y, w: y.copy(), _ig_check,
+                         lambda mu, w, sigma, rng: rng.wald(mu, 1.0 / sigma**2)),
 }
 
 #: Spellings R accepts for the family argument as a string (glmer calls get(family)).
@@ -215,7 +301,8 @@ def make_family(name: str, link: str | None = None) -> Family:
             hint = f" (R spells it {low[name.lower()]!r})"
         raise FamilyError(f"unknown family {name!r}{hint}; glmer's families: "
                           f"{', '.join(_FAMILIES)}")
-    default, allowed, variance, dev, aic, validmu, has_scale = _FAMILIES[name]
+    (default, allowed, variance, dev, aic, validmu, has_scale, takes_trials, start, check,
+     draw) = _FAMILIES[name]
     link = default if link is None else link
     if link not in allowed:
         raise FamilyError(f"link {link!r} not available for {name} family; available links are "
@@ -223,7 +310,8 @@ def make_family(name: str, link: str | None = None) -> Family:
     lk = LINKS[link]
     return Family(name=name, link=link, linkfun=lk.linkfun, linkinv=lk.linkinv,
                   mu_eta=lk.mu_eta, variance=variance, dev_resids=dev, aic=aic,
-                  validmu=validmu, valideta=lk.valideta, has_scale=has_scale)
+                  validmu=validmu, valideta=lk.valideta, has_scale=has_scale,
+                  takes_trials=takes_trials, _start=start, _check=check, _draw=draw)
 
 
 def binomial(link: str = "logit") -> Family:

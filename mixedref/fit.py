@@ -8,7 +8,6 @@ on first access from one PLS solve at theta-hat, and cached.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -16,128 +15,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mixedref.basefit import (  # noqa: F401 - the table helpers, re-exported from their home
+    FitSummary,
+    MixedModelFit,
+    condvar_by_factor,
+    make_names,
+    make_unique,
+    ranef_sd_frames,
+    varcorr_frame,
+    varcorr_groups,
+    varcorr_rows,
+)
 from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.optimize import OptResult
 from mixedref.pls import PLSObjective, PLSSolution
 
 
-def make_unique(names: list[str]) -> list[str]:
-    """R's make.unique: later duplicates get ".1", ".2", ... (first occurrence unchanged)."""
-    seen: dict[str, int] = {}
-    taken = set(names)
-    out = []
-    for nm in names:
-        if nm not in seen:
-            seen[nm] = 0
-            out.append(nm)
-            continue
-        k = seen[nm]
-        while True:
-            k += 1
-            cand = f"{nm}.{k}"
-            if cand not in taken:
-                break
-        seen[nm] = k
-        taken.add(cand)
-        out.append(cand)
-    return out
-
-
-_R_RESERVED = frozenset(
-    "if else repeat while function for next break TRUE FALSE NULL Inf NaN NA NA_integer_ "
-    "NA_real_ NA_character_ NA_complex_ in".split())
-
-
-def make_names(names: Sequence[str]) -> list[str]:
-    """R's ``make.names(names, unique = TRUE)``: characters other than letters, digits, "." and
-    "_" become ".", an invalid start gets "X" prepended, reserved words get a trailing ".",
-    then :func:`make_unique`."""
-    out = []
-    for nm in names:
-        nm = re.sub(r"[^0-9A-Za-z._]", ".", nm)
-        if not nm or re.match(r"[0-9_]|\.[0-9]", nm):
-            nm = "X" + nm
-        out.append(nm + "." if nm in _R_RESERVED else nm)
-    return make_unique(out)
-
-
-def varcorr_groups(groups: Sequence[str]) -> list[str]:
-    """The group names lme4's VarCorr writes for the terms' grouping factors: unchanged when
-    all differ, else ``make.names(unique = TRUE)`` on all of them (a ``||`` term on
-    ``Wafer:Site`` gives ``Wafer.Site`` and ``Wafer.Site.1``)."""
-    groups = list(groups)
-    return groups if len(set(groups)) == len(groups) else make_names(groups)
-
-
-def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
-                  residual: bool = True) -> pd.DataFrame:
-    """R's as.data.frame(VarCorr(m)) of a fit: per term (lme4's names, :func:`varcorr_groups`) its
-    variances, then the covariances of the lower triangle in column-major order with their
-    correlations (NaN for zero standard deviations, as lme4), then the residual row."""
-    cols: dict[str, list[Any]] = {"grp": [], "var1": [], "var2": [], "vcov": [], "sdcor": []}
-
-    def row(*values: Any) -> None:
-        for col, v in zip(cols.values(), values, strict=True):
-            col.append(v)
-
-    s2 = sigma**2
-    pieces = np.split(np.asarray(theta, dtype=float),
-                      np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
-    for grp, t, th in zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True):
-        V = s2 * t.covariance(th)
-        sd = np.sqrt(np.diag(V))
-        for i, c in enumerate(t.columns):
-            row(grp, c, None, V[i, i], sd[i])
-        for j in range(t.q):
-            for i in range(j + 1, t.q):
-                denom = sd[i] * sd[j]
-                row(grp, t.columns[j], t.columns[i], V[i, j],
-                    V[i, j] / denom if denom > 0 else float("nan"))
-    if residual:
-        row("Residual", None, None, s2, sigma)
-    return pd.DataFrame(cols)
-
-
-def condvar_by_factor(terms: Sequence[Any], condvars: Sequence[np.ndarray]
-                      ) -> dict[str, np.ndarray]:
-    """Per grouping factor its conditional covariance blocks (levels, q, q); several terms on
-    one factor are joined block diagonally, side by side as in ranef."""
-    out: dict[str, np.ndarray] = {}
-    for t, cv in zip(terms, condvars, strict=True):
-        if t.group not in out:
-            out[t.group] = cv
-            continue
-        prev = out[t.group]
-        m, a, b = prev.shape[0], prev.shape[1], cv.shape[1]
-        joined = np.zeros((m, a + b, a + b))
-        joined[:, :a, :a] = prev
-        joined[:, a:, a:] = cv
-        out[t.group] = joined
-    return out
-
-
-def ranef_sd_frames(ranef: dict[str, pd.DataFrame], condvar: dict[str, np.ndarray]
-                    ) -> dict[str, pd.DataFrame]:
-    """Conditional standard deviations in ranef's shape (per factor: levels x columns), the
-    square roots of the conditional variances' diagonals (lme4's condsd)."""
-    out = {}
-    for grp, modes in ranef.items():
-        diag = np.diagonal(condvar[grp], axis1=1, axis2=2)
-        out[grp] = pd.DataFrame(np.sqrt(np.clip(diag, 0.0, None)), index=modes.index,
-                                columns=modes.columns)
-    return out
-
-
-class FitSummary(str):
-    """lme4's summary text: a str that displays as the text itself (as R prints a summary)."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-class LmerFit:
-    """The result of :func:`mixedref.lmer`: lme4's quantities, computed on demand."""
+class LmerFit(MixedModelFit):
+    """The result of :func:`mixedref.lmer`: lme4's quantities, computed on demand (what
+    it shares with GlmerFit in :class:`mixedref.basefit.MixedModelFit`)."""
 
     def __init__(self, model: ModelFrame, objective: PLSObjective, opt: OptResult,
                  seconds: float | None = None) -> None:
@@ -180,18 +77,6 @@ class LmerFit:
     def _condvar(self) -> tuple[np.ndarray, ...]:
         return self._objective.solve(self.theta, condvar=True).condvar
 
-    @property
-    def formula(self) -> str:
-        return self.model.formula
-
-    @property
-    def nobs(self) -> int:
-        return self.model.n
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        return self.model.ngroups
-
     @cached_property
     def sigma(self) -> float:
         return float(self._sol.sigma)
@@ -213,28 +98,10 @@ class LmerFit:
         V = self.sigma**2 * RXinv @ RXinv.T
         return pd.DataFrame(V, index=names, columns=names)
 
-    @cached_property
-    def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index,
-                         name="se")
-
-    @cached_property
-    def loglik(self) -> float:
-        """lme4's logLik: -objective/2 (the REML log-likelihood for REML fits)."""
-        return -0.5 * self.objective
-
     @property
     def df(self) -> int:
         """lme4's logLik df: fixed effects + theta + sigma."""
         return self.model.p + self.model.ntheta + 1
-
-    @cached_property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.df
-
-    @cached_property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.df
 
     @cached_property
     def _fitted_rows(self) -> np.ndarray:
@@ -277,49 +144,15 @@ class LmerFit:
         """y - fitted (lme4's default response residuals, unweighted; padded as ``fitted``)."""
         return self._padded(self._residual_rows)
 
-    @cached_property
-    def _ranef_terms(self) -> list[tuple[str, tuple[str, ...], np.ndarray, np.ndarray]]:
-        out, off = [], 0
-        for t in self.model.reterms:
-            bt = self._sol.b[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
-            out.append((t.group, t.columns, bt, np.asarray(t.levels)))
-            off += t.q * t.nlevels
-        return out
+    @property
+    def _modes(self) -> np.ndarray:
+        return self._sol.b
 
-    @cached_property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes b by grouping factor: rows = levels, columns = term columns
-        (terms on the same factor, as from ``||``, side by side as lme4 shows them)."""
-        out: dict[str, pd.DataFrame] = {}
-        for group, cols, bt, levels in self._ranef_terms:
-            df = pd.DataFrame(bt, index=pd.Index(levels, name=group), columns=list(cols))
-            out[group] = df if group not in out else pd.concat([out[group], df], axis=1)
-        return out
-
-    @cached_property
-    def ranef_condvar(self) -> dict[str, np.ndarray]:
-        """Conditional variances of b (lme4's condVar / postVar): per factor an array
-        (levels, q, q); for several terms on one factor, block diagonal over the terms."""
-        return condvar_by_factor(self.model.reterms, self._condvar)
-
-    @cached_property
-    def ranef_sd(self) -> dict[str, pd.DataFrame]:
-        """Conditional standard deviations of the modes, in ranef's shape (lme4's condsd of
-        as.data.frame(ranef(m, condVar = TRUE)))."""
-        return ranef_sd_frames(self.ranef, self.ranef_condvar)
-
-    @cached_property
-    def varcorr(self) -> pd.DataFrame:
-        """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor; Residual last."""
-        return varcorr_frame(self.model.reterms, self.theta, self.sigma)
+    @property
+    def _condvar_blocks(self) -> Sequence[np.ndarray]:
+        return self._condvar
 
     # -- after the fit -------------------------------------------------------------------
-    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
-                allow_new_levels: bool = False) -> np.ndarray:
-        """lme4's predict(m, newdata, re.form, allow.new.levels) (mixedref.predict)."""
-        from mixedref.predict import predict
-
-        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels)
 
     def confint(self, parm: str | Sequence[str] | None = None, *, method: str = "profile",
                 level: float = 0.95) -> pd.DataFrame:
@@ -338,14 +171,6 @@ class LmerFit:
 
         return profile(self, which, **options)
 
-    def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None,
-                 use_u: bool = False) -> pd.DataFrame:
-        """lme4's simulate(m, nsim, seed, use.u): responses from the fitted model, new random
-        effects unless ``use_u`` (mixedref.simulate; numpy's generator, not R's)."""
-        from mixedref.simulate import simulate
-
-        return simulate(self, nsim, seed=seed, use_u=use_u)
-
     def coef_table(self, ddf: str = "Satterthwaite") -> pd.DataFrame:
         """lmerTest's coefficient table (Estimate, Std. Error, df, t value, Pr(>|t|)) with
         Satterthwaite or Kenward-Roger degrees of freedom (mixedref.ddf)."""
@@ -362,12 +187,6 @@ class LmerFit:
         kind = "REML" if self.REML else "ML"
         return (f"<LmerFit {self.formula!r} {kind} objective={self.objective:.4f} "
                 f"nobs={self.nobs} theta={np.round(self.theta, 5).tolist()}>")
-
-
-
-
-
-
 
 
 def r_format(values: Sequence[float], digits: int = 4) -> list[str]:

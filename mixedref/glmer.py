@@ -12,9 +12,12 @@ optimization is lme4's two stages:
    from stage 1's estimate, with lme4's stage-2 initial steps (0.02 for theta, 0.2 SE for beta,
    SE capped at 10), then lme4's boundary check.
 
-Both stages use NLopt's BOBYQA (lme4's defaults are minqa's bobyqa, then Nelder-Mead). The
-Hessian of the stage-2 criterion by lme4's central differences (deriv12, step 1e-4) gives
-lme4's default ``vcov``; the R_X-based one is ``vcov_rx``.
+Both stages use lmer's optimizer pieces under lmer's one :class:`mixedref.control.Control`:
+NLopt's BOBYQA (:func:`mixedref.optimize.bobyqa_run`; lme4's defaults are minqa's bobyqa, then
+Nelder-Mead), lme4's check.boundary and checkConv (:mod:`mixedref.convergence`). The Hessian of
+the stage-2 criterion by lme4's central differences (deriv12, step 1e-4, in
+:func:`mixedref.convergence.derivatives`) gives lme4's default ``vcov``; the R_X-based one is
+``vcov_rx``. The fit log is ``optinfo`` (:class:`mixedref.optsummary.OptSummary`), as lmer's.
 
 :func:`glmer_devfun` is lme4's ``glmer(..., devFunOnly = TRUE)``: the criterion at any
 (theta, beta), for cross-evaluation.
@@ -26,7 +29,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
@@ -35,81 +38,31 @@ import pandas as pd
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-from mixedref.convergence import check
-from mixedref.design import ModelFrame, build_model
+from mixedref.basefit import FitSummary, MixedModelFit
+from mixedref.control import GLMER_STAGE1_STEP, Control
+from mixedref.convergence import check, derivatives, snap_to_boundary
+from mixedref.design import ModelFrame, ResponseRule, build_model
 from mixedref.errors import (
     ConvergenceWarning,
-    DataError,
     FormulaError,
     MixedrefError,
+    ResponseError,
     SingularFitWarning,
 )
 from mixedref.family import Family, FamilyError, get_family
-from mixedref.fit import FitSummary, condvar_by_factor, ranef_sd_frames, varcorr_frame
 from mixedref.fixed import evaluate
-from mixedref.formula import Call, deparse, parse_formula
-from mixedref.optimize import SINGULAR_TOL, bobyqa, is_singular, settings_from
-from mixedref.pirls import (
-    MAXIT,
-    GlmmObjective,
-    PIRLSError,
-    PirlsState,
-)
+from mixedref.formula import Call, Name, Node, deparse
+from mixedref.optimize import Penalized, bobyqa_run, is_singular
+from mixedref.optsummary import NLOPT_CODES, OptSummary
+from mixedref.pirls import GlmmObjective, PIRLSError, PirlsState
 
-__all__ = ["FamilyError", "GlmerControl", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
+__all__ = ["FamilyError", "GlmerFit", "ResponseError", "glmer", "glmer_devfun"]
 
 VectorArg = str | np.ndarray | Sequence[float] | None
 
-_Y = "glmerY__"
-_W = "glmerW__"
-
-
-class ResponseError(DataError):
-    """The response cannot be modelled by the family (range, integer counts, weights)."""
-
-
-@dataclass(frozen=True)
-class GlmerControl:
-    """glmer's settings; defaults are lme4 1.1-31's glmerControl() where lme4 has them."""
-
-    #: PIRLS stops when pdev changes by less than this, relative. lme4's tolPwrss is 1e-7
-    #: (TOL_PWRSS), which can stop well short of the mode: with 400 observation-level effects
-    #: (sim_glmm_olre) the criterion was left 0.026 high, a noisy function for the optimizer
-    #: and a fit 0.017 worse than lme4's. 1e-10 costs an iteration or two and gives the
-    #: Laplace criterion itself; pass lme4's value to reproduce its arithmetic.
-    tol_pwrss: float = 1e-10
-    maxit: int = MAXIT
-    nAGQ0initStep: bool = True  # noqa: N815 - lme4's name
-    boundary_tol: float = 1e-5
-    calc_derivs: bool = True
-    # NLopt BOBYQA stopping rules for both stages (as the project's lmer Control)
-    xtol_abs: float = 1e-8
-    ftol_abs: float = 1e-8
-    maxeval: int = 100_000
-    #: stage-1 initial step (minqa's rhobeg for a start of 1)
-    stage1_step: float = 0.2
-    start_theta: tuple[float, ...] | None = None
-    start_fixef: tuple[float, ...] | None = None
-
-    @classmethod
-    def from_any(cls, control: GlmerControl | Mapping[str, Any] | None) -> GlmerControl:
-        """A GlmerControl from None, a GlmerControl, or a mapping of its field names."""
-        return settings_from(cls, control)
 
 
 # --------------------------------------------------------------------------- the response
-
-
-def _split_formula(formula: str) -> tuple[str, str]:
-    depth = 0
-    for i, ch in enumerate(formula):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif ch == "~" and depth == 0:
-            return formula[:i], formula[i + 1:]
-    raise FormulaError(f"formula {formula!r} has no '~' (write it as 'response ~ terms')")
 
 
 def _numeric(raw: object, what: str) -> np.ndarray:
@@ -118,267 +71,124 @@ def _numeric(raw: object, what: str) -> np.ndarray:
     return np.asarray(raw, dtype=float)
 
 
-@dataclass
-class _Prepared:
-    formula: str  # the rewritten formula handed to build_model
-    response: str  # the response as written
-    data: pd.DataFrame
-    weights: str | None
-    counts: bool  # the response came as cbind() counts (trials travel in the weights)
+class _GlmerResponse:
+    """glmer's response rule for :func:`mixedref.design.build_model` (R's family initialize):
+    a factor's first level is failure, ``cbind(successes, failures)`` becomes proportions with
+    the trials joining the prior weights, then the family's checks on the rows kept."""
 
+    def __init__(self, family: Family) -> None:
+        self.family = family
+        self.name = ""  # the response as R deparses it
+        self.counts = False  # the response came as cbind() counts (trials in the weights)
 
-def _prepare(formula: str, data: pd.DataFrame, family: Family, weights: VectorArg) -> _Prepared:
-    """Rewrite the response as a numeric column (and the trials into the weights)."""
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    parsed = parse_formula(formula)
-    lhs_text, rhs_text = _split_formula(formula)
-    resp = parsed.response
-    assert resp is not None
-    cache: dict[str, Any] = {}
-    n = data.shape[0]
-    if weights is None:
-        w = np.ones(n)
-    elif isinstance(weights, str):
-        if weights not in data.columns:
-            raise FormulaError(f"weights column {weights!r} is not in the data")
-        w = _numeric(data[weights].to_numpy(), "weights")
-    else:
-        w = np.asarray(weights, dtype=float)
-        if w.shape != (n,):
-            raise DataError(f"weights must have one value per row of the data ({n}), got shape "
-                            f"{w.shape}")
-    if np.any(w[np.isfinite(w)] < 0):
-        raise ResponseError("negative weights not allowed")
-    counts = False
-    if isinstance(resp, Call) and resp.fn == "cbind":
-        if len(resp.args) != 2:
-            raise FormulaError(f"cbind() response needs two columns (successes, failures), got "
-                               f"{len(resp.args)}: {deparse(resp)}")
-        if family.name != "binomial":
-            raise ResponseError(f"a cbind(successes, failures) response needs the binomial "
-                                f"family, not {family.name}")
-        s = _numeric(evaluate(resp.args[0], data, cache), deparse(resp.args[0]))
-        f = _numeric(evaluate(resp.args[1], data, cache), deparse(resp.args[1]))
-        ok = np.isfinite(s) & np.isfinite(f)
-        if np.any((s[ok] < 0) | (f[ok] < 0)):
-            raise ResponseError(f"counts in {deparse(resp)} must be non-negative")
-        if np.any(np.abs(s[ok] - np.round(s[ok])) > 1e-3) or np.any(
-                np.abs(f[ok] - np.round(f[ok])) > 1e-3):
-            raise ResponseError(f"non-integer counts in a binomial response {deparse(resp)}")
-        tot = s + f
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(tot > 0, s / np.where(tot > 0, tot, 1.0), 0.0)
-        y[~ok] = np.nan
-        w = w * tot
-        counts = True
-    else:
+    def rule(self) -> ResponseRule:
+        return ResponseRule(read=self.read, check=self.check)
+
+    def read(self, resp: Node, data: pd.DataFrame, cache: dict[str, Any],
+             weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The response and the prior weights (times the trials of a cbind response) on every
+        row of the data, NaN where missing."""
+        family = self.family
+        self.name = resp.id if isinstance(resp, Name) else deparse(resp)
+        w = np.ones(data.shape[0]) if weights is None else np.asarray(weights, dtype=float)
+        if np.any(w[np.isfinite(w)] < 0):
+            raise ResponseError("negative weights not allowed")
+        if isinstance(resp, Call) and resp.fn == "cbind":
+            if len(resp.args) != 2:
+                raise FormulaError(f"cbind() response needs two columns (successes, failures), "
+                                   f"got {len(resp.args)}: {deparse(resp)}")
+            if not family.takes_trials:
+                raise ResponseError(f"a cbind(successes, failures) response needs the binomial "
+                                    f"family, not {family.name}")
+            s = _numeric(evaluate(resp.args[0], data, cache), deparse(resp.args[0]))
+            f = _numeric(evaluate(resp.args[1], data, cache), deparse(resp.args[1]))
+            ok = np.isfinite(s) & np.isfinite(f)
+            if np.any((s[ok] < 0) | (f[ok] < 0)):
+                raise ResponseError(f"counts in {deparse(resp)} must be non-negative")
+            if np.any(np.abs(s[ok] - np.round(s[ok])) > 1e-3) or np.any(
+                    np.abs(f[ok] - np.round(f[ok])) > 1e-3):
+                raise ResponseError(f"non-integer counts in a binomial response {deparse(resp)}")
+            tot = s + f
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y = np.where(tot > 0, s / np.where(tot > 0, tot, 1.0), 0.0)
+            y[~ok] = np.nan
+            self.counts = True
+            return y, w * tot
         raw = evaluate(resp, data, cache)
         if isinstance(raw, pd.Categorical):
-            if family.name != "binomial":
+            if not family.takes_trials:
                 raise ResponseError(f"response {deparse(resp)!r} is a factor: only the binomial "
                                     f"family takes one (got {family.name})")
             codes = raw.codes.astype(float)
-            y = np.where(codes < 0, np.nan, (codes > 0).astype(float))
-        else:
-            y = np.asarray(raw, dtype=float)
-            if y.dtype.kind == "b":
-                y = y.astype(float)
-    data2 = data.copy(deep=False)
-    for name in (_Y, _W):
-        if name in data2.columns:
-            raise DataError(f"data has a column named {name!r}, which glmer reserves")
-    data2[_Y] = y
-    data2[_W] = w
-    return _Prepared(formula=f"{_Y} ~{rhs_text}", response=lhs_text.strip(), data=data2,
-                     weights=_W, counts=counts)
+            return np.where(codes < 0, np.nan, (codes > 0).astype(float)), w
+        return np.asarray(raw, dtype=float), w
 
-
-def _check_response(family: Family, y: np.ndarray, w: np.ndarray, counts: bool,
-                    response: str) -> None:
-    """R's family initialize checks, as errors (R only warns about non-integer counts)."""
-    name = family.name
-    if name == "binomial":
-        if np.any((y < 0) | (y > 1)):
-            raise ResponseError(f"binomial response {response!r}: y values must be 0 <= y <= 1 "
-                                "(proportions, with the trials as weights, or 0/1, or "
-                                "cbind(successes, failures))")
-        m = w * y
-        if np.any(np.abs(m - np.round(m)) > 1e-3):
-            raise ResponseError(f"non-integer #successes in the binomial response {response!r}: "
-                                "weights * y must be whole numbers (give the trials as weights)")
-    elif name == "poisson":
-        if np.any(y < 0):
-            raise ResponseError(f"negative values not allowed for the 'Poisson' family "
-                                f"(response {response!r})")
-        if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))):
-            raise ResponseError(f"non-integer counts in the Poisson response {response!r}")
-    elif name == "Gamma":
-        if np.any(y <= 0):
-            raise ResponseError(f"non-positive values not allowed for the 'Gamma' family "
-                                f"(response {response!r})")
-    elif name == "inverse.gaussian":
-        if np.any(y <= 0):
-            raise ResponseError(f"positive values only are allowed for the 'inverse.gaussian' "
-                                f"family (response {response!r})")
-    if np.ptp(y) == 0 and not counts:
-        raise ResponseError(f"response {response!r} is constant")
-
-
-def _mustart(family: Family, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """R's family initialize: the starting mean."""
-    if family.name == "binomial":
-        return (w * y + 0.5) / (w + 1.0)
-    if family.name == "poisson":
-        return y + 0.1
-    return y.copy()
-
-
-_LMER_ONLY = ("number of levels of each grouping factor must be <",
-              "number of observations (=")
-
-
-def _build(prep: _Prepared, offset: VectorArg) -> ModelFrame:
-    """build_model with glmer's checks: build_model applies lmer's (a grouping factor with as
-    many levels as observations, as many random effects as observations, both refused), which
-    glmer allows; on those two errors the frame is built from the data stacked twice (every
-    matrix row-wise, level sets and rank unchanged) and cut back to the original rows."""
-    try:
-        return build_model(prep.formula, prep.data, weights=prep.weights, offset=offset)
-    except DataError as exc:
-        if not str(exc).startswith(_LMER_ONLY):
-            raise
-    d2 = pd.concat([prep.data, prep.data], ignore_index=True)
-    off2 = offset
-    if offset is not None and not isinstance(offset, str):
-        o = np.asarray(offset, dtype=float)
-        off2 = np.concatenate([o, o])
-    m2 = build_model(prep.formula, d2, weights=prep.weights, offset=off2)
-    n = m2.n // 2
-    terms = []
-    for t in m2.reterms:
-        terms.append(type(t)(t.group, t.columns, t.X[:n], t.codes[:n], t.levels))
-    for t in terms:
-        if t.nlevels > n:
-            raise DataError("number of levels of each grouping factor must be <= number of "
-                            f"observations (problems: {t.group})")
-    for t in terms:  # lme4's check.nobs.vs.nRE for glmer: per term, n < nlevels * q refused
-        if n < t.nlevels * t.q:
-            raise DataError(f"number of observations (={n}) < number of random effects "
-                            f"(={t.nlevels * t.q}) for term ({' + '.join(t.columns)} | "
-                            f"{t.group}); the random-effects parameters are probably "
-                            "unidentifiable")
-    return replace(m2, y=m2.y[:n], X=m2.X[:n], reterms=tuple(terms),
-                   weights=None if m2.weights is None else m2.weights[:n],
-                   offset=None if m2.offset is None else m2.offset[:n],
-                   n_dropped_na=m2.n_dropped_na // 2,
-                   row_index=prep.data.index if m2.row_index is None else
-                   prep.data.index[np.asarray(m2.row_index[:n])])
+    def check(self, y: np.ndarray, w: np.ndarray | None) -> None:
+        self.family.validate(y, np.ones(y.shape[0]) if w is None else w, self.name,
+                             counts=self.counts)
 
 
 def _objective(formula: str, data: pd.DataFrame, family: str | Family, link: str | None,
-               weights: VectorArg, offset: VectorArg, control: GlmerControl
+               weights: VectorArg, offset: VectorArg, control: Control
                ) -> tuple[ModelFrame, Family, GlmmObjective, str]:
     fam = get_family(family, link)
-    prep = _prepare(formula, data, fam, weights)
-    model = _build(prep, offset)
+    response = _GlmerResponse(fam)
+    model = build_model(formula, data, weights=weights, offset=offset, response=response.rule())
     y = np.asarray(model.y, dtype=float)
     w = np.ones(model.n) if model.weights is None else np.asarray(model.weights, dtype=float)
-    _check_response(fam, y, w, prep.counts, prep.response)
-    if fam.name == "binomial" and prep.counts:
+    if response.counts:  # cbind(): only the binomial takes it
         ntrials = w.copy()  # R: n = successes + failures; weights = prior weights * n
     else:
         ntrials = np.ones(model.n)
-    obj = GlmmObjective(model, fam, y, w, ntrials, model.offset, _mustart(fam, y, w),
-                        tol=control.tol_pwrss, maxit=control.maxit)
+    obj = GlmmObjective(model, fam, y, w, ntrials, model.offset, fam.initialize(y, w),
+                        tol=control.tol_pwrss, maxit=control.pirls_maxit)
     # lme4's mkGlmerDevfun: one PIRLS (beta inside) at the start theta from the family's start,
     # whose linear predictor is the restart point lp0 of every later evaluation
     obj.set_lp0(obj.pirls(model.theta_start.astype(float), None))
-    return model, fam, obj, prep.response
+    return model, fam, obj, model.response
 
 
 # --------------------------------------------------------------------------- optimizing
 
 
-def _bobyqa(fn, x0: np.ndarray, lower: np.ndarray, step: np.ndarray | float,
-            control: GlmerControl) -> tuple[np.ndarray, float, int, int]:
-    """BOBYQA (mixedref.optimize.bobyqa) from x0 with an initial step; returns (x, f, return
-    code, evaluations). A failed PIRLS or a non-finite criterion is given a value far above
-    the best so far, so BOBYQA's quadratic model stays finite (an inf would poison it)."""
-    best = [math.inf]
-
-    def safe(x: np.ndarray) -> float:
-        try:
-            val = float(fn(x))
-        except PIRLSError:
-            val = math.inf
-        if not math.isfinite(val):
-            val = 1e300 if not math.isfinite(best[0]) else best[0] + 1e10
-        best[0] = min(best[0], val)
-        return val
-
-    return bobyqa(safe, x0, lower, xtol_abs=control.xtol_abs, ftol_abs=control.ftol_abs,
-                  maxeval=control.maxeval, initial_step=step)
-
-
-def _check_boundary(fn, x: np.ndarray, fx: float, lower: np.ndarray, tol: float
-                    ) -> tuple[np.ndarray, float]:
-    """lme4's check.boundary: parameters within tol of their bound are set to it when that
-    does not raise the criterion."""
-    if tol <= 0:
-        return x, fx
-    near = np.isfinite(lower) & (x - lower > 0) & (x - lower < tol)
-    if np.any(near):
-        xt = x.copy()
-        xt[near] = lower[near]
-        ft = fn(xt)
-        if ft < fx:
-            return xt, ft
-    return x, fx
-
-
-def deriv12(fn, x: np.ndarray, fx: float, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """lme4's deriv12: central-difference gradient and Hessian with step delta."""
-    k = x.size
-    H = np.empty((k, k))
-    g = np.empty(k)
-    fp, fm = np.empty(k), np.empty(k)
-    for j in range(k):
-        xp, xm = x.copy(), x.copy()
-        xp[j] += delta
-        xm[j] -= delta
-        fp[j], fm[j] = fn(xp), fn(xm)
-        H[j, j] = (fp[j] - 2.0 * fx + fm[j]) / delta**2
-        g[j] = (fp[j] - fm[j]) / (2.0 * delta)
-        for i in range(j):
-            def at(si: float, sj: float, i: int = i, j: int = j) -> float:
-                xx = x.copy()
-                xx[i] += si * delta
-                xx[j] += sj * delta
-                return fn(xx)
-            H[i, j] = H[j, i] = (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1)) / (4 * delta**2)
-    return g, H
-
-
 @dataclass
 class _Stage:
+    """One BOBYQA stage of glmer: its estimate, criterion, NLopt code and evaluations, the
+    criterion at its start and how many evaluations failed (given a penalty instead)."""
+
     pars: np.ndarray
     fval: float
     code: int
     nfev: int
+    start: np.ndarray | None = None
+    finitial: float = float("nan")
+    nonfinite: int = 0
+
+
+def _bobyqa_stage(fn, x0: np.ndarray, lower: np.ndarray, ctrl: Control,
+                  step: np.ndarray | float, snap: bool) -> _Stage:
+    """BOBYQA (mixedref.optimize) on glmer's criterion with failed PIRLS penalized, then lme4's
+    check.boundary (mixedref.convergence) when ``snap``."""
+    safe = Penalized(fn, (PIRLSError,))
+    x, fx, code, nfev = bobyqa_run(safe, x0, lower, ctrl, initial_step=step)
+    if snap:
+        x, fx = snap_to_boundary(safe, x, fx, lower, ctrl.boundary_tol)
+    first = safe.first if safe.first is not None else float("nan")
+    return _Stage(x, fx, code, nfev, x0.copy(), first, safe.count)
 
 
 # --------------------------------------------------------------------------- the fit
 
 
-class GlmerFit:
-    """The result of :func:`glmer`: lme4's quantities for a glmerMod, computed on demand."""
+class GlmerFit(MixedModelFit):
+    """The result of :func:`glmer`: lme4's quantities for a glmerMod, computed on demand (what
+    it shares with LmerFit in :class:`mixedref.basefit.MixedModelFit`)."""
 
     def __init__(self, model: ModelFrame, family: Family, objective: GlmmObjective,
                  response: str, nAGQ: int, stage1: _Stage, stage2: _Stage | None,
                  state: PirlsState, criterion: float, hessian: np.ndarray | None,
-                 gradient: np.ndarray | None, messages: list[str], seconds: float | None
-                 ) -> None:
+                 gradient: np.ndarray | None, messages: list[str], seconds: float | None,
+                 optinfo: OptSummary | None = None) -> None:
         self.model = model
         self.family = family
         self._obj = objective
@@ -396,7 +206,8 @@ class GlmerFit:
         code = final.code
         self.optimizer_code = code
         self.converged: bool = not (code < 0 or code == 5)
-        self.singular: bool = is_singular(self.theta, model.theta_lower, SINGULAR_TOL)
+        self.singular: bool = is_singular(self.theta, model.theta_lower)
+        self.optinfo = optinfo  # the fit log (mixedref.optsummary.OptSummary), lme4's optinfo
         self.messages = list(messages)
         if not self.converged:
             self.messages.append(f"convergence code {code} from BOBYQA")
@@ -405,18 +216,6 @@ class GlmerFit:
         self.seconds = seconds
 
     # -- basic quantities --------------------------------------------------------------
-    @property
-    def formula(self) -> str:
-        return self.model.formula.replace(_Y, self.response, 1)
-
-    @property
-    def nobs(self) -> int:
-        return self.model.n
-
-    @property
-    def ngroups(self) -> dict[str, int]:
-        return self.model.ngroups
-
     @property
     def REML(self) -> bool:  # noqa: N802
         return False
@@ -479,11 +278,6 @@ class GlmerFit:
         return Vh
 
     @cached_property
-    def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index,
-                         name="se")
-
-    @cached_property
     def se_rx(self) -> pd.Series:
         return pd.Series(np.sqrt(np.diag(self.vcov_rx.to_numpy())), index=self.fixef.index,
                          name="se_rx")
@@ -494,21 +288,9 @@ class GlmerFit:
         return self.model.p + self.model.ntheta + int(self.family.has_scale)
 
     @cached_property
-    def loglik(self) -> float:
-        return -0.5 * self.objective
-
-    @cached_property
     def deviance(self) -> float:
         """lme4's deviance(m) for a GLMM: the sum of squared deviance residuals."""
         return float(np.sum(self._state.devres))
-
-    @cached_property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.df
-
-    @cached_property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + math.log(self.nobs) * self.df
 
     @property
     def df_resid(self) -> int:
@@ -552,69 +334,35 @@ class GlmerFit:
         return self.residuals_of("deviance")
 
     # -- random effects ----------------------------------------------------------------
-    def _term_blocks(self, vec: np.ndarray):
-        off, toff = 0, 0
-        for t in self.model.reterms:
-            T = t.template(self.theta[toff:toff + t.ntheta])
-            toff += t.ntheta
-            ut = vec[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
+    @cached_property
+    def _templates(self) -> list[np.ndarray]:
+        return [t.template(th) for t, th in zip(self.model.reterms, self.theta_by_term(),
+                                                strict=True)]
+
+    @cached_property
+    def _modes(self) -> np.ndarray:
+        """b = Lambda u, level-major per term (the modes u of PIRLS scaled by the templates)."""
+        parts, off = [], 0
+        for t, T in zip(self.model.reterms, self._templates, strict=True):
+            ut = self._state.u[off:off + t.q * t.nlevels].reshape(t.nlevels, t.q)
             off += t.q * t.nlevels
-            yield t, T, ut
+            parts.append((ut @ T.T).ravel())
+        return np.concatenate(parts)
 
     @cached_property
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes b = Lambda u by grouping factor (rows levels, columns terms)."""
-        out: dict[str, pd.DataFrame] = {}
-        for t, T, ut in self._term_blocks(self._state.u):
-            bt = ut @ T.T
-            df = pd.DataFrame(bt, index=pd.Index(t.levels, name=t.group), columns=list(t.columns))
-            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
-        return out
-
-    @cached_property
-    def ranef_condvar(self) -> dict[str, np.ndarray]:
-        """Conditional covariances of b (lme4's ranef(m, condVar = TRUE) "postVar"): per
-        grouping factor an array (levels, q, q), sigma^2 Lambda (L L')^-1 Lambda' blocks at the
-        final PIRLS weights; terms on one factor block diagonal, side by side as in ranef."""
+    def _condvar_blocks(self) -> list[np.ndarray]:
+        """sigma^2 Lambda (L L')^-1 Lambda' blocks per term at the final PIRLS weights (lme4's
+        ranef(m, condVar = TRUE) "postVar")."""
         blocks = self._obj.condvar_blocks(self._state)
         s2 = self.sigma**2
-        pieces = np.split(self.theta, np.cumsum([t.ntheta for t in self.model.reterms])[:-1])
-        cvs = []
-        for t, B, th in zip(self.model.reterms, blocks, pieces, strict=True):
-            T = t.template(th)
-            cvs.append(s2 * np.matmul(np.matmul(T, B), T.T))
-        return condvar_by_factor(self.model.reterms, cvs)
+        return [s2 * np.matmul(np.matmul(T, B), T.T)
+                for T, B in zip(self._templates, blocks, strict=True)]
 
-    @cached_property
-    def ranef_sd(self) -> dict[str, pd.DataFrame]:
-        """Conditional standard deviations of the modes, in ranef's shape (lme4's condsd)."""
-        return ranef_sd_frames(self.ranef, self.ranef_condvar)
-
-    @cached_property
-    def varcorr(self) -> pd.DataFrame:
-        """R's as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor (a Residual row only for
-        families with a scale, as lme4)."""
-        return varcorr_frame(self.model.reterms, self.theta, self.sigma,
-                             residual=self.family.has_scale)
+    @property
+    def _residual_row(self) -> bool:
+        return self.family.has_scale
 
     # -- after the fit -------------------------------------------------------------------
-    def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
-                allow_new_levels: bool = False, type: str = "link") -> np.ndarray:  # noqa: A002
-        """lme4's predict(m, newdata, re.form, allow.new.levels, type): "link" the linear
-        predictor, "response" its inverse link (mixedref.predict)."""
-        from mixedref.predict import predict
-
-        return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels,
-                       type=type)
-
-    def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None,
-                 use_u: bool = False) -> pd.DataFrame:
-        """lme4's simulate(m, nsim, seed, use.u): responses from the fitted model, new random
-        effects unless ``use_u`` (mixedref.simulate; numpy's generator, not R's)."""
-        from mixedref.simulate import simulate
-
-        return simulate(self, nsim, seed=seed, use_u=use_u)
-
     # -- reporting -----------------------------------------------------------------------
     @property
     def method(self) -> str:
@@ -725,31 +473,29 @@ class GlmerDevfun:
         return self.objective.agq(pars, self.nAGQ)
 
 
-def _stage1(obj: GlmmObjective, model: ModelFrame, ctrl: GlmerControl, nAGQ: int) -> _Stage:
+def _stage1(obj: GlmmObjective, model: ModelFrame, ctrl: Control, nAGQ: int) -> _Stage:
     """glmer's stage 1: theta alone under the nAGQ = 0 criterion (beta inside PIRLS)."""
     nth = obj.ntheta
     lower_t = model.theta_lower.astype(float)
-    th0 = (np.asarray(ctrl.start_theta, dtype=float) if ctrl.start_theta is not None
+    th0 = (np.asarray(ctrl.start, dtype=float) if ctrl.start is not None
            else model.theta_start.astype(float))
     if th0.shape != (nth,):
         raise MixedrefError(f"start theta must have {nth} elements, got {th0.size}")
     if np.all(th0 == 0):
         th0 = th0 + 1e-3
     if ctrl.nAGQ0initStep or nAGQ == 0:
-        x1, f1, c1, n1 = _bobyqa(obj.laplace_theta, th0, lower_t, ctrl.stage1_step, ctrl)
-        if nAGQ == 0:
-            x1, f1 = _check_boundary(obj.laplace_theta, x1, f1, lower_t, ctrl.boundary_tol)
-    else:
-        x1, f1, c1, n1 = th0, obj.laplace_theta(th0), 0, 1
-    return _Stage(x1, f1, c1, n1)
+        step = GLMER_STAGE1_STEP if ctrl.initial_step is None else ctrl.initial_step
+        return _bobyqa_stage(obj.laplace_theta, th0, lower_t, ctrl, step, snap=nAGQ == 0)
+    f0 = obj.laplace_theta(th0)
+    return _Stage(th0, f0, 0, 1, th0.copy(), f0)
 
 
 def glmer_devfun(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *,
                  link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
-                 offset: VectorArg = None, control: GlmerControl | Mapping[str, Any] | None = None
+                 offset: VectorArg = None, control: Control | Mapping[str, Any] | None = None
                  ) -> GlmerDevfun:
     """The criterion glmer optimizes, without optimizing (lme4's devFunOnly = TRUE)."""
-    ctrl = GlmerControl.from_any(control)
+    ctrl = Control.from_any(control)
     with threadpool_limits(limits=1, user_api="blas"):
         model, fam, obj, _ = _objective(formula, data, family, link, weights, offset, ctrl)
         nAGQ = _check_nagq(nAGQ, model)
@@ -761,7 +507,7 @@ def glmer_devfun(formula: str, data: pd.DataFrame, family: str | Family = "binom
 
 def glmer(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *,
           link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
-          offset: VectorArg = None, control: GlmerControl | Mapping[str, Any] | None = None
+          offset: VectorArg = None, control: Control | Mapping[str, Any] | None = None
           ) -> GlmerFit:
     """Fit a generalized linear mixed model by maximum likelihood as lme4's glmer.
 
@@ -781,9 +527,9 @@ def glmer(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *
 
 def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | None, nAGQ: int,
            weights: VectorArg, offset: VectorArg,
-           control: GlmerControl | Mapping[str, Any] | None) -> GlmerFit:
+           control: Control | Mapping[str, Any] | None) -> GlmerFit:
     t0 = time.perf_counter()
-    ctrl = GlmerControl.from_any(control)
+    ctrl = Control.from_any(control)
     model, fam, obj, response = _objective(formula, data, family, link, weights, offset, ctrl)
     nAGQ = _check_nagq(nAGQ, model)
     nth, p = obj.ntheta, model.p
@@ -794,11 +540,10 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
     x1 = stage1.pars
     st1 = obj.state(x1, None)
     if nAGQ == 0:
-        final = st1
-        crit = st1.laplace
-        fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, None, final, crit, None, None,
-                       messages, None)
-        fit.seconds = time.perf_counter() - t0
+        log = _optinfo(ctrl, stage1, None, st1.laplace, nth)
+        fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, None, st1, st1.laplace, None,
+                       None, messages, None, log)
+        fit.seconds = log.seconds = time.perf_counter() - t0
         return fit
 
     # stage 2: theta and beta under the Laplace / AGQ criterion
@@ -813,21 +558,26 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
     def f2(pars: np.ndarray) -> float:
         return obj.agq(pars, nAGQ)
 
-    x2, fx2, c2, n2 = _bobyqa(f2, x0, lower, step, ctrl)
-    x2, fx2 = _check_boundary(f2, x2, fx2, lower, ctrl.boundary_tol)
-    stage2 = _Stage(x2, fx2, c2, n2)
+    stage2 = _bobyqa_stage(f2, x0, lower, ctrl, step, snap=True)
+    x2 = stage2.pars
     grad = hess = None
     checks: list[str] = []
+    eigenvalues: list[float] | None = None
+    free = ~(np.isfinite(lower) & (x2 <= lower))
     if ctrl.calc_derivs:
-        grad, hess = deriv12(f2, x2, fx2)
+        # lme4's deriv12 over all of (theta, beta) (the Hessian gives vcov), then its checkConv
+        # on the parameters off their bounds (a variance at zero is excluded)
+        _, grad, hess = derivatives(f2, x2, lower, boundary=-np.inf)
         stage2.nfev += 1 + 2 * x2.size + 2 * x2.size * (x2.size - 1)
-        # lme4's checkConv on the parameters off their bounds (a variance at zero is excluded)
-        free = ~(np.isfinite(lower) & (x2 <= lower))
-        checks, _ = check(grad[free], hess[np.ix_(free, free)])
+        checks, eigenvalues = check(grad[free], hess[np.ix_(free, free)], ctrl.check_conv_grad,
+                                    ctrl.check_conv_hess)
     final = obj.state(x2[:nth], x2[nth:])
     crit = obj.agq_value(final, nAGQ)
+    log = _optinfo(ctrl, stage1, stage2, crit, nth)
+    log.checks, log.hessian_eigenvalues = checks, eigenvalues
+    log.gradient = None if grad is None else [float(g) for g in grad[free]]
     fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, stage2, final, crit, hess, grad,
-                   messages + checks, None)
+                   messages + checks, None, log)
     fit.converged = fit.converged and not checks
     for msg in checks:
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
@@ -835,5 +585,25 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
         warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
                       stacklevel=3)
     fit.seconds = time.perf_counter() - t0
+    log.seconds = fit.seconds
     return fit
 
+
+def _optinfo(ctrl: Control, stage1: _Stage, stage2: _Stage | None, crit: float, nth: int
+             ) -> OptSummary:
+    """The fit log of glmer (lme4's m@optinfo) from its last stage; stage 1, when stage 2
+    followed, is one line of ``strategies``."""
+    last = stage2 if stage2 is not None else stage1
+    start = np.asarray(last.start if last.start is not None else last.pars, dtype=float)
+    name, meaning = NLOPT_CODES.get(last.code, (str(last.code), "unknown code"))
+    log = OptSummary(optimizer="bobyqa", settings=asdict(ctrl), start=start[:nth].tolist(),
+                     finitial=float(last.finitial), theta=last.pars[:nth].tolist(),
+                     fmin=float(crit), nfev=stage1.nfev + (stage2.nfev if stage2 else 0),
+                     return_code=last.code, return_name=name, return_meaning=meaning,
+                     nonfinite=stage1.nonfinite + (stage2.nonfinite if stage2 else 0))
+    if stage2 is not None:
+        log.fixef_start = start[nth:].tolist()
+        log.fixef = stage2.pars[nth:].tolist()
+        log.strategies.append(f"stage 1 (theta alone, nAGQ = 0 criterion): {stage1.nfev} "
+                              f"evaluations to {stage1.fval:.10g}, NLopt code {stage1.code}")
+    return log

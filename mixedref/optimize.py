@@ -29,22 +29,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import nlopt
 import numpy as np
 from scipy.optimize import minimize
 
-from mixedref.convergence import GRAD_TOL, HESS_TOL, check, derivatives
+from mixedref.control import SINGULAR_TOL, Control
+from mixedref.convergence import check, derivatives, snap_to_boundary
 from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.objective import Objective
 from mixedref.optsummary import NLOPT_CODES, OptSummary
 from mixedref.strategies import Problem, reasons_to_rescue, rescue, theta_scales, worth_rescuing
-
-#: lme4's isSingular tolerance.
-SINGULAR_TOL = 1e-4
 
 #: ``method="auto"`` uses the gradient when the objective's dense block has at least this many
 #: rows (below it an evaluation is cheap and BOBYQA, lme4's own method, is kept).
@@ -75,52 +73,6 @@ CENTRING_MIN = 1.0
 FAR_THETA = 10.0
 
 _CODES = {code: name for code, (name, _) in NLOPT_CODES.items()}
-
-
-@dataclass(frozen=True)
-class Control:
-    """Optimizer settings; the defaults are lme4 1.1-31's (lmerControl() with nloptwrap)."""
-
-    xtol_abs: float = 1e-8
-    ftol_abs: float = 1e-8
-    xtol_rel: float = 0.0
-    ftol_rel: float = 0.0
-    maxeval: int = 100_000
-    initial_step: float | None = None  # None: NLopt's default, as nloptr's
-    start: tuple[float, ...] | None = None  # None: lme4's start
-    restart_edge: bool = True
-    boundary_tol: float = 1e-5
-    method: str = "auto"  # "auto", "bobyqa" (lme4's) or "lbfgsb" (needs the exact gradient)
-    calc_derivs: bool = True  # lme4's calc.derivs: gradient and Hessian checks at the end
-    rescue: bool = True  # where a check fails, continue with mixedref.strategies (not lme4's)
-    check_conv_grad: float = GRAD_TOL  # lmerControl's check.conv.grad tol (scaled gradient)
-    check_conv_hess: float = HESS_TOL  # check.conv.hess tol (negative or tiny eigenvalues)
-    check_conv_singular: float = SINGULAR_TOL  # check.conv.singular tol (isSingular)
-
-    @classmethod
-    def from_any(cls, control: Control | Mapping[str, Any] | None) -> Control:
-        """A Control from None, a Control, or a mapping of its field names."""
-        c = settings_from(cls, control)
-        if c.start is not None:
-            c = replace(c, start=tuple(float(v) for v in c.start))
-        return c
-
-
-def settings_from(cls: type, control: Any) -> Any:
-    """An instance of the settings dataclass ``cls`` from None (its defaults), an instance, or
-    a mapping of its field names (an unknown name is an error naming the known ones)."""
-    if control is None:
-        return cls()
-    if isinstance(control, cls):
-        return control
-    if isinstance(control, Mapping):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(control) - names)
-        if unknown:
-            raise MixedrefError(f"unknown control settings {unknown}; known: {sorted(names)}")
-        return replace(cls(), **dict(control))
-    raise MixedrefError(f"control must be None, a {cls.__name__} or a mapping, not "
-                        f"{type(control).__name__}")
 
 
 @dataclass
@@ -214,14 +166,48 @@ def bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
     return np.asarray(x, dtype=float), float(fx), int(code), count[0]
 
 
+def bobyqa_run(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
+               control: Control, initial_step: np.ndarray | float | None = None
+               ) -> tuple[np.ndarray, float, int, int]:
+    """One BOBYQA run under the control's stopping rules (lmer's and glmer's); ``initial_step``
+    overrides ``control.initial_step``. Returns (x, f, NLopt return code, evaluations)."""
+    step = control.initial_step if initial_step is None else initial_step
+    return bobyqa(fn, x0, lower, xtol_abs=control.xtol_abs, ftol_abs=control.ftol_abs,
+                  maxeval=control.maxeval, xtol_rel=control.xtol_rel,
+                  ftol_rel=control.ftol_rel, initial_step=step)
+
+
 def _bobyqa(fn: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray,
             control: Control) -> tuple[np.ndarray, float, int]:
     """One BOBYQA run under lmer's control settings; returns (x, f, NLopt return code)."""
-    x, fx, code, _ = bobyqa(fn, x0, lower, xtol_abs=control.xtol_abs,
-                            ftol_abs=control.ftol_abs, maxeval=control.maxeval,
-                            xtol_rel=control.xtol_rel, ftol_rel=control.ftol_rel,
-                            initial_step=control.initial_step)
+    x, fx, code, _ = bobyqa_run(fn, x0, lower, control)
     return x, fx, code
+
+
+class Penalized:
+    """A criterion made safe for BOBYQA: an evaluation raising one of ``failures`` or giving a
+    non-finite value returns a value far above the best so far (1e300 before any finite one), so
+    BOBYQA's quadratic model stays finite (an inf would poison it); ``count`` says how often.
+    ``first`` keeps the first value as evaluated (the start's criterion)."""
+
+    def __init__(self, fn: Callable[[np.ndarray], float],
+                 failures: tuple[type[Exception], ...] = ()) -> None:
+        self.fn, self.failures = fn, failures
+        self.best, self.count = math.inf, 0
+        self.first: float | None = None  # the first value returned (the start's criterion)
+
+    def __call__(self, x: np.ndarray) -> float:
+        try:
+            val = float(self.fn(x))
+        except self.failures:
+            val = math.inf
+        if self.first is None:
+            self.first = val
+        if not math.isfinite(val):
+            self.count += 1
+            val = 1e300 if not math.isfinite(self.best) else self.best + 1e10
+        self.best = min(self.best, val)
+        return val
 
 
 class _NoGradient(Exception):
@@ -410,7 +396,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             log.strategies.append(f"centred start won: {fx - f2:.3g} lower")
             x, fx, code, method = x2, f2, code2, "bobyqa+centred"
             name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
-    x, fx = _snap_to_boundary(counted, x, fx, lower, control)
+    x, fx = snap_to_boundary(counted, x, fx, lower, control.boundary_tol)
     conv = code if nlopt_ran and (code < 0 or code == 5) else 0
     _checks(fn, x, lower, control, log, derivs.get(x.tobytes()))
     reasons = reasons_to_rescue(log.checks, is_singular(x, lower, control.check_conv_singular),
@@ -484,25 +470,9 @@ def _rescue(problem: Problem, x: np.ndarray, fx: float, control: Control, reason
     steps = "; ".join(f"{name}: {gain:.3g}" for name, gain in res.steps)
     log.strategies.append(f"{res.winner} won: {res.gain:.3g} lower in all "
                           f"({', '.join(reasons)}; improvements: {steps})")
-    x, fx = _snap_to_boundary(counted, res.theta, res.fval, lower, control)
+    x, fx = snap_to_boundary(counted, res.theta, res.fval, lower, control.boundary_tol)
     _checks(problem.objective, x, lower, control, log)
     return x, fx, res.code
-
-
-def _snap_to_boundary(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
-                      lower: np.ndarray, control: Control) -> tuple[np.ndarray, float]:
-    """lme4's check.boundary: parameters within ``boundary_tol`` of their bound move onto it
-    where that does not raise the criterion."""
-    if control.boundary_tol > 0:
-        near = (x - lower > 0) & (x - lower < control.boundary_tol)
-        if np.any(near):
-            for i in np.flatnonzero(near):
-                xt = x.copy()
-                xt[i] = lower[i]
-                if fn(xt) < fx:
-                    x = xt
-            fx = fn(x)
-    return x, fx
 
 
 def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,

@@ -11,13 +11,18 @@ import numpy as np
 
 @dataclass
 class OptSummary:
-    """One fit's optimization, kept on LmerFit (``optinfo``) and in the harness record."""
+    """One fit's optimization, kept on LmerFit and GlmerFit (``optinfo``) and in the harness
+    record."""
 
     optimizer: str  # "bobyqa" (NLopt's LN_BOBYQA, lme4's nloptwrap) or "lbfgsb" (scipy), ...
     settings: dict[str, Any]  # the Control in force
     start: list[float]  # θ at the first evaluation
     finitial: float  # criterion at the start
     theta: list[float] = field(default_factory=list)  # θ at the end
+    # glmer's stage 2 optimizes θ and β together (lme4's optinfo$val is both): β's start and
+    # end; None for lmer, whose β is profiled out
+    fixef_start: list[float] | None = None
+    fixef: list[float] | None = None
     fmin: float = float("nan")  # criterion at the end
     nfev: int = 0
     return_code: int | None = None  # the optimizer's own code (NLopt's, or scipy's status)

@@ -38,9 +38,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg.lapack import dposv, dpotrf, dtrtrs
 
-from mixedref.design import ModelFrame, theta_positions
+from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.family import Family
+from mixedref.reterm import split_theta, z_columns
 
 #: Largest number of random effects factored as a dense matrix.
 DENSE_MAX = 3000
@@ -100,12 +101,8 @@ class GlmmObjective:
         self.theta_sizes = [t.ntheta for t in terms]
         self.ntheta = int(sum(self.theta_sizes))
         # columns of Z Lambda's non-zeros per row: for term k, q_k of them at its level's block
-        cols, off = [], 0
-        for t in terms:
-            cols.append(off + t.codes[:, None] * t.q + np.arange(t.q)[None, :])
-            off += t.q * t.nlevels
-        self.nre = off
-        self.cols = np.ascontiguousarray(np.hstack(cols).astype(np.int64))  # n x K
+        self.nre = sum(t.q * t.nlevels for t in terms)
+        self.cols = z_columns(terms)  # n x K
         K = self.cols.shape[1]
         self.K = K
         t1 = terms[0]
@@ -167,7 +164,6 @@ class GlmmObjective:
             dev0 = family.dev_resids(self.y, self.mustart, self.wt)
             self._aic_offset = (family.aic(self.y, self.ntrials, self.mustart, self.wt,
                                            float(np.sum(dev0))) - float(np.sum(dev0)))
-        self._tri = [theta_positions(t.q) for t in terms]
 
     # -- Z Lambda ----------------------------------------------------------------------
     def zlambda(self, theta: np.ndarray) -> np.ndarray:
@@ -175,13 +171,9 @@ class GlmmObjective:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
-        parts, off = [], 0
-        for t, (rows, cols) in zip(self.terms, self._tri, strict=True):
-            T = np.zeros((t.q, t.q))
-            T[rows, cols] = theta[off:off + t.ntheta]
-            off += t.ntheta
-            parts.append(np.asarray(t.X, dtype=float) @ T)
-        return np.hstack(parts)
+        return np.hstack([np.asarray(t.X, dtype=float) @ t.template(th)
+                          for t, th in zip(self.terms, split_theta(theta, self.terms),
+                                           strict=True)])
 
     def _zlu(self, V: np.ndarray, u: np.ndarray) -> np.ndarray:
         return np.einsum("nk,nk->n", V, u[self.cols])

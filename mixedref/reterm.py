@@ -171,3 +171,15 @@ def term_z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> sp.csc_matrix:
     start = np.cumsum(counts) - counts
     rows = order[start[level] + (np.arange(col.size) - indptr[col])]
     return sp.csc_matrix((X[rows, a], rows, indptr), shape=(n, m * q))
+
+
+def z_columns(terms: Sequence[ReTerm]) -> np.ndarray:
+    """Z's layout row by row for the terms stacked (n x sum of q): the column of each of a row's
+    non-zeros, term after term, level-major within a term as :func:`term_z` and lme4's Zt
+    rows (term k's value a of the row's level l sits at the term's offset + l q + a)."""
+    cols, off = [], 0
+    for t in terms:
+        cols.append(off + np.asarray(t.codes, dtype=np.int64)[:, None] * t.q
+                    + np.arange(t.q)[None, :])
+        off += t.q * t.nlevels
+    return np.ascontiguousarray(np.hstack(cols))

@@ -35,7 +35,7 @@ def simulate(fit: Any, nsim: int = 1, seed: int | np.random.Generator | None = N
         scale = fit.sigma if weights is None else fit.sigma / np.sqrt(weights)[:, None]
         y = eta + scale * rng.standard_normal(eta.shape)
     else:
-        y = _draw(family, family.linkinv(eta), weights, fit.sigma, rng)
+        y = family.simulate(family.linkinv(eta), weights, fit.sigma, rng)
     return pd.DataFrame(y, columns=[f"sim_{i + 1}" for i in range(nsim)])
 
 
@@ -55,21 +55,3 @@ def _linear_predictor(fit: Any, nsim: int, rng: np.random.Generator, use_u: bool
         b = rng.standard_normal((nsim, term.nlevels, term.q)) @ T.T
         eta += np.einsum("nq,snq->ns", term.X, b[:, term.codes, :])
     return eta
-
-
-def _draw(family: Any, mu: np.ndarray, weights: np.ndarray | None, sigma: float,
-          rng: np.random.Generator) -> np.ndarray:
-    """Responses from the GLMM family at the means ``mu`` (n x nsim)."""
-    if family.name == "binomial":
-        if weights is None:
-            return rng.binomial(1, mu).astype(float)
-        trials = np.rint(weights).astype(np.int64)[:, None]
-        return rng.binomial(trials, mu) / trials
-    if family.name == "poisson":
-        return rng.poisson(mu).astype(float)
-    if family.name == "Gamma":
-        shape = 1.0 / sigma**2
-        return rng.gamma(shape, mu / shape)
-    if family.name == "inverse.gaussian":
-        return rng.wald(mu, 1.0 / sigma**2)
-    raise MixedrefError(f"simulate does not know the family {family.name!r}")

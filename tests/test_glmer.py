@@ -89,7 +89,7 @@ def _check(rows: list[tuple[str, float, float, float]]) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_criterion_at_lme4_points(case: str) -> None:
     """glmer's criterion at given (theta, beta), against lme4's devfun at the same points and
-    lme4's PIRLS tolerance (mixedref's default is tighter: see GlmerControl.tol_pwrss)."""
+    lme4's PIRLS tolerance (mixedref's default is tighter: see mixedref.control.GLMER_TOL_PWRSS)."""
     ref = _ref(case)
     f = glmer_devfun(ref["formula"], _data(ref), ref["family"], link=ref["link"],
                      nAGQ=ref["nAGQ"], control={"tol_pwrss": ref["devfun"]["tol_pwrss"]})
@@ -399,3 +399,110 @@ def test_convergence_checks_warn_as_lme4_and_mark_the_fit() -> None:
     assert not early.converged
     assert any("failed to converge" in m for m in early.messages)
     assert _fit("cbpp_logit").converged
+
+
+def test_the_model_is_built_from_the_formula_as_written(cbpp: pd.DataFrame) -> None:
+    """build_model takes glmer's response rule: the formula is not rewritten (no reserved
+    column; a column named as the old rewrite's is an ordinary variable), the response keeps
+    its name, and the trials join the prior weights."""
+    d = cbpp.copy()
+    d["glmerY__"] = np.arange(len(d)) % 3  # glmer used to reserve this name
+    fit = glmer(CBPP.replace("period", "period + glmerY__"), d, "binomial")
+    assert fit.model.formula == fit.formula == CBPP.replace("period", "period + glmerY__")
+    assert fit.model.response == "cbind(incidence, size - incidence)"
+    np.testing.assert_array_equal(fit.model.weights, d["size"].to_numpy(dtype=float))
+
+
+def test_glmer_sizes_allow_one_level_per_observation(cbpp: pd.DataFrame) -> None:
+    """lme4's glmer checks, not lmer's: a grouping factor with as many levels as observations
+    (an observation-level random effect) is refused by lmer's rule and built under glmer's,
+    from the data as given (the frame has the data's rows, not a doubled copy)."""
+    from mixedref.design import build_model
+    from mixedref.glmer import _GlmerResponse
+
+    d = cbpp.copy()
+    d["obs"] = pd.Categorical([str(i) for i in range(len(d))])
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | obs)"
+    with pytest.raises(DataError, match="must be < number of observations"):
+        build_model("incidence ~ period + (1 | herd) + (1 | obs)", d)
+    model = build_model(formula, d, response=_GlmerResponse(binomial()).rule())
+    assert model.n == len(d) and model.ngroups["obs"] == len(d)
+    assert list(model.row_index) == list(d.index)
+    fit = glmer(formula, d, "binomial")
+    assert fit.nobs == len(d) and fit.ngroups["obs"] == len(d)
+
+
+def test_the_family_owns_initialize_validate_and_simulate() -> None:
+    """R's family objects: initialize's mustart (binomial (w y + 1/2) / (w + 1), Poisson
+    y + 0.1, Gamma y: stats::binomial()$initialize and friends), its response checks as
+    errors naming the response, and simulate's draws (Poisson: mean = variance = mu)."""
+    from mixedref.family import Gamma, poisson
+
+    y, w = np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 4.0])
+    np.testing.assert_allclose(binomial().initialize(y, w), (w * y + 0.5) / (w + 1.0))
+    np.testing.assert_allclose(poisson().initialize(np.array([0.0, 3.0]), np.ones(2)),
+                               [0.1, 3.1])
+    np.testing.assert_allclose(Gamma().initialize(np.array([0.5, 2.0]), np.ones(2)), [0.5, 2.0])
+    with pytest.raises(ResponseError, match="'y'.*0 <= y <= 1"):
+        binomial().validate(np.array([0.0, 1.5]), np.ones(2), "y")
+    with pytest.raises(ResponseError, match="non-integer counts in the Poisson response 'n'"):
+        poisson().validate(np.array([0.0, 1.5]), np.ones(2), "n")
+    with pytest.raises(ResponseError, match="response 'y' is constant"):
+        Gamma().validate(np.array([2.0, 2.0]), np.ones(2), "y")
+    binomial().validate(np.array([0.5, 0.5]), np.full(2, 2.0), "y", counts=True)  # cbind: fine
+    draws = poisson().simulate(np.full((40_000, 1), 3.0), None, 1.0, np.random.default_rng(1))
+    assert draws.mean() == pytest.approx(3.0, abs=0.05)  # sd of the mean 0.009
+    assert draws.var() == pytest.approx(3.0, abs=0.15)
+
+
+def test_lmer_and_glmer_fits_share_one_base() -> None:
+    """One fitted-model base: both fits are MixedModelFit, their VarCorr rows come from the one
+    builder (mixedref.basefit.varcorr_rows, which the harness record uses too) and θ is cut by
+    reterm.split_theta."""
+    from harness import record
+    from mixedref.basefit import MixedModelFit, varcorr_groups
+    from mixedref.reterm import split_theta
+
+    sleep = load_dataset("sleepstudy")
+    lmm = mixedref.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    glmm = _fit("cbpp_logit")
+    for fit in (lmm, glmm):
+        assert isinstance(fit, MixedModelFit) and fit.optinfo is not None
+        terms = fit.model.reterms
+        pieces = split_theta(fit.theta, terms)
+        assert all(np.array_equal(a, b) for a, b in zip(fit.theta_by_term(), pieces,
+                                                        strict=True))
+        covs = [(g, t.columns, fit.sigma**2 * t.covariance(th)) for g, t, th in
+                zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True)]
+        rows = record.varcorr_rows(covs, fit.sigma)
+        if not fit._residual_row:
+            rows = rows[:-1]
+        want = fit.varcorr.astype(object).where(fit.varcorr.notna(), None)
+        assert rows == want.to_dict("records")
+
+
+def test_pirls_takes_zs_layout_from_reterm() -> None:
+    """PIRLS's row-wise layout of Z Lambda (reterm.z_columns) is the terms' own Z (ReTerm.Z,
+    lme4's level-major columns) stacked: each row's non-zeros sit at those columns with those
+    values, and Z Lambda's values are the terms' X times their templates."""
+    import scipy.sparse as sp
+
+    from mixedref.reterm import split_theta, z_columns
+
+    ref = _ref("grouseticks")
+    obj = glmer_devfun(ref["formula"], _data(ref), "poisson").objective
+    terms = obj.model.reterms
+    Z = sp.hstack([t.Z for t in terms]).tocsr()
+    cols = z_columns(terms)
+    X = np.hstack([np.asarray(t.X, dtype=float) for t in terms])
+    dense = np.zeros(Z.shape)
+    np.put_along_axis(dense, cols, X, axis=1)
+    np.testing.assert_array_equal(dense, Z.toarray())
+    assert np.array_equal(obj.cols, cols)
+    theta = np.asarray(ref["theta"])
+    ZL = Z.toarray() @ sp.block_diag([sp.kron(sp.identity(t.nlevels), t.template(th))
+                                      for t, th in zip(terms, split_theta(theta, terms),
+                                                       strict=True)]).toarray()
+    got = np.zeros(Z.shape)
+    np.put_along_axis(got, cols, obj.zlambda(theta), axis=1)
+    np.testing.assert_allclose(got, ZL, rtol=1e-14, atol=1e-14)

@@ -99,3 +99,54 @@ def test_a_singular_fit_warns_with_lme4s_text(case_id: str) -> None:
         mixedref.lmer(case.formula, load_data(case), REML=case.REML)
     singular = [str(w.message) for w in caught if w.category is SingularFitWarning]
     assert singular == _lme4(case_id)["messages"]
+
+
+def test_a_glmer_fit_keeps_the_same_log_as_lmer() -> None:
+    """GlmerFit.optinfo is lmer's OptSummary (lme4's m@optinfo for a glmerMod): stage 2's start
+    in θ and β, its criterion there as glmer's own devfun gives it, the end at the fit's
+    estimate, every evaluation of both stages counted, lme4's checks (lme4's cbpp fit converges
+    without messages: tests/references/glmer/cbpp_logit.json), settings from the one Control."""
+    from dataclasses import asdict
+
+    from harness.datasets import load_dataset
+    from mixedref.control import Control
+    from mixedref.glmer import glmer_devfun
+
+    data = load_dataset("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    fit = mixedref.glmer(formula, data, "binomial")
+    log = fit.optinfo
+    assert type(log).__name__ == "OptSummary" and log.optimizer == "bobyqa"
+    assert log.settings == asdict(Control())
+    start = np.array(log.start + log.fixef_start)
+    assert log.finitial == pytest.approx(glmer_devfun(formula, data, "binomial")(start),
+                                         rel=1e-12)
+    assert log.theta == fit.theta.tolist() and log.fixef == fit.fixef.tolist()
+    assert log.fmin == pytest.approx(fit.objective, rel=1e-12) and log.nfev == fit.nfev
+    assert log.return_name in ("NLOPT_FTOL_REACHED", "NLOPT_XTOL_REACHED")
+    assert log.checks == [] and min(log.hessian_eigenvalues) > 0
+    assert max(abs(g) for g in log.gradient) < 2e-3
+    assert log.strategies[0].startswith("stage 1 (theta alone")
+    assert log.to_dict()["fixef"] == fit.fixef.tolist()
+    fast = mixedref.glmer(formula, data, "binomial", nAGQ=0)
+    assert fast.optinfo.theta == fast.theta.tolist() and fast.optinfo.fixef is None
+    assert fast.optinfo.fmin == pytest.approx(fast.objective, rel=1e-12)
+
+
+def test_lmer_and_glmer_take_one_control() -> None:
+    """One Control: the same class (or mapping of its names) configures both fitters, and a
+    name neither knows is an error naming the known ones."""
+    from harness.datasets import load_dataset
+    from mixedref.control import Control
+    from mixedref.errors import MixedrefError
+
+    ctrl = Control(tol_pwrss=1e-7, maxeval=1000)
+    sleep = load_dataset("sleepstudy")
+    assert mixedref.lmer("Reaction ~ Days + (Days | Subject)", sleep, control=ctrl).converged
+    cbpp = load_dataset("cbpp")
+    fit = mixedref.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                         "binomial", control=ctrl)
+    assert fit.optinfo.settings["tol_pwrss"] == 1e-7 and fit.converged
+    with pytest.raises(MixedrefError, match="unknown control settings.*tol_pwrss"):
+        mixedref.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       "binomial", control={"stage_one_step": 0.1})
