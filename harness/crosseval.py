@@ -4,31 +4,32 @@ Implementations disagree; the question a maintainer asks is *who is right*. Beca
 profiled out, an estimate is determined by θ, so each record's variance components are turned
 back into θ (Σ_k/σ² -> lower Cholesky factor -> lme4's column-major lower triangle) and the
 profiled criterion (deviance or REML criterion) is evaluated at every θ by mixedref's objective
-and, where R is available, by lme4's own devfun (``second``: harness.judge, in the R worker
-lane). The ranking uses lme4's devfun when it evaluated every estimate, else mixedref's, and
-says which; where the two objectives differ at one θ the case is inconclusive and says so. The
-estimate with the lowest criterion is the better optimum; every other estimate's gap to it is
-reported, and a candidate beating lme4 by more than the tolerance is said to be a finding about
-lme4 (tolerance policy, principle 3).
+and, where R is available, by lme4's own devfun (``second``: harness.judge.lme4_objective_at,
+in the R worker lane). The objectives and the reading of θ from a record are the judge's
+(harness.judge, harness.judge.theta); this module ranks what they give. The ranking uses
+lme4's devfun when it evaluated every estimate, else mixedref's, and says which; where the two
+objectives differ at one θ the case is inconclusive and says so. The estimate with the lowest
+criterion is the better optimum; every other estimate's gap to it is reported, and a candidate
+beating lme4 by more than the tolerance is said to be a finding about lme4 (tolerance policy,
+principle 3).
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from harness.errors import JudgeError
+from harness.judge import layout_from_model, objective_for
+from harness.judge.theta import TermLayout, layout_from_varcorr, theta_from_varcorr
 from harness.tolerance import DEFAULT
-from mixedref.design import build_model
-from mixedref.reterm import TermShape
 
 Objective = Callable[[np.ndarray], float]
-ObjectiveFactory = Callable[[str, Any, bool], Objective]
+ObjectiveFactory = Callable[[str, Any, bool], Objective]  # harness.judge.objective_for
 #: many θ -> lme4's criterion at each (None where lme4 refuses one); raises when unavailable
 SecondObjective = Callable[[list[list[float]]], list[float | None]]
 
@@ -39,139 +40,6 @@ def gap_tolerance(objective: float) -> float:
     objective allowance (harness/tolerance.py), so a "better optimum" here is exactly what
     the comparison calls candidate-better."""
     return DEFAULT.objective_allowed(objective)
-
-
-#: One random-effects term as θ sees it (grouping factor, columns) with its θ ↔ Λ mapping:
-#: the term's own definition in mixedref.reterm, used here as the judge's.
-TermLayout = TermShape
-
-
-def layout_from_model(formula: str, data: Any) -> list[TermLayout]:
-    """The terms in lme4's order, as mixedref's model builder expands the formula."""
-    frame = build_model(formula, data)
-    return [TermLayout(t.group, tuple(t.columns)) for t in frame.reterms]
-
-
-def layout_from_varcorr(varcorr: Sequence[Mapping[str, Any]]) -> list[TermLayout]:
-    """The terms as a varcorr table lists them (lme4 lists terms in its θ order).
-
-    Used when the model builder cannot expand the formula; ``Subject.1`` (a ``||`` split) is
-    reported under its grouping factor ``Subject``.
-    """
-    terms: dict[str, list[str]] = {}
-    for row in varcorr:
-        grp = str(row["grp"])
-        if grp == "Residual":
-            continue
-        if row.get("var2") is None:
-            terms.setdefault(grp, []).append(str(row["var1"]))
-    return [TermLayout(_base_group(g, terms), tuple(cols)) for g, cols in terms.items()]
-
-
-def _base_group(name: str, known: Iterable[str]) -> str:
-    m = re.fullmatch(r"(.+)\.(\d+)", name)
-    return m.group(1) if m and m.group(1) in known else name
-
-
-def sigma_of(record: Mapping[str, Any]) -> float | None:
-    """σ from the Residual row of varcorr, else the record's sigma."""
-    for row in record.get("varcorr") or []:
-        if row.get("grp") == "Residual" and row.get("sdcor") is not None:
-            return float(row["sdcor"])
-        if row.get("grp") == "Residual" and row.get("vcov") is not None:
-            return math.sqrt(float(row["vcov"]))
-    s = record.get("sigma")
-    return None if s is None else float(s)
-
-
-def _groups_of_varcorr(varcorr: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping]]:
-    out: dict[str, list[Mapping]] = {}
-    for row in varcorr:
-        if row.get("grp") != "Residual":
-            out.setdefault(str(row["grp"]), []).append(row)
-    return out
-
-
-def _match_groups(layout: Sequence[TermLayout],
-                  groups: Mapping[str, list[Mapping]]) -> list[str]:
-    """For each term, the varcorr grp naming it: same factor (``g`` or ``g.k``) and same
-    columns; among several such, the first unused in order."""
-    used: set[str] = set()
-    names = []
-    for term in layout:
-        pattern = re.compile(re.escape(term.group) + r"(\.\d+)?")
-        candidates = [g for g in groups if pattern.fullmatch(g) and g not in used]
-        if not candidates:
-            raise JudgeError(
-                f"varcorr has no rows for random-effects term ({' + '.join(term.columns)} | "
-                f"{term.group}); groups present: {sorted(groups)}")
-        same_cols = [g for g in candidates
-                     if {r["var1"] for r in groups[g] if r.get("var2") is None}
-                     == set(term.columns)]
-        if not same_cols:
-            cols = {g: sorted({r["var1"] for r in groups[g] if r.get("var2") is None})
-                    for g in candidates}
-            raise JudgeError(
-                f"varcorr rows for group {term.group!r} have columns {cols}, the model's term "
-                f"has {list(term.columns)}")
-        used.add(same_cols[0])
-        names.append(same_cols[0])
-    return names
-
-
-def covariance_block(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> np.ndarray:
-    """Σ_k (q x q) from one group's varcorr rows: variances on the diagonal, covariances (or
-    correlations times standard deviations when only sdcor is given) off it."""
-    idx = {c: i for i, c in enumerate(columns)}
-    q = len(columns)
-    S = np.zeros((q, q))
-    sd = np.zeros(q)
-    for r in rows:
-        if r.get("var2") is None:
-            i = idx[r["var1"]]
-            v = r.get("vcov")
-            v = float(r["sdcor"]) ** 2 if v is None else float(v)
-            S[i, i] = max(v, 0.0)
-            sd[i] = math.sqrt(S[i, i])
-    for r in rows:
-        if r.get("var2") is not None:
-            i, j = idx[r["var1"]], idx[r["var2"]]
-            if r.get("vcov") is not None:
-                c = float(r["vcov"])
-            else:
-                c = float(r["sdcor"]) * sd[i] * sd[j]
-            S[i, j] = S[j, i] = c
-    return S
-
-
-def theta_from_varcorr(record: Mapping[str, Any], layout: Sequence[TermLayout]) -> np.ndarray:
-    """θ in lme4's order from a record's varcorr rows and σ (see module docstring)."""
-    sigma = sigma_of(record)
-    if sigma is None or sigma <= 0:
-        raise JudgeError(f"record of {record.get('impl')!r} has no positive residual "
-                            f"standard deviation (sigma={sigma})")
-    groups = _groups_of_varcorr(record.get("varcorr") or [])
-    names = _match_groups(layout, groups)
-    parts = []
-    for term, g in zip(layout, names, strict=True):
-        parts.append(term.theta_from_covariance(
-            covariance_block(groups[g], term.columns) / sigma**2))
-    return np.concatenate(parts) if parts else np.zeros(0)
-
-
-def objective_for(formula: str, data: Any, REML: bool) -> Objective:
-    """mixedref's profiled objective at θ: lme4's deviance (ML) or REML criterion
-    (``mixedref.devfun``, else the PLS engine on mixedref's model frame)."""
-    try:
-        from mixedref.modular import devfun
-    except ImportError:
-        from mixedref.design import build_model
-        from mixedref.pls import PLSObjective
-
-        f = PLSObjective(build_model(formula, data), REML)
-    else:
-        f = devfun(formula, data, REML)
-    return lambda theta: float(f(np.asarray(theta, dtype=float)))
 
 
 @dataclass
@@ -422,17 +290,3 @@ def allfit_second_opinion(case: Any, data: Any) -> dict[str, Any]:
     out = isolation.call("R", "harness.crosseval:allfit_in_r", str(case.formula),
                          bool(case.REML), data, timeout=ALLFIT_TIMEOUT)
     return out.value if out.error is None else {"error": out.error}
-
-
-def lme4_objective_at(case: Any, data: Any,
-                      thetas: Sequence[Sequence[float]]) -> list[float | None]:
-    """lme4's own profiled criterion at each θ (r_scripts/judge.R), evaluated in the R worker
-    lane within the case's time limit (``data`` None: the case's dataset). Raises RuntimeError
-    when lme4 cannot evaluate."""
-    from harness import isolation
-
-    out = isolation.call("R", "harness.judge:lme4_evaluate", case, [list(t) for t in thetas],
-                         data, timeout=getattr(case, "timeout", None))
-    if out.error is not None:
-        raise RuntimeError(out.error)
-    return [v.get("objective") for v in out.value]

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from harness.crosseval import CrossEval, TermLayout
-from mixedref.optimize import SINGULAR_TOL
-from mixedref.reterm import split_theta
+from harness.crosseval import CrossEval
+from harness.judge.theta import TermLayout, split_theta
 
 Objective = Callable[[np.ndarray], float]
 
-#: θ diagonal elements at or below this are on the boundary: lme4's isSingular tolerance.
-BOUNDARY_TOL = SINGULAR_TOL
+#: θ diagonal elements at or below this are on the boundary: lme4's isSingular tolerance
+#: (isSingular(m, tol = 1e-4), as the record's ``singular``).
+BOUNDARY_TOL = 1e-4
 #: |ρ| at or above 1 - this is on the boundary.
 CORR_TOL = 1e-6
 

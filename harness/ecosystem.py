@@ -43,14 +43,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.adapters import PYTHON_CANDIDATES
+
 HERE = Path(__file__).resolve().parent
 LEAGUE_DIR = HERE / "references" / "league"
 README = HERE.parent / "README.md"
 START, END = "<!-- ecosystem:start -->", "<!-- ecosystem:end -->"
 
 #: the league, in the order it is listed: mixedref, statsmodels, then the PyPI peers
-LEAGUE = ("mixedref", "statsmodels", "mixedlm", "mixedlm-rs", "lme-python", "interlace-lme",
-          "glmm", "pyreml")
+#: (harness.adapters.PYTHON_CANDIDATES, derived from harness.adapters.peers.PEERS)
+LEAGUE = PYTHON_CANDIDATES
 #: per-candidate time limit of the run: the catalog's default (its large cases allow lme4
 #: 600 s; a candidate gets the default, so one slow package cannot stall the league)
 CASE_TIMEOUT = 60.0

@@ -196,6 +196,13 @@ def _session(config: pytest.Config) -> HarnessSession:
     return config.stash[_KEY]
 
 
+def session_entries(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """This session's items' summary entries (nodeid -> entry; empty when the harness did not
+    run): what another plugin reads to summarize the run (harness.grid.hook's status map)."""
+    hs = config.stash.get(_KEY, None)
+    return {} if hs is None else hs.entries
+
+
 def _active(config: pytest.Config) -> bool:
     """True when this session asked for the harness: one of its options, or the catalog (or
     the harness package holding it) among the paths to collect. Otherwise every hook of the

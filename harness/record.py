@@ -15,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA_PATH = Path(__file__).resolve().parent / "record.schema.json"
 
 
@@ -163,6 +163,10 @@ class FitRecord:
     anova: list[AnovaRow] | None = _f(
         "LMMs with a catalog partner model: anova(m0, m1) against it, rows {model, npar, AIC, "
         "BIC, logLik, deviance, Chisq, Df, p}; null when the case has no partner")
+    extra: dict[str, Any] | None = _f(
+        "plugins' quantities: mapping quantity name -> its value (any JSON), written by a "
+        "plugin's implementation or recording and read by its comparator (harness/comparators/"
+        "base.py: extra_value); the harness checks only that it is JSON", factory=dict)
 
 
 # field -> short meaning; the order is the order records are written in
@@ -184,7 +188,8 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
                            "Df, p}"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
            ("messages", list | tuple, "a list of strings"),
-           ("versions", Mapping, "a mapping of component to version"))
+           ("versions", Mapping, "a mapping of component to version"),
+           ("extra", Mapping, "a mapping of plugin quantity name to its value"))
 
 
 class MalformedRecord(ValueError):
@@ -380,6 +385,7 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
         rec["theta"] = [_number(v, f"theta[{i}]", problems) for i, v in enumerate(rec["theta"])]
     rec["messages"] = [str(m) for m in (rec["messages"] or [])]
     rec["ngroups"] = {str(k): int(v) for k, v in dict(rec["ngroups"] or {}).items()}
+    rec["extra"] = _plain_json(rec["extra"] or {}, problems)
     if problems and rec["error"] is None:
         rec["error"] = "non-finite values returned: " + ", ".join(problems)
     return rec
@@ -415,6 +421,27 @@ def _typed_rows(key: str, raw: Sequence[Any], cls: type, problems: list[str]
                 out[f.name] = _number(v, f"{key}[{i}].{f.name}", problems)
         rows.append(out)
     return rows
+
+
+def _plain_json(extra: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The plugin quantities as plain JSON values (numpy scalars and arrays as numbers and
+    lists), checked loosely: text names, values JSON can write; a non-finite number or a value
+    that is not JSON is named in ``problems`` and left out."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "tolist"):  # numpy scalars and arrays
+            return value.tolist()
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
+    out: dict[str, Any] = {}
+    for name, value in extra.items():
+        if not isinstance(name, str):
+            problems.append(f"extra[{name!r}] (a quantity's name must be text)")
+            continue
+        try:
+            out[name] = json.loads(json.dumps(value, default=plain, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"extra[{name!r}]={value!r} ({exc})")
+    return out
 
 
 def _is_nan(value: Any) -> bool:

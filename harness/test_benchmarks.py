@@ -3,10 +3,10 @@
 Run with ``pytest harness/test_benchmarks.py --benchmark-only`` (``./dev bench``); in normal
 runs these are skipped so ``pytest harness`` stays fast. Benchmarks are grouped by case id;
 lme4 is timed on the R side, on data already converted to an R data.frame, so only the fit is
-measured. Each installed PyPI peer (harness.adapters.peers: mixedlm, mixedlm-rs, lme-python,
-interlace-lme, glmm, pyreml) is timed in the same run, on the cases it can express. The plugin
-prints a line per case with each implementation's median time as a ratio to lme4's and to
-mixedref's. Select with ``-k``, e.g. ``-k "sleepstudy and mixedref"``.
+measured. Each installed PyPI peer (harness.adapters.peers.PEERS) is timed in the same run,
+on the cases it can express. The plugin prints a line per case with each implementation's
+median time as a ratio to lme4's and to mixedref's. Select with ``-k``, e.g.
+``-k "sleepstudy and mixedref"``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
-BENCH_IMPLS = ("lme4", "mixedref", "statsmodels", "mixedlm", "mixedlm-rs", "lme-python",
-               "interlace-lme", "glmm", "pyreml")
+from harness.adapters import PYTHON_CANDIDATES
+from harness.adapters.peers import PEERS
+
+#: lme4, then the league's candidates (mixedref, statsmodels, every registered peer)
+BENCH_IMPLS = ("lme4", *PYTHON_CANDIDATES)
 SKIP_REASON = "benchmarks run only with --benchmark-only"
 TARGET_SECONDS = 2.0  # per benchmark: rounds = TARGET_SECONDS / (one fit), between 1 and 20
 PEER_TIMEOUT = 60.0  # seconds: a peer's isolated trial fit (the catalog's default time limit)
@@ -41,7 +44,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 _r_frames: dict[str, Any] = {}
-_CORE = ("lme4", "mixedref", "statsmodels")
+_CORE = tuple(impl for impl in BENCH_IMPLS if impl not in PEERS)
 
 
 def _installed(impl: str) -> bool:

@@ -1,4 +1,4 @@
-# Record lme4's answers to every case of the stress grid (harness/grid.py).
+# Record lme4's answers to every case of the stress grid (harness/grid/).
 #
 #     python -m harness.grid --write-data build/grid            # the grid's catalog and data
 #     Rscript r_scripts/record_grid.R [DIR] [OUT] [--coef-tests]

@@ -21,6 +21,7 @@ from harness import crosseval as cx
 from harness import diagnostics as dg
 from harness.datasets import load_dataset
 from harness.errors import JudgeError
+from harness.judge import theta as rt
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import MixedrefError
 from mixedref.pls import PLSObjective
@@ -102,24 +103,24 @@ def _case(case_id: str) -> SimpleNamespace:
 @pytest.mark.parametrize("case_id", sorted(REFS))
 def test_theta_from_lme4_varcorr_is_lme4_theta(case_id):
     ref = REFS[case_id]["record"]
-    layout = cx.layout_from_varcorr(ref["varcorr"])
-    np.testing.assert_allclose(cx.theta_from_varcorr(ref, layout), ref["theta"], rtol=1e-9,
+    layout = rt.layout_from_varcorr(ref["varcorr"])
+    np.testing.assert_allclose(rt.theta_from_varcorr(ref, layout), ref["theta"], rtol=1e-9,
                                atol=1e-12)
 
 
 def test_double_bar_groups_are_matched_by_columns():
     ref = REFS["sleepstudy-uncorrelated-REML"]["record"]
-    layout = [cx.TermLayout("Subject", ("(Intercept)",)), cx.TermLayout("Subject", ("Days",))]
+    layout = [rt.TermLayout("Subject", ("(Intercept)",)), rt.TermLayout("Subject", ("Days",))]
     assert [r["grp"] for r in ref["varcorr"]][:2] == ["Subject", "Subject.1"]
-    np.testing.assert_allclose(cx.theta_from_varcorr(ref, layout), ref["theta"], rtol=1e-9)
+    np.testing.assert_allclose(rt.theta_from_varcorr(ref, layout), ref["theta"], rtol=1e-9)
     # the same rows listed in the other order still land on the right terms
     swapped = dict(ref, varcorr=[ref["varcorr"][1], ref["varcorr"][0], ref["varcorr"][2]])
-    np.testing.assert_allclose(cx.theta_from_varcorr(swapped, layout), ref["theta"], rtol=1e-9)
-    assert cx.layout_from_varcorr(ref["varcorr"]) == layout
+    np.testing.assert_allclose(rt.theta_from_varcorr(swapped, layout), ref["theta"], rtol=1e-9)
+    assert rt.layout_from_varcorr(ref["varcorr"]) == layout
 
 
 def test_theta_names_follow_lme4():
-    t = cx.TermLayout("Subject", ("(Intercept)", "Days"))
+    t = rt.TermLayout("Subject", ("(Intercept)", "Days"))
     assert t.theta_names() == ["Subject.(Intercept)", "Subject.Days.(Intercept)",
                                "Subject.Days"]
 
@@ -143,14 +144,14 @@ def test_correlation_printed_as_one_still_gives_a_factor():
             {"grp": "g", "var1": "b", "var2": None, "vcov": 9.0, "sdcor": 3.0},
             {"grp": "g", "var1": "a", "var2": "b", "vcov": 6.0000001, "sdcor": 1.0},
             {"grp": "Residual", "var1": None, "var2": None, "vcov": 1.0, "sdcor": 1.0}]
-    th = cx.theta_from_varcorr({"varcorr": rows}, [cx.TermLayout("g", ("a", "b"))])
+    th = rt.theta_from_varcorr({"varcorr": rows}, [rt.TermLayout("g", ("a", "b"))])
     np.testing.assert_allclose(th, [2.0, 3.0, 0.0], atol=1e-6)
 
 
 def test_missing_group_is_named():
     ref = REFS["sleepstudy-slopes-ML"]["record"]
     with pytest.raises(JudgeError, match="Batch"):
-        cx.theta_from_varcorr(ref, [cx.TermLayout("Batch", ("(Intercept)",))])
+        rt.theta_from_varcorr(ref, [rt.TermLayout("Batch", ("(Intercept)",))])
 
 
 # ---- the common objective against lme4's devfun ----------------------------------------------
@@ -177,7 +178,7 @@ def test_cross_evaluate_names_better_estimate_and_gap():
     frame = sleepstudy_frame()
     cross = cx.cross_evaluate(case, {"lme4": lme4, "poor": poor},
                               objective=PLSObjective(frame, False),
-                              layout=cx.layout_from_varcorr(lme4["varcorr"]))
+                              layout=rt.layout_from_varcorr(lme4["varcorr"]))
     assert cross.best == "lme4" and cross.reference == "lme4"
     expected = ref["probes"]["perturbed"]["objective"] - ref["probes"]["optimum"]["objective"]
     assert cross.gap_of("poor") == pytest.approx(expected, rel=1e-6)
@@ -196,7 +197,7 @@ def test_candidate_below_lme4_is_a_finding_about_lme4():
     cand = dict(good, impl="mixedref")
     cross = cx.cross_evaluate(case, {"lme4": bad_lme4, "mixedref": cand},
                               objective=PLSObjective(sleepstudy_frame(), True),
-                              layout=cx.layout_from_varcorr(good["varcorr"]))
+                              layout=rt.layout_from_varcorr(good["varcorr"]))
     assert cross.best == "mixedref"
     assert cross.findings and cross.findings[0].startswith("Finding about lme4: mixedref")
     assert "not a failure of mixedref" in cross.findings[0]
@@ -209,7 +210,7 @@ def test_failed_and_inconsistent_records_are_kept_with_notes():
     liar = dict(lme4, impl="liar", objective=lme4["objective"] - 5.0)
     cross = cx.cross_evaluate(case, {"lme4": lme4, "broken": failed, "liar": liar},
                               objective=PLSObjective(sleepstudy_frame(), False),
-                              layout=cx.layout_from_varcorr(lme4["varcorr"]))
+                              layout=rt.layout_from_varcorr(lme4["varcorr"]))
     assert cross.estimates["broken"].objective is None
     assert "fit failed: boom" in cross.estimates["broken"].notes
     assert any("inconsistent" in n for n in cross.estimates["liar"].notes)
@@ -224,7 +225,7 @@ def test_broken_objective_gives_error_not_exception():
         raise MixedrefError("no engine")
 
     cross = cx.cross_evaluate(case, {"lme4": lme4}, data=None, objective_factory=factory,
-                              layout=cx.layout_from_varcorr(lme4["varcorr"]))
+                              layout=rt.layout_from_varcorr(lme4["varcorr"]))
     assert "no engine" in cross.error and cross.best is None
 
 
@@ -233,7 +234,7 @@ def test_broken_objective_gives_error_not_exception():
 def test_gradient_small_at_optimum_and_large_when_stopped_early():
     ref = REFS["sleepstudy-slopes-ML"]
     f = PLSObjective(sleepstudy_frame(), False)
-    lower = dg.theta_lower(cx.layout_from_varcorr(ref["record"]["varcorr"]))
+    lower = dg.theta_lower(rt.layout_from_varcorr(ref["record"]["varcorr"]))
     at_opt = np.linalg.norm(dg.fd_gradient(f, ref["probes"]["optimum"]["theta"], lower))
     off = np.linalg.norm(dg.fd_gradient(f, ref["probes"]["perturbed"]["theta"], lower))
     assert at_opt < 0.05 and off > 10
@@ -241,7 +242,7 @@ def test_gradient_small_at_optimum_and_large_when_stopped_early():
 
 def test_boundary_report_names_zero_variance_and_unit_correlation():
     ref = REFS["sleepstudy-slopes-ML"]
-    layout = cx.layout_from_varcorr(ref["record"]["varcorr"])
+    layout = rt.layout_from_varcorr(ref["record"]["varcorr"])
     assert dg.boundary_report(ref["probes"]["optimum"]["theta"], layout) == []
     zero = dg.boundary_report(ref["probes"]["zero_slope"]["theta"], layout)
     assert any("Days" in z for z in zero)
@@ -265,7 +266,7 @@ def test_marginal_covariance_is_the_closed_form_for_one_subject():
     frame = sleepstudy_frame()
     th = np.array([0.9, 0.1, 0.2])
     sigma = 25.0
-    layout = [cx.TermLayout("Subject", ("(Intercept)", "Days"))]
+    layout = [rt.TermLayout("Subject", ("(Intercept)", "Days"))]
     t = frame.reterms[0]
     rows = np.flatnonzero(t.codes == 0)
     V = dg.marginal_covariance(th, sigma, layout, [t.X], [t.codes], rows)
@@ -288,7 +289,30 @@ def test_objective_failing_at_an_estimate_makes_the_ranking_inconclusive():
         return math.inf if np.allclose(theta, lme4_theta, rtol=1e-6) else f(theta)
 
     cross = cx.cross_evaluate(case, {"lme4": lme4, "poor": poor}, objective=objective,
-                              layout=cx.layout_from_varcorr(lme4["varcorr"]))
+                              layout=rt.layout_from_varcorr(lme4["varcorr"]))
     assert not cross.conclusive
     assert cross.findings[0].startswith("Inconclusive") and "lme4" in cross.findings[0]
     assert cross.estimates["lme4"].objective is None
+
+
+def _module_sources(module: object) -> dict[str, str]:
+    path = Path(module.__file__)  # type: ignore[attr-defined]
+    files = sorted(path.parent.glob("*.py")) if path.name == "__init__.py" else [path]
+    return {f.name: f.read_text(encoding="utf-8") for f in files}
+
+
+def test_the_judge_and_the_cross_evaluation_have_one_home_each() -> None:
+    """The cross-evaluation ranks what the judge evaluates: it uses the judge (by import); the
+    judge never reaches back, neither by import nor by a ``harness.crosseval:`` call."""
+    import ast
+
+    import harness.judge
+
+    for name, text in _module_sources(harness.judge).items():
+        imported = {n.module for n in ast.walk(ast.parse(text))
+                    if isinstance(n, ast.ImportFrom) and n.module} | {
+            a.name for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Import)
+            for a in n.names}
+        assert not any(m.startswith("harness.crosseval") for m in imported), name
+        assert "harness.crosseval" not in text, name
+    assert "harness.judge:" not in _module_sources(cx)["crosseval.py"]

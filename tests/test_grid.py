@@ -1,4 +1,4 @@
-"""The stress grid (harness/grid.py): its cells, their data and truth, the recording of lme4's
+"""The stress grid (harness/grid/): its cells, their data and truth, the recording of lme4's
 answers (harness/references/grid_lme4.json.gz) and the status map (harness/report/
 status_map.py). The grid itself runs only through ``./dev grid``, never in ``pytest tests`` or
 ``pytest harness``."""

@@ -17,8 +17,6 @@ from harness.catalog import load_catalog
 
 CASES = {c.id: c for c in load_catalog()}
 PEER_NAMES = list(PEERS)
-MODULES = {"mixedlm": "mixedlm", "mixedlm-rs": "mixedlm_rs", "lme-python": "lme_python",
-           "interlace-lme": "interlace", "glmm": "glmm", "pyreml": "pyreml"}
 
 
 def test_every_peer_is_registered_under_its_package_name() -> None:
@@ -30,7 +28,7 @@ def test_every_peer_is_registered_under_its_package_name() -> None:
 def test_a_missing_package_is_one_line_naming_the_install(name: str, monkeypatch) -> None:
     import sys
 
-    module = MODULES[name]
+    module = PEERS[name].module
     for key in [k for k in sys.modules if k.startswith(module + ".")]:
         monkeypatch.delitem(sys.modules, key)
     monkeypatch.setitem(sys.modules, module, None)  # "import module" now raises ImportError
@@ -479,3 +477,13 @@ def test_the_league_keeps_an_item_across_its_reports() -> None:
     entry = ecosystem._items.pop("n::c[p]")
     assert entry["verdict"] == "failed" and entry["headline"] == "it crashed"
     assert "data" not in entry
+
+
+def test_every_list_of_implementations_derives_from_the_one_registry() -> None:
+    """A peer joins the league and the benchmarks by its entry in PEERS alone (issue 25)."""
+    from harness import test_benchmarks
+    from harness.adapters import PYTHON_CANDIDATES
+
+    assert ecosystem.LEAGUE == PYTHON_CANDIDATES == ("mixedref", "statsmodels", *PEERS)
+    assert test_benchmarks.BENCH_IMPLS == ("lme4", *PYTHON_CANDIDATES)
+    assert all(name in BUILTIN for name in PYTHON_CANDIDATES)

@@ -56,6 +56,9 @@ suppressMessages(library(lme4))
 source("r_scripts/record_schema.R"); source("r_scripts/lmer_record.R")
 rec <- lmer_record(sleepstudy, "Reaction ~ Days + (Days | Subject)", TRUE, "s")
 cat(length(validate_record(rec)), "\\n")
+rec$extra <- list(icc = 0.5, parts = list(1, "a"))
+cat(length(validate_record(rec)), "\\n")
+rec$bogus <- 1
 rec$sigma <- "a"
 cat(validate_record(rec), sep = "\\n")
 ''')
@@ -66,7 +69,9 @@ cat(validate_record(rec), sep = "\\n")
         pytest.skip("Rscript not installed")
     lines = out.stdout.splitlines()
     assert lines[0].strip() == "0", out.stderr
-    assert lines[1] == "record.sigma: expected number or null, got character"
+    assert lines[1].strip() == "0", "a plugin quantity under extra is part of the record"
+    assert lines[2:] == ["record.sigma: expected number or null, got character",
+                         "record: unknown field 'bogus'"]
 
 
 @pytest.mark.parametrize("raw, words", [
@@ -77,3 +82,28 @@ cat(validate_record(rec), sep = "\\n")
 def test_a_malformed_record_is_refused_in_one_line_naming_the_field(raw, words) -> None:
     with pytest.raises(record.MalformedRecord, match=words.replace("(", r"\(")):
         record.normalize_record(raw, "x", "c")
+
+
+def test_plugin_quantities_live_under_extra_and_unknown_top_level_fields_are_refused() -> None:
+    """The record's open namespace: any JSON under ``extra`` (numpy values made plain), while
+    a field the record does not define is still refused, by the normalizer and the schema."""
+    import numpy as np
+
+    raw = {"sigma": 1.0, "extra": {"icc": np.float64(0.25), "curve": np.arange(3.0),
+                                   "nested": {"a": [1, None]}}}
+    rec = record.normalize_record(raw, "x", "c")
+    assert rec["error"] is None
+    assert rec["extra"] == {"icc": 0.25, "curve": [0.0, 1.0, 2.0], "nested": {"a": [1, None]}}
+    assert record.validate(rec) == []
+    assert record.normalize_record({}, "x", "c")["extra"] == {}
+    with pytest.raises(record.MalformedRecord, match="unknown fields \\['icc'\\]"):
+        record.normalize_record({"icc": 0.25}, "x", "c")
+    assert "record: unknown field 'icc'" in record.validate(dict(rec, icc=0.25))
+    with pytest.raises(record.MalformedRecord, match="record field 'extra' is a list"):
+        record.normalize_record({"extra": [0.25]}, "x", "c")
+
+
+def test_a_plugin_quantity_that_is_not_json_is_named() -> None:
+    rec = record.normalize_record({"extra": {"icc": float("nan"), "fit": object()}}, "x", "c")
+    assert rec["error"].startswith("non-finite values returned: extra['icc']=nan")
+    assert "extra['fit']=<object" in rec["error"] and rec["extra"] == {}

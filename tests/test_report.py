@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from test_crosseval import REFS, dense_objective, perturbed_record, sleepstudy_frame
 
-from harness import crosseval as cx
+from harness import judge
 from harness.compare import compare_records
 from harness.datasets import load_dataset
 from harness.record import normalize_record
@@ -179,7 +179,7 @@ def test_allfit_second_opinion_in_report(tmp_path):
     assert af["optimizers"][af["best"]]["objective"] == af["objective"]
     assert "lme4&#x27;s second opinion (allFit)" in html or "second opinion (allFit)" in html
     # lme4's devfun agrees with the gap the report computed with mixedref's objective
-    lme4_obj = cx.lme4_objective_at(_case("sleepstudy-slopes-ML"), load_dataset("sleepstudy"), [
+    lme4_obj = judge.lme4_objective_at(_case("sleepstudy-slopes-ML"), load_dataset("sleepstudy"), [
         case["crosseval"]["estimates"]["lme4"]["theta"],
         case["crosseval"]["estimates"]["poor-optimizer"]["theta"]])
     assert lme4_obj[1] - lme4_obj[0] == pytest.approx(

@@ -18,7 +18,7 @@ import pytest
 
 from harness.comparators.theta import ZERO_PIVOT_REL, Theta, unidentified
 from harness.compare import AGREED, DISAGREED, compare_records
-from harness.crosseval import layout_from_varcorr
+from harness.judge.theta import layout_from_varcorr
 from harness.tolerance import DEFAULT
 from mixedref.reterm import TermShape, split_theta
 

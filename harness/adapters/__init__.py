@@ -30,6 +30,10 @@ BUILTIN: dict[str, Callable[[], Adapter]] = {
 
 DEFAULT_IMPLS = ("mixedref", "statsmodels", "mixedref-literal")
 
+#: the Python candidates compared with lme4 in the league and the benchmarks, in the order they
+#: are listed: mixedref, statsmodels, then every registered peer (a new peer joins by PEERS alone)
+PYTHON_CANDIDATES: tuple[str, ...] = ("mixedref", "statsmodels", *PEERS)
+
 _instances: dict[str, Adapter] = {}
 _interpreters: dict[str, str] = {}  # implementation -> the python its fits run with
 
@@ -67,6 +71,6 @@ def clear_instances() -> None:
     _instances.clear()
 
 
-__all__ = ["BUILTIN", "DEFAULT_IMPLS", "Adapter", "CallableAdapter", "GlmmTMBLive",
-           "GlmmTMBRecorded", "Lme4Live", "Lme4Recorded", "Mixedref", "MixedrefLiteral",
-           "Statsmodels", "get_adapter"]
+__all__ = ["BUILTIN", "DEFAULT_IMPLS", "PYTHON_CANDIDATES", "Adapter", "CallableAdapter",
+           "GlmmTMBLive", "GlmmTMBRecorded", "Lme4Live", "Lme4Recorded", "Mixedref",
+           "MixedrefLiteral", "Statsmodels", "get_adapter"]

@@ -2,7 +2,9 @@
 
 :data:`BUILTIN` is the order of the parameter table. :func:`registered` adds the comparators
 that plugins and conftests return from the ``pytest_harness_comparators`` hook (harness.hookspecs),
-so a new quantity is one comparator module plus its extraction (in R for lme4's side).
+so a new quantity is one comparator module plus its extraction (in R for lme4's side). A
+plugin's quantity lives in the record's open namespace ``record["extra"][name]`` (read with
+:func:`extra_value`), so it needs no change to the harness at all.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from harness.comparators.anova import LikelihoodRatio
-from harness.comparators.base import Comparator, Row, row
+from harness.comparators.base import Comparator, Row, extra_value, row
 from harness.comparators.coef_tests import CoefficientTests
 from harness.comparators.confint import Intervals
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
@@ -50,4 +52,4 @@ def registered(extra: Iterable[Sequence[Comparator] | None] = ()) -> tuple[Compa
     return tuple(out.values())
 
 
-__all__ = ["BUILTIN", "Comparator", "Row", "quantities_of", "registered", "row"]
+__all__ = ["BUILTIN", "Comparator", "Row", "extra_value", "quantities_of", "registered", "row"]

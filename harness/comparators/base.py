@@ -7,6 +7,10 @@ A comparator is any object with ``name`` (the quantity, also the prefix of its r
 prefixes of the row names it writes (default: ``name``), which the divergence registry accepts.
 Register one in harness.comparators (built in) or return it from the pytest hook
 ``pytest_harness_comparators`` (harness.hookspecs) in your own plugin or conftest.
+
+A plugin's own quantity travels in the record's open namespace ``record["extra"][name]``
+(harness.record: any JSON value, written by the plugin's implementation or recording): its
+comparator reads it with :func:`extra_value`, so a new quantity needs no change to the record.
 """
 
 from __future__ import annotations
@@ -60,6 +64,12 @@ def row(name: str, ref: float | None, cand: float | None, allowed: float | None)
     diff = cand - ref
     ok = bool(allowed is not None and math.isfinite(diff) and abs(diff) <= allowed)
     return Row(name, ref, cand, diff, allowed, ok)
+
+
+def extra_value(record: Record, name: str) -> Any:
+    """The plugin quantity ``name`` from the record's open namespace (``record["extra"]``), or
+    None when the record does not report it."""
+    return (record.get("extra") or {}).get(name)
 
 
 def nested(rows: Sequence[Mapping[str, Any]] | None, outer: str, inner: str

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from harness.comparators.base import Record, Row, row
+from harness.judge.theta import split_theta
 from harness.tolerance import Tolerance
-from mixedref.reterm import split_theta
 
 #: A pivot of Λ is zero when it is at most this fraction of the norm of its row of Λ (that
 #: column's standard deviation, in units of σ): lme4's isSingular() tolerance (1e-4 on a θ
@@ -72,9 +72,9 @@ def singular_in_vector_term(record: Record) -> bool:
 
 def layout_of(*records: Record, ntheta: int) -> list[Any] | None:
     """The terms θ splits into, from the first record whose varcorr rows list terms adding up
-    to ``ntheta`` entries (harness.crosseval.layout_from_varcorr: lme4 lists terms in θ's
+    to ``ntheta`` entries (harness.judge.theta.layout_from_varcorr: lme4 lists terms in θ's
     order); None when no record's do."""
-    from harness.crosseval import layout_from_varcorr
+    from harness.judge.theta import layout_from_varcorr
 
     for rec in records:
         varcorr = rec.get("varcorr")

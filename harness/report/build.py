@@ -18,7 +18,9 @@ import numpy as np
 
 from harness import crosseval as cx
 from harness import diagnostics as dg
+from harness import judge
 from harness.compare import AGREED, SEVERITY  # the verdicts, worst first
+from harness.judge.theta import TermLayout, sigma_of
 
 
 def _plain(x: Any) -> Any:
@@ -113,7 +115,7 @@ def _heatmaps(case: Any, data: Any, records: Mapping[str, Mapping], cross: cx.Cr
         frame = model_builder(case.formula, data)
     except Exception as exc:  # noqa: BLE001 - a missing heat map must not lose the report
         return {"error": f"model matrices unavailable: {type(exc).__name__}: {exc}"}
-    layout = [cx.TermLayout(t.group, tuple(t.columns)) for t in frame.reterms]
+    layout = [TermLayout(t.group, tuple(t.columns)) for t in frame.reterms]
     slope = next((t for t in frame.reterms if t.q >= 2), None)
     if slope is None:
         return None
@@ -121,7 +123,7 @@ def _heatmaps(case: Any, data: Any, records: Mapping[str, Mapping], cross: cx.Cr
     out: dict[str, Any] = {"group": slope.group, "level": str(slope.levels[0]),
                            "columns": list(slope.columns), "matrices": {}}
     for impl, est in cross.estimates.items():
-        sigma = cx.sigma_of(records[impl])
+        sigma = sigma_of(records[impl])
         th = est.theta if est.theta is not None else est.theta_reported
         if th is None or sigma is None:
             continue
@@ -135,7 +137,7 @@ def build_case(
     entry: Mapping[str, Any],
     *,
     data_loader: Callable[[Any], Any] | None = None,
-    objective_factory: cx.ObjectiveFactory = cx.objective_for,
+    objective_factory: cx.ObjectiveFactory = judge.objective_for,
     allfit: bool | str = "auto",
     model_builder: Callable[[str, Any], Any] | None = None,
     lme4_judge: bool | str = "auto",
@@ -234,7 +236,7 @@ def _lme4_judge(case: Any, data: Any, wanted: bool | str) -> cx.SecondObjective 
     """lme4's devfun at many θ for this case, or None when not wanted or R is unusable."""
     if wanted is False or (wanted == "auto" and not _r_usable()):
         return None
-    return lambda thetas: cx.lme4_objective_at(case, data, thetas)
+    return lambda thetas: judge.lme4_objective_at(case, data, thetas)
 
 
 def _worst(comparisons: Mapping[str, Mapping | None]) -> float | None:

@@ -1,7 +1,7 @@
 """The status map: every case × implementation of a report as one coloured square, by verdict
 (agree, registered divergence, candidate-better, fail, not run).
 
-For the stress grid (harness/grid.py) the squares are laid out by the grid's axes: one panel
+For the stress grid (harness/grid/) the squares are laid out by the grid's axes: one panel
 per implementation, a row per design and size, a column per distance from the boundary ×
 signal-to-noise × method/replicate, so a region of trouble (say, correlations of ±1 at the
 smallest size) shows as a patch. Any other report's cases are laid out in their order, row by
@@ -86,7 +86,7 @@ def statuses_from_entries(entries: Mapping[str, Mapping[str, Any]]) -> dict[str,
 def _layout(case_ids: Sequence[str], width: int = 40
             ) -> tuple[dict[str, tuple[int, int]], list[str], list[tuple[float, str]]]:
     """(position (row, column) per case, row labels, column group labels (x, text))."""
-    from harness import grid
+    from harness.grid import generator as grid
 
     parsed = {cid: grid.cell_of(cid) for cid in case_ids}
     if case_ids and all(parsed.values()):
@@ -202,6 +202,6 @@ def counts(table: Mapping[str, Mapping[str, str]]) -> dict[str, Counter]:
 
 
 def _is_grid(table: Mapping[str, Any]) -> bool:
-    from harness import grid
+    from harness.grid import generator as grid
 
     return bool(table) and all(grid.cell_of(cid) for cid in table)

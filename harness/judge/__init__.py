@@ -2,7 +2,7 @@
 
 A candidate's record says what it estimated (fixed effects, σ, variance components) and what it
 claims about them (its objective, its logLik). The judge turns the estimates into θ in lme4's
-parametrization (varcorr and σ -> Λ/σ, harness.crosseval.theta_from_varcorr) and evaluates the
+parametrization (varcorr and σ -> Λ/σ, harness.judge.theta) and evaluates the
 profiled criterion there under two independent objectives: lme4's own (``mkLmerDevfun`` in R,
 r_scripts/judge.R, run in the R worker lane with the case's time limit) and mixedref's (the PLS
 engine). Each also gives the profiled β̂(θ) and σ̂(θ), so the comparison can say whether the
@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from harness.judge.theta import TermLayout, layout_from_varcorr, theta_of
+
+#: θ -> the profiled criterion there
+Objective = Callable[[np.ndarray], float]
 
 JUDGES = ("lme4", "mixedref")
 R_LANE = "R"
@@ -85,16 +90,6 @@ class Judgement:
                    candidate=point(d["candidate"]), unavailable=dict(d.get("unavailable") or {}),
                    n=d.get("n"), p=d.get("p"),
                    saturated_constant=d.get("saturated_constant"))
-
-
-# ----------------------------------------------------------------------------- θ of a record
-
-
-def theta_of(record: Mapping[str, Any], layout: Sequence[Any]) -> list[float]:
-    """θ from the record's variance components and σ (what its user reads), in lme4's order."""
-    from harness.crosseval import theta_from_varcorr
-
-    return [float(v) for v in theta_from_varcorr(record, layout)]
 
 
 # ----------------------------------------------------------------------------- the judges
@@ -232,7 +227,6 @@ def _model(result: Judgement, case: Any, data: Any, reference: Mapping[str, Any]
     (lme4 reports it), else, and always for the candidate, θ from its varcorr and σ, under the
     model's terms (or, without a model, the terms the reference's varcorr lists)."""
     from harness.catalog import load_data
-    from harness.crosseval import TermLayout, layout_from_varcorr
 
     objective = None
     try:
@@ -355,6 +349,47 @@ def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str,
     _ask_lme4(result, points, use_lme4, lambda: _lme4_judge(
         case, "lme4_evaluate_glmm", pars, timeout, what="glmer's devfun"))
     return result
+
+
+# ----------------------------------------------------------------------------- mixedref's
+#                                                      objective and lme4's, as functions of θ
+
+
+def objective_for(formula: str, data: Any, REML: bool) -> Objective:
+    """mixedref's profiled objective at θ: lme4's deviance (ML) or REML criterion
+    (``mixedref.devfun``, else the PLS engine on mixedref's model frame)."""
+    try:
+        from mixedref.modular import devfun
+    except ImportError:
+        from mixedref.design import build_model
+        from mixedref.pls import PLSObjective
+
+        f = PLSObjective(build_model(formula, data), REML)
+    else:
+        f = devfun(formula, data, REML)
+    return lambda theta: float(f(np.asarray(theta, dtype=float)))
+
+
+def layout_from_model(formula: str, data: Any) -> list[TermLayout]:
+    """The terms in lme4's order, as mixedref's model builder expands the formula."""
+    from mixedref.design import build_model
+
+    frame = build_model(formula, data)
+    return [TermLayout(t.group, tuple(t.columns)) for t in frame.reterms]
+
+
+def lme4_objective_at(case: Any, data: Any,
+                      thetas: Sequence[Sequence[float]]) -> list[float | None]:
+    """lme4's own profiled criterion at each θ (r_scripts/judge.R), evaluated in the R worker
+    lane within the case's time limit (``data`` None: the case's dataset). Raises RuntimeError
+    when lme4 cannot evaluate."""
+    from harness import isolation
+
+    out = isolation.call(R_LANE, "harness.judge:lme4_evaluate", case, [list(t) for t in thetas],
+                         data, timeout=getattr(case, "timeout", None))
+    if out.error is not None:
+        raise RuntimeError(out.error)
+    return [v.get("objective") for v in out.value]
 
 
 def clear_cache() -> None:
