@@ -26,6 +26,7 @@ from scipy.stats import chi2, norm
 from mixedref.errors import MixedrefError
 from mixedref.fit import LmerFit
 from mixedref.optimize import bobyqa
+from mixedref.reterm import split_theta, theta_slices
 
 __all__ = ["Profiler", "confint", "profile"]
 
@@ -78,6 +79,7 @@ class Profiler:
         self.ml = fit.update(REML=False) if fit.REML else fit
         self.obj = self.ml._objective
         self.terms = self.ml.model.reterms
+        self._slices = theta_slices(self.terms)  # each term's piece of θ (and of phi's sd/cor)
         self.names = parameter_names(self.ml)
         self.kinds = [("sd" if i == j else "cor") for t in self.terms
                       for i, j in t.theta_index()] + ["sigma"] + ["beta"] * self.ml.model.p
@@ -91,14 +93,14 @@ class Profiler:
     # -- parametrizations ------------------------------------------------------------------
     def phi_of(self, theta: np.ndarray, sigma: float) -> np.ndarray:
         """(sd, cor per term in θ's order, σ) of a θ and σ (cor 0 where an sd is 0)."""
-        out, off = [], 0
-        for t in self.terms:
-            V = sigma**2 * t.covariance(theta[off:off + t.ntheta])
+        out = []
+        for t, piece in zip(self.terms, split_theta(theta, self.terms, self._slices),
+                            strict=True):
+            V = sigma**2 * t.covariance(piece)
             sd = np.sqrt(np.clip(np.diag(V), 0.0, None))
             for i, j in t.theta_index():
                 out.append(sd[i] if i == j else
                            (V[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
-            off += t.ntheta
         return np.array(out + [sigma])
 
     def theta_of(self, phi: np.ndarray) -> np.ndarray | None:
@@ -107,9 +109,9 @@ class Profiler:
         sigma = phi[-1]
         if not sigma > 0:
             return None
-        out, off = [], 0
-        for t in self.terms:
-            piece = phi[off:off + t.ntheta]
+        out = []
+        for t, piece in zip(self.terms, split_theta(phi[:-1], self.terms, self._slices),
+                            strict=True):
             R = np.eye(t.q)
             sd = np.zeros(t.q)
             for (i, j), v in zip(t.theta_index(), piece, strict=True):
@@ -120,7 +122,6 @@ class Profiler:
             if t.q > 2 and np.linalg.eigvalsh(R).min() < -1e-12:
                 return None
             out.append(t.theta_from_covariance(R * np.outer(sd, sd) / sigma**2))
-            off += t.ntheta
         return np.concatenate(out)
 
     # -- the deviance ------------------------------------------------------------------------

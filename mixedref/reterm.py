@@ -112,13 +112,31 @@ class TermShape:
                 for i, j in self.theta_index()]
 
 
-def split_theta(theta: np.ndarray, terms: Sequence[TermShape]) -> list[np.ndarray]:
-    """θ cut into the per-term pieces, in the terms' order."""
+def theta_slices(terms: Sequence[TermShape]) -> tuple[slice, ...]:
+    """Each term's slice of θ, in the terms' order: :func:`split_theta`'s cuts, for callers that
+    split many θ of one model (the PLS engines, once per evaluation) to compute once."""
+    ends = np.cumsum([t.ntheta for t in terms], dtype=np.int64).tolist()
+    return tuple(slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True))
+
+
+def split_theta(theta: np.ndarray, terms: Sequence[TermShape],
+                slices: Sequence[slice] | None = None) -> list[np.ndarray]:
+    """θ cut into the per-term pieces (views), in the terms' order; ``slices`` are
+    :func:`theta_slices` of the terms where the caller keeps them."""
     theta = np.asarray(theta, dtype=float)
-    total = sum(t.ntheta for t in terms)
+    if slices is None:
+        slices = theta_slices(terms)
+    total = slices[-1].stop if slices else 0
     if theta.shape != (total,):
         raise ValueError(f"theta must have {total} elements for these terms, got {theta.shape}")
-    return np.split(theta, np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
+    return [theta[s] for s in slices]
+
+
+def templates(theta: np.ndarray, terms: Sequence[TermShape],
+              slices: Sequence[slice] | None = None) -> list[np.ndarray]:
+    """Per term its lower-triangular template T_k (Λ's block) from its piece of θ."""
+    return [t.template(piece)
+            for t, piece in zip(terms, split_theta(theta, terms, slices), strict=True)]
 
 
 @dataclass(frozen=True, eq=False)

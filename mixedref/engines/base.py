@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from mixedref import reterm
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import DataError, MixedrefError
 
@@ -87,7 +88,6 @@ class PLSEngine:
     model: ModelFrame
     REML: bool
     terms: tuple[ReTerm, ...]
-    theta_split: np.ndarray
     ntheta: int
     n: int
     p: int
@@ -107,9 +107,8 @@ class PLSEngine:
         self.terms = terms
         self.q = [t.q for t in terms]
         self.nlev = [t.nlevels for t in terms]
-        self.theta_sizes = [t.ntheta for t in terms]
-        self.theta_split = np.cumsum(self.theta_sizes)[:-1]
-        self.ntheta = int(sum(self.theta_sizes))
+        self._theta_slices = reterm.theta_slices(terms)
+        self.ntheta = int(sum(t.ntheta for t in terms))
         return prep
 
     # -- theta handling ----------------------------------------------------------------
@@ -118,11 +117,7 @@ class PLSEngine:
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
-        bounds = getattr(self, "_theta_bounds", None)
-        if bounds is None:
-            return [t.template(th) for t, th in zip(self.terms, np.split(theta, self.theta_split),
-                                                     strict=True)]
-        return [t.template(theta[a:b]) for t, (a, b) in zip(self.terms, bounds, strict=True)]
+        return reterm.templates(theta, self.terms, self._theta_slices)
 
     @property
     def lower(self) -> np.ndarray:

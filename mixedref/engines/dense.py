@@ -126,9 +126,7 @@ class DensePLSObjective(PLSEngine):
         #: first term has q <= 2 and the later ones are scalar (_fast_value)
         self._fast = q1 <= 2 and self._scalar_rest
         self._diag1 = np.arange(q1)
-        ends = np.cumsum(self.theta_sizes).tolist()
-        self._theta_bounds = list(zip([0, *ends[:-1]], ends, strict=True))
-        self._ntheta1 = self.theta_sizes[0]
+        self._ntheta1 = t1.ntheta
         #: below this order the dense block is too small for BLAS threads: evaluations skip
         #: threads.limit (its per-call library queries cost more than such an evaluation)
         self._unthreaded = self._threads == 1 and r < SMALL_BLOCK
