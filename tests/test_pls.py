@@ -104,7 +104,7 @@ def test_each_term_gets_its_own_piece_of_theta(engine: str) -> None:
     assert [p.tolist() for p in pieces] == [[1.0, 2.0, 3.0], [4.0], [5.0, 6.0, 7.0]]
     with pytest.raises(MixedrefError, match=r"theta must have 7 elements, got \(6,\)"):
         obj(theta[:6])
-    with pytest.raises(ValueError, match="theta must have 7 elements"):
+    with pytest.raises(MixedrefError, match=r"theta must have 7 elements, got \(6,\)"):
         split_theta(theta[:6], model.reterms, theta_slices(model.reterms))
 
 

@@ -113,10 +113,8 @@ class PLSEngine:
 
     # -- theta handling ----------------------------------------------------------------
     def templates(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Per term the lower-triangular template T_k built from theta."""
-        theta = np.asarray(theta, dtype=float)
-        if theta.shape != (self.ntheta,):
-            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        """Per term the lower-triangular template T_k built from theta (MixedrefError for a
+        theta of another length)."""
         return reterm.templates(theta, self.terms, self._theta_slices)
 
     @property
