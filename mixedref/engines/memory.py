@@ -103,7 +103,7 @@ def dense_estimate(model: ModelFrame) -> tuple[float, float, float]:
     idx = 8 if r * r >= 2**31 - 1 or pairs >= 2**31 - 1 else 4
     if t1.q == 1:  # M (data, indices, negated data), and G of the gradient as large again
         op_bytes = pairs * (16 + idx) * (2.0 if scalar else 1.0)
-    else:  # _schur_operator's int64 temporaries over all k^2 pairs of each level
+    else:  # schur_operator's int64 temporaries over all k^2 pairs of each level
         op_bytes = pairs * 100.0
     width = sum(t.q for t in model.reterms)
     base = 24.0 * n * (p + 2 + 2 * width)
