@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,9 @@ from scipy.optimize import brentq
 from scipy.stats import chi2, norm
 
 from mixedref.errors import MixedrefError
-from mixedref.fit import LmerFit
 from mixedref.optimize import bobyqa
+from mixedref.pls import PLSObjective
+from mixedref.reterm import split_theta, theta_slices
 
 __all__ = ["Profiler", "confint", "profile"]
 
@@ -48,7 +50,14 @@ class _Pieces:
     RXinv: np.ndarray
 
 
-def parameter_names(fit: LmerFit) -> list[str]:
+def _is_lmer_fit(fit: Any) -> bool:
+    """True for a linear mixed model's fit (an LmerFit): the profile reads its PLS objective.
+    Asked of the objective, so this module needs nothing above it (the fit's confint and
+    profile methods call here)."""
+    return isinstance(getattr(fit, "_objective", None), PLSObjective)
+
+
+def parameter_names(fit: Any) -> list[str]:
     """lme4's ``oldNames = FALSE`` names: sd_/cor_ per term in θ's order, sigma, fixed effects."""
     names = []
     for t in fit.model.reterms:
@@ -70,14 +79,15 @@ class Profiler:
     Built from the ML refit of the fit (lme4's refitML); holds the ML objective, the estimates
     in the sd/cor/σ/β parametrization, and each parameter's bounds (sd ≥ 0, -1 ≤ cor ≤ 1)."""
 
-    def __init__(self, fit: LmerFit) -> None:
-        if not isinstance(fit, LmerFit):
+    def __init__(self, fit: Any) -> None:
+        if not _is_lmer_fit(fit):
             raise MixedrefError(f"profiles need an LmerFit, got {type(fit).__name__} "
                                 "(glmer fits are not profiled here)")
         self.fit = fit
         self.ml = fit.update(REML=False) if fit.REML else fit
         self.obj = self.ml._objective
         self.terms = self.ml.model.reterms
+        self._slices = theta_slices(self.terms)  # each term's piece of θ (and of phi's sd/cor)
         self.names = parameter_names(self.ml)
         self.kinds = [("sd" if i == j else "cor") for t in self.terms
                       for i, j in t.theta_index()] + ["sigma"] + ["beta"] * self.ml.model.p
@@ -91,14 +101,14 @@ class Profiler:
     # -- parametrizations ------------------------------------------------------------------
     def phi_of(self, theta: np.ndarray, sigma: float) -> np.ndarray:
         """(sd, cor per term in θ's order, σ) of a θ and σ (cor 0 where an sd is 0)."""
-        out, off = [], 0
-        for t in self.terms:
-            V = sigma**2 * t.covariance(theta[off:off + t.ntheta])
+        out = []
+        for t, piece in zip(self.terms, split_theta(theta, self.terms, self._slices),
+                            strict=True):
+            V = sigma**2 * t.covariance(piece)
             sd = np.sqrt(np.clip(np.diag(V), 0.0, None))
             for i, j in t.theta_index():
                 out.append(sd[i] if i == j else
                            (V[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0))
-            off += t.ntheta
         return np.array(out + [sigma])
 
     def theta_of(self, phi: np.ndarray) -> np.ndarray | None:
@@ -107,9 +117,9 @@ class Profiler:
         sigma = phi[-1]
         if not sigma > 0:
             return None
-        out, off = [], 0
-        for t in self.terms:
-            piece = phi[off:off + t.ntheta]
+        out = []
+        for t, piece in zip(self.terms, split_theta(phi[:-1], self.terms, self._slices),
+                            strict=True):
             R = np.eye(t.q)
             sd = np.zeros(t.q)
             for (i, j), v in zip(t.theta_index(), piece, strict=True):
@@ -120,7 +130,6 @@ class Profiler:
             if t.q > 2 and np.linalg.eigvalsh(R).min() < -1e-12:
                 return None
             out.append(t.theta_from_covariance(R * np.outer(sd, sd) / sigma**2))
-            off += t.ntheta
         return np.concatenate(out)
 
     # -- the deviance ------------------------------------------------------------------------
@@ -297,7 +306,7 @@ def _select(prof: Profiler, which: str | Sequence[str] | None) -> list[int]:
     return [prof.names.index(w) for w in which]
 
 
-def profile(fit: LmerFit, which: str | Sequence[str] | None = None, *,
+def profile(fit: Any, which: str | Sequence[str] | None = None, *,
             alphamax: float = 0.01, npoints: int = 11,
             values: dict[str, Sequence[float]] | None = None) -> pd.DataFrame:
     """The profile as lme4's ``as.data.frame(profile(m, signames = FALSE))``: columns .zeta,
@@ -326,7 +335,7 @@ def profile(fit: LmerFit, which: str | Sequence[str] | None = None, *,
     return pd.DataFrame(rows, columns=[".zeta", *prof.names, ".par", ".focal"])
 
 
-def confint(fit: LmerFit, parm: str | Sequence[str] | None = None, *,
+def confint(fit: Any, parm: str | Sequence[str] | None = None, *,
             method: str = "profile", level: float = 0.95) -> pd.DataFrame:
     """Confidence intervals as lme4's ``confint(m, method, level, oldNames = FALSE)``.
 
@@ -336,7 +345,7 @@ def confint(fit: LmerFit, parm: str | Sequence[str] | None = None, *,
     bound is the bound (sd's lower limit 0, a correlation's -1 or 1), as lme4 reports it."""
     if not 0.0 < level < 1.0:
         raise MixedrefError(f"level must be in (0, 1), got {level}")
-    if not isinstance(fit, LmerFit):
+    if not _is_lmer_fit(fit):
         raise MixedrefError(f"confint needs an LmerFit, got {type(fit).__name__}")
     z = float(norm.ppf((1.0 + level) / 2.0))
     cols = _level_names(level)
@@ -351,7 +360,7 @@ def confint(fit: LmerFit, parm: str | Sequence[str] | None = None, *,
     return pd.DataFrame(table, index=[prof.names[k] for k in ks], columns=cols)
 
 
-def _wald(fit: LmerFit, parm: str | Sequence[str] | None, z: float,
+def _wald(fit: Any, parm: str | Sequence[str] | None, z: float,
           cols: list[str]) -> pd.DataFrame:
     """lme4's Wald intervals: NaN rows for the variance parameters, β̂ ± z·SE for β."""
     names = parameter_names(fit)

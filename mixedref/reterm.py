@@ -12,6 +12,8 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from mixedref.errors import MixedrefError
+
 
 def theta_positions(q: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of a term's theta elements in its q x q lower-triangular template: the
@@ -112,13 +114,40 @@ class TermShape:
                 for i, j in self.theta_index()]
 
 
-def split_theta(theta: np.ndarray, terms: Sequence[TermShape]) -> list[np.ndarray]:
-    """θ cut into the per-term pieces, in the terms' order."""
+def theta_slices(terms: Sequence[TermShape]) -> tuple[slice, ...]:
+    """Each term's slice of θ, in the terms' order: :func:`split_theta`'s cuts, for callers that
+    split many θ of one model (the PLS engines, once per evaluation) to compute once."""
+    ends = np.cumsum([t.ntheta for t in terms], dtype=np.int64).tolist()
+    return tuple(slice(a, b) for a, b in zip([0, *ends[:-1]], ends, strict=True))
+
+
+def split_theta(theta: np.ndarray, terms: Sequence[TermShape],
+                slices: Sequence[slice] | None = None) -> list[np.ndarray]:
+    """θ cut into the per-term pieces (views), in the terms' order; ``slices`` are
+    :func:`theta_slices` of the terms where the caller keeps them. A θ of another length is
+    refused (MixedrefError, a ValueError)."""
+    if slices is None:
+        slices = theta_slices(terms)
+    theta = _of_length(theta, slices[-1].stop if slices else 0)
+    return [theta[s] for s in slices]
+
+
+def templates(theta: np.ndarray, terms: Sequence[TermShape],
+              slices: Sequence[slice] | None = None) -> list[np.ndarray]:
+    """Per term its lower-triangular template T_k (Λ's block) from its piece of θ
+    (:func:`split_theta`'s, cut in the same pass: the engines call this per evaluation)."""
+    if slices is None:
+        slices = theta_slices(terms)
+    theta = _of_length(theta, slices[-1].stop if slices else 0)
+    return [t.template(theta[s]) for t, s in zip(terms, slices, strict=True)]
+
+
+def _of_length(theta: np.ndarray, total: int) -> np.ndarray:
+    """θ as a float array, refused (MixedrefError) unless it has ``total`` elements."""
     theta = np.asarray(theta, dtype=float)
-    total = sum(t.ntheta for t in terms)
     if theta.shape != (total,):
-        raise ValueError(f"theta must have {total} elements for these terms, got {theta.shape}")
-    return np.split(theta, np.cumsum([t.ntheta for t in terms])[:-1]) if terms else []
+        raise MixedrefError(f"theta must have {total} elements, got {theta.shape}")
+    return theta
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,6 +13,7 @@ from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import MixedrefError
 from mixedref.optimize import optimize_theta
 from mixedref.pls import PLSObjective
+from mixedref.reterm import split_theta, theta_slices
 
 
 def _term(group: str, cols: tuple[str, ...], X: np.ndarray, codes: np.ndarray, m: int) -> ReTerm:
@@ -84,6 +85,27 @@ def _random_theta(model: ModelFrame, rng: np.random.Generator) -> np.ndarray:
     lower = model.theta_lower
     th = rng.normal(scale=0.8, size=lower.shape)
     return np.where(np.isfinite(lower), np.abs(th) + 0.05, th)
+
+
+@pytest.mark.parametrize("engine", ["dense", "sparse"])
+def test_each_term_gets_its_own_piece_of_theta(engine: str) -> None:
+    """The engines cut θ by reterm's layout (lme4's order: term after term, each term's lower
+    triangle column by column) and refuse a θ of another length, naming both."""
+    if engine == "sparse":
+        pytest.importorskip("sksparse")
+    model = _design("three", 3)  # (x | g), (1 | h), (x | k): 3 + 1 + 3 elements
+    obj = PLSObjective(model, True, engine=engine)
+    theta = np.arange(1.0, 8.0)
+    T_g, T_h, T_k = obj.templates(theta)
+    np.testing.assert_array_equal(T_g, [[1.0, 0.0], [2.0, 3.0]])
+    np.testing.assert_array_equal(T_h, [[4.0]])
+    np.testing.assert_array_equal(T_k, [[5.0, 0.0], [6.0, 7.0]])
+    pieces = split_theta(theta, model.reterms, theta_slices(model.reterms))
+    assert [p.tolist() for p in pieces] == [[1.0, 2.0, 3.0], [4.0], [5.0, 6.0, 7.0]]
+    with pytest.raises(MixedrefError, match=r"theta must have 7 elements, got \(6,\)"):
+        obj(theta[:6])
+    with pytest.raises(MixedrefError, match=r"theta must have 7 elements, got \(6,\)"):
+        split_theta(theta[:6], model.reterms, theta_slices(model.reterms))
 
 
 @pytest.mark.parametrize("REML", [True, False], ids=["REML", "ML"])

@@ -15,8 +15,10 @@ import pytest
 
 import mixedref
 from mixedref import threads
+from mixedref.engines import sparse as sparse_engine
+from mixedref.engines.dense import DensePLSObjective
 from mixedref.errors import MixedrefError
-from mixedref.pls import DensePLSObjective, PLSObjective, plan_engine
+from mixedref.pls import PLSObjective, plan_engine
 
 # The sparse engine is the optional extra mixedref[sparse] (scikit-sparse, import name sksparse):
 # skipped, saying so, only where that extra is not installed and not required (./dev test sets
@@ -29,7 +31,6 @@ except (ImportError, ValueError):  # a parent package missing, or the module hid
 if not _SPARSE_EXTRA and not os.environ.get("MIXEDREF_REQUIRE_SPARSE"):
     pytest.skip("the optional extra mixedref[sparse] is not installed (no scikit-sparse): "
                 "pip install 'mixedref[sparse]'", allow_module_level=True)
-from mixedref import sparse_pls  # noqa: E402
 
 REFS = Path(__file__).parent / "references"
 RTOL = 1e-10
@@ -77,7 +78,7 @@ def test_sparse_equals_dense(dataset: str, formula: str, weights: str | None,
     dense = PLSObjective(model, REML, engine="dense")
     sparse = PLSObjective(model, REML, engine="sparse")
     assert isinstance(dense, DensePLSObjective)
-    assert isinstance(sparse, sparse_pls.SparsePLSObjective)
+    assert isinstance(sparse, sparse_engine.SparsePLSObjective)
     rng = np.random.default_rng(5)
     for _ in range(3):
         theta = _random_theta(model.theta_lower, rng)
@@ -196,6 +197,28 @@ def test_memory_estimate_refuses_with_estimate_and_limit(monkeypatch) -> None:
     assert plan_engine(model).limit == 64 * 2**30
 
 
+def test_design_beyond_dense_refused_with_install_hint_without_cholmod(monkeypatch) -> None:
+    """Without scikit-sparse a design beyond the dense engine is refused before anything large
+    is allocated, saying why (its size, estimate and limit) and how to install the sparse
+    engine; small designs still fit densely. (test_wheel checks the same in a fresh install.)"""
+    monkeypatch.setattr(sparse_engine, "_cholmod", None)
+    monkeypatch.setenv("MIXEDREF_MEMORY_LIMIT", "64G")
+    i = np.arange(16200)
+    big = pd.DataFrame({"y": np.sin(i * 0.7), "a": (i % 8100).astype(str),
+                        "b": (i * 37 % 8099).astype(str)})
+    model = mixedref.build_model("y ~ 1 + (1 | a) + (1 | b)", big)
+    with pytest.raises(MixedrefError) as refused:
+        PLSObjective(model, True)
+    message = str(refused.value)
+    assert sparse_engine.INSTALL_HINT in message and "pip install 'mixedref[sparse]'" in message
+    assert "8099 effects" in message and "GiB" in message and "not installed" in message
+    needs = r"engine='sparse' needs scikit-sparse \(CHOLMOD\): pip install 'mixedref\[sparse\]'"
+    with pytest.raises(MixedrefError, match=needs):
+        PLSObjective(model, True, engine="sparse")
+    small = mixedref.build_model("Yield ~ 1 + (1 | Batch)", _data("Dyestuff"))
+    assert plan_engine(small).engine == "dense"
+
+
 def test_small_models_stay_dense_without_analysis() -> None:
     model = mixedref.build_model("Reaction ~ Days + (Days | Subject)", _data("sleepstudy"))
     plan = plan_engine(model)
@@ -208,7 +231,7 @@ def test_symbolic_counts_are_cholmods() -> None:
     """nnz(L) from the C analysis equals the factor scikit-sparse computes."""
     model = mixedref.build_model("diameter ~ 1 + (1 | plate) + (1 | sample)",
                                  _data("Penicillin"))
-    sym = sparse_pls.symbolic(sparse_pls.ut_pattern(model))
+    sym = sparse_engine.symbolic(sparse_engine.ut_pattern(model))
     assert sym is not None and sym.nnz_L > 0 and sym.flops > 0
     obj = PLSObjective(model, True, engine="sparse")
     obj(np.ones(obj.ntheta))

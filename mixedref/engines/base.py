@@ -1,0 +1,149 @@
+"""What the two PLS engines share: the solution at θ, the prepared response, θ's templates and
+lme4's criterion from the factorization's pieces (Bates et al. 2015, eqs. 34-42).
+
+The engines (:mod:`mixedref.engines.dense`, :mod:`mixedref.engines.sparse`) subclass
+:class:`PLSEngine`; :mod:`mixedref.engines.factory` chooses between them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+from mixedref import reterm
+from mixedref.design import ModelFrame, ReTerm
+from mixedref.errors import DataError, MixedrefError
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class PLSSolution:
+    """Everything lme4 keeps at one theta: the objective and the pieces of the fit."""
+
+    theta: np.ndarray
+    REML: bool
+    objective: float  # deviance (ML) or REML criterion, as lme4's devfun
+    beta: np.ndarray
+    sigma: float
+    u: np.ndarray  # spherical conditional modes, terms stacked level-major as lme4's u
+    b: np.ndarray  # conditional modes b = Lambda u, same layout
+    pwrss: float
+    ldL2: float  # log det L^2 (random-effects part)
+    ldRX2: float  # log det R_X^2
+    RX: np.ndarray  # upper-triangular R_X (lme4's RX): vcov(beta) = sigma^2 (R_X'R_X)^-1
+    condvar: tuple[np.ndarray, ...]  # per term: (nlevels, q, q) conditional variances of b
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The response and weights as both engines use them (offset removed, rows scaled)."""
+
+    sw: np.ndarray | None  # sqrt of the prior weights, or None
+    ldW: float  # sum of log weights
+    Xw: np.ndarray  # weighted X
+    yw: np.ndarray  # weighted y residualized on Xw (see _residualize)
+    beta0: np.ndarray  # the least-squares coefficients removed from yw
+
+    def scale(self, a: np.ndarray) -> np.ndarray:
+        """Rows of ``a`` times sqrt(w)."""
+        sw = self.sw
+        return a if sw is None else a * (sw if a.ndim == 1 else sw[:, None])
+
+
+def prepare_response(model: ModelFrame, REML: bool) -> Prepared:
+    """Check the model for the PLS engines and weight/residualize its X and y."""
+    if not model.reterms:
+        raise MixedrefError("no random-effects terms: lmer needs at least one (expr | group)")
+    n, p = model.n, model.p
+    if REML and n <= p:
+        raise DataError(f"REML needs more observations ({n}) than fixed effects ({p})")
+    y = np.asarray(model.y, dtype=float)
+    if model.offset is not None:
+        y = y - np.asarray(model.offset, dtype=float)
+    if model.weights is not None:
+        w = np.asarray(model.weights, dtype=float)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DataError("weights must be finite, non-negative and one per observation")
+        ldW, sw = float(np.sum(np.log(w))), np.sqrt(w)
+    else:
+        ldW, sw = 0.0, None
+    Xw = np.asarray(model.X, dtype=float)
+    if sw is not None:
+        Xw = Xw * sw[:, None]
+        y = y * sw
+    beta0, yw = _residualize(Xw, y)
+    return Prepared(sw, ldW, Xw, yw, beta0)
+
+
+class PLSEngine:
+    """lme4's profiled deviance / REML criterion as a function of θ, for one ModelFrame: the
+    part both engines share. An engine sets the attributes below in its constructor and adds
+    ``__call__``, ``value_and_grad``, ``solve`` and ``size`` (mixedref.objective.Objective)."""
+
+    engine: str
+    model: ModelFrame
+    REML: bool
+    terms: tuple[ReTerm, ...]
+    ntheta: int
+    n: int
+    p: int
+    ldW: float
+    beta0: np.ndarray
+    Xw: np.ndarray
+    yw: np.ndarray
+
+    def _prepare(self, model: ModelFrame, REML: bool) -> Prepared:
+        """Check the model, weight and residualize its response (:func:`prepare_response`) and
+        keep what every engine reads: the model, its sizes, terms and θ's layout."""
+        prep = prepare_response(model, REML)
+        self.model, self.REML = model, bool(REML)
+        self.n, self.p = model.n, model.p
+        self.ldW, self.beta0, self.Xw, self.yw = prep.ldW, prep.beta0, prep.Xw, prep.yw
+        terms = model.reterms
+        self.terms = terms
+        self.q = [t.q for t in terms]
+        self.nlev = [t.nlevels for t in terms]
+        self._theta_slices = reterm.theta_slices(terms)
+        self.ntheta = int(sum(t.ntheta for t in terms))
+        return prep
+
+    # -- theta handling ----------------------------------------------------------------
+    def templates(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per term the lower-triangular template T_k built from theta (MixedrefError for a
+        theta of another length)."""
+        return reterm.templates(theta, self.terms, self._theta_slices)
+
+    @property
+    def lower(self) -> np.ndarray:
+        return self.model.theta_lower
+
+    def _criterion(self, ldL2: float, ldRX2: float, pwrss: float) -> float:
+        n = self.n
+        if self.REML:
+            nmp = n - self.p
+            return ldL2 - self.ldW + ldRX2 + nmp * (1.0 + _LOG_2PI + math.log(pwrss / nmp))
+        return ldL2 - self.ldW + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
+
+
+def _residualize(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(b0, y - X b0) with b0 the least-squares fit of y on X.
+
+    The criterion is invariant under y -> y - X b0 (beta-hat absorbs b0, which solve() adds
+    back), but pwrss is read off the augmented factor as y'y minus the explained part: for a
+    response dominated by its fixed part (y = 1e9 + noise) that difference cancels beyond double
+    precision. The residual's squared norm is of the size of pwrss itself. Columns are
+    subtracted one at a time, largest contribution first, so that the dominant one (often the
+    intercept) cancels exactly (Sterbenz) instead of being rounded inside a sum X @ b0.
+    """
+    if X.shape[1] == 0:
+        return np.zeros(0), y
+    b0 = sla.lstsq(X, y, lapack_driver="gelsd", check_finite=False)[0]
+    r = y.copy()
+    for j in np.argsort(-np.abs(b0) * np.abs(X).max(axis=0)):
+        r -= X[:, j] * b0[j]
+    return b0, r
+

@@ -1,0 +1,511 @@
+"""The blocked dense PLS engine: lme4's criterion (Bates et al. 2015, eqs. 34-42), fast.
+
+For a ModelFrame and a theta, factor the blocked system
+
+    [ L1   0  ] [ L1'  L21' ]   [ Lam1'A11 Lam1 + I      Lam1' A12 Lam2          ]
+    [ L21  L22] [ 0    L22' ] = [ Lam2' A21 Lam1          Lam2' A22 Lam2 + I_re   ]
+
+where block 1 is the first random-effects term (the one with most levels: block diagonal, one
+q x q block per level, factored as a batched stack) and block 2 is everything else, stacked as
+[later terms' effects, X, y] and held dense (later terms have few levels). The y column makes the
+last diagonal element of L22 equal sqrt(pwrss); the X block of L22 is R_X'. Everything that does
+not depend on theta (A11 per level, A22, and the Schur-complement operator ``M`` below) is
+computed once; per evaluation only Lambda rescales, one batched and one dense Cholesky run.
+
+The Schur complement L21 L21' = Lam2' A21 W1 A21' Lam2 with W1 = Lam1 (Lam1'A11 Lam1 + I)^-1 Lam1'
+block diagonal is linear in W1's entries, so ``M`` (a sparse matrix precomputed from A21's pattern)
+maps the stacked per-level W1 blocks straight to the dense lower triangle of A21 W1 A21'.
+(:mod:`mixedref.engines.schur` builds it.)
+
+It is one of the two engines :class:`mixedref.engines.factory.PLSObjective` chooses from.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf, dpotri
+from scipy.linalg.lapack import dtrtrs as _dtrtrs
+
+from mixedref import threads
+from mixedref.design import ModelFrame
+from mixedref.engines.base import PLSEngine, PLSSolution
+from mixedref.engines.schur import scalar_operators, schur_operator
+from mixedref.errors import MixedrefError
+from mixedref.reterm import term_z
+
+#: Largest dense second block (later terms' effects + p + 1) the engine will allocate.
+MAX_DENSE_BLOCK = 8000
+#: Largest A21 (entries) held dense for the Schur product of a vector-valued first term.
+DENSE_A21_MAX = 4_000_000
+
+#: Below this value of a later scalar term's theta the objective uses the plain rescaling
+#: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
+_SHORTCUT_MIN = 1e-3
+
+#: Below this many entries (r x first term's effects) solve() forms L21 densely.
+DENSE_L21 = 200_000
+
+#: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
+SMALL_BLOCK = 64
+
+try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; CSR mat-vec
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover
+    _csc_matvec = _csr_matvec = None
+
+
+class DensePLSObjective(PLSEngine):
+    """The blocked dense engine: the first term block diagonal, the rest one dense block."""
+
+    engine = "dense"
+
+    def __init__(self, model: ModelFrame, REML: bool = True) -> None:
+        prep = self._prepare(model, REML)
+        p = model.p
+        terms = self.terms
+        scale = prep.scale
+
+        # block 1: the first term, block diagonal
+        t1 = terms[0]
+        q1, m1 = t1.q, t1.nlevels
+        X1 = scale(np.asarray(t1.X, dtype=float))
+        A11 = np.empty((m1, q1, q1))
+        for a in range(q1):
+            for c in range(a, q1):
+                s = np.bincount(t1.codes, weights=X1[:, a] * X1[:, c], minlength=m1)
+                A11[:, a, c] = s
+                A11[:, c, a] = s
+        self.A11 = A11
+        Z1 = term_z(X1, t1.codes, q1, m1)
+
+        # block 2: later terms, then X, then y (residualized on X: see _residualize)
+        Xw, yw = prep.Xw, prep.yw
+        Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
+                 for t in terms[1:]]
+        self.re2 = int(sum(t.q * t.nlevels for t in terms[1:]))
+        r = self.re2 + p + 1
+        if r > MAX_DENSE_BLOCK:
+            raise MixedrefError(
+                f"the random-effects terms after the first have {self.re2} effects in all; "
+                f"the dense engine handles at most {MAX_DENSE_BLOCK - p - 1}"
+            )
+        self.r = r
+        Z2 = sp.hstack(Zrest + [sp.csc_matrix(np.column_stack([Xw, yw]))], format="csc")
+        self.A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
+        A21 = (Z2.T @ Z1).tocsc()
+        A21.sort_indices()
+        self.A21 = A21
+        self._scalar_rest = all(q == 1 for q in self.q[1:])
+        #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
+        self.has_gradient = q1 == 1 and self._scalar_rest
+        self._trace_op: sp.csr_matrix | None = None  # G of engines.schur.scalar_operators
+        #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
+        self._A21_levels: np.ndarray | None = None
+        self._A21_flat: np.ndarray | None = None
+        if self.has_gradient:  # the gradient's trace operator G shares M's pairs: build both
+            trace_m = r if self.REML else self.re2
+            self.M, self._trace_op = scalar_operators(A21, m1, r, trace_m)
+            schur_flops = 2.0 * self.M.nnz
+        else:
+            self.M, schur_flops = self._schur_choice(A21, q1, m1, r)
+        self._M_neg = None if self.M is None else (self.M.indptr, self.M.indices, -self.M.data)
+        #: BLAS threads per evaluation, from its flops (the dense Cholesky and the Schur product)
+        self._threads = threads.threads_for(r**3 / 3.0 + schur_flops)
+        self._re_diag = np.arange(self.re2) * (r + 1)
+        self._buf = np.empty((r, r))
+        self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
+        #: A11's entries (0,0), (1,0), (1,1) as contiguous per-level vectors, which the closed
+        #: forms of _block1 and _fast_value read once per evaluation
+        self._a11 = [np.ascontiguousarray(A11[:, i, j]) for i, j in ((0, 0), (1, 0), (1, 1))
+                     if i < q1]
+        #: a criterion evaluation reads theta directly, without per-term templates, when the
+        #: first term has q <= 2 and the later ones are scalar (_fast_value)
+        self._fast = q1 <= 2 and self._scalar_rest
+        self._diag1 = np.arange(q1)
+        self._ntheta1 = t1.ntheta
+        #: below this order the dense block is too small for BLAS threads: evaluations skip
+        #: threads.limit (its per-call library queries cost more than such an evaluation)
+        self._unthreaded = self._threads == 1 and r < SMALL_BLOCK
+
+    @property
+    def size(self) -> int:
+        """The order of the dense block factored per evaluation (mixedref.objective)."""
+        return int(self.r)
+
+    # -- the factorization -------------------------------------------------------------
+    def _block1(self, T1: np.ndarray, need_factor: bool = True
+                ) -> tuple[np.ndarray | None, float, np.ndarray]:
+        """Factor block 1; return (L1 stack or None if scalar, log det L1^2, W1 stack flat).
+
+        W1 = T1 D^-1 T1' per level, with D = T1' A11 T1 + I (= L1 L1'). Without
+        ``need_factor`` (the criterion alone) 2 x 2 blocks take the closed-form inverse instead
+        of a batched Cholesky: numpy's per-call overhead dominates such tiny stacks, and
+        D >= I keeps det D >= 1, so the closed form is as stable as the factorization.
+        """
+        if T1.shape == (1, 1):
+            t2 = T1[0, 0] ** 2
+            d = t2 * self.A11[:, 0, 0] + 1.0
+            return None, float(np.sum(np.log(d))), t2 / d
+        if T1.shape == (2, 2) and not need_factor:
+            ld, w = self._closed2(T1[0, 0], T1[1, 0], T1[1, 1])
+            return None, ld, w
+        D = np.matmul(np.matmul(T1.T, self.A11), T1)
+        diag = self._diag1
+        D[:, diag, diag] += 1.0
+        L1 = np.linalg.cholesky(D)
+        ld = 2.0 * float(np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
+        V = np.linalg.solve(L1, np.broadcast_to(T1.T, L1.shape))
+        W = np.matmul(np.swapaxes(V, 1, 2), V)
+        return L1, ld, W.ravel()
+
+    def _closed2(self, t11: float, t21: float, t22: float) -> tuple[float, np.ndarray]:
+        """(log det D, W1 stack flat) of a 2 x 2 first term with template
+        T = [[t11, 0], [t21, t22]], in closed form (see :meth:`_block1`)."""
+        a, b, c = self._a11
+        # D = T'AT + I
+        d11 = t11 * (t11 * a + 2.0 * t21 * b) + t21 * t21 * c + 1.0
+        d21 = t22 * (t11 * b + t21 * c)
+        d22 = t22 * t22 * c + 1.0
+        det = d11 * d22 - d21 * d21
+        # W = T D^-1 T' with D^-1 = [[d22, -d21], [-d21, d11]] / det
+        w11 = t11 * t11 * d22 / det
+        w21 = t11 * (t21 * d22 - t22 * d21) / det
+        w22 = (t21 * (t21 * d22 - 2.0 * t22 * d21) + t22 * t22 * d11) / det
+        return float(np.log(det).sum()), np.stack((w11, w21, w21, w22), axis=1).ravel()
+
+    def _lambda2(self, S: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """Lam2' S Lam2 for the dense block (later terms rescaled; X and y columns untouched)."""
+        r = self.r
+        if self._scalar_rest:
+            d = np.ones(r)
+            off = 0
+            for T, m in zip(Ts[1:], self.nlev[1:], strict=True):
+                d[off:off + m] = T[0, 0]
+                off += m
+            S *= d[:, None]
+            S *= d[None, :]
+            return S
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)
+            S[seg, :] = np.matmul(T.T, S[seg, :].reshape(m, q, r)).reshape(q * m, r)
+            S[:, seg] = np.matmul(S[:, seg].reshape(r, m, q), T).reshape(r, q * m)
+            off += q * m
+        return S
+
+    def _schur_choice(self, A21: sp.csc_matrix, q1: int, m1: int, r: int
+                      ) -> tuple[sp.csc_matrix | None, float]:
+        """The Schur product's form for a vector-valued first term, by its cost per evaluation:
+        the sparse operator M (one multiply-add per pair of A21's entries within a level), or,
+        where A21 is dense within levels (every level of the first term meets most later
+        effects: kb07's subjects see every item), two dense products through A21 itself,
+        A21 (W1 A21'), of 2 r² m1 q1 flops, then held in ``_A21_levels`` and ``_A21_flat``.
+        Returns (M or None, flops)."""
+        per_level = np.diff(A21.indptr[0:m1 * q1 + 1:q1]).astype(np.float64)
+        pairs = float(np.sum(per_level * (per_level + 1.0) / 2.0))
+        dense_flops = 2.0 * r * r * m1 * q1 + 2.0 * r * m1 * q1 * q1
+        if dense_flops < 2.0 * pairs and r * m1 * q1 <= DENSE_A21_MAX:
+            D = A21.toarray().reshape(r, m1, q1)
+            self._A21_levels = np.ascontiguousarray(D.transpose(1, 0, 2))  # (m1, r, q1)
+            self._A21_flat = np.ascontiguousarray(D.reshape(r, m1 * q1))
+            return None, dense_flops
+        return schur_operator(A21, q1, m1, r), 2.0 * pairs
+
+    def _schur(self, w: np.ndarray) -> np.ndarray:
+        """The work buffer set to A22 - A21 W1 A21' (lower triangle valid)."""
+        S = self._buf
+        np.copyto(S, self.A22)
+        if self._M_neg is None:  # dense within levels: A21 (W1 A21') by two matrix products
+            q1 = self._A21_levels.shape[2]
+            B = np.matmul(self._A21_levels, w.reshape(-1, q1, q1))  # (m1, r, q1): A21_l W_l
+            S -= B.transpose(1, 0, 2).reshape(self.r, -1) @ self._A21_flat.T
+            return S
+        indptr, indices, neg = self._M_neg
+        if _csc_matvec is not None:
+            _csc_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
+        else:  # pragma: no cover - scipy without the private kernel
+            S -= (self.M @ w).reshape(self.r, self.r)
+        return S
+
+    def _factor(self, theta: np.ndarray, shortcut: bool = False, need_L1: bool = True):
+        """Factor at theta. With ``shortcut`` (scalar later terms, none near 0), Lam2 = D is
+        diagonal and chol(D S D + I_re) = D chol(S + D^-2 I_re): only the diagonal changes, and
+        the returned ``extra`` log det D^2 must be added to the random-effects log det."""
+        Ts = self.templates(theta)
+        L1, ld1, w = self._block1(Ts[0], need_L1)
+        S = self._schur(w)
+        extra = 0.0
+        rest = np.array([T[0, 0] for T in Ts[1:]]) if self._scalar_rest else None
+        if shortcut and rest is not None and (rest.size == 0 or rest.min() >= _SHORTCUT_MIN):
+            S.flat[self._re_diag] += np.repeat(rest ** -2.0, self._rest_sizes)
+            extra = float(np.sum(self._rest_sizes * np.log(rest**2)))
+        else:
+            if not self._scalar_rest:  # block products mix triangles: make S symmetric first
+                S = np.tril(S)
+                S += np.tril(S, -1).T
+            S = self._lambda2(S, Ts)
+            S.flat[self._re_diag] += 1.0
+        # S is C-ordered with its lower triangle valid: S.T is Fortran-ordered, upper valid
+        U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        return Ts, L1, ld1 + extra, w, U, info
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
+        if self._unthreaded:
+            return self._fast_value(theta) if self._fast else self._value(theta)
+        with threads.limit(self._threads):
+            return self._fast_value(theta) if self._fast else self._value(theta)
+
+    def _fast_value(self, theta: np.ndarray) -> float:
+        """:meth:`_value` for a first term with q <= 2 and scalar later terms, the same
+        arithmetic without templates: theta's entries are read directly."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        k1 = self._ntheta1
+        if k1 == 1:
+            t2 = theta[0] ** 2
+            d = t2 * self._a11[0] + 1.0
+            ld1 = float(np.log(d).sum())
+            w = t2 / d
+        else:
+            ld1, w = self._closed2(theta[0], theta[1], theta[2])
+        S = self._schur(w)
+        rest = theta[k1:]
+        if rest.size == 0 or rest.min() >= _SHORTCUT_MIN:
+            if rest.size:  # the diagonal of S's random-effects block as a strided view
+                diag = S.reshape(-1)[:self.re2 * (self.r + 1):self.r + 1]
+                diag += np.repeat(rest ** -2.0, self._rest_sizes)
+                ld1 += float((self._rest_sizes * np.log(rest**2)).sum())
+        else:
+            S = self._lambda2(S, [None, *(np.reshape(t, (1, 1)) for t in rest)])
+            S.flat[self._re_diag] += 1.0
+        U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            return math.inf
+        diag = np.diagonal(U)
+        re2, p = self.re2, self.p
+        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
+        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
+        pwrss = float(diag[-1]) ** 2
+        return self._criterion(ldL2, ldRX2, pwrss)
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient (:meth:`_value_and_grad`)."""
+        if self._unthreaded:
+            return self._value_and_grad(theta)
+        with threads.limit(self._threads):
+            return self._value_and_grad(theta)
+
+    def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
+        """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+        with threads.limit(self._threads):
+            return self._solve(theta, condvar)
+
+    def _value(self, theta: np.ndarray) -> float:
+        _, _, ld1, _, U, info = self._factor(theta, shortcut=True, need_L1=False)
+        if info != 0:
+            return math.inf
+        diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
+        re2, p = self.re2, self.p
+        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
+        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
+        pwrss = float(diag[-1]) ** 2
+        return self._criterion(ldL2, ldRX2, pwrss)
+
+    def _value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient in theta, for models whose terms are all scalar.
+
+        With K = S(t1) + diag(theta_k^-2) the matrix factored by the diagonal shortcut (t1 the
+        first term's theta, W1 = t1^2 / (t1^2 A11 + 1) per level) the criterion is
+        ld1 + sum_k m_k log theta_k^2 + log det K_sub + c log pwrss (ML: K_sub the random-effects
+        block, c = n; REML: K_sub all of K, c = n - p - 1), and pwrss = 1 / (K^-1)_yy. So
+        d log det K_sub = tr(K_sub^-1 dK) (one dpotri) and d pwrss = pwrss^2 v' dK v with
+        v = K^-1 e_y; dK/dt1 = -A21 diag(dW1) A21' is contracted through the Schur operator.
+        The gradient is None where the shortcut does not apply (a later theta below 1e-3).
+        """
+        if not self.has_gradient:
+            raise MixedrefError("the analytic gradient needs every random-effects term scalar")
+        theta = np.asarray(theta, dtype=float)
+        rest = theta[1:]
+        if rest.size and rest.min() < _SHORTCUT_MIN:
+            return self._value(theta), None
+        _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
+        if info != 0:
+            return math.inf, None
+        n, p, r, re2 = self.n, self.p, self.r, self.re2
+        diag = np.diagonal(U)
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
+        pwrss = float(diag[-1]) ** 2
+        value = self._criterion(ldL2, ldRX2, pwrss)
+        # v = K^-1 e_y: U'U = K and U' z = e_y gives z = e_y / U_yy
+        e = np.zeros(r)
+        e[-1] = 1.0 / diag[-1]
+        v = _solve_upper(U, e)
+        if self.REML:
+            Pinv, info = dpotri(U, lower=0, overwrite_c=1)
+            c_pw, m = n - p - 1.0, r
+        elif re2:
+            Pinv, info = dpotri(U[:re2, :re2], lower=0)
+            c_pw, m = float(n), re2
+        else:  # ML with one term: no dense random-effects block
+            Pinv, info, c_pw, m = np.zeros((0, 0)), 0, float(n), 0
+        if info != 0:
+            return value, None
+        pflat = Pinv.reshape(-1, order="F")  # a view: dpotri returns a Fortran array
+        pdiag = np.diagonal(Pinv)
+        t1 = theta[0]
+        a = self.A11[:, 0, 0]
+        d1 = t1 * t1 * a + 1.0
+        dw = 2.0 * t1 / d1**2  # d W1 / d t1
+        Bv = _csr_times(self.A21, v, transposed=True)
+        grad = np.empty(theta.size)
+        dlogdet = -float(dw @ _csr_times(self._trace_op, pflat)) if m else 0.0
+        dpw = -pwrss**2 * float(dw @ (Bv * Bv))
+        grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
+        off = 0
+        for k, (th, mk) in enumerate(zip(rest, self.nlev[1:], strict=True), start=1):
+            seg = slice(off, off + mk)
+            dc = -2.0 * th**-3.0  # d theta^-2 / d theta
+            dpw = pwrss**2 * float(v[seg] @ v[seg]) * dc
+            grad[k] = 2.0 * mk / th + float(np.sum(pdiag[seg])) * dc + c_pw * dpw / pwrss
+            off += mk
+        return value, grad
+
+    def _solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
+        theta = np.asarray(theta, dtype=float).copy()
+        Ts, L1, ld1, _, U, info = self._factor(theta)
+        U = U.copy()  # the factor lives in a work buffer reused by the next evaluation
+        if info != 0:
+            raise MixedrefError(
+                f"the penalized system is not positive definite at theta={theta.tolist()} "
+                "(X may be rank deficient)"
+            )
+        # lower factor of the dense block as U's transpose view: only its lower triangle is
+        # read below (triangular solves reference one triangle), so no masked copy is needed
+        L22 = U.T
+        re2, p, r = self.re2, self.p, self.r
+        d = np.diagonal(L22)
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(d[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(d[re2:re2 + p])))
+        pwrss = float(d[-1]) ** 2
+        objective = self._criterion(ldL2, ldRX2, pwrss)
+        T1 = Ts[0]
+        q1, m1 = self.q[0], self.nlev[0]
+        if L1 is None:
+            L1 = np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0)  # (m1, 1, 1)
+        L1inv = np.linalg.inv(L1)  # (m1, q1, q1) lower
+        # L21 = Lam2' A21 Lam1 L1^-T, sparse with A21's level-block pattern
+        if r * m1 * q1 <= DENSE_L21:  # small: dense products, no sparse-matrix overhead
+            L21 = self._l21_dense(Ts, L1inv)
+            ell1 = L21[r - 1]
+        else:
+            lam2 = self._lambda2_sparse(Ts)
+            B = lam2.T @ self.A21 @ sp.kron(sp.identity(m1, format="csr"), sp.csr_matrix(T1))
+            L21 = (B @ _block_diag_stack(np.swapaxes(L1inv, 1, 2))).tocsr()
+            ell1 = np.asarray(L21[r - 1].todense()).ravel()  # y row of L21: L1^-1 Lam1'Z1'y
+        Lrr = L22[: r - 1, : r - 1]
+        # x2 solves Lrr' x2 = ell2 (ell2 the y row of L22). With U = L22' = [[Lrr', ell2],
+        # [0, d_y]], U z = d_y e_y gives z = (-x2, 1): one solve on the contiguous U, no copy
+        e = np.zeros(r)
+        e[-1] = d[-1]
+        x2 = -sla.solve_triangular(U, e, lower=False, check_finite=False)[: r - 1]
+        u2, beta = x2[:re2], x2[re2:] + self.beta0
+        rhs1 = ell1 - L21[: r - 1].T @ x2
+        u1 = np.einsum("lba,lb->la", L1inv, rhs1.reshape(m1, q1)).ravel()
+        u = np.concatenate([u1, u2])
+        b_parts = [np.einsum("ab,lb->la", T1, u1.reshape(m1, q1)).ravel()]
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            b_parts.append(np.einsum("ab,lb->la", T, u2[off:off + q * m].reshape(m, q)).ravel())
+            off += q * m
+        b = np.concatenate(b_parts)
+        n = self.n
+        sigma = math.sqrt(pwrss / (n - p if self.REML else n))
+        RX = np.triu(U[re2:re2 + p, re2:re2 + p])
+        cv: tuple[np.ndarray, ...] = ()
+        if condvar:
+            cv = self._condvar(Ts, L1inv, L21, Lrr, sigma)
+        return PLSSolution(theta=theta, REML=self.REML, objective=objective, beta=beta,
+                           sigma=sigma, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
+                           condvar=cv)
+
+    def _l21_dense(self, Ts: list[np.ndarray], L1inv: np.ndarray) -> np.ndarray:
+        """L21 = Lam2' A21 Lam1 L1^-T as a dense r x (m1 q1) array (for small systems)."""
+        r, q1, m1 = self.r, self.q[0], self.nlev[0]
+        B = self.A21.toarray()
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)  # rows of a later term: Lam2' = kron(I, T') there
+            B[seg] = np.matmul(T.T, B[seg].reshape(m, q, -1)).reshape(q * m, -1)
+            off += q * m
+        C = np.matmul(B.reshape(r, m1, q1), Ts[0])  # times Lam1 = kron(I, T1)
+        return np.einsum("rlb,lcb->rlc", C, L1inv).reshape(r, m1 * q1)
+
+    def _lambda2_sparse(self, Ts: list[np.ndarray]) -> sp.csr_matrix:
+        """Lam2 (later terms' Lambda, identity on X and y) as a sparse r x r matrix."""
+        blocks = [sp.kron(sp.identity(m, format="csr"), sp.csr_matrix(T))
+                  for T, m in zip(Ts[1:], self.nlev[1:], strict=True)]
+        blocks.append(sp.identity(self.p + 1, format="csr"))
+        return sp.block_diag(blocks, format="csr")
+
+    def _condvar(self, Ts, L1inv, L21, Lrr, sigma) -> tuple[np.ndarray, ...]:
+        """Per term and level sigma^2 Lam (L L')^-1 Lam' diagonal blocks (lme4's condVar)."""
+        re2 = self.re2
+        q1, m1 = self.q[0], self.nlev[0]
+        Luu = Lrr[:re2, :re2]
+        # block 1: (LL')^-1_11 = L1^-T L1^-1 + G'G,  G = L22u^-1 L21u L1^-1
+        P = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)
+        if re2:
+            L21u = L21[:re2].toarray() if sp.issparse(L21) else L21[:re2]
+            Linv1 = _block_diag_stack(L1inv)
+            G = sla.solve_triangular(Luu, (Linv1.T @ L21u.T).T, lower=True, check_finite=False)
+            Gr = G.reshape(re2, m1, q1)
+            P = P + np.einsum("kla,klb->lab", Gr, Gr)
+        T1 = Ts[0]
+        out = [sigma**2 * np.matmul(np.matmul(T1, P), T1.T)]
+        if re2:
+            Linv = sla.solve_triangular(Luu, np.eye(re2), lower=True, check_finite=False)
+            off = 0
+            for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+                Lk = Linv[:, off:off + q * m].reshape(re2, m, q)
+                Pk = np.einsum("kla,klb->lab", Lk, Lk)
+                out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
+                off += q * m
+        return tuple(out)
+
+
+def _solve_upper(U: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """x with U x = e for upper-triangular U: scipy's solve_triangular(U, e) without its
+    wrapper's checks (the same LAPACK call, trtrs, for a Fortran-ordered U)."""
+    if not U.flags.f_contiguous:
+        return sla.solve_triangular(U, e, lower=False, check_finite=False)
+    x, info = _dtrtrs(U, e, lower=0, trans=0, unitdiag=0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular matrix: resolution failed at diagonal {info - 1}")
+    return x
+
+
+def _csr_times(A: sp.spmatrix, x: np.ndarray, transposed: bool = False) -> np.ndarray:
+    """A @ x (or A.T @ x for a CSC A) by scipy's own CSR kernel, without building the
+    transposed matrix object or the operator's dispatch."""
+    if _csr_matvec is None:  # pragma: no cover - scipy without the private kernel
+        return (A.T if transposed else A) @ x
+    nrow, ncol = A.shape[::-1] if transposed else A.shape
+    out = np.zeros(nrow)
+    _csr_matvec(nrow, ncol, A.indptr, A.indices, A.data, np.ascontiguousarray(x), out)
+    return out
+
+
+def _block_diag_stack(blocks: np.ndarray) -> sp.csr_matrix:
+    """The block-diagonal CSR matrix of a stack of m q x q blocks (as scipy's block_diag of
+    the list, without its per-block Python overhead: m is a factor's number of levels)."""
+    m, q, _ = blocks.shape
+    return sp.bsr_matrix((np.ascontiguousarray(blocks), np.arange(m), np.arange(m + 1)),
+                         shape=(m * q, m * q)).tocsr()

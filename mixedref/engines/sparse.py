@@ -1,0 +1,324 @@
+"""The general sparse PLS engine: CHOLMOD's supernodal Cholesky of Lam'Z'Z Lam + I.
+
+As lme4 (update(L, Ut, mult = 1)): Ut = Lam'Z' has a pattern fixed by the design, so the
+fill-reducing ordering and the symbolic analysis run once (CHOLMOD's analyze of Ut Ut'), and
+each theta only recomputes Ut's values and refactors numerically (cholesky_AAt_inplace with
+beta = 1). With L L' = P (Ut Ut' + I) P' and W = L^-1 P Ut [X y] (X and y weighted, y
+residualized on X as in :mod:`mixedref.engines.base`), the fixed-effects block is the Cholesky
+factor of [X y]'[X y] - W'W = [[R_X'R_X, .], [., .]], whose last diagonal element squared is
+pwrss: the same quantities as the blocked dense engine, read off the same way.
+
+The interface is :class:`mixedref.engines.base.PLSEngine`'s (``__call__``, ``solve``,
+``templates``, ``lower``, ``size``); :mod:`mixedref.engines.factory` chooses between the two
+engines by cost and memory.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.linalg.lapack import dpotrf
+
+from mixedref import threads
+from mixedref.design import ModelFrame
+from mixedref.engines.base import PLSEngine, PLSSolution
+from mixedref.errors import MixedrefError
+
+try:
+    from sksparse import cholmod as _cholmod
+except ImportError:  # pragma: no cover - scikit-sparse not installed
+    _cholmod = None
+
+#: Right-hand sides per CHOLMOD solve when the conditional variances are computed.
+_CONDVAR_CHUNK = 256
+
+
+def available() -> bool:
+    """True when scikit-sparse's CHOLMOD can be imported."""
+    return _cholmod is not None
+
+
+#: how to get the sparse engine: the extra that brings scikit-sparse (CHOLMOD)
+INSTALL_HINT = ("pip install 'mixedref[sparse]' (scikit-sparse's CHOLMOD; it builds against "
+                "SuiteSparse's headers: apt-get install libsuitesparse-dev on Debian)")
+
+
+def require(why: str = "the sparse engine needs scikit-sparse (CHOLMOD)") -> None:
+    """Raise MixedrefError saying why the sparse engine is needed and how to install it."""
+    if _cholmod is None:
+        raise MixedrefError(f"{why}: {INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class SparsePattern:
+    """Ut = Lam'Z' as a CSC pattern (random effects x observations) and its column layout."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    nre: int  # rows: all terms' random effects, lme4's order
+    width: int  # entries per observation (sum of the terms' q)
+
+    def matrix(self, data: np.ndarray) -> sp.csc_matrix:
+        """The CSC matrix with this pattern and ``data`` (one value per entry)."""
+        return sp.csc_matrix((data, self.indices, self.indptr),
+                             shape=(self.nre, self.indptr.size - 1))
+
+
+def ut_pattern(model: ModelFrame) -> SparsePattern:
+    """The fixed pattern of Ut: per observation, each term's q rows of its level, in order."""
+    n = model.n
+    cols, off = [], 0
+    for t in model.reterms:
+        cols.append(off + np.asarray(t.codes, np.int64)[:, None] * t.q + np.arange(t.q))
+        off += t.q * t.nlevels
+    width = int(sum(t.q for t in model.reterms))
+    idx = np.int32 if off < 2**31 - 1 and n * width < 2**31 - 1 else np.int64
+    indices = np.hstack(cols).astype(idx).ravel()
+    indptr = (np.arange(n + 1, dtype=np.int64) * width).astype(idx)
+    return SparsePattern(indptr, indices, off, width)
+
+
+@dataclass(frozen=True)
+class Symbolic:
+    """CHOLMOD's symbolic analysis of Ut Ut' + I: entries of L and flops of one factorization."""
+
+    nnz_L: float
+    flops: float
+
+
+def symbolic(pattern: SparsePattern) -> Symbolic | None:
+    """nnz(L) and the flop count of factoring Ut Ut' + I, from CHOLMOD's own analysis (ordering
+    and supernodes, no numeric work) through its C interface: scikit-sparse does not expose
+    the counts. None where the library or the call is not available."""
+    lib = _libcholmod()
+    if lib is None or pattern.indices.dtype != np.int32:
+        return None
+    common = ctypes.create_string_buffer(1 << 16)  # larger than any cholmod_common
+    if not lib.cholmod_start(common):
+        return None
+    # Common->supernodal (after dbound, grow0, grow1, grow2, maxrank, supernodal_switch): the
+    # engine factors supernodally, so analyse so too (L's numeric size is then L->xsize)
+    mode = ctypes.c_int.from_buffer(common, _SUPERNODAL_OFFSET)
+    switch = ctypes.c_double.from_buffer(common, _SUPERNODAL_OFFSET - 8).value
+    if mode.value != 1 or switch != 40.0:  # not CHOLMOD's defaults (AUTO, 40): other layout
+        lib.cholmod_finish(common)
+        return None
+    mode.value = _CHOLMOD_SUPERNODAL
+    try:
+        A = _CholmodSparse(pattern.nre, pattern.indptr.size - 1, pattern.indices.size,
+                           pattern.indptr.ctypes.data, pattern.indices.ctypes.data, None,
+                           None, None, 0, 0, 0, 0, 1, 1)  # unsymmetric, int, pattern only
+        L = lib.cholmod_analyze(ctypes.byref(A), common)
+        if not L:
+            return None
+        try:
+            f = ctypes.cast(L, ctypes.POINTER(_CholmodFactor)).contents
+            cc = np.ctypeslib.as_array(ctypes.cast(f.ColCount, ctypes.POINTER(ctypes.c_int)),
+                                       shape=(int(f.n),)).astype(float)
+            nnz = float(f.xsize) if f.is_super else float(cc.sum())
+            return Symbolic(nnz_L=nnz, flops=float(np.sum(cc * cc)))
+        finally:
+            Lp = ctypes.c_void_p(L)
+            lib.cholmod_free_factor(ctypes.byref(Lp), common)
+    finally:
+        lib.cholmod_finish(common)
+
+
+_SUPERNODAL_OFFSET = 48
+_CHOLMOD_SUPERNODAL = 2
+
+
+class _CholmodSparse(ctypes.Structure):
+    _fields_ = [("nrow", ctypes.c_size_t), ("ncol", ctypes.c_size_t),
+                ("nzmax", ctypes.c_size_t), ("p", ctypes.c_void_p), ("i", ctypes.c_void_p),
+                ("nz", ctypes.c_void_p), ("x", ctypes.c_void_p), ("z", ctypes.c_void_p),
+                ("stype", ctypes.c_int), ("itype", ctypes.c_int), ("xtype", ctypes.c_int),
+                ("dtype", ctypes.c_int), ("sorted", ctypes.c_int), ("packed", ctypes.c_int)]
+
+
+class _CholmodFactor(ctypes.Structure):  # the leading fields of cholmod_factor (CHOLMOD 3-5)
+    _fields_ = [("n", ctypes.c_size_t), ("minor", ctypes.c_size_t),
+                ("Perm", ctypes.c_void_p), ("ColCount", ctypes.c_void_p),
+                ("IPerm", ctypes.c_void_p), ("nzmax", ctypes.c_size_t),
+                ("p", ctypes.c_void_p), ("i", ctypes.c_void_p), ("x", ctypes.c_void_p),
+                ("z", ctypes.c_void_p), ("nz", ctypes.c_void_p), ("next", ctypes.c_void_p),
+                ("prev", ctypes.c_void_p), ("nsuper", ctypes.c_size_t),
+                ("ssize", ctypes.c_size_t), ("xsize", ctypes.c_size_t),
+                ("maxcsize", ctypes.c_size_t), ("maxesize", ctypes.c_size_t),
+                ("super_", ctypes.c_void_p), ("pi", ctypes.c_void_p), ("px", ctypes.c_void_p),
+                ("s", ctypes.c_void_p), ("ordering", ctypes.c_int), ("is_ll", ctypes.c_int),
+                ("is_super", ctypes.c_int), ("is_monotonic", ctypes.c_int)]
+
+
+_lib_cache: list = []
+
+
+def _libcholmod() -> ctypes.CDLL | None:
+    """The CHOLMOD shared library scikit-sparse links (Debian: libcholmod.so.3), or None."""
+    if _lib_cache:
+        return _lib_cache[0]
+    lib = None
+    for name in ("libcholmod.so.3", ctypes.util.find_library("cholmod")):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    if lib is not None:
+        lib.cholmod_start.argtypes = [ctypes.c_void_p]
+        lib.cholmod_finish.argtypes = [ctypes.c_void_p]
+        lib.cholmod_analyze.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.cholmod_analyze.restype = ctypes.c_void_p
+        lib.cholmod_free_factor.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    _lib_cache.append(lib)
+    return lib
+
+
+class SparsePLSObjective(PLSEngine):
+    """lme4's profiled deviance / REML criterion by CHOLMOD, for any random-effects structure."""
+
+    engine = "sparse"
+    has_gradient = False
+
+    def __init__(self, model: ModelFrame, REML: bool = True,
+                 symbolic_analysis: Symbolic | None = None) -> None:
+        """``symbolic_analysis``: CHOLMOD's counts of this model's pattern where the engine
+        choice has made them already (else they are made here)."""
+        require()
+        prep = self._prepare(model, REML)
+        terms = self.terms
+        self._Xk = [prep.scale(np.asarray(t.X, dtype=float)) for t in terms]
+        self.pattern = pat = ut_pattern(model)
+        self.nre = pat.nre
+        Zt = pat.matrix(np.hstack(self._Xk).ravel())
+        XY = np.column_stack([self.Xw, self.yw])
+        self._ZtXY = np.asarray(Zt @ XY)  # nre x (p + 1), Lam-free
+        self._XYXY = XY.T @ XY
+        self._offsets = np.concatenate([[0], np.cumsum([q * m for q, m in
+                                                         zip(self.q, self.nlev, strict=True)])])
+        self.symbolic = symbolic_analysis if symbolic_analysis is not None else symbolic(pat)
+        flops = self.symbolic.flops if self.symbolic else float(pat.indices.size * pat.width)
+        self._threads = threads.threads_for(flops)
+        with threads.limit(self._threads):
+            self._chol = _cholmod.analyze_AAt(Zt, mode="supernodal")
+        threads.rescan()  # CHOLMOD's BLAS is loaded now
+        self._ut = Zt  # its data array is rewritten per theta (the pattern never changes)
+        self._ut_data = Zt.data
+
+    @property
+    def size(self) -> int:
+        """The order of the sparse system (random effects), for the optimizer's method choice."""
+        return int(self.nre)
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """No analytic gradient on this engine (the optimizer then uses BOBYQA)."""
+        raise MixedrefError("the sparse engine has no analytic gradient")
+
+    def _factor(self, *args, **kwargs):
+        """The dense engine's factor, which the likelihood profile reads (mixedref.profile)."""
+        raise MixedrefError("profile() reads the blocked dense engine's factor; this model is "
+                            "fitted by the sparse engine (its dense block would be too large)")
+
+    # -- the factorization ------------------------------------------------------------
+    def _factorize(self, theta: np.ndarray):
+        """Refactor at theta; (templates, W, R, info) with R the upper factor of the
+        fixed-effects block (info != 0 where the system is not positive definite)."""
+        Ts = self.templates(theta)
+        np.copyto(self._ut_data.reshape(self.n, -1),
+                  np.hstack([X @ T for X, T in zip(self._Xk, Ts, strict=True)]))
+        try:
+            self._chol.cholesky_AAt_inplace(self._ut, beta=1.0)
+        except _cholmod.CholmodNotPositiveDefiniteError:
+            return Ts, None, None, 1
+        rhs = self._lam_t(Ts, self._ZtXY)
+        W = self._chol.solve_L(self._chol.apply_P(rhs), use_LDLt_decomposition=False)
+        S = self._XYXY - W.T @ W
+        R, info = dpotrf(S, lower=0, clean=1)
+        return Ts, W, R, info
+
+    def _lam_t(self, Ts: list[np.ndarray], B: np.ndarray) -> np.ndarray:
+        """Lam' B for B with one row per random effect (level-major blocks per term)."""
+        out = np.empty_like(B)
+        c = B.shape[1]
+        for T, q, m, a, b in zip(Ts, self.q, self.nlev, self._offsets[:-1], self._offsets[1:],
+                                 strict=True):
+            blk = B[a:b].reshape(m, q, c)
+            out[a:b] = np.einsum("ab,lac->lbc", T, blk).reshape(m * q, c)
+        return out
+
+    def _pieces(self, R: np.ndarray) -> tuple[float, float, float]:
+        p = self.p
+        d = np.diagonal(R)
+        ldL2 = float(self._chol.logdet())
+        ldRX2 = 2.0 * float(np.sum(np.log(d[:p])))
+        return ldL2, ldRX2, float(d[p]) ** 2
+
+    def __call__(self, theta: np.ndarray) -> float:
+        """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
+        with threads.limit(self._threads):
+            _, _, R, info = self._factorize(np.asarray(theta, dtype=float))
+        if info != 0:
+            return math.inf
+        return self._criterion(*self._pieces(R))
+
+    def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
+        """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+        theta = np.asarray(theta, dtype=float).copy()
+        with threads.limit(self._threads):
+            Ts, W, R, info = self._factorize(theta)
+            if info != 0:
+                raise MixedrefError(
+                    f"the penalized system is not positive definite at theta={theta.tolist()} "
+                    "(X may be rank deficient)")
+            p = self.p
+            ldL2, ldRX2, pwrss = self._pieces(R)
+            objective = self._criterion(ldL2, ldRX2, pwrss)
+            RX = np.triu(R[:p, :p])
+            delta = sla.solve_triangular(RX, R[:p, p], lower=False, check_finite=False) \
+                if p else np.zeros(0)
+            beta = self.beta0 + delta
+            rhs = W[:, p] - W[:, :p] @ delta
+            f = self._chol
+            u = f.apply_Pt(f.solve_Lt(rhs, use_LDLt_decomposition=False))
+            b = self._lam(Ts, u)
+            sigma = math.sqrt(pwrss / (self.n - p if self.REML else self.n))
+            cv: tuple[np.ndarray, ...] = self._condvar(Ts, sigma) if condvar else ()
+        return PLSSolution(theta=theta, REML=self.REML, objective=objective, beta=beta,
+                           sigma=sigma, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
+                           condvar=cv)
+
+    def _lam(self, Ts: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+        """b = Lam u (level-major blocks per term)."""
+        parts = []
+        for T, q, m, a, b in zip(Ts, self.q, self.nlev, self._offsets[:-1], self._offsets[1:],
+                                 strict=True):
+            parts.append(np.einsum("ab,lb->la", T, u[a:b].reshape(m, q)).ravel())
+        return np.concatenate(parts)
+
+    def _condvar(self, Ts: list[np.ndarray], sigma: float) -> tuple[np.ndarray, ...]:
+        """Per term and level sigma^2 T P_l T', P_l the level's diagonal block of
+        (Lam'Z'Z Lam + I)^-1, from solves with chunks of identity columns (one per effect:
+        O(nre nnz(L)) work, done only when conditional variances are asked for)."""
+        f, nre = self._chol, self.nre
+        out = []
+        for T, q, m, a in zip(Ts, self.q, self.nlev, self._offsets[:-1], strict=True):
+            P = np.empty((m, q, q))
+            for j in range(q):
+                for s in range(0, m, _CONDVAR_CHUNK):
+                    lv = np.arange(s, min(m, s + _CONDVAR_CHUNK))
+                    cols = a + lv * q + j
+                    E = np.zeros((nre, lv.size))
+                    E[cols, np.arange(lv.size)] = 1.0
+                    X = f.solve_A(E)
+                    rows = a + lv[:, None] * q + np.arange(q)  # (levels, q)
+                    P[lv, :, j] = X[rows, np.arange(lv.size)[:, None]]
+            out.append(sigma**2 * np.matmul(np.matmul(T, P), T.T))
+        return tuple(out)
