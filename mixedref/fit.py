@@ -8,7 +8,7 @@ on first access from one PLS solve at theta-hat, and cached.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -51,22 +51,22 @@ class LmerFit(MixedModelFit):
         self.optinfo = opt.log  # the fit log (mixedref.optsummary.OptSummary)
         self.seconds = seconds
         self.messages: list[str] = list(model.messages) + list(opt.messages)
-        # lmer's arguments (formula, data, REML, ...), set by mixedref.lmer: what update() and
-        # anova's ML refits re-run; None for a fit made by fit_model() from a bare ModelFrame
+        # lmer's arguments (formula, data, REML, ...) and lmer itself, set by mixedref.lmer: what
+        # update() and anova's ML refits re-run; None for a fit made by fit_model() from a bare
+        # ModelFrame (the fitter is carried, not imported: modular imports this module)
         self.call: dict[str, Any] | None = None
+        self.fitter: Callable[..., LmerFit] | None = None
 
     def update(self, **changes: Any) -> LmerFit:
         """Refit with some of lmer's arguments changed, as R's ``update(m, REML = FALSE)``."""
-        if self.call is None:
+        if self.call is None or self.fitter is None:
             raise MixedrefError("update() needs the fit's call: this fit was made by "
                                 "fit_model() from a model frame, not by mixedref.lmer")
         unknown = sorted(set(changes) - set(self.call))
         if unknown:
             raise TypeError(f"update() got arguments lmer does not take: {unknown}; lmer's "
                             f"are {sorted(self.call)}")
-        from mixedref.modular import lmer
-
-        return lmer(**{**self.call, **changes})
+        return self.fitter(**{**self.call, **changes})
 
     # -- the solution at theta-hat ------------------------------------------------------
     @cached_property

@@ -96,5 +96,6 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, weights: Vector
     fit.call = {"formula": formula, "data": data, "REML": REML, "weights": weights,
                 "offset": offset, "contrasts": contrasts, "na_action": na_action,
                 "subset": subset, "control": control}
+    fit.fitter = lmer
     return fit
 

@@ -32,23 +32,14 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     return pkg
 
 
-#: The one cycle left, and whose it is: LmerFit.update() (mixedref/fit.py) imports
-#: mixedref.modular's lmer, which builds an LmerFit. It goes with the fitted-model rewrite of
-#: fit.py (the refit reached without importing modular); the test below then fails until this
-#: entry goes too, so the list cannot go stale.
-KNOWN_CYCLES = [["mixedref.fit", "mixedref.modular"]]
-
-
-def test_mixedref_has_no_import_cycle_but_the_known_one() -> None:
+@pytest.mark.parametrize("package", ["mixedref", "harness"])
+def test_no_import_cycle(package: str) -> None:
     """Every import counts, lazy ones inside functions too: a lazy import is still a
     dependency of the module, and a cycle through one is still a cycle."""
-    graph = tool.graph_of(tool.edges(ROOT / "mixedref"))
+    graph = tool.graph_of(tool.edges(ROOT / package))
     found = tool.cycles(graph)
-    new = [c for c in found if c not in KNOWN_CYCLES]
-    assert not new, "import cycles in mixedref: " + "; ".join(
-        " -> ".join(tool.shortest_cycle(graph, c)) for c in new)
-    gone = [c for c in KNOWN_CYCLES if c not in found]
-    assert not gone, f"{gone} no longer form a cycle: remove them from KNOWN_CYCLES"
+    assert not found, f"import cycles in {package}: " + "; ".join(
+        " -> ".join(tool.shortest_cycle(graph, c)) for c in found)
 
 
 def test_the_tool_finds_lazy_relative_and_from_package_cycles(tmp_path: Path) -> None:
