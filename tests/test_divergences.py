@@ -305,7 +305,7 @@ def test_entries_carry_index_and_path(tmp_path: Path) -> None:
         """))
     (e,) = load_registry(path, CASES).entries
     assert e == Entry(0, str(path), "sim_b-intercept-ML", "mypkg.fit:fit", "var[g,(Intercept)]",
-                      0.0015, "higher", REASON)
+                      0.0015, "higher", REASON, row=0)
     assert e.label() == "entry 0 (sim_b-intercept-ML, mypkg.fit:fit, var[g,(Intercept)])"
 
 
