@@ -149,3 +149,128 @@ def test_a_bad_top_level_is_refused(tmp_path: Path) -> None:
     path.write_text("finding: []\n")
     with pytest.raises(RegistryError, match=r"unknown top-level key\(s\) \['finding'\]"):
         load_registry(path, CASES)
+
+
+# ---- the converter from the flat format ---------------------------------------------------
+
+FLAT = """\
+# a header comment, kept
+divergences:
+  - case: sim_a-slopes-REML
+    impl: cand
+    quantity: objective
+    size: 127.0        # measured +126.9, allowed 0.01
+    direction: higher
+    reason: >-
+      cand stops at an interior point (correlation -0.79) whose REML criterion is 127 above
+      the correlation -1 boundary optimum that lme4 reaches: a wrong optimum of cand.
+  - case: sim_a-slopes-REML
+    impl: cand
+    quantity: sigma
+    size: 0.5        # measured -0.41, allowed 0.001
+    direction: lower
+    reason: >-
+      cand stops at an interior point (correlation -0.79) whose REML criterion is 127 above
+      the correlation -1 boundary optimum that lme4 reaches: a wrong optimum of cand.
+  - case: sim_a-slopes-ML
+    impl: cand
+    quantity: objective
+    size: 140.0        # measured +136, allowed 0.01
+    direction: higher
+    reason: >-
+      cand stops at an interior point (correlation -0.77) whose deviance is 136 above the
+      correlation -1 boundary optimum that lme4 reaches: a wrong optimum of cand.
+  - case: sim_a-slopes-ML
+    impl: cand
+    quantity: loglik
+    size: 69.0        # measured -68, allowed 0.01
+    direction: lower
+    reason: half the criterion's difference; see the objective entry of this case.
+  - case: sim_b-intercept-ML
+    impl: cand
+    quantity: "fixef_se[x]"
+    size: 1.0e-05        # measured +9.1e-06, allowed 1e-06
+    direction: higher
+    reason: cand's SEs come from a finite-difference Hessian of its own parametrization.
+  - case: sim_b-intercept-ML
+    impl: other
+    quantity: "fixef_se[x]"
+    size: 2.0e-05        # measured +1.9e-05, allowed 1e-06
+    direction: higher
+    reason: cand's SEs come from a finite-difference Hessian of its own parametrization.
+"""
+
+
+def _convert(*paths: Path) -> tuple[str, list]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    try:
+        import findings_from_divergences as conv
+    finally:
+        sys.path.pop(0)
+    text, findings, _ = conv.convert(list(paths), CASES)
+    return text, findings
+
+
+def _key(row: dict) -> tuple:
+    return (row["case"], row["impl"], row["quantity"], float(row["size"]), row["direction"])
+
+
+def test_the_converter_groups_by_cause_and_keeps_every_row(tmp_path: Path) -> None:
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(FLAT)
+    text, findings = _convert(flat)
+    out = tmp_path / "converted.yaml"
+    out.write_text(text)
+    # same cause with other numbers merged, the cross-reference joined, one finding per impl
+    assert [(f.impl, len(f.rows)) for f in findings] == [("cand", 4), ("cand", 1),
+                                                         ("other", 1)]
+    assert findings[0].cause.startswith("cand stops at an interior point (correlation -0.79)")
+    assert "[sim_a-slopes-ML] cand stops at an interior point (correlation -0.77) whose " \
+           "deviance is 136 [... as in the cause]" in findings[0].evidence  # its own numbers
+    assert "see the objective entry of this case" in findings[0].evidence
+    # every row, size and direction survives, with its measured-value comment
+    assert sorted(map(_key, rows_of(out))) == sorted(map(_key, yaml.safe_load(FLAT)[
+        "divergences"]))
+    assert "size: 1.0e-05, direction: higher}  # measured +9.1e-06, allowed 1e-06" in text
+    assert text.startswith("# a header comment, kept\n")
+    reg = load_registry(out, CASES)
+    assert len(reg) == 6 and len(reg.findings) == 3
+
+
+def test_the_converter_adds_flat_entries_to_a_converted_file(tmp_path: Path) -> None:
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(FLAT)
+    text, _ = _convert(flat)
+    # another branch appended old-format entries: one already a row, one of an existing
+    # finding's cause, one new cause
+    appended = text + """\
+divergences:
+  - case: sim_a-slopes-REML
+    impl: cand
+    quantity: objective
+    size: 127.0
+    direction: higher
+    reason: a restatement of a row already registered
+  - case: sim_b-intercept-ML
+    impl: cand
+    quantity: "fixef_se[z]"
+    size: 3.0e-05        # measured +2.2e-05, allowed 1e-06
+    direction: higher
+    reason: cand's SEs come from a finite-difference Hessian of its own parametrization.
+  - case: sim_b-intercept-ML
+    impl: cand
+    quantity: sigma
+    size: 0.25        # measured +0.2, allowed 0.001
+    direction: higher
+    reason: cand's residual scale is divided by n - 1 rather than n on ML fits, a new cause.
+"""
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(appended)
+    text2, findings = _convert(merged)
+    assert [len(f.rows) for f in findings] == [4, 2, 1, 1]
+    assert findings[1].rows[1][0]["quantity"] == "fixef_se[z]"
+    assert findings[3].cause.startswith("cand's residual scale")
+    merged.write_text(text2)
+    assert "divergences:" not in text2 and len(load_registry(merged, CASES)) == 8
