@@ -274,3 +274,90 @@ divergences:
     assert findings[3].cause.startswith("cand's residual scale")
     merged.write_text(text2)
     assert "divergences:" not in text2 and len(load_registry(merged, CASES)) == 8
+
+
+# ---- python -m harness divergences --measure ----------------------------------------------
+
+CATALOG = """
+cases:
+  - spec: intercept
+    dataset: Dyestuff
+    formula: "Yield ~ 1 + (1 | Batch)"
+    methods: [REML, ML]
+"""
+
+SE_HIGH = '''
+import copy
+from harness.adapters import Lme4Recorded
+from harness.catalog import load_catalog
+
+_CASES = {c.REML: c for c in load_catalog() if c.id.startswith("Dyestuff-intercept-")}
+
+def fit(formula, data, REML):
+    """lme4's recorded answer with the intercept's SE 1% high on the REML case only."""
+    rec = copy.deepcopy(Lme4Recorded().fit(_CASES[bool(REML)], None))
+    for key in ("impl", "case_id"):
+        rec.pop(key)
+    if REML:
+        rec["fixef_se"]["(Intercept)"] *= 1.01
+    return rec
+'''
+
+REGISTRY = """\
+# a header that --write keeps
+findings:
+  - id: se-high
+    impl: "se_high_v:fit"
+    cause: >-
+      The intercept's SE is deliberately 1% high on the REML case: the candidate is wrong.
+    evidence: >-
+      Made so by the test (1.01 x lme4's recorded SE).
+    rows:
+""" + "".join(f'      - {{case: "Dyestuff-intercept-{method}", quantity: "fixef_se[(Intercept)]", '
+              f'size: {size}, direction: higher}}  # {note}\n'
+              for method, size, note in (("REML", 0.15, "a guess"), ("ML", 0.2, "fixed since")))
+
+
+def test_measure_writes_the_measured_size_and_names_a_row_that_stopped_firing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from decimal import ROUND_CEILING, Decimal
+
+    from harness.__main__ import main
+    from harness.adapters import Lme4Recorded
+    from harness.catalog import load_catalog
+
+    (tmp_path / "se_high_v.py").write_text(SE_HIGH)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the fitting worker takes this sys.path
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(CATALOG)
+    registry = tmp_path / "findings.yaml"
+    registry.write_text(REGISTRY)
+    reml = next(c for c in load_catalog(catalog) if c.id == "Dyestuff-intercept-REML")
+    shift = 0.01 * Lme4Recorded().fit(reml, None)["fixef_se"]["(Intercept)"]  # by construction
+    digits = Decimal(1).scaleb(Decimal(repr(shift)).adjusted() - 1)
+    expected = float((Decimal(repr(shift)) / digits).to_integral_value(ROUND_CEILING) * digits)
+    assert 0.15 < shift < 0.3 and expected != 0.15  # the guess covers it; the size differs
+    args = ["divergences", "--measure", "--catalog", str(catalog), "--divergences",
+            str(registry)]
+    # without --write: what would change, the file untouched
+    assert main(args) == 1  # a row stopped firing
+    out = capsys.readouterr().out
+    assert (f"finding se-high row 0 (Dyestuff-intercept-REML, se_high_v:fit, "
+            f"fixef_se[(Intercept)]): grown: measured +{shift:.6g}") in out
+    assert f"size 0.15 -> {expected:g}" in out
+    assert ("finding se-high row 1 (Dyestuff-intercept-ML, se_high_v:fit, "
+            "fixef_se[(Intercept)]): stopped firing") in out
+    assert registry.read_text() == REGISTRY
+    # --write: the measured size and value written into the row, the rest of the file kept
+    assert main([*args, "--write"]) == 1
+    text = registry.read_text()
+    rows = rows_of(registry)
+    assert [r["size"] for r in rows] == [expected, 0.2]
+    assert text.splitlines()[0] == "# a header that --write keeps"
+    assert f"size: {expected!r}, direction: higher}}  # measured +{shift:.6g}, allowed" in text
+    assert text.splitlines()[-1].endswith("# fixed since")  # the stopped row is left alone
+    # measured again: the written row is unchanged
+    capsys.readouterr()
+    main(args)
+    assert "2 rows measured: 1 unchanged, 1 changed" in capsys.readouterr().out

@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from harness.divergences_measure import yaml_number
+
 MIN_CLAUSE = 50
 WIDTH = 96
 STOPWORDS = frozenset(
@@ -319,17 +321,6 @@ def slug(impl: str, cause: str, taken: set[str]) -> str:
 
 
 # ---- writing ------------------------------------------------------------------------------
-
-def yaml_number(x: float) -> str:
-    """A number PyYAML reads back as a float (its resolver wants a dot: 1.0e-05, not 1e-05)."""
-    text = repr(float(x))
-    if "e" in text and "." not in text.split("e")[0]:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}.0e{exponent}"
-    if "e" in text and not re.search(r"e[-+]", text):
-        text = text.replace("e", "e+")
-    return text
-
 
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
