@@ -12,6 +12,8 @@ import yaml
 from harness.compare import Row
 from harness.divergences import RegistryError, load_registry, rows_of
 
+pytest_plugins = ["pytester"]
+
 CASES = ["sim_a-slopes-REML", "sim_a-slopes-ML", "sim_b-intercept-ML"]
 CAUSE = "the candidate stops at an interior point above the boundary optimum: lme4 is right"
 EVIDENCE = "its criterion is 127 above lme4's under lme4's devfun (measured by the harness)"
@@ -361,3 +363,32 @@ def test_measure_writes_the_measured_size_and_names_a_row_that_stopped_firing(
     capsys.readouterr()
     main(args)
     assert "2 rows measured: 1 unchanged, 1 changed" in capsys.readouterr().out
+
+
+# ---- the summary and the report show findings ---------------------------------------------
+
+def test_the_summary_and_the_report_name_each_finding_once_with_its_rows(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)  # under xdist, the child is no worker
+    pytester.makepyfile(se_high_v=SE_HIGH)
+    catalog = pytester.makefile(".yaml", catalog=CATALOG)
+    registry = pytester.path / "findings.yaml"
+    registry.write_text(REGISTRY.replace("size: 0.15", "size: 0.2").split(
+        '      - {case: "Dyestuff-intercept-ML"')[0])  # the REML row alone, its size measured
+    report = pytester.path / "report"
+    result = pytester.runpytest_subprocess(
+        "--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider",
+        "--catalog", str(catalog), "--impl", "se_high_v:fit", "--divergences", str(registry),
+        "-k", "not test_fit", "--report", str(report))
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines([
+        "registered disagreements, by finding (1):",
+        "  se-high [[]se_high_v:fit[]], 1 item(s): The intercept's SE is deliberately 1% high*",
+        "    Dyestuff-intercept-REML: fixef_se[[](Intercept)[]]"])
+    md = (report / "report.md").read_text()
+    assert ("- `se-high` [se_high_v:fit] (1 row on 1 case): The intercept's SE is deliberately "
+            "1% high") in md
+    assert "  - `Dyestuff-intercept-REML`: fixef_se[(Intercept)] +0.19" in md
+    assert md.count("deliberately 1% high") == 1  # the cause once, not per row
+    assert "Registered disagreements, by finding" in (report / "index.html").read_text()

@@ -19,6 +19,7 @@ import numpy as np
 from harness import crosseval as cx
 from harness import diagnostics as dg
 from harness.compare import AGREED, SEVERITY  # the verdicts, worst first
+from harness.report import findings as report_findings
 
 
 def _plain(x: Any) -> Any:
@@ -198,6 +199,7 @@ def build_case(
         "case": case_dict(case),
         "implementations": list(records),
         "skipped": dict(entry.get("skipped") or {}),
+        "registered": _plain(dict(entry.get("registered") or {})),  # {impl: findings covered}
         "errors": _plain(dict(entry.get("errors") or {})),
         "verdict": verdict,
         "disagreement": disagreement,
@@ -275,6 +277,7 @@ def build_report(results: Sequence[Mapping[str, Any]], *, progress: bool = False
         "completeness": _plain(completeness),
         "counts": counts,
         "cases": cases,
+        "findings": report_findings.collect(cases),
         "best_known": best_known_summary([str(c["case"].get("id")) for c in cases]),
         "environment": _plain(environment) if environment is not None
         else env_mod.collect(all_records),
