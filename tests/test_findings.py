@@ -392,3 +392,21 @@ def test_the_summary_and_the_report_name_each_finding_once_with_its_rows(
     assert "  - `Dyestuff-intercept-REML`: fixef_se[(Intercept)] +0.19" in md
     assert md.count("deliberately 1% high") == 1  # the cause once, not per row
     assert "Registered disagreements, by finding" in (report / "index.html").read_text()
+
+
+def test_the_league_lists_one_line_per_finding_with_its_rows(tmp_path: Path) -> None:
+    from harness import ecosystem
+
+    path = _write(tmp_path, [_finding(), _finding("cand-other", impl="nobody", rows=[
+        {"case": "sim_b-intercept-ML", "quantity": "sigma", "size": 1.0,
+         "direction": "higher"}])])
+    league = {"implementations": [{"name": "cand", "findings": [
+        {"case": "sim_a-slopes-ML", "verdict": "disagreed", "registered":
+         "registered divergence (1 quantities, e.g. objective): finding cand-interior: the "
+         "candidate stops ..."},
+        {"case": "sim_b-intercept-ML", "verdict": "failed", "registered": None}]}]}
+    lines = ecosystem.findings_lines(league, path)
+    assert lines[-1] == ("- `cand-interior` [cand]: 2 rows on 2 cases — " + CAUSE)
+    assert not any("cand-other" in line for line in lines)  # not a league implementation
+    page = ecosystem.findings_html(league, path)
+    assert "<td class=n>2</td><td class=n>2</td><td>sim_a-slopes-ML</td>" in page
