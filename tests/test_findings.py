@@ -273,6 +273,7 @@ divergences:
     text2, findings = _convert(merged)
     assert [len(f.rows) for f in findings] == [4, 2, 1, 1]
     assert findings[1].rows[1][0]["quantity"] == "fixef_se[z]"
+    assert findings[1].evidence.startswith("Measured on 2 row(s) of 1 case(s)")
     assert findings[3].cause.startswith("cand's residual scale")
     merged.write_text(text2)
     assert "divergences:" not in text2 and len(load_registry(merged, CASES)) == 8
@@ -363,6 +364,38 @@ def test_measure_writes_the_measured_size_and_names_a_row_that_stopped_firing(
     capsys.readouterr()
     main(args)
     assert "2 rows measured: 1 unchanged, 1 changed" in capsys.readouterr().out
+
+
+def test_sizes_are_rounded_up_to_two_significant_digits() -> None:
+    from harness.divergences_measure import round_up, yaml_number
+
+    assert [round_up(x) for x in (0.0563558, 0.057, 127.3, 1.00001e-05, 9.91)] == [
+        0.057, 0.057, 130.0, 1.1e-05, 10.0]
+    assert yaml.safe_load(f"x: {yaml_number(1e-05)}")["x"] == 1e-05  # a float, not a string
+
+
+def test_measure_skips_an_implementation_that_is_not_installed_naming_why(
+        tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harness.divergences_measure import measure
+
+    class Missing:
+        def unavailable(self) -> str:
+            return "No module named 'cand'"
+
+    def decide(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing is fitted for an implementation that is not here")
+
+    reg = load_registry(_write(tmp_path, [_finding()]), CASES)
+    cases = [SimpleNamespace(id=c) for c in CASES]
+    out = measure(reg, cases, reference=None, adapter_for=lambda name: Missing(),
+                  decide=decide)
+    assert out.rows == [] and not out.needs_attention
+    assert out.skipped == [("sim_a-slopes-REML", "cand", "not installed here: No module named "
+                            "'cand'"), ("sim_a-slopes-ML", "cand", "not installed here: No "
+                                        "module named 'cand'")]
+    assert "skipped sim_a-slopes-ML [cand]: not installed here" in out.report()
 
 
 # ---- the summary and the report show findings ---------------------------------------------

@@ -43,7 +43,7 @@ STOPWORDS = frozenset(
     "a an the of its it is are on in at to by for and or with as from not that this these "
     "than where which whose s be only default".split())
 MEASURED = ("Measured on {rows} row(s) of {cases} case(s): each case fitted by the harness's "
-            "adapter for {impl} and compared with lme4's recorded answers under "
+            "adapter for {impl} and compared with the reference's recorded answers under "
             "harness/tolerance.py; each size is the measured |difference| rounded up to two "
             "significant digits (the measured difference and its allowance in the row's "
             "comment).")
@@ -189,13 +189,10 @@ def group(findings: list[Finding], flat: list[FlatRow], case_ids: Sequence[str]
         uf.find(node)
         for c in clauses(normalise(f.cause + " " + _statements(f.evidence), case_ids)):
             uf.union(node, ("clause", f.impl, c))
-    kept = []
-    for row in flat:
-        if (row.case, row.impl, row.quantity) in existing_keys:
-            print(f"  already registered, dropped: {row.case}, {row.impl}, {row.quantity}",
-                  file=sys.stderr)
-            continue
-        kept.append(row)
+    kept = [row for row in flat if (row.case, row.impl, row.quantity) not in existing_keys]
+    if len(kept) < len(flat):
+        print(f"{len(flat) - len(kept)} flat entries already registered as rows: dropped",
+              file=sys.stderr)
     for j, row in enumerate(kept):
         node = ("row", j)
         norm = normalise(row.reason, case_ids)
@@ -305,6 +302,10 @@ def _append(finding: Finding, rows: list[FlatRow]) -> None:
                 sorted({r["case"] for r, _ in finding.rows})))
         finding.evidence += variants
     finding.rows.extend((_row_mapping(r), r.comment) for r in rows)
+    cases = len({r["case"] for r, _ in finding.rows})
+    finding.evidence = re.sub(r"^Measured on \d+ row\(s\) of \d+ case\(s\)",
+                              f"Measured on {len(finding.rows)} row(s) of {cases} case(s)",
+                              finding.evidence)
 
 
 def slug(impl: str, cause: str, taken: set[str]) -> str:
