@@ -196,8 +196,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     eco.add_argument("--harness-env", action="store_true",
                      help="run the peers in the harness's own environment instead of one "
                           "environment each (they then see its packages, e.g. scikit-sparse)")
+    div = sub.add_parser("divergences", help="the registry of findings: measure its rows' "
+                         "sizes (harness/divergences_measure.py)")
+    div.add_argument("--measure", action="store_true", required=True,
+                     help="fit each registered row's cases with its implementation and print "
+                          "what changed (grown, shrunk, stopped firing)")
+    div.add_argument("--write", action="store_true",
+                     help="write the measured sizes into the registry file")
+    div.add_argument("--impl", action="append", metavar="NAME", default=None,
+                     help="only this implementation's rows (repeatable)")
+    div.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
+                     help="only cases whose id or tags match (pytest -k syntax)")
+    div.add_argument("--catalog", metavar="PATH", default=None, help="catalog file")
+    div.add_argument("--divergences", metavar="FILE", default=None,
+                     help="registry file (default: the shipped one for the shipped catalog)")
+    div.add_argument("--reference", choices=("live", "recorded"), default="recorded",
+                     help="lme4 fitted now or its recorded answers (default, as the registry's "
+                          "sizes were measured)")
+    div.add_argument("--impl-python", action="append", metavar="NAME=PYTHON", default=[],
+                     help="fit NAME with this interpreter (a peer in its own environment)")
     args = parser.parse_args(argv)
 
+    if args.command == "divergences":
+        return _divergences(args)
     if args.command == "ecosystem":
         from harness import ecosystem
 
@@ -219,6 +240,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                                allfit={"auto": None, "always": True, "never": False}[args.allfit])
 
     return _report(args, list(sys.argv[1:] if argv is None else argv))
+
+
+def _divergences(args: Any) -> int:
+    """``python -m harness divergences --measure [--write]``: measure the registry's rows."""
+    from harness import divergences
+    from harness import divergences_measure as dm
+    from harness.adapters import set_interpreters
+    from harness.catalog import load_catalog
+    from harness.comparators import BUILTIN, quantities_of
+
+    path = args.divergences or divergences.registry_for(args.catalog)
+    if path is None:
+        print("harness divergences: a catalog of your own needs --divergences FILE",
+              file=sys.stderr)
+        return 2
+    try:
+        set_interpreters(dm.parse_interpreters(args.impl_python))
+        catalog = load_catalog(args.catalog)
+        registry = divergences.load_registry(path, [c.id for c in catalog],
+                                             quantities_of(BUILTIN))
+    except (ValueError, divergences.RegistryError) as exc:
+        print(f"harness divergences: {exc}", file=sys.stderr)
+        return 2
+    cases = [c for c in catalog if _matches(args.keyword, c)]
+    measured = dm.measure(registry, cases, _reference(args.reference), impls=args.impl)
+    print(measured.report())
+    if args.write:
+        try:
+            unwritten = dm.write_sizes(path, measured)
+        except ValueError as exc:
+            print(f"harness divergences: {exc}", file=sys.stderr)
+            return 2
+        for label in unwritten:
+            print(f"not written (not a one-line row): {label}")
+        print(f"wrote {path}")
+    return 1 if measured.needs_attention else 0
 
 
 def _fail(message: str, code: int = 2) -> int:

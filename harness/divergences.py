@@ -1,10 +1,14 @@
 """Registered divergences: known, explained disagreements with the reference, and their size.
 
-A candidate that disagrees with lme4 for a reason someone has understood (a wrong optimum of
+A candidate that disagrees with lme4 for a cause someone has understood (a wrong optimum of
 the candidate, a different SE formula next to a zero variance, ...) is registered in a YAML
-file (default: harness/divergences.yaml, whose header documents the schema), one entry per
-case, implementation and compared quantity, with the size and direction of the disagreement
-as measured and the reason in words. :meth:`Registry.judge` then holds a run to the registry:
+file (default: harness/divergences.yaml, whose header documents the schema) as a *finding*:
+one cause (who is right and why), the evidence (how it was measured), and the rows it explains,
+each a case, compared quantity, size and direction as measured (``python -m harness divergences
+--measure --write`` writes the sizes). The loader flattens the findings into per-row entries,
+each knowing its finding; the older flat format (``divergences:``, one entry per row with its
+reason) is still read, each entry its own unnamed finding. :meth:`Registry.judge` then holds a
+run to the registry:
 
 - a quantity outside tolerance (a ``Row`` with ``ok is False``) must be *covered* by an entry
   for its case and implementation whose quantity pattern matches the row's name, whose
@@ -28,6 +32,7 @@ only ``*`` and ``?`` are wildcards: brackets are literal, so ``fixef_se[x]`` mea
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.resources
 import math
 import re
@@ -54,6 +59,9 @@ CONSISTENCY: tuple[str, ...] = (
 QUANTITIES: tuple[str, ...] = quantities_of(BUILTIN) + CONSISTENCY
 DIRECTIONS: tuple[str, ...] = ("higher", "lower", "either")
 REQUIRED_KEYS: tuple[str, ...] = ("case", "impl", "quantity", "size", "direction", "reason")
+FINDING_KEYS: tuple[str, ...] = ("id", "impl", "cause", "evidence", "rows")
+ROW_KEYS: tuple[str, ...] = ("case", "quantity", "size", "direction")
+FINDING_ID = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 GROWTH_FACTOR = 2.0  # a registered divergence may be up to this many times its size
 
 
@@ -85,8 +93,24 @@ def _quantity_regex(pattern: str) -> re.Pattern[str]:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One cause of disagreement: who is right and why (``cause``), how it was measured
+    (``evidence``), for one implementation; its rows are the registry's entries naming it."""
+
+    id: str
+    impl: str
+    cause: str
+    evidence: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class Entry:
-    """One registered divergence (index: its position in the file's ``divergences`` list)."""
+    """One registered row: a case glob, implementation and quantity pattern with its size and
+    direction. ``index``: its position among all the file's rows (flattened); ``finding`` and
+    ``row``: the finding it belongs to and its position in the finding's ``rows`` (for an
+    entry of the flat ``divergences:`` list: None and its position there). ``reason`` is the
+    finding's cause (a flat entry's own reason)."""
 
     index: int
     path: str
@@ -96,14 +120,19 @@ class Entry:
     size: float
     direction: str
     reason: str
+    finding: str | None = None
+    row: int | None = None
     _regex: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
     def label(self) -> str:
-        """``entry N (case, impl, quantity)``: how messages name the entry."""
-        return f"entry {self.index} ({self.case}, {self.impl}, {self.quantity})"
+        """``finding ID row N (case, impl, quantity)`` (``entry N (...)`` for a flat entry):
+        how messages name the row."""
+        where = (f"entry {self.row}" if self.finding is None
+                 else f"finding {self.finding} row {self.row}")
+        return f"{where} ({self.case}, {self.impl}, {self.quantity})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("index", "path", *REQUIRED_KEYS)}
+        return {k: getattr(self, k) for k in ("index", "path", *REQUIRED_KEYS, "finding", "row")}
 
     def matches_case(self, case_id: str) -> bool:
         return fnmatch.fnmatchcase(case_id, self.case)
@@ -164,6 +193,7 @@ class Judgement:
             "grown": [{"row": asdict(r), "entry": e.to_dict()} for r, e in self.grown],
             "unregistered": [asdict(r) for r in self.unregistered],
             "stale": [e.to_dict() for e in self.stale],
+            "findings": self.findings(),
             "message": self.message(),
         }
 
@@ -187,9 +217,22 @@ class Judgement:
             lines.append(line)
         for entry in self.stale:
             on = "" if entry.case == self.case_id else f" on {self.case_id}"
-            lines.append(f"{entry.label()} stopped firing{on}: fixed? remove the entry "
+            what = "entry" if entry.finding is None else "row"
+            lines.append(f"{entry.label()} stopped firing{on}: fixed? remove the {what} "
                          f"from {entry.path}")
         return "\n".join(lines)
+
+    def findings(self) -> list[dict[str, Any]]:
+        """The covered rows grouped by the finding that explains them, in order of first
+        appearance: ``{"finding", "cause", "rows": [{"name", "difference", "size"}]}`` (a flat
+        entry's finding is None)."""
+        groups: dict[tuple[str | None, str], dict[str, Any]] = {}
+        for row, entry in self.covered:
+            group = groups.setdefault((entry.finding, entry.reason), {
+                "finding": entry.finding, "cause": entry.reason, "rows": []})
+            group["rows"].append({"name": row.name, "difference": row.difference,
+                                  "size": entry.size})
+        return list(groups.values())
 
 
 def _g(x: float | None) -> str:
@@ -202,10 +245,11 @@ def _signed(x: float | None) -> str:
 
 @dataclass
 class Registry:
-    """The entries of one registry file."""
+    """The entries of one registry file (its findings' rows, flattened) and its findings."""
 
     entries: list[Entry] = field(default_factory=list)
     path: str | None = None
+    findings: dict[str, Finding] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -247,11 +291,43 @@ def load_registry(path: str | Path | None, case_ids: Iterable[str],
                   quantities: Iterable[str] | None = None) -> Registry:
     """Read and validate a registry file (``None``: :func:`default_registry_path`) against the
     catalog's case ids and the compared quantities (default :data:`QUANTITIES`; the plugin
-    passes its registered comparators'). Raises :class:`RegistryError` naming the entry and
-    the problem."""
+    passes its registered comparators'). Raises :class:`RegistryError` naming the finding and
+    row (or the flat entry) and the problem."""
     known = QUANTITIES if quantities is None else tuple(quantities) + CONSISTENCY
     path = Path(path) if path is not None else default_registry_path()
     ids = list(case_ids)
+    doc = read_document(path)
+    entries: list[Entry] = []
+    findings: dict[str, Finding] = {}
+    seen: dict[tuple[str, str, str], str] = {}
+
+    def add(entry: Entry, item: Any, fail: Any) -> None:
+        key = (entry.case, entry.impl, entry.quantity)
+        if key in seen:
+            fail(f"duplicates {seen[key]} (same case, impl and quantity)")
+        seen[key] = entry.label().split(" (")[0]
+        entries.append(entry)
+
+    for f_index, raw in enumerate(_list(path, doc, "findings")):
+        finding = _finding(path, f_index, raw, findings)
+        findings[finding.id] = finding
+        for r_index, item in enumerate(raw["rows"]):
+            fail = functools.partial(_fail_row, path, finding.id, r_index, item)
+            entry = _row(fail, item, ROW_KEYS, ids, known, index=len(entries),
+                         path=str(path), impl=finding.impl, reason=finding.cause,
+                         finding=finding.id, row=r_index)
+            add(entry, item, fail)
+    for index, item in enumerate(_list(path, doc, "divergences")):
+        fail_flat = functools.partial(_fail, path, index, item)
+        entry = _row(fail_flat, item, REQUIRED_KEYS, ids, known, index=len(entries),
+                     path=str(path), flat_index=index)
+        add(entry, item, fail_flat)
+    return Registry(entries, str(path), findings)
+
+
+def read_document(path: Path) -> Mapping[str, Any]:
+    """A registry file's top-level mapping (``findings:`` and/or the flat ``divergences:``;
+    an empty file is an empty mapping), or :class:`RegistryError`."""
     if not path.is_file():
         raise RegistryError(f"divergence registry {path} does not exist")
     try:
@@ -259,31 +335,75 @@ def load_registry(path: str | Path | None, case_ids: Iterable[str],
     except yaml.YAMLError as exc:
         raise RegistryError(f"divergence registry {path}: not valid YAML: {exc}") from None
     if doc is None:
-        return Registry([], str(path))
+        return {}
     if not isinstance(doc, Mapping):
         raise RegistryError(f"divergence registry {path}: expected a mapping with a "
-                            f"'divergences' list at the top, got {type(doc).__name__}")
-    extra = sorted(map(str, set(doc) - {"divergences"}))
+                            f"'findings' list at the top, got {type(doc).__name__}")
+    extra = sorted(map(str, set(doc) - {"findings", "divergences"}))
     if extra:
         raise RegistryError(f"divergence registry {path}: unknown top-level key(s) {extra}; "
-                            "only 'divergences'")
-    items = doc.get("divergences")
+                            "only 'findings' (and the older flat 'divergences')")
+    return doc
+
+
+def rows_of(path: str | Path) -> list[dict[str, Any]]:
+    """Every row of a registry file as a flat dict (case, impl, quantity, size, direction,
+    reason, finding), unvalidated: for readers that need the rows, not a judgement."""
+    doc = read_document(Path(path))
+    out = [{**row, "impl": f.get("impl"), "reason": f.get("cause"), "finding": f.get("id")}
+           for f in doc.get("findings") or [] for row in f.get("rows") or []]
+    return out + [{**e, "finding": None} for e in doc.get("divergences") or []]
+
+
+def _list(path: Path, doc: Mapping[str, Any], key: str) -> list[Any]:
+    items = doc.get(key)
     if items is None:
-        return Registry([], str(path))
+        return []
     if not isinstance(items, list):
-        raise RegistryError(f"divergence registry {path}: 'divergences' must be a list of "
-                            f"entries, got {type(items).__name__}")
-    entries: list[Entry] = []
-    seen: dict[tuple[str, str, str], int] = {}
-    for index, item in enumerate(items):
-        entry = _entry(path, index, item, ids, known)
-        key = (entry.case, entry.impl, entry.quantity)
-        if key in seen:
-            _fail(path, index, item, f"duplicates entry {seen[key]} (same case, impl and "
-                                     "quantity)")
-        seen[key] = index
-        entries.append(entry)
-    return Registry(entries, str(path))
+        raise RegistryError(f"divergence registry {path}: '{key}' must be a list, got "
+                            f"{type(items).__name__}")
+    return items
+
+
+def _finding(path: Path, index: int, raw: Any, known: Mapping[str, Finding]) -> Finding:
+    """Validate one finding's own fields (not its rows)."""
+    name = raw.get("id") if isinstance(raw, Mapping) else None
+
+    def fail(problem: str) -> None:
+        who = f"finding {index}" + (f" ({name})" if isinstance(name, str) else "")
+        raise RegistryError(f"divergence registry {path}: {who}: {problem}")
+
+    if not isinstance(raw, Mapping):
+        fail(f"a finding must be a mapping of {', '.join(FINDING_KEYS)}, got "
+             f"{type(raw).__name__}")
+    missing = [k for k in FINDING_KEYS if k not in raw]
+    if missing:
+        fail(f"missing required field(s) {missing}")
+    unknown = sorted(map(str, set(raw) - set(FINDING_KEYS)))
+    if unknown:
+        fail(f"unknown key(s) {unknown}; allowed: {list(FINDING_KEYS)}")
+    if not isinstance(name, str) or not FINDING_ID.match(name):
+        fail(f"id {name!r} must be a short slug (lower-case letters, digits, '.', '_', '-')")
+    if name in known:
+        fail(f"id {name!r} is used by another finding")
+    for key in ("impl", "cause", "evidence"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            fail(f"{key} must be non-empty text"
+                 + {"impl": "", "cause": ": who is right, and why",
+                    "evidence": ": how it was measured, with numbers"}[key])
+    if not isinstance(raw["rows"], list) or not raw["rows"]:
+        fail("rows must be a non-empty list of {case, quantity, size, direction}")
+    return Finding(id=name, impl=raw["impl"], cause=" ".join(raw["cause"].split()),
+                   evidence=" ".join(raw["evidence"].split()), path=str(path))
+
+
+def _fail_row(path: Path, finding: str, index: int, item: Any, problem: str) -> None:
+    if isinstance(item, Mapping):
+        who = f"case {item.get('case')!r}, quantity {item.get('quantity')!r}"
+    else:
+        who = f"{type(item).__name__} {item!r}"
+    raise RegistryError(f"divergence registry {path}: finding {finding} row {index} ({who}): "
+                        f"{problem}")
 
 
 def _fail(path: Path, index: int, item: Any, problem: str) -> None:
@@ -295,21 +415,24 @@ def _fail(path: Path, index: int, item: Any, problem: str) -> None:
     raise RegistryError(f"divergence registry {path}: entry {index} ({who}): {problem}")
 
 
-def _entry(path: Path, index: int, item: Any, case_ids: list[str],
-           known: Sequence[str] = QUANTITIES) -> Entry:
-    def fail(problem: str) -> None:
-        _fail(path, index, item, problem)
-
+def _row(fail: Any, item: Any, keys: tuple[str, ...], case_ids: list[str],
+         known: Sequence[str], *, index: int, path: str, impl: str | None = None,
+         reason: str | None = None, finding: str | None = None, row: int | None = None,
+         flat_index: int | None = None) -> Entry:
+    """Validate one row (a finding's, with ``ROW_KEYS``; or a flat entry, with
+    ``REQUIRED_KEYS``, its impl and reason its own) and make its :class:`Entry`."""
     if not isinstance(item, Mapping):
-        fail(f"an entry must be a mapping of {', '.join(REQUIRED_KEYS)}")
-    missing = [k for k in REQUIRED_KEYS if k not in item]
+        fail(f"{'an entry' if flat_index is not None else 'a row'} must be a mapping of "
+             f"{', '.join(keys)}")
+    missing = [k for k in keys if k not in item]
     if missing:
         fail(f"missing required field(s) {missing}")
-    unknown = sorted(map(str, set(item) - set(REQUIRED_KEYS)))
+    unknown = sorted(map(str, set(item) - set(keys)))
     if unknown:
-        fail(f"unknown key(s) {unknown}; allowed: {list(REQUIRED_KEYS)}")
+        fail(f"unknown key(s) {unknown}; allowed: {list(keys)}")
 
-    case, impl, quantity = item["case"], item["impl"], item["quantity"]
+    impl = item["impl"] if impl is None else impl
+    case, quantity = item["case"], item["quantity"]
     for key, value in (("case", case), ("impl", impl), ("quantity", quantity)):
         if not isinstance(value, str) or not value.strip():
             fail(f"{key} must be non-empty text, got {value!r}")
@@ -330,10 +453,13 @@ def _entry(path: Path, index: int, item: Any, case_ids: list[str],
     if direction not in DIRECTIONS:
         fail(f"direction {direction!r} must be one of {', '.join(DIRECTIONS)} "
              "(the sign of candidate - reference)")
-    reason = item["reason"]
-    if not isinstance(reason, str) or not reason.strip():
-        fail("reason must be non-empty text: why the candidate and the reference differ")
+    if reason is None:
+        reason = item["reason"]
+        if not isinstance(reason, str) or not reason.strip():
+            fail("reason must be non-empty text: why the candidate and the reference differ")
+        reason = " ".join(reason.split())
 
-    return Entry(index=index, path=str(path), case=case, impl=impl, quantity=quantity,
-                 size=float(size), direction=direction, reason=" ".join(reason.split()),
+    return Entry(index=index, path=path, case=case, impl=impl, quantity=quantity,
+                 size=float(size), direction=direction, reason=reason, finding=finding,
+                 row=row if flat_index is None else flat_index,
                  _regex=_quantity_regex(quantity))

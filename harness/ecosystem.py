@@ -593,8 +593,58 @@ def readme_block(league: Mapping[str, Any]) -> str:
                                                  if _judge_text(f.get("judge") or {}) else "")
                               for f in fs)
             lines.append(f"  - {verdict.replace('_', ' ')}: {what} — {cases}")
+    lines += findings_lines(league)
     lines.append(END)
     return "\n".join(lines)
+
+
+def registry_findings(league: Mapping[str, Any],
+                      path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The registry's findings (default harness/divergences.yaml) about the league's
+    implementations, each with its rows, the cases they name and the league's items it
+    covered (those whose registered reason names the finding)."""
+    from harness.divergences import default_registry_path, read_document
+
+    doc = read_document(Path(path) if path else default_registry_path())
+    by_impl = {r["name"]: r for r in league["implementations"]}
+    out = []
+    for f in doc.get("findings") or []:
+        if f["impl"] not in by_impl:
+            continue
+        covered = [x["case"] for x in by_impl[f["impl"]].get("findings") or []
+                   if f"finding {f['id']}:" in str(x.get("registered") or "")]
+        out.append({"id": f["id"], "impl": f["impl"], "cause": " ".join(f["cause"].split()),
+                    "rows": len(f["rows"]), "cases": len({r["case"] for r in f["rows"]}),
+                    "covered": covered})
+    return out
+
+
+def findings_lines(league: Mapping[str, Any], path: str | Path | None = None) -> list[str]:
+    """The README's findings: one line per finding with its row count."""
+    found = registry_findings(league, path)
+    if not found:
+        return []
+    return ["", "Registered findings (`harness/divergences.yaml`: one cause each, with the "
+            "rows it explains; `python -m harness divergences --measure` measures them):", "",
+            *(f"- `{f['id']}` [{f['impl']}]: {f['rows']} row{'s' * (f['rows'] != 1)} on "
+              f"{f['cases']} case{'s' * (f['cases'] != 1)} — {_short(f['cause'], 160)}"
+              for f in found)]
+
+
+def findings_html(league: Mapping[str, Any], path: str | Path | None = None) -> str:
+    """The page's findings: each with its cause, its row count and the cases it covered."""
+    e = html.escape
+    found = registry_findings(league, path)
+    if not found:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{e(f['id'])}</code></td><td>{e(f['impl'])}</td>"
+        f"<td class=n>{f['rows']}</td><td class=n>{f['cases']}</td>"
+        f"<td>{e(', '.join(f['covered']) or '-')}</td><td>{e(f['cause'])}</td></tr>"
+        for f in found)
+    return ("<h2>Registered findings</h2><table><tr><th>finding</th><th>implementation</th>"
+            "<th>rows</th><th>cases</th><th>items covered in this run</th><th>cause</th></tr>"
+            + rows + "</table>")
 
 
 def _short(text: str, limit: int) -> str:
@@ -724,6 +774,7 @@ def render_html(league: Mapping[str, Any]) -> str:
                        f"<td>{e(_short(what, 400))}</td><td>{cols[0]}</td><td>{cols[1]}</td>"
                        f"<td>{e(lower)}</td></tr>")
         out.append("</table>")
+    out.append(findings_html(league))
     if league.get("left_out"):
         out.append("<h2>Not installed</h2><ul>" + "".join(
             f"<li>{e(k)}: {e(v)}</li>" for k, v in league["left_out"].items()) + "</ul>")

@@ -55,6 +55,7 @@ class Decision:
             # the reports read the registry's judgement from the comparison itself
             out["comparison"]["registered"] = bool(self.registered.registered
                                                    and self.registered.ok)
+            out["findings"] = self.registered.findings()  # the covered rows, by finding
         return out
 
 
@@ -119,8 +120,17 @@ def decide(case: Any, adapter: Any, reference: Any, *, data: Any = None,
         covered = reg.covered
         decision.outcome = "xfail"
         decision.headline = (f"registered divergence ({len(covered)} quantities, e.g. "
-                             f"{covered[0][0].name}): {covered[0][1].reason}")
+                             f"{covered[0][0].name}): {_finding_text(reg.findings())}")
     return decision
+
+
+def _finding_text(findings: list[dict[str, Any]]) -> str:
+    """"finding ID: cause" of the first finding covering the item (a flat entry's reason
+    alone), and the ids of the others."""
+    first = findings[0]
+    text = (f"finding {first['finding']}: " if first["finding"] else "") + first["cause"]
+    others = [f["finding"] for f in findings[1:] if f["finding"]]
+    return text + (f" (also finding {', '.join(others)})" if others else "")
 
 
 def _registered(registry: Any, case: Any, adapter: Any, comp: Any) -> Any:

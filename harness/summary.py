@@ -124,6 +124,7 @@ def write_summary(tr: Any, entries: dict[str, dict[str, Any]]) -> None:
         tr.write_line(f"items without a verdict (no reference answer): {len(missing)}", red=True)
         for e in missing:
             tr.write_line(f"  {e['case']} [{e['impl']}]: {_one_line(e['headline'])}")
+    _write_findings(tr, done)
     better = [e for e in done if e["outcome"] == "candidate-better"]
     if better:
         tr.write_line("")
@@ -131,6 +132,30 @@ def write_summary(tr: Any, entries: dict[str, dict[str, Any]]) -> None:
                       f"({len(better)}):", yellow=True)
         for e in better:
             tr.write_line(f"  {e['case']} [{e['impl']}]: {_one_line(e['headline'])}")
+
+
+def _write_findings(tr: Any, done: list[dict[str, Any]]) -> None:
+    """The registered disagreements, one finding at a time: its id and cause once, then the
+    items and quantities it covered."""
+    found: dict[tuple[Any, str, str], list[str]] = {}
+    for e in done:
+        if e["outcome"] != "xfail":
+            continue
+        for f in (e.get("data") or {}).get("findings") or []:
+            names = [r["name"] for r in f["rows"]]
+            shown = ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6
+                                            else "")
+            found.setdefault((f["finding"], e["impl"], f["cause"]), []).append(
+                f"{e['case']}: {shown}")
+    if not found:
+        return
+    tr.write_line("")
+    tr.write_line(f"registered disagreements, by finding ({len(found)}):")
+    for (fid, impl, cause), items in found.items():
+        tr.write_line(f"  {fid or '(flat entry)'} [{impl}], {len(items)} item(s): "
+                      f"{_one_line(cause, 200)}")
+        for item in items:
+            tr.write_line(f"    {_one_line(item, 200)}")
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -157,7 +182,11 @@ def results_for_report(entries: dict[str, dict[str, Any]],
             ref = data["reference_record"]
             res["records"].setdefault(ref["impl"], ref)
             res["records"][e["impl"]] = data["record"]
-            res["comparisons"][e["impl"]] = Comparison.from_dict(data["comparison"])
+            comparison = dict(data["comparison"])
+            comparison.pop("registered", None)  # outcome.Decision.props' mark, not a field
+            res["comparisons"][e["impl"]] = Comparison.from_dict(comparison)
+            if data.get("findings"):
+                res.setdefault("registered", {})[e["impl"]] = data["findings"]
         elif e["outcome"] in ("skipped", "xfail"):
             res["skipped"][e["impl"]] = str(e.get("headline") or e["outcome"])
         else:

@@ -305,7 +305,7 @@ def test_entries_carry_index_and_path(tmp_path: Path) -> None:
         """))
     (e,) = load_registry(path, CASES).entries
     assert e == Entry(0, str(path), "sim_b-intercept-ML", "mypkg.fit:fit", "var[g,(Intercept)]",
-                      0.0015, "higher", REASON)
+                      0.0015, "higher", REASON, row=0)
     assert e.label() == "entry 0 (sim_b-intercept-ML, mypkg.fit:fit, var[g,(Intercept)])"
 
 
@@ -321,6 +321,10 @@ def test_shipped_registry_loads_against_the_shipped_catalog() -> None:
         assert e.case in ids, f"{e.label()}: not an existing case id"
         assert e.impl not in ("lme4", "lme4-recorded"), e.label()  # the reference is not judged
         assert len(e.reason.split()) >= 10, f"{e.label()}: reason too thin"
+    # a finding per cause: each with its evidence (numbers), each row knows its finding
+    assert reg.findings and all(e.finding in reg.findings for e in reg.entries)
+    for f in reg.findings.values():
+        assert any(ch.isdigit() for ch in f.evidence), f"finding {f.id}: evidence without numbers"
     # the registry replaces the catalog's xfails: no case is both xfailed and registered
     xfailed = {(c.id, impl) for c in load_catalog() for impl in c.xfail}
     assert not xfailed & {(e.case, e.impl) for e in reg.entries}

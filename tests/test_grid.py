@@ -146,13 +146,12 @@ def test_registered_grid_divergences_are_where_lme4s_defaults_stop_short(
     """Each cell of harness/grid_divergences.yaml is one where lme4's tightly converged glmer
     (record_grid.R --tight) reaches a criterion no higher than its default's, and mixedref
     agrees with that fit on every quantity: who is right, settled by lme4 itself."""
-    import yaml
-
     from harness.adapters.mixedref_impl import Mixedref
     from harness.catalog import load_catalog, load_data
     from harness.compare import compare_records
+    from harness.divergences import rows_of
 
-    entries = yaml.safe_load(grid.DIVERGENCES.read_text())["divergences"]
+    entries = rows_of(grid.DIVERGENCES)
     ids = sorted({e["case"] for e in entries})
     assert ids and {e["impl"] for e in entries} == {"mixedref"}
     grid.write_grid(tmp_path, [c for c in all_cells if c.id in ids])

@@ -21,6 +21,7 @@ from harness import diagnostics as dg
 from harness import judge
 from harness.compare import AGREED, SEVERITY  # the verdicts, worst first
 from harness.judge.theta import TermLayout, sigma_of
+from harness.report import findings as report_findings
 
 
 def _plain(x: Any) -> Any:
@@ -200,6 +201,7 @@ def build_case(
         "case": case_dict(case),
         "implementations": list(records),
         "skipped": dict(entry.get("skipped") or {}),
+        "registered": _plain(dict(entry.get("registered") or {})),  # {impl: findings covered}
         "errors": _plain(dict(entry.get("errors") or {})),
         "verdict": verdict,
         "disagreement": disagreement,
@@ -277,6 +279,7 @@ def build_report(results: Sequence[Mapping[str, Any]], *, progress: bool = False
         "completeness": _plain(completeness),
         "counts": counts,
         "cases": cases,
+        "findings": report_findings.collect(cases),
         "best_known": best_known_summary([str(c["case"].get("id")) for c in cases]),
         "environment": _plain(environment) if environment is not None
         else env_mod.collect(all_records),

@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from harness.report import figures, status_map
+from harness.report import findings as report_findings
 from harness.report.build import gap_summary
 
 CSS = """
@@ -237,6 +238,7 @@ def render(report: Mapping[str, Any]) -> str:
         f"<p>{len(dis)} case(s) with a disagreement, detailed below.</p>",
         "<h2>Fit times</h2>" + overview if overview else "",
         _best_known(report.get("best_known") or {}),
+        report_findings.html_section(report),
         *[_details(c) for c in dis],
         _environment(report.get("environment") or {}),
     ]
