@@ -241,7 +241,7 @@ def write_datasets(folder: Path | None = None) -> None:
     for name in NIST_SETS:
         s = read_nist(name)
         body = "Treatment,Response\n" + "".join(f"{g},{y}\n"
-                                                for g, y in zip(s.groups, s.responses))
+                                                for g, y in zip(s.groups, s.responses, strict=True))
         (folder / f"{name}.csv.gz").write_bytes(gzip.compress(body.encode("ascii"), mtime=0))
         entries[name] = dataset_entry(s)
     head = ("# NIST StRD one-way ANOVA sets (public domain), written by "

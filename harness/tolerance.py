@@ -217,7 +217,8 @@ def for_case(case: object | None) -> Tolerance:
 LRE_CAP = 15.0
 #: LRE needed per quantity: "var" for σ² and var(g) alike, "criterion"; the intercept's
 #: allowance is in units of its SE (harness.comparators.certified.allowed)
-CERTIFIED_LRE = {"var": -math.log10(DEFAULT.var_rel), "criterion": -math.log10(DEFAULT.objective_rel)}
+CERTIFIED_LRE = {"var": -math.log10(DEFAULT.var_rel),
+                 "criterion": -math.log10(DEFAULT.objective_rel)}
 MIXEDREF_CERTIFIED_LRE = 9.0
 
 
