@@ -72,3 +72,25 @@ def test_the_markdown_report_carries_the_section():
              for it in ITEMS]
     text = render({"counts": {}, "cases": [], "certified": report_summary(cases)})
     assert "## Certified cases" in text and "lme4 itself fails the certified truth" in text
+
+
+def test_a_registered_comparison_read_back_from_a_journal():
+    """Decision.props marks a registered comparison ("registered"), which the report command
+    reads back from its journal: that key is not a field of the Comparison."""
+    from harness.compare import Comparison
+
+    comp = Comparison.from_dict({**ITEMS[2]["comparison"], "registered": True})
+    assert comp.verdict == "disagreed" and comp.rows[0].name == "certified[var Treatment]"
+
+
+def test_the_report_command_judges_a_certified_case_against_its_truth():
+    from harness.__main__ import run_cases
+    from harness.adapters import Lme4Recorded, get_adapter
+    from harness.catalog import load_catalog
+
+    case = next(c for c in load_catalog() if c.id == "SiRstv-oneway-REML")
+    (res,) = run_cases([case], Lme4Recorded(), [get_adapter("mixedref")])
+    comps = res["comparisons"]
+    assert set(comps) == {"mixedref", "lme4-recorded"}  # lme4 is a candidate there
+    assert {c.reference_impl for c in comps.values()} == {"certified"}
+    assert all(r.name.startswith(("certified[", "nist[")) for r in comps["mixedref"].rows)
