@@ -72,6 +72,10 @@ def test_the_markdown_report_carries_the_section():
              for it in ITEMS]
     text = render({"counts": {}, "cases": [], "certified": report_summary(cases)})
     assert "## Certified cases" in text and "lme4 itself fails the certified truth" in text
+    from harness.report.html import _certified
+
+    page = _certified(report_summary(cases))
+    assert "worst LRE (case)" in page and "lme4 itself fails the certified truth" in page
 
 
 def test_a_registered_comparison_read_back_from_a_journal():
