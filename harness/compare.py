@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from harness.comparators import BUILTIN, Comparator, Row, row
@@ -112,7 +112,9 @@ class Comparison:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Comparison:
-        d = dict(d)
+        # what a Decision adds to its comparison for the reports (e.g. "registered") is not
+        # a field of the comparison
+        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         d["rows"] = [Row(**r) for r in d.get("rows", [])]
         return cls(**d)
 

@@ -37,7 +37,8 @@ def package_data_dir() -> Path:
 
 def _dirs(data_dirs: Sequence[str | Path] | None) -> tuple[Path, ...]:
     extra = tuple(Path(d).resolve() for d in (data_dirs or ()))
-    return (*extra, package_data_dir())
+    # nist_anova/: the certified sets, with their own metadata (harness.certified writes it)
+    return (*extra, package_data_dir(), package_data_dir() / "nist_anova")
 
 
 @functools.cache

@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.adapters import PYTHON_CANDIDATES
+from harness.certified_report import LME4, certified_column, lme4_failures
+from harness.certified_report import cell as certified_cell
 
 HERE = Path(__file__).resolve().parent
 LEAGUE_DIR = HERE / "references" / "league"
@@ -447,7 +449,7 @@ def build_league(items: Sequence[Mapping[str, Any]], impls: Sequence[str] | None
     reference_seconds, versions, divergence, xfail_reason."""
     order = list(impls or [])
     for it in items:
-        if it["impl"] not in order and it["impl"] != "lme4":
+        if it["impl"] not in order and it["impl"] not in LME4:  # lme4: the reference
             order.append(it["impl"])
     cases: dict[str, dict[str, str]] = {}
     per: dict[str, dict[str, Any]] = {n: {"name": n, "version": None, **{c: 0 for c in COLUMNS},
@@ -485,8 +487,13 @@ def build_league(items: Sequence[Mapping[str, Any]], impls: Sequence[str] | None
         row["median_time_ratio_to_lme4"] = statistics.median(ratios) if ratios else None
         row["time_ratio_to_lme4"] = row.pop("ratios")
         table.append(row)
+    certified = certified_column(items)  # worst LRE against the certified truth
+    for row in table:
+        row["certified_worst_lre"] = (certified.get(row["name"]) or {}).get("worst_lre")
     league: dict[str, Any] = {"implementations": table,
                               "cases": {c: cases[c] for c in sorted(cases, key=_case_order(items))}}
+    if certified:
+        league["certified"] = certified
     if wall_seconds is not None:
         league["wall_seconds"] = round(wall_seconds, 1)
     if missing:
@@ -533,14 +540,22 @@ def _ratio(x: float | None) -> str:
 
 def league_markdown(league: Mapping[str, Any]) -> str:
     """The league as a markdown table, one row per implementation."""
+    certified = league.get("certified") or {}
     head = ("| implementation | version | agreed | disagreed (registered) | candidate better | "
-            "failed | not expressible | median time / lme4 |")
-    lines = [head, "|" + "---|" * 8]
+            "failed | not expressible | median time / lme4 |"
+            + (" worst certified LRE |" if certified else ""))
+    lines = [head, "|" + "---|" * (9 if certified else 8)]
     for r in league["implementations"]:
         lines.append(f"| {r['name']} | {r.get('version') or '?'} | {r['agreed']} | "
                      f"{r['disagreed']} ({r.get('registered', 0)}) | {r['candidate_better']} | "
                      f"{r['failed']} | {r['not_expressible']} | "
-                     f"{_ratio(r.get('median_time_ratio_to_lme4'))} |")
+                     f"{_ratio(r.get('median_time_ratio_to_lme4'))} |"
+                     + (f" {certified_cell(certified.get(r['name']))} |" if certified else ""))
+    if certified:  # the reference judged too: where lme4 itself fails the truth
+        lme4 = next((certified[n] for n in LME4 if n in certified), None)
+        failed = lme4_failures(certified)
+        lines.append(f"| lme4 (against the truth) | | | | | | | | {certified_cell(lme4)}"
+                     + (f"; fails {', '.join(failed)}" if failed else "") + " |")
     return "\n".join(lines)
 
 
@@ -716,6 +731,7 @@ def render_html(league: Mapping[str, Any]) -> str:
     """One static page: the table, the cases x implementations matrix coloured by verdict,
     per implementation its disagreements with the judge's verdict, and its speed ratios."""
     impls = [r["name"] for r in league["implementations"]]
+    certified = league.get("certified") or {}
     e = html.escape
     out = ["<!doctype html><html><head><meta charset='utf-8'><title>mixedref harness: the "
            "Python mixed-model ecosystem</title><style>body{font-family:sans-serif;margin:2em}"
@@ -726,14 +742,23 @@ def render_html(league: Mapping[str, Any]) -> str:
         out.append(f"<p>Run wall time: {league['wall_seconds']:.0f} s.</p>")
     out.append("<h2>League</h2><table><tr><th>implementation</th><th>version</th>"
                + "".join(f"<th>{c.replace('_', ' ')}</th>" for c in COLUMNS)
-               + "<th>registered</th><th>median time / lme4</th></tr>")
+               + "<th>registered</th><th>median time / lme4</th>"
+               + ("<th>worst certified LRE</th>" if certified else "") + "</tr>")
     for r in league["implementations"]:
         out.append(f"<tr><td>{e(r['name'])}</td><td>{e(str(r.get('version')))}</td>"
                    + "".join(f"<td class=n style='background:{COLOURS[c]}'>{r[c]}</td>"
                              for c in COLUMNS)
                    + f"<td class=n>{r.get('registered', 0)}</td>"
-                   f"<td class=n>{_ratio(r.get('median_time_ratio_to_lme4'))}</td></tr>")
+                   f"<td class=n>{_ratio(r.get('median_time_ratio_to_lme4'))}</td>"
+                   + (f"<td>{e(certified_cell(certified.get(r['name'])))}</td>"
+                      if certified else "") + "</tr>")
     out.append("</table>")
+    if certified:
+        failed = lme4_failures(certified)
+        lme4 = next((certified[n] for n in LME4 if n in certified), None)
+        out.append("<p>Certified cases (NIST StRD, judged against their exact truth, "
+                   f"docs/certified.md): lme4's worst LRE {e(certified_cell(lme4))}"
+                   + (f"; lme4 fails {e(', '.join(failed))}" if failed else "") + ".</p>")
     out.extend(_environments_html(league))
     out.append("<h2>Cases x implementations</h2><table><tr><th>case</th>"
                + "".join(f"<th>{e(i)}</th>" for i in impls) + "</tr>")

@@ -435,22 +435,28 @@ class CatalogFile(pytest.File):
     def collect(self) -> Any:
         from harness.adapters import Lme4Recorded, get_adapter
         from harness.catalog import load_catalog
+        from harness.certified_cases import certified_reference
 
         hs = _session(self.config)
         mode, ref_adapter, _ = hs.reference()
         ref_label = "lme4" if mode == "live" else "lme4-recorded"
         cases = load_catalog(hs.catalog_path)
         for case in cases:
-            for impl in hs.impls():
+            # a certified case is judged against its exact truth; lme4 (live and recorded)
+            # are candidates there, which replaces lme4-vs-recorded
+            truth = certified_reference(case)
+            ref, label = (truth, truth.name) if truth else (ref_adapter, ref_label)
+            lme4s = {ref_label: ref_adapter, "lme4-recorded": Lme4Recorded(hs.recorded_path)}
+            for impl in dict.fromkeys(hs.impls() + (list(lme4s) if truth else [])):
                 try:
-                    adapter = get_adapter(impl)
+                    adapter = lme4s[impl] if truth and impl in lme4s else get_adapter(impl)
                 except ValueError as exc:
                     raise pytest.UsageError(str(exc)) from None
-                item = CaseItem.from_parent(self, name=f"{case.id}[{impl}-vs-{ref_label}]",
-                                            case=case, adapter=adapter, reference=ref_adapter)
-                _mark(item, case, impl, adapter, ref_adapter)
+                item = CaseItem.from_parent(self, name=f"{case.id}[{impl}-vs-{label}]",
+                                            case=case, adapter=adapter, reference=ref)
+                _mark(item, case, impl, adapter, ref)
                 yield item
-            if mode == "live":
+            if mode == "live" and not truth:
                 recorded = Lme4Recorded(hs.recorded_path)
                 item = CaseItem.from_parent(self, name=f"{case.id}[lme4-vs-recorded]",
                                             case=case, adapter=ref_adapter, reference=recorded)

@@ -301,8 +301,9 @@ def _kr_statistics(parts: KRParts, L: np.ndarray) -> dict[str, float]:
     V0 = 0.0 if abs(V0) < 1e-10 else V0
     V1, V2 = 1 - c2 * B, 1 - c3 * B
     ratio = 1.0 if abs(1 - A2 / q) < 1e-14 and abs(V1) < 1e-14 else (1 - A2 / q) / V1
-    rho = ratio**2 * V0 / V2 / q
-    df = 4 + (q + 2) / (q * rho - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # R's x/0 = Inf, as pbkrtest's:
+        rho = np.float64(ratio)**2 * V0 / V2 / q        # V2 = 0 (balanced one-way) gives df 4
+        df = float(4 + (q + 2) / (q * rho - 1))
     scaling = 1.0 if abs(df - 2) < 0.01 else df * (1 - A2 / q) / (df - 2)
     return {"q": q, "df": df, "F.scaling": scaling, "A1": A1, "A2": A2}
 

@@ -34,6 +34,7 @@ from mixedref.formula import (
     parse_formula,
     variables,
 )
+from mixedref.resolution import below_rounding
 from mixedref.reterm import ReTerm, theta_positions  # noqa: F401 - re-exported
 
 
@@ -685,7 +686,7 @@ def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.nd
         beta, *_ = np.linalg.lstsq(Xw, rw, rcond=None)
         e = rw - Xw @ beta
         resid = float(np.dot(e, e))
-    if resid <= (1e-12) ** 2 * ss:
+    if below_rounding(resid, rw):  # mixedref.resolution: 1e-12 relative flagged SmLs07-09
         msg = (f"the response {name!r} is reproduced exactly by the fixed effects (it is "
                "constant or a linear function of the predictors): the residual variance is 0 "
                "and the variance components are not identified; lme4 1.1-31 returns sigma = 0, "

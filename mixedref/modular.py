@@ -20,6 +20,7 @@ from mixedref.errors import ConvergenceWarning, MixedrefError, SingularFitWarnin
 from mixedref.fit import LmerFit
 from mixedref.optimize import Control, optimize_theta
 from mixedref.pls import PLSObjective
+from mixedref.resolution import check_response
 
 __all__ = ["Control", "LmerFit", "devfun", "fit_model", "lmer"]
 
@@ -91,6 +92,7 @@ def lmer(formula: str, data: pd.DataFrame, REML: bool = True, *, weights: Vector
     control = Control.from_any(control)
     model = build_model(formula, data, weights=weights, offset=offset, contrasts=contrasts,
                         na_action=na_action, subset=subset)
+    check_response(model)  # mixedref.resolution: a spread float64 cannot hold at its level
     fit = fit_model(model, REML, control)
     fit.seconds = time.perf_counter() - t0
     fit.call = {"formula": formula, "data": data, "REML": REML, "weights": weights,

@@ -42,6 +42,7 @@ from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
 from mixedref.objective import Objective
 from mixedref.optsummary import NLOPT_CODES, OptSummary
+from mixedref.polish import newton_polish
 from mixedref.strategies import Problem, reasons_to_rescue, rescue, theta_scales, worth_rescuing
 
 #: ``method="auto"`` uses the gradient when the objective's dense block has at least this many
@@ -397,6 +398,9 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             x, fx, code, method = x2, f2, code2, "bobyqa+centred"
             name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
     x, fx = snap_to_boundary(counted, x, fx, lower, control.boundary_tol)
+    x, fx, polished = newton_polish(fn, x, fx, lower, counted, counted_grad)  # mixedref.polish
+    if polished:
+        log.strategies.append(f"{polished} Newton step(s) on the exact gradient (polish)")
     conv = code if nlopt_ran and (code < 0 or code == 5) else 0
     _checks(fn, x, lower, control, log, derivs.get(x.tobytes()))
     reasons = reasons_to_rescue(log.checks, is_singular(x, lower, control.check_conv_singular),

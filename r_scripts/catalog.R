@@ -93,7 +93,8 @@ read_dataset <- function(name, data_dir = harness_data_dir()) {
 read_catalog <- function(path = default_catalog_path()) {
   path <- normalizePath(path, mustWork = TRUE)
   doc <- read_yaml_as_python(path)
-  data_dirs <- c(file.path(dirname(path), "data"), harness_data_dir())
+  data_dirs <- c(file.path(dirname(path), "data"), harness_data_dir(),
+                 file.path(harness_data_dir(), "nist_anova"))  # the certified sets (NIST)
   data_dirs <- unique(data_dirs[dir.exists(data_dirs)])
   cases <- list()
   for (i in seq_along(doc$cases)) {

@@ -122,15 +122,17 @@ def test_recorded_glmmtmb_objective_is_on_lme4s_scale() -> None:
     glmmTMB's θ wherever glmmTMB converged: the two criteria are one function."""
     doc = json.loads(RECORDED_PATH.read_text())
     checked = 0
+    certified = {c for c, case in CASES.items() if "certified" in case.tags}
     for case_id, check in doc["devfun_check"].items():
         rec = doc["records"][case_id]
-        if not rec["converged"]:
+        # certified cases: lme4's devfun loses the digits of y = 1e12 + 0.x (docs/certified.md)
+        if not rec["converged"] or case_id in certified:
             continue
         assert check["devfun"] is not None, case_id
         assert abs(check["devfun"] - rec["objective"]) <= DEFAULT.objective_allowed(
             check["devfun"]), case_id
         checked += 1
-    assert checked >= 0.9 * len(set(CASES) - set(KNOWN_ERRORS))
+    assert checked >= 0.9 * len(set(CASES) - set(KNOWN_ERRORS) - certified)
     assert sum(doc["cases"][c]["REML"] for c in doc["devfun_check"]
                if doc["records"][c]["converged"]) >= 0.4 * len(CASES)
 

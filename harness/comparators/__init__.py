@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from harness.comparators.anova import LikelihoodRatio
 from harness.comparators.base import Comparator, Row, extra_value, row
+from harness.comparators.certified import CertifiedLRE
 from harness.comparators.coef_tests import CoefficientTests
 from harness.comparators.confint import Intervals
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
@@ -26,7 +27,7 @@ BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardE
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
                                    Theta(), ConditionalModes(), ConditionalSDs(),
                                    Predictions(), Intervals(), CoefficientTests(),
-                                   LikelihoodRatio())
+                                   LikelihoodRatio(), CertifiedLRE())
 
 
 def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ import numpy as np
 from harness import crosseval as cx
 from harness import diagnostics as dg
 from harness import judge
+from harness.certified_report import report_summary
 from harness.compare import AGREED, SEVERITY  # the verdicts, worst first
 from harness.judge.theta import TermLayout, sigma_of
 from harness.report import findings as report_findings
@@ -281,6 +282,7 @@ def build_report(results: Sequence[Mapping[str, Any]], *, progress: bool = False
         "cases": cases,
         "findings": report_findings.collect(cases),
         "best_known": best_known_summary([str(c["case"].get("id")) for c in cases]),
+        "certified": report_summary(cases),  # worst LRE against the certified truth
         "environment": _plain(environment) if environment is not None
         else env_mod.collect(all_records),
     }

@@ -212,6 +212,23 @@ def _best_known(best: Mapping[str, Any]) -> str:
             + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
 
 
+def _certified(column: Mapping[str, Any]) -> str:
+    """The certified cases' section: each implementation's worst LRE, lme4's failures."""
+    from harness.certified_report import cell, lme4_failures
+
+    if not column:
+        return ""
+    rows = "".join(f"<tr><td>{escape(impl)}</td><td>{e['cases']}</td><td>{escape(cell(e))}</td>"
+                   f"<td>{escape(', '.join(e['failed']) or 'none')}</td></tr>"
+                   for impl, e in column.items())
+    failed = lme4_failures(column)
+    return ("<h2>Certified cases (judged against their exact truth)</h2><table><tr>"
+            "<th>implementation</th><th>cases</th><th>worst LRE (case)</th>"
+            "<th>fails the truth on</th></tr>" + rows + "</table>"
+            + (f"<p>lme4 itself fails the certified truth on {escape(', '.join(failed))}.</p>"
+               if failed else ""))
+
+
 def _completeness(comp: Mapping[str, Any] | None) -> str:
     if not comp or comp.get("complete", True):
         return ""
@@ -239,6 +256,7 @@ def render(report: Mapping[str, Any]) -> str:
         "<h2>Fit times</h2>" + overview if overview else "",
         _best_known(report.get("best_known") or {}),
         report_findings.html_section(report),
+        _certified(report.get("certified") or {}),
         *[_details(c) for c in dis],
         _environment(report.get("environment") or {}),
     ]

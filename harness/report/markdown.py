@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from harness.certified_report import report_lines
 from harness.report import findings as report_findings
 from harness.report.build import gap_summary
 
@@ -44,6 +45,7 @@ def render(report: Mapping[str, Any]) -> str:
         lines += [f"- `{cid}`: {f}" for cid, f in findings]
     lines += best_known_lines(report.get("best_known") or {})
     lines += report_findings.markdown_lines(report)
+    lines += report_lines(report.get("certified") or {})
     known = [(c["case"].get("id"), impl, reason) for c in report["cases"] if c["disagreement"]
              for impl, reason in (c["case"].get("xfail") or {}).items()]
     if known:
