@@ -17,6 +17,7 @@ from harness.adapters.peers.lme_python_impl import LmePythonPeer
 from harness.adapters.peers.mixedlm_impl import MixedlmPeer
 from harness.adapters.peers.mixedlm_rs_impl import MixedlmRsPeer
 from harness.adapters.peers.pyreml_impl import PyremlPeer
+from harness.adapters.peers.kamino_impl import KaminoPeer
 
 #: registry name -> adapter class, in the order the league table lists them
 PEERS = {
@@ -26,6 +27,7 @@ PEERS = {
     "interlace-lme": InterlacePeer,
     "glmm": GlmmPeer,
     "pyreml": PyremlPeer,
+    "kamino-lme": KaminoPeer,
 }
 
 #: registry name -> what its users install: its pinned release (pyreml: and torch, pinned to the
@@ -37,6 +39,7 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "interlace-lme": ("interlace-lme==0.3.2",),
     "glmm": ("glmm==0.6.2",),
     "pyreml": ("pyreml==0.5.4", "torch==2.13.0"),
+    "kamino-lme": ("kamino-lme==0.0.1",),
 }
 
 #: what the harness's worker needs in a peer's environment besides the peer, installed after it
