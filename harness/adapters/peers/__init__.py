@@ -17,6 +17,8 @@ from harness.adapters.peers.lme_python_impl import LmePythonPeer
 from harness.adapters.peers.mixedlm_impl import MixedlmPeer
 from harness.adapters.peers.mixedlm_rs_impl import MixedlmRsPeer
 from harness.adapters.peers.pyreml_impl import PyremlPeer
+from harness.adapters.peers.edi_kernels_impl import EdiKernelsPeer
+from harness.adapters.peers.gpboost_impl import GpboostPeer
 from harness.adapters.peers.kamino_impl import KaminoPeer
 
 #: registry name -> adapter class, in the order the league table lists them
@@ -28,6 +30,8 @@ PEERS = {
     "glmm": GlmmPeer,
     "pyreml": PyremlPeer,
     "kamino-lme": KaminoPeer,
+    "gpboost": GpboostPeer,
+    "edi-kernels": EdiKernelsPeer,
 }
 
 #: registry name -> what its users install: its pinned release (pyreml: and torch, pinned to the
@@ -40,6 +44,8 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "glmm": ("glmm==0.6.2",),
     "pyreml": ("pyreml==0.5.4", "torch==2.13.0"),
     "kamino-lme": ("kamino-lme==0.0.1",),
+    "gpboost": ("gpboost==1.8.0",),
+    "edi-kernels": ("edi-kernels==1.0.2",),
 }
 
 #: what the harness's worker needs in a peer's environment besides the peer, installed after it
