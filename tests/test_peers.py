@@ -18,7 +18,8 @@ from harness.catalog import load_catalog
 CASES = {c.id: c for c in load_catalog()}
 PEER_NAMES = list(PEERS)
 MODULES = {"mixedlm": "mixedlm", "mixedlm-rs": "mixedlm_rs", "lme-python": "lme_python",
-           "interlace-lme": "interlace", "glmm": "glmm", "pyreml": "pyreml"}
+           "interlace-lme": "interlace", "glmm": "glmm", "pyreml": "pyreml",
+           "kamino-lme": "kamino", "gpboost": "gpboost", "edi-kernels": "edi_kernels"}
 
 
 def test_every_peer_is_registered_under_its_package_name() -> None:
@@ -47,6 +48,9 @@ CANNOT = {
     "interlace-lme": ("Reaction ~ Days + (I(Days - 4.5) | Subject)", "expressions"),
     "glmm": ("Reaction ~ Days + (Days || Subject)", "correlation structure"),
     "pyreml": None,  # ML: by case, below
+    "kamino-lme": ("Reaction ~ I(Days - 4.5) + (1 | Subject)", "I(Days - 4.5)"),
+    "gpboost": ("Reaction ~ Days + (Days | Subject)", "REML"),
+    "edi-kernels": ("Reaction ~ Days + (Days | Subject)", "one random intercept"),
 }
 
 

@@ -11,15 +11,15 @@ ecosystem`` installs each peer alone into a virtual environment of its own from 
 ``peers`` extra repeats it for ``pip install mixedref[peers]`` (tests/test_peers.py checks that
 they agree)."""
 
+from harness.adapters.peers.edi_kernels_impl import EdiKernelsPeer
 from harness.adapters.peers.glmm_impl import GlmmPeer
+from harness.adapters.peers.gpboost_impl import GpboostPeer
 from harness.adapters.peers.interlace_impl import InterlacePeer
+from harness.adapters.peers.kamino_impl import KaminoPeer
 from harness.adapters.peers.lme_python_impl import LmePythonPeer
 from harness.adapters.peers.mixedlm_impl import MixedlmPeer
 from harness.adapters.peers.mixedlm_rs_impl import MixedlmRsPeer
 from harness.adapters.peers.pyreml_impl import PyremlPeer
-from harness.adapters.peers.edi_kernels_impl import EdiKernelsPeer
-from harness.adapters.peers.gpboost_impl import GpboostPeer
-from harness.adapters.peers.kamino_impl import KaminoPeer
 
 #: registry name -> adapter class, in the order the league table lists them
 PEERS = {
