@@ -40,7 +40,7 @@ class EdiKernelsPeer(Peer):
             raise F.cannot(self.dist, "random-effects terms other than one random intercept",
                            "its kernels take one integer group_id vector and a random "
                            "intercept only")
-        if not case.is_glmm:
+        if not getattr(case, "is_glmm", False):
             raise F.cannot(self.dist, "a linear mixed model with groups of more than two "
                            "observations", "fast_gaussian_lmm supports matched pairs (size "
                            "2) and singletons only (its own error message)")

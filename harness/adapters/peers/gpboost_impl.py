@@ -42,7 +42,7 @@ class GpboostPeer(Peer):
     glmm_unmapped = ("Gamma",)
 
     def check(self, parsed: F.Parsed, case: Any, data: Any = None) -> None:
-        if not case.is_glmm and case.REML:
+        if not getattr(case, "is_glmm", False) and case.REML:
             raise F.cannot(self.dist, "REML", "it maximizes the likelihood (ML); it has no "
                            "REML criterion")
         for b in parsed.bars:
