@@ -1,7 +1,6 @@
-"""The four peers of issue 24 (kamino-lme, gpboost, edi-kernels, pymixef's absence is noted in
-docs/peers.md): what each declines and why, and their fits in their own environments judged
-against lme4's recorded answers through the harness's comparison (no number from a package's
-own run is copied here)."""
+"""The four peers of issue 24 (kamino-lme, gpboost, edi-kernels, pymixef): what each declines
+and why, and their fits in their own environments judged against lme4's recorded answers
+through the harness's comparison (no number from a package's own run is copied here)."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from harness.compare import compare_records
 
 CASES = {c.id: c for c in load_catalog()}
 NEW = {"kamino-lme": "kamino-lme==0.0.1", "gpboost": "gpboost==1.8.0",
-       "edi-kernels": "edi-kernels==1.0.2"}
+       "edi-kernels": "edi-kernels==1.0.2", "pymixef": "pymixef==0.1.1"}
 
 
 @pytest.mark.parametrize("name", list(NEW))
@@ -39,6 +38,8 @@ DECLINED = [
     ("edi-kernels", "sleepstudy-intercept-ML", "matched pairs"),
     ("edi-kernels", "cbpp_binary-binary-ML", "Gauss-Hermite quadrature on fixed"),
     ("edi-kernels", "Penicillin-crossed-ML", "one random intercept"),
+    ("pymixef", "Mmmec-offset-ML", "no offset"),
+    ("pymixef", "cbpp-agq9-ML", "nAGQ = 9"),
 ]
 
 
@@ -60,6 +61,13 @@ def test_kamino_formula_writes_each_bars_intercept() -> None:
     assert kamino_formula(F.parse("y ~ 1 + (1 | a/b)")) == "y ~ 1 + (1 | a/b)"
 
 
+def test_pymixef_names_are_mapped_to_rs() -> None:
+    from harness.adapters.peers.pymixef_impl import r_fixed_name
+
+    assert [r_fixed_name(n) for n in ("Intercept", "period[2]", "f[T.b]:x", "Days")] == \
+        ["(Intercept)", "period2", "fb:x", "Days"]
+
+
 def _adapter_in_its_environment(name: str):
     """The adapter, run in the peer's environment built by ``python -m harness ecosystem`` when
     that exists, else in this one; skipped naming why when the package is in neither."""
@@ -79,6 +87,7 @@ def _adapter_in_its_environment(name: str):
     ("kamino-lme", "sleepstudy-slopes-REML", {"agreed"}),
     ("kamino-lme", "Pastes-nested-REML", {"agreed"}),
     ("gpboost", "sleepstudy-intercept-ML", {"agreed"}),
+    ("pymixef", "Pastes-nested-REML", {"agreed"}),
     # its optimizer stops 0.54 above lme4's ML deviance on the crossed Penicillin model
     ("gpboost", "Penicillin-crossed-ML", {"disagreed"}),
 ])

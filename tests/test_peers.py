@@ -19,7 +19,8 @@ CASES = {c.id: c for c in load_catalog()}
 PEER_NAMES = list(PEERS)
 MODULES = {"mixedlm": "mixedlm", "mixedlm-rs": "mixedlm_rs", "lme-python": "lme_python",
            "interlace-lme": "interlace", "glmm": "glmm", "pyreml": "pyreml",
-           "kamino-lme": "kamino", "gpboost": "gpboost", "edi-kernels": "edi_kernels"}
+           "kamino-lme": "kamino", "gpboost": "gpboost", "edi-kernels": "edi_kernels",
+           "pymixef": "pymixef"}
 
 
 def test_every_peer_is_registered_under_its_package_name() -> None:
@@ -51,6 +52,7 @@ CANNOT = {
     "kamino-lme": ("Reaction ~ I(Days - 4.5) + (1 | Subject)", "I(Days - 4.5)"),
     "gpboost": ("Reaction ~ Days + (Days | Subject)", "REML"),
     "edi-kernels": ("Reaction ~ Days + (Days | Subject)", "one random intercept"),
+    "pymixef": ("Reaction ~ Days + offset(Days) + (1 | Subject)", "offset"),
 }
 
 

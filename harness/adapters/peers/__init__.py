@@ -19,6 +19,7 @@ from harness.adapters.peers.kamino_impl import KaminoPeer
 from harness.adapters.peers.lme_python_impl import LmePythonPeer
 from harness.adapters.peers.mixedlm_impl import MixedlmPeer
 from harness.adapters.peers.mixedlm_rs_impl import MixedlmRsPeer
+from harness.adapters.peers.pymixef_impl import PymixefPeer
 from harness.adapters.peers.pyreml_impl import PyremlPeer
 
 #: registry name -> adapter class, in the order the league table lists them
@@ -32,6 +33,7 @@ PEERS = {
     "kamino-lme": KaminoPeer,
     "gpboost": GpboostPeer,
     "edi-kernels": EdiKernelsPeer,
+    "pymixef": PymixefPeer,
 }
 
 #: registry name -> what its users install: its pinned release (pyreml: and torch, pinned to the
@@ -46,6 +48,7 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "kamino-lme": ("kamino-lme==0.0.1",),
     "gpboost": ("gpboost==1.8.0",),
     "edi-kernels": ("edi-kernels==1.0.2",),
+    "pymixef": ("pymixef==0.1.1",),
 }
 
 #: what the harness's worker needs in a peer's environment besides the peer, installed after it
