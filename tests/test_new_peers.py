@@ -90,6 +90,8 @@ def _adapter_in_its_environment(name: str):
     ("pymixef", "Pastes-nested-REML", {"agreed"}),
     # crossed: agrees with its exact (Cholesky) likelihood, which the adapter asks for
     ("gpboost", "Penicillin-crossed-ML", {"agreed"}),
+    # its optimizer stops with batch's variance outside the tolerance of lme4's ML optimum
+    ("gpboost", "Pastes-nested-ML", {"disagreed"}),
 ])
 def test_a_new_peer_fits_in_its_environment_as_it_really_does(name: str, case_id: str,
                                                               verdicts: set[str]) -> None:
