@@ -45,6 +45,10 @@ CANNOT = {
     "interlace-lme": ("Reaction ~ Days + (I(Days - 4.5) | Subject)", "expressions"),
     "glmm": ("Reaction ~ Days + (Days || Subject)", "correlation structure"),
     "pyreml": None,  # ML: by case, below
+    "kamino-lme": ("Reaction ~ I(Days - 4.5) + (1 | Subject)", "I(Days - 4.5)"),
+    "gpboost": ("Reaction ~ Days + (Days | Subject)", "REML"),
+    "edi-kernels": ("Reaction ~ Days + (Days | Subject)", "one random intercept"),
+    "pymixef": ("Reaction ~ Days + offset(Days) + (1 | Subject)", "offset"),
 }
 
 

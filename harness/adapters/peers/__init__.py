@@ -11,11 +11,15 @@ ecosystem`` installs each peer alone into a virtual environment of its own from 
 ``peers`` extra repeats it for ``pip install mixedref[peers]`` (tests/test_peers.py checks that
 they agree)."""
 
+from harness.adapters.peers.edi_kernels_impl import EdiKernelsPeer
 from harness.adapters.peers.glmm_impl import GlmmPeer
+from harness.adapters.peers.gpboost_impl import GpboostPeer
 from harness.adapters.peers.interlace_impl import InterlacePeer
+from harness.adapters.peers.kamino_impl import KaminoPeer
 from harness.adapters.peers.lme_python_impl import LmePythonPeer
 from harness.adapters.peers.mixedlm_impl import MixedlmPeer
 from harness.adapters.peers.mixedlm_rs_impl import MixedlmRsPeer
+from harness.adapters.peers.pymixef_impl import PymixefPeer
 from harness.adapters.peers.pyreml_impl import PyremlPeer
 
 #: registry name -> adapter class, in the order the league table lists them
@@ -26,6 +30,10 @@ PEERS = {
     "interlace-lme": InterlacePeer,
     "glmm": GlmmPeer,
     "pyreml": PyremlPeer,
+    "kamino-lme": KaminoPeer,
+    "gpboost": GpboostPeer,
+    "edi-kernels": EdiKernelsPeer,
+    "pymixef": PymixefPeer,
 }
 
 #: registry name -> what its users install: its pinned release (pyreml: and torch, pinned to the
@@ -37,6 +45,10 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "interlace-lme": ("interlace-lme==0.3.2",),
     "glmm": ("glmm==0.6.2",),
     "pyreml": ("pyreml==0.5.4", "torch==2.13.0"),
+    "kamino-lme": ("kamino-lme==0.0.1",),
+    "gpboost": ("gpboost==1.8.0",),
+    "edi-kernels": ("edi-kernels==1.0.2",),
+    "pymixef": ("pymixef==0.1.1",),
 }
 
 #: what the harness's worker needs in a peer's environment besides the peer, installed after it
