@@ -1,6 +1,6 @@
 """The objective protocol: what the optimizer (mixedref.optimize) needs of a criterion over θ,
-implemented by the PLS engines (mixedref.pls.PLSObjective, which chooses between the blocked
-dense engine and CHOLMOD's sparse one in mixedref.sparse_pls) and the dense oracle
+implemented by the PLS engines (mixedref.engines.factory.PLSObjective, which chooses between the
+blocked dense engine and CHOLMOD's sparse one, mixedref.engines.dense and .sparse) and the oracle
 (mixedref.literal.LiteralObjective), so the optimizer reaches into none of them."""
 
 from __future__ import annotations
