@@ -162,6 +162,7 @@ class WeightedFactor:
     (the joint solve then forms lme4's RZX = L^-1 Lam'Z'WX)."""
 
     has_half: bool = True
+    size: int  # the order of L
     logdet: float  # log det L L'
     diag2: np.ndarray | None = None  # L L' itself when it is diagonal (one scalar term)
 
@@ -180,8 +181,6 @@ class WeightedFactor:
     def inverse_diagonal(self) -> np.ndarray:
         """The diagonal of (L L')^-1."""
         return np.diag(self.solve(np.eye(self.size)))
-
-    size: int
 
 
 class WeightedSystem:
