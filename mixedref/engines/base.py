@@ -207,7 +207,8 @@ class WeightedSystem:
 
     def reweight(self, V: np.ndarray, w: np.ndarray) -> WeightedFactor:
         """The factor of Lam'Z'WZ Lam + I at working weights ``w`` (PIRLSError where it is not
-        positive definite)."""
+        positive definite). It may reuse the system's storage, as lme4's updateDecomp: use it
+        before the next reweight."""
         raise NotImplementedError
 
     # -- products with Z Lambda over its fixed pattern ---------------------------------------

@@ -336,7 +336,8 @@ class SparseWeightedSystem(WeightedSystem):
     """PIRLS's weighted system as this engine factors Lam'Z'Z Lam + I, with the weights inside:
     Ut = Lam'Z' W^1/2 keeps the pattern of Lam'Z' (:func:`ut_pattern`), so, as lme4's
     updateXwts and updateDecomp, CHOLMOD analyses the pattern once and each :meth:`reweight`
-    rewrites Ut's values and refactors numerically. Without scikit-sparse the matrix is
+    rewrites Ut's values and refactors numerically, in place (a factor it returned is valid
+    until the next reweight). Without scikit-sparse the matrix is
     assembled from the pattern's row-wise pairs and factored by SuperLU with a symmetric
     ordering (no separate L^-1 and L^-T: the joint solve then takes the Schur complement)."""
 
@@ -372,10 +373,10 @@ class SparseWeightedSystem(WeightedSystem):
             np.multiply(V, np.sqrt(w)[:, None], out=self._ut.data.reshape(V.shape))
             with threads.limit(self._threads):
                 try:
-                    f = self._chol.cholesky_AAt(self._ut, beta=1.0)
+                    self._chol.cholesky_AAt_inplace(self._ut, beta=1.0)
                 except _cholmod.CholmodNotPositiveDefiniteError as e:
                     raise PIRLSError("Lambda'Z'WZLambda + I is not positive definite") from e
-            return _CholmodWeightedFactor(f, self._threads, self.nre)
+            return _CholmodWeightedFactor(self._chol, self._threads, self.nre)
         q = self.nre
         vals = (V[:, self._pa] * V[:, self._pb] * w[:, None]).ravel()
         A = sp.csc_matrix((vals, (self._pair_rows, self._pair_cols)), shape=(q, q))
