@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.lapack import dposv
 
 from mixedref import reterm
 from mixedref.design import ModelFrame, ReTerm
@@ -147,3 +148,128 @@ def _residualize(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r -= X[:, j] * b0[j]
     return b0, r
 
+
+
+# -- the weighted system PIRLS drives ------------------------------------------------------
+class PIRLSError(MixedrefError):
+    """PIRLS did not converge, step-halving could not reduce the penalized deviance, or its
+    weighted system Lam'Z'WZ Lam + I could not be factored."""
+
+
+class WeightedFactor:
+    """The factor L L' = Lam'Z'WZ Lam + I of one PIRLS iteration, as a weighted system's
+    :meth:`WeightedSystem.reweight` returns it. ``has_half``: L^-1 and L^-T apply separately
+    (the joint solve then forms lme4's RZX = L^-1 Lam'Z'WX)."""
+
+    has_half: bool = True
+    size: int  # the order of L
+    logdet: float  # log det L L'
+    diag2: np.ndarray | None = None  # L L' itself when it is diagonal (one scalar term)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """(L L')^-1 rhs."""
+        raise NotImplementedError
+
+    def half(self, rhs: np.ndarray) -> np.ndarray:
+        """L^-1 rhs (factors with ``has_half``)."""
+        raise PIRLSError("internal: half solve on a factor without one")
+
+    def half_t(self, rhs: np.ndarray) -> np.ndarray:
+        """L^-T rhs (factors with ``has_half``)."""
+        raise PIRLSError("internal: half solve on a factor without one")
+
+    def inverse_diagonal(self) -> np.ndarray:
+        """The diagonal of (L L')^-1."""
+        return np.diag(self.solve(np.eye(self.size)))
+
+
+class WeightedSystem:
+    """PIRLS's penalized weighted least-squares system at one theta, for working weights that
+    change every iteration (lme4's merPredD: updateXwts, updateDecomp, solveU and solve).
+
+    Z Lambda has a fixed pattern: each row has sum(q_k) non-zeros at the columns ``cols``
+    (n x K), their values ``V`` (n x K) set by theta. :meth:`reweight` accumulates
+    Lam'Z'WZ Lam over that pattern for new weights and factors it (the engine subclass decides
+    how: :class:`mixedref.engines.dense.DenseWeightedSystem`,
+    :class:`mixedref.engines.sparse.SparseWeightedSystem`); :meth:`solve_u` is the u-only solve
+    with beta fixed and :meth:`solve_joint` solves for u and beta together.
+    """
+
+    engine: str
+
+    def __init__(self, terms: tuple[ReTerm, ...], X: np.ndarray) -> None:
+        self.terms = tuple(terms)
+        self.cols = reterm.z_columns(terms)  # n x K
+        self.K = self.cols.shape[1]
+        self.nre = int(sum(t.q * t.nlevels for t in terms))
+        self.X = np.ascontiguousarray(X, dtype=float)
+        self.p = self.X.shape[1]
+
+    def reweight(self, V: np.ndarray, w: np.ndarray) -> WeightedFactor:
+        """The factor of Lam'Z'WZ Lam + I at working weights ``w`` (PIRLSError where it is not
+        positive definite). It may reuse the system's storage, as lme4's updateDecomp: use it
+        before the next reweight."""
+        raise NotImplementedError
+
+    # -- products with Z Lambda over its fixed pattern ---------------------------------------
+    def zlu(self, V: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Z Lambda u."""
+        return np.einsum("nk,nk->n", V, u[self.cols])
+
+    def ztw(self, V: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """(Z Lambda)' v."""
+        return np.bincount(self.cols.ravel(), weights=(V * v[:, None]).ravel(),
+                           minlength=self.nre)
+
+    def ztwx(self, V: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """(Z Lambda)' W X, nre x p."""
+        out = np.empty((self.nre, self.p))
+        Vw = V * w[:, None]
+        for j in range(self.p):
+            out[:, j] = np.bincount(self.cols.ravel(), weights=(Vw * self.X[:, j:j + 1]).ravel(),
+                                    minlength=self.nre)
+        return out
+
+    # -- solves ----------------------------------------------------------------------------
+    def solve_u(self, fac: WeightedFactor, V: np.ndarray, wz: np.ndarray) -> np.ndarray:
+        """u with beta fixed (lme4's solveU): (L L')^-1 (Z Lambda)' W z, ``wz`` = W z with z the
+        working response less the fixed part."""
+        return fac.solve(self.ztw(V, wz))
+
+    def solve_joint(self, fac: WeightedFactor, V: np.ndarray, w: np.ndarray, wz: np.ndarray,
+                    z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(u, beta) together (lme4's solve): beta from the Schur complement
+        X'WX - RZX'RZX, RZX = L^-1 Lam'Z'WX, then u by back-substitution."""
+        C = self.ztwx(V, w)
+        Xw = self.X * w[:, None]
+        if not fac.has_half:  # (L L')^-1 only: the same Schur complement as C'(L L')^-1 C
+            AinvC = fac.solve(C)
+            M = self.X.T @ Xw - C.T @ AinvC
+            Ainv_ru = fac.solve(self.ztw(V, wz))
+            b = sla.solve(M, Xw.T @ z - C.T @ Ainv_ru, assume_a="pos")
+            return Ainv_ru - AinvC @ b, b
+        RZX = fac.half(C)
+        cu = fac.half(self.ztw(V, wz))
+        M = self.X.T @ Xw - RZX.T @ RZX
+        b = _solve_pos(M, Xw.T @ z - RZX.T @ cu)
+        return fac.half_t(cu - RZX @ b), b
+
+    def unscaled_vcov(self, fac: WeightedFactor, V: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """(R_X'R_X)^-1 at working weights w (lme4's pp$unsc())."""
+        C = self.ztwx(V, w)
+        Xw = self.X * w[:, None]
+        if fac.has_half:
+            RZX = fac.half(C)
+            M = self.X.T @ Xw - RZX.T @ RZX
+        else:
+            M = self.X.T @ Xw - C.T @ fac.solve(C)
+        return np.linalg.inv(M)
+
+
+def _solve_pos(M: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """M^-1 rhs for symmetric positive definite M (LAPACK dposv; a general solve if the
+    Cholesky factorization fails, as scipy's assume_a="pos" would raise)."""
+    _, x, info = dposv(M, rhs, lower=1)
+    if info != 0:
+        return sla.solve(M, rhs, check_finite=False)
+    return x

@@ -23,11 +23,18 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 from scipy.linalg.lapack import dpotrf
 
 from mixedref import threads
-from mixedref.design import ModelFrame
-from mixedref.engines.base import PLSEngine, PLSSolution
+from mixedref.design import ModelFrame, ReTerm
+from mixedref.engines.base import (
+    PIRLSError,
+    PLSEngine,
+    PLSSolution,
+    WeightedFactor,
+    WeightedSystem,
+)
 from mixedref.errors import MixedrefError
 
 try:
@@ -322,3 +329,93 @@ class SparsePLSObjective(PLSEngine):
                     P[lv, :, j] = X[rows, np.arange(lv.size)[:, None]]
             out.append(sigma**2 * np.matmul(np.matmul(T, P), T.T))
         return tuple(out)
+
+
+# -- the weighted system of PIRLS (mixedref.pirls) ------------------------------------------
+class SparseWeightedSystem(WeightedSystem):
+    """PIRLS's weighted system as this engine factors Lam'Z'Z Lam + I, with the weights inside:
+    Ut = Lam'Z' W^1/2 keeps the pattern of Lam'Z' (:func:`ut_pattern`), so, as lme4's
+    updateXwts and updateDecomp, CHOLMOD analyses the pattern once and each :meth:`reweight`
+    rewrites Ut's values and refactors numerically, in place (a factor it returned is valid
+    until the next reweight). Without scikit-sparse the matrix is
+    assembled from the pattern's row-wise pairs and factored by SuperLU with a symmetric
+    ordering (no separate L^-1 and L^-T: the joint solve then takes the Schur complement)."""
+
+    engine = "sparse"
+
+    def __init__(self, terms: tuple[ReTerm, ...], X: np.ndarray, *,
+                 use_cholmod: bool | None = None) -> None:
+        """``use_cholmod``: CHOLMOD (True), SuperLU (False), or CHOLMOD where installed (None)."""
+        super().__init__(terms, X)
+        self.cholmod = available() if use_cholmod is None else bool(use_cholmod)
+        if self.cholmod:
+            require("the sparse weighted system with use_cholmod=True needs scikit-sparse")
+            n = self.cols.shape[0]
+            idx = np.int32 if self.nre < 2**31 - 1 and self.cols.size < 2**31 - 1 else np.int64
+            self.pattern = pat = SparsePattern(
+                (np.arange(n + 1, dtype=np.int64) * self.K).astype(idx),
+                self.cols.astype(idx).ravel(), self.nre, self.K)
+            self._ut = pat.matrix(np.ones(pat.indices.size))
+            sym = symbolic(pat)
+            self._threads = threads.threads_for(
+                sym.flops if sym else float(pat.indices.size * pat.width))
+            with threads.limit(self._threads):
+                self._chol = _cholmod.analyze_AAt(self._ut, mode="supernodal")
+        else:
+            a, b = np.meshgrid(np.arange(self.K), np.arange(self.K), indexing="ij")
+            self._pa, self._pb = a.ravel(), b.ravel()
+            self._pair_rows = self.cols[:, self._pa].ravel()
+            self._pair_cols = self.cols[:, self._pb].ravel()
+
+    def reweight(self, V: np.ndarray, w: np.ndarray) -> WeightedFactor:
+        """The factor of Lam'Z'WZ Lam + I at working weights ``w``, V Z Lambda's values."""
+        if self.cholmod:
+            np.multiply(V, np.sqrt(w)[:, None], out=self._ut.data.reshape(V.shape))
+            with threads.limit(self._threads):
+                try:
+                    self._chol.cholesky_AAt_inplace(self._ut, beta=1.0)
+                except _cholmod.CholmodNotPositiveDefiniteError as e:
+                    raise PIRLSError("Lambda'Z'WZLambda + I is not positive definite") from e
+            return _CholmodWeightedFactor(self._chol, self._threads, self.nre)
+        q = self.nre
+        vals = (V[:, self._pa] * V[:, self._pb] * w[:, None]).ravel()
+        A = sp.csc_matrix((vals, (self._pair_rows, self._pair_cols)), shape=(q, q))
+        A = (A + sp.identity(q, format="csc")).tocsc()
+        lu = spla.splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                       options={"SymmetricMode": True})
+        return _SuperLUWeightedFactor(lu, q)
+
+
+class _CholmodWeightedFactor(WeightedFactor):
+    """CHOLMOD's L L' = P (Ut Ut' + I) P': L^-1 x = solve_L(P x), L^-T y = P' solve_Lt(y) (here
+    L stands for P' L, the factor the joint solve reads)."""
+
+    def __init__(self, f, nthreads: int, size: int) -> None:
+        self.f, self._threads, self.size = f, nthreads, size
+        self.logdet = float(f.logdet())
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        with threads.limit(self._threads):
+            return self.f.solve_A(rhs)
+
+    def half(self, rhs: np.ndarray) -> np.ndarray:
+        with threads.limit(self._threads):
+            return self.f.solve_L(self.f.apply_P(rhs), use_LDLt_decomposition=False)
+
+    def half_t(self, rhs: np.ndarray) -> np.ndarray:
+        with threads.limit(self._threads):
+            return self.f.apply_Pt(self.f.solve_Lt(rhs, use_LDLt_decomposition=False))
+
+
+class _SuperLUWeightedFactor(WeightedFactor):
+    """SuperLU's LU of the symmetric system (diagonal pivots, symmetric ordering): its log
+    determinant from U's diagonal, solves with L L' as a whole."""
+
+    has_half = False
+
+    def __init__(self, lu, size: int) -> None:
+        self.lu, self.size = lu, size
+        self.logdet = float(np.sum(np.log(np.abs(lu.U.diagonal()))))
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        return self.lu.solve(rhs)
