@@ -52,6 +52,10 @@ DENSE_L21 = 200_000
 #: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
 SMALL_BLOCK = 64
 
+#: The general (vector-valued terms) gradient forms r x (first term's effects) dense arrays a
+#: few times per call: offered up to this many entries (see _general_value_and_grad).
+GENERAL_GRADIENT_MAX = 1_000_000
+
 try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; CSR mat-vec
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
@@ -103,11 +107,16 @@ class DensePLSObjective(PLSEngine):
         self._scalar_rest = all(q == 1 for q in self.q[1:])
         #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
         self.has_gradient = q1 == 1 and self._scalar_rest
+        #: the scalar gradient above (its trace operator G); else the general one, where its
+        #: dense r x (first term's effects) work stays small (_general_value_and_grad)
+        self._scalar_gradient = self.has_gradient
+        self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
+        self._A21_cube: np.ndarray | None = None
         self._trace_op: sp.csr_matrix | None = None  # G of engines.schur.scalar_operators
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
         self._A21_flat: np.ndarray | None = None
-        if self.has_gradient:  # the gradient's trace operator G shares M's pairs: build both
+        if self._scalar_gradient:  # the gradient's trace operator G shares M's pairs: build both
             trace_m = r if self.REML else self.re2
             self.M, self._trace_op = scalar_operators(A21, m1, r, trace_m)
             schur_flops = 2.0 * self.M.nnz
@@ -296,11 +305,28 @@ class DensePLSObjective(PLSEngine):
         return self._criterion(ldL2, ldRX2, pwrss)
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """The criterion and its exact gradient (:meth:`_value_and_grad`)."""
+        """The criterion and its exact gradient (:meth:`_value_and_grad` where every term is
+        scalar, else :meth:`_general_value_and_grad`)."""
+        if not self._scalar_gradient:
+            if not self.has_gradient:
+                raise MixedrefError(
+                    f"no exact gradient for this design: its vector-valued terms need dense "
+                    f"{self.r} x {self.q[0] * self.nlev[0]} arrays, above "
+                    f"GENERAL_GRADIENT_MAX = {GENERAL_GRADIENT_MAX} entries")
+            theta = self._checked_theta(theta)
+            with threads.limit(self._threads):
+                return self._general_value_and_grad(theta)
         if self._unthreaded:
             return self._value_and_grad(theta)
         with threads.limit(self._threads):
             return self._value_and_grad(theta)
+
+    def _checked_theta(self, theta: np.ndarray) -> np.ndarray:
+        """θ as floats, refused (MixedrefError) unless of this model's length."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        return theta
 
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
@@ -377,6 +403,112 @@ class DensePLSObjective(PLSEngine):
             grad[k] = 2.0 * mk / th + float(np.sum(pdiag[seg])) * dc + c_pw * dpw / pwrss
             off += mk
         return value, grad
+
+    def _general_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient for any terms (vector-valued ones included).
+
+        With K = Λ̃'AΛ̃ + diag(I_q, 0) the full augmented system (A the cross-products of
+        [Z, X, y], Λ̃ = diag(Λ, I)), the criterion is log det K_S + c log pwrss + const, with
+        S the random effects and c = n (ML), or S everything and c = n - p - 1 (REML), and
+        pwrss = 1 / (K^-1)_yy. For θ_j, the entry (a, b) of term k's template, dΛ̃ repeats the
+        unit matrix E_ab over the term's levels and dK = dΛ̃'AΛ̃ + Λ̃'A dΛ̃, so
+
+            d log det K_S = tr(P dK) = 2 Σ_l (AΛ̃P)[(l,a), (l,b)]   (P = K_S^-1, zero-padded)
+            d log pwrss   = pwrss w'dK w = 2 pwrss Σ_l (AΛ̃w)_(l,a) w_(l,b)   (w = K^-1 e_y)
+
+        (the second the envelope theorem at the PLS solution: w is -(u, β, -1)/pwrss). The
+        blocks of P and w come from the same blocked factor (block 1's per-level Cholesky and
+        the dense Schur factor U) by the partitioned inverse; only the level-diagonal blocks of
+        AΛ̃P are formed. The work is dense in r x (first term's effects): see has_gradient.
+        """
+        Ts, L1, ld1, _, U, info = self._factor(theta, shortcut=False)
+        if info != 0:
+            return math.inf, None
+        n, p, r, re2 = self.n, self.p, self.r, self.re2
+        diag = np.diagonal(U)
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
+        pwrss = float(diag[-1]) ** 2
+        value = self._criterion(ldL2, ldRX2, pwrss)
+        T1 = Ts[0]
+        q1, m1 = self.q[0], self.nlev[0]
+        if L1 is None:
+            L1 = np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0)
+        L1inv = np.linalg.inv(L1)
+        K11inv = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)  # (m1, q1, q1)
+        A21c = self._A21_dense()  # (r, m1, q1)
+        AL1 = np.matmul(A21c, T1)  # A21 Λ1
+        GA = self._lambda2_rows(A21c.reshape(r, -1), Ts).reshape(r, m1, q1)  # Λ2'A21
+        Y = np.einsum("ila,lab->ilb", np.matmul(GA, T1), K11inv)  # K21 K11^-1, K21 = Λ2'A21Λ1
+        # w = K^-1 e_y: its block-2 part solves U'U w2 = e_y, then w1 = -K11^-1 K12 w2
+        e = np.zeros(r)
+        e[-1] = 1.0 / diag[-1]
+        w2 = _solve_upper(U, e)
+        w1 = -np.einsum("ilb,i->lb", Y, w2)
+        m = r if self.REML else re2
+        c_pw = n - p - 1.0 if self.REML else float(n)
+        if m:
+            P22, info = dpotri(U[:m, :m], lower=0)
+            if info != 0:
+                return value, None
+            P22 = np.triu(P22)
+            P22 = P22 + np.triu(P22, 1).T
+            P21 = -np.einsum("ij,jlb->ilb", P22, Y[:m])  # (m, m1, q1)
+            P11 = K11inv - np.einsum("ila,ilb->lab", Y[:m], P21)
+        else:
+            P22, P21, P11 = np.zeros((0, 0)), np.zeros((0, m1, q1)), K11inv
+        # term 1's level blocks of AΛ̃P and its rows of AΛ̃w (A12 Λ2 = (Λ2'A21)')
+        H1 = (np.matmul(np.matmul(self.A11, T1), P11)
+              + np.einsum("ila,ilb->lab", GA[:m], P21))
+        g1 = (np.einsum("lab,lb->la", np.matmul(self.A11, T1), w1)
+              + np.einsum("ila,i->la", GA, w2))
+        grad = np.empty(self.ntheta)
+        rows, cols = self.terms[0].positions
+        s1 = self._theta_slices[0]
+        grad[s1] = (2.0 * H1[:, rows, cols].sum(axis=0)
+                    + 2.0 * c_pw * pwrss * np.einsum("la,lb->ab", g1, w1)[rows, cols])
+        if re2:
+            A22L = self._lambda2_cols(self.A22.copy(), Ts)  # A22 Λ2
+            H2 = AL1.reshape(r, -1)[:re2] @ P21.reshape(m, -1).T + A22L[:re2, :m] @ P22
+            g2 = AL1.reshape(r, -1)[:re2] @ w1.ravel() + A22L[:re2] @ w2
+            off = 0
+            for t, s in zip(self.terms[1:], self._theta_slices[1:], strict=True):
+                q, mk = t.q, t.nlevels
+                seg = slice(off, off + q * mk)
+                blocks = H2[seg, seg].reshape(mk, q, mk, q)
+                lv = np.arange(mk)
+                Hk = blocks[lv, :, lv, :]  # (mk, q, q)
+                gw = np.einsum("la,lb->ab", g2[seg].reshape(mk, q), w2[seg].reshape(mk, q))
+                rows, cols = t.positions
+                grad[s] = 2.0 * Hk[:, rows, cols].sum(axis=0) + 2.0 * c_pw * pwrss * gw[rows, cols]
+                off += q * mk
+        return value, grad
+
+    def _A21_dense(self) -> np.ndarray:
+        """A21 as a dense (r, m1, q1) array, kept after the first call (the general gradient)."""
+        if self._A21_cube is None:
+            self._A21_cube = self.A21.toarray().reshape(self.r, self.nlev[0], self.q[0])
+        return self._A21_cube
+
+    def _lambda2_rows(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """Λ2' B for a dense B with r rows (later terms' rows mixed by T_k'; X and y rows kept)."""
+        B = B.copy()
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)
+            B[seg] = np.matmul(T.T, B[seg].reshape(m, q, -1)).reshape(q * m, -1)
+            off += q * m
+        return B
+
+    def _lambda2_cols(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """B Λ2 (in place) for a dense B with r columns."""
+        off = 0
+        nr = B.shape[0]
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)
+            B[:, seg] = np.matmul(B[:, seg].reshape(nr, m, q), T).reshape(nr, q * m)
+            off += q * m
+        return B
 
     def _solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         theta = np.asarray(theta, dtype=float).copy()
