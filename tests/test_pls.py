@@ -256,7 +256,12 @@ def test_lbfgsb_reaches_bobyqa_optimum(REML: bool) -> None:
 def test_method_choice() -> None:
     model = _design("slopes", seed=0)
     obj = PLSObjective(model, REML=True)
-    assert optimize_theta(obj, model).method == "bobyqa"  # not all scalar
+    auto = optimize_theta(obj, model)
+    assert auto.method == "bobyqa"  # 3 θ: below optimize.GRADIENT_MIN_THETA
+    forced = optimize_theta(obj, model, {"method": "lbfgsb"})  # the general gradient
+    assert forced.method.startswith("lbfgsb")
+    assert forced.fval == pytest.approx(auto.fval, abs=1e-6)
+    obj.has_gradient = False  # an objective without the gradient (the sparse engine's case)
     with pytest.raises(MixedrefError, match="gradient"):
         optimize_theta(obj, model, {"method": "lbfgsb"})
     with pytest.raises(MixedrefError, match="unknown method"):

@@ -112,6 +112,9 @@ class DensePLSObjective(PLSEngine):
         self._scalar_gradient = self.has_gradient
         self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
         self._A21_cube: np.ndarray | None = None
+        #: what value_and_grad costs in criterion evaluations (measured on the small catalog:
+        #: the scalar gradient about 2.5, the general one 2.5 to 5), for the optimizer's choice
+        self.gradient_cost = 2.5 if self._scalar_gradient else 5.0
         self._trace_op: sp.csr_matrix | None = None  # G of engines.schur.scalar_operators
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
@@ -314,6 +317,8 @@ class DensePLSObjective(PLSEngine):
                     f"{self.r} x {self.q[0] * self.nlev[0]} arrays, above "
                     f"GENERAL_GRADIENT_MAX = {GENERAL_GRADIENT_MAX} entries")
             theta = self._checked_theta(theta)
+            if self._unthreaded:
+                return self._general_value_and_grad(theta)
             with threads.limit(self._threads):
                 return self._general_value_and_grad(theta)
         if self._unthreaded:
@@ -432,19 +437,21 @@ class DensePLSObjective(PLSEngine):
         value = self._criterion(ldL2, ldRX2, pwrss)
         T1 = Ts[0]
         q1, m1 = self.q[0], self.nlev[0]
+        # level-major (m1, r, q1) stacks: per level l, the r x q1 column block of A21 etc.
         if L1 is None:
-            L1 = np.sqrt(T1[0, 0] ** 2 * self.A11 + 1.0)
-        L1inv = np.linalg.inv(L1)
-        K11inv = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)  # (m1, q1, q1)
-        A21c = self._A21_dense()  # (r, m1, q1)
+            K11inv = (1.0 / (T1[0, 0] ** 2 * self.A11 + 1.0))
+        else:
+            L1inv = np.linalg.inv(L1)
+            K11inv = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)  # (m1, q1, q1)
+        A21c = self._A21_dense()
         AL1 = np.matmul(A21c, T1)  # A21 Λ1
-        GA = self._lambda2_rows(A21c.reshape(r, -1), Ts).reshape(r, m1, q1)  # Λ2'A21
-        Y = np.einsum("ila,lab->ilb", np.matmul(GA, T1), K11inv)  # K21 K11^-1, K21 = Λ2'A21Λ1
+        GA = self._lambda2_rows(A21c, Ts)  # Λ2'A21
+        Y = np.matmul(np.matmul(GA, T1), K11inv)  # K21 K11^-1, K21 = Λ2'A21Λ1
         # w = K^-1 e_y: its block-2 part solves U'U w2 = e_y, then w1 = -K11^-1 K12 w2
         e = np.zeros(r)
         e[-1] = 1.0 / diag[-1]
         w2 = _solve_upper(U, e)
-        w1 = -np.einsum("ilb,i->lb", Y, w2)
+        w1 = -np.matmul(w2, Y)  # (m1, q1)
         m = r if self.REML else re2
         c_pw = n - p - 1.0 if self.REML else float(n)
         if m:
@@ -452,51 +459,66 @@ class DensePLSObjective(PLSEngine):
             if info != 0:
                 return value, None
             P22 = np.triu(P22)
-            P22 = P22 + np.triu(P22, 1).T
-            P21 = -np.einsum("ij,jlb->ilb", P22, Y[:m])  # (m, m1, q1)
-            P11 = K11inv - np.einsum("ila,ilb->lab", Y[:m], P21)
+            P22 += np.triu(P22, 1).T
+            P21 = -np.matmul(P22, Y[:, :m])  # (m1, m, q1): rows of P = K_S^-1, block 2 x 1
+            P11 = K11inv - np.matmul(np.swapaxes(Y[:, :m], 1, 2), P21)
         else:
-            P22, P21, P11 = np.zeros((0, 0)), np.zeros((0, m1, q1)), K11inv
+            P22, P21, P11 = np.zeros((0, 0)), np.zeros((m1, 0, q1)), K11inv
         # term 1's level blocks of AΛ̃P and its rows of AΛ̃w (A12 Λ2 = (Λ2'A21)')
-        H1 = (np.matmul(np.matmul(self.A11, T1), P11)
-              + np.einsum("ila,ilb->lab", GA[:m], P21))
-        g1 = (np.einsum("lab,lb->la", np.matmul(self.A11, T1), w1)
-              + np.einsum("ila,i->la", GA, w2))
+        AT = np.matmul(self.A11, T1)
+        H1 = np.matmul(AT, P11) + np.matmul(np.swapaxes(GA[:, :m], 1, 2), P21)
+        g1 = np.matmul(AT, w1[:, :, None])[:, :, 0] + np.matmul(w2, GA)
         grad = np.empty(self.ntheta)
         rows, cols = self.terms[0].positions
         s1 = self._theta_slices[0]
         grad[s1] = (2.0 * H1[:, rows, cols].sum(axis=0)
-                    + 2.0 * c_pw * pwrss * np.einsum("la,lb->ab", g1, w1)[rows, cols])
+                    + 2.0 * c_pw * pwrss * (g1.T @ w1)[rows, cols])
         if re2:
             A22L = self._lambda2_cols(self.A22.copy(), Ts)  # A22 Λ2
-            H2 = AL1.reshape(r, -1)[:re2] @ P21.reshape(m, -1).T + A22L[:re2, :m] @ P22
-            g2 = AL1.reshape(r, -1)[:re2] @ w1.ravel() + A22L[:re2] @ w2
+            AL1u = AL1[:, :re2]
+            H2 = (np.tensordot(AL1u, P21, axes=([0, 2], [0, 2]))
+                  + A22L[:re2, :m] @ P22)
+            g2 = np.tensordot(AL1u, w1, axes=([0, 2], [0, 1])) + A22L[:re2] @ w2
             off = 0
             for t, s in zip(self.terms[1:], self._theta_slices[1:], strict=True):
                 q, mk = t.q, t.nlevels
                 seg = slice(off, off + q * mk)
-                blocks = H2[seg, seg].reshape(mk, q, mk, q)
-                lv = np.arange(mk)
-                Hk = blocks[lv, :, lv, :]  # (mk, q, q)
-                gw = np.einsum("la,lb->ab", g2[seg].reshape(mk, q), w2[seg].reshape(mk, q))
                 rows, cols = t.positions
-                grad[s] = 2.0 * Hk[:, rows, cols].sum(axis=0) + 2.0 * c_pw * pwrss * gw[rows, cols]
+                if q == 1:
+                    grad[s] = (2.0 * np.trace(H2[seg, seg])
+                               + 2.0 * c_pw * pwrss * float(g2[seg] @ w2[seg]))
+                else:
+                    blocks = H2[seg, seg].reshape(mk, q, mk, q)
+                    lv = np.arange(mk)
+                    Hk = blocks[lv, :, lv, :]  # (mk, q, q)
+                    gw = g2[seg].reshape(mk, q).T @ w2[seg].reshape(mk, q)
+                    grad[s] = (2.0 * Hk[:, rows, cols].sum(axis=0)
+                               + 2.0 * c_pw * pwrss * gw[rows, cols])
                 off += q * mk
         return value, grad
 
     def _A21_dense(self) -> np.ndarray:
-        """A21 as a dense (r, m1, q1) array, kept after the first call (the general gradient)."""
+        """A21 as a dense level-major (m1, r, q1) stack, kept after the first call (the
+        general gradient)."""
         if self._A21_cube is None:
-            self._A21_cube = self.A21.toarray().reshape(self.r, self.nlev[0], self.q[0])
+            r, m1, q1 = self.r, self.nlev[0], self.q[0]
+            cube = self.A21.toarray().reshape(r, m1, q1).transpose(1, 0, 2)
+            self._A21_cube = np.ascontiguousarray(cube)
         return self._A21_cube
 
     def _lambda2_rows(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
-        """Λ2' B for a dense B with r rows (later terms' rows mixed by T_k'; X and y rows kept)."""
+        """Λ2' B for a stack B (m1, r, q1): later terms' rows mixed by T_k'; X, y rows kept."""
+        if self._scalar_rest:
+            d = np.ones(self.r)
+            d[:self.re2] = np.repeat([T[0, 0] for T in Ts[1:]], self.nlev[1:])
+            return B * d[:, None]
         B = B.copy()
+        m1, q1 = B.shape[0], B.shape[2]
         off = 0
         for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
             seg = slice(off, off + q * m)
-            B[seg] = np.matmul(T.T, B[seg].reshape(m, q, -1)).reshape(q * m, -1)
+            part = B[:, seg].reshape(m1, m, q, q1)
+            B[:, seg] = np.matmul(T.T, part).reshape(m1, q * m, q1)
             off += q * m
         return B
 
