@@ -503,13 +503,12 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
 
 def _gradient_pays(fn: Objective, x: np.ndarray, lower: np.ndarray) -> bool:
     """Whether lme4's checks should take the Hessian from the exact gradient (2k + 1 gradients)
-    rather than from the criterion (2k² + 1 evaluations), k the free θ elements: always for
-    the scalar terms' gradient (about 2.5 evaluations), by that count for the general one."""
+    rather than from the criterion (2k² + 1 evaluations, as lme4), k the free θ elements: by
+    that count, a gradient costing ``gradient_cost`` evaluations (cake's one θ: 3 evaluations,
+    not 3 gradients of 4 evaluations' time each)."""
     if not fn.has_gradient:
         return False
     cost = float(getattr(fn, "gradient_cost", 2.5))
-    if cost <= 2.5:
-        return True
     k = int(np.sum(~(x - lower <= 1e-4)))
     return (2 * k + 1) * cost < 2 * k * k + 1
 
