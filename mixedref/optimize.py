@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import nlopt
@@ -349,7 +349,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     if not math.isfinite(finitial):
         raise MixedrefError(f"the criterion is {finitial} at the start θ {x0.tolist()}: the "
                             "model cannot be evaluated (check the response and the design)")
-    log = OptSummary(optimizer="", settings=asdict(control), start=x0.tolist(),
+    log = OptSummary(optimizer="", settings=_settings(control), start=x0.tolist(),
                      finitial=finitial)
     nfev = 0
 
@@ -499,6 +499,12 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
     log.checks, log.hessian_eigenvalues = check(grad, hess, control.check_conv_grad,
                                                 control.check_conv_hess)
     log.gradient = [float(g) for g in grad]
+
+
+def _settings(control: Control) -> dict[str, Any]:
+    """The control's fields as a dict for the log: dataclasses.asdict without its deep copy
+    (every field is a number, a string, None or a tuple of numbers), a tenth of its time."""
+    return {f.name: getattr(control, f.name) for f in fields(control)}
 
 
 def _gradient_pays(fn: Objective, x: np.ndarray, lower: np.ndarray) -> bool:

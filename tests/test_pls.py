@@ -414,12 +414,12 @@ def test_schur_and_trace_operators_from_definitions(kind: str, REML: bool) -> No
     got = (obj.M @ W.ravel()).reshape(r, r)
     want = A21 @ sla.block_diag(*W) @ A21.T
     np.testing.assert_allclose(np.tril(got), np.tril(want), rtol=1e-12, atol=1e-12)
-    if obj._trace_op is None:  # the scalar gradient's operator only
+    if obj._trace_operator() is None:  # the scalar gradient's operator only
         return
     m = r if REML else obj.re2
     P = rng.normal(size=(m, m))
     P = P + P.T
     Pinv = np.asfortranarray(np.triu(P) + np.tril(rng.normal(size=(m, m)) * 1e6, -1))
-    got = obj._trace_op @ Pinv.reshape(-1, order="F")
+    got = obj._trace_operator() @ Pinv.reshape(-1, order="F")
     want = np.einsum("il,ij,jl->l", A21[:m], P, A21[:m])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -6,9 +6,10 @@ One process, one run: every case is fitted by every implementation that can expr
 peer adapters' ``supports`` and ``check``), round-robin (rep 1 of each, then rep 2, ...) after a
 warm-up fit each, so that all see the same machine load; the table gives each one's median in
 milliseconds. Small cases: linear mixed models with nobs <= 1000 not tagged large or hard.
-BLAS runs on one thread (threadpoolctl, after R is loaded, so R's BLAS too). Times are CPU
-seconds of the process (a loaded machine stretches wall time, not CPU time); the table also
-gives mixedref's criterion evaluations per fit (``nfev``).
+BLAS runs on one thread (threadpoolctl, after R is loaded, so R's BLAS too). Times are the
+process's CPU seconds around each call (R runs in this process; a loaded machine stretches wall
+time, not CPU time; R's own proc.time() counts whole milliseconds only); the table also gives
+mixedref's criterion evaluations per fit (``nfev``).
 
 Each timed call fits and reads the same quantities, as each package computes them by default:
 
@@ -18,8 +19,8 @@ Each timed call fits and reads the same quantities, as each package computes the
   loglik, and by default (``satterthwaite=True``) Satterthwaite df and p values too.
 - mixedlm: ``mixedlm.lmer(formula, data, REML=)`` (formula translated as its adapter does), then
   ``fixef()``, ``vcov()`` (SEs), ``VarCorr()``, ``logLik()``.
-- lme4: timed inside R (``proc.time()``, CPU seconds) on a data.frame converted once:
-  ``lmer(...)``, then ``fixef``, ``sqrt(diag(vcov))``, ``as.data.frame(VarCorr)``, ``sigma``,
+- lme4: one R function through rpy2 on a data.frame converted once: ``lmer(...)``, then
+  ``fixef``, ``sqrt(diag(vcov))``, ``as.data.frame(VarCorr)``, ``sigma``,
   ``logLik``.
 
 Each implementation's logLik is checked against lme4's: a difference above 1e-3 is flagged.
@@ -54,12 +55,10 @@ EXCLUDED_TAGS = {"large", "hard"}
 _R_TIMER = """
 function(data, formula, REML) {
   f <- stats::as.formula(formula)
-  t0 <- proc.time()
   m <- suppressWarnings(suppressMessages(lme4::lmer(f, data = data, REML = isTRUE(REML))))
   fe <- lme4::fixef(m); se <- sqrt(diag(as.matrix(stats::vcov(m))))
   vc <- as.data.frame(lme4::VarCorr(m)); s <- stats::sigma(m); ll <- stats::logLik(m)
-  cpu <- proc.time() - t0
-  c(cpu[["user.self"]] + cpu[["sys.self"]], as.numeric(ll))
+  as.numeric(ll)
 }
 """
 
@@ -130,7 +129,7 @@ def _mixedlm(case: Any, data: Any) -> Callable[[], float]:
 
 
 class _Lme4:
-    """lme4 through rpy2: one R function that fits and reads the quantities, timed inside R."""
+    """lme4 through rpy2: one R function that fits and reads the quantities."""
 
     def __init__(self) -> None:
         import rpy2.robjects as ro
@@ -141,16 +140,15 @@ class _Lme4:
         self.timer = ro.r(_R_TIMER)
         self.frames: dict[str, Any] = {}
 
-    def __call__(self, case: Any, data: Any) -> Callable[[], tuple[float, float]]:
+    def __call__(self, case: Any, data: Any) -> Callable[[], float]:
         from harness import rbridge
 
         if case.dataset not in self.frames:
             self.frames[case.dataset] = rbridge.to_r_frame(data)
         rdata = self.frames[case.dataset]
 
-        def fit() -> tuple[float, float]:
-            secs, ll = self.timer(rdata, case.formula, bool(case.REML))
-            return float(secs), float(ll)
+        def fit() -> float:
+            return float(self.timer(rdata, case.formula, bool(case.REML))[0])
 
         return fit
 
@@ -189,7 +187,7 @@ def run(cases: list[Any], impls: tuple[str, ...], reps: int) -> list[dict[str, A
                         warnings.simplefilter("ignore")
                         fits[impl] = makers[impl](case, data.copy())
                         out = fits[impl]()  # warm-up
-                    row["loglik"][impl] = out[1] if isinstance(out, tuple) else out
+                    row["loglik"][impl] = out
                 except Exception as exc:  # noqa: BLE001 - a peer's refusal or failure
                     fits.pop(impl, None)
                     why = f"{type(exc).__name__}: {exc}"
@@ -201,9 +199,8 @@ def run(cases: list[Any], impls: tuple[str, ...], reps: int) -> list[dict[str, A
             for _ in range(reps):
                 for impl, fit in fits.items():
                     t0 = time.process_time()
-                    out = fit()
-                    secs = time.process_time() - t0
-                    times[impl].append(out[0] if isinstance(out, tuple) else secs)
+                    fit()
+                    times[impl].append(time.process_time() - t0)
         row["ms"] = {impl: 1e3 * statistics.median(ts) for impl, ts in times.items()}
         row["nfev"] = getattr(fits.get("mixedref"), "nfev", None)
         rows.append(row)

@@ -52,6 +52,10 @@ DENSE_L21 = 200_000
 #: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
 SMALL_BLOCK = 64
 
+#: From this order of the dense block (where optimize's method="auto" takes the gradient,
+#: GRADIENT_MIN_BLOCK) the scalar gradient's operator G is built with M, from the same pairs.
+EAGER_TRACE_BLOCK = 200
+
 #: The general (vector-valued terms) gradient forms r x (first term's effects) dense arrays a
 #: few times per call: offered up to this many entries (see _general_value_and_grad).
 GENERAL_GRADIENT_MAX = 1_000_000
@@ -119,9 +123,11 @@ class DensePLSObjective(PLSEngine):
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
         self._A21_flat: np.ndarray | None = None
-        if self._scalar_gradient:  # the gradient's trace operator G shares M's pairs: build both
-            trace_m = r if self.REML else self.re2
-            self.M, self._trace_op = scalar_operators(A21, m1, r, trace_m)
+        if self._scalar_gradient and r >= EAGER_TRACE_BLOCK:  # G shares M's pairs: build both
+            self.M, self._trace_op = scalar_operators(A21, m1, r, self._trace_m())
+            schur_flops = 2.0 * self.M.nnz
+        elif self._scalar_gradient:  # small: G when a gradient is first asked for
+            self.M = schur_operator(A21, q1, m1, r)
             schur_flops = 2.0 * self.M.nnz
         else:
             self.M, schur_flops = self._schur_choice(A21, q1, m1, r)
@@ -397,7 +403,7 @@ class DensePLSObjective(PLSEngine):
         dw = 2.0 * t1 / d1**2  # d W1 / d t1
         Bv = _csr_times(self.A21, v, transposed=True)
         grad = np.empty(theta.size)
-        dlogdet = -float(dw @ _csr_times(self._trace_op, pflat)) if m else 0.0
+        dlogdet = -float(dw @ _csr_times(self._trace_operator(), pflat)) if m else 0.0
         dpw = -pwrss**2 * float(dw @ (Bv * Bv))
         grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
         off = 0
@@ -496,6 +502,17 @@ class DensePLSObjective(PLSEngine):
                                + 2.0 * c_pw * pwrss * gw[rows, cols])
                 off += q * mk
         return value, grad
+
+    def _trace_m(self) -> int:
+        """The order of the block whose log det the scalar gradient differentiates."""
+        return self.r if self.REML else self.re2
+
+    def _trace_operator(self) -> sp.csr_matrix | None:
+        """G of :func:`mixedref.engines.schur.scalar_operators` (None unless every term is
+        scalar), built on first use below EAGER_TRACE_BLOCK: small fits mostly never ask."""
+        if self._trace_op is None and self._scalar_gradient:
+            _, self._trace_op = scalar_operators(self.A21, self.nlev[0], self.r, self._trace_m())
+        return self._trace_op
 
     def _A21_dense(self) -> np.ndarray:
         """A21 as a dense level-major (m1, r, q1) stack, kept after the first call (the
