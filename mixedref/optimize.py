@@ -8,13 +8,16 @@ residual variance). After the optimizer, lme4 restarts once if a parameter on it
 negative one-sided slope (``restart_edge``) and snaps parameters within 1e-5 of a bound to it
 when that does not raise the criterion (``check.boundary``); both are reproduced here.
 
-For large models whose terms are all scalar (InstEval's kind) the objective also offers its exact
-gradient, and ``method="auto"`` then uses L-BFGS-B with it: a gradient costs about two and a half
-evaluations but cuts the evaluations several-fold. Its stopping rule is lme4's ftol_abs (an
-iteration improving the criterion by less than 1e-8 stops it) or a projected gradient below 1e-6;
-a failed line search counts as converged when the quasi-Newton model predicts an improvement below
-ftol_abs (the noise floor); if it fails otherwise or leaves the region where the gradient applies,
-BOBYQA finishes from its best point.
+The dense engine also offers the criterion's exact gradient (every term scalar, or vector-valued
+terms whose dense work stays small: mixedref.engines.dense), and ``method="auto"`` uses L-BFGS-B
+with it for large systems (InstEval's kind) and for θ of GRADIENT_MIN_THETA or more elements: a
+gradient costs two and a half to five evaluations but cuts the evaluations several-fold there,
+while below that BOBYQA's few cheap evaluations win (measured: GRADIENT_MIN_THETA). lme4's checks
+take the Hessian from the gradient where that needs fewer evaluations' worth (_gradient_pays).
+L-BFGS-B's stopping rule is lme4's ftol_abs (an iteration improving the criterion by less than
+1e-8 stops it) or a projected gradient below 1e-6; a failed line search counts as converged when
+the quasi-Newton model predicts an improvement below ftol_abs (the noise floor); if it fails
+otherwise or leaves the region where the gradient applies, BOBYQA finishes from its best point.
 
 Beyond lme4: where a check fails after all this (checkConv's gradient or Hessian, a singular fit,
 badly scaled predictors, θ far from the start, a non-zero return code) the rescue strategies of
@@ -29,7 +32,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import nlopt
@@ -48,6 +51,13 @@ from mixedref.strategies import Problem, reasons_to_rescue, rescue, theta_scales
 #: ``method="auto"`` uses the gradient when the objective's dense block has at least this many
 #: rows (below it an evaluation is cheap and BOBYQA, lme4's own method, is kept).
 GRADIENT_MIN_BLOCK = 200
+
+#: ... or when θ has at least this many elements (vector-valued terms): BOBYQA's evaluations
+#: grow with θ's length faster than L-BFGS-B's (the small catalog and the hard cases, one
+#: process: corr3 6 θ, 197 -> 34 evaluations REML, 1870 -> 21 ML, 2 to 15 times faster; at 3 θ
+#: sleepstudy's slopes 43 -> 18 evaluations but 1.5 times slower, a gradient costing ~5
+#: evaluations there, and 71 -> 86 from its centred start: BOBYQA is kept below 6).
+GRADIENT_MIN_THETA = 6
 
 #: Where the exact gradient does not apply (a later theta below 1e-3), L-BFGS-B gets a
 #: forward-difference gradient with this step, at most MAX_FD_GRADIENTS times; beyond that the
@@ -340,7 +350,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     if not math.isfinite(finitial):
         raise MixedrefError(f"the criterion is {finitial} at the start θ {x0.tolist()}: the "
                             "model cannot be evaluated (check the response and the design)")
-    log = OptSummary(optimizer="", settings=asdict(control), start=x0.tolist(),
+    log = OptSummary(optimizer="", settings=_settings(control), start=x0.tolist(),
                      finitial=finitial)
     nfev = 0
 
@@ -487,12 +497,30 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
     if not control.calc_derivs:
         log.checks, log.gradient, log.hessian_eigenvalues = [], None, None
         return
-    grad_fn = fn.value_and_grad if fn.has_gradient else None
+    grad_fn = fn.value_and_grad if _gradient_pays(fn, x, lower) else None
     _, grad, hess = known if known is not None else derivatives(fn, x, lower,
                                                                  value_and_grad=grad_fn)
     log.checks, log.hessian_eigenvalues = check(grad, hess, control.check_conv_grad,
                                                 control.check_conv_hess)
     log.gradient = [float(g) for g in grad]
+
+
+def _settings(control: Control) -> dict[str, Any]:
+    """The control's fields as a dict for the log: dataclasses.asdict without its deep copy
+    (every field is a number, a string, None or a tuple of numbers), a tenth of its time."""
+    return {f.name: getattr(control, f.name) for f in fields(control)}
+
+
+def _gradient_pays(fn: Objective, x: np.ndarray, lower: np.ndarray) -> bool:
+    """Whether lme4's checks should take the Hessian from the exact gradient (2k + 1 gradients)
+    rather than from the criterion (2k² + 1 evaluations, as lme4), k the free θ elements: by
+    that count, a gradient costing ``gradient_cost`` evaluations (cake's one θ: 3 evaluations,
+    not 3 gradients of 4 evaluations' time each)."""
+    if not fn.has_gradient:
+        return False
+    cost = float(getattr(fn, "gradient_cost", 2.5))
+    k = int(np.sum(~(x - lower <= 1e-4)))
+    return (2 * k + 1) * cost < 2 * k * k + 1
 
 
 def _restart_edge(fn: Callable[[np.ndarray], float], x: np.ndarray, fx: float, code: int,
@@ -546,10 +574,11 @@ def _choose_method(fn: Objective, control: Control) -> str:
     if control.method == "lbfgsb":
         if not has_grad:
             raise MixedrefError("method='lbfgsb' needs the exact gradient, which this objective "
-                                "has only when every random-effects term is scalar")
+                                "does not offer (the sparse engine, or a dense design whose "
+                                "general gradient would be too large)")
         return "lbfgsb"
     if control.method != "auto":
         raise MixedrefError(f"unknown method {control.method!r}; use 'auto', 'bobyqa' or "
                             "'lbfgsb'")
-    big = int(fn.size) >= GRADIENT_MIN_BLOCK
+    big = int(fn.size) >= GRADIENT_MIN_BLOCK or int(fn.ntheta) >= GRADIENT_MIN_THETA
     return "lbfgsb" if has_grad and big else "bobyqa"

@@ -231,11 +231,10 @@ def test_gradient_matches_literal_differences(kind: str, REML: bool) -> None:
         np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_needs_scalar_terms_and_skips_near_zero() -> None:
+def test_gradient_of_vector_terms_and_skips_near_zero() -> None:
     obj = PLSObjective(_design("slopes", seed=0), REML=True)
-    assert not obj.has_gradient
-    with pytest.raises(MixedrefError, match="scalar"):
-        obj.value_and_grad(np.array([1.0, 0.0, 1.0]))
+    assert obj.has_gradient  # the general gradient (tests/test_gradient.py checks its values)
+    assert obj.value_and_grad(np.array([1.0, 0.0, 1.0]))[1] is not None
     nested = PLSObjective(_design("nested", seed=4), REML=True)
     value, grad = nested.value_and_grad(np.array([0.8, 1e-4]))  # below the shortcut's range
     assert grad is None and value == pytest.approx(nested(np.array([0.8, 1e-4])), rel=1e-12)
@@ -257,7 +256,12 @@ def test_lbfgsb_reaches_bobyqa_optimum(REML: bool) -> None:
 def test_method_choice() -> None:
     model = _design("slopes", seed=0)
     obj = PLSObjective(model, REML=True)
-    assert optimize_theta(obj, model).method == "bobyqa"  # not all scalar
+    auto = optimize_theta(obj, model)
+    assert auto.method == "bobyqa"  # 3 θ: below optimize.GRADIENT_MIN_THETA
+    forced = optimize_theta(obj, model, {"method": "lbfgsb"})  # the general gradient
+    assert forced.method.startswith("lbfgsb")
+    assert forced.fval == pytest.approx(auto.fval, abs=1e-6)
+    obj.has_gradient = False  # an objective without the gradient (the sparse engine's case)
     with pytest.raises(MixedrefError, match="gradient"):
         optimize_theta(obj, model, {"method": "lbfgsb"})
     with pytest.raises(MixedrefError, match="unknown method"):
@@ -410,12 +414,12 @@ def test_schur_and_trace_operators_from_definitions(kind: str, REML: bool) -> No
     got = (obj.M @ W.ravel()).reshape(r, r)
     want = A21 @ sla.block_diag(*W) @ A21.T
     np.testing.assert_allclose(np.tril(got), np.tril(want), rtol=1e-12, atol=1e-12)
-    if not obj.has_gradient:
+    if obj._trace_operator() is None:  # the scalar gradient's operator only
         return
     m = r if REML else obj.re2
     P = rng.normal(size=(m, m))
     P = P + P.T
     Pinv = np.asfortranarray(np.triu(P) + np.tril(rng.normal(size=(m, m)) * 1e6, -1))
-    got = obj._trace_op @ Pinv.reshape(-1, order="F")
+    got = obj._trace_operator() @ Pinv.reshape(-1, order="F")
     want = np.einsum("il,ij,jl->l", A21[:m], P, A21[:m])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

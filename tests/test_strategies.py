@@ -171,9 +171,12 @@ def test_a_badly_scaled_term_reaches_the_optimum_of_its_well_scaled_twin() -> No
 
 
 def test_the_rescued_criterion_is_the_objectives_at_the_rescued_theta() -> None:
+    # lme4's BOBYQA misses this optimum and a strategy wins; mixedref's default for 6 θ,
+    # L-BFGS-B with the exact gradient, reaches it (or lower) without one
     data = _corr_boundary()
-    fit = _fit(CORR3, data)
+    fit = _fit(CORR3, data, method="bobyqa")
     assert fit.optinfo.winner is not None
+    assert _fit(CORR3, data).objective <= fit.objective + TOL.objective_allowed(fit.objective)
     fn = PLSObjective(build_model(CORR3, data), True)
     assert fit.objective == fn(np.asarray(fit.theta))
     assert fit.optinfo.fmin == fit.objective and fit.optinfo.nfev == fit.nfev
@@ -240,9 +243,9 @@ def _problem(case_id: str) -> tuple[Problem, float, np.ndarray]:
 
 @pytest.mark.parametrize("case_id", ["Penicillin-crossed-REML", "sleepstudy-slopes-REML"])
 def test_the_gradient_polish_reaches_lme4s_optimum_from_a_perturbed_start(case_id: str) -> None:
-    # Penicillin's terms are scalar: the exact gradient; sleepstudy's is not: central differences
+    # Penicillin's terms are scalar, sleepstudy's vector-valued: both have the exact gradient
     problem, ref, theta = _problem(case_id)
-    assert (problem.value_and_grad is not None) == (case_id.startswith("Penicillin"))
+    assert problem.value_and_grad is not None
     start = theta * 1.3 + 0.05
     assert problem.fn(start) > ref + 0.1
     ((_, run),) = gradient_polish(problem, start)
@@ -251,7 +254,7 @@ def test_the_gradient_polish_reaches_lme4s_optimum_from_a_perturbed_start(case_i
 
 
 def test_the_log_of_a_rescued_fit_is_plain_json_and_says_why_what_and_who_won() -> None:
-    fit = _fit(CORR3, _corr_boundary())
+    fit = _fit(CORR3, _corr_boundary(), method="bobyqa")  # lme4's optimizer: a strategy wins
     doc = json.loads(json.dumps(fit.optinfo.to_dict()))
     assert doc["rescue_reasons"] == ["singular fit"]
     assert doc["winner"] in [a["strategy"] for a in doc["rescue"]]

@@ -6,7 +6,10 @@ One process, one run: every case is fitted by every implementation that can expr
 peer adapters' ``supports`` and ``check``), round-robin (rep 1 of each, then rep 2, ...) after a
 warm-up fit each, so that all see the same machine load; the table gives each one's median in
 milliseconds. Small cases: linear mixed models with nobs <= 1000 not tagged large or hard.
-BLAS runs on one thread (threadpoolctl, after R is loaded, so R's BLAS too).
+BLAS runs on one thread (threadpoolctl, after R is loaded, so R's BLAS too). Times are the
+process's CPU seconds around each call (R runs in this process; a loaded machine stretches wall
+time, not CPU time; R's own proc.time() counts whole milliseconds only); the table also gives
+mixedref's criterion evaluations per fit (``nfev``).
 
 Each timed call fits and reads the same quantities, as each package computes them by default:
 
@@ -16,8 +19,9 @@ Each timed call fits and reads the same quantities, as each package computes the
   loglik, and by default (``satterthwaite=True``) Satterthwaite df and p values too.
 - mixedlm: ``mixedlm.lmer(formula, data, REML=)`` (formula translated as its adapter does), then
   ``fixef()``, ``vcov()`` (SEs), ``VarCorr()``, ``logLik()``.
-- lme4: timed inside R (``Sys.time()``) on a data.frame converted once: ``lmer(...)``, then
-  ``fixef``, ``sqrt(diag(vcov))``, ``as.data.frame(VarCorr)``, ``sigma``, ``logLik``.
+- lme4: one R function through rpy2 on a data.frame converted once: ``lmer(...)``, then
+  ``fixef``, ``sqrt(diag(vcov))``, ``as.data.frame(VarCorr)``, ``sigma``,
+  ``logLik``.
 
 Each implementation's logLik is checked against lme4's: a difference above 1e-3 is flagged.
 The machine is shared: the load average is printed before and after, and the ratios matter
@@ -51,11 +55,10 @@ EXCLUDED_TAGS = {"large", "hard"}
 _R_TIMER = """
 function(data, formula, REML) {
   f <- stats::as.formula(formula)
-  t0 <- Sys.time()
   m <- suppressWarnings(suppressMessages(lme4::lmer(f, data = data, REML = isTRUE(REML))))
   fe <- lme4::fixef(m); se <- sqrt(diag(as.matrix(stats::vcov(m))))
   vc <- as.data.frame(lme4::VarCorr(m)); s <- stats::sigma(m); ll <- stats::logLik(m)
-  c(as.numeric(Sys.time() - t0, units = "secs"), as.numeric(ll))
+  as.numeric(ll)
 }
 """
 
@@ -82,6 +85,7 @@ def _mixedref(case: Any, data: Any) -> Callable[[], float]:
     def fit() -> float:
         m = mixedref.lmer(case.formula, data, REML=bool(case.REML))
         m.fixef, m.se, m.varcorr, m.sigma  # noqa: B018 - computed on access
+        fit.nfev = m.nfev  # type: ignore[attr-defined] - the table's evaluations column
         return float(m.loglik)
 
     return fit
@@ -125,7 +129,7 @@ def _mixedlm(case: Any, data: Any) -> Callable[[], float]:
 
 
 class _Lme4:
-    """lme4 through rpy2: one R function that fits and reads the quantities, timed inside R."""
+    """lme4 through rpy2: one R function that fits and reads the quantities."""
 
     def __init__(self) -> None:
         import rpy2.robjects as ro
@@ -136,16 +140,15 @@ class _Lme4:
         self.timer = ro.r(_R_TIMER)
         self.frames: dict[str, Any] = {}
 
-    def __call__(self, case: Any, data: Any) -> Callable[[], tuple[float, float]]:
+    def __call__(self, case: Any, data: Any) -> Callable[[], float]:
         from harness import rbridge
 
         if case.dataset not in self.frames:
             self.frames[case.dataset] = rbridge.to_r_frame(data)
         rdata = self.frames[case.dataset]
 
-        def fit() -> tuple[float, float]:
-            secs, ll = self.timer(rdata, case.formula, bool(case.REML))
-            return float(secs), float(ll)
+        def fit() -> float:
+            return float(self.timer(rdata, case.formula, bool(case.REML))[0])
 
         return fit
 
@@ -184,7 +187,7 @@ def run(cases: list[Any], impls: tuple[str, ...], reps: int) -> list[dict[str, A
                         warnings.simplefilter("ignore")
                         fits[impl] = makers[impl](case, data.copy())
                         out = fits[impl]()  # warm-up
-                    row["loglik"][impl] = out[1] if isinstance(out, tuple) else out
+                    row["loglik"][impl] = out
                 except Exception as exc:  # noqa: BLE001 - a peer's refusal or failure
                     fits.pop(impl, None)
                     why = f"{type(exc).__name__}: {exc}"
@@ -195,11 +198,11 @@ def run(cases: list[Any], impls: tuple[str, ...], reps: int) -> list[dict[str, A
             warnings.simplefilter("ignore")
             for _ in range(reps):
                 for impl, fit in fits.items():
-                    t0 = time.perf_counter()
-                    out = fit()
-                    secs = time.perf_counter() - t0
-                    times[impl].append(out[0] if isinstance(out, tuple) else secs)
+                    t0 = time.process_time()
+                    fit()
+                    times[impl].append(time.process_time() - t0)
         row["ms"] = {impl: 1e3 * statistics.median(ts) for impl, ts in times.items()}
+        row["nfev"] = getattr(fits.get("mixedref"), "nfev", None)
         rows.append(row)
         print(f"{case.id}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in row["ms"].items()),
               file=sys.stderr, flush=True)
@@ -212,8 +215,8 @@ def _cell(v: float | None, fmt: str = "{:.2f}") -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table: per case each implementation's median ms and mixedref's ratios."""
-    out = ["| case | nobs | mixedref ms | glmm ms | mixedlm ms | lme4 ms | mixedref/glmm | "
-           "mixedref/lme4 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| case | nobs | mixedref nfev | mixedref ms | glmm ms | mixedlm ms | lme4 ms | "
+           "mixedref/glmm | mixedref/lme4 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ratios: dict[str, list[float]] = {"glmm": [], "lme4": []}
     flags = []
     for r in rows:
@@ -224,7 +227,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             if mr is not None and ms.get(other):
                 rat[other] = mr / ms[other]
                 ratios[other].append(rat[other])
-        out.append(f"| {r['case']} | {r['nobs']} | " + " | ".join(
+        out.append(f"| {r['case']} | {r['nobs']} | {_cell(r.get('nfev'), '{}')} | " + " | ".join(
             _cell(ms.get(i)) for i in IMPLS) + f" | {_cell(rat.get('glmm'))} | "
             f"{_cell(rat.get('lme4'))} |")
         ref = r["loglik"].get("lme4")
@@ -232,7 +235,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             if ref is not None and impl != "lme4" and abs(ll - ref) > 1e-3:
                 flags.append(f"{r['case']}: {impl} logLik {ll:.6f} vs lme4 {ref:.6f}")
     geo = {k: float(np.exp(np.mean(np.log(v)))) if v else None for k, v in ratios.items()}
-    out.append(f"| geometric mean of ratios | | | | | | {_cell(geo['glmm'])} | "
+    out.append(f"| geometric mean of ratios | | | | | | | {_cell(geo['glmm'])} | "
                f"{_cell(geo['lme4'])} |")
     if flags:
         out += ["", "logLik differences above 1e-3:"] + [f"- {f}" for f in flags]

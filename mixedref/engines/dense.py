@@ -58,6 +58,14 @@ DENSE_L21 = 200_000
 #: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
 SMALL_BLOCK = 64
 
+#: From this order of the dense block (where optimize's method="auto" takes the gradient,
+#: GRADIENT_MIN_BLOCK) the scalar gradient's operator G is built with M, from the same pairs.
+EAGER_TRACE_BLOCK = 200
+
+#: The general (vector-valued terms) gradient forms r x (first term's effects) dense arrays a
+#: few times per call: offered up to this many entries (see _general_value_and_grad).
+GENERAL_GRADIENT_MAX = 1_000_000
+
 try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; CSR mat-vec
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
@@ -109,13 +117,23 @@ class DensePLSObjective(PLSEngine):
         self._scalar_rest = all(q == 1 for q in self.q[1:])
         #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
         self.has_gradient = q1 == 1 and self._scalar_rest
+        #: the scalar gradient above (its trace operator G); else the general one, where its
+        #: dense r x (first term's effects) work stays small (_general_value_and_grad)
+        self._scalar_gradient = self.has_gradient
+        self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
+        self._A21_cube: np.ndarray | None = None
+        #: what value_and_grad costs in criterion evaluations (measured on the small catalog:
+        #: the scalar gradient about 2.5, the general one 2.5 to 5), for the optimizer's choice
+        self.gradient_cost = 2.5 if self._scalar_gradient else 5.0
         self._trace_op: sp.csr_matrix | None = None  # G of engines.schur.scalar_operators
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
         self._A21_flat: np.ndarray | None = None
-        if self.has_gradient:  # the gradient's trace operator G shares M's pairs: build both
-            trace_m = r if self.REML else self.re2
-            self.M, self._trace_op = scalar_operators(A21, m1, r, trace_m)
+        if self._scalar_gradient and r >= EAGER_TRACE_BLOCK:  # G shares M's pairs: build both
+            self.M, self._trace_op = scalar_operators(A21, m1, r, self._trace_m())
+            schur_flops = 2.0 * self.M.nnz
+        elif self._scalar_gradient:  # small: G when a gradient is first asked for
+            self.M = schur_operator(A21, q1, m1, r)
             schur_flops = 2.0 * self.M.nnz
         else:
             self.M, schur_flops = self._schur_choice(A21, q1, m1, r)
@@ -302,11 +320,30 @@ class DensePLSObjective(PLSEngine):
         return self._criterion(ldL2, ldRX2, pwrss)
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """The criterion and its exact gradient (:meth:`_value_and_grad`)."""
+        """The criterion and its exact gradient (:meth:`_value_and_grad` where every term is
+        scalar, else :meth:`_general_value_and_grad`)."""
+        if not self._scalar_gradient:
+            if not self.has_gradient:
+                raise MixedrefError(
+                    f"no exact gradient for this design: its vector-valued terms need dense "
+                    f"{self.r} x {self.q[0] * self.nlev[0]} arrays, above "
+                    f"GENERAL_GRADIENT_MAX = {GENERAL_GRADIENT_MAX} entries")
+            theta = self._checked_theta(theta)
+            if self._unthreaded:
+                return self._general_value_and_grad(theta)
+            with threads.limit(self._threads):
+                return self._general_value_and_grad(theta)
         if self._unthreaded:
             return self._value_and_grad(theta)
         with threads.limit(self._threads):
             return self._value_and_grad(theta)
+
+    def _checked_theta(self, theta: np.ndarray) -> np.ndarray:
+        """θ as floats, refused (MixedrefError) unless of this model's length."""
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        return theta
 
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
@@ -372,7 +409,7 @@ class DensePLSObjective(PLSEngine):
         dw = 2.0 * t1 / d1**2  # d W1 / d t1
         Bv = _csr_times(self.A21, v, transposed=True)
         grad = np.empty(theta.size)
-        dlogdet = -float(dw @ _csr_times(self._trace_op, pflat)) if m else 0.0
+        dlogdet = -float(dw @ _csr_times(self._trace_operator(), pflat)) if m else 0.0
         dpw = -pwrss**2 * float(dw @ (Bv * Bv))
         grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
         off = 0
@@ -383,6 +420,140 @@ class DensePLSObjective(PLSEngine):
             grad[k] = 2.0 * mk / th + float(np.sum(pdiag[seg])) * dc + c_pw * dpw / pwrss
             off += mk
         return value, grad
+
+    def _general_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
+        """The criterion and its exact gradient for any terms (vector-valued ones included).
+
+        With K = Λ̃'AΛ̃ + diag(I_q, 0) the full augmented system (A the cross-products of
+        [Z, X, y], Λ̃ = diag(Λ, I)), the criterion is log det K_S + c log pwrss + const, with
+        S the random effects and c = n (ML), or S everything and c = n - p - 1 (REML), and
+        pwrss = 1 / (K^-1)_yy. For θ_j, the entry (a, b) of term k's template, dΛ̃ repeats the
+        unit matrix E_ab over the term's levels and dK = dΛ̃'AΛ̃ + Λ̃'A dΛ̃, so
+
+            d log det K_S = tr(P dK) = 2 Σ_l (AΛ̃P)[(l,a), (l,b)]   (P = K_S^-1, zero-padded)
+            d log pwrss   = pwrss w'dK w = 2 pwrss Σ_l (AΛ̃w)_(l,a) w_(l,b)   (w = K^-1 e_y)
+
+        (the second the envelope theorem at the PLS solution: w is -(u, β, -1)/pwrss). The
+        blocks of P and w come from the same blocked factor (block 1's per-level Cholesky and
+        the dense Schur factor U) by the partitioned inverse; only the level-diagonal blocks of
+        AΛ̃P are formed. The work is dense in r x (first term's effects): see has_gradient.
+        """
+        Ts, L1, ld1, _, U, info = self._factor(theta, shortcut=False)
+        if info != 0:
+            return math.inf, None
+        n, p, r, re2 = self.n, self.p, self.r, self.re2
+        diag = np.diagonal(U)
+        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
+        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
+        pwrss = float(diag[-1]) ** 2
+        value = self._criterion(ldL2, ldRX2, pwrss)
+        T1 = Ts[0]
+        q1, m1 = self.q[0], self.nlev[0]
+        # level-major (m1, r, q1) stacks: per level l, the r x q1 column block of A21 etc.
+        if L1 is None:
+            K11inv = (1.0 / (T1[0, 0] ** 2 * self.A11 + 1.0))
+        else:
+            L1inv = np.linalg.inv(L1)
+            K11inv = np.matmul(np.swapaxes(L1inv, 1, 2), L1inv)  # (m1, q1, q1)
+        A21c = self._A21_dense()
+        AL1 = np.matmul(A21c, T1)  # A21 Λ1
+        GA = self._lambda2_rows(A21c, Ts)  # Λ2'A21
+        Y = np.matmul(np.matmul(GA, T1), K11inv)  # K21 K11^-1, K21 = Λ2'A21Λ1
+        # w = K^-1 e_y: its block-2 part solves U'U w2 = e_y, then w1 = -K11^-1 K12 w2
+        e = np.zeros(r)
+        e[-1] = 1.0 / diag[-1]
+        w2 = _solve_upper(U, e)
+        w1 = -np.matmul(w2, Y)  # (m1, q1)
+        m = r if self.REML else re2
+        c_pw = n - p - 1.0 if self.REML else float(n)
+        if m:
+            P22, info = dpotri(U[:m, :m], lower=0)
+            if info != 0:
+                return value, None
+            P22 = np.triu(P22)
+            P22 += np.triu(P22, 1).T
+            P21 = -np.matmul(P22, Y[:, :m])  # (m1, m, q1): rows of P = K_S^-1, block 2 x 1
+            P11 = K11inv - np.matmul(np.swapaxes(Y[:, :m], 1, 2), P21)
+        else:
+            P22, P21, P11 = np.zeros((0, 0)), np.zeros((m1, 0, q1)), K11inv
+        # term 1's level blocks of AΛ̃P and its rows of AΛ̃w (A12 Λ2 = (Λ2'A21)')
+        AT = np.matmul(self.A11, T1)
+        H1 = np.matmul(AT, P11) + np.matmul(np.swapaxes(GA[:, :m], 1, 2), P21)
+        g1 = np.matmul(AT, w1[:, :, None])[:, :, 0] + np.matmul(w2, GA)
+        grad = np.empty(self.ntheta)
+        rows, cols = self.terms[0].positions
+        s1 = self._theta_slices[0]
+        grad[s1] = (2.0 * H1[:, rows, cols].sum(axis=0)
+                    + 2.0 * c_pw * pwrss * (g1.T @ w1)[rows, cols])
+        if re2:
+            A22L = self._lambda2_cols(self.A22.copy(), Ts)  # A22 Λ2
+            AL1u = AL1[:, :re2]
+            H2 = (np.tensordot(AL1u, P21, axes=([0, 2], [0, 2]))
+                  + A22L[:re2, :m] @ P22)
+            g2 = np.tensordot(AL1u, w1, axes=([0, 2], [0, 1])) + A22L[:re2] @ w2
+            off = 0
+            for t, s in zip(self.terms[1:], self._theta_slices[1:], strict=True):
+                q, mk = t.q, t.nlevels
+                seg = slice(off, off + q * mk)
+                rows, cols = t.positions
+                if q == 1:
+                    grad[s] = (2.0 * np.trace(H2[seg, seg])
+                               + 2.0 * c_pw * pwrss * float(g2[seg] @ w2[seg]))
+                else:
+                    blocks = H2[seg, seg].reshape(mk, q, mk, q)
+                    lv = np.arange(mk)
+                    Hk = blocks[lv, :, lv, :]  # (mk, q, q)
+                    gw = g2[seg].reshape(mk, q).T @ w2[seg].reshape(mk, q)
+                    grad[s] = (2.0 * Hk[:, rows, cols].sum(axis=0)
+                               + 2.0 * c_pw * pwrss * gw[rows, cols])
+                off += q * mk
+        return value, grad
+
+    def _trace_m(self) -> int:
+        """The order of the block whose log det the scalar gradient differentiates."""
+        return self.r if self.REML else self.re2
+
+    def _trace_operator(self) -> sp.csr_matrix | None:
+        """G of :func:`mixedref.engines.schur.scalar_operators` (None unless every term is
+        scalar), built on first use below EAGER_TRACE_BLOCK: small fits mostly never ask."""
+        if self._trace_op is None and self._scalar_gradient:
+            _, self._trace_op = scalar_operators(self.A21, self.nlev[0], self.r, self._trace_m())
+        return self._trace_op
+
+    def _A21_dense(self) -> np.ndarray:
+        """A21 as a dense level-major (m1, r, q1) stack, kept after the first call (the
+        general gradient)."""
+        if self._A21_cube is None:
+            r, m1, q1 = self.r, self.nlev[0], self.q[0]
+            cube = self.A21.toarray().reshape(r, m1, q1).transpose(1, 0, 2)
+            self._A21_cube = np.ascontiguousarray(cube)
+        return self._A21_cube
+
+    def _lambda2_rows(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """Λ2' B for a stack B (m1, r, q1): later terms' rows mixed by T_k'; X, y rows kept."""
+        if self._scalar_rest:
+            d = np.ones(self.r)
+            d[:self.re2] = np.repeat([T[0, 0] for T in Ts[1:]], self.nlev[1:])
+            return B * d[:, None]
+        B = B.copy()
+        m1, q1 = B.shape[0], B.shape[2]
+        off = 0
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)
+            part = B[:, seg].reshape(m1, m, q, q1)
+            B[:, seg] = np.matmul(T.T, part).reshape(m1, q * m, q1)
+            off += q * m
+        return B
+
+    def _lambda2_cols(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
+        """B Λ2 (in place) for a dense B with r columns."""
+        off = 0
+        nr = B.shape[0]
+        for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
+            seg = slice(off, off + q * m)
+            B[:, seg] = np.matmul(B[:, seg].reshape(nr, m, q), T).reshape(nr, q * m)
+            off += q * m
+        return B
 
     def _solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         theta = np.asarray(theta, dtype=float).copy()

@@ -84,13 +84,14 @@ def plan_engine(model: ModelFrame, engine: str = "auto") -> EnginePlan:
         raise MixedrefError(f"unknown engine {engine!r}; use 'auto', 'dense' or 'sparse'")
     if not model.reterms:
         raise MixedrefError("no random-effects terms: lmer needs at least one (expr | group)")
-    limit = memory_limit()
     r = sum(t.q * t.nlevels for t in model.reterms[1:]) + model.p + 1
     dense_fits = r <= MAX_DENSE_BLOCK
     dflops = dbytes = None
     dsecs = None
     if engine != "sparse":
         dflops, dbytes, dsecs = dense_estimate(model)
+    small = engine != "sparse" and r <= DENSE_ALWAYS_BLOCK  # the dense plan: memory unread
+    limit = memory_limit(dbytes if small else None)
     if engine == "dense" or (engine == "auto" and r <= DENSE_ALWAYS_BLOCK and dbytes <= limit):
         if not dense_fits:
             re2 = r - model.p - 1

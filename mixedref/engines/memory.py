@@ -52,15 +52,23 @@ def _parse_bytes(text: str) -> float:
     return float(text[:-1] if mult != 1.0 else text) * mult
 
 
-def memory_limit() -> float:
+#: A plan needing at most this many bytes is not held against the machine's memory (reading
+#: /proc/meminfo and the cgroup's files cost more than a small fit's evaluations).
+UNCHECKED_BYTES = 256.0 * 2**20
+
+
+def memory_limit(needed: float | None = None) -> float:
     """Bytes a fit may allocate: ``MIXEDREF_MEMORY_LIMIT`` (e.g. "4G") if set, else 90 % of
-    what the machine has available (MemAvailable), or of the cgroup's remaining limit."""
+    what the machine has available (MemAvailable), or of the cgroup's remaining limit; +inf
+    (nothing read) when the plan ``needed`` at most UNCHECKED_BYTES."""
     env = os.environ.get("MIXEDREF_MEMORY_LIMIT")
     if env:
         try:
             return _parse_bytes(env)
         except ValueError as exc:
             raise MixedrefError(f"MIXEDREF_MEMORY_LIMIT={env!r} is not a size like 4G") from exc
+    if needed is not None and needed <= UNCHECKED_BYTES:
+        return math.inf
     avail = math.inf
     try:
         with open("/proc/meminfo") as f:
