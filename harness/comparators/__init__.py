@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from harness.comparators.anova import LikelihoodRatio
+from harness.comparators.anova_terms import TermFTests
 from harness.comparators.base import Comparator, Row, row
 from harness.comparators.coef_tests import CoefficientTests
 from harness.comparators.confint import Intervals
@@ -24,7 +25,7 @@ BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardE
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
                                    Theta(), ConditionalModes(), ConditionalSDs(),
                                    Predictions(), Intervals(), CoefficientTests(),
-                                   LikelihoodRatio())
+                                   LikelihoodRatio(), TermFTests())
 
 
 def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:
