@@ -2,6 +2,7 @@
 
 from mixedref import family
 from mixedref.anova import anova
+from mixedref.anova_terms import anova_terms
 from mixedref.design import build_model
 from mixedref.errors import (
     ConvergenceWarning,
@@ -36,6 +37,7 @@ __all__ = [
     "SingularFitWarning",
     "__version__",
     "anova",
+    "anova_terms",
     "build_model",
     "devfun",
     "family",

@@ -229,7 +229,8 @@ def term_contrasts(fit: Any, type: int | str = 3) -> dict[str, np.ndarray]:
     if not t.labels:
         raise MixedrefError(
             f"a Type {'I' * kind} table needs fixed-effect terms: the model "
-            f"{fit.model.formula!r} has none (only an intercept)")
+            f"{fit.model.formula!r} has none (only an intercept); to compare models, give "
+            "anova at least two fits")
     if kind == 1 or t.X.shape[1] <= 1 or len(t.labels) <= 1:
         return _type1(t)
     return _type2(t) if kind == 2 else _type3(t)
@@ -269,7 +270,7 @@ def anova_terms(fit: Any, type: int | str = 3, ddf: str = "Satterthwaite") -> pd
 
     if not isinstance(fit, LmerFit):
         raise MixedrefError(f"anova's F tests of model terms take an LmerFit, got "
-                            f"{type(fit).__name__}; for a glmer fit compare nested fits "
+                            f"{fit.__class__.__name__}; for a glmer fit compare nested fits "
                             "with anova(m0, m1)")
     if ddf not in TERM_DDF:
         raise MixedrefError(f"unknown ddf {ddf!r}; the methods are {', '.join(TERM_DDF)}")
