@@ -18,6 +18,7 @@ from mixedref.errors import (
 )
 from mixedref.fit import LmerFit
 from mixedref.glmer import GlmerFit, glmer
+from mixedref.glmer_nb import glmer_nb
 from mixedref.modular import devfun, fit_model, lmer
 
 __version__ = "0.1.0"
@@ -43,5 +44,6 @@ __all__ = [
     "family",
     "fit_model",
     "glmer",
+    "glmer_nb",
     "lmer",
 ]
