@@ -7,6 +7,7 @@
 # fixef, vcov's SEs, getME(m, "theta"), the family's name and the versions. The cases: lme4's
 # grouseticks (ticks on grouse chicks, two formulas) and the seeded overdispersed design of
 # tests/test_glmer_nb.py (tests/references/glmer_nb_seeded.csv: theta 2.5, sd 0.6, beta 1, 0.5).
+# Under `glmmTMB`, the same cases fitted by glmmTMB's nbinom2 (theta, logLik, fixef, SEs).
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -32,11 +33,25 @@ record <- function(case) {
        link = family(m)$link)
 }
 
+# glmmTMB's nbinom2 (the same model: variance mu + mu^2/theta, Laplace approximation), its
+# theta = sigma(m); NULL without glmmTMB.
+record_tmb <- function(case) {
+  if (!requireNamespace("glmmTMB", quietly = TRUE)) return(NULL)
+  m <- suppressWarnings(glmmTMB::glmmTMB(stats::as.formula(case$formula), data = case$data,
+                                         family = glmmTMB::nbinom2))
+  ll <- stats::logLik(m)
+  list(theta_nb = stats::sigma(m), loglik = as.numeric(ll), df = attr(ll, "df"),
+       fixef = as.list(glmmTMB::fixef(m)$cond),
+       se = as.list(sqrt(diag(as.matrix(stats::vcov(m)$cond)))),
+       version = as.character(utils::packageVersion("glmmTMB")))
+}
+
 out <- list(generator = "r_scripts/glmer_nb_references.R",
             versions = list(R = R.version.string,
                             lme4 = as.character(utils::packageVersion("lme4")),
                             MASS = as.character(utils::packageVersion("MASS"))),
-            cases = setNames(lapply(cases, record), vapply(cases, `[[`, "", "id")))
+            cases = setNames(lapply(cases, record), vapply(cases, `[[`, "", "id")),
+            glmmTMB = setNames(lapply(cases, record_tmb), vapply(cases, `[[`, "", "id")))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, pretty = TRUE),
            "tests/references/glmer_nb.json")
 cat("wrote tests/references/glmer_nb.json\n")
