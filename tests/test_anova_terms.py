@@ -21,8 +21,6 @@ from mixedref.errors import MixedrefError
 
 CASES = {"ChickWeight-diet_time-REML": ("ChickWeight", "weight ~ Diet * Time + (Time | Chick)",
                                         True),
-         "ChickWeight-diet_time-ML": ("ChickWeight", "weight ~ Diet * Time + (Time | Chick)",
-                                      False),
          "cake-numeric_temp-REML": ("cake", "angle ~ recipe + temp + (1 | recipe:replicate)",
                                     True),
          "cake-interaction-REML": ("cake",
