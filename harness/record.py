@@ -109,6 +109,24 @@ class AnovaRow:
 
 
 @dataclass
+class AnovaTermRow:
+    """One term's F test in lmerTest's ``anova(m, type=, ddf=)`` of one fit: the method
+    ("Satterthwaite", "Kenward-Roger", or "lme4" for lme4's own ``anova(m)``), the type ("1",
+    "2", "3"; "" for lme4's), the term, Sum Sq, Mean Sq, NumDF (lme4's npar), DenDF, F value and
+    Pr(>F) (DenDF and p null in lme4's table)."""
+
+    ddf: str
+    type: str
+    term: str
+    SumSq: float | None
+    MeanSq: float | None
+    NumDF: float | None
+    DenDF: float | None
+    F: float | None
+    p: float | None
+
+
+@dataclass
 class FitRecord:
     """One implementation's answer to one case: the fields every adapter returns (as a plain
     mapping, ``asdict``), every comparison reads, and the R side writes (r_scripts/
@@ -167,6 +185,10 @@ class FitRecord:
         "plugins' quantities: mapping quantity name -> its value (any JSON), written by a "
         "plugin's implementation or recording and read by its comparator (harness/comparators/"
         "base.py: extra_value); the harness checks only that it is JSON", factory=dict)
+    anova_terms: list[AnovaTermRow] | None = _f(
+        "LMMs: F tests of the model's terms, rows {ddf, type, term, SumSq, MeanSq, NumDF, "
+        "DenDF, F, p} of lmerTest's anova(m, type, ddf) (Satterthwaite types 1-3, "
+        "Kenward-Roger type 3) and lme4's anova(m) (ddf lme4); null when not computed")
 
 
 # field -> short meaning; the order is the order records are written in
@@ -186,6 +208,8 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("confint", list, "a list of rows {method, parm, lower, upper}"),
            ("anova", list, "a list of rows {model, npar, AIC, BIC, logLik, deviance, Chisq, "
                            "Df, p}"),
+           ("anova_terms", list, "a list of rows {ddf, type, term, SumSq, MeanSq, NumDF, "
+                                 "DenDF, F, p}"),
            ("ngroups", Mapping, "a mapping of grouping factor to number of levels"),
            ("messages", list | tuple, "a list of strings"),
            ("versions", Mapping, "a mapping of component to version"),
@@ -394,7 +418,7 @@ def normalize_record(raw: Mapping[str, Any], impl: str, case_id: str) -> dict[st
 #: the record's list-of-rows fields beyond varcorr, each with the dataclass of its rows
 ROW_FIELDS: dict[str, type] = {"ranef": RanefRow, "predictions": PredictionRow,
                                "confint": ConfintRow, "coef_tests": CoefTestRow,
-                               "anova": AnovaRow}
+                               "anova": AnovaRow, "anova_terms": AnovaTermRow}
 
 
 def _typed_rows(key: str, raw: Sequence[Any], cls: type, problems: list[str]

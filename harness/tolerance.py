@@ -107,6 +107,9 @@ class Tolerance:
     # candidate's own estimate, SE and df, relative
     df_rel: float = 1e-3
     p_rel: float = 1e-6
+    # lmerTest's F tests of model terms need no size of their own: their F allowance is derived
+    # from fixef_se_units and fixef_se_rel (harness/comparators/anova_terms.py's f_allowed;
+    # docs/tolerance.md gives the derivation and the measured shares), DenDF takes df_rel, p p_rel
 
     # criteria both judges re-evaluated (exactly, at the mode): what a lower optimum must beat
     judged_objective_rel: float = 1e-6

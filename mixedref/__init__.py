@@ -2,6 +2,7 @@
 
 from mixedref import family
 from mixedref.anova import anova
+from mixedref.anova_terms import anova_terms
 from mixedref.design import build_model
 from mixedref.errors import (
     ConvergenceWarning,
@@ -17,6 +18,7 @@ from mixedref.errors import (
 )
 from mixedref.fit import LmerFit
 from mixedref.glmer import GlmerFit, glmer
+from mixedref.glmer_nb import glmer_nb
 from mixedref.modular import devfun, fit_model, lmer
 
 __version__ = "0.1.0"
@@ -36,10 +38,12 @@ __all__ = [
     "SingularFitWarning",
     "__version__",
     "anova",
+    "anova_terms",
     "build_model",
     "devfun",
     "family",
     "fit_model",
     "glmer",
+    "glmer_nb",
     "lmer",
 ]

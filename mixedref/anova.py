@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from mixedref.anova_terms import anova_terms
 from mixedref.errors import MixedrefError, MixedrefWarning
 from mixedref.fit import LmerFit
 from mixedref.glmer import GlmerFit
@@ -67,9 +68,11 @@ def _refit_ml(fits: list[Any], refit: bool) -> tuple[list[Any], bool]:
     return [f.update(REML=False) if r else f for f, r in zip(fits, reml, strict=True)], True
 
 
-def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True
-          ) -> pd.DataFrame:
-    """lme4's anova table of two or more fits to the same data.
+def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True,
+          type: int | str = 3, ddf: str = "Satterthwaite") -> pd.DataFrame:
+    """lme4's anova table of two or more fits to the same data; of one lmer fit, lmerTest's
+    F tests of its terms (``type`` 1, 2, 3; ``ddf`` "Satterthwaite", "Kenward-Roger" or
+    "lme4": :func:`mixedref.anova_terms.anova_terms`), as R dispatches ``anova(m)``.
 
     Columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq) (the first row's last
     three NaN), rows the model names ("m0", "m1", ... or ``names``) ordered by npar. REML fits
@@ -77,8 +80,12 @@ def anova(*fits: Any, names: Sequence[str] | None = None, refit: bool = True
     ``attrs["refitted"]`` says whether that happened and ``attrs["messages"]`` holds lme4's
     message "refitting model(s) with ML (instead of REML)", also issued as a warning.
     """
+    if len(fits) == 1 and isinstance(fits[0], LmerFit):
+        return anova_terms(fits[0], type=type, ddf=ddf)
     if len(fits) < 2:
-        raise MixedrefError(f"anova needs at least two fits to compare, got {len(fits)}")
+        raise MixedrefError(f"anova needs an lmer fit (F tests of its terms) or at least two "
+                            f"fits to compare, got {len(fits)} "
+                            f"{fits[0].__class__.__name__ if fits else 'fits'}")
     names = [f"m{i}" for i in range(len(fits))] if names is None else list(names)
     if len(names) != len(fits) or len(set(names)) != len(names):
         raise MixedrefError(f"names must be {len(fits)} distinct names, got {names}")

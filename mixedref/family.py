@@ -234,6 +234,8 @@ class Family:
     #: True when the family takes a cbind(successes, failures) or factor response, the trials
     #: travelling in the prior weights (binomial)
     takes_trials: bool = False
+    #: the negative binomial's θ, fixed (MASS's negative.binomial); None for other families
+    theta: float | None = None
     _start: Callable[[Array, Array], Array] = lambda y, w: y.copy()
     _check: Callable[[Array, Array, str], None] = lambda y, w, response: None
     _draw: Callable[[Array, Array | None, float, np.random.Generator], Array] | None = None
@@ -341,3 +343,50 @@ def get_family(family: str | Family, link: str | None = None) -> Family:
         raise FamilyError(f"family must be a name such as 'binomial' or a Family, not "
                           f"{type(family).__name__}")
     return make_family(family, link)
+
+
+# ------------------------------------------------------------------- negative binomial (fixed θ)
+# MASS's negative.binomial(theta, link): what lme4's glmer.nb fits at each θ it tries.
+
+def _nb_check(y: Array, w: Array, response: str) -> None:
+    """Counts only: the first negative or non-integer value is named with the response."""
+    bad = (y < 0) | (np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y)))
+    if np.any(bad):
+        value = y[np.flatnonzero(bad)[0]]
+        raise ResponseError(f"the negative binomial family takes counts: response {response!r} "
+                            f"has the value {value:g} (row {int(np.flatnonzero(bad)[0]) + 1} "
+                            "of the rows used), not a non-negative whole number")
+
+
+def negative_binomial(theta: float, link: str = "log") -> Family:
+    """MASS's ``negative.binomial(theta, link)``: variance μ + μ²/θ with θ fixed, MASS's
+    deviance residuals, aic and start (y + (y == 0)/6), named as MASS names it
+    ("Negative Binomial(θ rounded to 4 digits)"); the response must be counts."""
+    theta = float(theta)
+    if not np.isfinite(theta) or theta <= 0:
+        raise FamilyError(f"negative binomial theta must be a positive number, got {theta!r}")
+    allowed = ("log", "identity", "sqrt")
+    if link not in allowed:
+        raise FamilyError(f"link {link!r} not available for the negative binomial family; "
+                          "available links are " + ", ".join(repr(k) for k in allowed))
+
+    def dev_resids(y: Array, mu: Array, wt: Array) -> Array:
+        return 2.0 * wt * (special.xlogy(y, np.maximum(1.0, y) / mu)
+                           - (y + theta) * np.log((y + theta) / (mu + theta)))
+
+    def aic(y: Array, n: Array, mu: Array, wt: Array, dev: float) -> float:
+        term = ((y + theta) * np.log(mu + theta) - special.xlogy(y, mu)
+                + special.gammaln(y + 1.0) - theta * np.log(theta) + special.gammaln(theta)
+                - special.gammaln(theta + y))
+        return float(2.0 * np.sum(term * wt))
+
+    def draw(mu: Array, w: Array | None, sigma: float, rng: np.random.Generator) -> Array:
+        return rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
+
+    lk = LINKS[link]
+    return Family(name=f"Negative Binomial({round(theta, 4):.7g})", link=link, theta=theta,
+                  linkfun=lk.linkfun, linkinv=lk.linkinv, mu_eta=lk.mu_eta,
+                  variance=lambda mu: mu + mu * mu / theta, dev_resids=dev_resids, aic=aic,
+                  validmu=lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)),
+                  valideta=lk.valideta, _start=lambda y, w: y + (y == 0) / 6.0,
+                  _check=_nb_check, _draw=draw)

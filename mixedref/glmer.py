@@ -284,8 +284,10 @@ class GlmerFit(MixedModelFit):
 
     @property
     def df(self) -> int:
-        """logLik's df: fixed effects + theta (+ the scale for Gamma / inverse Gaussian)."""
-        return self.model.p + self.model.ntheta + int(self.family.has_scale)
+        """logLik's df: fixed effects + theta (+ the scale for Gamma / inverse Gaussian, + θ of a
+        negative binomial, as lme4's npar)."""
+        return (self.model.p + self.model.ntheta + int(self.family.has_scale)
+                + int(self.family.theta is not None))  # lme4 counts a negative binomial's θ
 
     @cached_property
     def deviance(self) -> float:

@@ -18,6 +18,9 @@
 # mlmRev's Contraception and Mmmec (source "mlmRev": Debian's r-cran-mlmrev). Their columns are exported as
 # R has them (VerbAgg's resp an ordered factor, Arabidopsis' gen, rack and nutrient integers).
 #
+# R's own ChickWeight (source "R-datasets"): a 4-level factor (Diet) crossed with a numeric
+# covariate (Time), for lmerTest's F tests of model terms.
+#
 # Derived datasets (source "lme4-derived", not "lme4": they are not objects of lme4's namespace,
 # so r_scripts/catalog.R's check of the files against lme4's own datasets leaves them out):
 # cbpp_binary is cbpp with one 0/1 row per animal (for each cbpp row, incidence rows with y = 1
@@ -31,7 +34,7 @@ suppressPackageStartupMessages({
 })
 
 #: Sources whose entries this script writes (and replaces); every other entry is kept.
-OWN_SOURCES <- c("lme4", "mlmRev", "lme4-derived")
+OWN_SOURCES <- c("lme4", "mlmRev", "lme4-derived", "R-datasets")
 
 script_dir <- function() {
   arg <- grep("^--file=", commandArgs(trailingOnly = FALSE), value = TRUE)
@@ -94,6 +97,13 @@ cbpp_binary <- function() {
   d
 }
 
+# R's ChickWeight as a plain data frame, Chick unordered (a grouping factor needs no order).
+chick_weight <- function() {
+  d <- as.data.frame(datasets::ChickWeight)
+  d$Chick <- factor(as.character(d$Chick), levels = levels(d$Chick))
+  d[c("weight", "Time", "Chick", "Diet")]
+}
+
 lme4_datasets <- function() {
   sleep <- lme4::sleepstudy
   sleep$fDays <- factor(sleep$Days, levels = sort(unique(sleep$Days)))
@@ -120,6 +130,10 @@ lme4_datasets <- function() {
     Mmmec = list(mlmRev::Mmmec, paste(
       "mlmRev::Mmmec: malignant melanoma deaths in 354 counties of 78 regions in 9 nations,",
       "with the deaths expected from the population (for an offset) and UVB exposure"), "mlmRev"),
+    ChickWeight = list(chick_weight(), paste(
+      "datasets::ChickWeight: weights of 50 chicks on 4 diets over 21 days (578 rows,",
+      "unbalanced: chicks drop out); Chick as an unordered factor (ordered in R, same levels)"),
+      "R-datasets"),
     cbpp_binary = list(cbpp_binary(), paste(
       "derived from lme4::cbpp: one row per animal (842), y = 1 for each of the incidence new",
       "cases and 0 for the other size - incidence animals of the herd and period; herd and",

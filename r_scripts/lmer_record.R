@@ -134,7 +134,49 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec["predictions"] <- list(c(prediction_rows(fit, data), grid_rows(fit, data, grid)))
   rec["confint"] <- list(confint_rows(fit, profile = isTRUE(intervals)))
   rec["anova"] <- list(anova_rows(fit, data, anova, REML))
+  rec["anova_terms"] <- list(anova_terms_rows(fit, REML))
   rec
+}
+
+#: lmerTest's F tests of model terms recorded per fit: Satterthwaite's Types I, II and III, and
+#: Kenward-Roger's Type III (each of its terms costs pbkrtest a KRmodcomp, vcovAdj each time);
+#: the limits are coef_tests's. As harness/comparators/anova_terms.py's wanted_tables.
+ANOVA_TERMS_TABLES <- list(c("Satterthwaite", "1"), c("Satterthwaite", "2"),
+                           c("Satterthwaite", "3"), c("Kenward-Roger", "3"))
+
+# lmerTest's anova(m, type =, ddf =) and lme4's anova(m) of one fit as rows {ddf, type, term,
+# SumSq, MeanSq, NumDF, DenDF, F, p} (lme4's: ddf "lme4", type "", NumDF its npar, no DenDF or
+# p); NULL for a model without fixed-effect terms, without lmerTest, or beyond the size limits.
+anova_terms_rows <- function(m, REML) {
+  n <- stats::nobs(m)
+  if (length(attr(stats::terms(m), "term.labels")) == 0 || n > SATTERTHWAITE_MAX_NOBS ||
+      !requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
+  quiet <- function(expr) tryCatch(suppressWarnings(suppressMessages(expr)),
+                                   error = function(e) NULL)
+  mt <- quiet(lmerTest::as_lmerModLmerTest(m))
+  if (is.null(mt)) return(NULL)
+  num <- function(x) if (is.finite(x)) unname(x) else NULL
+  rows <- list()
+  add <- function(tab, ddf, type) {
+    for (term in rownames(tab)) {
+      lme4_table <- ddf == "lme4"
+      rows[[length(rows) + 1]] <<- list(
+        ddf = ddf, type = type, term = term, SumSq = num(tab[term, "Sum Sq"]),
+        MeanSq = num(tab[term, "Mean Sq"]),
+        NumDF = num(if (lme4_table) tab[term, "npar"] else tab[term, "NumDF"]),
+        DenDF = if (lme4_table) NULL else num(tab[term, "DenDF"]),
+        F = num(tab[term, "F value"]), p = if (lme4_table) NULL else num(tab[term, "Pr(>F)"]))
+    }
+  }
+  for (tt in ANOVA_TERMS_TABLES) {
+    if (tt[1] == "Kenward-Roger" && !(isTRUE(REML) && n <= KENWARD_ROGER_MAX_NOBS &&
+                                      requireNamespace("pbkrtest", quietly = TRUE))) next
+    tab <- quiet(stats::anova(mt, type = as.integer(tt[2]), ddf = tt[1]))
+    if (!is.null(tab)) add(tab, tt[1], tt[2])
+  }
+  tab <- quiet(stats::anova(mt, ddf = "lme4"))
+  if (!is.null(tab)) add(tab, "lme4", "")
+  if (length(rows)) rows else NULL
 }
 
 # anova(m0, m1) with m0 the catalog's partner model (`partner`, a formula; the case's `anova:`

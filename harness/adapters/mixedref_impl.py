@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import platform
+import warnings
 from typing import Any
 
 import numpy as np
@@ -91,7 +92,7 @@ def lmer_record(fit: Any) -> dict[str, Any]:
     """The record fields of an LmerFit (harness/record.py), as plain JSON values."""
     log = getattr(fit, "optinfo", None)
     return {**_common_record(fit), "optinfo": None if log is None else log.to_dict(),
-            "coef_tests": coef_tests(fit)}
+            "coef_tests": coef_tests(fit), "anova_terms": anova_terms_rows(fit)}
 
 
 def confint_rows(fit: Any, profile: bool) -> list[dict[str, Any]] | None:
@@ -235,6 +236,37 @@ def coef_tests(fit: Any) -> list[dict[str, Any]] | None:
             continue
         rows += [{"ddf": ddf, "term": str(term), "se": _number(r["Std. Error"]),
                   "df": _number(r["df"]), "p": _number(r["Pr(>|t|)"])}
+                 for term, r in table.iterrows()]
+    return rows or None
+
+
+def anova_terms_rows(fit: Any) -> list[dict[str, Any]] | None:
+    """lmerTest's anova(m, type, ddf) tables and lme4's anova(m) of an LmerFit as rows (the
+    tables r_scripts/lmer_record.R records, within the same limits); None for a model without
+    fixed-effect terms or when mixedref cannot compute them."""
+    from harness.comparators.anova_terms import wanted_tables
+    from mixedref.anova_terms import anova_terms, model_terms
+    from mixedref.errors import MixedrefError
+
+    try:
+        if not model_terms(fit).labels:
+            return None
+    except MixedrefError:
+        return None
+    rows: list[dict[str, Any]] = []
+    for ddf, kind in wanted_tables(fit.nobs, fit.REML):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # lmerTest's empty-cell note
+                table = anova_terms(fit, type=kind or 3, ddf=ddf)
+        except (MixedrefError, np.linalg.LinAlgError, ValueError):
+            continue
+        lme4 = ddf == "lme4"
+        rows += [{"ddf": ddf, "type": kind, "term": str(term), "SumSq": _number(r["Sum Sq"]),
+                  "MeanSq": _number(r["Mean Sq"]),
+                  "NumDF": _number(r["npar"] if lme4 else r["NumDF"]),
+                  "DenDF": None if lme4 else _number(r["DenDF"]),
+                  "F": _number(r["F value"]), "p": None if lme4 else _number(r["Pr(>F)"])}
                  for term, r in table.iterrows()]
     return rows or None
 

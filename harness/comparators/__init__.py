@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from harness.comparators.anova import LikelihoodRatio
+from harness.comparators.anova_terms import TermFTests
 from harness.comparators.base import Comparator, Row, extra_value, row
 from harness.comparators.certified import CertifiedLRE
 from harness.comparators.coef_tests import CoefficientTests
@@ -27,7 +28,7 @@ BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardE
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
                                    Theta(), ConditionalModes(), ConditionalSDs(),
                                    Predictions(), Intervals(), CoefficientTests(),
-                                   LikelihoodRatio(), CertifiedLRE())
+                                   LikelihoodRatio(), TermFTests(), CertifiedLRE())
 
 
 def quantities_of(comparators: Iterable[Comparator]) -> tuple[str, ...]:
