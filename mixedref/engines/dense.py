@@ -278,6 +278,14 @@ class DensePLSObjective(PLSEngine):
         U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
         return Ts, L1, ld1 + extra, w, U, info
 
+    def _log_dets(self, ld1: float, diag: np.ndarray) -> tuple[float, float, float]:
+        """log|L|² (block 1's ``ld1`` plus the Schur factor's random-effects part), log|R_X|²
+        and the penalized RSS, from the diagonal of the Schur factor (its last entry √pwrss)."""
+        re2, p = self.re2, self.p
+        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
+        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
+        return ldL2, ldRX2, float(diag[-1]) ** 2
+
     def __call__(self, theta: np.ndarray) -> float:
         """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
         if self._unthreaded:
@@ -313,10 +321,7 @@ class DensePLSObjective(PLSEngine):
         if info != 0:
             return math.inf
         diag = np.diagonal(U)
-        re2, p = self.re2, self.p
-        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
-        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
-        pwrss = float(diag[-1]) ** 2
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -355,10 +360,7 @@ class DensePLSObjective(PLSEngine):
         if info != 0:
             return math.inf
         diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
-        re2, p = self.re2, self.p
-        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
-        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
-        pwrss = float(diag[-1]) ** 2
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
     def _value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -383,9 +385,7 @@ class DensePLSObjective(PLSEngine):
             return math.inf, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
         diag = np.diagonal(U)
-        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
-        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
-        pwrss = float(diag[-1]) ** 2
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         value = self._criterion(ldL2, ldRX2, pwrss)
         # v = K^-1 e_y: U'U = K and U' z = e_y gives z = e_y / U_yy
         e = np.zeros(r)
@@ -443,9 +443,7 @@ class DensePLSObjective(PLSEngine):
             return math.inf, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
         diag = np.diagonal(U)
-        ldL2 = ld1 + 2.0 * float(np.sum(np.log(diag[:re2])))
-        ldRX2 = 2.0 * float(np.sum(np.log(diag[re2:re2 + p])))
-        pwrss = float(diag[-1]) ** 2
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         value = self._criterion(ldL2, ldRX2, pwrss)
         T1 = Ts[0]
         q1, m1 = self.q[0], self.nlev[0]
@@ -569,9 +567,7 @@ class DensePLSObjective(PLSEngine):
         L22 = U.T
         re2, p, r = self.re2, self.p, self.r
         d = np.diagonal(L22)
-        ldL2 = ld1 + 2.0 * float(np.sum(np.log(d[:re2])))
-        ldRX2 = 2.0 * float(np.sum(np.log(d[re2:re2 + p])))
-        pwrss = float(d[-1]) ** 2
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, d)
         objective = self._criterion(ldL2, ldRX2, pwrss)
         T1 = Ts[0]
         q1, m1 = self.q[0], self.nlev[0]
