@@ -24,8 +24,8 @@ The factorizations are the PLS engines': a weighted system
 (:class:`mixedref.engines.base.WeightedSystem`) over Z Lambda's fixed pattern takes each
 iteration's working weights (``reweight``, lme4's updateXwts and updateDecomp) and solves for u
 with beta fixed (``solve_u``, lme4's solveU) or for u and beta together (``solve_joint``). It is
-the dense engine's blocked layout (:class:`mixedref.engines.dense.DenseWeightedSystem`) for up
-to DENSE_MAX random effects after the first term, the sparse engine's
+the dense engine's blocked layout (:class:`mixedref.engines.dense_weighted.DenseWeightedSystem`)
+for up to DENSE_MAX random effects after the first term, the sparse engine's
 (:class:`mixedref.engines.sparse.SparseWeightedSystem`: CHOLMOD, else SuperLU) beyond.
 """
 
@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from mixedref.design import ModelFrame
 from mixedref.engines.base import PIRLSError, WeightedFactor, WeightedSystem
-from mixedref.engines.dense import DenseWeightedSystem
+from mixedref.engines.dense_weighted import DenseWeightedSystem
 from mixedref.engines.sparse import SparseWeightedSystem
 from mixedref.errors import MixedrefError
 from mixedref.family import Family

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import mixedref.pirls as pirls
 from mixedref.design import build_model
 from mixedref.engines import sparse as sparse_engine
-from mixedref.engines.dense import DenseWeightedSystem
+from mixedref.engines.dense_weighted import DenseWeightedSystem
 from mixedref.engines.sparse import SparseWeightedSystem
 from mixedref.reterm import split_theta
 

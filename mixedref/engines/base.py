@@ -190,7 +190,7 @@ class WeightedSystem:
     Z Lambda has a fixed pattern: each row has sum(q_k) non-zeros at the columns ``cols``
     (n x K), their values ``V`` (n x K) set by theta. :meth:`reweight` accumulates
     Lam'Z'WZ Lam over that pattern for new weights and factors it (the engine subclass decides
-    how: :class:`mixedref.engines.dense.DenseWeightedSystem`,
+    how: :class:`mixedref.engines.dense_weighted.DenseWeightedSystem`,
     :class:`mixedref.engines.sparse.SparseWeightedSystem`); :meth:`solve_u` is the u-only solve
     with beta fixed and :meth:`solve_joint` solves for u and beta together.
     """
