@@ -387,6 +387,7 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
     league["environments"] = {
         n: environment_summary(envs[n]) if n in envs else HARNESS_ENV
         for n in names}
+    _versions_from_pins(league)
     league["harness_environment"] = _harness_environment(
         [n for n in names if n not in envs], shared_peers=[n for n in names
                                                           if n in PEERS and n not in envs])
@@ -394,6 +395,16 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
     print(f"harness ecosystem: {len(items)} items in {wall:.0f} s (pytest exit code "
           f"{proc.returncode}); league written to {out}", file=sys.stderr)
     return league
+
+
+def _versions_from_pins(league: dict[str, Any]) -> None:
+    """A peer that fitted nothing (every case declined) reported no version: its release is
+    the one its environment pins (the first requirement, the peer itself)."""
+    for row in league["implementations"]:
+        env = (league.get("environments") or {}).get(row["name"])
+        if row.get("version") in (None, "?") and isinstance(env, Mapping):
+            pins = [_pinned(r) for r in env.get("requirements") or []]
+            row["version"] = pins[0] if pins and pins[0] else row.get("version")
 
 
 #: a league's environment entry for an implementation run in the harness's own environment
@@ -559,25 +570,6 @@ def league_markdown(league: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _judge_text(j: Mapping[str, Any]) -> str:
-    """'lme4's devfun +127, mixedref's +127': the candidate's criterion minus lme4's."""
-    parts = []
-    for judge, label in (("lme4", "lme4's devfun"), ("mixedref", "mixedref's")):
-        v = j.get(judge)
-        if v:
-            parts.append(f"{label} {v['candidate_minus_lme4']:+.3g}")
-    return ", ".join(parts)
-
-
-def _what(finding: Mapping[str, Any]) -> str:
-    """The finding in one phrase: the registry's reason, or the headline without the source
-    location."""
-    text = str(finding.get("registered") or finding.get("headline") or "")
-    text = re.sub(r"^registered divergence(?: \(.*?\]\))?:\s*", "", text)
-    text = re.sub(r" \(at [^)]*\)", "", text)
-    return _short(text, 260)
-
-
 def readme_block(league: Mapping[str, Any]) -> str:
     """The README section "What the harness found in the ecosystem", from the table."""
     n = len(league.get("cases") or {})
@@ -593,21 +585,9 @@ def readme_block(league: Mapping[str, Any]) -> str:
              "fitted of its fit time / lme4's." + (f" {environments_text(league)}"
                                                     if environments_text(league) else ""),
              "", league_markdown(league), "",
-             "Who is right, by the criterion each estimate reaches when re-evaluated (the "
-             "candidate's minus lme4's; positive: lme4 reaches the lower criterion):", ""]
-    for r in league["implementations"]:
-        found = r.get("findings") or []
-        if not found:
-            continue
-        groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-        for f in found:
-            groups.setdefault((f["verdict"], _what(f)), []).append(f)
-        lines.append(f"- **{r['name']}**:")
-        for (verdict, what), fs in groups.items():
-            cases = ", ".join(f"{f['case']}" + (f" ({_judge_text(f['judge'])})"
-                                                 if _judge_text(f.get("judge") or {}) else "")
-                              for f in fs)
-            lines.append(f"  - {verdict.replace('_', ' ')}: {what} — {cases}")
+             "Each implementation's disagreements, case by case with who reaches the lower "
+             "criterion when re-evaluated, are on the league's page "
+             "(`harness/references/league/index.html`); the findings that explain them:"]
     lines += findings_lines(league)
     lines.append(END)
     return "\n".join(lines)

@@ -194,3 +194,16 @@ def test_a_real_peer_environment_fits_without_the_harness_packages(tmp_path: Pat
         isolation.shutdown()
     assert rec["error"] is None, rec["error"]
     assert rec["versions"].get("glmm") == "0.6.2"
+
+
+def test_a_peer_that_fitted_nothing_is_listed_with_its_pinned_release() -> None:
+    """edi-kernels declines every case, so no record carries its version: the league takes the
+    release its environment pins (the first requirement) instead of printing '?'."""
+    from harness import ecosystem
+
+    league = {"implementations": [{"name": "edi-kernels", "version": None},
+                                  {"name": "mixedref", "version": "0.1.0"}],
+              "environments": {"edi-kernels": {"requirements": ["edi-kernels==1.0.2"]},
+                               "mixedref": "harness"}}
+    ecosystem._versions_from_pins(league)
+    assert [r["version"] for r in league["implementations"]] == ["1.0.2", "0.1.0"]
