@@ -48,6 +48,9 @@ class Control:
     restart_edge: bool = True
     method: str = "auto"  # "auto", "bobyqa" (lme4's) or "lbfgsb" (needs the exact gradient)
     rescue: bool = True  # where a check fails, continue with mixedref.strategies (not lme4's)
+    #: Newton steps on the exact gradient after the optimizer (mixedref.polish; not lme4's):
+    #: False stops where lme4's BOBYQA stops, to reproduce its arithmetic
+    polish: bool = True
     # -- glmer only
     tol_pwrss: float = GLMER_TOL_PWRSS
     pirls_maxit: int = 100  # PIRLS iterations per evaluation (lme4's maxit)

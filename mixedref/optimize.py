@@ -408,7 +408,9 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             x, fx, code, method = x2, f2, code2, "bobyqa+centred"
             name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
     x, fx = snap_to_boundary(counted, x, fx, lower, control.boundary_tol)
-    x, fx, polished = newton_polish(fn, x, fx, lower, counted, counted_grad)  # mixedref.polish
+    polished = 0
+    if control.polish:  # mixedref.polish
+        x, fx, polished = newton_polish(fn, x, fx, lower, counted, counted_grad)
     if polished:
         log.strategies.append(f"{polished} Newton step(s) on the exact gradient (polish)")
     conv = code if nlopt_ran and (code < 0 or code == 5) else 0
