@@ -66,13 +66,19 @@ SESSION_MODULES = ("test_verdicts", "test_report_resilience", "test_r_failures",
                    "test_ecosystem", "test_record", "test_cli", "test_strategies", "test_sparse")
 
 
+#: catalog cases whose live lme4 fit alone takes 10-35 s (InstEval, kb07's maximal model)
+HEAVY_CASE_TAGS = {"large", "hard"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest first (a stable reordering; the same on every xdist worker): tests marked slow
-    or in SESSION_MODULES, then the rest in their collected order."""
+    """Longest first (a stable reordering; the same on every xdist worker): tests marked slow,
+    in SESSION_MODULES or on a case tagged large or hard, then the rest in collected order."""
 
     def heavy(item: pytest.Item) -> bool:
         module = getattr(item, "module", None)
         name = getattr(module, "__name__", "").rpartition(".")[2]
-        return item.get_closest_marker("slow") is not None or name in SESSION_MODULES
+        tags = set(getattr(getattr(item, "case", None), "tags", None) or ())
+        return (item.get_closest_marker("slow") is not None or name in SESSION_MODULES
+                or bool(tags & HEAVY_CASE_TAGS))
 
     items.sort(key=lambda item: not heavy(item))
