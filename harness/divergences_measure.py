@@ -20,8 +20,7 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness import yaml_text
 from harness.divergences import GROWTH_FACTOR, Entry, Registry
 
 #: statuses of a measured row, in the order they are printed
@@ -206,7 +205,7 @@ def write_sizes(path: str | Path, measured: Measured) -> list[str]:
         row = _ROW.match(line.rstrip("\n"))
         if not row or finding is None:
             continue
-        mapping = yaml.safe_load(row.group("map"))
+        mapping = yaml_text.safe_load(row.group("map"))
         m = todo.pop((finding, mapping.get("case"), mapping.get("quantity")), None)
         if m is None:
             continue

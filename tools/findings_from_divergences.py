@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from harness import yaml_text
 from harness.divergences_measure import yaml_number
 
 MIN_CLAUSE = 50
@@ -96,7 +97,7 @@ def read(path: Path) -> tuple[str, list[Finding], list[FlatRow]]:
     """A registry file's header comment, its findings and its flat entries."""
     text = path.read_text()
     header = "".join(line + "\n" for line in _header_lines(text))
-    doc = yaml.safe_load(text) or {}
+    doc = yaml_text.safe_load(text) or {}
     root = yaml.compose(text)
     nodes = {k.value: v for k, v in root.value} if root is not None else {}
     findings = []
