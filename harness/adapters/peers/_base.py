@@ -247,6 +247,32 @@ def glmm_record(case: Any, terms: list[F.Term], covs: list[Any], *, names: list[
     }
 
 
+def lmm_record(terms: list[F.Term], covs: list[Any], *, names: list[str], beta: Any, se: Any,
+               sigma2: float, loglik: float, REML: bool, nobs: int, converged: bool,
+               messages: list[str]) -> dict[str, Any]:
+    """The record of a linear mixed model fit from a package's own quantities, in lme4's
+    shapes: varcorr rows and theta from the terms' covariances and sigma^2, objective =
+    -2 logLik (the package's logLik), singular as lme4's isSingular of that theta."""
+    import numpy as np
+
+    theta = F.theta_of(terms, covs, sigma2)
+    return {
+        "fixef": dict(zip(names, map(float, beta), strict=True)),
+        "fixef_se": dict(zip(names, map(float, se), strict=True)),
+        "sigma": float(np.sqrt(sigma2)),
+        "varcorr": F.varcorr_rows(terms, covs, sigma2),
+        "theta": theta,
+        "loglik": loglik,
+        "objective": -2.0 * loglik,
+        "REML": REML,
+        "nobs": int(nobs),
+        "ngroups": {t.group: t.nlevels for t in terms},
+        "converged": converged,
+        "singular": F.singular(theta, terms),
+        "messages": messages,
+    }
+
+
 def response_frame(case: Any, data: Any, column: str = "glmm_y_") -> tuple[Any, Any]:
     """A copy of ``data`` with the case's response as glmer reads it in ``column`` (binomial:
     the proportion), and the :class:`F.GlmmResponse` (its prior weights: the trials)."""

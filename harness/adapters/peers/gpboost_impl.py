@@ -32,6 +32,7 @@ from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
     glmm_record,
+    lmm_record,
     nagq_of,
     response_formula,
     response_frame,
@@ -122,23 +123,12 @@ class GpboostPeer(Peer):
                               converged=True, messages=messages)
             rec["versions"] = self.versions()
             return rec
-        theta = F.theta_of(terms, covs, sigma2)
-        return {
-            "fixef": dict(zip(names, map(float, beta), strict=True)),
-            "fixef_se": dict(zip(names, map(float, se), strict=True)),
-            "sigma": float(np.sqrt(sigma2)),
-            "varcorr": F.varcorr_rows(terms, covs, sigma2),
-            "theta": theta,
-            "loglik": loglik,
-            "objective": -2.0 * loglik,
-            "REML": False,
-            "nobs": int(len(y)),
-            "ngroups": {t.group: t.nlevels for t in terms},
-            "converged": True,  # gpboost reports no convergence flag
-            "singular": F.singular(theta, terms),
-            "messages": messages,
-            "versions": self.versions(),
-        }
+        rec = lmm_record(terms, covs, names=names, beta=beta, se=se, sigma2=sigma2,
+                         loglik=loglik, REML=False, nobs=len(y),
+                         converged=True,  # gpboost reports no convergence flag
+                         messages=messages)
+        rec["versions"] = self.versions()
+        return rec
 
 
 def _response_mean(case: Any, eta_fixed: Any, m: Any, X: Any, offset: Any) -> Any:

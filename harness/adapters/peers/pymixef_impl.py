@@ -26,6 +26,7 @@ from harness.adapters.peers import _formula as F
 from harness.adapters.peers._base import (
     Peer,
     glmm_record,
+    lmm_record,
     ordered_in_fixed,
     response_formula,
     response_frame,
@@ -99,23 +100,11 @@ class PymixefPeer(Peer):
             return rec
         sigma2 = float(params["residual_sd"]) ** 2
         se = np.sqrt(np.diag(np.asarray(r.extra["fixed_effect_covariance"], dtype=float)))
-        theta = F.theta_of(terms, covs, sigma2)
-        return {
-            "fixef": dict(zip(r_names, beta, strict=True)),
-            "fixef_se": dict(zip(r_names, map(float, se), strict=True)),
-            "sigma": float(np.sqrt(sigma2)),
-            "varcorr": F.varcorr_rows(terms, covs, sigma2),
-            "theta": theta,
-            "loglik": loglik,
-            "objective": -2.0 * loglik,
-            "REML": REML,
-            "nobs": int(r.n_observations),
-            "ngroups": {t.group: t.nlevels for t in terms},
-            "converged": converged,
-            "singular": F.singular(theta, terms),
-            "messages": messages,
-            "versions": self.versions(),
-        }
+        rec = lmm_record(terms, covs, names=r_names, beta=beta, se=se, sigma2=sigma2,
+                         loglik=loglik, REML=REML, nobs=r.n_observations, converged=converged,
+                         messages=messages)
+        rec["versions"] = self.versions()
+        return rec
 
 
 def _term_covariance(params: dict[str, Any], term: F.Term) -> np.ndarray:
