@@ -2,7 +2,7 @@
 [-k EXPR]`` runs the catalog through the reference (lme4) and the candidates, compares them and
 writes the discrepancy report (report.json, report.md, index.html) to DIR, printing one
 progress line per case to stderr. Each finished item is journaled in DIR.partial/ (see
-harness.journal); an interrupted run (SIGINT, SIGTERM) writes a report marked partial and
+harness.core.journal); an interrupted run (SIGINT, SIGTERM) writes a report marked partial and
 exits non-zero, and ``python -m harness report --resume DIR`` continues it (also a
 ``pytest --report DIR`` run)."""
 
@@ -67,14 +67,14 @@ def item_id(case: Any, impl: str, reference: Any) -> str:
 def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
               timeout: float | None = None, *, journal: Any = None,
               done: Any = (), registry: Any = None) -> list[dict[str, Any]]:
-    """Take every (case, candidate) item down the one road to its outcome (harness.outcome,
+    """Take every (case, candidate) item down the one road to its outcome (harness.core.outcome,
     as the pytest items do: judged, compared, the registry applied).
 
-    With a ``journal`` (harness.journal.Journal) each finished (case, candidate) item is
+    With a ``journal`` (harness.core.journal.Journal) each finished (case, candidate) item is
     appended to it as it finishes; items whose id (:func:`item_id`) is in ``done`` are not
     run again (a resumed run)."""
-    from harness.outcome import decide
-    from harness.runner import case_data
+    from harness.core.outcome import decide
+    from harness.core.runner import case_data
 
     def log(case: Any, impl: str, outcome: str, headline: str, data: Any = None,
             verdict: str | None = None) -> None:
@@ -83,7 +83,7 @@ def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
                 "case": case.id, "impl": impl, "reference": reference.name, "outcome": outcome,
                 "verdict": verdict, "headline": headline, "data": data})
 
-    from harness.certified_cases import certified_reference
+    from harness.generate.certified_cases import certified_reference
 
     results = []
     lme4 = reference
@@ -136,9 +136,9 @@ def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
 def _registry(catalog: str | None) -> Any:
     """The shipped divergence registry when the shipped catalog runs (as the pytest plugin
     does), else None."""
-    from harness import divergences
-    from harness.catalog import load_catalog
-    from harness.comparators import BUILTIN, quantities_of
+    from harness.core import divergences
+    from harness.core.catalog import load_catalog
+    from harness.core.comparators import BUILTIN, quantities_of
 
     path = divergences.registry_for(catalog)
     if path is None:
@@ -172,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep.add_argument("--no-allfit", action="store_true",
                      help="do not ask lme4's allFit for a second opinion on disagreements")
     bk = sub.add_parser("best-known", help="the best known optimum of every case under lme4's "
-                        "objective (lme4, allFit, glmmTMB, mixedref); see harness/best_known.py")
+                        "objective (lme4, allFit, glmmTMB, mixedref); see "
+                        "harness/commands/best_known.py")
     bk.add_argument("--write", action="store_true",
                     help="write harness/references/best_known.json (with -k: replace only the "
                          "selected cases)")
@@ -184,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run lme4's allFit: auto = except on cases tagged large")
     eco = sub.add_parser("ecosystem", help="the league table: the catalog through lme4, "
                          "mixedref, statsmodels and the installed PyPI peers "
-                         "(harness/ecosystem.py)")
+                         "(harness/commands/ecosystem.py)")
     eco.add_argument("--out", metavar="DIR", default=None,
                      help="run, and write league.json and index.html to DIR")
     eco.add_argument("-k", dest="keyword", metavar="EXPR", default=None,
@@ -203,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="run the peers in the harness's own environment instead of one "
                           "environment each (they then see its packages, e.g. scikit-sparse)")
     div = sub.add_parser("divergences", help="the registry of findings: measure its rows' "
-                         "sizes (harness/divergences_measure.py)")
+                         "sizes (harness/commands/divergences_measure.py)")
     div.add_argument("--measure", action="store_true", required=True,
                      help="fit each registered row's cases with its implementation and print "
                           "what changed (grown, shrunk, stopped firing)")
@@ -226,16 +227,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "divergences":
         return _divergences(args)
     if args.command == "ecosystem":
-        from harness import ecosystem
+        from harness.commands import ecosystem
 
         return ecosystem.main(args.out, args.keyword, args.impl, readme=args.readme,
                               env_dir=args.env_dir, own_envs=not args.harness_env,
                               rebuild_envs=args.rebuild_envs)
 
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     if args.command == "best-known":
-        from harness import best_known
+        from harness.commands import best_known
 
         cases = [c for c in load_catalog(args.catalog) if _matches(args.keyword, c)]
         if not cases:
@@ -250,11 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _divergences(args: Any) -> int:
     """``python -m harness divergences --measure [--write]``: measure the registry's rows."""
-    from harness import divergences
-    from harness import divergences_measure as dm
     from harness.adapters import set_interpreters
-    from harness.catalog import load_catalog
-    from harness.comparators import BUILTIN, quantities_of
+    from harness.commands import divergences_measure as dm
+    from harness.core import divergences
+    from harness.core.catalog import load_catalog
+    from harness.core.comparators import BUILTIN, quantities_of
 
     path = args.divergences or divergences.registry_for(args.catalog)
     if path is None:
@@ -291,14 +292,14 @@ def _fail(message: str, code: int = 2) -> int:
 
 def _report(args: Any, argv: list[str]) -> int:
     """The ``report`` subcommand (fresh, or ``--resume DIR``)."""
-    from harness import journal as jn
+    from harness.core import journal as jn
 
     if args.resume:
         return _resume(args.resume)
     if not args.out:
         return _fail("give --out DIR (or --resume DIR)")
     resume = os.environ.get(jn.RESUME_ENV) == os.path.abspath(args.out)
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     cases = [c for c in load_catalog(args.catalog) if _matches(args.keyword, c)]
     if not cases:
@@ -320,10 +321,10 @@ def _report(args: Any, argv: list[str]) -> int:
 
 
 def _run_report(args: Any, cases: list[Any], journal: Any) -> int:
-    from harness import isolation
-    from harness import journal as jn
-    from harness.report import write_report
-    from harness.summary import results_for_report
+    from harness.commands.report import write_report
+    from harness.core import isolation
+    from harness.core import journal as jn
+    from harness.pytest_plugin.summary import results_for_report
 
     restore_sigterm = jn.handle_sigterm()
     reason = None
@@ -375,7 +376,7 @@ def _resume(report_dir: str) -> int:
     append to the journal and skip the finished items."""
     import subprocess
 
-    from harness import journal as jn
+    from harness.core import journal as jn
 
     state = jn.read_state(report_dir)
     if not state or state.get("argv") is None:

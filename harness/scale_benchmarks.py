@@ -127,7 +127,7 @@ def _mixedref_child(shape: str, queue: Any) -> None:
     """Simulate and fit in this (spawned) process; report the fit and the peak RSS."""
     try:
         import mixedref
-        from mixedref.pls import plan_engine
+        from mixedref.engines import plan_engine
 
         data, formula = simulate(shape)
         rss0 = peak_rss()
@@ -175,7 +175,7 @@ def fit_lme4(shape: str) -> dict[str, Any]:
     """lme4's fit of the same data in the embedded R, under :data:`LME4_LIMIT` seconds."""
     import rpy2.robjects as ro
 
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     data, formula = simulate(shape)
     rdata = rbridge.to_r_frame(data)

@@ -29,7 +29,7 @@ PEER_TIMEOUT = 60.0  # seconds: a peer's isolated trial fit (the catalog's defau
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "bench_case" not in metafunc.fixturenames:
         return
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     if not metafunc.config.getoption("benchmark_only", False):
         # one placeholder instead of a skipped item per case and implementation
@@ -56,8 +56,8 @@ def _installed(impl: str) -> bool:
 
 def _fit_callable(case: Any, impl: str) -> Any:
     """A zero-argument callable doing one fit of ``case`` with ``impl`` (data prepared)."""
-    from harness import runner
     from harness.adapters import get_adapter
+    from harness.core import runner
 
     adapter = get_adapter(impl)
     reason = adapter.unavailable() or adapter.supports(case)
@@ -65,7 +65,7 @@ def _fit_callable(case: Any, impl: str) -> Any:
         pytest.skip(f"{impl}: {reason}")
     data = runner.case_data(case)
     if impl == "lme4":
-        from harness import rbridge
+        from harness.adapters import rbridge
 
         if case.dataset not in _r_frames:
             _r_frames[case.dataset] = rbridge.to_r_frame(data)

@@ -1,9 +1,5 @@
 """mixedref: linear mixed models from the equations, with lme4's formulas, names and answers."""
 
-from mixedref import family
-from mixedref.anova import anova
-from mixedref.anova_terms import anova_terms
-from mixedref.design import build_model
 from mixedref.errors import (
     ConvergenceWarning,
     DataError,
@@ -16,10 +12,14 @@ from mixedref.errors import (
     ScaleWarning,
     SingularFitWarning,
 )
-from mixedref.fit import LmerFit
-from mixedref.glmer import GlmerFit, glmer
-from mixedref.glmer_nb import glmer_nb
-from mixedref.modular import devfun, fit_model, lmer
+from mixedref.fitting.modular import devfun, fit_model, lmer
+from mixedref.frontend.design import build_model
+from mixedref.inference.anova import anova
+from mixedref.inference.anova_terms import anova_terms
+from mixedref.models import family
+from mixedref.models.fit import LmerFit
+from mixedref.models.glmer import GlmerFit, glmer
+from mixedref.models.glmer_nb import glmer_nb
 
 __version__ = "0.1.0"
 

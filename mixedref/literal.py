@@ -259,7 +259,7 @@ def fit_formula(formula: str, data, REML: bool):
     Only the post's model (one correlated random intercept and slope term) is supported; any
     other formula raises NotImplementedError naming what is supported.
     """
-    from mixedref.design import build_model  # the formula grammar is shared with lmer
+    from mixedref.frontend.design import build_model  # the formula grammar is shared with lmer
 
     model = build_model(formula, data)
     terms = model.reterms
@@ -278,7 +278,8 @@ def fit_formula(formula: str, data, REML: bool):
 
 
 class LiteralObjective:
-    """The dense equations as an objective over lme4's θ for any model frame (mixedref.objective):
+    """The dense equations as an objective over lme4's θ for any model frame
+    (mixedref.engines.objective):
     Ω⁻¹ = Λ Λᵀ (the relative covariance of the random effects), the criterion -2 × the
     profiled (REML) log-likelihood of :func:`profiled`. O(n³) per call: an oracle for small data.
     """
@@ -306,7 +307,7 @@ class LiteralObjective:
 
     def omega_inv(self, theta: np.ndarray) -> np.ndarray:
         """Λ Λᵀ: block diagonal, one template product per level of each term (level-major)."""
-        from mixedref.reterm import split_theta
+        from mixedref.frontend.reterm import split_theta
 
         blocks = [np.kron(np.eye(t.nlevels), t.covariance(th))
                   for t, th in zip(self.model.reterms, split_theta(theta, self.model.reterms),

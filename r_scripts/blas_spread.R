@@ -1,4 +1,4 @@
-# The evidence behind the singular-fit allowances (harness/tolerance.py, "BLAS spread"): how far
+# The evidence behind the singular-fit allowances (harness/core/tolerance.py, "BLAS spread"): how far
 # lme4's own answers move on one machine when only the BLAS kernel and its thread count change.
 #
 #     Rscript r_scripts/blas_spread.R [OUT] [CASE_ID ...]
@@ -28,7 +28,7 @@ suppressPackageStartupMessages({
 
 invisible(Sys.setlocale("LC_COLLATE", "C"))
 source("r_scripts/record_schema.R")
-Sys.setenv(MIXEDREF_RECORD_SCHEMA = "harness/record.schema.json")
+Sys.setenv(MIXEDREF_RECORD_SCHEMA = "harness/core/record.schema.json")
 source("r_scripts/lmer_record.R")
 source("r_scripts/catalog.R")
 

@@ -6,7 +6,7 @@
 #     d <- read_dataset(cases[[1]]$dataset, cases[[1]]$data_dirs)
 #
 # read_catalog() expands every entry into one case per method with the same ids as Python's
-# harness.catalog.load_catalog ("<dataset>-<spec>-<method>"); Python is the validator of the
+# harness.core.catalog.load_catalog ("<dataset>-<spec>-<method>"); Python is the validator of the
 # schema, this file only checks what it needs to expand. read_dataset() rebuilds R factors and
 # ordered factors with the level order recorded in datasets.yaml, so the data R fits are exactly
 # the data Python fits.

@@ -1,4 +1,4 @@
-# lmerTest's and pbkrtest's denominator degrees of freedom, for tests/test_ddf.py (mixedref.ddf).
+# lmerTest's and pbkrtest's denominator degrees of freedom, for tests/test_ddf.py (mixedref.inference.ddf).
 #
 #     Rscript r_scripts/ddf_references.R [OUT]
 #

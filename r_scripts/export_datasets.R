@@ -7,7 +7,7 @@
 # Writes <name>.csv.gz per dataset (plain CSV, numbers in the shortest text that reads back
 # as the same double, factor columns as their labels) and updates harness/data/datasets.yaml:
 # the entries with source "lme4" are replaced, every other entry (the simulated datasets that
-# `python -m harness.simulate --write` adds) is kept as it is. Per column the metadata records
+# `python -m harness.generate.simulate --write` adds) is kept as it is. Per column the metadata records
 # its type (numeric, integer, factor, ordered) and, for factors, the levels in R's order, so
 # factor coding and level order survive the round trip to Python and back to R exactly.
 #
@@ -162,10 +162,10 @@ main <- function() {
     if (!isTRUE(old[[nm]]$source %in% OWN_SOURCES)) new[[nm]] <- old[[nm]]
   }
   header <- paste0(
-    "# Dataset metadata for this folder (read by harness/datasets.py, r_scripts/catalog.R).\n",
+    "# Dataset metadata for this folder (read by harness/core/datasets.py, r_scripts/catalog.R).\n",
     "# Entries with source lme4, mlmRev or lme4-derived are written by\n",
     "# r_scripts/export_datasets.R, entries with source simulated by\n",
-    "# `python -m harness.simulate --write`; each writer keeps the other's entries.\n")
+    "# `python -m harness.generate.simulate --write`; each writer keeps the other's entries.\n")
   # precision 15: as.yaml's default (7 digits) would round the simulated entries' truth
   writeLines(c(header, yaml::as.yaml(list(datasets = new), precision = 15)), meta_path, sep = "")
   cat(sprintf("wrote %s\n", meta_path))

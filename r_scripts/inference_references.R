@@ -1,5 +1,5 @@
 # lme4's likelihood-ratio tests and confidence intervals, for tests/test_anova.py and
-# tests/test_profile.py (mixedref.anova, mixedref.profile).
+# tests/test_profile.py (mixedref.anova, mixedref.inference.profile).
 #
 #     Rscript r_scripts/inference_references.R [OUT]
 #

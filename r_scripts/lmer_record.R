@@ -1,9 +1,9 @@
 # lmer_record(): fit one harness case with lme4's defaults and return the FitRecord
-# (harness/record.py) as an R list, every warning and message captured inside R.
-# Sourced by harness/rbridge.py (functions only; nothing runs on sourcing), and by
+# (harness/core/record.py) as an R list, every warning and message captured inside R.
+# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing), and by
 # r_scripts/record_references.R. Needs lme4 attached; jsonlite for lmer_record_json().
 
-# The record's fields come from harness/record.schema.json (record_fields(), validate_record():
+# The record's fields come from harness/core/record.schema.json (record_fields(), validate_record():
 # r_scripts/record_schema.R), so the two languages share one definition.
 
 # A named list that serializes to a JSON object even when empty.
@@ -28,7 +28,7 @@ lmer_versions <- function() {
 # so a child R started with this process's environment on this CPU is asked (the choice depends
 # on nothing else). BLAS_threads is OPENBLAS_NUM_THREADS as OpenBLAS read it when it loaded.
 # Not part of lmer_versions(): the records' versions stay as recorded; record_references.R adds
-# this to its document's versions, the harness's R (harness/rbridge.py) reads the same from the
+# this to its document's versions, the harness's R (harness/adapters/rbridge.py) reads the same from the
 # loaded library itself.
 blas_kernel <- function() {
   libs <- paste(extSoftVersion()["BLAS"], La_library())
@@ -140,7 +140,7 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
 
 #: lmerTest's F tests of model terms recorded per fit: Satterthwaite's Types I, II and III, and
 #: Kenward-Roger's Type III (each of its terms costs pbkrtest a KRmodcomp, vcovAdj each time);
-#: the limits are coef_tests's. As harness/comparators/anova_terms.py's wanted_tables.
+#: the limits are coef_tests's. As harness/core/comparators/anova_terms.py's wanted_tables.
 ANOVA_TERMS_TABLES <- list(c("Satterthwaite", "1"), c("Satterthwaite", "2"),
                            c("Satterthwaite", "3"), c("Kenward-Roger", "3"))
 
@@ -278,7 +278,7 @@ grid_rows <- function(m, data, grid) {
   if (length(rows)) rows else NULL
 }
 
-# A grid as one line, "Days=0,4.5,12; Subject=308,new" (harness.catalog.grid_label).
+# A grid as one line, "Days=0,4.5,12; Subject=308,new" (harness.core.catalog.grid_label).
 grid_label <- function(grid) {
   paste(vapply(names(grid), function(k) paste0(k, "=", paste(as.character(grid[[k]]),
                                                             collapse = ",")), ""),
@@ -287,7 +287,7 @@ grid_label <- function(grid) {
 
 #: the largest fits whose denominator df are recorded: Satterthwaite (lmerTest's numDeriv
 #: Hessian) and Kenward-Roger (pbkrtest's dense n x n matrices, REML fits only); the same limits
-#: as harness/comparators/coef_tests.py gives the adapters (wanted_ddf)
+#: as harness/core/comparators/coef_tests.py gives the adapters (wanted_ddf)
 SATTERTHWAITE_MAX_NOBS <- 6000
 KENWARD_ROGER_MAX_NOBS <- 2000
 

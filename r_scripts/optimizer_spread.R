@@ -1,4 +1,4 @@
-# The evidence behind the tolerance policy (harness/tolerance.py, README "The tolerance policy"):
+# The evidence behind the tolerance policy (harness/core/tolerance.py, README "The tolerance policy"):
 # how far apart lme4's own optimizers land on every catalog case.
 #
 #     Rscript r_scripts/optimizer_spread.R [OUT] [CASE_ID ...]
@@ -24,7 +24,7 @@ suppressPackageStartupMessages({
 
 invisible(Sys.setlocale("LC_COLLATE", "C"))
 source("r_scripts/record_schema.R")
-Sys.setenv(MIXEDREF_RECORD_SCHEMA = "harness/record.schema.json")
+Sys.setenv(MIXEDREF_RECORD_SCHEMA = "harness/core/record.schema.json")
 source("r_scripts/lmer_record.R")
 source("r_scripts/glmer_record.R")
 source("r_scripts/catalog.R")

@@ -1,4 +1,4 @@
-# lme4's predictions, for tests/test_predict.py (mixedref.predict.predict).
+# lme4's predictions, for tests/test_predict.py (mixedref.inference.predict.predict).
 #
 #     Rscript r_scripts/predict_references.R [OUT]
 #

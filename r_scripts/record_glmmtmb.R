@@ -1,5 +1,5 @@
 # Record glmmTMB's answers to every catalog case, in lme4's terms, for the harness's second
-# engine (harness/adapters/glmmtmb.py, "glmmTMB-recorded") and harness/best_known.py.
+# engine (harness/adapters/glmmtmb.py, "glmmTMB-recorded") and harness/commands/best_known.py.
 #
 #     Rscript r_scripts/record_glmmtmb.R [CATALOG] [OUT] [IDS]
 #

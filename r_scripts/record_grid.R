@@ -1,17 +1,17 @@
-# Record lme4's answers to every case of the stress grid (harness/grid/).
+# Record lme4's answers to every case of the stress grid (harness/commands/grid/).
 #
-#     python -m harness.grid --write-data build/grid            # the grid's catalog and data
+#     python -m harness.commands.grid --write-data build/grid            # the grid's catalog and data
 #     Rscript r_scripts/record_grid.R [DIR] [OUT] [--coef-tests]
 #     Rscript r_scripts/record_grid.R --tight [DIR] [OUT]
 #
-# DIR (default <repo>/build/grid) holds catalog.yaml and data/ as harness.grid writes them;
+# DIR (default <repo>/build/grid) holds catalog.yaml and data/ as harness.commands.grid writes them;
 # OUT (default <repo>/harness/references/grid_lme4.json.gz) is written gzipped. Each case is
 # fitted by lmer_record() / glmer_record() (lme4's defaults), as r_scripts/record_references.R
 # does, but without lmerTest's and pbkrtest's coefficient tests unless --coef-tests (they
 # would triple the recording's time; the grid compares estimates, SEs, the criterion, the
 # conditional modes, predictions and Wald intervals). Per case id the output says what was
 # fitted (dataset, formula, REML; GLMMs also family, link, nAGQ, weights) and the SHA-256 of
-# the data's CSV text as datasets.yaml declares it, so harness.grid refuses a recording made
+# the data's CSV text as datasets.yaml declares it, so harness.commands.grid refuses a recording made
 # for other data.
 #
 # --tight records the GLMM cells only, with glmer converged far past its defaults (bobyqa in
@@ -81,7 +81,7 @@ main <- function(args) {
   }
   doc <- list(generator = if (tight) "r_scripts/record_grid.R --tight" else "r_scripts/record_grid.R",
               settings = if (tight) settings else NULL,
-              catalog = "build/grid/catalog.yaml (python -m harness.grid --write-data)",
+              catalog = "build/grid/catalog.yaml (python -m harness.commands.grid --write-data)",
               coef_tests = with_tests,
               date = format(Sys.time(), "%Y-%m-%dT%H:%M:%S%z"),
               versions = lmer_versions(),

@@ -1,18 +1,18 @@
-# The FitRecord's JSON Schema (harness/record.schema.json, written from harness/record.py's
+# The FitRecord's JSON Schema (harness/core/record.schema.json, written from harness/core/record.py's
 # dataclass) read here, and validate_record(): the R side checks every record it writes
 # against the same file the Python side checks, with the same rules (type, properties,
 # required, additionalProperties, items, anyOf).
-# Sourced by harness/rbridge.py (functions only; nothing runs on sourcing). Needs jsonlite.
+# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing). Needs jsonlite.
 
-# The schema: $MIXEDREF_RECORD_SCHEMA (the bridge sets it), else harness/record.schema.json
+# The schema: $MIXEDREF_RECORD_SCHEMA (the bridge sets it), else harness/core/record.schema.json
 # under the working directory (the recording scripts run from the repository's root).
 record_schema <- local({
   cache <- NULL
   function() {
     if (is.null(cache)) {
-      paths <- c(Sys.getenv("MIXEDREF_RECORD_SCHEMA"), "harness/record.schema.json")
+      paths <- c(Sys.getenv("MIXEDREF_RECORD_SCHEMA"), "harness/core/record.schema.json")
       path <- paths[nzchar(paths) & file.exists(paths)][1]
-      if (is.na(path)) stop("harness/record.schema.json not found")
+      if (is.na(path)) stop("harness/core/record.schema.json not found")
       cache <<- jsonlite::fromJSON(path, simplifyVector = FALSE)
     }
     cache

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.datasets import load_dataset
+from harness.core.datasets import load_dataset
 from mixedref import MixedrefError, glmer, lmer
-from mixedref.anova import COLUMNS, REFIT_MESSAGE, anova
+from mixedref.inference.anova import COLUMNS, REFIT_MESSAGE, anova
 
 REFS = json.loads((Path(__file__).parent / "references" / "inference.json").read_text())
 

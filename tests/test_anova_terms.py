@@ -14,9 +14,9 @@ import pytest
 import mixedref
 from harness.adapters.lme4 import RECORDED_PATH
 from harness.adapters.mixedref_impl import anova_terms_rows
-from harness.comparators.anova_terms import TermFTests
-from harness.datasets import load_dataset
-from harness.tolerance import DEFAULT
+from harness.core.comparators.anova_terms import TermFTests
+from harness.core.datasets import load_dataset
+from harness.core.tolerance import DEFAULT
 from mixedref.errors import MixedrefError
 
 CASES = {"ChickWeight-diet_time-REML": ("ChickWeight", "weight ~ Diet * Time + (Time | Chick)",
@@ -105,7 +105,7 @@ def test_bad_input_is_named() -> None:
 def test_live_lmertest_on_chickweight() -> None:
     """lmerTest's Type I and III tables computed now in R, against mixedref's at lme4's θ
     (so only the tables' arithmetic is compared, to 1e-6)."""
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     if rbridge.unavailable():
         pytest.skip(rbridge.unavailable())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.baseline import (
+from harness.core.baseline import (
     DRIFT_NOTE,
     MANIFEST,
     BaselineError,
@@ -25,10 +25,10 @@ from harness.baseline import (
     unquote_name,
     write_manifest,
 )
-from harness.catalog import Case
-from harness.record import failed_record, normalize_record
-from harness.tolerance import DEFAULT as TOL
-from harness.tolerance import Tolerance
+from harness.core.catalog import Case
+from harness.core.record import failed_record, normalize_record
+from harness.core.tolerance import DEFAULT as TOL
+from harness.core.tolerance import Tolerance
 
 
 def _case(id: str = "sleepstudy-slopes-REML", formula: str = "Reaction ~ Days + (Days | Subject)",

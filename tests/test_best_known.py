@@ -1,4 +1,5 @@
-"""The best known optimum per catalog case (harness/best_known.py, best_known.json): it covers
+"""The best known optimum per catalog case (harness/commands/best_known.py, best_known.json): it
+covers
 the catalog, it is never worse than lme4's recorded optimum, its bookkeeping holds, and lme4's
 devfun (the judge) gives lme4's own recorded criterion at lme4's recorded θ."""
 
@@ -9,11 +10,11 @@ import math
 
 import pytest
 
-from harness import best_known as bk
-from harness import runner
 from harness.__main__ import main as cli
-from harness.catalog import load_catalog
-from harness.tolerance import DEFAULT
+from harness.commands import best_known as bk
+from harness.core import runner
+from harness.core.catalog import load_catalog
+from harness.core.tolerance import DEFAULT
 
 # LMM cases (lmer's models); a certified case's best known optimum is its exact truth
 CASES = {c.id: c for c in load_catalog() if not c.is_glmm and "certified" not in c.tags}
@@ -113,7 +114,7 @@ def test_best_known_cli_says_when_no_case_matches(capsys) -> None:
 
 
 def _needs_r() -> None:
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     reason = rbridge.unavailable()
     if reason:
@@ -126,7 +127,7 @@ def test_lme4s_devfun_at_lme4s_recorded_theta_is_lme4s_recorded_criterion(case_i
     _needs_r()
     import rpy2.robjects as ro
 
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     case = CASES[case_id]
     rec = LME4[case_id]

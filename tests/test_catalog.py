@@ -1,4 +1,5 @@
-"""Tests of harness.catalog: the shipped catalog's content, one test per kind of malformed entry
+"""Tests of harness.core.catalog: the shipped catalog's content, one test per kind of malformed
+entry
 (asserting the message names the entry and the problem), user catalogs with their own data, and
 (with R) that r_scripts/catalog.R expands the same ids."""
 
@@ -14,10 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from harness import simulate
-from harness.catalog import Case, CatalogError, load_catalog, load_data
-from harness.datasets import dataset_info
-from harness.errors import HarnessError
+from harness.core.catalog import Case, CatalogError, load_catalog, load_data
+from harness.core.datasets import dataset_info
+from harness.core.errors import HarnessError
+from harness.generate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {
@@ -327,7 +328,7 @@ def test_anova_partners_resolve_to_their_formula_and_bad_ones_are_named(tmp_path
 
 def test_prediction_grids_are_checked_and_crossed_as_expand_grid(tmp_path):
     from harness.adapters.mixedref_impl import grid_frame
-    from harness.catalog import grid_label, load_data
+    from harness.core.catalog import grid_label, load_data
 
     grid = {"Batch": ["A", "new"], "Yield": [1500, 1512.5, 1600.0]}
     (case, *_) = load_catalog(write_catalog(tmp_path, [entry(predict_grid=grid)]))

@@ -1,4 +1,4 @@
-"""The certified truth (harness.certified) against theory: NIST's own certified values, a
+"""The certified truth (harness.generate.certified) against theory: NIST's own certified values, a
 brute-force maximization of the likelihood written from the matrices, scipy's one-way ANOVA and
 mixedref's objective at the same θ."""
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from harness.certified import (
+from harness.core.datasets import load_dataset
+from harness.generate.certified import (
     FORMULA,
     NIST_SETS,
     closed_form,
@@ -20,7 +21,6 @@ from harness.certified import (
     one_way_sums,
     read_nist,
 )
-from harness.datasets import load_dataset
 
 
 @pytest.mark.parametrize("name", NIST_SETS)

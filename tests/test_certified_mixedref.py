@@ -1,6 +1,6 @@
 """mixedref at the limit of its input on the certified cases (NIST StRD one-way ANOVA sets):
-log relative error >= 9 on every certified quantity (harness.tolerance.MIXEDREF_CERTIFIED_LRE),
-and the Newton polish (mixedref.polish) that gets it there."""
+log relative error >= 9 on every certified quantity (harness.core.tolerance.MIXEDREF_CERTIFIED_LRE),
+and the Newton polish (mixedref.fitting.polish) that gets it there."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import mixedref
-from harness.catalog import load_catalog
-from harness.certified_cases import is_certified, quantities, truths
-from harness.comparators.certified import candidate_quantities
-from harness.datasets import load_dataset
-from harness.tolerance import MIXEDREF_CERTIFIED_LRE, log_relative_error
-from mixedref.polish import newton_polish
+from harness.core.catalog import load_catalog
+from harness.core.comparators.certified import candidate_quantities
+from harness.core.datasets import load_dataset
+from harness.core.tolerance import MIXEDREF_CERTIFIED_LRE, log_relative_error
+from harness.generate.certified_cases import is_certified, quantities, truths
+from mixedref.fitting.polish import newton_polish
 
 CASES = [c for c in load_catalog() if is_certified(c)]
 
@@ -46,7 +46,7 @@ def test_mixedref_reaches_the_limit_of_the_input(case):
 def test_kenward_roger_df_of_a_balanced_one_way_intercept_is_k_minus_1():
     """Theory: the intercept of a balanced one-way layout is tested on k - 1 df (SiRstv: 5
     groups); KR's V2 is 0 there, which once raised ZeroDivisionError (pbkrtest: df 4)."""
-    from mixedref.ddf import coef_table
+    from mixedref.inference.ddf import coef_table
 
     fit = mixedref.lmer("Response ~ 1 + (1 | Treatment)", load_dataset("SiRstv"))
     assert coef_table(fit, ddf="Kenward-Roger")["df"].iloc[0] == pytest.approx(4.0, rel=1e-12)

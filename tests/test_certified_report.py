@@ -1,11 +1,11 @@
-"""The certified column of the league and the report (harness.certified_report): each
+"""The certified column of the league and the report (harness.commands.certified_report): each
 implementation's worst LRE on the certified cases, recomputed from the rows, and where lme4
 itself fails the truth."""
 
 from __future__ import annotations
 
-from harness import ecosystem
-from harness.certified_report import certified_column, report_lines, report_summary
+from harness.commands import ecosystem
+from harness.commands.certified_report import certified_column, report_lines, report_summary
 
 
 def _comp(impl: str, pairs: dict[str, tuple[float, float]], verdict: str = "agreed") -> dict:
@@ -66,13 +66,13 @@ def test_the_report_section_lists_each_implementation_and_lme4s_failures():
 
 
 def test_the_markdown_report_carries_the_section():
-    from harness.report.markdown import render
+    from harness.commands.report.markdown import render
 
     cases = [{"case": {"id": it["case"]}, "comparisons": {it["impl"]: it["comparison"]}}
              for it in ITEMS]
     text = render({"counts": {}, "cases": [], "certified": report_summary(cases)})
     assert "## Certified cases" in text and "lme4 itself fails the certified truth" in text
-    from harness.report.html import _certified
+    from harness.commands.report.html import _certified
 
     page = _certified(report_summary(cases))
     assert "worst LRE (case)" in page and "lme4 itself fails the certified truth" in page
@@ -81,7 +81,7 @@ def test_the_markdown_report_carries_the_section():
 def test_a_registered_comparison_read_back_from_a_journal():
     """Decision.props marks a registered comparison ("registered"), which the report command
     reads back from its journal: that key is not a field of the Comparison."""
-    from harness.compare import Comparison
+    from harness.core.compare import Comparison
 
     comp = Comparison.from_dict({**ITEMS[2]["comparison"], "registered": True})
     assert comp.verdict == "disagreed" and comp.rows[0].name == "certified[var Treatment]"
@@ -90,7 +90,7 @@ def test_a_registered_comparison_read_back_from_a_journal():
 def test_the_report_command_judges_a_certified_case_against_its_truth():
     from harness.__main__ import run_cases
     from harness.adapters import Lme4Recorded, get_adapter
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     case = next(c for c in load_catalog() if c.id == "SiRstv-oneway-REML")
     (res,) = run_cases([case], Lme4Recorded(), [get_adapter("mixedref")])

@@ -1,4 +1,5 @@
-"""Bad input named (mixedref.resolution): a response whose spread float64 cannot hold at its
+"""Bad input named (mixedref.frontend.resolution): a response whose spread float64 cannot hold at
+its
 level is warned about with the numbers; a response merely far from 0 is neither that nor
 "reproduced exactly by the fixed effects"."""
 
@@ -10,9 +11,9 @@ import numpy as np
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
+from harness.core.datasets import load_dataset
 from mixedref.errors import DegenerateResponseWarning
-from mixedref.resolution import ResponseResolutionWarning, resolution_message
+from mixedref.frontend.resolution import ResponseResolutionWarning, resolution_message
 
 FORMULA = "Response ~ 1 + (1 | Treatment)"
 

@@ -1,5 +1,5 @@
 """The command lines: ``python -m harness report`` (the discrepancy report's three files and
-their verdicts), ``python -m harness.simulate`` (its listing, and ``--write`` reproducing a
+their verdicts), ``python -m harness.generate.simulate`` (its listing, and ``--write`` reproducing a
 committed dataset and its truth), and the plugin's ``--recorded PATH`` (a modified recording is
 the one compared against)."""
 
@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import harness.plugin  # noqa: F401  (imported before pytester's runs; see test_plugin.py)
-from harness import simulate
-from harness.datasets import dataset_info, load_dataset
+import harness.pytest_plugin.plugin  # noqa: F401  (imported before pytester's runs; see test_plugin.py)
+from harness.core.datasets import dataset_info, load_dataset
+from harness.generate import simulate
 
 pytest_plugins = ["pytester"]
 
@@ -74,11 +74,12 @@ def test_report_cli_refuses_an_empty_selection(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-# ---------------------------------------------------------------- python -m harness.simulate
+# ---------------------------------------------------------------- python -m
+# harness.generate.simulate
 
 
 def test_simulate_cli_lists_every_registered_design(tmp_path: Path) -> None:
-    proc = _run("-m", "harness.simulate", cwd=tmp_path)
+    proc = _run("-m", "harness.generate.simulate", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [ln.split()[0] for ln in lines] == list(simulate.REGISTRY)
@@ -89,7 +90,7 @@ def test_simulate_cli_lists_every_registered_design(tmp_path: Path) -> None:
 def test_simulate_cli_write_reproduces_a_committed_dataset(tmp_path: Path) -> None:
     name = "sim_singular"  # the smallest simulated file
     out = tmp_path / "data"
-    proc = _run("-m", "harness.simulate", "--write", "--out", str(out), name, cwd=tmp_path)
+    proc = _run("-m", "harness.generate.simulate", "--write", "--out", str(out), name, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"wrote {out / f'{name}.csv.gz'}"
     committed_file = ROOT / "harness" / "data" / f"{name}.csv.gz"
@@ -111,7 +112,7 @@ def test_simulate_cli_write_reproduces_a_committed_dataset(tmp_path: Path) -> No
 
 
 def test_simulate_cli_refuses_an_unknown_design(tmp_path: Path) -> None:
-    proc = _run("-m", "harness.simulate", "--write", "--out", str(tmp_path), "sim_nope",
+    proc = _run("-m", "harness.generate.simulate", "--write", "--out", str(tmp_path), "sim_nope",
                 cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown design(s) sim_nope" in proc.stderr

@@ -1,5 +1,5 @@
 """The tolerance policy on hand-made records: what agrees, what does not, and what the judge's
-re-evaluation (harness.judge.Judgement, built here by hand) decides: candidate-better only from
+re-evaluation (harness.core.judge.Judgement, built here by hand) decides: candidate-better only from
 re-evaluated criteria under both judges, a candidate's claims checked against its estimates,
 judges that disagree, a reference inconsistent with its own objective."""
 
@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from harness.compare import (
+from harness.core.compare import (
     AGREED,
     CANDIDATE_BETTER,
     DISAGREED,
@@ -20,9 +20,9 @@ from harness.compare import (
     Comparison,
     compare_records,
 )
-from harness.judge import Evaluation, Judgement, Point
-from harness.record import failed_record, normalize_record
-from harness.tolerance import DEFAULT as TOL
+from harness.core.judge import Evaluation, Judgement, Point
+from harness.core.record import failed_record, normalize_record
+from harness.core.tolerance import DEFAULT as TOL
 
 
 def _ref() -> dict:
@@ -113,7 +113,7 @@ def test_higher_objective_beyond_tolerance_is_a_disagreement() -> None:
 def _judged(ref_obj: float, cand_obj: float, *, lme4: bool = True, mixedref: bool = True,
             beta: dict | None = None, sigma: float = 25.6, cand_mixedref: float | None = None,
             n: int = 180, p: int = 2) -> Judgement:
-    """A judgement as harness.judge gives it: both estimates evaluated by both judges."""
+    """A judgement as harness.core.judge gives it: both estimates evaluated by both judges."""
     beta = beta or {"(Intercept)": 251.4, "Days": 10.47}
 
     def point(obj: float, mine: float | None = None) -> Point:
@@ -267,7 +267,7 @@ def test_numpy_numbers_in_a_record_still_fail_when_outside_tolerance():
     """A record that skipped normalization (numpy floats) must not pass by a numpy bool."""
     import numpy as np
 
-    from harness.compare import compare_records
+    from harness.core.compare import compare_records
 
     ref = {"fixef": {"a": 1.0}, "fixef_se": {"a": 0.1}, "sigma": 1.0, "objective": 10.0}
     cand = {"fixef": {"a": np.float64(2.0)}, "fixef_se": {"a": np.float64(0.1)},
@@ -326,10 +326,10 @@ SINGULAR_THETA = [0.9667, 0.2, 0.0]
 
 def test_at_a_singular_fit_satterthwaite_df_are_shown_but_not_compared() -> None:
     """lmerTest's Satterthwaite df at a reference fit singular in a vector-valued term move with
-    the BLAS kernel by a factor of three (harness/tolerance.py): a row with the reason and no
+    the BLAS kernel by a factor of three (harness/core/tolerance.py): a row with the reason and no
     verdict; Kenward-Roger's df and the p-values (against the candidate's own numbers) are still
     compared, and so are Satterthwaite's df at a scalar term's boundary."""
-    from harness.comparators.coef_tests import SINGULAR_SATTERTHWAITE, two_sided_p
+    from harness.core.comparators.coef_tests import SINGULAR_SATTERTHWAITE, two_sided_p
 
     def tests(df_s: float, df_kr: float) -> list[dict]:
         return [_tests("Satterthwaite", df_s, two_sided_p(10.47, 1.5458, df_s)),

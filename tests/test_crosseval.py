@@ -17,15 +17,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness import crosseval as cx
-from harness import diagnostics as dg
-from harness.datasets import load_dataset
-from harness.errors import JudgeError
-from harness.judge import theta as rt
-from mixedref.design import ModelFrame, ReTerm
+from harness.core import crosseval as cx
+from harness.core import diagnostics as dg
+from harness.core.datasets import load_dataset
+from harness.core.errors import JudgeError
+from harness.core.judge import theta as rt
+from mixedref.engines import PLSObjective
 from mixedref.errors import MixedrefError
-from mixedref.pls import PLSObjective
-from mixedref.reterm import psd_cholesky
+from mixedref.frontend.design import ModelFrame, ReTerm
+from mixedref.frontend.reterm import psd_cholesky
 
 REFS = json.loads((Path(__file__).parent / "references" / "crosseval_sleepstudy.json")
                   .read_text())["cases"]
@@ -303,16 +303,16 @@ def _module_sources(module: object) -> dict[str, str]:
 
 def test_the_judge_and_the_cross_evaluation_have_one_home_each() -> None:
     """The cross-evaluation ranks what the judge evaluates: it uses the judge (by import); the
-    judge never reaches back, neither by import nor by a ``harness.crosseval:`` call."""
+    judge never reaches back, neither by import nor by a ``harness.core.crosseval:`` call."""
     import ast
 
-    import harness.judge
+    import harness.core.judge
 
-    for name, text in _module_sources(harness.judge).items():
+    for name, text in _module_sources(harness.core.judge).items():
         imported = {n.module for n in ast.walk(ast.parse(text))
                     if isinstance(n, ast.ImportFrom) and n.module} | {
             a.name for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Import)
             for a in n.names}
-        assert not any(m.startswith("harness.crosseval") for m in imported), name
-        assert "harness.crosseval" not in text, name
-    assert "harness.judge:" not in _module_sources(cx)["crosseval.py"]
+        assert not any(m.startswith("harness.core.crosseval") for m in imported), name
+        assert "harness.core.crosseval" not in text, name
+    assert "harness.core.judge:" not in _module_sources(cx)["crosseval.py"]

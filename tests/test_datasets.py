@@ -1,4 +1,5 @@
-"""Tests of harness.datasets and harness.simulate: types and level order as recorded, truth for
+"""Tests of harness.core.datasets and harness.generate.simulate: types and level order as recorded,
+truth for
 the simulated designs, committed files equal to a regeneration from the seeds, and (with R)
 the files equal to lme4's own datasets and read identically by r_scripts/catalog.R."""
 
@@ -12,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import simulate
-from harness.datasets import (
+from harness.core.datasets import (
     DatasetError,
     dataset_info,
     dataset_names,
     load_dataset,
     package_data_dir,
 )
+from harness.generate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 LME4_DATASETS = ["sleepstudy", "Dyestuff", "Dyestuff2", "Penicillin", "Pastes", "cake", "InstEval"]
@@ -149,7 +150,7 @@ def test_simulated_truth_is_recorded(name):
     info = dataset_info(name)
     assert info["source"] == "simulated"
     assert info["seed"] == simulate.REGISTRY[name].seed
-    assert info["generator"].startswith("harness.simulate:")
+    assert info["generator"].startswith("harness.generate.simulate:")
     truth = info["truth"]
     glmm = "family" in truth
     assert set(truth) == {"beta", "sigma", "varcorr"} | ({"family", "link"} if glmm else set())
@@ -172,7 +173,8 @@ def test_simulated_truth_is_recorded(name):
 
 @pytest.mark.parametrize("name", SIMULATED)
 def test_regeneration_equals_committed_file(name):
-    """A change to a generator (or its seed) shows here: rerun `python -m harness.simulate --write`.
+    """A change to a generator (or its seed) shows here: rerun `python -m harness.generate.simulate
+    --write`.
 
     Numbers are compared to 1e-13 relative rather than bit for bit only to tolerate a last-bit
     difference of libm or SIMD summation on another machine; any real change is far larger.

@@ -1,4 +1,5 @@
-"""mixedref.ddf against lmerTest 3.1-3 / pbkrtest 0.5.2 (tests/references/ddf.json, written by
+"""mixedref.inference.ddf against lmerTest 3.1-3 / pbkrtest 0.5.2 (tests/references/ddf.json,
+written by
 r_scripts/ddf_references.R), plus errors and properties that need no reference.
 
 Agreement is checked twice. At lme4's θ (recorded) the two sides compute the same quantity at
@@ -20,9 +21,9 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
-from mixedref import ddf
+from harness.core.datasets import load_dataset
 from mixedref.errors import MixedrefError
+from mixedref.inference import ddf
 
 REF = json.loads((Path(__file__).parent / "references" / "ddf.json").read_text())["cases"]
 CASES = sorted(REF)

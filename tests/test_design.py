@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixedref.design import build_model
 from mixedref.errors import DataError, FormulaError
+from mixedref.frontend.design import build_model
 
 REF_DIR = Path(__file__).parent / "references" / "design"
 

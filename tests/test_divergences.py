@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.catalog import load_catalog
-from harness.compare import Row
-from harness.divergences import (
+from harness.core.catalog import load_catalog
+from harness.core.compare import Row
+from harness.core.divergences import (
     QUANTITIES,
     Entry,
     Judgement,

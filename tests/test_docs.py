@@ -20,9 +20,9 @@ import yaml
 
 from harness import protocol, runner
 from harness.adapters.lme4 import Lme4Recorded
-from harness.catalog import load_catalog
-from harness.compare import AGREED, compare_records
-from harness.record import FIELDS, normalize_record, validate
+from harness.core.catalog import load_catalog
+from harness.core.compare import AGREED, compare_records
+from harness.core.record import FIELDS, normalize_record, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

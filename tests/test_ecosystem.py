@@ -1,4 +1,4 @@
-"""harness/ecosystem.py's environments: one virtual environment per PyPI peer.
+"""harness/commands/ecosystem.py's environments: one virtual environment per PyPI peer.
 
 The peers' requirements live in one place (harness.adapters.peers.REQUIREMENTS), which
 pyproject.toml's ``peers`` extra repeats; the environment of a peer is that alone plus what the
@@ -176,7 +176,7 @@ def test_a_real_peer_environment_fits_without_the_harness_packages(tmp_path: Pat
     """glmm's environment built for real (uv or pip: PyPI) fits a case there, and sees neither
     scikit-sparse nor statsmodels of the harness's environment."""
     from harness.adapters import get_adapter
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     manifest = ecosystem.peer_environment("glmm", tmp_path)
     names = {_name(line) for line in manifest["installed"]}
@@ -199,7 +199,7 @@ def test_a_real_peer_environment_fits_without_the_harness_packages(tmp_path: Pat
 def test_a_peer_that_fitted_nothing_is_listed_with_its_pinned_release() -> None:
     """edi-kernels declines every case, so no record carries its version: the league takes the
     release its environment pins (the first requirement) instead of printing '?'."""
-    from harness import ecosystem
+    from harness.commands import ecosystem
 
     league = {"implementations": [{"name": "edi-kernels", "version": None},
                                   {"name": "mixedref", "version": "0.1.0"}],

@@ -1,5 +1,5 @@
 """Numerical edge cases where implementations part ways, on the catalog's edge datasets
-(harness/catalog.yaml, tags: edge; data from harness.datasets): singular fits, correlation +-1,
+(harness/catalog.yaml, tags: edge; data from harness.core.datasets): singular fits, correlation +-1,
 a 1e-8 relative variance component, a 1e9 offset in the response, near-collinear fixed effects,
 responses on the 1e6 and 1e-6 scales.
 
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import mixedref
-from harness.catalog import load_catalog
-from harness.datasets import load_dataset
+from harness.core.catalog import load_catalog
+from harness.core.datasets import load_dataset
 
 LME4 = Path(__file__).parents[1] / "harness" / "references" / "lme4.json"
 EDGE_DATASETS = ("Dyestuff2", "sim_singular", "sim_tiny_variance", "sim_corr_plus1",

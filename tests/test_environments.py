@@ -3,8 +3,8 @@
 The harness's own environment holds scikit-sparse (mixedref's sparse engine); a package that
 takes another code path when it can import sksparse (interlace-lme 0.3.2 does) must be gated as
 its users install it, without it. Here a small virtual environment (numpy, pandas, pyyaml: what
-the harness's worker needs there, see harness.isolation) holds a candidate module that reports
-what it can import and where it runs; it is fitted through harness.runner.fit_case with an
+the harness's worker needs there, see harness.core.isolation) holds a candidate module that reports
+what it can import and where it runs; it is fitted through harness.core.runner.fit_case with an
 adapter whose ``python`` is that environment's interpreter. An interpreter that lacks what the
 worker needs gives an error naming what is missing and the interpreter.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import isolation, runner
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 pytestmark = pytest.mark.slow
 

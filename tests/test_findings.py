@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.compare import Row
-from harness.divergences import RegistryError, load_registry, rows_of
+from harness.core.compare import Row
+from harness.core.divergences import RegistryError, load_registry, rows_of
 
 pytest_plugins = ["pytester"]
 
@@ -292,7 +292,7 @@ cases:
 SE_HIGH = '''
 import copy
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 _CASES = {c.REML: c for c in load_catalog() if c.id.startswith("Dyestuff-intercept-")}
 
@@ -328,7 +328,7 @@ def test_measure_writes_the_measured_size_and_names_a_row_that_stopped_firing(
 
     from harness.__main__ import main
     from harness.adapters import Lme4Recorded
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     (tmp_path / "se_high_v.py").write_text(SE_HIGH)
     monkeypatch.syspath_prepend(str(tmp_path))  # the fitting worker takes this sys.path
@@ -367,7 +367,7 @@ def test_measure_writes_the_measured_size_and_names_a_row_that_stopped_firing(
 
 
 def test_sizes_are_rounded_up_to_two_significant_digits() -> None:
-    from harness.divergences_measure import round_up, yaml_number
+    from harness.commands.divergences_measure import round_up, yaml_number
 
     assert [round_up(x) for x in (0.0563558, 0.057, 127.3, 1.00001e-05, 9.91)] == [
         0.057, 0.057, 130.0, 1.1e-05, 10.0]
@@ -378,7 +378,7 @@ def test_measure_skips_an_implementation_that_is_not_installed_naming_why(
         tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from harness.divergences_measure import measure
+    from harness.commands.divergences_measure import measure
 
     class Missing:
         def unavailable(self) -> str:
@@ -428,7 +428,7 @@ def test_the_summary_and_the_report_name_each_finding_once_with_its_rows(
 
 
 def test_the_league_lists_one_line_per_finding_with_its_rows(tmp_path: Path) -> None:
-    from harness import ecosystem
+    from harness.commands import ecosystem
 
     path = _write(tmp_path, [_finding(), _finding("cand-other", impl="nobody", rows=[
         {"case": "sim_b-intercept-ML", "quantity": "sigma", "size": 1.0,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
-from harness.tolerance import DEFAULT
+from harness.core.datasets import load_dataset
+from harness.core.tolerance import DEFAULT
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = json.loads((ROOT / "tests" / "references" / "fitted.json").read_text())["cases"]
@@ -28,7 +28,7 @@ def case(request):
 
 def test_fitted_equals_lme4s(case) -> None:
     """Every fitted value within sigma_rel * sigma of lme4's: fitted values are X beta + Z b, so
-    they inherit the ~1e-3 relative spread of two correct optima (harness/tolerance.py), in
+    they inherit the ~1e-3 relative spread of two correct optima (harness/core/tolerance.py), in
     units of the residual scale; a missing or misordered conditional mode is ~sigma off."""
     cid, ref, _, fit = case
     assert fit.objective == pytest.approx(ref["objective"],

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mixedref.errors import FormulaError
-from mixedref.fixed import contr_poly
-from mixedref.formula import deparse, expand_terms, parse_expr, parse_formula
+from mixedref.frontend.fixed import contr_poly
+from mixedref.frontend.formula import deparse, expand_terms, parse_expr, parse_formula
 
 REF = json.loads((Path(__file__).parent / "references" / "design" / "formulas.json").read_text())
 

@@ -22,8 +22,7 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
-from mixedref.design import build_model
+from harness.core.datasets import load_dataset
 from mixedref.errors import (
     DataError,
     DuplicateTermWarning,
@@ -32,8 +31,9 @@ from mixedref.errors import (
     NaNsProducedWarning,
     ScaleWarning,
 )
-from mixedref.fit import make_names, varcorr_groups
-from mixedref.fixed import bs_basis, contrast_matrix, ns_basis, poly_basis, scale_values
+from mixedref.frontend.design import build_model
+from mixedref.frontend.fixed import bs_basis, contrast_matrix, ns_basis, poly_basis, scale_values
+from mixedref.models.fit import make_names, varcorr_groups
 
 REF_DIR = Path(__file__).parent / "references" / "frontend"
 SCALE_MSG = "Some predictor variables are on very different scales: consider rescaling"

@@ -7,7 +7,7 @@ Two kinds of check per case (tests/references/glmer/<case>.json):
   Poisson agree to ~1e-12: same PIRLS, same restart point lp0, same stopping rule; Gamma(log)
   to ~1e-7, PIRLS's truncation error from a slightly different lp0), and to 1e-10 with PIRLS
   iterated to 1e-12 on both sides;
-- the fit: estimates within harness/tolerance.py's DEFAULT (fixed effects within 0.01 SE, SEs
+- the fit: estimates within harness/core/tolerance.py's DEFAULT (fixed effects within 0.01 SE, SEs
   0.2 % relative, theta 5e-3 + 0.2 %, criterion 2e-3 + 1e-6 relative). These were checked
   against lme4's own spread: with stage 2 done by each of allFit's optimizers (bobyqa,
   Nelder_Mead, nloptwrap, nlminbwrap), lme4's answers agree with its default within the same
@@ -26,11 +26,11 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
-from harness.tolerance import GLMM as TOL
+from harness.core.datasets import load_dataset
+from harness.core.tolerance import GLMM as TOL
 from mixedref.errors import DataError, FormulaError, MixedrefError
-from mixedref.family import FamilyError, binomial, get_family
-from mixedref.glmer import GlmerFit, ResponseError, glmer, glmer_devfun
+from mixedref.models.family import FamilyError, binomial, get_family
+from mixedref.models.glmer import GlmerFit, ResponseError, glmer, glmer_devfun
 
 REF_DIR = Path(__file__).parent / "references" / "glmer"
 CASES = sorted(p.stem for p in REF_DIR.glob("*.json"))
@@ -89,7 +89,8 @@ def _check(rows: list[tuple[str, float, float, float]]) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_criterion_at_lme4_points(case: str) -> None:
     """glmer's criterion at given (theta, beta), against lme4's devfun at the same points and
-    lme4's PIRLS tolerance (mixedref's default is tighter: see mixedref.control.GLMER_TOL_PWRSS)."""
+    lme4's PIRLS tolerance (mixedref's default is tighter: see
+    mixedref.fitting.control.GLMER_TOL_PWRSS)."""
     ref = _ref(case)
     f = glmer_devfun(ref["formula"], _data(ref), ref["family"], link=ref["link"],
                      nAGQ=ref["nAGQ"], control={"tol_pwrss": ref["devfun"]["tol_pwrss"]})
@@ -277,7 +278,7 @@ def test_summary_and_shapes() -> None:
     assert list(m.varcorr.columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
     assert list(m.vcov.index) == list(m.fixef.index)
     assert mixedref.glmer is glmer and mixedref.GlmerFit is GlmerFit
-    assert mixedref.family.binomial().link == "logit"
+    assert mixedref.models.family.binomial().link == "logit"
     agq = _fit("cbpp_agq9")
     assert "Adaptive Gauss-Hermite Quadrature, nAGQ = 9" in str(agq.summary())
     gam = _fit("gamma_log")
@@ -369,7 +370,7 @@ def test_seconds_and_ratio_recorded() -> None:
 def test_sparse_factor_path_equals_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond DENSE_MAX random effects after the first term the factor is sparse (SuperLU):
     forced here on grouseticks, it gives the blocked factor's criterion."""
-    import mixedref.pirls as pirls
+    import mixedref.engines.pirls as pirls
 
     ref = _ref("grouseticks")
     d = _data(ref)
@@ -417,8 +418,8 @@ def test_glmer_sizes_allow_one_level_per_observation(cbpp: pd.DataFrame) -> None
     """lme4's glmer checks, not lmer's: a grouping factor with as many levels as observations
     (an observation-level random effect) is refused by lmer's rule and built under glmer's,
     from the data as given (the frame has the data's rows, not a doubled copy)."""
-    from mixedref.design import build_model
-    from mixedref.glmer import _GlmerResponse
+    from mixedref.frontend.design import build_model
+    from mixedref.models.glmer import _GlmerResponse
 
     d = cbpp.copy()
     d["obs"] = pd.Categorical([str(i) for i in range(len(d))])
@@ -436,7 +437,7 @@ def test_the_family_owns_initialize_validate_and_simulate() -> None:
     """R's family objects: initialize's mustart (binomial (w y + 1/2) / (w + 1), Poisson
     y + 0.1, Gamma y: stats::binomial()$initialize and friends), its response checks as
     errors naming the response, and simulate's draws (Poisson: mean = variance = mu)."""
-    from mixedref.family import Gamma, poisson
+    from mixedref.models.family import Gamma, poisson
 
     y, w = np.array([0.0, 0.5, 1.0]), np.array([1.0, 2.0, 4.0])
     np.testing.assert_allclose(binomial().initialize(y, w), (w * y + 0.5) / (w + 1.0))
@@ -457,11 +458,12 @@ def test_the_family_owns_initialize_validate_and_simulate() -> None:
 
 def test_lmer_and_glmer_fits_share_one_base() -> None:
     """One fitted-model base: both fits are MixedModelFit, their VarCorr rows come from the one
-    builder (mixedref.basefit.varcorr_rows, which the harness record uses too) and θ is cut by
+    builder (mixedref.models.basefit.varcorr_rows, which the harness record uses too) and θ is cut
+    by
     reterm.split_theta."""
-    from harness import record
-    from mixedref.basefit import MixedModelFit, varcorr_groups
-    from mixedref.reterm import split_theta
+    from harness.core import record
+    from mixedref.frontend.reterm import split_theta
+    from mixedref.models.basefit import MixedModelFit, varcorr_groups
 
     sleep = load_dataset("sleepstudy")
     lmm = mixedref.lmer("Reaction ~ Days + (Days | Subject)", sleep)
@@ -487,7 +489,7 @@ def test_pirls_takes_zs_layout_from_reterm() -> None:
     values, and Z Lambda's values are the terms' X times their templates."""
     import scipy.sparse as sp
 
-    from mixedref.reterm import split_theta, z_columns
+    from mixedref.frontend.reterm import split_theta, z_columns
 
     ref = _ref("grouseticks")
     obj = glmer_devfun(ref["formula"], _data(ref), "poisson").objective

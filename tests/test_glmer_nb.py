@@ -5,7 +5,7 @@ truth, and live through R where it runs.
 Allowances: θ̂ of the negative binomial in log θ to 1e-4 (each side's Brent search stops within
 2·tol/3 of its own minimiser, tol = 5e-5: two such stops differ by < 6.7e-5); the fixed
 effects, their SEs, the covariance parameters and logLik as the harness's GLMM tolerance
-(harness.tolerance.GLMM); logLik's df exactly."""
+(harness.core.tolerance.GLMM); logLik's df exactly."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
-from harness.tolerance import GLMM
+from harness.core.datasets import load_dataset
+from harness.core.tolerance import GLMM
 from mixedref.errors import ResponseError
-from mixedref.family import negative_binomial
+from mixedref.models.family import negative_binomial
 
 REFERENCES = Path(__file__).resolve().parent / "references"
 RECORDED = json.loads((REFERENCES / "glmer_nb.json").read_text())
@@ -119,7 +119,7 @@ def test_the_family_is_mass_negative_binomial() -> None:
 
 @pytest.mark.needs_r
 def test_live_lme4_glmer_nb_on_grouseticks() -> None:
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     if rbridge.unavailable():
         pytest.skip(rbridge.unavailable())

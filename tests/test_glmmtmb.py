@@ -9,12 +9,12 @@ import json
 import pytest
 from conftest import FakeCase
 
-from harness import runner
 from harness.adapters import GlmmTMBLive, GlmmTMBRecorded, Lme4Recorded, get_adapter
 from harness.adapters.glmmtmb import RECORDED_PATH
-from harness.catalog import load_catalog
-from harness.compare import AGREED, compare_records
-from harness.tolerance import DEFAULT
+from harness.core import runner
+from harness.core.catalog import load_catalog
+from harness.core.compare import AGREED, compare_records
+from harness.core.tolerance import DEFAULT
 
 CASES = {c.id: c for c in load_catalog() if not c.is_glmm}  # LMM cases: lmer's models
 #: hard cases whose glmmTMB record is an error, as seen when recording (2026-12-01)

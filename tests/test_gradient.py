@@ -17,11 +17,11 @@ import warnings
 import numpy as np
 import pytest
 
-from harness.catalog import load_catalog, load_data
-from mixedref.design import build_model
+from harness.core.catalog import load_catalog, load_data
 from mixedref.engines.dense import DensePLSObjective
-from mixedref.reterm import term_z
-from mixedref.strategies import theta_scales
+from mixedref.fitting.strategies import theta_scales
+from mixedref.frontend.design import build_model
+from mixedref.frontend.reterm import term_z
 
 #: designs up to this many rows (the catalog's large cases go to the sparse engine or take long)
 MAX_ROWS = 5000

@@ -1,5 +1,6 @@
-"""The stress grid (harness/grid/): its cells, their data and truth, the recording of lme4's
-answers (harness/references/grid_lme4.json.gz) and the status map (harness/report/
+"""The stress grid (harness/commands/grid/): its cells, their data and truth, the recording of
+lme4's
+answers (harness/references/grid_lme4.json.gz) and the status map (harness/commands/report/
 status_map.py). The grid itself runs only through ``./dev grid``, never in ``pytest tests`` or
 ``pytest harness``."""
 
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import grid
-from harness.report import status_map
+from harness.commands import grid
+from harness.commands.report import status_map
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +95,7 @@ def test_every_cell_has_its_truth(all_cells):
 
 
 def test_written_grid_loads_as_a_catalog(tmp_path, all_cells):
-    from harness.catalog import load_catalog, load_data
+    from harness.core.catalog import load_catalog, load_data
 
     chosen = sample(all_cells, every=101)
     written = grid.write_grid(tmp_path, chosen)
@@ -147,9 +148,9 @@ def test_registered_grid_divergences_are_where_lme4s_defaults_stop_short(
     (record_grid.R --tight) reaches a criterion no higher than its default's, and mixedref
     agrees with that fit on every quantity: who is right, settled by lme4 itself."""
     from harness.adapters.mixedref_impl import Mixedref
-    from harness.catalog import load_catalog, load_data
-    from harness.compare import compare_records
-    from harness.divergences import rows_of
+    from harness.core.catalog import load_catalog, load_data
+    from harness.core.compare import compare_records
+    from harness.core.divergences import rows_of
 
     entries = rows_of(grid.DIVERGENCES)
     ids = sorted({e["case"] for e in entries})
@@ -166,7 +167,7 @@ def test_registered_grid_divergences_are_where_lme4s_defaults_stop_short(
 
 def test_a_stale_recording_is_refused(tmp_path, recording, hashes, all_cells):
     from harness.adapters import Lme4Recorded
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     cid = next(iter(hashes))
     other = dict(hashes, **{cid: "0" * 64})  # the data changed since the recording
@@ -244,7 +245,7 @@ def test_status_map_from_plugin_entries_knows_registered_divergences():
 
 
 def test_report_page_shows_the_status_map():
-    from harness.report import html
+    from harness.commands.report import html
 
     cases = [_fake_case("c1-x-ML", {"mixedref": "agreed"})]
     for c in cases:
@@ -263,7 +264,7 @@ def test_default_runs_do_not_collect_the_grid():
 
 
 def test_status_map_reads_the_registry_s_judgement_from_the_comparison():
-    """The one road (harness.outcome) marks a registered comparison; the map does not read
+    """The one road (harness.core.outcome) marks a registered comparison; the map does not read
     the registry again."""
     cases = [_fake_case(cid, {"mixedref": "disagreed"}) for cid in ("c1-x-ML", "c2-x-ML")]
     cases[0]["comparisons"]["mixedref"]["registered"] = True

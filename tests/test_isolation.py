@@ -1,4 +1,4 @@
-"""harness.isolation: fits in killable worker processes ("lanes"), and the runner on top.
+"""harness.core.isolation: fits in killable worker processes ("lanes"), and the runner on top.
 
 What a candidate does in its worker cannot reach the harness process: exceptions of every
 kind come back as text, a hang (in Python or inside one C call) is killed at the hard time
@@ -290,7 +290,7 @@ def test_workers_end_with_the_harness_process() -> None:
     script = textwrap.dedent(f"""
         import sys
         sys.path[:] = {sys.path!r}
-        from harness import isolation
+        from harness.core import isolation
         print(isolation.call("a", "os:getpid").value, flush=True)
         if sys.argv[1] == "killed":
             print(isolation.call("b", "os:getpid").value, flush=True)

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 
 import mixedref
-from mixedref.design import ModelFrame, ReTerm
+from mixedref.engines import PLSObjective
 from mixedref.errors import MixedrefError
-from mixedref.modular import fit_model
-from mixedref.pls import PLSObjective
+from mixedref.fitting.modular import fit_model
+from mixedref.frontend.design import ModelFrame, ReTerm
 
 REF_DIR = Path(__file__).parent / "references" / "engine"
 CASES = sorted(p.stem for p in REF_DIR.glob("*.json"))

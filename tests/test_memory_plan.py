@@ -10,9 +10,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from mixedref.design import build_model
 from mixedref.engines.factory import plan_engine
 from mixedref.engines.memory import UNCHECKED_BYTES, memory_limit
+from mixedref.frontend.design import build_model
 
 
 def _opened(monkeypatch) -> list[str]:

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import FakeCase
 
-from harness import runner
 from harness.adapters import Lme4Recorded, get_adapter
 from harness.adapters.peers import PEERS, REQUIREMENTS
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers.kamino_impl import kamino_formula
-from harness.catalog import load_catalog
-from harness.compare import compare_records
+from harness.core import runner
+from harness.core.catalog import load_catalog
+from harness.core.compare import compare_records
 
 CASES = {c.id: c for c in load_catalog()}
 NEW = {"kamino-lme": "kamino-lme==0.0.1", "gpboost": "gpboost==1.8.0",
@@ -71,7 +71,7 @@ def test_pymixef_names_are_mapped_to_rs() -> None:
 def _adapter_in_its_environment(name: str):
     """The adapter, run in the peer's environment built by ``python -m harness ecosystem`` when
     that exists, else in this one; skipped naming why when the package is in neither."""
-    from harness.ecosystem import env_folder, env_root
+    from harness.commands.ecosystem import env_folder, env_root
 
     adapter = get_adapter(name)
     python = env_folder(name, env_root()) / "bin" / "python"

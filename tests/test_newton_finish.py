@@ -1,11 +1,12 @@
 """The Newton finish after L-BFGS-B stops at the criterion's rounding floor
-(mixedref.optimize._newton_finish and the stall rule of _lbfgsb), on closed-form criteria."""
+(mixedref.fitting.optimize._newton_finish and the stall rule of _lbfgsb), on closed-form
+criteria."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mixedref.optimize import Control, _lbfgsb, _newton_finish
+from mixedref.fitting.optimize import Control, _lbfgsb, _newton_finish
 
 H = np.array([[4.0, 1.0], [1.0, 3.0]])
 X_MIN = np.array([0.7, 0.4])

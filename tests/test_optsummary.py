@@ -1,5 +1,6 @@
 """The objective protocol and the fit log: the optimizer consumes any objective that follows
-mixedref.objective (the PLS engine and the dense oracle), a θ that cannot be factored gets the
+mixedref.engines.objective (the PLS engine and the dense oracle), a θ that cannot be factored gets
+the
 start's criterion, and every fit keeps lme4's optinfo (start, settings, evaluations, return code
 and its meaning, checkConv's gradient and Hessian checks) with lme4's warnings as Python
 warnings of their own categories. Expected values are lme4's (harness/references/lme4.json)."""
@@ -14,13 +15,13 @@ import pytest
 
 import mixedref
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog, load_data
-from harness.tolerance import DEFAULT as TOL
-from mixedref.design import build_model
+from harness.core.catalog import load_catalog, load_data
+from harness.core.tolerance import DEFAULT as TOL
+from mixedref.engines import PLSObjective
 from mixedref.errors import SingularFitWarning
+from mixedref.fitting.optimize import lme4_start, optimize_theta
+from mixedref.frontend.design import build_model
 from mixedref.literal import LiteralObjective
-from mixedref.optimize import lme4_start, optimize_theta
-from mixedref.pls import PLSObjective
 
 CASES = {c.id: c for c in load_catalog()}
 
@@ -108,9 +109,9 @@ def test_a_glmer_fit_keeps_the_same_log_as_lmer() -> None:
     without messages: tests/references/glmer/cbpp_logit.json), settings from the one Control."""
     from dataclasses import asdict
 
-    from harness.datasets import load_dataset
-    from mixedref.control import Control
-    from mixedref.glmer import glmer_devfun
+    from harness.core.datasets import load_dataset
+    from mixedref.fitting.control import Control
+    from mixedref.models.glmer import glmer_devfun
 
     data = load_dataset("cbpp")
     formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
@@ -136,9 +137,9 @@ def test_a_glmer_fit_keeps_the_same_log_as_lmer() -> None:
 def test_lmer_and_glmer_take_one_control() -> None:
     """One Control: the same class (or mapping of its names) configures both fitters, and a
     name neither knows is an error naming the known ones."""
-    from harness.datasets import load_dataset
-    from mixedref.control import Control
+    from harness.core.datasets import load_dataset
     from mixedref.errors import MixedrefError
+    from mixedref.fitting.control import Control
 
     ctrl = Control(tol_pwrss=1e-7, maxeval=1000)
     sleep = load_dataset("sleepstudy")

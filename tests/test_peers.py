@@ -1,4 +1,5 @@
-"""The PyPI peers' adapters (harness/adapters/peers/) and the league table (harness/ecosystem.py).
+"""The PyPI peers' adapters (harness/adapters/peers/) and the league table
+(harness/commands/ecosystem.py).
 
 Expected names and shapes come only from lme4's recordings (harness/references/lme4.json via
 Lme4Recorded), never from a package's own run."""
@@ -13,7 +14,7 @@ from conftest import FakeCase
 from harness import ecosystem, runner
 from harness.adapters import BUILTIN, Lme4Recorded, get_adapter
 from harness.adapters.peers import PEERS
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 CASES = {c.id: c for c in load_catalog()}
 PEER_NAMES = list(PEERS)
@@ -67,7 +68,7 @@ def test_what_a_peer_cannot_express_raises_naming_why(name: str) -> None:
         case = FakeCase("c", formula)
     reason = adapter.supports(case)
     if reason is None:  # a data-level check: fit raises
-        from harness.catalog import load_data
+        from harness.core.catalog import load_data
 
         with pytest.raises(NotImplementedError, match="cannot express") as info:
             adapter.fit(case, load_data(case))
@@ -164,7 +165,7 @@ def test_league_table_from_hand_made_results(tmp_path) -> None:
 
 # ----------------------------------------------------------------------------- GLMMs
 
-from harness.catalog import Case  # noqa: E402
+from harness.core.catalog import Case  # noqa: E402
 
 GLMM_PEERS = [n for n, cls in PEERS.items() if cls.glmm_links]
 LMM_ONLY_PEERS = [n for n, cls in PEERS.items() if not cls.glmm_links]
@@ -205,7 +206,7 @@ def test_a_glmm_feature_a_peer_lacks_is_a_reason(name: str, case: Case, fragment
 
 def test_the_glmm_response_is_read_as_glmer_reads_it() -> None:
     from harness.adapters.peers import _formula as F
-    from harness.catalog import load_data
+    from harness.core.catalog import load_data
 
     prop = _glmm_case()
     data = load_data(prop)
@@ -235,7 +236,7 @@ NO_GLMM_SE = {"pymixef": "pymixef's GLMM result carries no standard errors of th
 
 @pytest.mark.parametrize("name", sorted(CANNOT_TRIALS))
 def test_a_glmm_peer_without_trials_declines_cbpp_saying_why(name: str) -> None:
-    from harness.catalog import load_data
+    from harness.core.catalog import load_data
 
     adapter, case = PEERS[name](), _glmm_case()
     reason = adapter.supports(case)
@@ -256,8 +257,8 @@ KNOWN_GLMM = {"lme-python": "fits lme4's nAGQ = 0 criterion (theta optimized, be
 @pytest.mark.parametrize("name", TRIALS_PEERS)
 def test_glmm_peer_record_on_cbpp_is_well_formed_and_near_glmer(name: str, request) -> None:
     import mixedref
-    from harness.catalog import load_data
-    from harness.record import normalize_record, validate
+    from harness.core.catalog import load_data
+    from harness.core.record import normalize_record, validate
 
     adapter = PEERS[name]()
     why = adapter.unavailable()
@@ -298,7 +299,7 @@ def test_glmm_peer_record_on_cbpp_is_well_formed_and_near_glmer(name: str, reque
 
 @pytest.mark.parametrize("name", TRIALS_PEERS)
 def test_glmm_peer_gives_one_answer_for_cbind_and_proportion(name: str) -> None:
-    from harness.catalog import load_data
+    from harness.core.catalog import load_data
 
     adapter = PEERS[name]()
     why = adapter.unavailable()
@@ -351,7 +352,7 @@ def test_python_power_names_are_mapped_back_to_rs() -> None:
 @pytest.mark.parametrize("name", ["mixedlm", "interlace-lme"])
 def test_glmm_peer_names_i_power_terms_as_lme4(name: str) -> None:
     """R's I(age^2) is written I(age**2) for the package; the record names it as lme4."""
-    from harness.catalog import load_data
+    from harness.core.catalog import load_data
 
     adapter = PEERS[name]()
     why = adapter.unavailable()
@@ -369,7 +370,7 @@ def test_glmm_peer_fits_the_offset(name: str) -> None:
     """Mmmec's offset(log(expected)) reaches the package (stripped from the formula and passed
     as offset= where its parser has no offset()): its deviance is lme4's, which without the
     offset it is not, and the nested (1 | nation/region) gives lme4's two terms."""
-    from harness.catalog import load_data
+    from harness.core.catalog import load_data
 
     adapter = PEERS[name]()
     why = adapter.unavailable()
@@ -394,7 +395,7 @@ def test_mixedlm_receives_the_offset_vector_and_a_formula_without_it(monkeypatch
 
     import numpy as np
 
-    from harness.catalog import load_data
+    from harness.core.catalog import load_data
 
     seen: dict = {}
 

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-import mixedref.pirls as pirls
-from mixedref.design import build_model
+import mixedref.engines.pirls as pirls
 from mixedref.engines import sparse as sparse_engine
 from mixedref.engines.dense_weighted import DenseWeightedSystem
 from mixedref.engines.sparse import SparseWeightedSystem
-from mixedref.reterm import split_theta
+from mixedref.frontend.design import build_model
+from mixedref.frontend.reterm import split_theta
 
 FORMULAS = {
     "one scalar term": ("y ~ x + (1 | g1)", [0.8]),
@@ -123,8 +123,8 @@ def test_reweight_follows_new_weights(data: pd.DataFrame) -> None:
 def test_pirls_drives_the_sparse_system(monkeypatch: pytest.MonkeyPatch) -> None:
     """PIRLS through the sparse engine's system (forced, CHOLMOD and SuperLU) gives the blocked
     dense system's criterion at both stages' parameters and the same beta inside PIRLS."""
-    from harness.datasets import load_dataset
-    from mixedref.glmer import glmer_devfun
+    from harness.core.datasets import load_dataset
+    from mixedref.models.glmer import glmer_devfun
 
     d = load_dataset("grouseticks")
     f = "TICKS ~ YEAR + HEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"
@@ -153,8 +153,8 @@ def test_pirls_through_the_engine_reaches_the_mode(case: str) -> None:
     is the mode it defines: the penalized deviance's gradient in u, (Z Lambda)' s - u with s the
     score wt (y - mu) mu_eta / V(mu), vanishes, and for the joint solve so does X' s (at lme4's
     tolPwrss of 1e-7 on the deviance the measured gradients are below 1e-7)."""
-    from harness.datasets import load_dataset
-    from mixedref.glmer import glmer_devfun
+    from harness.core.datasets import load_dataset
+    from mixedref.models.glmer import glmer_devfun
 
     formula, family = {
         "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),

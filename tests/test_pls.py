@@ -9,11 +9,11 @@ import pytest
 import scipy.linalg as sla
 
 from mixedref import literal
-from mixedref.design import ModelFrame, ReTerm
+from mixedref.engines import PLSObjective
 from mixedref.errors import MixedrefError
-from mixedref.optimize import optimize_theta
-from mixedref.pls import PLSObjective
-from mixedref.reterm import split_theta, theta_slices
+from mixedref.fitting.optimize import optimize_theta
+from mixedref.frontend.design import ModelFrame, ReTerm
+from mixedref.frontend.reterm import split_theta, theta_slices
 
 
 def _term(group: str, cols: tuple[str, ...], X: np.ndarray, codes: np.ndarray, m: int) -> ReTerm:
@@ -302,7 +302,7 @@ def test_huge_offset_criterion_and_fit_match_lme4(REML: bool) -> None:
     1e-8 relative (lme4's own value carries ~5e-6 absolute rounding: its residuals y - X beta
     are formed at 1e9 magnitude), and the fit reaches lme4's objective."""
     import mixedref
-    from harness.datasets import load_dataset
+    from harness.core.datasets import load_dataset
 
     ref = _lme4_record("sim_huge_offset-intercept-" + ("REML" if REML else "ML"))
     data = load_dataset("sim_huge_offset")
@@ -342,7 +342,7 @@ def test_adding_a_constant_to_y_changes_only_the_intercept(shift: float, REML: b
 def test_centred_start_is_the_identity_of_the_centred_term() -> None:
     """For (1 + x | g) with mean(x) = m the centred identity is T0 = chol([[1 + m^2, -m],
     [-m, 1]]) = [[s, 0], [-m/s, 1/s]], s = sqrt(1 + m^2); None when |m| <= CENTRING_MIN."""
-    from mixedref.optimize import centred_start
+    from mixedref.fitting.optimize import centred_start
 
     model = _design("slopes", 3)
     t = model.reterms[0]
@@ -370,7 +370,7 @@ def test_translated_slope_reaches_lme4_under_rounding_noise() -> None:
 
     import pandas as pd
 
-    from mixedref.design import build_model
+    from mixedref.frontend.design import build_model
 
     ref = json.loads((Path(__file__).parent / "references" / "edge" / "shift_seed173.json")
                      .read_text())
@@ -381,7 +381,8 @@ def test_translated_slope_reaches_lme4_under_rounding_noise() -> None:
     model = build_model("y ~ xc + (xc | g)", data)
     fn = PLSObjective(model, True)
     class Noisy:
-        """The PLS objective with 1e-13 relative rounding noise (mixedref.objective's protocol)."""
+        """The PLS objective with 1e-13 relative rounding noise
+        (mixedref.engines.objective's protocol)."""
 
         REML, ntheta, has_gradient, lower, size = True, fn.ntheta, False, fn.lower, fn.size
 

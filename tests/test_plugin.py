@@ -14,8 +14,8 @@ import pytest
 import statsmodels.regression.mixed_linear_model  # noqa: F401
 
 import harness.adapters  # noqa: F401
-import harness.catalog  # noqa: F401
-import harness.plugin  # noqa: F401
+import harness.core.catalog  # noqa: F401
+import harness.pytest_plugin.plugin  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
@@ -24,7 +24,7 @@ pytest_plugins = ["pytester"]
 WRONG_IMPL = '''
 import copy
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 _CASES = {(c.formula, c.REML): c for c in load_catalog() if c.dataset in ("sleepstudy",
                                                                             "Dyestuff")}
@@ -223,18 +223,18 @@ def test_a_better_optimum_than_the_reference_is_a_finding_when_both_judges_agree
     lme4's β̂, σ̂ and criterion there); the candidate returns lme4's real answer."""
     import json
 
-    from harness import isolation
     from harness.adapters import Lme4Recorded
     from harness.adapters.lme4 import RECORDED_PATH
-    from harness.catalog import load_catalog
+    from harness.core import isolation
+    from harness.core.catalog import load_catalog
 
     case = next(c for c in load_catalog() if c.id == "sleepstudy-intercept-REML")
-    out = isolation.call("R", "harness.rbridge:unavailable", timeout=60)
+    out = isolation.call("R", "harness.adapters.rbridge:unavailable", timeout=60)
     if out.error or out.value:
         pytest.skip(f"needs R and lme4: {out.error or out.value}")
     real = Lme4Recorded().fit(case, None)
     theta = [1.5 * real["theta"][0]]
-    ev = isolation.call("R", "harness.judge:lme4_evaluate", case, [theta], timeout=60).value[0]
+    ev = isolation.call("R", "harness.core.judge:lme4_evaluate", case, [theta], timeout=60).value[0]
     sigma = ev["sigma"]
     poor = dict(real, fixef=ev["beta"], sigma=sigma, theta=theta, objective=ev["objective"],
                 loglik=-0.5 * ev["objective"],
@@ -262,7 +262,7 @@ def test_a_better_optimum_than_the_reference_is_a_finding_when_both_judges_agree
 
 
 NOBS_CONFTEST = '''
-from harness.comparators import row
+from harness.core.comparators import row
 
 
 class Nobs:

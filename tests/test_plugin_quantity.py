@@ -11,8 +11,8 @@ import json
 import pytest
 
 import harness.adapters  # noqa: F401
-import harness.catalog  # noqa: F401
-import harness.plugin  # noqa: F401
+import harness.core.catalog  # noqa: F401
+import harness.pytest_plugin.plugin  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
@@ -20,7 +20,7 @@ CASE = "sleepstudy-intercept-REML"
 
 # the plugin: the intraclass correlation, var(Subject) / (var(Subject) + sigma^2)
 ICC_CONFTEST = '''
-from harness.comparators import extra_value, row
+from harness.core.comparators import extra_value, row
 
 
 class IntraclassCorrelation:
@@ -43,7 +43,7 @@ def pytest_harness_comparators(config):
 ICC_IMPLS = '''
 import copy
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 _CASE = next(c for c in load_catalog() if c.id == "CASE_ID")
 

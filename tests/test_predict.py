@@ -1,4 +1,5 @@
-"""mixedref.predict against lme4's predict.merMod (tests/references/predict.json, written by
+"""mixedref.inference.predict against lme4's predict.merMod (tests/references/predict.json, written
+by
 r_scripts/predict_references.R), and its error paths."""
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
+from harness.core.datasets import load_dataset
 from mixedref.errors import DataError, FormulaError, MixedrefError
-from mixedref.predict import predict
+from mixedref.inference.predict import predict
 
 REFS = json.loads((Path(__file__).parent / "references" / "predict.json").read_text())
 CASES = REFS["cases"]

@@ -1,4 +1,4 @@
-"""mixedref.profile / confint against lme4's profile(m), confint(m) and confint(m, "Wald")
+"""mixedref.inference.profile / confint against lme4's profile(m), confint(m) and confint(m, "Wald")
 (tests/references/inference.json, written by r_scripts/inference_references.R), and the
 properties a profile must have.
 
@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2, norm
 
-from harness.datasets import load_dataset
+from harness.core.datasets import load_dataset
 from mixedref import MixedrefError, glmer, lmer
-from mixedref.profile import Profiler, confint, parameter_names, profile
+from mixedref.inference.profile import Profiler, confint, parameter_names, profile
 
 REFS = json.loads((Path(__file__).parent / "references" / "inference.json").read_text())
 PROFILES = REFS["profiles"]

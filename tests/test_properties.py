@@ -41,11 +41,11 @@ from hypothesis import strategies as st
 
 import mixedref
 from mixedref import literal
-from mixedref.design import build_model
-from mixedref.fit import LmerFit
-from mixedref.optimize import OptResult
-from mixedref.pls import PLSObjective
-from mixedref.reterm import TermShape
+from mixedref.engines import PLSObjective
+from mixedref.fitting.optimize import OptResult
+from mixedref.frontend.design import build_model
+from mixedref.frontend.reterm import TermShape
+from mixedref.models.fit import LmerFit
 
 RTOL_SAME = 1e-9
 OPT_ATOL = 1e-5

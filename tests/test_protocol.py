@@ -1,4 +1,5 @@
-"""The implementation protocol (harness.protocol) and the gate rules (harness.gate): what the
+"""The implementation protocol (harness.adapters.protocol) and the gate rules (harness.core.gate):
+what the
 call carries, which cases a callable is handed, what its record must say it fitted, and that a
 typo or an empty gate is never green."""
 
@@ -13,8 +14,8 @@ import pytest
 
 from harness import gate, protocol, runner
 from harness.adapters import CallableAdapter, get_adapter
-from harness.catalog import load_catalog
-from harness.compare import FAILED, compare_records
+from harness.core.catalog import load_catalog
+from harness.core.compare import FAILED, compare_records
 
 CASES = {c.id: c for c in load_catalog()}
 LMM = CASES["sleepstudy-intercept-REML"]
@@ -180,9 +181,9 @@ def test_an_unloadable_implementation_is_named_before_any_fit(
     monkeypatch.syspath_prepend(str(tmp_path))
     for spec, cause in [("nosuchmodule_xyz:fit", "No module named 'nosuchmodule_xyz'"),
                         ("raising_impl:fit", "RuntimeError: broken at import"),
-                        ("harness.protocol:nothere", "has no attribute 'nothere'"),
-                        ("harness.protocol:PROTOCOL_VERSION", "int, not callable"),
-                        ("harness.protocol:model_mismatch", "cannot be called as fit("),
+                        ("harness.adapters.protocol:nothere", "has no attribute 'nothere'"),
+                        ("harness.adapters.protocol:PROTOCOL_VERSION", "int, not callable"),
+                        ("harness.adapters.protocol:model_mismatch", "cannot be called as fit("),
                         ("no-such-impl", "unknown implementation 'no-such-impl'")]:
         with pytest.raises(gate.GateError) as info:
             gate.check_requested([spec])

@@ -4,7 +4,7 @@ lme4's own errors on bad input come back as the record's ``error`` (its warnings
 ``messages``), never as an rpy2 traceback; what the DataFrame -> R conversion cannot carry is a
 DataError naming the column; a case's timeout stops lme4 inside R (setTimeLimit) and R stays
 usable; an R (or any fit) that kills its process costs only its case (fits run in worker
-processes, harness.isolation; R lives in the "R" lane, never in the test process); and R or
+processes, harness.core.isolation; R lives in the "R" lane, never in the test process); and R or
 lme4 missing gives one clear reason, the run falling back to the recorded answers.
 
 Expected error texts are lme4's (and base R's) own messages: those in
@@ -25,9 +25,9 @@ from conftest import FakeCase
 
 from harness import isolation, rbridge, runner
 from harness.adapters import Lme4Live, Lme4Recorded
-from harness.catalog import load_catalog
-from harness.compare import AGREED, compare_records
-from harness.errors import DataConversionError
+from harness.core.catalog import load_catalog
+from harness.core.compare import AGREED, compare_records
+from harness.core.errors import DataConversionError
 
 pytest_plugins = ["pytester"]
 
@@ -240,7 +240,7 @@ def test_an_r_that_does_not_stop_itself_is_killed_and_restarted(live: Lme4Live) 
 CRASH_IMPL = '''
 import copy, os, resource
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 _CASES = {(c.formula, c.REML): c for c in load_catalog() if c.dataset in ("sleepstudy",
                                                                             "Dyestuff")}

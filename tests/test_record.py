@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from harness import record
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core import record
+from harness.core.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_schema_file_is_the_one_written_from_the_dataclass() -> None:
     assert json.loads(record.SCHEMA_PATH.read_text()) == record.json_schema(), \
-        "regenerate it: python -m harness.record"
+        "regenerate it: python -m harness.core.record"
     assert list(record.FIELDS) == record.json_schema()["required"]
 
 

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from test_crosseval import REFS, dense_objective, perturbed_record, sleepstudy_frame
 
-from harness import judge
-from harness.compare import compare_records
-from harness.datasets import load_dataset
-from harness.record import normalize_record
-from harness.report import write_report
-from mixedref.pls import PLSObjective
+from harness.commands.report import write_report
+from harness.core import judge
+from harness.core.compare import compare_records
+from harness.core.datasets import load_dataset
+from harness.core.record import normalize_record
+from mixedref.engines import PLSObjective
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -165,7 +165,7 @@ def test_report_json_carries_environment_and_records(written):
 
 @pytest.mark.needs_r
 def test_allfit_second_opinion_in_report(tmp_path):
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     reason = rbridge.unavailable()
     if reason:
@@ -209,7 +209,7 @@ def test_html_renders_without_console_errors(written, tmp_path):
 def test_caterpillar_plot_of_conditional_modes():
     import base64
 
-    from harness.report import figures
+    from harness.commands.report import figures
 
     def rows(shift, sd=1.0):
         return [{"grp": "Subject", "term": t, "level": str(i), "condval": i - 5 + shift,
@@ -224,7 +224,7 @@ def test_caterpillar_plot_of_conditional_modes():
 
 
 def _render_section_with_ranef(ranef_rows):
-    from harness.report import html as H
+    from harness.commands.report import html as H
 
     case = {"case": {"id": "x-y-REML", "formula": "y ~ 1 + (1 | g)", "REML": True,
                      "dataset": "x"}, "verdict": "disagreed", "crosseval": {},

@@ -1,4 +1,5 @@
-"""Reports that survive interruption (harness.journal): SIGTERM and SIGINT mid-run leave a report
+"""Reports that survive interruption (harness.core.journal): SIGTERM and SIGINT mid-run leave a
+report
 of the finished items whose header says it is partial, and a non-zero exit; ``--resume`` completes
 it; a second run into the same folder is refused naming the first; an unwritable folder is refused
 before any fit; an interrupted rerun leaves no stale file of the previous report; a crashed item is
@@ -21,15 +22,15 @@ from pathlib import Path
 
 import pytest
 
-import harness.plugin  # noqa: F401  (imported before the subprocesses; see test_plugin.py)
-from harness import journal as jn
+import harness.pytest_plugin.plugin  # noqa: F401  (imported before the subprocesses; see test_plugin.py)
+from harness.core import journal as jn
 
 XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 SLOW = '''
 import copy, os, time
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog, load_data
+from harness.core.catalog import load_catalog, load_data
 
 _CASES = [c for c in load_catalog() if c.dataset in ("Dyestuff", "Dyestuff2")]
 
@@ -309,9 +310,9 @@ def _entry(case: str, outcome: str, **kw: object) -> dict:
 
 def test_a_crashed_item_is_in_the_report_as_crashed_and_the_header_says_so(
         tmp_path: Path) -> None:
-    from harness.catalog import load_catalog
-    from harness.report import write_report
-    from harness.summary import results_for_report
+    from harness.commands.report import write_report
+    from harness.core.catalog import load_catalog
+    from harness.pytest_plugin.summary import results_for_report
 
     cases = {c.id: c for c in load_catalog()}
     entries = {"a": _entry("Dyestuff-intercept-ML", "error", crashed=True,

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.datasets import load_dataset
+from harness.core.datasets import load_dataset
 from mixedref.errors import MixedrefError
-from mixedref.reterm import split_theta
+from mixedref.frontend.reterm import split_theta
 
 NSIM = 4000
 Z_SE = 5.0

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 import mixedref
-from mixedref import threads
+from mixedref.engines import PLSObjective, plan_engine
 from mixedref.engines import sparse as sparse_engine
 from mixedref.engines.dense import DensePLSObjective
 from mixedref.errors import MixedrefError
-from mixedref.pls import PLSObjective, plan_engine
+from mixedref.fitting import threads
 
 # The sparse engine is the optional extra mixedref[sparse] (scikit-sparse, import name sksparse):
 # skipped, saying so, only where that extra is not installed and not required (./dev test sets
@@ -50,7 +50,7 @@ CASES = [
 
 
 def _data(dataset: str) -> pd.DataFrame:
-    from harness.datasets import load_dataset
+    from harness.core.datasets import load_dataset
 
     d = load_dataset(dataset).copy()
     d["w"] = 1.0 + (np.arange(len(d)) % 3) / 2.0
@@ -97,8 +97,8 @@ def test_sparse_equals_dense(dataset: str, formula: str, weights: str | None,
 
 def test_fit_through_either_engine_agrees() -> None:
     """A whole fit by each engine: vcov (R_X) and ranef's conditional SDs agree."""
-    from mixedref.modular import fit_model
-    from mixedref.optimize import Control
+    from mixedref.fitting.modular import fit_model
+    from mixedref.fitting.optimize import Control
 
     model = mixedref.build_model("diameter ~ 1 + (1 | plate) + (1 | sample)",
                                  _data("Penicillin"))

@@ -1,8 +1,10 @@
-"""The rescue strategies (mixedref.strategies): after lme4's default optimizer, where a check
+"""The rescue strategies (mixedref.fitting.strategies): after lme4's default optimizer, where a
+check
 fails, mixedref continues and reaches the best optimum lme4's allFit optimizers know, or lower.
 
 References come from lme4 (harness/references/best_known.json for the catalog's hard cases;
-allFit run live through harness.rbridge for the simulated shapes here, skipped without R) or
+allFit run live through harness.adapters.rbridge for the simulated shapes here, skipped without R)
+or
 from theory (the criterion is invariant under rescaling a term's columns; scaled θ maps back
 exactly); never from a run of mixedref.
 """
@@ -17,19 +19,19 @@ import pandas as pd
 import pytest
 
 import mixedref
-from harness.best_known import best_known
-from harness.catalog import load_catalog, load_data
-from harness.tolerance import DEFAULT as TOL
-from mixedref.design import build_model
+from harness.commands.best_known import best_known
+from harness.core.catalog import load_catalog, load_data
+from harness.core.tolerance import DEFAULT as TOL
+from mixedref.engines import PLSObjective
 from mixedref.errors import ScaleWarning
-from mixedref.pls import PLSObjective
-from mixedref.strategies import (
+from mixedref.fitting.strategies import (
     Problem,
     badly_scaled,
     boundary_search,
     gradient_polish,
     theta_scales,
 )
+from mixedref.frontend.design import build_model
 
 CASES = {c.id: c for c in load_catalog()}
 CORR3 = "y ~ x1 + x2 + (1 + x1 + x2 | g)"
@@ -79,7 +81,7 @@ def _lme4_best(entry: dict) -> float:
 
 
 def _needs_r() -> None:
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     reason = rbridge.unavailable()
     if reason:
@@ -87,7 +89,7 @@ def _needs_r() -> None:
 
 
 def _allfit_live(data: pd.DataFrame, formula: str, REML: bool) -> dict:
-    from harness import rbridge
+    from harness.adapters import rbridge
 
     return json.loads(str(rbridge.call("allfit_best_json", data, formula, REML)[0]))
 
@@ -269,7 +271,7 @@ def test_lmer_control_check_conv_tolerances_as_lmerControls() -> None:
     tolerance 0.5 calls sleepstudy's fit singular (its θ diagonal has 0.2309 < 0.5), as
     lme4's isSingular(m, tol = 0.5) does."""
 
-    from harness.datasets import load_dataset
+    from harness.core.datasets import load_dataset
 
     data = load_dataset("sleepstudy")
     with warnings.catch_warnings():

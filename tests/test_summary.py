@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import mixedref
-from harness.catalog import load_catalog, load_data
-from harness.tolerance import DEFAULT as TOL
+from harness.core.catalog import load_catalog, load_data
+from harness.core.tolerance import DEFAULT as TOL
 
 REFS = json.loads((Path(__file__).parent / "references" / "summaries.json").read_text())
 CASES = {c.id: c for c in load_catalog()}

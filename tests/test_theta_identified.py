@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.comparators.theta import ZERO_PIVOT_REL, Theta, unidentified
-from harness.compare import AGREED, DISAGREED, compare_records
-from harness.judge.theta import layout_from_varcorr
-from harness.tolerance import DEFAULT
-from mixedref.reterm import TermShape, split_theta
+from harness.core.comparators.theta import ZERO_PIVOT_REL, Theta, unidentified
+from harness.core.compare import AGREED, DISAGREED, compare_records
+from harness.core.judge.theta import layout_from_varcorr
+from harness.core.tolerance import DEFAULT
+from mixedref.frontend.reterm import TermShape, split_theta
 
 ROOT = Path(__file__).resolve().parents[1]
 KB07 = "sim_kb07_maximal-maximal-ML"

@@ -1,4 +1,5 @@
-"""The evidence behind the tolerance policy (harness/tolerance.py, README "The tolerance policy"):
+"""The evidence behind the tolerance policy (harness/core/tolerance.py, README "The tolerance
+policy"):
 lme4's own optimizers, refitted on every catalog case (r_scripts/optimizer_spread.R, output
 committed as tests/references/optimizer_spread.json.gz), land within a fraction of what the policy
 allows from lme4's default, except where an optimizer fails outright (a wrong optimum, named
@@ -18,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import load_catalog
-from harness.compare import compare_records
-from harness.tolerance import DEFAULT
+from harness.core.catalog import load_catalog
+from harness.core.compare import compare_records
+from harness.core.tolerance import DEFAULT
 
 ROOT = Path(__file__).resolve().parents[1]
 SPREAD = ROOT / "tests" / "references" / "optimizer_spread.json.gz"
@@ -57,14 +58,14 @@ def _quoted(pattern: str, text: str, where: str) -> tuple[str, ...]:
 
 
 def documented_lmm_spread() -> tuple[float, str, str, float]:
-    """What harness/tolerance.py's docstring quotes: the largest |difference| / allowed over
+    """What harness/core/tolerance.py's docstring quotes: the largest |difference| / allowed over
     all cases, its optimizer and case, and the largest among the other optimizers."""
-    import harness.tolerance
+    import harness.core.tolerance
 
     ratio, optimizer, case, others = _quoted(
         r"the largest \|difference\| / allowed was ([0-9.]+) \((\w+), the Satterthwaite df of "
         r"the intercept of ([\w-]+)\); the other optimizers stayed within ([0-9.]+)",
-        harness.tolerance.__doc__ or "", "harness/tolerance.py's docstring")
+        harness.core.tolerance.__doc__ or "", "harness/core/tolerance.py's docstring")
     return float(ratio), optimizer, case, float(others)
 
 
@@ -205,12 +206,12 @@ NELDER_MEAD = ("nloptwrap.NLOPT_LN_NELDERMEAD", "NLopt's Nelder-Mead")
 
 
 def documented_glmm_spread() -> tuple[float, str, int, str]:
-    """The GLMMs' largest ratio among the rest and its case as harness/tolerance.py's comment
+    """The GLMMs' largest ratio among the rest and its case as harness/core/tolerance.py's comment
     on GLMM quotes them, and as docs/tolerance.md quotes them (in percent)."""
     ratio, case = _quoted(r"stays inside these: at most ([0-9.]+) of what is allowed\n#: "
                           r"\(deviance of (\w+), NLopt's Nelder-Mead\)",
                           TOLERANCE_SOURCE.read_text(encoding="utf-8"),
-                          "harness/tolerance.py's comment on GLMM")
+                          "harness/core/tolerance.py's comment on GLMM")
     pct, page_case = _quoted(r"The largest difference is (\d+)% of what is allowed \(the "
                              r"deviance of (\w+), NLopt's Nelder-Mead\)",
                              TOLERANCE_PAGE.read_text(encoding="utf-8"), "docs/tolerance.md")
@@ -218,7 +219,7 @@ def documented_glmm_spread() -> tuple[float, str, int, str]:
 
 
 def _glmm_ratios(doc: dict):
-    from harness.tolerance import GLMM
+    from harness.core.tolerance import GLMM
 
     for cid, case in doc["cases"].items():
         for name, rec in case["optimizers"].items():
@@ -267,7 +268,7 @@ def test_glmm_exceptions_are_optimizers_that_stopped_short() -> None:
 
 BLAS_SPREAD = ROOT / "tests" / "references" / "blas_spread.json.gz"
 
-#: the quantities (row-name prefixes) that have a singular-fit rule in harness/tolerance.py
+#: the quantities (row-name prefixes) that have a singular-fit rule in harness/core/tolerance.py
 SINGULAR_RULES = ("ranef", "ranef_sd", "df_satterthwaite")
 
 
@@ -304,8 +305,9 @@ def test_the_blas_recording_covers_the_singular_lmm_cases() -> None:
     assert len(singular) >= 10 and set(doc["cases"]) == singular
     assert doc["versions"]["lme4"] == json.loads(RECORDED.read_text())["versions"]["lme4"]
     ran = [c for c in doc["configurations"] if c["status"] == "ok"]
-    # the harness's own configuration first (the detected kernel, one thread: harness/rbridge.py)
-    from harness.rbridge import R_BLAS_THREADS
+    # the harness's own configuration first (the detected kernel, one thread:
+    # harness/adapters/rbridge.py)
+    from harness.adapters.rbridge import R_BLAS_THREADS
 
     assert doc["reference_config"] == ran[0]["name"] == f"auto-{R_BLAS_THREADS}"
     assert {c["OPENBLAS_NUM_THREADS"] for c in ran} == {1, 2}
@@ -336,8 +338,8 @@ def test_the_recorded_references_are_one_of_the_measured_configurations() -> Non
 def test_lme4s_blas_spread_at_singular_fits_is_what_the_tolerance_module_documents() -> None:
     """Measured under the policy without its singular-fit rules: per quantity with a rule, the
     largest |difference| / allowed over every pair of configurations is the figure that
-    harness/tolerance.py documents (BLAS_SPREAD_AT_SINGULAR) and bases the rule on."""
-    from harness.tolerance import BLAS_SPREAD_AT_SINGULAR
+    harness/core/tolerance.py documents (BLAS_SPREAD_AT_SINGULAR) and bases the rule on."""
+    from harness.core.tolerance import BLAS_SPREAD_AT_SINGULAR
 
     worst: dict[str, tuple] = {}
     for r in _blas_ratios(_blas(), DEFAULT.regular()):
@@ -345,7 +347,7 @@ def test_lme4s_blas_spread_at_singular_fits_is_what_the_tolerance_module_documen
         if q in SINGULAR_RULES and r > worst.get(q, (0,)):
             worst[q] = r
     assert set(worst) == set(SINGULAR_RULES) == set(BLAS_SPREAD_AT_SINGULAR) - {"df_kr"}
-    from harness.tolerance import SINGULAR_MARGIN
+    from harness.core.tolerance import SINGULAR_MARGIN
 
     for q, (ratio, cid, a, b, name) in worst.items():
         where = f"{ratio:.4g} of the regular allowance, {name} of {cid}, {a} vs {b}"
@@ -360,7 +362,7 @@ def test_the_singular_fit_allowances_cover_the_spread_with_the_stated_margin() -
     its allowance, and still is with the singular-fit allowances divided by SINGULAR_MARGIN
     (the margin they are documented to have); each is what the documented spread times the
     margin asks, and no wider than the next round figure above that."""
-    from harness.tolerance import BLAS_SPREAD_AT_SINGULAR, SINGULAR_MARGIN
+    from harness.core.tolerance import BLAS_SPREAD_AT_SINGULAR, SINGULAR_MARGIN
 
     doc = _blas()
     ratio, cid, a, b, name = max(_blas_ratios(doc, DEFAULT))
@@ -394,9 +396,9 @@ def test_satterthwaite_df_at_singular_fits_are_left_out_because_the_spread_is_me
     out there, with the reason on the row. At a scalar term's boundary they do not move, so they
     are compared there; Kenward-Roger's df and SEs do not move either, so they keep the regular
     allowance, which covers them with the margin."""
-    from harness.comparators.coef_tests import SINGULAR_SATTERTHWAITE
-    from harness.comparators.theta import singular_in_vector_term
-    from harness.tolerance import BLAS_SPREAD_AT_SINGULAR, SINGULAR_MARGIN
+    from harness.core.comparators.coef_tests import SINGULAR_SATTERTHWAITE
+    from harness.core.comparators.theta import singular_in_vector_term
+    from harness.core.tolerance import BLAS_SPREAD_AT_SINGULAR, SINGULAR_MARGIN
 
     doc = _blas()
     vector = {cid for cid, case in doc["cases"].items()

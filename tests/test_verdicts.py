@@ -20,7 +20,7 @@ FAULTS = '''
 import copy, ctypes, math
 import numpy as np
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 _CASES = {(c.formula, c.REML): c for c in load_catalog()}
 
@@ -157,7 +157,7 @@ def test_an_item_without_a_reference_answer_is_no_verdict_and_fails_the_run(
 SHIFTED = '''
 import copy, os
 from harness.adapters import Lme4Recorded
-from harness.catalog import load_catalog
+from harness.core.catalog import load_catalog
 
 _CASES = {(c.formula, c.REML): c for c in load_catalog()}
 
@@ -200,7 +200,7 @@ def test_registered_divergences_expected_grown_stale_and_unknown(
     base = ["--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-rxf",
             "--impl", "shifted_r:fit", "-k", SELECT_DAYS]
     from harness.adapters import Lme4Recorded
-    from harness.catalog import load_catalog
+    from harness.core.catalog import load_catalog
 
     case = next(c for c in load_catalog() if c.id == "sleepstudy-intercept-REML")
     se = 0.01 * Lme4Recorded().fit(case, None)["fixef_se"]["Days"]  # the size of the 1% shift

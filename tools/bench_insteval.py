@@ -28,7 +28,7 @@ CASES = {
 
 _CHILD = """
 import json, statistics, sys, time
-from harness.datasets import load_dataset
+from harness.core.datasets import load_dataset
 import mixedref
 dataset, formula, REML, reps = json.loads(sys.argv[1])
 data = load_dataset(dataset)

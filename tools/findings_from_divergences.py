@@ -1,6 +1,6 @@
 """Convert a divergence registry from the flat format (``divergences:``, one entry per row with
 its reason) to findings (``findings:``, one cause with the rows it explains; see
-harness/divergences.py and docs/findings.md).
+harness/core/divergences.py and docs/findings.md).
 
     python tools/findings_from_divergences.py harness/divergences.yaml [MORE.yaml ...] [--out F]
 
@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
-from harness import yaml_text
-from harness.divergences_measure import yaml_number
+from harness.commands.divergences_measure import yaml_number
+from harness.core import yaml_text
 
 MIN_CLAUSE = 50
 WIDTH = 96
@@ -45,7 +45,7 @@ STOPWORDS = frozenset(
     "than where which whose s be only default".split())
 MEASURED = ("Measured on {rows} row(s) of {cases} case(s): each case fitted by the harness's "
             "adapter for {impl} and compared with the reference's recorded answers under "
-            "harness/tolerance.py; each size is the measured |difference| rounded up to two "
+            "harness/core/tolerance.py; each size is the measured |difference| rounded up to two "
             "significant digits (the measured difference and its allowance in the row's "
             "comment).")
 VARIANTS = (" Stated per case when registered (the cause as written is that of {cases}; "
@@ -388,8 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--catalog", default=None,
                         help="catalog whose case ids are normalised (default: the shipped one)")
     args = parser.parse_args(argv)
-    from harness.catalog import load_catalog
-    from harness.divergences import rows_of
+    from harness.core.catalog import load_catalog
+    from harness.core.divergences import rows_of
 
     ids = [c.id for c in load_catalog(args.catalog)]
     for path in args.files:  # a registry of another catalog (the grid) names its own cases

@@ -65,8 +65,8 @@ function(data, formula, REML) {
 
 def small_cases(pattern: str | None = None) -> list[Any]:
     """The catalog's small LMM cases (nobs <= MAX_NOBS, not tagged large or hard)."""
-    from harness import runner
-    from harness.catalog import load_catalog
+    from harness.core import runner
+    from harness.core.catalog import load_catalog
 
     out = []
     for case in load_catalog():
@@ -134,14 +134,14 @@ class _Lme4:
     def __init__(self) -> None:
         import rpy2.robjects as ro
 
-        from harness import rbridge
+        from harness.adapters import rbridge
 
         rbridge._env()  # start R and load lme4 (and the harness's R helpers) once
         self.timer = ro.r(_R_TIMER)
         self.frames: dict[str, Any] = {}
 
     def __call__(self, case: Any, data: Any) -> Callable[[], float]:
-        from harness import rbridge
+        from harness.adapters import rbridge
 
         if case.dataset not in self.frames:
             self.frames[case.dataset] = rbridge.to_r_frame(data)
@@ -165,7 +165,7 @@ def _supported(impl: str, case: Any) -> str | None:
 
 def run(cases: list[Any], impls: tuple[str, ...], reps: int) -> list[dict[str, Any]]:
     """Per case each implementation's median seconds and logLik (None where it cannot fit)."""
-    from harness import runner
+    from harness.core import runner
 
     makers: dict[str, Any] = {"mixedref": _mixedref, "glmm": _glmm, "mixedlm": _mixedlm}
     if "lme4" in impls:

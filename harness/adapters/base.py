@@ -9,7 +9,7 @@ from typing import Any
 class Adapter:
     """Base class of the adapters.
 
-    The runner fits in a worker process (harness.isolation), the adapter's ``lane``: by
+    The runner fits in a worker process (harness.core.isolation), the adapter's ``lane``: by
     default one per adapter name; adapters that need the same heavy state (the embedded R)
     name the same lane. The adapter instance is pickled to that worker for each fit, so it
     should hold settings, not caches it cannot rebuild. ``handles_timeout`` says ``fit``

@@ -1,4 +1,4 @@
-"""glmmTMB as a second engine: fitted live through the embedded R (harness.rbridge), or its
+"""glmmTMB as a second engine: fitted live through the embedded R (harness.adapters.rbridge), or its
 answers recorded by r_scripts/record_glmmtmb.R in harness/references/glmmtmb.json.
 
 glmmTMB maximizes the (restricted) likelihood by TMB's Laplace approximation, exact for a
@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from harness import isolation, rbridge
+from harness import HOME, isolation, rbridge
 from harness.adapters.lme4 import R_START_TIMEOUT, Lme4Live, Lme4Recorded
-from harness.errors import RBridgeError
-from harness.record import normalize_record
+from harness.core.errors import RBridgeError
+from harness.core.record import normalize_record
 
-RECORDED_PATH = Path(__file__).resolve().parent.parent / "references" / "glmmtmb.json"
+RECORDED_PATH = HOME / "references" / "glmmtmb.json"
 RECORD_SCRIPT = "r_scripts/record_glmmtmb.R"
 
 

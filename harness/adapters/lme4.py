@@ -1,5 +1,5 @@
-"""lme4 as the reference: live through the embedded R (harness.rbridge) in the "R" worker
-process (harness.isolation), or its answers recorded by r_scripts/record_references.R in
+"""lme4 as the reference: live through the embedded R (harness.adapters.rbridge) in the "R" worker
+process (harness.core.isolation), or its answers recorded by r_scripts/record_references.R in
 harness/references/lme4.json."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness import isolation, rbridge
+from harness import HOME, isolation, rbridge
 from harness.adapters.base import Adapter
-from harness.catalog import grid_label
-from harness.comparators.confint import wants_intervals
-from harness.record import normalize_record
+from harness.core.catalog import grid_label
+from harness.core.comparators.confint import wants_intervals
+from harness.core.record import normalize_record
 
-RECORDED_PATH = Path(__file__).resolve().parent.parent / "references" / "lme4.json"
+RECORDED_PATH = HOME / "references" / "lme4.json"
 
 
 class Lme4Live(Adapter):
@@ -34,16 +34,19 @@ class Lme4Live(Adapter):
         a lane that crashes or hangs starting R is the reason then)."""
         key = (os.getpid(), self.lane)
         if key not in _why_not_r:
-            out = isolation.call(self.lane, "harness.rbridge:unavailable", timeout=R_START_TIMEOUT)
+            out = isolation.call(self.lane, "harness.adapters.rbridge:unavailable",
+                                 timeout=R_START_TIMEOUT)
             _why_not_r[key] = out.value if out.kind == "ok" else (
                 f"R could not be started in a worker process: {out.error}")
         return _why_not_r[key]
 
     def versions(self) -> dict[str, str]:
         """R, lme4, Matrix and BLAS versions of the R lane's R (empty when unavailable), with
-        its OpenBLAS kernel and thread count (BLAS_core, BLAS_threads: harness.rbridge), which
+        its OpenBLAS kernel and thread count (BLAS_core, BLAS_threads: harness.adapters.rbridge),
+        which
         at singular fits decide lmerTest's last digits; informative, never compared."""
-        out = isolation.call(self.lane, "harness.rbridge:versions", timeout=R_START_TIMEOUT)
+        out = isolation.call(self.lane, "harness.adapters.rbridge:versions",
+                             timeout=R_START_TIMEOUT)
         return dict(out.value or {}) if out.kind == "ok" else {}
 
     def fit(self, case: Any, data: Any, timeout: float | None = None) -> dict[str, Any]:

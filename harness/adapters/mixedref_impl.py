@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.base import Adapter
-from harness.comparators.confint import wants_intervals
-from harness.record import ranef_rows, varcorr_rows
+from harness.core.comparators.confint import wants_intervals
+from harness.core.record import ranef_rows, varcorr_rows
 
 
 class Mixedref(Adapter):
@@ -89,7 +89,7 @@ def case_is_glmm(case: Any) -> bool:
 
 
 def lmer_record(fit: Any) -> dict[str, Any]:
-    """The record fields of an LmerFit (harness/record.py), as plain JSON values."""
+    """The record fields of an LmerFit (harness/core/record.py), as plain JSON values."""
     log = getattr(fit, "optinfo", None)
     return {**_common_record(fit), "optinfo": None if log is None else log.to_dict(),
             "coef_tests": coef_tests(fit), "anova_terms": anova_terms_rows(fit)}
@@ -222,11 +222,11 @@ def _population_and_conditional(fit: Any, newdata: Any, grid: bool) -> list[dict
 
 
 def coef_tests(fit: Any) -> list[dict[str, Any]] | None:
-    """lmerTest's coefficient tests of an LmerFit (mixedref.ddf), within the size limits;
+    """lmerTest's coefficient tests of an LmerFit (mixedref.inference.ddf), within the size limits;
     None when none applies or mixedref cannot compute them (then they are not reported)."""
-    from harness.comparators.coef_tests import wanted_ddf
-    from mixedref.ddf import coef_table
+    from harness.core.comparators.coef_tests import wanted_ddf
     from mixedref.errors import MixedrefError
+    from mixedref.inference.ddf import coef_table
 
     rows: list[dict[str, Any]] = []
     for ddf in wanted_ddf(fit.nobs, fit.REML):
@@ -244,9 +244,9 @@ def anova_terms_rows(fit: Any) -> list[dict[str, Any]] | None:
     """lmerTest's anova(m, type, ddf) tables and lme4's anova(m) of an LmerFit as rows (the
     tables r_scripts/lmer_record.R records, within the same limits); None for a model without
     fixed-effect terms or when mixedref cannot compute them."""
-    from harness.comparators.anova_terms import wanted_tables
-    from mixedref.anova_terms import anova_terms, model_terms
+    from harness.core.comparators.anova_terms import wanted_tables
     from mixedref.errors import MixedrefError
+    from mixedref.inference.anova_terms import anova_terms, model_terms
 
     try:
         if not model_terms(fit).labels:
@@ -299,7 +299,7 @@ class MixedrefLiteral(Adapter):
     max_rows = 800
 
     def supports(self, case: Any) -> str | None:
-        from harness.catalog import load_data
+        from harness.core.catalog import load_data
 
         if getattr(case, "family", None) is not None:
             return "the dense oracle implements linear mixed models only (no GLMM criterion)"
@@ -320,8 +320,8 @@ class MixedrefLiteral(Adapter):
         import numpy as np
 
         import mixedref
+        from mixedref.fitting.optimize import is_singular
         from mixedref.literal import fit_formula
-        from mixedref.optimize import is_singular
 
         model, fit, seconds = fit_formula(case.formula, data, bool(case.REML))
         term = model.reterms[0]

@@ -14,9 +14,9 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg.lapack import dposv
 
-from mixedref import reterm
-from mixedref.design import ModelFrame, ReTerm
 from mixedref.errors import DataError, MixedrefError
+from mixedref.frontend import reterm
+from mixedref.frontend.design import ModelFrame, ReTerm
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -83,7 +83,8 @@ def prepare_response(model: ModelFrame, REML: bool) -> Prepared:
 class PLSEngine:
     """lme4's profiled deviance / REML criterion as a function of θ, for one ModelFrame: the
     part both engines share. An engine sets the attributes below in its constructor and adds
-    ``__call__``, ``value_and_grad``, ``solve`` and ``size`` (mixedref.objective.Objective)."""
+    ``__call__``, ``value_and_grad``, ``solve`` and ``size``
+    (mixedref.engines.objective.Objective)."""
 
     engine: str
     model: ModelFrame

@@ -30,15 +30,15 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dpotrf, dpotri
 from scipy.linalg.lapack import dtrtrs as _dtrtrs
 
-from mixedref import threads
-from mixedref.design import ModelFrame
 from mixedref.engines.base import (
     PLSEngine,
     PLSSolution,
 )
 from mixedref.engines.schur import scalar_operators, schur_operator
 from mixedref.errors import MixedrefError
-from mixedref.reterm import term_z
+from mixedref.fitting import threads
+from mixedref.frontend.design import ModelFrame
+from mixedref.frontend.reterm import term_z
 
 #: Largest dense second block (later terms' effects + p + 1) the engine will allocate.
 MAX_DENSE_BLOCK = 8000
@@ -155,7 +155,7 @@ class DensePLSObjective(PLSEngine):
 
     @property
     def size(self) -> int:
-        """The order of the dense block factored per evaluation (mixedref.objective)."""
+        """The order of the dense block factored per evaluation (mixedref.engines.objective)."""
         return int(self.r)
 
     # -- the factorization -------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""PIRLS's weighted system in the dense engine's blocked layout (mixedref.pirls drives it): the
+"""PIRLS's weighted system in the dense engine's blocked layout (mixedref.engines.pirls drives it):
+the
 first term's per-level blocks factored as a batched stack, the later terms dense, joined by the
 Schur complement; the cross-products re-formed from new working weights at fixed positions."""
 
@@ -8,8 +9,8 @@ import numpy as np
 from scipy.linalg.lapack import dpotrf
 from scipy.linalg.lapack import dtrtrs as _dtrtrs
 
-from mixedref.design import ReTerm
 from mixedref.engines.base import PIRLSError, WeightedFactor, WeightedSystem
+from mixedref.frontend.design import ReTerm
 
 
 class DenseWeightedSystem(WeightedSystem):

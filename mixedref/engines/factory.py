@@ -12,7 +12,6 @@ import abc
 
 import numpy as np
 
-from mixedref.design import ModelFrame
 from mixedref.engines.base import PLSEngine, PLSSolution
 from mixedref.engines.dense import MAX_DENSE_BLOCK, DensePLSObjective
 from mixedref.engines.memory import (
@@ -23,6 +22,7 @@ from mixedref.engines.memory import (
     sparse_estimate,
 )
 from mixedref.errors import MixedrefError
+from mixedref.frontend.design import ModelFrame
 
 #: Below this order of the dense second block the dense engine is chosen without analysing
 #: the sparse alternative (its cost, r^3 / 3 flops, is then at most a few GFlop).
@@ -79,7 +79,7 @@ def plan_engine(model: ModelFrame, engine: str = "auto") -> EnginePlan:
 
     The sparse engine's module is imported only here, past the small designs the dense engine
     takes at once: importing it loads CHOLMOD and its BLAS, which would add a library to every
-    evaluation's thread limit (mixedref.threads)."""
+    evaluation's thread limit (mixedref.fitting.threads)."""
     if engine not in ("auto", "dense", "sparse"):
         raise MixedrefError(f"unknown engine {engine!r}; use 'auto', 'dense' or 'sparse'")
     if not model.reterms:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mixedref.design import ModelFrame
 from mixedref.errors import MixedrefError
+from mixedref.frontend.design import ModelFrame
 
 #: Rough rates of this kind of machine (one core): flops per second of the factorizations and
 #: seconds per entry of building the dense engine's Schur operator (scalar / vector first term).

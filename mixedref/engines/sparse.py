@@ -26,8 +26,6 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg.lapack import dpotrf
 
-from mixedref import threads
-from mixedref.design import ModelFrame, ReTerm
 from mixedref.engines.base import (
     PIRLSError,
     PLSEngine,
@@ -36,6 +34,8 @@ from mixedref.engines.base import (
     WeightedSystem,
 )
 from mixedref.errors import MixedrefError
+from mixedref.fitting import threads
+from mixedref.frontend.design import ModelFrame, ReTerm
 
 try:
     from sksparse import cholmod as _cholmod
@@ -230,7 +230,8 @@ class SparsePLSObjective(PLSEngine):
         raise MixedrefError("the sparse engine has no analytic gradient")
 
     def _factor(self, *args, **kwargs):
-        """The dense engine's factor, which the likelihood profile reads (mixedref.profile)."""
+        """The dense engine's factor, which the likelihood profile reads
+        (mixedref.inference.profile)."""
         raise MixedrefError("profile() reads the blocked dense engine's factor; this model is "
                             "fitted by the sparse engine (its dense block would be too large)")
 
@@ -331,7 +332,8 @@ class SparsePLSObjective(PLSEngine):
         return tuple(out)
 
 
-# -- the weighted system of PIRLS (mixedref.pirls) ------------------------------------------
+# -- the weighted system of PIRLS (mixedref.engines.pirls)
+# ------------------------------------------
 class SparseWeightedSystem(WeightedSystem):
     """PIRLS's weighted system as this engine factors Lam'Z'Z Lam + I, with the weights inside:
     Ut = Lam'Z' W^1/2 keeps the pattern of Lam'Z' (:func:`ut_pattern`), so, as lme4's

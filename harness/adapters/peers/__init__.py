@@ -52,7 +52,7 @@ REQUIREMENTS: dict[str, tuple[str, ...]] = {
 }
 
 #: what the harness's worker needs in a peer's environment besides the peer, installed after it
-#: (what the peer pulled in is kept): harness.isolation.WORKER_REQUIREMENTS (numpy, pandas,
+#: (what the peer pulled in is kept): harness.core.isolation.WORKER_REQUIREMENTS (numpy, pandas,
 #: pyyaml: the catalog and its data); mixedref's own dependencies, because a peer adapter's
 #: module imports harness.adapters and mixedref (formula parsing, VarCorr rows, singularity);
 #: and patsy, with which the adapters evaluate offsets and build statsmodels-style designs

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness import protocol
+from harness.adapters import protocol
 from harness.adapters.base import Adapter
 from harness.adapters.peers import _formula as F
 
@@ -33,7 +33,7 @@ class Peer(Adapter):
         if not self.python:
             return F.missing(self.module, self.dist)
         if "_missing" not in self.__dict__:
-            from harness import isolation
+            from harness.core import isolation
 
             out = isolation.call(self.lane, "harness.adapters.peers._formula:missing",
                                  self.module, self.dist, python=self.python,
@@ -48,7 +48,8 @@ class Peer(Adapter):
 
     def capabilities(self) -> protocol.Capabilities:
         """The package's GLMM families and links as the implementation protocol declares a
-        candidate's (harness.protocol), so peers and users' callables are held to one rule."""
+        candidate's (harness.adapters.protocol), so peers and users' callables are held to one
+        rule."""
         families = {f: links for f, links in self.glmm_links.items()
                     if f not in self.glmm_unmapped}
         return protocol.Capabilities(keywords=None if self.glmm_links else frozenset(),

@@ -2,9 +2,9 @@
 reads it, and the peers' answers put back into lme4's names and shapes.
 
 The peers are judged against lme4 and mixedref, so their translation does not borrow
-mixedref's model builder; it asks only the θ home (mixedref.reterm.TermShape: θ from a
-covariance, θ's lower bounds), lme4's singularity test (mixedref.optimize.is_singular) and
-R's make.unique and make.names as lme4's VarCorr applies them (mixedref.fit.varcorr_groups).
+mixedref's model builder; it asks only the θ home (mixedref.frontend.reterm.TermShape: θ from a
+covariance, θ's lower bounds), lme4's singularity test (mixedref.fitting.optimize.is_singular) and
+R's make.unique and make.names as lme4's VarCorr applies them (mixedref.models.fit.varcorr_groups).
 
 - :func:`parse` splits ``y ~ fixed + (expr | g) + (expr || g)`` into the response, the fixed
   part and the bar terms; :func:`lme4_terms` expands them as lme4 does (``||`` into one term
@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from harness.glmm_response import (  # noqa: F401 - the adapters' names for them
+from harness.core.glmm_response import (  # noqa: F401 - the adapters' names for them
     GlmmResponse,
     glmm_response,
     saturated_loglik,
     unit_deviance,
 )
-from mixedref.fit import varcorr_groups
-from mixedref.optimize import is_singular
-from mixedref.reterm import TermShape
+from mixedref.fitting.optimize import is_singular
+from mixedref.frontend.reterm import TermShape
+from mixedref.models.fit import varcorr_groups
 
 _BAR = re.compile(r"\(([^()|]*(?:\([^()]*\)[^()|]*)*)(\|\|?)([^()]*)\)")
 POLY_SUFFIX = {"Linear": ".L", "Quadratic": ".Q", "Cubic": ".C"}
@@ -250,15 +250,16 @@ def map_names(names: list[str], data: Any, style: str) -> list[str]:
 def varcorr_rows(terms: list[Term], covs: list[np.ndarray], sigma2: float
                  ) -> list[dict[str, Any]]:
     """lme4's as.data.frame(VarCorr(m)) from per-term covariance matrices (the harness's one
-    builder of these rows, harness.record.varcorr_rows); the residual row last."""
-    from harness.record import varcorr_rows as rows_of
+    builder of these rows, harness.core.record.varcorr_rows); the residual row last."""
+    from harness.core.record import varcorr_rows as rows_of
 
     return rows_of([(t.name, t.columns, cov) for t, cov in zip(terms, covs, strict=True)],
                    float(np.sqrt(sigma2)))
 
 
 def theta_of(terms: list[Term], covs: list[np.ndarray], sigma2: float) -> list[float] | None:
-    """lme4's θ from the per-term covariances (Σ/σ², by the θ home: mixedref.reterm.TermShape).
+    """lme4's θ from the per-term covariances (Σ/σ², by the θ home:
+    mixedref.frontend.reterm.TermShape).
     None when a block is indefinite (a negative eigenvalue beyond rounding): no θ reproduces it."""
     out: list[float] = []
     for t, cov in zip(terms, covs, strict=True):
@@ -271,7 +272,7 @@ def theta_of(terms: list[Term], covs: list[np.ndarray], sigma2: float) -> list[f
 
 
 def singular(theta: list[float] | None, terms: list[Term]) -> bool | None:
-    """lme4's isSingular at θ (mixedref.optimize.is_singular, lme4's tolerance 1e-4)."""
+    """lme4's isSingular at θ (mixedref.fitting.optimize.is_singular, lme4's tolerance 1e-4)."""
     if theta is None:
         return None
     lower = [TermShape(t.group, tuple(t.columns)).theta_lower for t in terms]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
-from harness.comparators.coef_tests import wanted_ddf  # noqa: F401 - the adapters' name
+from harness.core.comparators.coef_tests import wanted_ddf  # noqa: F401 - the adapters' name
 
 
 def finite(x: Any) -> float | None:
@@ -81,7 +81,7 @@ def lme4_level(label: Any, package_group: str, group: str) -> str:
 def tables(blocks: Iterable[tuple[str, Sequence[Any], Sequence[str], Any, Any]],
            terms: Sequence[F.Term]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Per lme4 grouping factor, the tables of modes and of conditional SDs (levels x term
-    columns, lme4's names) for :func:`harness.record.ranef_rows`, from the package's blocks
+    columns, lme4's names) for :func:`harness.core.record.ranef_rows`, from the package's blocks
     (its group name, its level labels, the term columns in R's names, modes and SDs as
     arrays levels x columns, SDs None when it gives none). Blocks of one factor (the two
     terms of ``||``) are joined column-wise; the SD tables are None when any block has none."""
@@ -109,7 +109,7 @@ def ranef_of(blocks: Iterable[tuple[str, Sequence[Any], Sequence[str], Any, Any]
              terms: Sequence[F.Term]) -> list[dict[str, Any]] | None:
     """The record's ranef rows from the package's blocks (see :func:`tables`); None when it
     gives no modes. A non-finite SD is None (not reported)."""
-    from harness.record import ranef_rows
+    from harness.core.record import ranef_rows
 
     modes, sds = tables(blocks, terms)
     if not modes:

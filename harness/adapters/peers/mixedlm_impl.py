@@ -41,7 +41,7 @@ from harness.adapters.peers._base import (
     response_formula,
     response_frame,
 )
-from harness.comparators.confint import wants_intervals
+from harness.core.comparators.confint import wants_intervals
 
 
 class MixedlmPeer(Peer):
