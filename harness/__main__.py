@@ -83,7 +83,7 @@ def run_cases(cases: Sequence[Any], reference: Any, candidates: Sequence[Any],
                 "case": case.id, "impl": impl, "reference": reference.name, "outcome": outcome,
                 "verdict": verdict, "headline": headline, "data": data})
 
-    from harness.generate.certified_cases import certified_reference
+    from harness.adapters.certified import certified_reference
 
     results = []
     lme4 = reference

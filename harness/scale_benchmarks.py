@@ -175,7 +175,7 @@ def fit_lme4(shape: str) -> dict[str, Any]:
     """lme4's fit of the same data in the embedded R, under :data:`LME4_LIMIT` seconds."""
     import rpy2.robjects as ro
 
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     data, formula = simulate(shape)
     rdata = rbridge.to_r_frame(data)

@@ -65,7 +65,7 @@ def _fit_callable(case: Any, impl: str) -> Any:
         pytest.skip(f"{impl}: {reason}")
     data = runner.case_data(case)
     if impl == "lme4":
-        from harness.adapters import rbridge
+        from harness.core import rbridge
 
         if case.dataset not in _r_frames:
             _r_frames[case.dataset] = rbridge.to_r_frame(data)

@@ -3,7 +3,7 @@
 # report each optimizer's optimized criterion (REML criterion or deviance), θ and messages, and
 # which reached the lowest. Also lme4's own objective at given θ values (devfun_at), so the
 # harness can check its cross-evaluation against lme4's deviance function.
-# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing). Needs lme4, jsonlite.
+# Sourced by harness/core/rbridge.py (functions only; nothing runs on sourcing). Needs lme4, jsonlite.
 
 .criterion <- function(m) {
   cmp <- m@devcomp$cmp

@@ -1,6 +1,6 @@
 # glmer_record(): fit one harness GLMM case with glmer's defaults and return its FitRecord
 # (harness/core/record.py) as an R list, warnings and messages captured inside R, as lmer_record().
-# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing), and by
+# Sourced by harness/core/rbridge.py (functions only; nothing runs on sourcing), and by
 # r_scripts/record_references.R. Needs lme4 attached and r_scripts/lmer_record.R sourced.
 
 # The family object glmer is given: `family` as R spells it (binomial, poisson, Gamma,

@@ -2,7 +2,7 @@
 # FitRecord (harness/core/record.py) as an R list, in lme4's terms: varcorr rows named exactly as
 # lme4's as.data.frame(VarCorr(m)) names them and θ in lme4's parametrization, so glmmTMB's
 # answer compares with lme4's row by row and its θ can be evaluated by lme4's devfun.
-# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing), and by
+# Sourced by harness/core/rbridge.py (functions only; nothing runs on sourcing), and by
 # r_scripts/record_glmmtmb.R. Needs lme4 attached, glmmTMB installed (loaded on first use),
 # jsonlite, and the helpers of r_scripts/lmer_record.R (record_fields() from record_schema.R, .as_object,
 # lmer_versions, .with_time_limit), which the bridge sources into the same environment.

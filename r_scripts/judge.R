@@ -2,7 +2,7 @@
 # (REML criterion or deviance, mkLmerDevfun) at given θ values, with the profiled fixed effects
 # β̂(θ) and residual standard deviation σ̂(θ) that lme4 would report at that θ, so a candidate's
 # estimates are re-evaluated by lme4 itself instead of being believed.
-# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing). Needs lme4, jsonlite.
+# Sourced by harness/core/rbridge.py (functions only; nothing runs on sourcing). Needs lme4, jsonlite.
 
 # One entry per θ (a list of numeric vectors in lme4's order): objective, beta (named by
 # model.matrix column), sigma; or error with lme4's message where it refuses that θ.

@@ -1,6 +1,6 @@
 # lmer_record(): fit one harness case with lme4's defaults and return the FitRecord
 # (harness/core/record.py) as an R list, every warning and message captured inside R.
-# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing), and by
+# Sourced by harness/core/rbridge.py (functions only; nothing runs on sourcing), and by
 # r_scripts/record_references.R. Needs lme4 attached; jsonlite for lmer_record_json().
 
 # The record's fields come from harness/core/record.schema.json (record_fields(), validate_record():
@@ -28,7 +28,7 @@ lmer_versions <- function() {
 # so a child R started with this process's environment on this CPU is asked (the choice depends
 # on nothing else). BLAS_threads is OPENBLAS_NUM_THREADS as OpenBLAS read it when it loaded.
 # Not part of lmer_versions(): the records' versions stay as recorded; record_references.R adds
-# this to its document's versions, the harness's R (harness/adapters/rbridge.py) reads the same from the
+# this to its document's versions, the harness's R (harness/core/rbridge.py) reads the same from the
 # loaded library itself.
 blas_kernel <- function() {
   libs <- paste(extSoftVersion()["BLAS"], La_library())

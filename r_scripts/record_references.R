@@ -12,7 +12,7 @@
 # refuses a stale recording; GLMM cases are fitted by glmer_record(), r_scripts/glmer_record.R), the
 # R/lme4/BLAS versions (with OpenBLAS's kernel and thread count) and the date. No Python is
 # needed. InstEval takes ~10 s per fit. Run it as OPENBLAS_NUM_THREADS=1 Rscript ..., the thread
-# count the harness gives R (harness/adapters/rbridge.py) and the existing records were made with.
+# count the harness gives R (harness/core/rbridge.py) and the existing records were made with.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -76,7 +76,7 @@ main <- function(args) {
               date = format(Sys.time(), "%Y-%m-%dT%H:%M:%S%z"),
               # the BLAS kernel and threads too (blas_kernel(), lmer_record.R): at singular
               # fits lmerTest's df depend on them (r_scripts/blas_spread.R); the harness's R
-              # runs one thread (harness/adapters/rbridge.py): record with OPENBLAS_NUM_THREADS=1
+              # runs one thread (harness/core/rbridge.py): record with OPENBLAS_NUM_THREADS=1
               versions = c(lmer_versions(), blas_kernel()),
               cases = fitted[intersect(ids, names(fitted))],
               records = records[intersect(ids, names(records))])

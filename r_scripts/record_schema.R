@@ -2,7 +2,7 @@
 # dataclass) read here, and validate_record(): the R side checks every record it writes
 # against the same file the Python side checks, with the same rules (type, properties,
 # required, additionalProperties, items, anyOf).
-# Sourced by harness/adapters/rbridge.py (functions only; nothing runs on sourcing). Needs jsonlite.
+# Sourced by harness/core/rbridge.py (functions only; nothing runs on sourcing). Needs jsonlite.
 
 # The schema: $MIXEDREF_RECORD_SCHEMA (the bridge sets it), else harness/core/record.schema.json
 # under the working directory (the recording scripts run from the repository's root).

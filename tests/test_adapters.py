@@ -207,7 +207,7 @@ def test_bridge_reports_a_missing_rpy2_as_one_reason() -> None:
 
 
 def _needs_r() -> None:
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     reason = rbridge.unavailable()
     if reason:
@@ -219,7 +219,7 @@ def test_bridge_passes_factor_levels_in_pandas_order() -> None:
     _needs_r()
     import rpy2.robjects as ro
 
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     df = pd.DataFrame({
         "g": pd.Categorical(["b", "a", "c", None], categories=["c", "b", "a"]),
@@ -239,7 +239,7 @@ def test_bridge_passes_factor_levels_in_pandas_order() -> None:
 @pytest.mark.needs_r
 def test_bridge_fit_equals_the_recording_and_errors_are_lme4s_text() -> None:
     _needs_r()
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     case = CASES["sleepstudy-fdays-REML"]  # a factor in the fixed part
     rec = rbridge.lmer_record(runner.case_data(case), case.formula, case.REML, case.id)
@@ -254,7 +254,7 @@ def test_bridge_fit_equals_the_recording_and_errors_are_lme4s_text() -> None:
 @pytest.mark.needs_r
 def test_bridge_captures_warnings_and_messages_inside_r() -> None:
     _needs_r()
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     case = CASES["Dyestuff2-intercept-REML"]  # lme4: boundary (singular) fit message
     rec = rbridge.lmer_record(runner.case_data(case), case.formula, case.REML, case.id)

@@ -105,7 +105,7 @@ def test_bad_input_is_named() -> None:
 def test_live_lmertest_on_chickweight() -> None:
     """lmerTest's Type I and III tables computed now in R, against mixedref's at lme4's θ
     (so only the tables' arithmetic is compared, to 1e-6)."""
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     if rbridge.unavailable():
         pytest.skip(rbridge.unavailable())

@@ -114,7 +114,7 @@ def test_best_known_cli_says_when_no_case_matches(capsys) -> None:
 
 
 def _needs_r() -> None:
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     reason = rbridge.unavailable()
     if reason:
@@ -127,7 +127,7 @@ def test_lme4s_devfun_at_lme4s_recorded_theta_is_lme4s_recorded_criterion(case_i
     _needs_r()
     import rpy2.robjects as ro
 
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     case = CASES[case_id]
     rec = LME4[case_id]

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import mixedref
+from harness.adapters.certified import is_certified, quantities, truths
 from harness.core.catalog import load_catalog
 from harness.core.comparators.certified import candidate_quantities
 from harness.core.datasets import load_dataset
 from harness.core.tolerance import MIXEDREF_CERTIFIED_LRE, log_relative_error
-from harness.generate.certified_cases import is_certified, quantities, truths
 from mixedref.fitting.polish import newton_polish
 
 CASES = [c for c in load_catalog() if is_certified(c)]

@@ -119,7 +119,7 @@ def test_the_family_is_mass_negative_binomial() -> None:
 
 @pytest.mark.needs_r
 def test_live_lme4_glmer_nb_on_grouseticks() -> None:
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     if rbridge.unavailable():
         pytest.skip(rbridge.unavailable())

@@ -229,7 +229,7 @@ def test_a_better_optimum_than_the_reference_is_a_finding_when_both_judges_agree
     from harness.core.catalog import load_catalog
 
     case = next(c for c in load_catalog() if c.id == "sleepstudy-intercept-REML")
-    out = isolation.call("R", "harness.adapters.rbridge:unavailable", timeout=60)
+    out = isolation.call("R", "harness.core.rbridge:unavailable", timeout=60)
     if out.error or out.value:
         pytest.skip(f"needs R and lme4: {out.error or out.value}")
     real = Lme4Recorded().fit(case, None)

@@ -1,7 +1,6 @@
-"""The implementation protocol (harness.adapters.protocol) and the gate rules (harness.core.gate):
-what the
-call carries, which cases a callable is handed, what its record must say it fitted, and that a
-typo or an empty gate is never green."""
+"""The implementation protocol (harness.core.protocol) and the gate rules
+(harness.pytest_plugin.gate): what the call carries, which cases a callable is handed, what
+its record must say it fitted, and that a typo or an empty gate is never green."""
 
 from __future__ import annotations
 
@@ -181,9 +180,9 @@ def test_an_unloadable_implementation_is_named_before_any_fit(
     monkeypatch.syspath_prepend(str(tmp_path))
     for spec, cause in [("nosuchmodule_xyz:fit", "No module named 'nosuchmodule_xyz'"),
                         ("raising_impl:fit", "RuntimeError: broken at import"),
-                        ("harness.adapters.protocol:nothere", "has no attribute 'nothere'"),
-                        ("harness.adapters.protocol:PROTOCOL_VERSION", "int, not callable"),
-                        ("harness.adapters.protocol:model_mismatch", "cannot be called as fit("),
+                        ("harness.core.protocol:nothere", "has no attribute 'nothere'"),
+                        ("harness.core.protocol:PROTOCOL_VERSION", "int, not callable"),
+                        ("harness.core.protocol:model_mismatch", "cannot be called as fit("),
                         ("no-such-impl", "unknown implementation 'no-such-impl'")]:
         with pytest.raises(gate.GateError) as info:
             gate.check_requested([spec])

@@ -165,7 +165,7 @@ def test_report_json_carries_environment_and_records(written):
 
 @pytest.mark.needs_r
 def test_allfit_second_opinion_in_report(tmp_path):
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     reason = rbridge.unavailable()
     if reason:

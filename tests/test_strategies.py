@@ -3,7 +3,7 @@ check
 fails, mixedref continues and reaches the best optimum lme4's allFit optimizers know, or lower.
 
 References come from lme4 (harness/references/best_known.json for the catalog's hard cases;
-allFit run live through harness.adapters.rbridge for the simulated shapes here, skipped without R)
+allFit run live through harness.core.rbridge for the simulated shapes here, skipped without R)
 or
 from theory (the criterion is invariant under rescaling a term's columns; scaled θ maps back
 exactly); never from a run of mixedref.
@@ -81,7 +81,7 @@ def _lme4_best(entry: dict) -> float:
 
 
 def _needs_r() -> None:
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     reason = rbridge.unavailable()
     if reason:
@@ -89,7 +89,7 @@ def _needs_r() -> None:
 
 
 def _allfit_live(data: pd.DataFrame, formula: str, REML: bool) -> dict:
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     return json.loads(str(rbridge.call("allfit_best_json", data, formula, REML)[0]))
 

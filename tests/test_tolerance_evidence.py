@@ -306,8 +306,8 @@ def test_the_blas_recording_covers_the_singular_lmm_cases() -> None:
     assert doc["versions"]["lme4"] == json.loads(RECORDED.read_text())["versions"]["lme4"]
     ran = [c for c in doc["configurations"] if c["status"] == "ok"]
     # the harness's own configuration first (the detected kernel, one thread:
-    # harness/adapters/rbridge.py)
-    from harness.adapters.rbridge import R_BLAS_THREADS
+    # harness/core/rbridge.py)
+    from harness.core.rbridge import R_BLAS_THREADS
 
     assert doc["reference_config"] == ran[0]["name"] == f"auto-{R_BLAS_THREADS}"
     assert {c["OPENBLAS_NUM_THREADS"] for c in ran} == {1, 2}

@@ -134,14 +134,14 @@ class _Lme4:
     def __init__(self) -> None:
         import rpy2.robjects as ro
 
-        from harness.adapters import rbridge
+        from harness.core import rbridge
 
         rbridge._env()  # start R and load lme4 (and the harness's R helpers) once
         self.timer = ro.r(_R_TIMER)
         self.frames: dict[str, Any] = {}
 
     def __call__(self, case: Any, data: Any) -> Callable[[], float]:
-        from harness.adapters import rbridge
+        from harness.core import rbridge
 
         if case.dataset not in self.frames:
             self.frames[case.dataset] = rbridge.to_r_frame(data)

@@ -1,4 +1,4 @@
-"""glmmTMB as a second engine: fitted live through the embedded R (harness.adapters.rbridge), or its
+"""glmmTMB as a second engine: fitted live through the embedded R (harness.core.rbridge), or its
 answers recorded by r_scripts/record_glmmtmb.R in harness/references/glmmtmb.json.
 
 glmmTMB maximizes the (restricted) likelihood by TMB's Laplace approximation, exact for a

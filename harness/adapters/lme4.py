@@ -1,4 +1,4 @@
-"""lme4 as the reference: live through the embedded R (harness.adapters.rbridge) in the "R" worker
+"""lme4 as the reference: live through the embedded R (harness.core.rbridge) in the "R" worker
 process (harness.core.isolation), or its answers recorded by r_scripts/record_references.R in
 harness/references/lme4.json."""
 
@@ -34,7 +34,7 @@ class Lme4Live(Adapter):
         a lane that crashes or hangs starting R is the reason then)."""
         key = (os.getpid(), self.lane)
         if key not in _why_not_r:
-            out = isolation.call(self.lane, "harness.adapters.rbridge:unavailable",
+            out = isolation.call(self.lane, "harness.core.rbridge:unavailable",
                                  timeout=R_START_TIMEOUT)
             _why_not_r[key] = out.value if out.kind == "ok" else (
                 f"R could not be started in a worker process: {out.error}")
@@ -42,10 +42,10 @@ class Lme4Live(Adapter):
 
     def versions(self) -> dict[str, str]:
         """R, lme4, Matrix and BLAS versions of the R lane's R (empty when unavailable), with
-        its OpenBLAS kernel and thread count (BLAS_core, BLAS_threads: harness.adapters.rbridge),
+        its OpenBLAS kernel and thread count (BLAS_core, BLAS_threads: harness.core.rbridge),
         which
         at singular fits decide lmerTest's last digits; informative, never compared."""
-        out = isolation.call(self.lane, "harness.adapters.rbridge:versions",
+        out = isolation.call(self.lane, "harness.core.rbridge:versions",
                              timeout=R_START_TIMEOUT)
         return dict(out.value or {}) if out.kind == "ok" else {}
 

@@ -1,5 +1,5 @@
 """Users' implementations: ``--impl mypkg.module:fit`` names a callable of the implementation
-protocol (harness.adapters.protocol, docs/protocol.md), ``fit(formula, data, REML, **model)``
+protocol (harness.core.protocol, docs/protocol.md), ``fit(formula, data, REML, **model)``
 returning
 a FitRecord or a mapping with some of its fields; packages can also register one under the
 entry-point group ``mixedref_harness.impls`` (the object is such a callable, or an Adapter)."""
@@ -10,8 +10,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from harness.adapters import protocol
 from harness.adapters.base import Adapter
+from harness.core import protocol
 from harness.core.record import normalize_record
 from harness.core.runner import NOT_SUPPORTED
 
@@ -19,7 +19,7 @@ ENTRY_POINT_GROUP = "mixedref_harness.impls"
 
 
 class CallableAdapter(Adapter):
-    """Wraps a callable of the implementation protocol (harness.adapters.protocol): ``func(formula,
+    """Wraps a callable of the implementation protocol (harness.core.protocol): ``func(formula,
     data, REML, **model)``. A ``module:attr`` is loaded in the candidate's own worker process,
     never in the harness's: there it is probed (loads? callable? its signature and declared
     capabilities) and there it fits."""
@@ -70,7 +70,7 @@ class CallableAdapter(Adapter):
             else:
                 from harness.core import isolation
 
-                out = isolation.call(self.lane, "harness.adapters.protocol:probe", self.spec,
+                out = isolation.call(self.lane, "harness.core.protocol:probe", self.spec,
                                      timeout=isolation.START_TIMEOUT, python=self.python)
                 self._probe = out.value if out.kind == "ok" else {
                     "error": f"its worker could not load it: {out.error}"}

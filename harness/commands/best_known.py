@@ -17,7 +17,7 @@ Where lme4's default misses the best known by more than the objective tolerance
 (``harness.core.tolerance.DEFAULT.objective_allowed(best)``), that is a finding about lme4.
 
 ``python -m harness best-known [--write] [-k EXPR]`` computes it (one embedded R in this
-process, through harness.adapters.rbridge) and prints a table; ``--write`` stores it in
+process, through harness.core.rbridge) and prints a table; ``--write`` stores it in
 harness/references/best_known.json (with ``-k``, only the selected cases are replaced).
 The report and the plugin read it through :func:`load_best_known`, :func:`best_known` and
 :func:`lme4_findings`, which need neither R nor the fitters.
@@ -216,7 +216,7 @@ def versions() -> dict[str, Any]:
     import scipy
 
     import mixedref
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     v: dict[str, Any] = dict(rbridge.versions())
     try:
@@ -294,8 +294,8 @@ def write(doc: dict[str, Any], path: str | Path | None = None, *, merge: bool = 
 def main(cases: Sequence[Any], *, write_file: bool = False, out: str | Path | None = None,
          merge: bool = False, allfit: bool | None = None) -> int:
     """The ``best-known`` subcommand on already selected ``cases``."""
-    from harness.adapters import rbridge
     from harness.adapters.glmmtmb import unavailable_here
+    from harness.core import rbridge
 
     why = rbridge.unavailable()
     if why:

@@ -3,7 +3,7 @@ error on the certified cases, and where lme4 itself fails the truth.
 
 Read from the items' comparisons (harness.core.compare.Comparison as dicts): a certified case's
 rows ``certified[...]`` hold the truth (the limit of the input) and the candidate's value, so
-the LRE is recomputed here (harness.generate.certified_cases.worst_lre), never taken on trust.
+the LRE is recomputed here (harness.adapters.certified.worst_lre), never taken on trust.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.generate.certified_cases import IMPL, worst_lre
+from harness.adapters.certified import IMPL, worst_lre
 
 #: the implementations that are lme4 on a certified case (live and recorded): candidates there
 LME4 = ("lme4", "lme4-recorded")

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from harness.adapters.protocol import model_mismatch
 from harness.core.comparators import BUILTIN, Comparator, Row, row
 from harness.core.judge import JUDGES, Judgement
+from harness.core.protocol import model_mismatch
 from harness.core.tolerance import DEFAULT, GLMM, Tolerance, for_case
 
 AGREED = "agreed"

@@ -269,7 +269,7 @@ def allfit_in_r(formula: str, REML: bool, data: Any) -> dict[str, Any]:
     """r_scripts/allfit.R's allFit summary (runs in the R worker lane, which has the R)."""
     import json
 
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     reason = rbridge.unavailable()
     if reason:

@@ -289,7 +289,7 @@ def json_schema() -> dict[str, Any]:
     for f in fields(FitRecord):
         schema["properties"][f.name]["description"] = f.metadata["meaning"]
     assert set(hints) == set(schema["properties"])
-    from harness.adapters import protocol
+    from harness.core import protocol
 
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"mixedref-harness/fit-record/{SCHEMA_VERSION}",

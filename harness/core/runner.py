@@ -4,7 +4,7 @@
 harness.core.isolation), under a hard time limit and a memory limit: an exception, a NaN/inf result,
 a fit past the case's timeout, one that needs too much memory or one that kills its process
 becomes a failed record with the reason, and the session goes on. lme4 also stops itself
-inside R at the timeout (setTimeLimit, see harness/adapters/rbridge.py), which keeps its R process
+inside R at the timeout (setTimeLimit, see harness/core/rbridge.py), which keeps its R process
 alive; the worker is killed only when that does not happen. Records are cached per
 (implementation, case, interpreter) within the process, so the reference for a case is fitted
 once per pytest(-xdist) worker however many candidates compare with it.

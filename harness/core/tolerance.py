@@ -202,7 +202,7 @@ def for_case(case: object | None) -> Tolerance:
     return GLMM if getattr(case, "family", None) is not None else DEFAULT
 
 
-#: Certified cases (tagged ``certified``: harness.generate.certified_cases) are judged against their
+#: Certified cases (tagged ``certified``: harness.adapters.certified) are judged against their
 #: exact truth, not against lme4, by the log relative error LRE = -log10 |x - c| / |c| (the
 #: number of correct significant digits; -log10 |x| when c = 0), capped at LRE_CAP. Each
 #: quantity must reach the LRE the agreement policy above asks of two correct fits, now asked

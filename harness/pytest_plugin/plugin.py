@@ -136,7 +136,7 @@ class HarnessSession:
             if mode == "live" or (mode is None and why_not_live is None):
                 from harness.core import isolation
 
-                out = isolation.call("R", "harness.adapters.rbridge:versions", timeout=60)
+                out = isolation.call("R", "harness.core.rbridge:versions", timeout=60)
                 v = out.value or {}
                 desc = (f"live lme4 {v.get('lme4', '?')} via rpy2 ({v.get('R', 'R ?')}, "
                         f"BLAS {v.get('BLAS', '?')})")
@@ -278,7 +278,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if hs.requested_reference == "live":
         hs.reference()  # a usage error now, before any collection, when lme4 cannot run
     if hs.requested_impls and getattr(config, "workerinput", None) is None:
-        from harness.core.gate import GateError, check_requested
+        from harness.pytest_plugin.gate import GateError, check_requested
 
         try:  # a typo in --impl is a usage error (exit 4), never a run of skips
             check_requested(dict.fromkeys(hs.requested_impls))
@@ -297,7 +297,7 @@ def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
     """Give each pytest-xdist worker its share of the cores for BLAS: two workers with two
     OpenBLAS threads each oversubscribe a 2-core machine, and a dense Cholesky then takes up to
     ten times longer. numpy's OpenBLAS is already loaded (threadpoolctl limits it). R's BLAS
-    is pinned to one thread by harness.adapters.rbridge whatever this says (lme4's references were
+    is pinned to one thread by harness.core.rbridge whatever this says (lme4's references were
     recorded so, and its answers at singular fits depend on the thread count)."""
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
@@ -438,8 +438,8 @@ class CatalogFile(pytest.File):
 
     def collect(self) -> Any:
         from harness.adapters import Lme4Recorded, get_adapter
+        from harness.adapters.certified import certified_reference
         from harness.core.catalog import load_catalog
-        from harness.generate.certified_cases import certified_reference
 
         hs = _session(self.config)
         mode, ref_adapter, _ = hs.reference()
@@ -593,7 +593,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
 def _gate_summary(terminalreporter: Any, hs: HarnessSession) -> None:
     """Per candidate "compared k of n"; a candidate named with --impl that was compared on no
     case fails the run (unless --allow-empty): a gate that compared nothing must not be green."""
-    from harness.core import gate
+    from harness.pytest_plugin import gate
 
     if getattr(hs.config, "workerinput", None) is not None:
         return

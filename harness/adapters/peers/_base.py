@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.adapters import protocol
 from harness.adapters.base import Adapter
 from harness.adapters.peers import _formula as F
+from harness.core import protocol
 
 
 class Peer(Adapter):
@@ -48,7 +48,7 @@ class Peer(Adapter):
 
     def capabilities(self) -> protocol.Capabilities:
         """The package's GLMM families and links as the implementation protocol declares a
-        candidate's (harness.adapters.protocol), so peers and users' callables are held to one
+        candidate's (harness.core.protocol), so peers and users' callables are held to one
         rule."""
         families = {f: links for f, links in self.glmm_links.items()
                     if f not in self.glmm_unmapped}

@@ -232,7 +232,7 @@ def _r_usable() -> bool:
     """True when the R worker lane has R and lme4 (R is never started in this process)."""
     from harness.core import isolation
 
-    out = isolation.call("R", "harness.adapters.rbridge:unavailable", timeout=60)
+    out = isolation.call("R", "harness.core.rbridge:unavailable", timeout=60)
     return out.error is None and out.value is None
 
 

@@ -1,6 +1,6 @@
 """Certified cases: every quantity judged against the exact truth by log relative error.
 
-The reference record is the truth (harness.generate.certified_cases.CertifiedTruth); its
+The reference record is the truth (harness.adapters.certified.CertifiedTruth); its
 ``optinfo["certified"]`` holds the limit of the input (``input``) and NIST's certified values
 (``nist``) by quantity. Rows ``certified[<q>]`` judge the candidate against the limit of the
 input, rows ``nist[<q>]`` against NIST (q: ``fixef (Intercept)``, ``var Residual`` (σ²),

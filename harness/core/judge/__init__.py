@@ -100,7 +100,7 @@ def lme4_evaluate(case: Any, thetas: Sequence[Sequence[float]],
     """lme4's criterion, β̂ and σ̂ at each θ (r_scripts/judge.R), on ``data`` or the case's
     dataset. Runs in the R worker lane: it needs the embedded R, which the harness process
     never starts."""
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     text = rbridge.call("judge_evaluate_json", _r_data(case, data), str(case.formula),
                         bool(case.REML), _r_vectors(thetas))
@@ -110,7 +110,7 @@ def lme4_evaluate(case: Any, thetas: Sequence[Sequence[float]],
 def _r_data(case: Any, data: Any) -> Any:
     """``data`` (or the case's dataset, converted once per case and lane: InstEval's conversion
     costs more than its devfun evaluations) as an R data.frame; raises when R is not there."""
-    from harness.adapters import rbridge
+    from harness.core import rbridge
     from harness.core.catalog import load_data
 
     reason = rbridge.unavailable()
@@ -286,7 +286,7 @@ def glmm_criterion(case: Any) -> str:
 def lme4_evaluate_glmm(case: Any, points: Sequence[Sequence[float]],
                        data: Any = None) -> list[dict[str, Any]]:
     """glmer's own criterion at each point c(θ, β) (r_scripts/judge.R), in the R lane."""
-    from harness.adapters import rbridge
+    from harness.core import rbridge
 
     text = rbridge.call("judge_glmm_evaluate_json", _r_data(case, data),
                         *rbridge.glmm_args(case), _r_vectors(points), GLMM_TOL_PWRSS)

@@ -1,7 +1,7 @@
 """The bridge to R's lme4: one embedded R per process, started on first use.
 
 R is started lazily (about 2 s with lme4), once per process (each pytest-xdist worker has its
-own). lme4 is attached and the r_scripts/*.R files marked "Sourced by harness/adapters/rbridge.py"
+own). lme4 is attached and the r_scripts/*.R files marked "Sourced by harness/core/rbridge.py"
 are
 sourced into a dedicated R environment, so nothing lands in R's globalenv. DataFrames are
 converted column by column with factor levels passed explicitly (pandas category order;
@@ -55,12 +55,12 @@ def r_scripts_dir() -> Path | None:
     return None
 
 
-LIBRARY_MARKER = "Sourced by harness/adapters/rbridge.py"
+LIBRARY_MARKER = "Sourced by harness/core/rbridge.py"
 
 
 def library_scripts(scripts: Path) -> list[Path]:
     """The R files the bridge sources: those whose header (first 15 lines) says
-    "Sourced by harness/adapters/rbridge.py" (function definitions only). Other r_scripts are
+    "Sourced by harness/core/rbridge.py" (function definitions only). Other r_scripts are
     command-line
     scripts that do their work when run, so sourcing them would run them."""
     out = []
