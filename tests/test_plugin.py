@@ -186,10 +186,9 @@ def test_benchmarks_print_the_mixedref_lme4_ratio(pytester: pytest.Pytester,
         pytest.skip("R/lme4 not available to the benchmarks")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*benchmark 'Dyestuff-intercept-REML': 3 tests*"])
-    result.stdout.fnmatch_lines(["*mixedref harness: median fit times*",
-                                 "Dyestuff-intercept-REML: mixedref/lme4 = * (*lme4 * ms "
-                                 "[[]*x mixedref[]]; mixedref * ms [[]*x lme4[]];*statsmodels "
-                                 "* ms [[]*x lme4, *x mixedref[]])"])
+    result.stdout.fnmatch_lines(["*mixedref harness: median fit times, x lme4*",
+                                 "case*lme4*mixedref*statsmodels*mixedref/lme4",
+                                 "Dyestuff-intercept-REML * ms * ms (*x) * ms (*x) *"])
 
 
 CLAIMING_IMPL = WRONG_IMPL.replace(

@@ -5,6 +5,7 @@ disagreements. Built from test reports' user_properties, so it works under pytes
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -197,30 +198,65 @@ def results_for_report(entries: dict[str, dict[str, Any]],
     return [r for r in out.values() if r["records"] or r["errors"]]
 
 
-def write_benchmark_ratios(tr: Any, config: Any) -> None:
-    """One line per benchmarked case: the mixedref/lme4 ratio of median times, then each
-    implementation's median time with its ratio to lme4 and to mixedref."""
-    bs = getattr(config, "_benchmarksession", None)
-    benches = getattr(bs, "benchmarks", None) or []
+#: the benchmark table's first columns, in this order; other implementations follow by name
+BENCH_FIRST = ("lme4", "mixedref", "glmm", "mixedlm")
+
+
+def benchmark_medians(benches: Any) -> dict[str, dict[str, float]]:
+    """Median seconds per case (the benchmark's group) and implementation."""
     medians: dict[str, dict[str, float]] = defaultdict(dict)
-    for b in benches:
+    for b in benches or []:
         stats = getattr(b, "stats", None)
         if stats is None or not b.group:
             continue
         impl = (getattr(b, "extra_info", None) or {}).get("impl") \
             or str(b.name).rsplit("-", 1)[-1].rstrip("]")
         medians[b.group][impl] = float(stats.median)
+    return dict(medians)
+
+
+def benchmark_table(medians: dict[str, dict[str, float]]) -> list[str]:
+    """Cases x implementations side by side: each cell the median fit time in ms and its ratio
+    to lme4's (lme4, mixedref, glmm and mixedlm first), then mixedref/lme4, and a last row with
+    each implementation's geometric mean ratio to lme4 over the cases both fitted."""
+    impls = [i for i in BENCH_FIRST if any(i in m for m in medians.values())]
+    impls += sorted({i for m in medians.values() for i in m} - set(impls))
+    head = ["case", *impls, "mixedref/lme4"]
+    rows = []
+    logs: dict[str, list[float]] = defaultdict(list)
+    for case, m in medians.items():
+        lme4 = m.get("lme4")
+        cells = [case]
+        for impl in impls:
+            v = m.get(impl)
+            if v is None:
+                cells.append("-")
+                continue
+            cell = f"{v * 1e3:.1f} ms"
+            if lme4 and impl != "lme4":
+                cell += f" ({v / lme4:.2f}x)"
+                logs[impl].append(math.log(v / lme4))
+            cells.append(cell)
+        mine = m.get("mixedref")
+        cells.append(f"{mine / lme4:.2f}" if mine and lme4 else "n/a")
+        rows.append(cells)
+    geo = ["geometric mean x lme4"] + [
+        f"{math.exp(sum(logs[i]) / len(logs[i])):.2f}x ({len(logs[i])})" if logs.get(i) else "-"
+        for i in impls] + [""]
+    widths = [max(len(r[k]) for r in [head, *rows, geo]) for k in range(len(head))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(head), *(line(r) for r in rows), line(geo)]
+
+
+def write_benchmark_ratios(tr: Any, config: Any) -> None:
+    """The benchmark table (benchmark_table): median fit times side by side, x lme4."""
+    bs = getattr(config, "_benchmarksession", None)
+    medians = benchmark_medians(getattr(bs, "benchmarks", None))
     if not medians:
         return
-    tr.write_sep("-", "mixedref harness: median fit times (x lme4, x mixedref)")
-    for case, m in medians.items():
-        lme4, mine = m.get("lme4"), m.get("mixedref")
-        parts = []
-        for k, v in sorted(m.items()):
-            ratios = [f"{v / ref:.2f}x {name}" for name, ref in (("lme4", lme4),
-                                                                   ("mixedref", mine))
-                      if ref and k != name]
-            parts.append(f"{k} {v * 1e3:.1f} ms" + (f" [{', '.join(ratios)}]" if ratios else ""))
-        ratio = (f"mixedref/lme4 = {mine / lme4:.2f}" if mine and lme4
-                 else "mixedref/lme4 = n/a")
-        tr.write_line(f"{case}: {ratio} ({'; '.join(parts)})")
+    tr.write_sep("-", "mixedref harness: median fit times, x lme4 (BLAS and OpenMP on 1 thread)")
+    for text in benchmark_table(medians):
+        tr.write_line(text)
