@@ -1,0 +1,82 @@
+"""Distance from the truth (harness/truth.py): the units of :func:`distances` on hand-made
+records (closed-form numbers), and which catalog cases have a truth at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.catalog import load_catalog
+from harness.truth import case_truth, distances, truth_table
+
+CASES = {c.id: c for c in load_catalog()}
+
+TRUTH = {"beta": {"(Intercept)": 1.0, "x": 0.3}, "sigma": 0.5,
+         "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": 0.16, "sdcor": 0.4},
+                     {"grp": "g", "var1": "x", "var2": None, "vcov": 0.04, "sdcor": 0.2},
+                     {"grp": "g", "var1": "(Intercept)", "var2": "x", "vcov": 0.024,
+                      "sdcor": 0.3},
+                     {"grp": "Residual", "var1": None, "var2": None, "vcov": 0.25,
+                      "sdcor": 0.5}]}
+ESTIMATE = {"fixef": {"(Intercept)": 1.1, "x": 0.25}, "sigma": 0.55,
+            "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": 0.2,
+                         "sdcor": 0.2 ** 0.5},
+                        {"grp": "g", "var1": "(Intercept)", "var2": "x", "vcov": 0.0,
+                         "sdcor": 0.1},
+                        {"grp": "Residual", "var1": None, "var2": None, "vcov": 0.3025,
+                         "sdcor": 0.55}]}
+SE = {"(Intercept)": 0.05, "x": 0.1}
+
+
+def test_distances_are_in_ses_relative_and_absolute_as_documented() -> None:
+    got = {d.quantity: d for d in distances(ESTIMATE, TRUTH, SE)}
+    assert list(got) == ["fixef[(Intercept)]", "fixef[x]", "var[g,(Intercept)]", "var[g,x]",
+                         "corr[g,(Intercept),x]", "var[Residual]", "sigma"]
+    assert got["fixef[(Intercept)]"].distance == pytest.approx(2.0)  # (1.1 - 1) / 0.05
+    assert got["fixef[x]"].distance == pytest.approx(-0.5)  # (0.25 - 0.3) / 0.1
+    assert got["fixef[x]"].unit == "SE"
+    assert got["var[g,(Intercept)]"].distance == pytest.approx(0.25)  # 0.2 / 0.16 - 1
+    assert got["var[g,(Intercept)]"].unit == "relative"
+    assert got["var[g,x]"].estimate is None and got["var[g,x]"].distance is None  # not reported
+    assert got["corr[g,(Intercept),x]"].distance == pytest.approx(-0.2)  # 0.1 - 0.3
+    assert got["corr[g,(Intercept),x]"].unit == "absolute"
+    assert got["var[Residual]"].distance == pytest.approx(0.21)  # 0.3025 / 0.25 - 1
+    assert got["sigma"].distance == pytest.approx(0.1)  # 0.55 / 0.5 - 1
+
+
+def test_distance_from_a_record_uses_its_fixef_and_no_sigma_without_a_scale() -> None:
+    target = {"fixef": {"x": 0.3}, "sigma": 1.0,  # binomial: sigma 1 is a convention
+              "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": 0.5,
+                           "sdcor": 0.5 ** 0.5}]}
+    est = {"fixef": {"x": 0.5}, "sigma": 1.0,
+           "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": 0.25,
+                        "sdcor": 0.5}]}
+    got = {d.quantity: d.distance for d in distances(est, target, {"x": 0.1})}
+    assert got == pytest.approx({"fixef[x]": 2.0, "var[g,(Intercept)]": -0.5})
+    assert distances(est, target, {})[0].distance is None  # no SE: no yardstick
+
+
+def test_only_cases_fitting_the_generating_model_have_a_truth() -> None:
+    gamma = case_truth(CASES["sim_glmm_gamma-log-ML"])
+    assert gamma is not None and gamma["family"] == "Gamma" and gamma["link"] == "log"
+    assert case_truth(CASES["sim_glmm_invgauss-log-ML"])["family"] == "inverse.gaussian"
+    assert case_truth(CASES["sim_unbalanced-slopes-REML"])["beta"] == {"(Intercept)": 5.0,
+                                                                      "x": 1.5}
+    # the Gamma data fitted with the inverse link: a misspecified model, no truth
+    assert case_truth(CASES["sim_glmm_gamma-inverse-ML"]) is None
+    assert case_truth(CASES["sleepstudy-slopes-REML"]) is None  # real data
+
+
+def test_truth_table_puts_distance_from_truth_next_to_distance_from_lme4() -> None:
+    case = CASES["sim_glmm_gamma-log-ML"]
+    tr = case_truth(case)
+    lme4 = {"fixef": dict(tr["beta"]), "fixef_se": {"(Intercept)": 0.1, "x": 0.02},
+            "sigma": tr["sigma"], "varcorr": tr["varcorr"]}  # lme4 exactly at the truth
+    other = {**lme4, "fixef": {"(Intercept)": 1.2, "x": 0.3}}
+    table = truth_table(case, {"lme4": lme4, "other": other})
+    rows = {(r["impl"], r["quantity"]): r for r in table["rows"]}
+    assert rows[("lme4", "fixef[(Intercept)]")]["from_truth"] == 0.0
+    assert rows[("lme4", "fixef[(Intercept)]")]["from_lme4"] == 0.0
+    assert rows[("other", "fixef[(Intercept)]")]["from_truth"] == pytest.approx(2.0)
+    assert rows[("other", "fixef[(Intercept)]")]["from_lme4"] == pytest.approx(2.0)
+    assert rows[("other", "sigma")]["unit"] == "relative"
+    assert truth_table(CASES["sim_glmm_gamma-inverse-ML"], {"lme4": lme4}) is None
