@@ -13,7 +13,8 @@ with f the Gamma density of shape 1/σ² (σ the coefficient of variation, as lm
 report it) or the inverse-Gaussian density of dispersion σ², each group's integral by adaptive
 Gauss-Hermite quadrature (:data:`NODES` nodes at the mode of the integrand). It is written from
 the densities, in numpy alone: no fitter's code (lme4's, glmmTMB's, mixedref's) is involved,
-and tests/test_marginal_criterion.py holds it to R's ``integrate`` (r_scripts/marginal_references.R).
+and tests/test_marginal_criterion.py holds it to R's ``integrate``
+(r_scripts/marginal_references.R).
 
 Scope: one random intercept ``(1 | g)`` and a fixed part that is a sum of numeric columns (the
 catalog's Gamma and inverse-Gaussian cases); anything else raises :class:`NotEvaluable`.
@@ -70,7 +71,8 @@ def log_density(family: str, y: np.ndarray, mu: np.ndarray, sigma: float) -> np.
                    - nu * y / mu)
         elif family == "inverse.gaussian":
             phi = sigma**2
-            out = -0.5 * np.log(2.0 * math.pi * phi * y**3) - (y - mu) ** 2 / (2.0 * phi * mu**2 * y)
+            out = (-0.5 * np.log(2.0 * math.pi * phi * y**3)
+                   - (y - mu) ** 2 / (2.0 * phi * mu**2 * y))
         else:
             raise NotEvaluable(f"family {family!r} is not one of {', '.join(FAMILIES)}")
     return np.where(np.isnan(out), -np.inf, out)
