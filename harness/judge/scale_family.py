@@ -7,11 +7,11 @@ one independent criterion (harness.judge.marginal), not against lme4 alone:
 - :func:`judgement` evaluates the reference's and the candidate's estimates now under that
   criterion and takes the recorded candidates (harness/references/best_known.json); the best
   known is the lowest of all of them;
-- :func:`assess` says what it means for the verdict (harness.compare applies it): a candidate more than the objective tolerance above
-  the best known *disagrees* (whatever its agreement with lme4), one that reaches it while lme4
-  does not is *candidate-better* (its differences from lme4 are lme4's), otherwise the verdict
-  against lme4 stands. Either way the comparison says "judged by best known over lme4,
-  glmmTMB, mixedref" and which one is best.
+- :func:`assess` says what it means for the verdict (harness.compare applies it): a candidate
+  more than the objective tolerance above the best known *disagrees* (whatever its agreement
+  with lme4), one that reaches it while lme4 does not is *candidate-better* (its differences
+  from lme4 are lme4's), otherwise the verdict against lme4 stands. Either way the comparison
+  says "judged by best known over lme4, glmmTMB, mixedref" and which one is best.
 """
 
 from __future__ import annotations
