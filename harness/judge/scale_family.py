@@ -43,6 +43,35 @@ def recorded(case_id: str, path: str | Path | None = None) -> dict[str, Any] | N
     return entry if entry and entry.get("criterion") == marginal.CRITERION else None
 
 
+def summary_line(entry: Mapping[str, Any]) -> str:
+    """A recorded entry in one line: "judged by best known over lme4, glmmTMB, mixedref
+    (criterion): best is glmmTMB (1344.618021); lme4 +10.94, mixedref +10.95; glmmTMB: why"."""
+    cands = entry.get("candidates") or {}
+    best = entry.get("best") or {}
+    head = (f"judged by best known over {', '.join(SOURCES)} ({entry.get('criterion')}): "
+            f"best is {best.get('source')} ({float(best.get('objective', math.nan)):.10g})")
+    parts = []
+    for name in SOURCES:
+        c = cands.get(name) or {}
+        if name == best.get("source"):
+            continue
+        if c.get("objective") is None:
+            parts.append(f"{name}: no value ({c.get('error') or 'not recorded'})")
+        else:
+            parts.append(f"{name} {c['objective'] - best['objective']:+.4g}")
+    return head + ("; " + ", ".join(parts) if parts else "")
+
+
+def estimate_record(estimate: Mapping[str, Any], like: Mapping[str, Any]) -> dict[str, Any]:
+    """A record of a recorded estimate (fixed effects, random-intercept SD, σ), its VarCorr
+    rows named as in ``like`` (lme4's record of the case)."""
+    rows = []
+    for r in like.get("varcorr") or []:
+        sd = estimate["sigma"] if r.get("grp") == "Residual" else estimate["sd"]
+        rows.append({**r, "vcov": None if sd is None else sd * sd, "sdcor": sd})
+    return {"fixef": dict(estimate["fixef"]), "sigma": estimate["sigma"], "varcorr": rows}
+
+
 def _value(case: Any, data: Any, record: Mapping[str, Any]) -> tuple[float | None, str | None]:
     try:
         v = marginal.evaluate_record(case, data, record)
