@@ -3,6 +3,9 @@ records (closed-form numbers), and which catalog cases have a truth at all."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from harness.catalog import load_catalog
@@ -80,3 +83,48 @@ def test_truth_table_puts_distance_from_truth_next_to_distance_from_lme4() -> No
     assert rows[("other", "fixef[(Intercept)]")]["from_lme4"] == pytest.approx(2.0)
     assert rows[("other", "sigma")]["unit"] == "relative"
     assert truth_table(CASES["sim_glmm_gamma-inverse-ML"], {"lme4": lme4}) is None
+
+
+LME4 = json.loads((Path(__file__).parents[1] / "harness" / "references" / "lme4.json")
+                  .read_text())["records"]
+
+
+def test_report_shows_truth_and_the_best_known_rule_for_the_gamma_case() -> None:
+    from harness.report.build import _truth_and_rule
+    from harness.report.truth_section import html_section, markdown_lines
+
+    case = CASES["sim_glmm_gamma-log-ML"]
+    table, rule = _truth_and_rule(case, {"lme4-recorded": LME4[case.id]})
+    impls = {r["impl"] for r in table["rows"]}
+    assert impls == {"lme4", "glmmTMB (best-known run)", "mixedref (best-known run)"}
+    sd = {r["impl"]: r for r in table["rows"] if r["quantity"] == "var[g,(Intercept)]"}
+    assert sd["lme4"]["from_truth"] == pytest.approx(0.0848140507621768 / 0.16 - 1)
+    assert rule.startswith("judged by best known over lme4, glmmTMB, mixedref")
+    assert "best is glmmTMB" in rule
+    report = {"cases": [{"case": {"id": case.id}, "truth": table, "best_known_rule": rule}]}
+    md = "\n".join(markdown_lines(report))
+    assert "## Distance from the truth" in md and "| from the truth | from lme4 |" in md
+    assert "best is glmmTMB" in md
+    assert "from lme4" in html_section(report)
+    # no truth, no table: the inverse link is not the generating model
+    table, rule = _truth_and_rule(CASES["sim_glmm_gamma-inverse-ML"],
+                                  {"lme4": LME4["sim_glmm_gamma-inverse-ML"]})
+    assert table is None and "best is lme4" in rule
+
+
+def test_league_keeps_both_estimates_and_shows_the_distances() -> None:
+    from harness.ecosystem import _estimate, league_truth, render_html
+
+    case_id = "sim_glmm_gamma-log-ML"
+    lme4 = LME4[case_id]
+    other = {**lme4, "fixef": {"(Intercept)": 1.0, "x": 0.3}}
+    items = [{"case": case_id, "impl": "mixedref", "estimate": _estimate(other),
+              "reference_estimate": _estimate(lme4)}]
+    out = league_truth(items)
+    assert len(out) == 1 and "best is glmmTMB" in out[0]["best_known_rule"]
+    rows = {(r["impl"], r["quantity"]): r for r in out[0]["truth"]["rows"]}
+    assert rows[("mixedref", "fixef[(Intercept)]")]["from_truth"] == 0.0
+    assert rows[("mixedref", "fixef[(Intercept)]")]["from_lme4"] == pytest.approx(
+        (1.0 - lme4["fixef"]["(Intercept)"]) / lme4["fixef_se"]["(Intercept)"])
+    page = render_html({"implementations": [], "cases": {}, "truth": out})
+    assert "Distance from the truth" in page and "judged by best known" in page
