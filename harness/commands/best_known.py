@@ -13,6 +13,10 @@ parametrization, and evaluates every θ under lme4's deviance function (``mkLmer
 - ``glmmTMB``: glmmTMB's fit (r_scripts/glmmtmb_record.R), θ computed from its Σ and σ;
 - ``mixedref``: ``mixedref.lmer(formula, data, REML=...)``, θ = ``fit.theta``.
 
+The GLMMs with a scale parameter (Gamma, inverse Gaussian) are judged otherwise: by the marginal
+likelihood at each estimate of lme4, glmmTMB and mixedref (harness.commands.best_known_scale), since
+lme4's own criterion is what is in question there.
+
 Where lme4's default misses the best known by more than the objective tolerance
 (``harness.core.tolerance.DEFAULT.objective_allowed(best)``), that is a finding about lme4.
 
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import HOME
-from harness.core.tolerance import DEFAULT, Tolerance
+from harness.core.tolerance import DEFAULT, GLMM, Tolerance
 
 BEST_KNOWN_PATH = HOME / "references" / "best_known.json"
 GENERATOR = "python -m harness best-known --write"
@@ -135,8 +139,9 @@ def evaluate_case(case: Any, *, allfit: bool | None = None,
     ``allfit``: run allFit (default: unless the case is tagged ``large``)."""
     import rpy2.robjects as ro
 
-    from harness.adapters import get_adapter, rbridge
+    from harness.adapters import get_adapter
     from harness.adapters.glmmtmb import GlmmTMBLive, unavailable_here
+    from harness.core import rbridge
     from harness.core.runner import case_data, fit_case
 
     say = progress or (lambda s: None)
@@ -234,14 +239,25 @@ def versions() -> dict[str, Any]:
 
 def compute(cases: Sequence[Any], *, allfit: bool | None = None,
             log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The best-known document for ``cases`` (needs R, lme4, glmmTMB)."""
+    """The best-known document for ``cases`` (needs R, lme4, glmmTMB); the GLMMs with a scale
+    parameter are judged by harness.commands.best_known_scale, the other GLMMs are left out."""
+    from harness.commands import best_known_scale
+
     say = log or (lambda s: None)
     out: dict[str, Any] = {}
     t_all = time.perf_counter()
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
         steps: list[str] = []
-        entry = evaluate_case(case, allfit=allfit, progress=steps.append)
+        if best_known_scale.applies(case):  # Gamma, inverse Gaussian: the marginal likelihood
+            entry = best_known_scale.evaluate_case(case, progress=steps.append)
+            entry.update(summarize(entry["candidates"], GLMM))
+            entry["candidates"] = entry.pop("candidates")  # last, as in the LMM entries
+        elif getattr(case, "family", None) is not None:
+            say(f"[{i}/{len(cases)}] {case.id}: skipped (a GLMM without a scale parameter)")
+            continue
+        else:
+            entry = evaluate_case(case, allfit=allfit, progress=steps.append)
         entry["seconds"] = time.perf_counter() - t0
         out[case.id] = entry
         best = entry.get("best") or {}

@@ -104,10 +104,20 @@ def pytest_runtest_logreport(report: Any) -> None:
         entry["reference_seconds"] = (data.get("reference_record") or {}).get("seconds")
         entry["versions"] = (data.get("record") or {}).get("versions") or {}
         entry["divergence"] = data.get("divergence")
+        # what the distance from the truth needs (harness.core.truth): both sides' estimates
+        entry["estimate"] = _estimate(data.get("record"))
+        entry["reference_estimate"] = _estimate(data.get("reference_record"))
     if getattr(report, "wasxfail", None):
         entry["xfail_reason"] = str(report.wasxfail)
     entry.pop("data", None)
     _items[report.nodeid] = entry
+
+
+def _estimate(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a record the distance from the truth reads."""
+    if not record or record.get("error"):
+        return None
+    return {k: record.get(k) for k in ("fixef", "fixef_se", "sigma", "varcorr")}
 
 
 def pytest_sessionfinish(session: Any) -> None:
@@ -507,11 +517,51 @@ def build_league(items: Sequence[Mapping[str, Any]], impls: Sequence[str] | None
                               "cases": {c: cases[c] for c in sorted(cases, key=_case_order(items))}}
     if certified:
         league["certified"] = certified
+    truth = league_truth(items)
+    if truth:
+        league["truth"] = truth
     if wall_seconds is not None:
         league["wall_seconds"] = round(wall_seconds, 1)
     if missing:
         league["left_out"] = dict(missing)
     return league
+
+
+def league_truth(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per simulated case with a truth: every implementation's distance from the truth next to
+    its distance from lme4 (harness.core.truth.truth_table), and for a Gamma or inverse-Gaussian
+    GLMM
+    the best known over lme4, glmmTMB and mixedref its verdicts follow; in the report's shape
+    (harness.commands.report.truth_section renders both)."""
+    from harness.core.catalog import load_catalog
+    from harness.core.judge import scale_family
+    from harness.core.truth import truth_table
+
+    by_case: dict[str, dict[str, Any]] = {}
+    for it in items:
+        if it.get("estimate") is None:
+            continue
+        recs = by_case.setdefault(it["case"], {})
+        if it.get("reference_estimate") is not None and it["impl"] not in LME4:
+            recs.setdefault("lme4", it["reference_estimate"])
+        recs[it["impl"] if it["impl"] not in LME4 else f"{it['impl']} (live)"] = it["estimate"]
+    try:
+        catalog = {c.id: c for c in load_catalog(None)}
+    except Exception:  # noqa: BLE001 - no catalog, no truth
+        return []
+    out = []
+    for case_id, recs in by_case.items():
+        case = catalog.get(case_id)
+        if case is None or "lme4" not in recs:
+            continue
+        table = truth_table(case, recs)
+        rule = None
+        if case.family in scale_family.FAMILIES:
+            entry = scale_family.recorded(case_id)
+            rule = scale_family.summary_line(entry) if entry else None
+        if table or rule:
+            out.append({"case": {"id": case_id}, "truth": table, "best_known_rule": rule})
+    return out
 
 
 def _case_order(items: Sequence[Mapping[str, Any]]) -> Any:
@@ -782,6 +832,10 @@ def render_html(league: Mapping[str, Any]) -> str:
                        f"<td>{e(lower)}</td></tr>")
         out.append("</table>")
     out.append(findings_html(league))
+    if league.get("truth"):
+        from harness.commands.report.truth_section import html_section
+
+        out.append(html_section({"cases": league["truth"]}))
     if league.get("left_out"):
         out.append("<h2>Not installed</h2><ul>" + "".join(
             f"<li>{e(k)}: {e(v)}</li>" for k, v in league["left_out"].items()) + "</ul>")

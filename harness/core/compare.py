@@ -8,7 +8,9 @@ logLik against the criterion its own estimates give, its β and σ against the p
 and σ̂(θ) at its own θ (rows ``consistency.*``). A candidate is "candidate-better" (a finding
 about the reference, not a failure) only when its *re-evaluated* criterion is lower than the
 reference's by more than the objective tolerance under every judge that evaluated both; what
-it says about itself never grants that.
+it says about itself never grants that. For Gamma and inverse-Gaussian GLMMs the verdict is
+then held to the best known optimum over lme4, glmmTMB and mixedref under the marginal
+likelihood (harness.core.judge.scale_family), not to lme4 alone.
 """
 
 from __future__ import annotations
@@ -190,7 +192,27 @@ def compare_records(reference: Mapping[str, Any], candidate: Mapping[str, Any],
             comp.verdict = DISAGREED
         return comp
     _judge(judgement, reference, candidate, comp, tol)
+    if judgement.best_known is not None:  # Gamma, inverse Gaussian: lme4 is not the judge
+        from harness.core.judge import scale_family
+
+        if comp.verdict in (AGREED, DISAGREED, CANDIDATE_BETTER):
+            _best_known_rule(scale_family.assess(judgement.best_known, tol), comp)
     return comp
+
+
+def _best_known_rule(a: Any, comp: Comparison) -> None:
+    """Apply harness.core.judge.scale_family's assessment: the verdict follows the best known
+    optimum over lme4, glmmTMB and mixedref, not lme4 alone."""
+    if a.row is not None:
+        comp.rows.append(a.row)
+    if a.outcome == "misses":
+        comp.verdict = DISAGREED
+        comp.diagnoses.append(a.text)
+    elif a.outcome == "beats-reference":
+        comp.verdict = CANDIDATE_BETTER
+        comp.diagnoses.append(a.text)
+    else:
+        comp.notes.append(a.text)
 
 
 def _on_judged_scale(record: Mapping[str, Any], point: Any, j: Judgement, tol: Tolerance,

@@ -55,6 +55,7 @@ CONSISTENCY: tuple[str, ...] = (
     "consistency.loglik",
     "consistency.fixef",
     "consistency.sigma",
+    "best_known.criterion",  # Gamma, inverse Gaussian: against the best known (judge.scale_family)
 )
 QUANTITIES: tuple[str, ...] = quantities_of(BUILTIN) + CONSISTENCY
 DIRECTIONS: tuple[str, ...] = ("higher", "lower", "either")

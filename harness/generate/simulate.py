@@ -203,7 +203,8 @@ def glmm_truth(
     The varcorr rows of the random effects are on the linear-predictor scale. For binomial and
     Poisson (``sigma`` omitted) sigma is 1 and there is no "Residual" row; for a family with a
     scale parameter (Gamma) ``sigma`` is lme4's sigma (for Gamma the coefficient of variation,
-    1/sqrt(shape)) and the last row is the residual, as as.data.frame(VarCorr(m)) gives it.
+    1/sqrt(shape); for inverse.gaussian the square root of the dispersion) and the last row is
+    the residual, as as.data.frame(VarCorr(m)) gives it.
     """
     fixed = family in FIXED_DISPERSION_FAMILIES
     if fixed and sigma is not None:
@@ -795,6 +796,28 @@ def _glmm_gamma(rng: np.random.Generator):
         {"(Intercept)": 1.0, "x": 0.3},
         [("g", ["(Intercept)"], [sd], None)],
         sigma=1.0 / math.sqrt(shape),
+    )
+    return df, tr
+
+
+@design("sim_glmm_invgauss", seed=209, formula="y ~ x + (1 | g)")
+def _glmm_invgauss(rng: np.random.Generator):
+    """Inverse-Gaussian (log link) response with dispersion 0.05, so lme4's sigma (the square
+    root of the dispersion, Var(y) = 0.05 mu^3) is sqrt(0.05), and a random intercept sd 0.4
+    (40 groups x 10 rows): the other glmer family with a scale parameter."""
+    n_groups, n_per, sd, dispersion = 40, 10, 0.4, 0.05
+    g = np.repeat(np.arange(n_groups), n_per)
+    u = sd * rng.standard_normal(n_groups)
+    x = np.round(rng.standard_normal(len(g)), 3)
+    mu = np.exp(1.0 + 0.3 * x + u[g])
+    y = rng.wald(mu, 1.0 / dispersion)  # numpy's scale is lambda = 1 / dispersion
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
+    tr = glmm_truth(
+        "inverse.gaussian",
+        "log",
+        {"(Intercept)": 1.0, "x": 0.3},
+        [("g", ["(Intercept)"], [sd], None)],
+        sigma=math.sqrt(dispersion),
     )
     return df, tr
 

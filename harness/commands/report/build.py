@@ -217,6 +217,7 @@ def build_case(
         "allfit": None,
         "heatmap": None,
     }
+    out["truth"], out["best_known_rule"] = _truth_and_rule(case, records)
     if objective is not None and layout is not None and cross.best is not None:
         out["diagnostics"] = dg.diagnose(cross, objective, layout, profiles=disagreement)
     if disagreement and data is not None:
@@ -226,6 +227,30 @@ def build_case(
         if allfit is True or (allfit == "auto" and _r_usable()):
             out["allfit"] = cx.allfit_second_opinion(case, data)
     return _plain(out)
+
+
+def _truth_and_rule(case: Any, records: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The case's distances from the truth (harness.core.truth.truth_table; None without a truth)
+    and, for a Gamma or inverse-Gaussian GLMM, the recorded best known in one line."""
+    from harness.core.judge import scale_family
+    from harness.core.truth import truth_table
+
+    table = rule = entry = None
+    if getattr(case, "family", None) in scale_family.FAMILIES:
+        entry = scale_family.recorded(str(case.id))
+        rule = scale_family.summary_line(entry) if entry else (
+            "no best known recorded (python -m harness best-known -k <case> --write)")
+    if getattr(case, "dataset", None) is not None:
+        ref = next((k for k in ("lme4", "lme4-recorded") if k in records), None)
+        named = dict(records) if ref in (None, "lme4") else {
+            ("lme4" if k == ref else k): v for k, v in records.items()}
+        if entry and ref is not None:  # the best-known run's other fitters (glmmTMB) too
+            for name, c in (entry.get("candidates") or {}).items():
+                if name not in named and c.get("estimate"):
+                    named[f"{name} (best-known run)"] = scale_family.estimate_record(
+                        c["estimate"], named["lme4"])
+        table = truth_table(case, named)
+    return table, rule
 
 
 def _r_usable() -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from harness.commands.report import figures, status_map
+from harness.commands.report import figures, status_map, truth_section
 from harness.commands.report import findings as report_findings
 from harness.commands.report.build import gap_summary
 
@@ -255,6 +255,7 @@ def render(report: Mapping[str, Any]) -> str:
         f"<p>{len(dis)} case(s) with a disagreement, detailed below.</p>",
         "<h2>Fit times</h2>" + overview if overview else "",
         _best_known(report.get("best_known") or {}),
+        truth_section.html_section(report),
         report_findings.html_section(report),
         _certified(report.get("certified") or {}),
         *[_details(c) for c in dis],

@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.commands.certified_report import report_lines
 from harness.commands.report import findings as report_findings
+from harness.commands.report import truth_section
 from harness.commands.report.build import gap_summary
 
 
@@ -44,6 +45,7 @@ def render(report: Mapping[str, Any]) -> str:
         lines += ["", "## Findings", ""]
         lines += [f"- `{cid}`: {f}" for cid, f in findings]
     lines += best_known_lines(report.get("best_known") or {})
+    lines += truth_section.markdown_lines(report)
     lines += report_findings.markdown_lines(report)
     lines += report_lines(report.get("certified") or {})
     known = [(c["case"].get("id"), impl, reason) for c in report["cases"] if c["disagreement"]
@@ -64,7 +66,9 @@ def best_known_lines(best: Mapping[str, Any]) -> list[str]:
     """The best-known-optimum section: lme4's default against the lowest criterion known."""
     if not best.get("recorded"):
         return []
-    lines = ["", "## Best known optimum (lme4's devfun over lme4, allFit, glmmTMB, mixedref)", ""]
+    lines = ["", "## Best known optimum (LMMs: lme4's devfun over lme4, allFit, glmmTMB, "
+             "mixedref; Gamma, inverse Gaussian: the marginal likelihood over lme4, glmmTMB, "
+             "mixedref)", ""]
     if best["findings"]:
         lines += [f"- Finding about lme4: {f}" for f in best["findings"]]
     else:

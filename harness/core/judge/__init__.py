@@ -76,6 +76,9 @@ class Judgement:
     # -2 log-likelihood of the saturated model, a response-only constant that lme4 1.1-31's
     # quadrature criterion leaves out (its nAGQ = 1 criterion includes it; lme4 #161, #567)
     saturated_constant: float | None = None
+    # Gamma and inverse-Gaussian GLMMs: the best known optimum over lme4, glmmTMB and mixedref
+    # under the marginal criterion, with both estimates' values (harness.core.judge.scale_family)
+    best_known: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +92,8 @@ class Judgement:
         return cls(criterion=d["criterion"], reference=point(d["reference"]),
                    candidate=point(d["candidate"]), unavailable=dict(d.get("unavailable") or {}),
                    n=d.get("n"), p=d.get("p"),
-                   saturated_constant=d.get("saturated_constant"))
+                   saturated_constant=d.get("saturated_constant"),
+                   best_known=d.get("best_known"))
 
 
 # ----------------------------------------------------------------------------- the judges
@@ -325,6 +329,7 @@ def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str,
     result = Judgement(glmm_criterion(case), Point(None), Point(None),
                        saturated_constant=_saturated_constant(case, data))
     devfun = _model(result, case, data, reference, candidate, _mixedref_glmm)
+    result.best_known = _best_known(case, data, reference, candidate)
     names = (list(devfun.model.fixef_names) if devfun is not None
              else list(dict(reference.get("fixef") or {})))
     for pt, rec in ((result.reference, reference), (result.candidate, candidate)):
@@ -349,6 +354,24 @@ def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str,
     _ask_lme4(result, points, use_lme4, lambda: _lme4_judge(
         case, "lme4_evaluate_glmm", pars, timeout, what="glmer's devfun"))
     return result
+
+
+def _best_known(case: Any, data: Any, reference: Mapping[str, Any],
+                candidate: Mapping[str, Any]) -> dict[str, Any] | None:
+    """For a Gamma or inverse-Gaussian GLMM, the best known optimum over lme4, glmmTMB and
+    mixedref under the marginal criterion (harness.core.judge.scale_family); else None."""
+    from harness.core.judge import scale_family
+
+    if getattr(case, "family", None) not in scale_family.FAMILIES:
+        return None
+    from harness.core.catalog import load_data
+
+    try:
+        return scale_family.judgement(case, load_data(case) if data is None else data,
+                                      reference, candidate)
+    except Exception as exc:  # noqa: BLE001 - said, never raised (judge() never raises)
+        return {"criterion": "marginal", "best": None, "sources": list(scale_family.SOURCES),
+                "unavailable": {"marginal": f"{type(exc).__name__}: {exc}"}}
 
 
 # ----------------------------------------------------------------------------- mixedref's
