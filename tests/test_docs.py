@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import protocol, runner
 from harness.adapters.lme4 import Lme4Recorded
+from harness.core import protocol, runner
 from harness.core.catalog import load_catalog
 from harness.core.compare import AGREED, compare_records
 from harness.core.record import FIELDS, normalize_record, validate

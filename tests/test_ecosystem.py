@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import ecosystem, isolation, runner
 from harness.adapters.peers import HARNESS_REQUIREMENTS, PEERS, REQUIREMENTS
+from harness.commands import ecosystem
+from harness.core import isolation, runner
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import isolation, runner
+from harness.core import isolation, runner
 from harness.core.catalog import load_catalog
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from conftest import FakeCase
 
-from harness import isolation, runner
 from harness.adapters.base import Adapter
+from harness.core import isolation, runner
 
 ME = __name__  # the module the worker imports the targets from
 LANE = "test-isolation"  # one worker for most of this module (a spawn costs a few 100 ms)

@@ -11,9 +11,10 @@ import json
 import pytest
 from conftest import FakeCase
 
-from harness import ecosystem, runner
 from harness.adapters import BUILTIN, Lme4Recorded, get_adapter
 from harness.adapters.peers import PEERS
+from harness.commands import ecosystem
+from harness.core import runner
 from harness.core.catalog import load_catalog
 
 CASES = {c.id: c for c in load_catalog()}

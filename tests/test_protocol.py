@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from harness import gate, protocol, runner
 from harness.adapters import CallableAdapter, get_adapter
+from harness.core import protocol, runner
 from harness.core.catalog import load_catalog
 from harness.core.compare import FAILED, compare_records
+from harness.pytest_plugin import gate
 
 CASES = {c.id: c for c in load_catalog()}
 LMM = CASES["sleepstudy-intercept-REML"]
@@ -226,7 +227,7 @@ def test_model_arguments_of_an_object_without_glmm_fields() -> None:
 
 
 def test_the_schema_states_the_protocol_and_compare_requires_what_it_says() -> None:
-    from harness import compare, record
+    from harness.core import compare, record
 
     stated = record.json_schema()["x-implementation-protocol"]
     assert stated["version"] == protocol.PROTOCOL_VERSION

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from conftest import FakeCase
 
-from harness import isolation, rbridge, runner
 from harness.adapters import Lme4Live, Lme4Recorded
+from harness.core import isolation, rbridge, runner
 from harness.core.catalog import load_catalog
 from harness.core.compare import AGREED, compare_records
 from harness.core.errors import DataConversionError

@@ -20,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from harness import HOME, isolation, rbridge
+from harness import HOME
 from harness.adapters.lme4 import R_START_TIMEOUT, Lme4Live, Lme4Recorded
+from harness.core import isolation, rbridge
 from harness.core.errors import RBridgeError
 from harness.core.record import normalize_record
 

@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness import HOME, isolation, rbridge
+from harness import HOME
 from harness.adapters.base import Adapter
+from harness.core import isolation, rbridge
 from harness.core.catalog import grid_label
 from harness.core.comparators.confint import wants_intervals
 from harness.core.record import normalize_record

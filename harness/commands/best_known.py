@@ -135,8 +135,9 @@ def evaluate_case(case: Any, *, allfit: bool | None = None,
     ``allfit``: run allFit (default: unless the case is tagged ``large``)."""
     import rpy2.robjects as ro
 
-    from harness.adapters import get_adapter, rbridge
+    from harness.adapters import get_adapter
     from harness.adapters.glmmtmb import GlmmTMBLive, unavailable_here
+    from harness.core import rbridge
     from harness.core.runner import case_data, fit_case
 
     say = progress or (lambda s: None)

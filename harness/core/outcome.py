@@ -76,8 +76,8 @@ def decide(case: Any, adapter: Any, reference: Any, *, data: Any = None,
     and the judge; ``registry`` (harness.core.divergences) and ``baseline`` (harness.core.baseline)
     are
     applied when given; ``comparators`` default to the built-in ones."""
-    from harness import judge, protocol, runner
     from harness.core import compare as cmp
+    from harness.core import judge, protocol, runner
 
     missing = reference.unavailable() or reference.supports(case)
     if missing:

@@ -325,7 +325,7 @@ def _quantities_now(config: pytest.Config) -> tuple[str, ...]:
 def _load_registry_and_baseline(hs: HarnessSession) -> None:
     """The divergence registry (default harness/divergences.yaml) and the baseline, checked
     against the catalog now: a bad entry or a mismatched baseline is a usage error."""
-    from harness import baseline, divergences
+    from harness.core import baseline, divergences
     from harness.core.catalog import CatalogError, load_catalog
 
     opt = hs.config.getoption
@@ -567,7 +567,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Start each session with fresh caches (matters only for nested in-process runs)."""
     if not _active(session.config):
         return
-    from harness import adapters, judge, runner
+    from harness import adapters
+    from harness.core import judge, runner
 
     runner.clear_cache()
     adapters.clear_instances()
@@ -648,8 +649,9 @@ def _write_report(terminalreporter: Any, hs: HarnessSession, report_dir: str,
         terminalreporter.write_line(
             f"mixedref harness: --report needs harness.commands.report ({exc})")
         return
-    from harness import isolation, summary
+    from harness.core import isolation
     from harness.core import journal as jn
+    from harness.pytest_plugin import summary
 
     journal = getattr(hs, "journal", None)
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
