@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 
 from harness.core.datasets import load_dataset
-from mixedref import MixedrefError, lmer
+from mixedref import MixedrefError, glmer, lmer
 from mixedref.inference.anova import COLUMNS, REFIT_MESSAGE, anova
-from mixedref.models import glmer
 
 REFS = json.loads((Path(__file__).parent / "references" / "inference.json").read_text())
 

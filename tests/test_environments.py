@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import HOME
 from harness.core import isolation, runner
 from harness.core.catalog import load_catalog
 
@@ -122,7 +123,7 @@ def test_a_candidate_with_its_own_python_sees_only_its_environment(envs, probe) 
     assert f"prefix={prefix}" in messages
     harness_file = next(m for m in messages if m.startswith("harness="))
     assert Path(harness_file.partition("=")[2]).resolve() == \
-        Path(isolation.__file__).resolve().parent / "__init__.py"  # this process's harness
+        HOME / "__init__.py"  # this process's harness
     assert "data rows=180" in messages  # the worker loaded the case's data itself
     # and the same adapter without an interpreter of its own runs in the harness's environment
     here = runner.fit_case(probe.EnvProbe(None), CASE, use_cache=False)
@@ -184,7 +185,7 @@ def test_the_folder_of_links_goes_with_its_process_or_after_it(tmp_path: Path) -
     folder = Path(isolation.harness_path())
     assert not stale.exists() and tmp_path.is_dir()  # the link went, not what it points to
     assert sorted(p.name for p in folder.iterdir()) == ["harness", "mixedref"]
-    assert (folder / "harness").resolve() == Path(isolation.__file__).resolve().parent
+    assert (folder / "harness").resolve() == HOME
     assert folder.name.startswith(f"{isolation._LINKS_PREFIX}{os.getpid()}-")
     isolation.shutdown()
     assert not folder.exists()

@@ -25,9 +25,8 @@ import pytest
 from scipy.stats import chi2, norm
 
 from harness.core.datasets import load_dataset
-from mixedref import MixedrefError, lmer
+from mixedref import MixedrefError, glmer, lmer
 from mixedref.inference.profile import Profiler, confint, parameter_names, profile
-from mixedref.models import glmer
 
 REFS = json.loads((Path(__file__).parent / "references" / "inference.json").read_text())
 PROFILES = REFS["profiles"]
