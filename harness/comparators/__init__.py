@@ -18,6 +18,7 @@ from harness.comparators.certified import CertifiedLRE
 from harness.comparators.coef_tests import CoefficientTests
 from harness.comparators.confint import Intervals
 from harness.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
+from harness.comparators.nb_theta import NegativeBinomialTheta
 from harness.comparators.predictions import Predictions
 from harness.comparators.ranef import ConditionalModes, ConditionalSDs
 from harness.comparators.scalars import Criteria, Deviance, Sigma
@@ -26,7 +27,7 @@ from harness.comparators.varcorr import VarianceComponents
 
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
-                                   Theta(), ConditionalModes(), ConditionalSDs(),
+                                   Theta(), NegativeBinomialTheta(), ConditionalModes(), ConditionalSDs(),
                                    Predictions(), Intervals(), CoefficientTests(),
                                    LikelihoodRatio(), TermFTests(), CertifiedLRE())
 
