@@ -12,7 +12,8 @@
 # -2 log-likelihoods of the same model; they differ in the Laplace approximation's Hessian: TMB
 # takes the observed Hessian of the conditional log-likelihood, lme4's PIRLS the expected
 # (Fisher) weights, which are the same only at a canonical link (the negative binomial's log
-# link is not).
+# link is not). The control, under `poisson_control`: the same formula with the Poisson family
+# (log link, canonical), where both criteria at lme4's estimate must agree.
 
 suppressPackageStartupMessages({
   library(lme4)
@@ -34,11 +35,23 @@ lme4_at <- function(d, case, sds, beta, nb_theta) {
 }
 
 # TMB's criterion at the same point: glmmTMB's parameter vector is (beta, log theta, log sd per
-# term in glmmTMB's term order).
+# term in glmmTMB's term order); the Poisson's has no log theta (nb_theta NULL).
 tmb_at <- function(tm, lme4_groups, sds, beta, nb_theta) {
   tmb_groups <- names(tm$modelInfo$reTrms$cond$cnms)
-  par <- c(beta, log(nb_theta), log(sds[match(tmb_groups, lme4_groups)]))
+  par <- c(beta, if (!is.null(nb_theta)) log(nb_theta), log(sds[match(tmb_groups, lme4_groups)]))
   2 * tm$obj$fn(par)
+}
+
+# The canonical-link control: lme4's Poisson estimate of the same formula under both criteria.
+poisson_control <- function(d, case, groups) {
+  f <- stats::as.formula(case$formula)
+  m <- suppressWarnings(lme4::glmer(f, data = d, family = stats::poisson))
+  tm <- suppressWarnings(glmmTMB::glmmTMB(f, data = d, family = stats::poisson))
+  sds <- unname(getME(m, "theta"))
+  beta <- unname(lme4::fixef(m))
+  lme4_crit <- judge_glmm_evaluate(d, case$formula, "poisson", NULL, 1L, NULL,
+                                   list(c(sds, beta)), tol_pwrss = 1e-12)[[1]]$objective
+  list(lme4_criterion = lme4_crit, tmb_criterion = tmb_at(tm, groups, sds, beta, NULL))
 }
 
 main <- function() {
@@ -65,6 +78,10 @@ main <- function() {
       nb_theta = e$nb_theta, own = e$own,
       lme4_criterion = lme4_at(d, case, unname(e$sds), unname(e$fixef), e$nb_theta),
       tmb_criterion = tmb_at(tm, groups, unname(e$sds), unname(e$fixef), e$nb_theta)))
+    out[[case$id]]$poisson_control <- poisson_control(d, case, groups)
+    cat(sprintf("%-20s Poisson control at lme4's estimate: lme4's %.6f  TMB's %.6f\n", case$id,
+                out[[case$id]]$poisson_control$lme4_criterion,
+                out[[case$id]]$poisson_control$tmb_criterion))
     for (who in names(est)) cat(sprintf("%-20s %-8s lme4's %.6f  TMB's %.6f  own %.6f\n",
                                         case$id, who, out[[case$id]][[who]]$lme4_criterion,
                                         out[[case$id]][[who]]$tmb_criterion, est[[who]]$own))
