@@ -231,3 +231,26 @@ def test_the_recorded_truth_is_near_lme4s_estimate() -> None:
     for name, beta in truth["beta"].items():
         assert abs(ref["fixef"][name] - beta) < 3 * ref["fixef_se"][name], name
     assert math.log(ref["nb_theta"] / truth["nb_theta"]) == pytest.approx(0, abs=0.3)
+
+
+def test_cross_evaluation_ranks_glmm_estimates_under_the_glmm_criterion() -> None:
+    """crosseval's GLMM path: every record's c(θ, β) at its own nb_theta under mixedref's NB
+    Laplace criterion, which equals R's devfun (tests/references/nb_glmmtmb_criteria.json);
+    glmmTMB's estimate is 0.025 worse under it, a record without nb_theta is not evaluated."""
+    from harness.crosseval import cross_evaluate
+
+    cid = "sim_glmm_nb-nb-ML"
+    ref = _recorded(cid)
+    tmb = CRITERIA["cases"][cid]["glmmTMB"]
+    records = {"lme4-recorded": ref,
+               "glmmTMB": dict(ref, fixef=tmb["fixef"], nb_theta=tmb["nb_theta"],
+                               varcorr=[dict(ref["varcorr"][0], vcov=tmb["sds"]["g"] ** 2,
+                                             sdcor=tmb["sds"]["g"])]),
+               "no-theta": dict(ref, nb_theta=None)}
+    x = cross_evaluate(CASES[cid], records, load_data(CASES[cid]))
+    assert x.criterion == "-2 log-likelihood (Laplace)" and x.best == "lme4-recorded"
+    lme4 = CRITERIA["cases"][cid]["lme4"]["lme4_criterion"]
+    assert x.estimates["lme4-recorded"].objective == pytest.approx(lme4, abs=1e-6)
+    assert x.estimates["glmmTMB"].gap == pytest.approx(tmb["lme4_criterion"] - lme4, abs=1e-6)
+    assert x.estimates["no-theta"].objective is None
+    assert "nb_theta" in x.estimates["no-theta"].notes[0]
