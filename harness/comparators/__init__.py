@@ -27,7 +27,8 @@ from harness.comparators.varcorr import VarianceComponents
 
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
-                                   Theta(), NegativeBinomialTheta(), ConditionalModes(), ConditionalSDs(),
+                                   Theta(), NegativeBinomialTheta(), ConditionalModes(),
+                                   ConditionalSDs(),
                                    Predictions(), Intervals(), CoefficientTests(),
                                    LikelihoodRatio(), TermFTests(), CertifiedLRE())
 
