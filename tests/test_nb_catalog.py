@@ -111,18 +111,19 @@ def test_the_theta_comparator_holds_the_allowance_and_fails_beyond_it() -> None:
 
 def test_thetas_allowance_covers_lme4s_own_spread_and_brents_bound() -> None:
     """1e-4 relative: Brent's bound (2 x 2 tol / 3 in log θ, tol 5e-5) rounded up; lme4's own
-    inner optimizers move θ far less (the number harness/tolerance.py quotes)."""
+    inner optimizers move θ less: at most half of it, where the profile is flattest (θ 461 on
+    grouseticks-nb_olre; the number harness/tolerance.py quotes)."""
     assert NB_THETA_EVIDENCE["brent_bound_log"] < GLMM.nb_theta_rel
     with gzip.open(REFERENCES / "glmm_optimizer_spread.json.gz", "rt") as fh:
         doc = json.load(fh)
     spread = []
-    for cid in NB_CASES:
+    for cid in (*NB_CASES, "grouseticks-nb_olre-ML"):
         default = doc["cases"][cid]["default"]
         fits = [r for r in doc["cases"][cid]["optimizers"].values() if r["error"] is None]
         assert len(fits) >= 4, cid
         spread += [abs(r["nb_theta"] / default["nb_theta"] - 1) for r in fits]
     assert max(spread) == pytest.approx(NB_THETA_EVIDENCE["lme4_optimizers"], rel=0.05)
-    assert max(spread) < 0.1 * GLMM.nb_theta_rel
+    assert max(spread) < 0.6 * GLMM.nb_theta_rel
 
 
 def test_the_judge_evaluates_each_estimate_at_its_own_theta() -> None:
@@ -254,3 +255,21 @@ def test_cross_evaluation_ranks_glmm_estimates_under_the_glmm_criterion() -> Non
     assert x.estimates["glmmTMB"].gap == pytest.approx(tmb["lme4_criterion"] - lme4, abs=1e-6)
     assert x.estimates["no-theta"].objective is None
     assert "nb_theta" in x.estimates["no-theta"].notes[0]
+
+
+def test_glmer_nb_stops_short_with_an_observation_level_effect() -> None:
+    """grouseticks-nb_olre-ML: lme4's glmer.nb searches log θ within ±3 of the Poisson fit's
+    theta.ml, large when INDEX (one level per row) absorbs the overdispersion, and stops at
+    θ 461; glmmTMB's joint optimum (θ 3.29, INDEX's SD ~1e-4) is 2.7 lower under lme4's own
+    criterion (r_scripts/nb_glmmtmb_criteria.R): a finding about glmer.nb's search, which
+    mixedref.glmer_nb follows."""
+    cid = "grouseticks-nb_olre-ML"
+    ref, c = _recorded(cid), CRITERIA["cases"][cid]
+    # two runs of glmer.nb on this flat profile: θ 4.6e-6 apart, inside nb_theta's allowance
+    assert ref["nb_theta"] > 400 and c["lme4"]["nb_theta"] == pytest.approx(
+        ref["nb_theta"], rel=GLMM.nb_theta_rel)
+    assert c["glmmTMB"]["nb_theta"] == pytest.approx(3.29, abs=0.01)
+    assert c["glmmTMB"]["sds"]["INDEX"] < 1e-3 < c["lme4"]["sds"]["INDEX"]
+    assert c["glmmTMB"]["lme4_criterion"] < c["lme4"]["lme4_criterion"] - 2.5
+    assert c["glmmTMB"]["tmb_criterion"] < c["lme4"]["tmb_criterion"] - 2.5
+    assert c["lme4"]["lme4_criterion"] == pytest.approx(ref["objective"], abs=1e-3)
