@@ -107,9 +107,23 @@ glmmtmb_versions <- function() {
   out
 }
 
-# Fit `formula` (a string) to `data` with glmmTMB (Gaussian); return the record, never an
-# error. `timeout` (seconds; NULL: none) stops the fit: "timeout: glmmTMB did not finish...".
-glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeout = NULL) {
+# glmmTMB's family for a catalog family: Gaussian (NULL: a linear mixed model) or the negative
+# binomial as nbinom2 (variance mu + mu^2/theta, theta = sigma(fit): lme4's glmer.nb model,
+# with theta estimated jointly with the rest by TMB's Laplace approximation). Other GLMM
+# families are not wired here: an error saying so.
+glmmtmb_family <- function(family = NULL, link = NULL) {
+  if (is.null(family)) return(stats::gaussian())
+  if (identical(family, "negative.binomial"))
+    return(glmmTMB::nbinom2(link = if (is.null(link)) "log" else link))
+  stop(sprintf("glmmTMB's record is wired for Gaussian models and the negative binomial, not %s",
+               family))
+}
+
+# Fit `formula` (a string) to `data` with glmmTMB (Gaussian, or `family` as glmmtmb_family()
+# takes it); return the record, never an error. `timeout` (seconds; NULL: none) stops the fit:
+# "timeout: glmmTMB did not finish...".
+glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeout = NULL,
+                           family = NULL, link = NULL) {
   rec <- empty_record(impl, case_id, REML)
   why <- glmmtmb_unavailable()
   rec$versions <- glmmtmb_versions()
@@ -118,8 +132,8 @@ glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeo
     return(rec)
   }
   out <- fit_captured(function() {
-    glmmTMB::glmmTMB(stats::as.formula(formula), data = data, family = stats::gaussian(),
-                     REML = isTRUE(REML))
+    glmmTMB::glmmTMB(stats::as.formula(formula), data = data,
+                     family = glmmtmb_family(family, link), REML = isTRUE(REML))
   }, timeout, "glmmTMB")
   fit <- out$fit
   msgs <- out$messages
@@ -130,7 +144,12 @@ glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeo
     msgs <- c(msgs, paste("optimizer (nlminb):", opt$message))
   rec$messages <- as.list(msgs)
   if (is.null(fit)) return(rec)
-  out <- tryCatch(.glmmtmb_fill(rec, fit, data, formula, REML, msgs),
+  if (!is.null(family)) {
+    rec["family"] <- list(family)
+    rec["link"] <- list(fit$modelInfo$family$link)
+    rec["nAGQ"] <- list(1L)  # TMB's Laplace approximation
+  }
+  out <- tryCatch(.glmmtmb_fill(rec, fit, data, formula, REML, msgs, nb = !is.null(family)),
                   error = function(e) {
                     rec$error <- paste("glmmTMB's fit cannot be stated in lme4's terms:",
                                        conditionMessage(e))
@@ -140,7 +159,9 @@ glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeo
 }
 
 # The record's estimates from a glmmTMB fit, in lme4's terms (see the header).
-.glmmtmb_fill <- function(rec, fit, data, formula, REML, msgs) {
+# `nb`: a negative binomial fit, whose sigma(fit) is its dispersion theta (nb_theta), while
+# lme4's sigma is 1 and its theta (and varcorr, without a Residual row) the covariance itself.
+.glmmtmb_fill <- function(rec, fit, data, formula, REML, msgs, nb = FALSE) {
   ctrl <- lme4::lmerControl(check.nobs.vs.nlev = "ignore", check.nobs.vs.rankZ = "ignore",
                             check.nlev.gtreq.5 = "ignore", check.nlev.gtr.1 = "ignore",
                             check.nobs.vs.nRE = "ignore")
@@ -150,6 +171,10 @@ glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeo
   reTrms <- lf$reTrms
   blocks <- .glmmtmb_lme4_blocks(fit, reTrms)
   sigma <- stats::sigma(fit)
+  if (nb) {
+    rec$nb_theta <- sigma
+    sigma <- 1
+  }
   beta <- glmmTMB::fixef(fit)$cond
   rec$fixef <- .as_object(beta)
   V <- as.matrix(stats::vcov(fit)$cond)
@@ -172,7 +197,7 @@ glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeo
   })
   if (anyDuplicated(nms)) nms <- make.names(nms, unique = TRUE)  # as lme4:::mkVarCorr
   names(vcl) <- nms
-  vcl <- structure(vcl, sc = sigma, useSc = TRUE, class = "VarCorr.merMod")
+  vcl <- structure(vcl, sc = sigma, useSc = !nb, class = "VarCorr.merMod")
   vc <- as.data.frame(vcl)
   rec$varcorr <- lapply(seq_len(nrow(vc)), function(i) {
     list(grp = vc$grp[i],
@@ -199,8 +224,8 @@ glmmtmb_record <- function(data, formula, REML, case_id, impl = "glmmTMB", timeo
 
 # The record as a JSON string (15 significant digits, NULL -> null): what the bridge parses.
 glmmtmb_record_json <- function(data, formula, REML, case_id, impl = "glmmTMB",
-                                timeout = NULL) {
-  rec <- glmmtmb_record(data, formula, REML, case_id, impl, timeout)
+                                timeout = NULL, family = NULL, link = NULL) {
+  rec <- glmmtmb_record(data, formula, REML, case_id, impl, timeout, family, link)
   as.character(jsonlite::toJSON(rec, auto_unbox = TRUE, digits = NA, null = "null",
                                 na = "null"))
 }

@@ -35,21 +35,28 @@ judge_evaluate_json <- function(data, formula, REML, thetas) {
 # `tol_pwrss` (the judge asks for 1e-12: the criterion at the mode itself): lme4's
 # mkGlmerDevfun, its stage-1 start, then updateGlmerDevfun (the function glmer's second stage
 # optimizes). One entry per point: objective, or error with lme4's message. glmer_fit() is in
-# r_scripts/glmer_record.R.
+# r_scripts/glmer_record.R. The negative binomial's criterion depends on its dispersion too:
+# `nb_thetas` (one per point) fixes it, glmer's devfun at negative.binomial(theta) per point.
 judge_glmm_evaluate <- function(data, formula, family, link, nAGQ, weights, points,
-                                tol_pwrss = 1e-7) {
-  devfun <- suppressWarnings(suppressMessages(
+                                tol_pwrss = 1e-7, nb_thetas = NULL) {
+  make <- function(nb_theta) suppressWarnings(suppressMessages(
     glmer_fit(data, formula, family, link, nAGQ, weights,
-              settings = list(tolPwrss = tol_pwrss), devFunOnly = TRUE)))
-  lapply(unname(points), function(pt) tryCatch(
-    list(objective = devfun(as.numeric(pt)), beta = NULL, sigma = NULL, error = NULL),
-    error = function(e) list(objective = NULL, beta = NULL, sigma = NULL,
-                             error = conditionMessage(e))))
+              settings = list(tolPwrss = tol_pwrss), devFunOnly = TRUE, nb_theta = nb_theta)))
+  nb <- identical(family, "negative.binomial")
+  if (nb && length(nb_thetas) != length(points))
+    stop("the negative binomial's criterion needs one theta per point (nb_thetas)")
+  devfun <- if (nb) NULL else make(NULL)
+  lapply(seq_along(points), function(i) tryCatch({
+    f <- if (nb) make(as.numeric(nb_thetas[[i]])) else devfun
+    list(objective = f(as.numeric(points[[i]])), beta = NULL, sigma = NULL, error = NULL)
+  }, error = function(e) list(objective = NULL, beta = NULL, sigma = NULL,
+                              error = conditionMessage(e))))
 }
 
 judge_glmm_evaluate_json <- function(data, formula, family, link, nAGQ, weights, points,
-                                     tol_pwrss = 1e-7) {
+                                     tol_pwrss = 1e-7, nb_thetas = NULL) {
   as.character(jsonlite::toJSON(
-    judge_glmm_evaluate(data, formula, family, link, nAGQ, weights, points, tol_pwrss),
+    judge_glmm_evaluate(data, formula, family, link, nAGQ, weights, points, tol_pwrss,
+                        nb_thetas),
     auto_unbox = TRUE, digits = NA, null = "null", na = "null"))
 }

@@ -153,7 +153,11 @@ def test_simulated_truth_is_recorded(name):
     assert info["generator"].startswith("harness.generate.simulate:")
     truth = info["truth"]
     glmm = "family" in truth
-    assert set(truth) == {"beta", "sigma", "varcorr"} | ({"family", "link"} if glmm else set())
+    nb = glmm and truth["family"] == "negative.binomial"  # glmer.nb: its dispersion too
+    assert set(truth) == ({"beta", "sigma", "varcorr"} | ({"family", "link"} if glmm else set())
+                          | ({"nb_theta"} if nb else set()))
+    if nb:
+        assert truth["nb_theta"] > 0
     assert "(Intercept)" in truth["beta"]
     if glmm and truth["family"] in simulate.FIXED_DISPERSION_FAMILIES:
         # as lme4's glmer reports binomial and Poisson fits: sigma 1, no residual row

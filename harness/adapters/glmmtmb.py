@@ -9,6 +9,14 @@ terms by r_scripts/glmmtmb_record.R: varcorr rows named exactly as lme4's
 of Σ/σ² per term, lme4's term order), objective = -2 logLik (on lme4's scale, REML included).
 Where glmmTMB's model differs from lme4's for a formula (``(f || g)`` with a factor ``f``:
 glmmTMB's ``diag()`` against lme4's correlated factor block) the record is an error saying so.
+
+Of the GLMMs, the negative binomial is fitted (live): glmmTMB's ``nbinom2`` is lme4's glmer.nb
+model (variance μ + μ²/θ), its θ (``sigma(m)``) the record's ``nb_theta``, σ 1 and Σ itself as
+θ (lme4's GLMM convention). Its criterion is TMB's Laplace approximation, optimised jointly over
+every parameter, θ included; at the negative binomial's log link (not canonical) TMB's Laplace
+uses the observed Hessian of the conditional log-likelihood where lme4's PIRLS uses the
+expected (Fisher) weights, so the two criteria, and their optima, differ a little. Other GLMM
+families are declined (``supports``).
 """
 
 from __future__ import annotations
@@ -53,14 +61,29 @@ class GlmmTMBLive(Lme4Live):
                 f"glmmTMB could not be checked in a worker process: {out.error}")
         return _why_not[key]
 
+    def supports(self, case: Any) -> str | None:
+        """None for a linear mixed model or a negative binomial GLMM (glmmTMB's nbinom2, the
+        model of lme4's glmer.nb), else why not: the record is not wired for glmmTMB's other
+        families (their dispersion and σ are not yet stated in lme4's terms)."""
+        family = getattr(case, "family", None)
+        if family is None or family == "negative.binomial":
+            return None
+        return (f"glmmTMB's record (r_scripts/glmmtmb_record.R) is wired for Gaussian models "
+                f"and the negative binomial (nbinom2), not a {family} GLMM")
+
     def fit(self, case: Any, data: Any, timeout: float | None = None) -> dict[str, Any]:
         import rpy2.robjects as ro
 
         rdata = rbridge.to_r_frame(data, case.formula) if isinstance(data, pd.DataFrame) else data
         limit = ro.NULL if timeout is None or not timeout > 0 else float(timeout)
+        family = getattr(case, "family", None)
+        why = self.supports(case)
+        if why:
+            raise NotImplementedError(why)
+        glmm = () if family is None else (family, case.link or ro.NULL)
         try:
             text = rbridge.call("glmmtmb_record_json", rdata, case.formula, bool(case.REML),
-                                case.id, self.name, limit)[0]
+                                case.id, self.name, limit, *glmm)[0]
         except Exception as exc:  # an R error outside glmmTMB's own handling
             msg = " ".join(str(exc).split()) or type(exc).__name__
             raise RBridgeError(f"R failed in glmmtmb_record_json: {msg}") from None

@@ -47,6 +47,9 @@ class Mixedref(Adapter):
         (conditional variances, coefficient tests): what the benchmarks time, as lme4's."""
         import mixedref
 
+        if getattr(case, "family", None) == "negative.binomial":
+            return mixedref.glmer_nb(case.formula, data, link=case.link or "log",
+                                     nAGQ=case.nAGQ, weights=case.prior_weights(data))
         if case_is_glmm(case):
             return mixedref.glmer(case.formula, data, case.family, link=case.link,
                                   nAGQ=case.nAGQ, weights=case.prior_weights(data))
@@ -273,10 +276,16 @@ def anova_terms_rows(fit: Any) -> list[dict[str, Any]] | None:
 
 def glmer_record(fit: Any) -> dict[str, Any]:
     """The record fields of a GlmerFit: the LMM's, the family and link, deviance(m), and both
-    SE variants (``fixef_se`` Hessian-based as lme4's vcov(m), ``fixef_se_rx`` from RX)."""
-    return {**_common_record(fit), "family": fit.family.name, "link": fit.family.link,
+    SE variants (``fixef_se`` Hessian-based as lme4's vcov(m), ``fixef_se_rx`` from RX). A
+    negative binomial fit (glmer_nb) is named by the catalog's family, ``negative.binomial``
+    (its Family's name, MASS's "Negative Binomial(3.3034)", carries θ rounded), with θ as
+    ``nb_theta``."""
+    nb_theta = getattr(fit.family, "theta", None)
+    name = fit.family.name if nb_theta is None else "negative.binomial"
+    return {**_common_record(fit), "family": name, "link": fit.family.link,
             "nAGQ": int(fit.nAGQ), "deviance": float(fit.deviance),
-            "fixef_se_rx": {k: float(v) for k, v in fit.se_rx.items()}}
+            "fixef_se_rx": {k: float(v) for k, v in fit.se_rx.items()},
+            "nb_theta": None if nb_theta is None else float(nb_theta)}
 
 
 def _text(x: Any) -> str | None:

@@ -32,7 +32,11 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "poisson": ("log", "identity", "sqrt"),
     "Gamma": ("inverse", "log", "identity"),
     "inverse.gaussian": ("1/mu^2", "inverse", "log", "identity"),
+    # lme4's glmer.nb: MASS's negative.binomial with its dispersion θ estimated alongside
+    "negative.binomial": ("log",),  # glmer.nb fits the log link only
 }
+#: the family whose dispersion θ is estimated by lme4's glmer.nb rather than given
+NEGATIVE_BINOMIAL = "negative.binomial"
 GLMM_TAG = "glmm"  # every GLMM case carries it (pytest harness -k glmm)
 EXPECT_KEYS: dict[str, type] = {"singular": bool}
 DEFAULT_TIMEOUT = 60.0
@@ -80,6 +84,11 @@ class Case:
     def is_glmm(self) -> bool:
         """True for a generalized linear mixed model (fitted by lme4's glmer)."""
         return self.family is not None
+
+    @property
+    def is_negative_binomial(self) -> bool:
+        """True for a negative binomial GLMM (lme4's glmer.nb: θ estimated with the fit)."""
+        return self.family == NEGATIVE_BINOMIAL
 
     @property
     def link_name(self) -> str | None:

@@ -109,7 +109,11 @@ def cross_evaluate(
     ``case`` needs ``id``, ``formula`` and ``REML``; ``objective`` (θ -> criterion) and
     ``layout`` are built from the formula and ``data`` when not given. Records that failed or
     whose variance components cannot be read are kept with a note, never dropped silently.
+    A GLMM case (one with a family) without an ``objective`` is judged by
+    :func:`cross_evaluate_glmm` instead: its criterion is not profiled over β.
     """
+    if getattr(case, "family", None) is not None and objective is None:
+        return cross_evaluate_glmm(case, records, data, layout=layout, reference=reference)
     REML = bool(getattr(case, "REML", True))
     criterion = "REML criterion" if REML else "deviance"
     if reference is None:
@@ -156,6 +160,60 @@ def cross_evaluate(
 
     if second is not None:
         _second_opinion(result, second)
+    _rank(result)
+    return result
+
+
+def cross_evaluate_glmm(case: Any, records: Mapping[str, Mapping[str, Any]], data: Any = None,
+                        *, layout: Sequence[TermLayout] | None = None,
+                        reference: str | None = None) -> CrossEval:
+    """Every record's GLMM estimate under mixedref's GLMM criterion (the judge's, PIRLS to
+    1e-12: harness.core.judge), ranked. A GLMM's criterion is not profiled over β, so each point is
+    c(θ, β), θ from the record's varcorr, β its fixed effects in the model's order; for the
+    negative binomial at the record's own dispersion ``nb_theta`` (without it the estimate is
+    not evaluated, with a note)."""
+    from harness.core.catalog import load_data
+    from harness.core.judge import _mixedref_glmm, glmm_criterion, is_negative_binomial
+
+    if reference is None:
+        reference = next((k for k in records if _is_lme4(k) and not records[k].get("error")),
+                         next((k for k in records if _is_lme4(k)), None))
+    result = CrossEval(case_id=str(getattr(case, "id", "?")), criterion=glmm_criterion(case),
+                       theta_names=[], estimates={}, reference=reference,
+                       judge="mixedref's GLMM criterion")
+    nb = is_negative_binomial(case)
+    try:
+        data = load_data(case) if data is None else data
+        base = _mixedref_glmm(case, data)
+        names = list(base.model.fixef_names)
+        if layout is None:
+            layout = [TermLayout(t.group, tuple(t.columns)) for t in base.model.reterms]
+        result.theta_names = [n for t in layout for n in t.theta_names()]
+    except Exception as exc:  # noqa: BLE001 - the report must still be written
+        result.error = f"cannot build the GLMM criterion: {type(exc).__name__}: {exc}"
+        return result
+    for impl, rec in records.items():
+        est = Estimate(impl=impl, objective_reported=rec.get("objective"))
+        result.estimates[impl] = est
+        if rec.get("error"):
+            est.notes.append(f"fit failed: {rec['error']}")
+            continue
+        fixef = dict(rec.get("fixef") or {})
+        if sorted(fixef) != sorted(names):
+            est.notes.append(f"its fixed effects {sorted(fixef)} are not the model's {names}")
+            continue
+        nb_theta = rec.get("nb_theta")
+        if nb and not (isinstance(nb_theta, int | float) and nb_theta > 0):
+            est.notes.append("no negative binomial dispersion (nb_theta): the criterion "
+                             "depends on it")
+            continue
+        try:
+            est.theta = theta_from_varcorr(rec, layout).tolist()
+            f = _mixedref_glmm(case, data, float(nb_theta)) if nb else base
+            est.objective = _evaluate(f, [*est.theta, *(float(fixef[n]) for n in names)])
+        except Exception as exc:  # noqa: BLE001
+            est.notes.append(f"not evaluated: {type(exc).__name__}: {exc}")
+        _consistency_notes(est, result.criterion)
     _rank(result)
     return result
 

@@ -90,10 +90,11 @@ def _summands_commas(expr: str) -> list[str]:
     return out + ([cur.strip()] if cur.strip() else [])
 
 
-def unit_deviance(family: str, y: np.ndarray, mu: np.ndarray, w: np.ndarray | None
-                  ) -> np.ndarray:
+def unit_deviance(family: str, y: np.ndarray, mu: np.ndarray, w: np.ndarray | None,
+                  nb_theta: float | None = None) -> np.ndarray:
     """R's ``family()$dev.resids(y, mu, wt)`` for glmer's families (``sum`` of it at the
-    conditional modes is lme4's ``deviance(m)`` of a GLMM)."""
+    conditional modes is lme4's ``deviance(m)`` of a GLMM); the negative binomial's (MASS's
+    negative.binomial) needs its dispersion ``nb_theta``."""
     y, mu = np.asarray(y, dtype=float), np.asarray(mu, dtype=float)
     w = np.ones_like(y) if w is None else np.asarray(w, dtype=float)
 
@@ -109,6 +110,12 @@ def unit_deviance(family: str, y: np.ndarray, mu: np.ndarray, w: np.ndarray | No
         return -2 * w * (np.log(np.where(y > 0, y, 1.0) / mu) - (y - mu) / mu)
     if family == "inverse.gaussian":
         return w * (y - mu) ** 2 / (y * mu ** 2)
+    if family == "negative.binomial":
+        if nb_theta is None or not nb_theta > 0:
+            raise ValueError(f"the negative binomial's deviance needs its theta > 0, got "
+                             f"nb_theta={nb_theta!r}")
+        t = float(nb_theta)
+        return 2 * w * (ylogy(y, mu) - (y + t) * np.log((y + t) / (mu + t)))
     raise ValueError(f"unknown family {family!r}")
 
 

@@ -29,7 +29,8 @@ PROTOCOL_VERSION = 2
 
 #: The keyword arguments a case may carry, lme4's names in Python form, and their meaning.
 KEYWORDS: dict[str, str] = {
-    "family": "the GLMM's family as R names it: binomial, poisson, Gamma, inverse.gaussian",
+    "family": "the GLMM's family as R names it: binomial, poisson, Gamma, inverse.gaussian, "
+              "negative.binomial (lme4's glmer.nb: θ estimated)",
     "link": "the link in use as R names it (the family's canonical link when the case names "
             "none): logit, probit, cloglog, log, identity, inverse, sqrt, 1/mu^2",
     "nAGQ": "glmer's nAGQ: 1 the Laplace approximation, > 1 adaptive Gauss-Hermite quadrature "
@@ -44,7 +45,9 @@ KEYWORDS: dict[str, str] = {
 #: optional): without the first three the comparison is "incomplete"; a GLMM record without its
 #: family and link "fitted a different model".
 REPORTED = {"lmm": ("fixef", "sigma", "varcorr"),
-            "glmm": ("fixef", "sigma", "varcorr", "family", "link")}
+            "glmm": ("fixef", "sigma", "varcorr", "family", "link"),
+            # glmer.nb's model: the criterion depends on the dispersion θ the record reports
+            "negative binomial": ("fixef", "sigma", "varcorr", "family", "link", "nb_theta")}
 
 #: What a candidate may declare in ``harness_capabilities`` (a mapping on the callable).
 CAPABILITY_KEYS = ("protocol", "families", "nAGQ", "keywords")

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA_PATH = Path(__file__).resolve().parent / "record.schema.json"
 
 
@@ -189,12 +189,15 @@ class FitRecord:
         "LMMs: F tests of the model's terms, rows {ddf, type, term, SumSq, MeanSq, NumDF, "
         "DenDF, F, p} of lmerTest's anova(m, type, ddf) (Satterthwaite types 1-3, "
         "Kenward-Roger type 3) and lme4's anova(m) (ddf lme4); null when not computed")
+    nb_theta: float | None = _f(
+        "negative binomial GLMMs: the estimated dispersion θ (variance μ + μ²/θ), as lme4's "
+        "getME(m, \"glmer.nb.theta\") and glmmTMB's sigma(m) for nbinom2; null otherwise")
 
 
 # field -> short meaning; the order is the order records are written in
 FIELDS: dict[str, str] = {f.name: f.metadata["meaning"] for f in fields(FitRecord)}
 
-NUMERIC_SCALARS = ("sigma", "loglik", "objective", "deviance")
+NUMERIC_SCALARS = ("sigma", "loglik", "objective", "deviance", "nb_theta")
 
 #: the container fields' shapes: checked first, so a malformed record fails with one line
 _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),

@@ -7,7 +7,8 @@ variance components as the rows of lme4's ``as.data.frame(VarCorr(m))`` (``varco
 var1, var2, vcov, sdcor), for the model in the design's ``formula``. The GLMM designs (glmer's)
 also record ``family`` and ``link`` as R names them; their truth comes from :func:`glmm_truth`,
 which follows lme4's conventions for families without a scale parameter (binomial, Poisson:
-sigma 1 and no "Residual" row) and with one (Gamma: sigma and a "Residual" row).
+sigma 1 and no "Residual" row) and with one (Gamma: sigma and a "Residual" row). The negative
+binomial's (lme4's glmer.nb) truth adds its dispersion θ as ``nb_theta`` (variance μ + μ²/θ).
 
 To add a design, write a documented function and decorate it::
 
@@ -188,7 +189,7 @@ def truth(
 
 #: GLMM families (R's names) whose dispersion is fixed at 1: lme4 reports sigma = 1 and no
 #: "Residual" row in VarCorr for them.
-FIXED_DISPERSION_FAMILIES = ("binomial", "poisson")
+FIXED_DISPERSION_FAMILIES = ("binomial", "poisson", "negative.binomial")
 
 
 def glmm_truth(
@@ -197,6 +198,7 @@ def glmm_truth(
     beta: dict[str, float],
     components: Components,
     sigma: float | None = None,
+    nb_theta: float | None = None,
 ) -> dict[str, Any]:
     """True parameters of a GLMM as lme4's glmer reports them, plus ``family`` and ``link``.
 
@@ -204,15 +206,23 @@ def glmm_truth(
     Poisson (``sigma`` omitted) sigma is 1 and there is no "Residual" row; for a family with a
     scale parameter (Gamma) ``sigma`` is lme4's sigma (for Gamma the coefficient of variation,
     1/sqrt(shape); for inverse.gaussian the square root of the dispersion) and the last row is
-    the residual, as as.data.frame(VarCorr(m)) gives it.
+    the residual, as as.data.frame(VarCorr(m)) gives it. The negative binomial (glmer.nb: sigma 1,
+    no "Residual" row) needs its ``nb_theta``, lme4's
+    ``getME(m, "glmer.nb.theta")``.
     """
+    if (family == "negative.binomial") != (nb_theta is not None):
+        raise ValueError("nb_theta is the negative binomial's dispersion: give it for family "
+                         f"'negative.binomial' only (family {family!r})")
     fixed = family in FIXED_DISPERSION_FAMILIES
     if fixed and sigma is not None:
         raise ValueError(f"family {family!r} has no scale parameter: leave sigma out")
     if not fixed and sigma is None:
         raise ValueError(f"family {family!r} has a scale parameter: give its sigma")
     tr = truth(beta, 1.0 if fixed else sigma, components, residual=not fixed)
-    return {**tr, "family": family, "link": link}
+    out = {**tr, "family": family, "link": link}
+    if nb_theta is not None:
+        out["nb_theta"] = float(nb_theta)
+    return out
 
 
 def plogis(eta: np.ndarray) -> np.ndarray:
@@ -836,6 +846,22 @@ def _glmm_trials(rng: np.random.Generator):
     tr = glmm_truth(
         "binomial", "logit", {"(Intercept)": -0.3, "x": 0.8}, [("g", ["(Intercept)"], [sd], None)]
     )
+    return df, tr
+
+
+@design("sim_glmm_nb", seed=209, formula="y ~ x + (1 | g)")
+def _glmm_nb(rng: np.random.Generator):
+    """Overdispersed counts: negative binomial (log link) with dispersion theta 2.5 (variance
+    mu + mu^2/2.5) and a random intercept sd 0.6 (40 groups x 15 rows): lme4's glmer.nb."""
+    n_groups, n_per, sd, nb_theta = 40, 15, 0.6, 2.5
+    g = np.repeat(np.arange(n_groups), n_per)
+    u = sd * rng.standard_normal(n_groups)
+    x = np.round(rng.standard_normal(len(g)), 3)
+    mu = np.exp(1.0 + 0.5 * x + u[g])
+    y = rng.negative_binomial(nb_theta, nb_theta / (nb_theta + mu)).astype(np.int64)
+    df = pd.DataFrame({"y": y, "x": x, "g": factor(g, "g")})
+    tr = glmm_truth("negative.binomial", "log", {"(Intercept)": 1.0, "x": 0.5},
+                    [("g", ["(Intercept)"], [sd], None)], nb_theta=nb_theta)
     return df, tr
 
 

@@ -171,16 +171,20 @@ def build_case(
     objective = None
     layout = None
     cross = None
+    glmm = getattr(case, "family", None) is not None
     try:
         if data is None or case.formula is None:
             raise RuntimeError("no data or formula for this case")
         if not records:
             raise RuntimeError("no implementation finished this case")
-        objective = objective_factory(case.formula, data, bool(case.REML))
+        if not glmm:  # a GLMM's criterion is not profiled over β: cross_evaluate_glmm
+            objective = objective_factory(case.formula, data, bool(case.REML))
         layout = cx._layout(case, data, records, model_builder)  # noqa: SLF001
     except Exception as exc:  # noqa: BLE001
         notes.append(f"common objective unavailable: {type(exc).__name__}: {exc}")
-    if objective is not None and layout is not None:
+    if glmm and layout is not None:
+        cross = cx.cross_evaluate_glmm(case, records, data, layout=layout)
+    elif objective is not None and layout is not None:
         cross = cx.cross_evaluate(case, records, data, objective=objective, layout=layout,
                                   second=_lme4_judge(case, data, lme4_judge))
     else:
@@ -220,7 +224,7 @@ def build_case(
     out["truth"], out["best_known_rule"] = _truth_and_rule(case, records)
     if objective is not None and layout is not None and cross.best is not None:
         out["diagnostics"] = dg.diagnose(cross, objective, layout, profiles=disagreement)
-    if disagreement and data is not None:
+    if disagreement and data is not None and not glmm:  # θ-profile views: LMMs only
         if cross.estimates:
             out["heatmap"] = _heatmaps(case, data, records, cross,
                                        model_builder or _default_builder)

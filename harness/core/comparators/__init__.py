@@ -19,6 +19,7 @@ from harness.core.comparators.certified import CertifiedLRE
 from harness.core.comparators.coef_tests import CoefficientTests
 from harness.core.comparators.confint import Intervals
 from harness.core.comparators.fixef import FixedEffects, RXStandardErrors, StandardErrors
+from harness.core.comparators.nb_theta import NegativeBinomialTheta
 from harness.core.comparators.predictions import Predictions
 from harness.core.comparators.ranef import ConditionalModes, ConditionalSDs
 from harness.core.comparators.scalars import Criteria, Deviance, Sigma
@@ -27,7 +28,8 @@ from harness.core.comparators.varcorr import VarianceComponents
 
 BUILTIN: tuple[Comparator, ...] = (FixedEffects(), StandardErrors(), RXStandardErrors(),
                                    Sigma(), VarianceComponents(), Criteria(), Deviance(),
-                                   Theta(), ConditionalModes(), ConditionalSDs(),
+                                   Theta(), NegativeBinomialTheta(), ConditionalModes(),
+                                   ConditionalSDs(),
                                    Predictions(), Intervals(), CoefficientTests(),
                                    LikelihoodRatio(), TermFTests(), CertifiedLRE())
 

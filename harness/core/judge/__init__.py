@@ -48,6 +48,7 @@ class Point:
     by: dict[str, Evaluation] = field(default_factory=dict)
     error: str | None = None  # why the estimate has no θ (its varcorr cannot be read)
     beta: list[float] | None = None  # GLMM: the fixed effects, in the model's column order
+    nb_theta: float | None = None  # negative binomial: the dispersion θ the point is judged at
 
     def objective(self, judge: str) -> float | None:
         ev = self.by.get(judge)
@@ -87,6 +88,7 @@ class Judgement:
     def from_dict(cls, d: Mapping[str, Any]) -> Judgement:
         def point(p: Mapping[str, Any]) -> Point:
             return Point(theta=p.get("theta"), error=p.get("error"), beta=p.get("beta"),
+                         nb_theta=p.get("nb_theta"),
                          by={k: Evaluation(**v) for k, v in (p.get("by") or {}).items()})
 
         return cls(criterion=d["criterion"], reference=point(d["reference"]),
@@ -147,12 +149,16 @@ _r_frames: dict[str, Any] = {}
 
 
 def _lme4_judge(case: Any, function: str, points: list[list[float]], timeout: float | None,
-                what: str = "lme4's devfun") -> tuple[list[Evaluation] | None, str | None]:
+                what: str = "lme4's devfun", nb_thetas: list[Any] | None = None
+                ) -> tuple[list[Evaluation] | None, str | None]:
     """lme4's evaluations of ``points`` by ``function`` (this module's lme4_evaluate or
-    lme4_evaluate_glmm) in the R lane, or None and why not."""
+    lme4_evaluate_glmm, which takes the negative binomial's ``nb_thetas`` too) in the R lane,
+    or None and why not."""
     from harness.core import isolation
 
-    out = isolation.call(R_LANE, f"harness.core.judge:{function}", case, points, timeout=timeout)
+    extra = () if nb_thetas is None else (None, nb_thetas)
+    out = isolation.call(R_LANE, f"harness.core.judge:{function}", case, points, *extra,
+                         timeout=timeout)
     if out.error is not None:
         return None, f"{what} could not be evaluated: {out.error}"
     return [Evaluation(objective=_finite(v.get("objective")),
@@ -287,23 +293,42 @@ def glmm_criterion(case: Any) -> str:
     return f"-2 log-likelihood ({how})"
 
 
-def lme4_evaluate_glmm(case: Any, points: Sequence[Sequence[float]],
-                       data: Any = None) -> list[dict[str, Any]]:
-    """glmer's own criterion at each point c(θ, β) (r_scripts/judge.R), in the R lane."""
+def lme4_evaluate_glmm(case: Any, points: Sequence[Sequence[float]], data: Any = None,
+                       nb_thetas: Sequence[float] | None = None) -> list[dict[str, Any]]:
+    """glmer's own criterion at each point c(θ, β) (r_scripts/judge.R), in the R lane; for
+    the negative binomial at each point's dispersion ``nb_thetas`` (MASS's
+    negative.binomial(θ) with θ fixed: the criterion glmer.nb minimises over θ)."""
+    import rpy2.robjects as ro
+
     from harness.core import rbridge
 
+    nb = ro.NULL if nb_thetas is None else ro.FloatVector([float(t) for t in nb_thetas])
     text = rbridge.call("judge_glmm_evaluate_json", _r_data(case, data),
-                        *rbridge.glmm_args(case), _r_vectors(points), GLMM_TOL_PWRSS)
+                        *rbridge.glmm_args(case), _r_vectors(points), GLMM_TOL_PWRSS, nb)
     return json.loads(str(text[0]))
 
 
-def _mixedref_glmm(case: Any, data: Any) -> Any:
+def is_negative_binomial(case: Any) -> bool:
+    """A case whose criterion depends on the negative binomial's dispersion θ too."""
+    return getattr(case, "family", None) == "negative.binomial"
+
+
+def _mixedref_glmm(case: Any, data: Any, nb_theta: float = 1.0) -> Any:
+    """mixedref's GLMM criterion of the case (for the negative binomial at dispersion
+    ``nb_theta``: MASS's family with θ fixed, the criterion glmer_nb minimises over θ)."""
     from mixedref.models.glmer import glmer_devfun
 
-    key = f"{case.id}|{case.formula}|{case.family}|{case.link}|{case.nAGQ}|{case.weights}"
+    family: Any = case.family
+    if is_negative_binomial(case):
+        from mixedref.models.family import negative_binomial
+
+        family = negative_binomial(float(nb_theta), case.link or "log")
+    key = (f"{case.id}|{case.formula}|{case.family}|{case.link}|{case.nAGQ}|{case.weights}"
+           f"|{float(nb_theta)!r}")
     return _cached(_mixedref_objectives, key, lambda: glmer_devfun(
-        case.formula, data, case.family, link=case.link, nAGQ=case.nAGQ,
-        weights=case.prior_weights(data), control={"tol_pwrss": GLMM_TOL_PWRSS}))
+        case.formula, data, family, link=None if is_negative_binomial(case) else case.link,
+        nAGQ=case.nAGQ, weights=case.prior_weights(data),
+        control={"tol_pwrss": GLMM_TOL_PWRSS}))
 
 
 def _saturated_constant(case: Any, data: Any) -> float | None:
@@ -325,7 +350,10 @@ def _saturated_constant(case: Any, data: Any) -> float | None:
 def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str, Any],
                 data: Any, *, timeout: float | None, use_lme4: bool) -> Judgement:
     """A GLMM's judgement: each estimate's point c(θ, β) (θ from its varcorr and σ, β its
-    fixed effects in the model's order) under glmer's criterion and mixedref's."""
+    fixed effects in the model's order) under glmer's criterion and mixedref's. A negative
+    binomial point is judged at its own dispersion (the record's ``nb_theta``): the criterion
+    depends on it, and an estimate that does not report it cannot be judged."""
+    nb = is_negative_binomial(case)
     result = Judgement(glmm_criterion(case), Point(None), Point(None),
                        saturated_constant=_saturated_constant(case, data))
     devfun = _model(result, case, data, reference, candidate, _mixedref_glmm)
@@ -340,19 +368,33 @@ def _judge_glmm(case: Any, reference: Mapping[str, Any], candidate: Mapping[str,
             pt.theta, pt.error = None, (
                 f"its fixed effects {sorted(fixef)} are not the model's columns {names}")
             continue
+        if nb:
+            pt.nb_theta = _finite(rec.get("nb_theta"))
+            if pt.nb_theta is None or pt.nb_theta <= 0:
+                pt.theta, pt.error = None, (
+                    "it reports no negative binomial dispersion (nb_theta), on which the "
+                    f"criterion depends (got {rec.get('nb_theta')!r})")
+                continue
         pt.beta = [float(fixef[n]) for n in names]
     points = [p for p in (result.reference, result.candidate) if p.theta is not None]
     if not points:
         return result
     pars = [[*p.theta, *p.beta] for p in points]  # type: ignore[misc]
+    nb_thetas = [p.nb_theta for p in points] if nb else None
     if devfun is not None:
+        frame = data
+        if nb and frame is None:
+            from harness.core.catalog import load_data
+
+            frame = load_data(case)
         for p, x in zip(points, pars, strict=True):
             try:
-                p.by["mixedref"] = Evaluation(objective=_finite(devfun(x)))
+                f = _mixedref_glmm(case, frame, p.nb_theta) if nb else devfun
+                p.by["mixedref"] = Evaluation(objective=_finite(f(x)))
             except Exception as exc:  # noqa: BLE001 - a point mixedref cannot evaluate
                 p.by["mixedref"] = Evaluation(error=f"{type(exc).__name__}: {exc}")
     _ask_lme4(result, points, use_lme4, lambda: _lme4_judge(
-        case, "lme4_evaluate_glmm", pars, timeout, what="glmer's devfun"))
+        case, "lme4_evaluate_glmm", pars, timeout, what="glmer's devfun", nb_thetas=nb_thetas))
     return result
 
 
