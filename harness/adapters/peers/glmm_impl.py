@@ -23,6 +23,7 @@ import numpy as np
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import _reported as R
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
@@ -67,7 +68,7 @@ class GlmmPeer(Peer):
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = glmm.fit(data, case.formula, reml=REML)
+            m = calls.glmm_fit(glmm, data, case.formula, REML)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
             raise RuntimeError("glmm returned no estimates: " + " | ".join(
                 F.caught_messages(caught) or [str(w) for w in m.warnings or []]))

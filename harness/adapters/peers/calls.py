@@ -1,0 +1,79 @@
+"""The packages' own calls, as the adapters make them, in functions that import nothing of the
+harness or mixedref (only the standard library and numpy; the package comes in as an argument).
+
+Why a module of their own: ``python -m harness repro`` (harness/repro.py) copies these functions'
+source text into a standalone reproducer, and the adapters call the same functions, so the
+script that an upstream maintainer runs and the fit the harness judged cannot drift apart.
+tests/test_repro.py checks that this module imports nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def group_labels(data: Any, group: str) -> Any:
+    """The grouping factor's labels per row as strings; ``a:b`` pastes its parts' labels."""
+    parts = group.split(":")
+    out = data[parts[0]].astype(str).to_numpy().astype(object)
+    for p in parts[1:]:
+        out = out + ":" + data[p].astype(str).to_numpy().astype(object)
+    return out.astype(str)
+
+
+def mixedlm_design(patsy: Any, data: Any, response: str, fixed: str, re_terms: list[str],
+                   group: str) -> tuple[Any, Any, Any, Any]:
+    """(y, X as a patsy DataFrame, group labels, exog_re) for a statsmodels-style MixedLM:
+    the fixed part ``response ~ fixed`` and each random-effects term's right-hand side (``1 +
+    Days``, ``0 + Days``) evaluated by patsy, the term blocks side by side."""
+    y, X = patsy.dmatrices(f"{response} ~ {fixed}", data, NA_action="raise",
+                           return_type="dataframe")
+    exog_re = np.column_stack([np.asarray(patsy.dmatrix(rhs, data, NA_action="raise",
+                                                        return_type="dataframe"), dtype=float)
+                               for rhs in re_terms])
+    return (np.asarray(y, dtype=float).ravel(), X, group_labels(data, group), exog_re)
+
+
+def mixedlm_fit(MixedLM: Any, MixedLMParams: Any, y: Any, X: Any, groups: Any, exog_re: Any,
+                reml: bool, diagonal: bool) -> Any:
+    """``MixedLM(y, X, groups, exog_re).fit(reml=)`` with its defaults; ``diagonal`` (lme4's
+    ``||``): a diagonal covariance through ``free=``."""
+    X = np.asarray(X, dtype=float)
+    model = MixedLM(y, X, groups=groups, exog_re=exog_re)
+    kwargs: dict[str, Any] = {"reml": reml}
+    if diagonal:
+        q = exog_re.shape[1]
+        kwargs["free"] = MixedLMParams.from_components(np.ones(X.shape[1]), np.eye(q))
+    return model.fit(**kwargs)
+
+
+def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool) -> Any:
+    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``."""
+    return glmm.fit(data, formula, reml=reml)
+
+
+def pyreml_fit(MixedModel: Any, Random: Any, data: Any, response: str, fixed: str,
+               randoms: list[tuple[str, str, str, str]]) -> Any:
+    """pyreml's ``MixedModel.from_dataframe(...).fit()``. ``randoms``: per lme4 term (unit
+    column, grouping factor ``a`` or ``a:b``, left-hand formula ``1 + x``, kind ``iid`` /
+    ``diag`` / ``full``); each unit column is the grouping factor's labels as strings (an
+    interaction pasted)."""
+    data = data.copy()
+    objs = []
+    for unit, group, lhs, kind in randoms:
+        data[unit] = group_labels(data, group)
+        objs.append(Random(unit, formula=lhs, left_hand=kind))
+    model = MixedModel.from_dataframe(data, response, fixed=fixed, random=objs)
+    model.fit(verbose=False)
+    return model
+
+
+def torch_threads(torch: Any) -> None:
+    """torch on the threads OPENBLAS_NUM_THREADS allows (the harness's worker sets it to its
+    share of the cores), so that a script run with the same setting sums in the same order."""
+    import os
+
+    threads = os.environ.get("OPENBLAS_NUM_THREADS")
+    if threads and threads.isdigit():
+        torch.set_num_threads(int(threads))

@@ -1,0 +1,188 @@
+"""How a reproducer makes one package's call: per implementation, the literals the call needs
+(computed here from the case, as its adapter computes them), the functions of
+harness/adapters/peers/calls.py it runs (the adapter's own call, copied as source text), and the
+script's ``estimates(data)``, which states the package's answer in lme4's quantities.
+
+An implementation without a recipe here gets no reproducer (harness/repro.py refuses with the
+reason); :data:`RECIPES` is the list of those that have one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.adapters.peers import _formula as F
+from harness.adapters.peers import calls
+
+
+@dataclass
+class Recipe:
+    """One package's call for one case: ``literals`` (name -> value, written into the script),
+    ``calls`` (functions of harness.adapters.peers.calls whose source the script carries),
+    ``body`` (the source of ``def estimates(data)``) and ``requirements`` (what to install)."""
+
+    literals: dict[str, Any]
+    calls: list[Callable[..., Any]]
+    body: str
+    requirements: list[str] = field(default_factory=list)
+
+
+def _fixef_names(data: Any, fixed: str) -> dict[str, str]:
+    """patsy's column names of the fixed part -> R's (the adapters' F.r_name)."""
+    import patsy
+
+    cols = patsy.dmatrix(fixed, data, NA_action="raise").design_info.column_names
+    return {c: F.r_name(c) for c in cols}
+
+
+def _lmm_only(impl: str, case: Any) -> None:
+    if getattr(case, "is_glmm", False):
+        raise NotImplementedError(f"no reproducer recipe for {impl} on a GLMM yet (the recipe "
+                                  "covers its linear mixed model call)")
+
+
+_MIXEDLM_BODY = '''
+def estimates(data):
+    """{package}'s MixedLM on the harness's design, in lme4's quantities."""
+    import patsy
+    from {module} import MixedLM, MixedLMParams
+
+    y, X, groups, exog_re = mixedlm_design(patsy, data, RESPONSE, FIXED, RE_TERMS, GROUP)
+    res = mixedlm_fit(MixedLM, MixedLMParams, y, X, groups, exog_re, REML, DIAGONAL)
+    names = [FIXEF_NAMES.get(c, c) for c in X.columns]
+    scale = float(res.scale)
+    q = exog_re.shape[1]
+    cov = np.asarray(res.cov_re, dtype=float).reshape(q, q)
+    blocks, start = [], 0
+    for name, cols in TERMS:
+        blocks.append((name, cols, cov[start:start + len(cols), start:start + len(cols)]))
+        start += len(cols)
+    return {{"fixef": dict(zip(names, map(float, res.fe_params))),
+            "fixef_se": dict(zip(names, map(float, np.asarray(res.bse_fe)))),
+            "sigma": math.sqrt(scale), "varcorr": varcorr_rows(blocks, math.sqrt(scale)),
+            "loglik": float(res.llf), "objective": -2.0 * float(res.llf),
+            "converged": bool(res.converged)}}
+'''
+
+
+def _mixedlm_api(impl: str, module: str, requirement: str) -> Callable[[Any, Any], Recipe]:
+    def recipe(case: Any, data: Any) -> Recipe:
+        from harness.adapters.peers._base import mixedlm_re_terms
+
+        _lmm_only(impl, case)
+        parsed = F.parse(case.formula)
+        terms = F.lme4_terms(parsed, data)
+        fixed = F.patsy_formula(parsed.fixed, data)
+        return Recipe(
+            literals={"RESPONSE": parsed.response, "FIXED": fixed,
+                      "RE_TERMS": mixedlm_re_terms(terms), "GROUP": terms[0].group,
+                      "REML": bool(case.REML), "DIAGONAL": len(terms) > 1,
+                      "TERMS": [(t.name, list(t.columns)) for t in terms],
+                      "FIXEF_NAMES": _fixef_names(data, fixed)},
+            calls=[calls.group_labels, calls.mixedlm_design, calls.mixedlm_fit],
+            body=_MIXEDLM_BODY.format(package=impl, module=module),
+            requirements=[requirement, "patsy"])
+    return recipe
+
+
+_GLMM_BODY = '''
+def estimates(data):
+    """glmm's own call on lme4's formula, in lme4's quantities."""
+    import glmm
+
+    m = glmm_fit(glmm, data, FORMULA, REML)
+    sigma2 = float(m.dispersion)
+    blocks = {grp: (list(cols), unpack_vech(packed, len(cols)))
+              for (grp, cols), packed in zip(m.re_groups, m.varcorr)}
+    terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
+    names = list(m.names)
+    return {"fixef": dict(zip(names, map(float, m.beta))),
+            "fixef_se": dict(zip(names, map(float, m.se))),
+            "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
+            "loglik": float(m.loglik), "objective": -2.0 * float(m.loglik),
+            "converged": bool(m.converged)}
+'''
+
+
+def _glmm(case: Any, data: Any) -> Recipe:
+    from harness.adapters.peers import REQUIREMENTS
+
+    _lmm_only("glmm", case)
+    terms = F.lme4_terms(F.parse(case.formula), data)
+    return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
+                  calls=[calls.glmm_fit], body=_GLMM_BODY,
+                  requirements=list(REQUIREMENTS["glmm"]))
+
+
+_PYREML_BODY = '''
+def estimates(data):
+    """pyreml's MixedModel (REML), in lme4's quantities."""
+    import torch
+    from pyreml import MixedModel, Random
+
+    torch_threads(torch)
+    mm = pyreml_fit(MixedModel, Random, data, RESPONSE, FIXED, RANDOMS)
+    sigma2 = float(mm.residual.variance["sigma"])
+    blocks = {}
+    for (group, cols), r in zip(UNITS, mm.random):
+        key = group if group not in blocks else f"{group}#{len(blocks)}"
+        blocks[key] = (cols, np.atleast_2d(np.asarray(r.variance["sigma"], dtype=float)))
+    terms = [(name, cols, pick_block({k: v for k, v in blocks.items()
+                                      if k.split("#")[0] == group}, group, cols))
+             for name, group, cols in TERMS]
+    est = mm.estimates
+    names = [FIXEF_NAMES.get(str(n), str(n)) for n in est["term"]]
+    objective = float(mm.neg2loglik)
+    return {"fixef": dict(zip(names, map(float, est["estimate"]))),
+            "fixef_se": dict(zip(names, map(float, est["SE"]))),
+            "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
+            "loglik": -0.5 * objective, "objective": objective,
+            "converged": bool(mm.opti_REML.converged)}
+'''
+
+
+def _pyreml(case: Any, data: Any) -> Recipe:
+    from harness.adapters.peers import REQUIREMENTS
+    from harness.adapters.peers.pyreml_impl import pyreml_randoms
+
+    _lmm_only("pyreml", case)
+    parsed = F.parse(case.formula)
+    terms = F.lme4_terms(parsed, data)
+    fixed = F.patsy_formula(parsed.fixed, data)
+    return Recipe(literals={"RESPONSE": parsed.response, "FIXED": fixed,
+                            "RANDOMS": pyreml_randoms(parsed),
+                            "UNITS": [(g, list(b.columns)) for b in parsed.bars
+                                      for g in b.groups],
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms],
+                            "FIXEF_NAMES": _fixef_names(data, fixed)},
+                  calls=[calls.group_labels, calls.torch_threads, calls.pyreml_fit],
+                  body=_PYREML_BODY, requirements=list(REQUIREMENTS["pyreml"]))
+
+
+def _statsmodels_requirement() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"statsmodels=={version('statsmodels')}"
+    except PackageNotFoundError:
+        return "statsmodels"
+
+
+def _peer_requirement(name: str) -> str:
+    from harness.adapters.peers import REQUIREMENTS
+
+    return REQUIREMENTS[name][0]
+
+
+#: implementation -> recipe(case, data); raises NotImplementedError for what it does not cover
+RECIPES: dict[str, Callable[[Any, Any], Recipe]] = {
+    "statsmodels": lambda case, data: _mixedlm_api(
+        "statsmodels", "statsmodels.regression.mixed_linear_model",
+        _statsmodels_requirement())(case, data),
+    "mixedlm-rs": lambda case, data: _mixedlm_api(
+        "mixedlm-rs", "mixedlm_rs", _peer_requirement("mixedlm-rs"))(case, data),
+    "glmm": _glmm,
+    "pyreml": _pyreml,
+}
