@@ -599,6 +599,7 @@ def registry_findings(league: Mapping[str, Any],
     implementations, each with its rows, the cases they name and the league's items it
     covered (those whose registered reason names the finding)."""
     from harness.divergences import default_registry_path, read_document
+    from harness.repro_recipes import folder_of
 
     doc = read_document(Path(path) if path else default_registry_path())
     by_impl = {r["name"]: r for r in league["implementations"]}
@@ -610,7 +611,7 @@ def registry_findings(league: Mapping[str, Any],
                    if f"finding {f['id']}:" in str(x.get("registered") or "")]
         out.append({"id": f["id"], "impl": f["impl"], "cause": " ".join(f["cause"].split()),
                     "rows": len(f["rows"]), "cases": len({r["case"] for r in f["rows"]}),
-                    "covered": covered})
+                    "covered": covered, "reproducer": folder_of(f["id"], f["impl"])})
     return out
 
 
@@ -620,9 +621,13 @@ def findings_lines(league: Mapping[str, Any], path: str | Path | None = None) ->
     if not found:
         return []
     return ["", "Registered findings (`harness/divergences.yaml`: one cause each, with the "
-            "rows it explains; `python -m harness divergences --measure` measures them):", "",
+            "rows it explains; `python -m harness divergences --measure` measures them; "
+            "a finding about a Python package names its standalone reproducer, written into "
+            "`harness/references/league/` by `python -m harness repro --findings --out "
+            "harness/references/league/repro`):", "",
             *(f"- `{f['id']}` [{f['impl']}]: {f['rows']} row{'s' * (f['rows'] != 1)} on "
               f"{f['cases']} case{'s' * (f['cases'] != 1)} — {_short(f['cause'], 160)}"
+              + (f" Reproducer: `{f['reproducer']}`." if f.get("reproducer") else "")
               for f in found)]
 
 
@@ -635,11 +640,16 @@ def findings_html(league: Mapping[str, Any], path: str | Path | None = None) -> 
     rows = "".join(
         f"<tr><td><code>{e(f['id'])}</code></td><td>{e(f['impl'])}</td>"
         f"<td class=n>{f['rows']}</td><td class=n>{f['cases']}</td>"
-        f"<td>{e(', '.join(f['covered']) or '-')}</td><td>{e(f['cause'])}</td></tr>"
+        f"<td>{e(', '.join(f['covered']) or '-')}</td><td>{e(f['cause'])}</td>"
+        + (f"<td><a href='{e(f['reproducer'])}'><code>{e(f['reproducer'])}</code></a></td>"
+           if f.get("reproducer") else "<td>-</td>") + "</tr>"
         for f in found)
-    return ("<h2>Registered findings</h2><table><tr><th>finding</th><th>implementation</th>"
-            "<th>rows</th><th>cases</th><th>items covered in this run</th><th>cause</th></tr>"
-            + rows + "</table>")
+    return ("<h2>Registered findings</h2><p>A finding about a Python package links its "
+            "standalone reproducer (the package's own call on the finding's first case, its "
+            "answer next to lme4's), written beside this page by <code>python -m harness repro "
+            "--findings --out DIR/repro</code>.</p><table><tr><th>finding</th>"
+            "<th>implementation</th><th>rows</th><th>cases</th><th>items covered in this run"
+            "</th><th>cause</th><th>reproducer</th></tr>" + rows + "</table>")
 
 
 def _short(text: str, limit: int) -> str:

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import repro_runtime
-from harness.repro_recipes import RECIPES
+from harness.repro_recipes import RECIPES, SCRIPT_FILE, packages
 
 DATA_FILE = "data.csv"
-SCRIPT_FILE = "repro.py"
 README_FILE = "README.md"
 RUNTIME = (repro_runtime.read_frame, repro_runtime.unpack_vech, repro_runtime.pick_block,
            repro_runtime.varcorr_rows, repro_runtime.quantities, repro_runtime._matches,
@@ -41,15 +40,6 @@ RUNTIME = (repro_runtime.read_frame, repro_runtime.unpack_vech, repro_runtime.pi
 
 class ReproError(Exception):
     """A reproducer cannot be written: the message names the case, implementation or folder."""
-
-
-def packages() -> tuple[str, ...]:
-    """The implementations a reproducer is about: statsmodels and the PyPI peers
-    (harness.adapters.PYTHON_CANDIDATES without mixedref, whose own code a reproducer for
-    upstream cannot leave out)."""
-    from harness.adapters import PYTHON_CANDIDATES
-
-    return tuple(n for n in PYTHON_CANDIDATES if n != "mixedref")
 
 
 @dataclass
@@ -364,14 +354,6 @@ def write_findings(out: str | Path, registry_path: str | Path | None = None,
         except ReproError as exc:
             result[fid] = f"no reproducer: {exc}"
     return result
-
-
-def folder_of(finding_id: str, impl: str) -> str | None:
-    """Where ``python -m harness repro --findings --out repro`` puts a finding's reproducer
-    (``repro/<id>/repro.py``), or None when its implementation has no recipe."""
-    if impl not in packages() or impl not in RECIPES:
-        return None
-    return f"repro/{finding_id}/{SCRIPT_FILE}"
 
 
 def main(case_id: str | None, impl: str | None, out: str | None, *, findings: bool = False,

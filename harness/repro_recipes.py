@@ -15,6 +15,8 @@ from typing import Any
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import calls
 
+SCRIPT_FILE = "repro.py"
+
 
 @dataclass
 class Recipe:
@@ -186,3 +188,20 @@ RECIPES: dict[str, Callable[[Any, Any], Recipe]] = {
     "glmm": _glmm,
     "pyreml": _pyreml,
 }
+
+
+def packages() -> tuple[str, ...]:
+    """The implementations a reproducer is about: statsmodels and the PyPI peers
+    (harness.adapters.PYTHON_CANDIDATES without mixedref, whose own code a reproducer for
+    upstream cannot leave out)."""
+    from harness.adapters import PYTHON_CANDIDATES
+
+    return tuple(n for n in PYTHON_CANDIDATES if n != "mixedref")
+
+
+def folder_of(finding_id: str, impl: str) -> str | None:
+    """Where ``python -m harness repro --findings --out repro`` puts a finding's reproducer
+    (``repro/<id>/repro.py``), or None when its implementation has no recipe."""
+    if impl not in packages() or impl not in RECIPES:
+        return None
+    return f"repro/{finding_id}/{SCRIPT_FILE}"
