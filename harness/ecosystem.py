@@ -50,6 +50,8 @@ from harness.certified_report import cell as certified_cell
 HERE = Path(__file__).resolve().parent
 LEAGUE_DIR = HERE / "references" / "league"
 README = HERE.parent / "README.md"
+#: the committed league's folder as the README names it (its reproducers are in repro/ there)
+LEAGUE_PATH = "harness/references/league"
 START, END = "<!-- ecosystem:start -->", "<!-- ecosystem:end -->"
 
 #: the league, in the order it is listed: mixedref, statsmodels, then the PyPI peers
@@ -622,12 +624,12 @@ def findings_lines(league: Mapping[str, Any], path: str | Path | None = None) ->
         return []
     return ["", "Registered findings (`harness/divergences.yaml`: one cause each, with the "
             "rows it explains; `python -m harness divergences --measure` measures them; "
-            "a finding about a Python package names its standalone reproducer, written into "
-            "`harness/references/league/` by `python -m harness repro --findings --out "
-            "harness/references/league/repro`):", "",
+            "a finding about a Python package names its standalone reproducer, written by "
+            f"`python -m harness repro --findings --out {LEAGUE_PATH}/repro`):", "",
             *(f"- `{f['id']}` [{f['impl']}]: {f['rows']} row{'s' * (f['rows'] != 1)} on "
               f"{f['cases']} case{'s' * (f['cases'] != 1)} — {_short(f['cause'], 160)}"
-              + (f" Reproducer: `{f['reproducer']}`." if f.get("reproducer") else "")
+              + (f" Reproducer: `{LEAGUE_PATH}/{f['reproducer']}`." if f.get("reproducer")
+               else "")
               for f in found)]
 
 

@@ -22,12 +22,15 @@ SCRIPT_FILE = "repro.py"
 class Recipe:
     """One package's call for one case: ``literals`` (name -> value, written into the script),
     ``calls`` (functions of harness.adapters.peers.calls whose source the script carries),
-    ``body`` (the source of ``def estimates(data)``) and ``requirements`` (what to install)."""
+    ``body`` (the source of ``def estimates(data)``), ``requirements`` (what to install) and
+    the ``frame`` written beside it when it is not the case's data."""
 
     literals: dict[str, Any]
     calls: list[Callable[..., Any]]
     body: str
     requirements: list[str] = field(default_factory=list)
+    #: the frame the script reads (None: the case's data), e.g. with glmer's response added
+    frame: Any = None
 
 
 def _fixef_names(data: Any, fixed: str) -> dict[str, str]:
@@ -60,8 +63,8 @@ def estimates(data):
     for name, cols in TERMS:
         blocks.append((name, cols, cov[start:start + len(cols), start:start + len(cols)]))
         start += len(cols)
-    return {{"fixef": dict(zip(names, map(float, res.fe_params))),
-            "fixef_se": dict(zip(names, map(float, np.asarray(res.bse_fe)))),
+    return {{"fixef": dict(zip(names, map(float, res.fe_params), strict=True)),
+            "fixef_se": dict(zip(names, map(float, np.asarray(res.bse_fe)), strict=True)),
             "sigma": math.sqrt(scale), "varcorr": varcorr_rows(blocks, math.sqrt(scale)),
             "loglik": float(res.llf), "objective": -2.0 * float(res.llf),
             "converged": bool(res.converged)}}
@@ -96,21 +99,65 @@ def estimates(data):
     m = glmm_fit(glmm, data, FORMULA, REML)
     sigma2 = float(m.dispersion)
     blocks = {grp: (list(cols), unpack_vech(packed, len(cols)))
-              for (grp, cols), packed in zip(m.re_groups, m.varcorr)}
+              for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
     terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
     names = list(m.names)
-    return {"fixef": dict(zip(names, map(float, m.beta))),
-            "fixef_se": dict(zip(names, map(float, m.se))),
+    return {"fixef": dict(zip(names, map(float, m.beta), strict=True)),
+            "fixef_se": dict(zip(names, map(float, m.se), strict=True)),
             "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
             "loglik": float(m.loglik), "objective": -2.0 * float(m.loglik),
             "converged": bool(m.converged)}
 '''
 
 
+_GLMM_GLMM_BODY = '''
+def estimates(data):
+    """glmm's GLMM call, the response as glmer reads it, in lme4's quantities."""
+    import glmm
+
+    weights = data.pop(WEIGHTS).to_numpy(dtype=float) if WEIGHTS else None
+    m = glmm_fit_glmm(glmm, data, FORMULA, FAMILY, LINK, NAGQ, weights)
+    blocks = {grp: (list(cols), unpack_vech(packed, len(cols)))
+              for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
+    terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
+    names = list(m.names)
+    return {"fixef": dict(zip(names, map(float, m.beta), strict=True)),
+            "fixef_se": dict(zip(names, map(float, m.se), strict=True)),
+            "sigma": 1.0, "varcorr": varcorr_rows(terms, None),
+            "loglik": float(m.loglik), "objective": -2.0 * float(m.loglik),
+            "converged": bool(m.converged), "nagq": int(m.nagq)}
+'''
+
+
+def _glmm_glmm(case: Any, data: Any) -> Recipe:
+    """glmm on a binomial or Poisson GLMM: the frame gets glmer's response (``glmm_y_``) and,
+    when there are any, its prior weights (``glmm_weights_``, taken out again before the
+    call), as the adapter builds them."""
+    from harness.adapters.peers import REQUIREMENTS
+    from harness.adapters.peers._base import nagq_of, response_formula, response_frame
+    from harness.adapters.peers.glmm_impl import GLMM_FAMILY
+
+    if case.family not in GLMM_FAMILY:
+        raise NotImplementedError(f"no reproducer recipe for glmm's {case.family} family")
+    terms = F.lme4_terms(F.parse(case.formula), data)
+    frame, resp = response_frame(case, data)
+    weights = None
+    if resp.weights is not None:
+        weights = "glmm_weights_"
+        frame[weights] = resp.weights
+    return Recipe(literals={"FORMULA": response_formula(case.formula),
+                            "FAMILY": GLMM_FAMILY[case.family], "LINK": case.link_name,
+                            "NAGQ": nagq_of(case), "WEIGHTS": weights,
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
+                  calls=[calls.glmm_fit_glmm], body=_GLMM_GLMM_BODY,
+                  requirements=list(REQUIREMENTS["glmm"]), frame=frame)
+
+
 def _glmm(case: Any, data: Any) -> Recipe:
     from harness.adapters.peers import REQUIREMENTS
 
-    _lmm_only("glmm", case)
+    if getattr(case, "is_glmm", False):
+        return _glmm_glmm(case, data)
     terms = F.lme4_terms(F.parse(case.formula), data)
     return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
                             "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
@@ -128,7 +175,7 @@ def estimates(data):
     mm = pyreml_fit(MixedModel, Random, data, RESPONSE, FIXED, RANDOMS)
     sigma2 = float(mm.residual.variance["sigma"])
     blocks = {}
-    for (group, cols), r in zip(UNITS, mm.random):
+    for (group, cols), r in zip(UNITS, mm.random, strict=True):
         key = group if group not in blocks else f"{group}#{len(blocks)}"
         blocks[key] = (cols, np.atleast_2d(np.asarray(r.variance["sigma"], dtype=float)))
     terms = [(name, cols, pick_block({k: v for k, v in blocks.items()
@@ -137,8 +184,8 @@ def estimates(data):
     est = mm.estimates
     names = [FIXEF_NAMES.get(str(n), str(n)) for n in est["term"]]
     objective = float(mm.neg2loglik)
-    return {"fixef": dict(zip(names, map(float, est["estimate"]))),
-            "fixef_se": dict(zip(names, map(float, est["SE"]))),
+    return {"fixef": dict(zip(names, map(float, est["estimate"]), strict=True)),
+            "fixef_se": dict(zip(names, map(float, est["SE"]), strict=True)),
             "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
             "loglik": -0.5 * objective, "objective": objective,
             "converged": bool(mm.opti_REML.converged)}

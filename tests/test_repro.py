@@ -204,7 +204,8 @@ def _peer_python(name: str) -> str:
 
 
 @pytest.mark.parametrize("impl, case", [("pyreml", "sleepstudy-slopes-REML"),
-                                        ("glmm", "sleepstudy-slopes-REML")])
+                                        ("glmm", "sleepstudy-slopes-REML"),
+                                        ("glmm", "cbpp-cloglog-ML")])
 def test_a_peer_in_its_own_environment(impl: str, case: str, tmp_path: Path) -> None:
     """The script, run by the peer's own environment's python, gives the adapter's numbers
     (the adapter fitting in that environment too)."""
@@ -255,9 +256,28 @@ def test_the_league_names_each_findings_reproducer(tmp_path: Path) -> None:
         {"name": "interlace-lme", "findings": []}]}
     lines = ecosystem.findings_lines(league, path)
     assert any(line.startswith("- `sm-interior` [statsmodels]") and
-               line.endswith("Reproducer: `repro/sm-interior/repro.py`.") for line in lines)
+               line.endswith("Reproducer: `harness/references/league/repro/sm-interior/repro.py`.")
+               for line in lines)
     assert not any("interlace-x" in line and "Reproducer" in line for line in lines)
     page = ecosystem.findings_html(league, path)
     assert "<a href='repro/sm-interior/repro.py'>" in page
     assert "<td>it stops early</td><td>-</td>" not in page
     assert "<td>c</td><td>-</td></tr>" in page  # interlace: no reproducer
+
+
+def test_the_committed_league_links_only_reproducers_that_exist() -> None:
+    """Each reproducer the committed league page and README name is in
+    harness/references/league/repro/ (written by ``repro --findings``), and each finding
+    about a package with a recipe is linked."""
+    import re
+
+    from harness import ecosystem
+
+    page = (ecosystem.LEAGUE_DIR / "index.html").read_text()
+    links = re.findall(r"href='(repro/[^']+)'", page)
+    assert links
+    missing = [link for link in links if not (ecosystem.LEAGUE_DIR / link).is_file()]
+    assert not missing, f"the league page links missing reproducers: {missing}"
+    readme = ecosystem.README.read_text()
+    named = re.findall(r"Reproducer: `harness/references/league/(repro/[^`]+)`", readme)
+    assert sorted(named) == sorted(links)

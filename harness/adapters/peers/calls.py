@@ -53,6 +53,17 @@ def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool) -> Any:
     return glmm.fit(data, formula, reml=reml)
 
 
+def glmm_fit_glmm(glmm: Any, data: Any, formula: str, family: str, link: str, nagq: int,
+                  weights: Any, wald_se: str | None = None) -> Any:
+    """glmm's GLMM call: ``glmm.fit(data, formula, family, link=, nagq=, weights=)``, the
+    response as glmer reads it (binomial: the proportion, the trials as ``weights``);
+    ``wald_se`` only when given (its default is the Hessian-based SE)."""
+    kwargs: dict[str, Any] = {"family": family, "link": link, "nagq": nagq, "weights": weights}
+    if wald_se is not None:
+        kwargs["wald_se"] = wald_se
+    return glmm.fit(data, formula, **kwargs)
+
+
 def pyreml_fit(MixedModel: Any, Random: Any, data: Any, response: str, fixed: str,
                randoms: list[tuple[str, str, str, str]]) -> Any:
     """pyreml's ``MixedModel.from_dataframe(...).fit()``. ``randoms``: per lme4 term (unit
