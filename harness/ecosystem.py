@@ -606,6 +606,7 @@ def registry_findings(league: Mapping[str, Any],
     doc = read_document(Path(path) if path else default_registry_path())
     by_impl = {r["name"]: r for r in league["implementations"]}
     out = []
+    cases = _catalog_cases()
     for f in doc.get("findings") or []:
         if f["impl"] not in by_impl:
             continue
@@ -613,8 +614,27 @@ def registry_findings(league: Mapping[str, Any],
                    if f"finding {f['id']}:" in str(x.get("registered") or "")]
         out.append({"id": f["id"], "impl": f["impl"], "cause": " ".join(f["cause"].split()),
                     "rows": len(f["rows"]), "cases": len({r["case"] for r in f["rows"]}),
-                    "covered": covered, "reproducer": folder_of(f["id"], f["impl"])})
+                    "covered": covered,
+                    "reproducer": folder_of(f["id"], f["impl"], _first_case(f, cases))})
     return out
+
+
+def _catalog_cases() -> list[Any]:
+    """The shipped catalog's cases (none when it cannot be read: no reproducer is named)."""
+    try:
+        from harness.catalog import load_catalog
+
+        return load_catalog(None)
+    except Exception:  # noqa: BLE001 - the page is still written, without reproducers
+        return []
+
+
+def _first_case(finding: Mapping[str, Any], cases: Sequence[Any]) -> Any:
+    """The first catalog case the finding's first row names (its reproducer's case)."""
+    import fnmatch
+
+    glob = str(finding["rows"][0]["case"])
+    return next((c for c in cases if fnmatch.fnmatchcase(c.id, glob)), None)
 
 
 def findings_lines(league: Mapping[str, Any], path: str | Path | None = None) -> list[str]:

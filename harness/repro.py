@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import repro_runtime
-from harness.repro_recipes import RECIPES, SCRIPT_FILE, packages
+from harness.repro_recipes import RECIPES, SCRIPT_FILE, packages, uncovered
 
 DATA_FILE = "data.csv"
 README_FILE = "README.md"
@@ -71,8 +71,7 @@ def _check_impl(impl: str) -> None:
         raise ReproError(f"unknown implementation {impl!r} for a reproducer: use one of "
                          f"{', '.join(known)}")
     if impl not in RECIPES:
-        raise ReproError(f"no reproducer recipe for {impl} yet (harness/repro_recipes.py has "
-                         f"{', '.join(RECIPES)})")
+        raise ReproError(uncovered(impl, None))
 
 
 def _refusal(case: Any, impl: str, data: Any) -> str | None:
@@ -98,8 +97,11 @@ def _lme4(case: Any) -> dict[str, Any]:
     if why:
         raise ReproError(f"{case.id}: no recorded lme4 answer to compare with: {why}")
     rec = ref.fit(case, None)
-    return {k: rec.get(k) for k in ("fixef", "fixef_se", "sigma", "varcorr", "loglik",
-                                    "objective")}
+    out = {k: rec.get(k) for k in ("fixef", "fixef_se", "sigma", "varcorr", "loglik",
+                                   "objective")}
+    out["coef_tests"] = [{k: r.get(k) for k in ("ddf", "term", "se", "df")}
+                         for r in rec.get("coef_tests") or []]
+    return out
 
 
 def _best_known(case: Any) -> dict[str, Any] | None:

@@ -41,10 +41,27 @@ def _fixef_names(data: Any, fixed: str) -> dict[str, str]:
     return {c: F.r_name(c) for c in cols}
 
 
+def uncovered(impl: str, case: Any) -> str | None:
+    """Why the recipe of ``impl`` does not cover ``case`` (known from the case alone), or
+    None: every recipe makes the package's linear mixed model call; glmm's also its binomial
+    and Poisson GLMMs; interlace's takes no offset yet."""
+    if impl not in RECIPES:
+        return (f"no reproducer recipe for {impl} yet (harness/repro_recipes.py has "
+                f"{', '.join(RECIPES)})")
+    if getattr(case, "is_glmm", False) and not (impl == "glmm"
+                                                and case.family in ("binomial", "poisson")):
+        return (f"no reproducer recipe for {impl} on a GLMM yet (the recipe covers its linear "
+                "mixed model call" + (", and its binomial and Poisson GLMMs" if impl == "glmm"
+                                      else "") + ")")
+    if impl == "interlace-lme" and "offset(" in case.formula:
+        return "no reproducer recipe for interlace-lme with an offset yet"
+    return None
+
+
 def _lmm_only(impl: str, case: Any) -> None:
-    if getattr(case, "is_glmm", False):
-        raise NotImplementedError(f"no reproducer recipe for {impl} on a GLMM yet (the recipe "
-                                  "covers its linear mixed model call)")
+    why = uncovered(impl, case)
+    if why:
+        raise NotImplementedError(why)
 
 
 _MIXEDLM_BODY = '''
@@ -102,11 +119,15 @@ def estimates(data):
               for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
     terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
     names = list(m.names)
+    tests = []
+    if m.df_method == "satterthwaite" and "Satterthwaite" in DDF:  # its kernel's own df
+        tests = [{"ddf": "Satterthwaite", "term": t, "se": float(se), "df": float(df)}
+                 for t, se, df in zip(names, m.se, m.coef_df, strict=True)]
     return {"fixef": dict(zip(names, map(float, m.beta), strict=True)),
             "fixef_se": dict(zip(names, map(float, m.se), strict=True)),
             "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
             "loglik": float(m.loglik), "objective": -2.0 * float(m.loglik),
-            "converged": bool(m.converged)}
+            "converged": bool(m.converged), "coef_tests": tests}
 '''
 
 
@@ -158,8 +179,11 @@ def _glmm(case: Any, data: Any) -> Recipe:
 
     if getattr(case, "is_glmm", False):
         return _glmm_glmm(case, data)
+    from harness.comparators.coef_tests import wanted_ddf
+
     terms = F.lme4_terms(F.parse(case.formula), data)
     return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
+                            "DDF": wanted_ddf(len(data), bool(case.REML)),
                             "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
                   calls=[calls.glmm_fit], body=_GLMM_BODY,
                   requirements=list(REQUIREMENTS["glmm"]))
@@ -210,6 +234,88 @@ def _pyreml(case: Any, data: Any) -> Recipe:
                   body=_PYREML_BODY, requirements=list(REQUIREMENTS["pyreml"]))
 
 
+_INTERLACE_BODY = '''
+def _blank(v):
+    return v is None or (isinstance(v, float) and math.isnan(v)) or not str(v).strip()
+
+
+def estimates(data):
+    """interlace's own call (profiled REML/ML), in lme4's quantities, with its t tests."""
+    import interlace
+
+    m = interlace_fit(interlace, data, FIXED, RANDOM, METHOD, None, COLUMNS)
+    rows = interlace.VarCorr(m).as_dataframe().to_dict("records")
+    alias = dict(COLUMNS)
+    sigma2 = float(m.scale)
+    blocks = {}
+    for r in rows:
+        grp = alias.get(str(r["grp"]), str(r["grp"]))
+        if grp == "Residual":
+            continue
+        v1, v2 = r["var1"], r["var2"]
+        names, entries = blocks.setdefault(grp, ([], {}))
+        if _blank(v2):
+            names.append(str(v1))
+            entries[(v1, v1)] = float(r["vcov"])
+        else:
+            entries[(v1, v2)] = entries[(v2, v1)] = float(r["vcov"])
+    mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
+            for g, (n, e) in blocks.items()}
+    try:
+        terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
+        varcorr = varcorr_rows(terms, math.sqrt(sigma2))
+    except RuntimeError as exc:  # its VarCorr names other columns than lme4's: as it says
+        print(f"note: {exc}; its VarCorr rows are shown as it labels them", file=sys.stderr)
+        varcorr = [{**r, "grp": alias.get(str(r["grp"]), str(r["grp"])),
+                    "var1": None if _blank(r["var1"]) else str(r["var1"]),
+                    "var2": None if _blank(r["var2"]) else str(r["var2"])} for r in rows]
+    names = r_powers([r_name(str(k)) for k in m.fe_params.index])
+    tests = []
+    if "Satterthwaite" in DDF:
+        tests += [{"ddf": "Satterthwaite", "term": t, "se": float(se), "df": float(df)}
+                  for t, se, df in zip(names, m.fe_bse, m.fe_df, strict=True)]
+    if "Kenward-Roger" in DDF:
+        try:  # random intercepts only (its own NotImplementedError for slopes)
+            kr = interlace_fit(interlace, data, FIXED, RANDOM, "REML", None, COLUMNS,
+                               df_method="kenward-roger")
+        except NotImplementedError as exc:
+            print(f"note: no Kenward-Roger df: {exc}", file=sys.stderr)
+            kr = None
+        if kr is not None and np.allclose(kr.fe_params, m.fe_params, rtol=1e-8, atol=0):
+            tests += [{"ddf": "Kenward-Roger", "term": t, "se": float(se), "df": float(df)}
+                      for t, se, df in zip(names, kr.fe_bse, kr.fe_df, strict=True)]
+    return {"fixef": dict(zip(names, map(float, m.fe_params), strict=True)),
+            "fixef_se": dict(zip(names, map(float, m.fe_bse), strict=True)),
+            "sigma": math.sqrt(sigma2), "varcorr": varcorr,
+            "loglik": float(m.llf), "objective": -2.0 * float(m.llf),
+            "converged": bool(m.converged), "coef_tests": tests}
+'''
+
+
+def _interlace(case: Any, data: Any) -> Recipe:
+    from harness.adapters.peers import REQUIREMENTS
+    from harness.adapters.peers.interlace_impl import interlace_random
+    from harness.comparators.coef_tests import wanted_ddf
+
+    _lmm_only("interlace-lme", case)
+    parsed = F.parse(case.formula)
+    fixed_rhs, offsets = F.split_offsets("y ~ " + parsed.fixed)
+    if offsets:
+        raise NotImplementedError("no reproducer recipe for interlace-lme with an offset yet")
+    fixed_rhs = F.python_powers(fixed_rhs.partition("~")[2].strip())
+    random, columns = interlace_random(parsed)
+    terms = F.lme4_terms(parsed, data)
+    return Recipe(literals={"FIXED": f"{parsed.response} ~ {F.patsy_formula(fixed_rhs, data)}",
+                            "RANDOM": random, "COLUMNS": columns,
+                            "METHOD": "REML" if case.REML else "ML",
+                            "DDF": wanted_ddf(len(data), bool(case.REML)),
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms],
+                            "POLY_SUFFIX": calls.POLY_SUFFIX},
+                  calls=[calls.group_labels, calls.with_groups, calls.interlace_fit,
+                         calls.r_name, calls.r_powers],
+                  body=_INTERLACE_BODY, requirements=list(REQUIREMENTS["interlace-lme"]))
+
+
 def _statsmodels_requirement() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -234,6 +340,7 @@ RECIPES: dict[str, Callable[[Any, Any], Recipe]] = {
         "mixedlm-rs", "mixedlm_rs", _peer_requirement("mixedlm-rs"))(case, data),
     "glmm": _glmm,
     "pyreml": _pyreml,
+    "interlace-lme": _interlace,
 }
 
 
@@ -246,9 +353,13 @@ def packages() -> tuple[str, ...]:
     return tuple(n for n in PYTHON_CANDIDATES if n != "mixedref")
 
 
-def folder_of(finding_id: str, impl: str) -> str | None:
-    """Where ``python -m harness repro --findings --out repro`` puts a finding's reproducer
-    (``repro/<id>/repro.py``), or None when its implementation has no recipe."""
-    if impl not in packages() or impl not in RECIPES:
+def folder_of(finding_id: str, impl: str, case: Any) -> str | None:
+    """Where ``python -m harness repro --findings --out repro`` puts the reproducer of a
+    finding about ``impl`` whose first case is ``case`` (``repro/<id>/repro.py``), or None
+    when there is none: not a Python package, no case, or a case its recipe does not cover
+    (the adapter's own refusals, which need the data, are not checked here)."""
+    if impl not in packages() or case is None or uncovered(impl, case) is not None:
+        return None
+    if (getattr(case, "skip", None) or {}).get(impl):
         return None
     return f"repro/{finding_id}/{SCRIPT_FILE}"

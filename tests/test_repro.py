@@ -159,7 +159,9 @@ def test_read_frame_keeps_integer_levels_order_and_awkward_labels(tmp_path: Path
      "statsmodels cannot express Penicillin-crossed-ML: not expressible in statsmodels.MixedLM: "
      "more than one grouping factor"),
     ("sleepstudy-slopes-ML", "pyreml", "pyreml cannot express sleepstudy-slopes-ML"),
-    ("sleepstudy-slopes-REML", "interlace-lme", "no reproducer recipe for interlace-lme"),
+    ("sleepstudy-slopes-REML", "lme-python", "no reproducer recipe for lme-python"),
+    ("sim_glmm_rare-intercept-ML", "interlace-lme", "no reproducer recipe for interlace-lme "
+     "on a GLMM yet"),
 ])
 def test_refusals_exit_2_and_write_nothing(case: str, impl: str, message: str,
                                            tmp_path: Path) -> None:
@@ -205,7 +207,8 @@ def _peer_python(name: str) -> str:
 
 @pytest.mark.parametrize("impl, case", [("pyreml", "sleepstudy-slopes-REML"),
                                         ("glmm", "sleepstudy-slopes-REML"),
-                                        ("glmm", "cbpp-cloglog-ML")])
+                                        ("glmm", "cbpp-cloglog-ML"),
+                                        ("interlace-lme", "Pastes-nested-REML")])
 def test_a_peer_in_its_own_environment(impl: str, case: str, tmp_path: Path) -> None:
     """The script, run by the peer's own environment's python, gives the adapter's numbers
     (the adapter fitting in that environment too)."""
@@ -223,7 +226,7 @@ def _registry(tmp_path: Path) -> Path:
     doc = {"findings": [
         {"id": "sm-interior", "impl": "statsmodels", "cause": "it stops early",
          "evidence": "measured", "rows": [row]},
-        {"id": "interlace-x", "impl": "interlace-lme", "cause": "c", "evidence": "e",
+        {"id": "lme-python-x", "impl": "lme-python", "cause": "c", "evidence": "e",
          "rows": [dict(row, case="sleepstudy-slopes-REML")]},
         {"id": "mixedref-x", "impl": "mixedref", "cause": "c", "evidence": "e",
          "rows": [dict(row, case="sleepstudy-slopes-REML")]}]}
@@ -237,10 +240,10 @@ def test_findings_get_one_reproducer_each(tmp_path: Path) -> None:
     path = _registry(tmp_path)
     out = tmp_path / "repro"
     result = repro.write_findings(out, path)
-    assert set(result) == {"sm-interior", "interlace-x"}  # mixedref: not a Python package
+    assert set(result) == {"sm-interior", "lme-python-x"}  # mixedref: not a Python package
     assert result["sm-interior"] == str(out / "sm-interior")
-    assert result["interlace-x"].startswith("no reproducer: no reproducer recipe for "
-                                            "interlace-lme")
+    assert result["lme-python-x"].startswith("no reproducer: no reproducer recipe for "
+                                             "lme-python")
     assert sorted(p.name for p in out.iterdir()) == ["sm-interior"]
     text = (out / "sm-interior" / "repro.py").read_text()
     assert "'case': 'sim_corr_minus1-slopes-REML'" in text and "'finding': 'sm-interior'" in text
@@ -253,16 +256,16 @@ def test_the_league_names_each_findings_reproducer(tmp_path: Path) -> None:
     league = {"implementations": [
         {"name": "statsmodels", "findings": [{"case": "sim_corr_minus1-slopes-REML",
                                               "registered": "finding sm-interior: ..."}]},
-        {"name": "interlace-lme", "findings": []}]}
+        {"name": "lme-python", "findings": []}]}
     lines = ecosystem.findings_lines(league, path)
     assert any(line.startswith("- `sm-interior` [statsmodels]") and
                line.endswith("Reproducer: `harness/references/league/repro/sm-interior/repro.py`.")
                for line in lines)
-    assert not any("interlace-x" in line and "Reproducer" in line for line in lines)
+    assert not any("lme-python-x" in line and "Reproducer" in line for line in lines)
     page = ecosystem.findings_html(league, path)
     assert "<a href='repro/sm-interior/repro.py'>" in page
     assert "<td>it stops early</td><td>-</td>" not in page
-    assert "<td>c</td><td>-</td></tr>" in page  # interlace: no reproducer
+    assert "<td>c</td><td>-</td></tr>" in page  # lme-python: no reproducer
 
 
 def test_the_committed_league_links_only_reproducers_that_exist() -> None:
@@ -281,3 +284,26 @@ def test_the_committed_league_links_only_reproducers_that_exist() -> None:
     readme = ecosystem.README.read_text()
     named = re.findall(r"Reproducer: `harness/references/league/(repro/[^`]+)`", readme)
     assert sorted(named) == sorted(links)
+    written = [f"repro/{d.name}/repro.py" for d in (ecosystem.LEAGUE_DIR / "repro").iterdir()]
+    assert sorted(written) == sorted(links)  # and every committed one is linked
+
+
+@pytest.mark.parametrize("impl, case", [
+    ("statsmodels", "sleepstudy-uncorrelated-REML"), ("mixedlm-rs", "sleepstudy-slopes-ML"),
+    ("glmm", "Penicillin-crossed-REML"), ("glmm", "cbpp-cbind-ML"),
+    ("pyreml", "Pastes-nested-REML"), ("interlace-lme", "cake-interaction-REML")])
+def test_every_recipes_script_is_clean_python(impl: str, case: str, tmp_path: Path) -> None:
+    """Each recipe's script compiles and names nothing it does not define (ruff's pyflakes
+    rules: an undefined name, a constant the copied code needs but the script lacks, fails)."""
+    import shutil
+
+    out = tmp_path / impl
+    repro.write(repro.build(case, impl, measure=False), out)
+    source = (out / "repro.py").read_text()
+    compile(source, "repro.py", "exec")
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).is_file():
+        pytest.skip("ruff is not installed")
+    done = subprocess.run([ruff, "check", "--no-cache", "--isolated", "--select", "F",
+                           str(out / "repro.py")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.adapters.peers.calls import POLY_SUFFIX, r_name, r_powers  # noqa: F401
 from harness.glmm_response import (  # noqa: F401 - the adapters' names for them
     GlmmResponse,
     glmm_response,
@@ -40,7 +41,6 @@ from mixedref.optimize import is_singular
 from mixedref.reterm import TermShape
 
 _BAR = re.compile(r"\(([^()|]*(?:\([^()]*\)[^()|]*)*)(\|\|?)([^()]*)\)")
-POLY_SUFFIX = {"Linear": ".L", "Quadratic": ".Q", "Cubic": ".C"}
 
 
 @dataclass
@@ -177,27 +177,6 @@ def patsy_formula(rhs: str, data: Any) -> str:
     for name in ordered_factors(data):
         rhs = re.sub(rf"(?<![\w.]){re.escape(name)}(?![\w.])", f"C({name}, Poly)", rhs)
     return rhs
-
-
-def r_name(patsy_name: str) -> str:
-    """R's model.matrix column name of a patsy column name."""
-    if patsy_name == "Intercept":
-        return "(Intercept)"
-    out = []
-    for part in patsy_name.split(":"):
-        m = re.fullmatch(r"C\((\w+), Poly\)\[?(?:\.(\w+)|\^(\d+))\]?", part)
-        if m:
-            var, word, power = m.groups()
-            out.append(var + (POLY_SUFFIX.get(word, f".{word}") if word else f"^{power}"))
-            continue
-        m = re.fullmatch(r"(.+?)\[T\.(.+)\]", part)
-        if m:
-            var = m.group(1)
-            cm = re.fullmatch(r"C\((\w+)\)", var)
-            out.append((cm.group(1) if cm else var) + m.group(2))
-            continue
-        out.append(part)
-    return ":".join(out)
 
 
 def fixed_design(parsed: Parsed, data: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -348,15 +327,6 @@ def unpack_vech(packed: Any, q: int) -> np.ndarray:
 def python_powers(formula: str) -> str:
     """R's I(x^k) as mixedlm writes it, I(x**k)."""
     return re.sub(r"I\((\s*\w+\s*)\^", r"I(\1**", formula)
-
-
-def r_powers(names: list[str]) -> list[str]:
-    """R's column names of coefficient names written with Python's power operator:
-    ``I(age**2)`` (or formulaic's ``I(age ** 2)``) is R's ``I(age^2)``. R reads ``**`` as
-    ``^`` and deparses the call without spaces around ``^``."""
-    return [re.sub(r"I\(([^()]*)\)",
-                   lambda m: "I(" + re.sub(r"\s*\*\*\s*", "^", m.group(1)) + ")", n)
-            for n in names]
 
 
 def split_offsets(formula: str) -> tuple[str, list[str]]:

@@ -8,9 +8,12 @@ tests/test_repro.py checks that this module imports nothing else."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
+
+POLY_SUFFIX = {"Linear": ".L", "Quadratic": ".Q", "Cubic": ".C"}
 
 
 def group_labels(data: Any, group: str) -> Any:
@@ -88,3 +91,54 @@ def torch_threads(torch: Any) -> None:
     threads = os.environ.get("OPENBLAS_NUM_THREADS")
     if threads and threads.isdigit():
         torch.set_num_threads(int(threads))
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def r_name(patsy_name: str) -> str:
+    """R's model.matrix column name of a patsy column name."""
+    if patsy_name == "Intercept":
+        return "(Intercept)"
+    out = []
+    for part in patsy_name.split(":"):
+        m = re.fullmatch(r"C\((\w+), Poly\)\[?(?:\.(\w+)|\^(\d+))\]?", part)
+        if m:
+            var, word, power = m.groups()
+            out.append(var + (POLY_SUFFIX.get(word, f".{word}") if word else f"^{power}"))
+            continue
+        m = re.fullmatch(r"(.+?)\[T\.(.+)\]", part)
+        if m:
+            var = m.group(1)
+            cm = re.fullmatch(r"C\((\w+)\)", var)
+            out.append((cm.group(1) if cm else var) + m.group(2))
+            continue
+        out.append(part)
+    return ":".join(out)
+
+
+def r_powers(names: list[str]) -> list[str]:
+    """R's column names of coefficient names written with Python's power operator:
+    ``I(age**2)`` (or formulaic's ``I(age ** 2)``) is R's ``I(age^2)``. R reads ``**`` as
+    ``^`` and deparses the call without spaces around ``^``."""
+    return [re.sub(r"I\(([^()]*)\)",
+                   lambda m: "I(" + re.sub(r"\s*\*\*\s*", "^", m.group(1)) + ")", n)
+            for n in names]
+
+
+def with_groups(data: Any, columns: list[tuple[str, str]]) -> Any:
+    """A copy of ``data`` with each interaction grouping ``a:b`` as a column of its own
+    (``columns``: (new column, grouping)), its labels pasted."""
+    data = data.copy()
+    for col, group in columns:
+        data[col] = group_labels(data, group)
+    return data
+
+
+def interlace_fit(interlace: Any, data: Any, fixed: str, random: list[str], method: str,
+                  offset: Any, columns: list[tuple[str, str]], **options: Any) -> Any:
+    """interlace's own call: ``interlace.fit(fixed, data, random=, method=, offset=)`` on the
+    data with its interaction groupings as columns (:func:`with_groups`); ``options`` (e.g.
+    ``df_method``) passed on."""
+    return interlace.fit(fixed, with_groups(data, columns), random=random, method=method,
+                         offset=offset, **options)

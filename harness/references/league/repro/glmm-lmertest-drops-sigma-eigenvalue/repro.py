@@ -48,7 +48,23 @@ INFO = {'case': 'sim_scale_large-intercept-REML',
                        'vcov': 412858906331.645,
                        'sdcor': 642540.976383332}],
           'loglik': -4454.08475167592,
-          'objective': 8908.16950335185},
+          'objective': 8908.16950335185,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 149119.193669471,
+                          'df': 28.9911705464936},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'x',
+                          'se': 37682.2885909712,
+                          'df': 1168515.64271914},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 149119.199290868,
+                          'df': 28.9958067733914},
+                         {'ddf': 'Kenward-Roger',
+                          'term': 'x',
+                          'se': 37696.5579350579,
+                          'df': 271.636997472484}]},
  'best_known': {'criterion': 'REML criterion',
                 'objective': 8908.169503351848,
                 'source': 'lme4'},
@@ -70,6 +86,7 @@ INFO = {'case': 'sim_scale_large-intercept-REML',
 # The package call's inputs, as the adapter builds them
 FORMULA = 'y ~ x + (1 | g)'
 REML = True
+DDF = ['Satterthwaite', 'Kenward-Roger']
 TERMS = [('g', 'g', ['(Intercept)'])]
 
 
@@ -137,7 +154,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -153,6 +171,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 
@@ -231,11 +255,15 @@ def estimates(data):
               for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
     terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
     names = list(m.names)
+    tests = []
+    if m.df_method == "satterthwaite" and "Satterthwaite" in DDF:  # its kernel's own df
+        tests = [{"ddf": "Satterthwaite", "term": t, "se": float(se), "df": float(df)}
+                 for t, se, df in zip(names, m.se, m.coef_df, strict=True)]
     return {"fixef": dict(zip(names, map(float, m.beta), strict=True)),
             "fixef_se": dict(zip(names, map(float, m.se), strict=True)),
             "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
             "loglik": float(m.loglik), "objective": -2.0 * float(m.loglik),
-            "converged": bool(m.converged)}
+            "converged": bool(m.converged), "coef_tests": tests}
 
 
 if __name__ == "__main__":

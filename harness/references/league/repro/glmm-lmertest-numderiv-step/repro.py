@@ -48,7 +48,23 @@ INFO = {'case': 'sim_scale_small-intercept-REML',
                        'vcov': 4.34265296163553e-13,
                        'sdcor': 6.58988084993616e-07}],
           'loglik': 3763.74406547952,
-          'objective': -7527.48813095903},
+          'objective': -7527.48813095903,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 2.06638549895286e-07,
+                          'df': 2.39952668892004},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'x',
+                          'se': 4.04394464333026e-08,
+                          'df': 2.61838386436467},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 2.06638550293044e-07,
+                          'df': 28.9927369393601},
+                         {'ddf': 'Kenward-Roger',
+                          'term': 'x',
+                          'se': 4.04512342092495e-08,
+                          'df': 271.035309296139}]},
  'best_known': {'criterion': 'REML criterion',
                 'objective': -7527.488130959033,
                 'source': 'glmmTMB'},
@@ -71,6 +87,7 @@ INFO = {'case': 'sim_scale_small-intercept-REML',
 # The package call's inputs, as the adapter builds them
 FORMULA = 'y ~ x + (1 | g)'
 REML = True
+DDF = ['Satterthwaite', 'Kenward-Roger']
 TERMS = [('g', 'g', ['(Intercept)'])]
 
 
@@ -138,7 +155,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -154,6 +172,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 
@@ -232,11 +256,15 @@ def estimates(data):
               for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
     terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
     names = list(m.names)
+    tests = []
+    if m.df_method == "satterthwaite" and "Satterthwaite" in DDF:  # its kernel's own df
+        tests = [{"ddf": "Satterthwaite", "term": t, "se": float(se), "df": float(df)}
+                 for t, se, df in zip(names, m.se, m.coef_df, strict=True)]
     return {"fixef": dict(zip(names, map(float, m.beta), strict=True)),
             "fixef_se": dict(zip(names, map(float, m.se), strict=True)),
             "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
             "loglik": float(m.loglik), "objective": -2.0 * float(m.loglik),
-            "converged": bool(m.converged)}
+            "converged": bool(m.converged), "coef_tests": tests}
 
 
 if __name__ == "__main__":

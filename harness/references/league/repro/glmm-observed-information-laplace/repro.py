@@ -50,7 +50,8 @@ INFO = {'case': 'cbpp-cloglog-ML',
                        'vcov': 0.344247628743271,
                        'sdcor': 0.586726195719325}],
           'loglik': -91.8020646625284,
-          'objective': 183.604129325057},
+          'objective': 183.604129325057,
+          'coef_tests': []},
  'best_known': None,
  'disagrees': [{'quantity': 'fixef[(Intercept)]',
                 'size': 0.0062,
@@ -184,7 +185,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -200,6 +202,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 

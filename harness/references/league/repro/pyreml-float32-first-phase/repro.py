@@ -48,7 +48,23 @@ INFO = {'case': 'sim_scale_small-intercept-REML',
                        'vcov': 4.34265296163553e-13,
                        'sdcor': 6.58988084993616e-07}],
           'loglik': 3763.74406547952,
-          'objective': -7527.48813095903},
+          'objective': -7527.48813095903,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 2.06638549895286e-07,
+                          'df': 2.39952668892004},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'x',
+                          'se': 4.04394464333026e-08,
+                          'df': 2.61838386436467},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 2.06638550293044e-07,
+                          'df': 28.9927369393601},
+                         {'ddf': 'Kenward-Roger',
+                          'term': 'x',
+                          'se': 4.04512342092495e-08,
+                          'df': 271.035309296139}]},
  'best_known': {'criterion': 'REML criterion',
                 'objective': -7527.488130959033,
                 'source': 'glmmTMB'},
@@ -199,7 +215,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -215,6 +232,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 

@@ -59,7 +59,23 @@ INFO = {'case': 'sleepstudy-slopes-REML',
                        'vcov': 654.940008259961,
                        'sdcor': 25.5917957216753}],
           'loglik': -871.814135979976,
-          'objective': 1743.62827195995},
+          'objective': 1743.62827195995,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 6.82459669495491,
+                          'df': 16.9997262884927},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'Days',
+                          'se': 1.54578964390598,
+                          'df': 16.9999837255917},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 6.82459669495491,
+                          'df': 17.0},
+                         {'ddf': 'Kenward-Roger',
+                          'term': 'Days',
+                          'se': 1.54578964390598,
+                          'df': 17.0000000000005}]},
  'best_known': {'criterion': 'REML criterion',
                 'objective': 1743.6282719584913,
                 'source': 'allFit:bobyqa'},
@@ -155,7 +171,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -171,6 +188,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 

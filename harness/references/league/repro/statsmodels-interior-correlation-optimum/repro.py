@@ -59,7 +59,23 @@ INFO = {'case': 'sim_corr_minus1-slopes-REML',
                        'vcov': 0.952334432742174,
                        'sdcor': 0.975876238435066}],
           'loglik': -620.665882347659,
-          'objective': 1241.33176469532},
+          'objective': 1241.33176469532,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 0.229411366293941,
+                          'df': 39.5122034477875},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'x',
+                          'se': 0.0693275830395125,
+                          'df': 39.0110352434895},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 0.229411366294154,
+                          'df': 38.9999999998033},
+                         {'ddf': 'Kenward-Roger',
+                          'term': 'x',
+                          'se': 0.069327583039574,
+                          'df': 38.9999999998079}]},
  'best_known': {'criterion': 'REML criterion',
                 'objective': 1241.3317646832613,
                 'source': 'allFit:bobyqa'},
@@ -218,7 +234,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -234,6 +251,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 

@@ -47,7 +47,15 @@ INFO = {'case': 'sim_singular-intercept-ML',
                        'vcov': 0.855319765168007,
                        'sdcor': 0.924834993481544}],
           'loglik': -160.895830847644,
-          'objective': 321.791661695287},
+          'objective': 321.791661695287,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 0.0847866161464279,
+                          'df': 119.999999996542},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'x',
+                          'se': 0.0802498592739158,
+                          'df': 119.999999996402}]},
  'best_known': {'criterion': 'deviance',
                 'objective': 321.7916616952872,
                 'source': 'allFit:nmkbw'},
@@ -157,7 +165,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -173,6 +182,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 

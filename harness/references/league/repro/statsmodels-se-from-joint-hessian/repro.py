@@ -50,7 +50,23 @@ INFO = {'case': 'sim_tiny_variance-intercept-REML',
                        'vcov': 1.05107318191259,
                        'sdcor': 1.02521860201256}],
           'loglik': -580.687383816417,
-          'objective': 1161.37476763283},
+          'objective': 1161.37476763283,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 0.0512643114254606,
+                          'df': 397.999999995641},
+                         {'ddf': 'Satterthwaite',
+                          'term': 'x',
+                          'se': 0.0489636474761819,
+                          'df': 397.999999994084},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 0.0512643450388791,
+                          'df': 48.784071000049},
+                         {'ddf': 'Kenward-Roger',
+                          'term': 'x',
+                          'se': 0.0492064251062038,
+                          'df': 397.986707719199}]},
  'best_known': {'criterion': 'REML criterion',
                 'objective': 1161.3747676328344,
                 'source': 'lme4'},
@@ -142,7 +158,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -158,6 +175,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 

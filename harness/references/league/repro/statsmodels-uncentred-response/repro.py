@@ -44,7 +44,15 @@ INFO = {'case': 'SmLs07-oneway-REML',
                        'vcov': 0.00999028004270511,
                        'sdcor': 0.0999513883980863}],
           'loglik': 151.304763433753,
-          'objective': -302.609526867505},
+          'objective': -302.609526867505,
+          'coef_tests': [{'ddf': 'Satterthwaite',
+                          'term': '(Intercept)',
+                          'se': 0.0337920810174539,
+                          'df': 173.256422742326},
+                         {'ddf': 'Kenward-Roger',
+                          'term': '(Intercept)',
+                          'se': 0.033792081017454,
+                          'df': 8.00000000000018}]},
  'best_known': None,
  'disagrees': [{'quantity': 'certified[fixef (Intercept)]',
                 'size': 0.0047,
@@ -153,7 +161,8 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
     """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
-    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective."""
+    var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
+    df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
@@ -169,6 +178,12 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
             out[f"corr[{key}]"] = r["sdcor"]
     out["loglik"] = est.get("loglik")
     out["objective"] = est.get("objective")
+    short = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+    for r in est.get("coef_tests") or []:
+        key = short.get(r.get("ddf"), str(r.get("ddf")))
+        out[f"df_{key}[{r['term']}]"] = r.get("df")
+        if key == "kr":
+            out[f"se_kr[{r['term']}]"] = r.get("se")
     return out
 
 
