@@ -200,7 +200,8 @@ def _version(impl: str, record: dict[str, Any] | None, recipe: Any) -> str:
 
 
 def _literal(name: str, value: Any) -> str:
-    return f"{name} = {pprint.pformat(value, width=96, compact=True, sort_dicts=False)}\n"
+    text = pprint.pformat(value, width=96 - len(name) - 3, compact=True, sort_dicts=False)
+    return f"{name} = " + text.replace("\n", "\n" + " " * (len(name) + 3)) + "\n"
 
 
 def script_text(info: dict[str, Any], recipe: Any) -> str:

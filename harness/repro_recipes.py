@@ -53,8 +53,8 @@ def uncovered(impl: str, case: Any) -> str | None:
         return (f"no reproducer recipe for {impl} on a GLMM yet (the recipe covers its linear "
                 "mixed model call" + (", and its binomial and Poisson GLMMs" if impl == "glmm"
                                       else "") + ")")
-    if impl == "interlace-lme" and "offset(" in case.formula:
-        return "no reproducer recipe for interlace-lme with an offset yet"
+    if impl in ("interlace-lme", "mixedlm") and "offset(" in case.formula:
+        return f"no reproducer recipe for {impl} with an offset yet"
     return None
 
 
@@ -316,6 +316,124 @@ def _interlace(case: Any, data: Any) -> Recipe:
                   body=_INTERLACE_BODY, requirements=list(REQUIREMENTS["interlace-lme"]))
 
 
+_MIXEDLM_LMER_BODY = '''
+def estimates(data):
+    """mixedlm's lmer on lme4's formula, in lme4's quantities, with its t tests."""
+    import mixedlm
+
+    m = mixedlm_lmer(mixedlm, data, FORMULA, REML, CONTRASTS, None)
+    vc = m.VarCorr()
+    se = np.sqrt(np.diag(np.asarray(m.vcov(), dtype=float)))
+    fixef = m.fixef()
+    names = r_powers(index_names(list(fixef), LEVELS, ORDERED))
+    sigma2 = float(vc.residual)
+    blocks = {g: (list(v.term_names), np.asarray(v.cov, dtype=float))
+              for g, v in vc.groups.items()}
+    terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
+    tests = []
+    for ddf in DDF:
+        try:
+            table = m.tidy(effects="fixed", ddf_method=ddf)
+        except (ValueError, np.linalg.LinAlgError, RuntimeError) as exc:
+            print(f"note: no {ddf} df: {exc}", file=sys.stderr)
+            continue
+        if len(table) == len(names):
+            tests += [{"ddf": ddf, "term": t, "se": float(s), "df": float(df)} for t, s, df
+                      in zip(names, table["std.error"], table["df"], strict=True)]
+    return {"fixef": dict(zip(names, map(float, fixef.values()), strict=True)),
+            "fixef_se": dict(zip(names, map(float, se), strict=True)),
+            "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
+            "loglik": float(m.logLik()), "objective": float(m.REMLcrit()),
+            "converged": bool(m.converged), "coef_tests": tests}
+'''
+
+
+def _plain(x: Any) -> Any:
+    return x.item() if hasattr(x, "item") else x
+
+
+def _mixedlm(case: Any, data: Any) -> Recipe:
+    from harness.adapters.peers import REQUIREMENTS
+    from harness.adapters.peers._base import ordered_in_fixed
+    from harness.comparators.coef_tests import wanted_ddf
+
+    _lmm_only("mixedlm", case)
+    parsed = F.parse(case.formula)
+    formula, _ = F.split_offsets(case.formula)
+    terms = F.lme4_terms(parsed, data)
+    contrasts = {v: "poly" for v in ordered_in_fixed(parsed, data)}
+    return Recipe(literals={"FORMULA": F.python_powers(formula), "REML": bool(case.REML),
+                            "CONTRASTS": contrasts or None,
+                            "LEVELS": {k: [_plain(v) for v in levels]
+                                       for k, levels in F.factor_levels(data).items()},
+                            "ORDERED": F.ordered_factors(data),
+                            "DDF": wanted_ddf(len(data), bool(case.REML)),
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
+                  calls=[calls.mixedlm_lmer, calls.index_names, calls.r_powers],
+                  body=_MIXEDLM_LMER_BODY, requirements=list(REQUIREMENTS["mixedlm"]))
+
+
+_LME_PYTHON_BODY = '''
+def estimates(data):
+    """lme-python's lmer on lme4's formula, in lme4's quantities, with its t tests."""
+    import lme_python
+    import polars as pl
+
+    m, frame = lme_python_lmer(lme_python, pl, data, FORMULA, REML, FACTORS)
+    sigma2 = float(m.sigma2)
+    blocks = {}
+    for grp, v1, v2, vcov, _ in m.var_corr or []:
+        if grp == "Residual":
+            continue
+        names, entries = blocks.setdefault(grp, ([], {}))
+        if v1 == v2:
+            names.append(v1)
+        entries[(v1, v2)] = entries[(v2, v1)] = float(vcov)
+    mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
+            for g, (n, e) in blocks.items()}
+    terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
+    names = list(m.fixed_names or [])
+    tests = []
+    for ddf, method, field in (("Satterthwaite", "with_satterthwaite", "satterthwaite"),
+                               ("Kenward-Roger", "with_kenward_roger", "kenward_roger")):
+        if ddf not in DDF:
+            continue
+        try:
+            getattr(m, method)(frame)
+        except (RuntimeError, ValueError) as exc:
+            print(f"note: no {ddf} df: {exc}", file=sys.stderr)
+            continue
+        df = getattr(m, f"{field}_dfs")
+        if df is not None and len(df) == len(names):  # no Kenward-Roger SE: not given
+            se = m.beta_se if ddf == "Satterthwaite" else [None] * len(names)
+            tests += [{"ddf": ddf, "term": t, "se": None if s is None else float(s),
+                       "df": float(d)} for t, s, d in zip(names, se, df, strict=True)]
+    objective = m.reml_criterion if REML else m.deviance
+    return {"fixef": dict(zip(names, map(float, m.coefficients), strict=True)),
+            "fixef_se": dict(zip(names, map(float, m.beta_se or []), strict=True)),
+            "sigma": math.sqrt(sigma2), "varcorr": varcorr_rows(terms, math.sqrt(sigma2)),
+            "loglik": float(m.log_likelihood),
+            "objective": None if objective is None else float(objective),
+            "converged": bool(m.converged), "coef_tests": tests}
+'''
+
+
+def _lme_python(case: Any, data: Any) -> Recipe:
+    from harness.adapters.peers import REQUIREMENTS
+    from harness.adapters.peers.lme_python_impl import fixed_factors
+    from harness.comparators.coef_tests import wanted_ddf
+
+    _lmm_only("lme-python", case)
+    parsed = F.parse(case.formula)
+    terms = F.lme4_terms(parsed, data)
+    return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
+                            "FACTORS": fixed_factors(parsed, data),
+                            "DDF": wanted_ddf(len(data), bool(case.REML)),
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
+                  calls=[calls.lme_python_lmer], body=_LME_PYTHON_BODY,
+                  requirements=list(REQUIREMENTS["lme-python"]))
+
+
 def _statsmodels_requirement() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -341,6 +459,8 @@ RECIPES: dict[str, Callable[[Any, Any], Recipe]] = {
     "glmm": _glmm,
     "pyreml": _pyreml,
     "interlace-lme": _interlace,
+    "mixedlm": _mixedlm,
+    "lme-python": _lme_python,
 }
 
 

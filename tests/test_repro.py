@@ -159,7 +159,7 @@ def test_read_frame_keeps_integer_levels_order_and_awkward_labels(tmp_path: Path
      "statsmodels cannot express Penicillin-crossed-ML: not expressible in statsmodels.MixedLM: "
      "more than one grouping factor"),
     ("sleepstudy-slopes-ML", "pyreml", "pyreml cannot express sleepstudy-slopes-ML"),
-    ("sleepstudy-slopes-REML", "lme-python", "no reproducer recipe for lme-python"),
+    ("sleepstudy-intercept-ML", "gpboost", "no reproducer recipe for gpboost"),
     ("sim_glmm_rare-intercept-ML", "interlace-lme", "no reproducer recipe for interlace-lme "
      "on a GLMM yet"),
 ])
@@ -208,7 +208,9 @@ def _peer_python(name: str) -> str:
 @pytest.mark.parametrize("impl, case", [("pyreml", "sleepstudy-slopes-REML"),
                                         ("glmm", "sleepstudy-slopes-REML"),
                                         ("glmm", "cbpp-cloglog-ML"),
-                                        ("interlace-lme", "Pastes-nested-REML")])
+                                        ("interlace-lme", "Pastes-nested-REML"),
+                                        ("mixedlm", "cake-interaction-REML"),
+                                        ("lme-python", "sleepstudy-fdays-REML")])
 def test_a_peer_in_its_own_environment(impl: str, case: str, tmp_path: Path) -> None:
     """The script, run by the peer's own environment's python, gives the adapter's numbers
     (the adapter fitting in that environment too)."""
@@ -226,7 +228,7 @@ def _registry(tmp_path: Path) -> Path:
     doc = {"findings": [
         {"id": "sm-interior", "impl": "statsmodels", "cause": "it stops early",
          "evidence": "measured", "rows": [row]},
-        {"id": "lme-python-x", "impl": "lme-python", "cause": "c", "evidence": "e",
+        {"id": "gpboost-x", "impl": "gpboost", "cause": "c", "evidence": "e",
          "rows": [dict(row, case="sleepstudy-slopes-REML")]},
         {"id": "mixedref-x", "impl": "mixedref", "cause": "c", "evidence": "e",
          "rows": [dict(row, case="sleepstudy-slopes-REML")]}]}
@@ -240,10 +242,10 @@ def test_findings_get_one_reproducer_each(tmp_path: Path) -> None:
     path = _registry(tmp_path)
     out = tmp_path / "repro"
     result = repro.write_findings(out, path)
-    assert set(result) == {"sm-interior", "lme-python-x"}  # mixedref: not a Python package
+    assert set(result) == {"sm-interior", "gpboost-x"}  # mixedref: not a Python package
     assert result["sm-interior"] == str(out / "sm-interior")
-    assert result["lme-python-x"].startswith("no reproducer: no reproducer recipe for "
-                                             "lme-python")
+    assert result["gpboost-x"].startswith("no reproducer: no reproducer recipe for "
+                                          "gpboost")
     assert sorted(p.name for p in out.iterdir()) == ["sm-interior"]
     text = (out / "sm-interior" / "repro.py").read_text()
     assert "'case': 'sim_corr_minus1-slopes-REML'" in text and "'finding': 'sm-interior'" in text
@@ -256,16 +258,16 @@ def test_the_league_names_each_findings_reproducer(tmp_path: Path) -> None:
     league = {"implementations": [
         {"name": "statsmodels", "findings": [{"case": "sim_corr_minus1-slopes-REML",
                                               "registered": "finding sm-interior: ..."}]},
-        {"name": "lme-python", "findings": []}]}
+        {"name": "gpboost", "findings": []}]}
     lines = ecosystem.findings_lines(league, path)
     assert any(line.startswith("- `sm-interior` [statsmodels]") and
                line.endswith("Reproducer: `harness/references/league/repro/sm-interior/repro.py`.")
                for line in lines)
-    assert not any("lme-python-x" in line and "Reproducer" in line for line in lines)
+    assert not any("gpboost-x" in line and "Reproducer" in line for line in lines)
     page = ecosystem.findings_html(league, path)
     assert "<a href='repro/sm-interior/repro.py'>" in page
     assert "<td>it stops early</td><td>-</td>" not in page
-    assert "<td>c</td><td>-</td></tr>" in page  # lme-python: no reproducer
+    assert "<td>c</td><td>-</td></tr>" in page  # gpboost: no reproducer
 
 
 def test_the_committed_league_links_only_reproducers_that_exist() -> None:
@@ -291,7 +293,8 @@ def test_the_committed_league_links_only_reproducers_that_exist() -> None:
 @pytest.mark.parametrize("impl, case", [
     ("statsmodels", "sleepstudy-uncorrelated-REML"), ("mixedlm-rs", "sleepstudy-slopes-ML"),
     ("glmm", "Penicillin-crossed-REML"), ("glmm", "cbpp-cbind-ML"),
-    ("pyreml", "Pastes-nested-REML"), ("interlace-lme", "cake-interaction-REML")])
+    ("pyreml", "Pastes-nested-REML"), ("interlace-lme", "cake-interaction-REML"),
+    ("mixedlm", "cake-interaction-REML"), ("lme-python", "sleepstudy-fdays-ML")])
 def test_every_recipes_script_is_clean_python(impl: str, case: str, tmp_path: Path) -> None:
     """Each recipe's script compiles and names nothing it does not define (ruff's pyflakes
     rules: an undefined name, a constant the copied code needs but the script lacks, fails)."""

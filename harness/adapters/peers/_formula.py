@@ -29,7 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.adapters.peers.calls import POLY_SUFFIX, r_name, r_powers  # noqa: F401
+from harness.adapters.peers.calls import (  # noqa: F401 - the adapters' names for them
+    POLY_SUFFIX,
+    index_names,
+    r_name,
+    r_powers,
+)
 from harness.glmm_response import (  # noqa: F401 - the adapters' names for them
     GlmmResponse,
     glmm_response,
@@ -206,21 +211,13 @@ def map_names(names: list[str], data: Any, style: str) -> list[str]:
     mixedlm names them; treatment contrasts name the level, contr.poly the degree)."""
     if style == "patsy":
         return [r_name(n) for n in names]
-    ordered = set(ordered_factors(data))
-    facs = set(factors(data))
+    return index_names(names, factor_levels(data), ordered_factors(data))
 
-    def one(part: str) -> str:
-        m = re.fullmatch(r"(.+)\.(\d+)", part)
-        if not m or m.group(1) not in facs:
-            return part
-        var, j = m.group(1), int(m.group(2))
-        if var in ordered:
-            return var + ({1: ".L", 2: ".Q", 3: ".C"}.get(j) or f"^{j}")
-        levels = list(data[var].cat.categories) if str(data[var].dtype) == "category" \
-            else sorted(set(data[var]))
-        return f"{var}{levels[j]}"
 
-    return [":".join(one(p) for p in n.split(":")) for n in names]
+def factor_levels(data: Any) -> dict[str, list[Any]]:
+    """Each factor's levels in R's order (a categorical's categories; otherwise sorted)."""
+    return {var: (list(data[var].cat.categories) if str(data[var].dtype) == "category"
+                  else sorted(set(data[var]))) for var in factors(data)}
 
 
 # ----------------------------------------------------------------------------- answers

@@ -142,3 +142,45 @@ def interlace_fit(interlace: Any, data: Any, fixed: str, random: list[str], meth
     ``df_method``) passed on."""
     return interlace.fit(fixed, with_groups(data, columns), random=random, method=method,
                          offset=offset, **options)
+
+
+def mixedlm_lmer(mixedlm: Any, data: Any, formula: str, reml: bool, contrasts: Any,
+                 offset: Any) -> Any:
+    """mixedlm's own call on lme4's formula (``I(x**k)`` for R's ``I(x^k)``):
+    ``mixedlm.lmer(formula, data, REML=, contrasts=, offset=)``."""
+    return mixedlm.lmer(formula, data, REML=reml, contrasts=contrasts, offset=offset)
+
+
+def index_names(names: list[str], levels: dict[str, list[str]], ordered: list[str]) -> list[str]:
+    """R's names of coefficients named ``x.1, x.2`` (the j-th contrast column of factor x, as
+    mixedlm names them): ``levels`` are each factor's levels, ``ordered`` the ordered factors
+    (contr.poly: ``.L``, ``.Q``, ``.C``, ``^4``; treatment: the level)."""
+
+    def one(part: str) -> str:
+        m = re.fullmatch(r"(.+)\.(\d+)", part)
+        if not m or m.group(1) not in levels:
+            return part
+        var, j = m.group(1), int(m.group(2))
+        if var in ordered:
+            return var + ({1: ".L", 2: ".Q", 3: ".C"}.get(j) or f"^{j}")
+        return f"{var}{levels[var][j]}"
+
+    return [":".join(one(p) for p in n.split(":")) for n in names]
+
+
+def lme_python_lmer(lme_python: Any, pl: Any, data: Any, formula: str, reml: bool,
+                    factor_columns: list[str]) -> tuple[Any, Any]:
+    """lme-python's own call: ``lme_python.lmer(formula, frame, reml=, factors=)`` on a polars
+    frame, every factor as strings and those of ``factor_columns`` declared with R's levels
+    (``FactorSpec(levels, coding="treatment")``). Returns (fit, polars frame)."""
+    cols, factors = {}, {}
+    for c in data.columns:
+        if str(data[c].dtype) == "category":
+            cols[c] = data[c].astype(str).to_numpy()
+            if c in factor_columns:
+                factors[c] = lme_python.FactorSpec([str(v) for v in data[c].cat.categories],
+                                                   coding="treatment")
+        else:
+            cols[c] = data[c].to_numpy()
+    frame = pl.DataFrame(cols)
+    return lme_python.lmer(formula, frame, reml=reml, factors=factors or None), frame

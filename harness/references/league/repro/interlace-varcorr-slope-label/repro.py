@@ -21,79 +21,83 @@ nan, inf = float('nan'), float('inf')
 
 # What the harness knows: the case, lme4's recorded answer, what disagrees
 INFO = {'case': 'sleepstudy-slope_only-ML',
- 'impl': 'interlace-lme',
- 'version': '0.3.2',
- 'formula': 'Reaction ~ Days + (0 + Days | Subject)',
- 'REML': False,
- 'requirements': ['interlace-lme==0.3.2'],
- 'lme4_version': '1.1.31',
- 'columns': {'Reaction': 'float64',
-             'Days': 'float64',
-             'Subject': {'levels': ['308', '309', '310', '330', '331', '332', '333', '334',
-                                    '335', '337', '349', '350', '351', '352', '369', '370',
-                                    '371', '372'],
-                         'ordered': False},
-             'fDays': {'levels': ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
-                       'ordered': False}},
- 'lme4': {'fixef': {'(Intercept)': 251.405104848485, 'Days': 10.4672859595955},
-          'fixef_se': {'(Intercept)': 4.00754405180782, 'Days': 1.82235126864821},
-          'sigma': 28.9280461562172,
-          'varcorr': [{'grp': 'Subject',
-                       'var1': 'Days',
-                       'var2': None,
-                       'vcov': 49.6339382170211,
-                       'sdcor': 7.04513578414363},
-                      {'grp': 'Residual',
-                       'var1': None,
-                       'var2': None,
-                       'vcov': 836.831854416233,
-                       'sdcor': 28.9280461562172}],
-          'loglik': -887.040157640266,
-          'objective': 1774.08031528053,
-          'coef_tests': [{'ddf': 'Satterthwaite',
-                          'term': '(Intercept)',
-                          'se': 4.00754405180782,
-                          'df': 162.00000824877},
-                         {'ddf': 'Satterthwaite',
-                          'term': 'Days',
-                          'se': 1.82235126864821,
-                          'df': 23.2252407837835}]},
- 'best_known': {'criterion': 'deviance', 'objective': 1774.0803152805245, 'source': 'glmmTMB'},
- 'disagrees': [{'quantity': 'var[Subject,Days]',
-                'size': 53.0,
-                'direction': 'either',
-                'finding': 'interlace-varcorr-slope-label'},
-               {'quantity': 'var[Subject,(Intercept)]',
-                'size': 53.0,
-                'direction': 'either',
-                'finding': 'interlace-varcorr-slope-label'},
-               {'quantity': 'df_satterthwaite[(Intercept)]',
-                'size': 1500.0,
-                'direction': 'higher',
-                'finding': 'interlace-satterthwaite-profiled-sigma'},
-               {'quantity': 'df_satterthwaite[Days]',
-                'size': 3.2,
-                'direction': 'higher',
-                'finding': 'interlace-satterthwaite-profiled-sigma'}],
- 'causes': [{'finding': 'interlace-varcorr-slope-label',
-             'cause': "interlace's VarCorr mislabels a slope-only term: for (0 + Days | "
-                      "Subject) VarCorr(m).as_dataframe(), documented to match R's "
-                      "as.data.frame(VarCorr(fit)), names the row '(Intercept)' although the "
-                      "term's one column is Days: "
-                      'interlace.summary.VarCorrResult._build_dataframe labels every '
-                      "one-column term '(Intercept)' ('Intercept-only: scalar variance'). The "
-                      "fit itself is lme4's (its criterion, deviance 1774.080315, lme4 "
-                      "1774.080315, is lme4's); the row's name is wrong, not the estimate."},
-            {'finding': 'interlace-satterthwaite-profiled-sigma',
-             'cause': "interlace's satterthwaite_dfs (interlace/satterthwaite.py) "
-                      'differentiates Var(beta) only in the relative theta with sigma^2 '
-                      "profiled out (sigma^2(theta) = y'Py/(n - p), lines 74-93) and takes "
-                      'Cov(theta) from the Hessian of the profiled REML criterion (also on ML '
-                      'fits), so the sampling variance of sigma^2 itself is left out; lmerTest '
-                      'uses the Hessian of the deviance in (sigma*theta, sigma) jointly. The '
-                      'df come out too large (sleepstudy-intercept-REML Days: 1686 against '
-                      '161). lmerTest is right.'}],
- 'error': None}
+        'impl': 'interlace-lme',
+        'version': '0.3.2',
+        'formula': 'Reaction ~ Days + (0 + Days | Subject)',
+        'REML': False,
+        'requirements': ['interlace-lme==0.3.2'],
+        'lme4_version': '1.1.31',
+        'columns': {'Reaction': 'float64',
+                    'Days': 'float64',
+                    'Subject': {'levels': ['308', '309', '310', '330', '331', '332', '333',
+                                           '334', '335', '337', '349', '350', '351', '352',
+                                           '369', '370', '371', '372'],
+                                'ordered': False},
+                    'fDays': {'levels': ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+                              'ordered': False}},
+        'lme4': {'fixef': {'(Intercept)': 251.405104848485, 'Days': 10.4672859595955},
+                 'fixef_se': {'(Intercept)': 4.00754405180782, 'Days': 1.82235126864821},
+                 'sigma': 28.9280461562172,
+                 'varcorr': [{'grp': 'Subject',
+                              'var1': 'Days',
+                              'var2': None,
+                              'vcov': 49.6339382170211,
+                              'sdcor': 7.04513578414363},
+                             {'grp': 'Residual',
+                              'var1': None,
+                              'var2': None,
+                              'vcov': 836.831854416233,
+                              'sdcor': 28.9280461562172}],
+                 'loglik': -887.040157640266,
+                 'objective': 1774.08031528053,
+                 'coef_tests': [{'ddf': 'Satterthwaite',
+                                 'term': '(Intercept)',
+                                 'se': 4.00754405180782,
+                                 'df': 162.00000824877},
+                                {'ddf': 'Satterthwaite',
+                                 'term': 'Days',
+                                 'se': 1.82235126864821,
+                                 'df': 23.2252407837835}]},
+        'best_known': {'criterion': 'deviance',
+                       'objective': 1774.0803152805245,
+                       'source': 'glmmTMB'},
+        'disagrees': [{'quantity': 'var[Subject,Days]',
+                       'size': 53.0,
+                       'direction': 'either',
+                       'finding': 'interlace-varcorr-slope-label'},
+                      {'quantity': 'var[Subject,(Intercept)]',
+                       'size': 53.0,
+                       'direction': 'either',
+                       'finding': 'interlace-varcorr-slope-label'},
+                      {'quantity': 'df_satterthwaite[(Intercept)]',
+                       'size': 1500.0,
+                       'direction': 'higher',
+                       'finding': 'interlace-satterthwaite-profiled-sigma'},
+                      {'quantity': 'df_satterthwaite[Days]',
+                       'size': 3.2,
+                       'direction': 'higher',
+                       'finding': 'interlace-satterthwaite-profiled-sigma'}],
+        'causes': [{'finding': 'interlace-varcorr-slope-label',
+                    'cause': "interlace's VarCorr mislabels a slope-only term: for (0 + Days | "
+                             "Subject) VarCorr(m).as_dataframe(), documented to match R's "
+                             "as.data.frame(VarCorr(fit)), names the row '(Intercept)' "
+                             "although the term's one column is Days: "
+                             'interlace.summary.VarCorrResult._build_dataframe labels every '
+                             "one-column term '(Intercept)' ('Intercept-only: scalar "
+                             "variance'). The fit itself is lme4's (its criterion, deviance "
+                             "1774.080315, lme4 1774.080315, is lme4's); the row's name is "
+                             'wrong, not the estimate.'},
+                   {'finding': 'interlace-satterthwaite-profiled-sigma',
+                    'cause': "interlace's satterthwaite_dfs (interlace/satterthwaite.py) "
+                             'differentiates Var(beta) only in the relative theta with sigma^2 '
+                             "profiled out (sigma^2(theta) = y'Py/(n - p), lines 74-93) and "
+                             'takes Cov(theta) from the Hessian of the profiled REML criterion '
+                             '(also on ML fits), so the sampling variance of sigma^2 itself is '
+                             'left out; lmerTest uses the Hessian of the deviance in '
+                             '(sigma*theta, sigma) jointly. The df come out too large '
+                             '(sleepstudy-intercept-REML Days: 1686 against 161). lmerTest is '
+                             'right.'}],
+        'error': None}
 
 # The package call's inputs, as the adapter builds them
 FIXED = 'Reaction ~ Days'
