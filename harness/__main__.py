@@ -222,8 +222,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "sizes were measured)")
     div.add_argument("--impl-python", action="append", metavar="NAME=PYTHON", default=[],
                      help="fit NAME with this interpreter (a peer in its own environment)")
+    rp = sub.add_parser("repro", help="a standalone reproducer of one case fitted by one Python "
+                        "package, for its maintainers (harness/commands/repro.py)")
+    rp.add_argument("case", nargs="?", metavar="CASE", help="a catalog case id")
+    rp.add_argument("impl", nargs="?", metavar="IMPL",
+                    help="statsmodels or a PyPI peer (python -m harness ecosystem's league)")
+    rp.add_argument("--out", metavar="DIR", default=None,
+                    help="the reproducer's folder (data.csv, repro.py, README.md)")
+    rp.add_argument("--findings", action="store_true",
+                    help="one reproducer per registered finding about a Python package, in "
+                         "DIR/<finding id>/ (the finding's first row's case)")
+    rp.add_argument("--catalog", metavar="PATH", default=None, help="catalog file")
     args = parser.parse_args(argv)
 
+    if args.command == "repro":
+        from harness.commands import repro
+
+        return repro.main(args.case, args.impl, args.out, findings=args.findings,
+                          catalog=args.catalog)
     if args.command == "divergences":
         return _divergences(args)
     if args.command == "ecosystem":

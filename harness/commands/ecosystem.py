@@ -51,6 +51,8 @@ from harness.commands.certified_report import cell as certified_cell
 HERE = HOME
 LEAGUE_DIR = HERE / "references" / "league"
 README = HERE.parent / "README.md"
+#: the committed league's folder as the README names it (its reproducers are in repro/ there)
+LEAGUE_PATH = "harness/references/league"
 START, END = "<!-- ecosystem:start -->", "<!-- ecosystem:end -->"
 
 #: the league, in the order it is listed: mixedref, statsmodels, then the PyPI peers
@@ -650,11 +652,13 @@ def registry_findings(league: Mapping[str, Any],
     """The registry's findings (default harness/divergences.yaml) about the league's
     implementations, each with its rows, the cases they name and the league's items it
     covered (those whose registered reason names the finding)."""
+    from harness.commands.repro_recipes import folder_of
     from harness.core.divergences import default_registry_path, read_document
 
     doc = read_document(Path(path) if path else default_registry_path())
     by_impl = {r["name"]: r for r in league["implementations"]}
     out = []
+    cases = _catalog_cases()
     for f in doc.get("findings") or []:
         if f["impl"] not in by_impl:
             continue
@@ -662,8 +666,27 @@ def registry_findings(league: Mapping[str, Any],
                    if f"finding {f['id']}:" in str(x.get("registered") or "")]
         out.append({"id": f["id"], "impl": f["impl"], "cause": " ".join(f["cause"].split()),
                     "rows": len(f["rows"]), "cases": len({r["case"] for r in f["rows"]}),
-                    "covered": covered})
+                    "covered": covered,
+                    "reproducer": folder_of(f["id"], f["impl"], _first_case(f, cases))})
     return out
+
+
+def _catalog_cases() -> list[Any]:
+    """The shipped catalog's cases (none when it cannot be read: no reproducer is named)."""
+    try:
+        from harness.core.catalog import load_catalog
+
+        return load_catalog(None)
+    except Exception:  # noqa: BLE001 - the page is still written, without reproducers
+        return []
+
+
+def _first_case(finding: Mapping[str, Any], cases: Sequence[Any]) -> Any:
+    """The first catalog case the finding's first row names (its reproducer's case)."""
+    import fnmatch
+
+    glob = str(finding["rows"][0]["case"])
+    return next((c for c in cases if fnmatch.fnmatchcase(c.id, glob)), None)
 
 
 def findings_lines(league: Mapping[str, Any], path: str | Path | None = None) -> list[str]:
@@ -672,9 +695,13 @@ def findings_lines(league: Mapping[str, Any], path: str | Path | None = None) ->
     if not found:
         return []
     return ["", "Registered findings (`harness/divergences.yaml`: one cause each, with the "
-            "rows it explains; `python -m harness divergences --measure` measures them):", "",
+            "rows it explains; `python -m harness divergences --measure` measures them; "
+            "a finding about a Python package names its standalone reproducer, written by "
+            f"`python -m harness repro --findings --out {LEAGUE_PATH}/repro`):", "",
             *(f"- `{f['id']}` [{f['impl']}]: {f['rows']} row{'s' * (f['rows'] != 1)} on "
               f"{f['cases']} case{'s' * (f['cases'] != 1)} — {_short(f['cause'], 160)}"
+              + (f" Reproducer: `{LEAGUE_PATH}/{f['reproducer']}`." if f.get("reproducer")
+               else "")
               for f in found)]
 
 
@@ -687,11 +714,16 @@ def findings_html(league: Mapping[str, Any], path: str | Path | None = None) -> 
     rows = "".join(
         f"<tr><td><code>{e(f['id'])}</code></td><td>{e(f['impl'])}</td>"
         f"<td class=n>{f['rows']}</td><td class=n>{f['cases']}</td>"
-        f"<td>{e(', '.join(f['covered']) or '-')}</td><td>{e(f['cause'])}</td></tr>"
+        f"<td>{e(', '.join(f['covered']) or '-')}</td><td>{e(f['cause'])}</td>"
+        + (f"<td><a href='{e(f['reproducer'])}'><code>{e(f['reproducer'])}</code></a></td>"
+           if f.get("reproducer") else "<td>-</td>") + "</tr>"
         for f in found)
-    return ("<h2>Registered findings</h2><table><tr><th>finding</th><th>implementation</th>"
-            "<th>rows</th><th>cases</th><th>items covered in this run</th><th>cause</th></tr>"
-            + rows + "</table>")
+    return ("<h2>Registered findings</h2><p>A finding about a Python package links its "
+            "standalone reproducer (the package's own call on the finding's first case, its "
+            "answer next to lme4's), written beside this page by <code>python -m harness repro "
+            "--findings --out DIR/repro</code>.</p><table><tr><th>finding</th>"
+            "<th>implementation</th><th>rows</th><th>cases</th><th>items covered in this run"
+            "</th><th>cause</th><th>reproducer</th></tr>" + rows + "</table>")
 
 
 def _short(text: str, limit: int) -> str:

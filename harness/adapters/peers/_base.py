@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.adapters.base import Adapter
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import calls
 from harness.core import protocol
 
 
@@ -148,6 +149,7 @@ def fit_mixedlm_api(MixedLM: Any, MixedLMParams: Any, case: Any, data: Any) -> d
     import warnings
 
     import numpy as np
+    import patsy
 
     parsed = F.parse(case.formula)
     factors = sorted({p for b in parsed.bars for p in b.predictors} & set(F.factors(data)))
@@ -156,18 +158,17 @@ def fit_mixedlm_api(MixedLM: Any, MixedLMParams: Any, case: Any, data: Any) -> d
             f"factor-valued random slopes ({', '.join(factors)}): this translation names a "
             "term's columns by the formula and does not expand a factor into R's treatment "
             "columns, so it cannot state the fit in lme4's terms")
-    y, X, names = F.fixed_design(parsed, data)
     terms = F.lme4_terms(parsed, data)
-    exog_re = np.column_stack([F.re_design(t.columns, data) for t in terms])
+    y, X, groups, exog_re = calls.mixedlm_design(
+        patsy, data, parsed.response, F.patsy_formula(parsed.fixed, data),
+        mixedlm_re_terms(terms), terms[0].group)
+    names = [F.r_name(c) for c in X.columns]
     q = exog_re.shape[1]
     REML = bool(case.REML)
-    mod = MixedLM(y, X, groups=F.group_labels(data, terms[0].group), exog_re=exog_re)
-    kwargs: dict[str, Any] = {"reml": REML}
-    if len(terms) > 1:  # uncorrelated terms: a diagonal covariance
-        kwargs["free"] = MixedLMParams.from_components(np.ones(X.shape[1]), np.eye(q))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = mod.fit(**kwargs)
+        res = calls.mixedlm_fit(MixedLM, MixedLMParams, y, X, groups, exog_re, REML,
+                                diagonal=len(terms) > 1)
     scale = float(res.scale)
     cov = np.asarray(res.cov_re, dtype=float).reshape(q, q)
     covs, start = [], 0
@@ -192,6 +193,16 @@ def fit_mixedlm_api(MixedLM: Any, MixedLMParams: Any, case: Any, data: Any) -> d
         else F.singular(theta, terms),
         "messages": F.caught_messages(caught),
     }
+
+
+def mixedlm_re_terms(terms: list[F.Term]) -> list[str]:
+    """Each lme4 term's right-hand side as patsy reads it (``1 + Days``, ``0 + Days``): the
+    random-effects design blocks of a statsmodels-style MixedLM, in lme4's term order."""
+    out = []
+    for t in terms:
+        preds = [c for c in t.columns if c != "(Intercept)"]
+        out.append(" + ".join(["1" if "(Intercept)" in t.columns else "0"] + preds))
+    return out
 
 
 def nagq_of(case: Any) -> int:

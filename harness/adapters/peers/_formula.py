@@ -29,6 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from harness.adapters.peers.calls import (  # noqa: F401 - the adapters' names for them
+    POLY_SUFFIX,
+    index_names,
+    r_name,
+    r_powers,
+)
 from harness.core.glmm_response import (  # noqa: F401 - the adapters' names for them
     GlmmResponse,
     glmm_response,
@@ -40,7 +46,6 @@ from mixedref.frontend.reterm import TermShape
 from mixedref.models.fit import varcorr_groups
 
 _BAR = re.compile(r"\(([^()|]*(?:\([^()]*\)[^()|]*)*)(\|\|?)([^()]*)\)")
-POLY_SUFFIX = {"Linear": ".L", "Quadratic": ".Q", "Cubic": ".C"}
 
 
 @dataclass
@@ -179,27 +184,6 @@ def patsy_formula(rhs: str, data: Any) -> str:
     return rhs
 
 
-def r_name(patsy_name: str) -> str:
-    """R's model.matrix column name of a patsy column name."""
-    if patsy_name == "Intercept":
-        return "(Intercept)"
-    out = []
-    for part in patsy_name.split(":"):
-        m = re.fullmatch(r"C\((\w+), Poly\)\[?(?:\.(\w+)|\^(\d+))\]?", part)
-        if m:
-            var, word, power = m.groups()
-            out.append(var + (POLY_SUFFIX.get(word, f".{word}") if word else f"^{power}"))
-            continue
-        m = re.fullmatch(r"(.+?)\[T\.(.+)\]", part)
-        if m:
-            var = m.group(1)
-            cm = re.fullmatch(r"C\((\w+)\)", var)
-            out.append((cm.group(1) if cm else var) + m.group(2))
-            continue
-        out.append(part)
-    return ":".join(out)
-
-
 def fixed_design(parsed: Parsed, data: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(y, X, R column names) of the fixed part, built by patsy."""
     import patsy
@@ -227,21 +211,13 @@ def map_names(names: list[str], data: Any, style: str) -> list[str]:
     mixedlm names them; treatment contrasts name the level, contr.poly the degree)."""
     if style == "patsy":
         return [r_name(n) for n in names]
-    ordered = set(ordered_factors(data))
-    facs = set(factors(data))
+    return index_names(names, factor_levels(data), ordered_factors(data))
 
-    def one(part: str) -> str:
-        m = re.fullmatch(r"(.+)\.(\d+)", part)
-        if not m or m.group(1) not in facs:
-            return part
-        var, j = m.group(1), int(m.group(2))
-        if var in ordered:
-            return var + ({1: ".L", 2: ".Q", 3: ".C"}.get(j) or f"^{j}")
-        levels = list(data[var].cat.categories) if str(data[var].dtype) == "category" \
-            else sorted(set(data[var]))
-        return f"{var}{levels[j]}"
 
-    return [":".join(one(p) for p in n.split(":")) for n in names]
+def factor_levels(data: Any) -> dict[str, list[Any]]:
+    """Each factor's levels in R's order (a categorical's categories; otherwise sorted)."""
+    return {var: (list(data[var].cat.categories) if str(data[var].dtype) == "category"
+                  else sorted(set(data[var]))) for var in factors(data)}
 
 
 # ----------------------------------------------------------------------------- answers
@@ -349,15 +325,6 @@ def unpack_vech(packed: Any, q: int) -> np.ndarray:
 def python_powers(formula: str) -> str:
     """R's I(x^k) as mixedlm writes it, I(x**k)."""
     return re.sub(r"I\((\s*\w+\s*)\^", r"I(\1**", formula)
-
-
-def r_powers(names: list[str]) -> list[str]:
-    """R's column names of coefficient names written with Python's power operator:
-    ``I(age**2)`` (or formulaic's ``I(age ** 2)``) is R's ``I(age^2)``. R reads ``**`` as
-    ``^`` and deparses the call without spaces around ``^``."""
-    return [re.sub(r"I\(([^()]*)\)",
-                   lambda m: "I(" + re.sub(r"\s*\*\*\s*", "^", m.group(1)) + ")", n)
-            for n in names]
 
 
 def split_offsets(formula: str) -> tuple[str, list[str]]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import _reported as R
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
@@ -67,7 +68,7 @@ class GlmmPeer(Peer):
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = glmm.fit(data, case.formula, reml=REML)
+            m = calls.glmm_fit(glmm, data, case.formula, REML)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
             raise RuntimeError("glmm returned no estimates: " + " | ".join(
                 F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
@@ -108,11 +109,10 @@ class GlmmPeer(Peer):
             raise F.cannot("glmm", f"nAGQ = {nagq}", "its nagq must be odd")
         frame, resp = response_frame(case, data)
         formula = response_formula(case.formula)
-        kwargs = dict(family=GLMM_FAMILY[case.family], link=case.link_name, nagq=nagq,
-                      weights=resp.weights)
+        args = (GLMM_FAMILY[case.family], case.link_name, nagq, resp.weights)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = glmm.fit(frame, formula, **kwargs)
+            m = calls.glmm_fit_glmm(glmm, frame, formula, *args)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
             raise RuntimeError("glmm returned no estimates: " + " | ".join(
                 F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
@@ -123,7 +123,7 @@ class GlmmPeer(Peer):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:  # the same fit (deterministic), its SEs from the RX factor
-                m_rx = glmm.fit(frame, formula, wald_se="rx", **kwargs)
+                m_rx = calls.glmm_fit_glmm(glmm, frame, formula, *args, wald_se="rx")
                 if np.allclose(m_rx.beta, m.beta, rtol=0, atol=1e-10):
                     se_rx = list(m_rx.se)
             except Exception:  # noqa: BLE001 - the Hessian SEs stand alone

@@ -36,6 +36,7 @@ import numpy as np
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import _reported as R
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
@@ -65,25 +66,17 @@ class InterlacePeer(Peer):
         fixed_rhs, offsets = F.split_offsets("y ~ " + parsed.fixed)
         fixed_rhs = F.python_powers(fixed_rhs.partition("~")[2].strip())
         offset = F.offset_vector(offsets, data)
-        data = data.copy()
-        random, alias = [], {}
-        for b in parsed.bars:
-            group = b.group
-            if ":" in group:  # interaction grouping: a column of its own
-                col = "__".join(group.split(":"))
-                data[col] = F.group_labels(data, group)
-                alias[col] = group
-                group = col
-            lhs = " + ".join((["1"] if b.intercept else ["0"]) + b.predictors)
-            random.append(f"({lhs} {'||' if b.double else '|'} {group})")
+        random, columns = interlace_random(parsed)
+        alias = dict(columns)
+        data = calls.with_groups(data, columns)
         if case.is_glmm:
             return self._fit_glmm(case, data, fixed_rhs, offset, terms, random, alias)
         REML = bool(case.REML)
         fixed = f"{parsed.response} ~ {F.patsy_formula(fixed_rhs, data)}"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = interlace.fit(fixed, data, random=random, method="REML" if REML else "ML",
-                              offset=offset)
+            m = calls.interlace_fit(interlace, data, fixed, random, "REML" if REML else "ML",
+                                    offset, columns)
             rows = interlace.VarCorr(m).as_dataframe().to_dict("records")
         blocks: dict[str, tuple[list[str], dict[tuple[str, str], float]]] = {}
         sigma2 = float(m.scale)
@@ -149,8 +142,8 @@ class InterlacePeer(Peer):
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    kr = interlace.fit(fixed, data, random=random, method="REML",
-                                       offset=offset, df_method="kenward-roger")
+                    kr = calls.interlace_fit(interlace, data, fixed, random, "REML", offset,
+                                             [], df_method="kenward-roger")
             except NotImplementedError:
                 kr = None
             if kr is not None and R.same_columns(dict(m.fe_params), dict(kr.fe_params)):
@@ -230,6 +223,22 @@ def _scalar_column(group: str, terms: list[F.Term]) -> str:
     grp = R.lme4_group(group, terms)
     cols = [t.columns[0] for t in terms if t.group == grp and len(t.columns) == 1]
     return cols[0] if len(cols) == 1 else "(Intercept)"
+
+
+def interlace_random(parsed: F.Parsed) -> tuple[list[str], list[tuple[str, str]]]:
+    """interlace's random-effect strings for lme4's bars (the intercept written out: its
+    ``(x | g)`` has none), and the interaction groupings passed as columns of their own:
+    [(column ``a__b``, grouping ``a:b``)]."""
+    random, columns = [], []
+    for b in parsed.bars:
+        group = b.group
+        if ":" in group:  # interaction grouping: a column of its own
+            col = "__".join(group.split(":"))
+            columns.append((col, group))
+            group = col
+        lhs = " + ".join((["1"] if b.intercept else ["0"]) + b.predictors)
+        random.append(f"({lhs} {'||' if b.double else '|'} {group})")
+    return random, columns
 
 
 def _specs(parsed: F.Parsed) -> list[tuple[F.Bar, str]]:

@@ -26,6 +26,7 @@ import numpy as np
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import _reported as R
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     glmm_record,
@@ -56,20 +57,11 @@ class LmePythonPeer(Peer):
         parsed, terms = self.prepare(case, data)
         if case.is_glmm:
             return self._fit_glmm(case, data, parsed, terms)
-        cols, factors = {}, {}
-        for c in data.columns:
-            if str(data[c].dtype) == "category":
-                cols[c] = data[c].astype(str).to_numpy()
-                if F.uses(parsed.fixed, c):
-                    factors[c] = lme_python.FactorSpec(
-                        [str(v) for v in data[c].cat.categories], coding="treatment")
-            else:
-                cols[c] = data[c].to_numpy()
-        frame = pl.DataFrame(cols)
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = lme_python.lmer(case.formula, frame, reml=REML, factors=factors or None)
+            m, frame = calls.lme_python_lmer(lme_python, pl, data, case.formula, REML,
+                                             fixed_factors(parsed, data))
         sigma2 = float(m.sigma2)
         covs = _covariances(m, terms)
         theta = F.theta_of(terms, covs, sigma2)
@@ -188,6 +180,12 @@ def coef_tests(m: Any, frame: Any, names: list[str], REML: bool
         if df is not None and len(df) == len(names):
             rows += R.coef_test_rows(ddf, names, se, df, getattr(m, f"{field}_p_values"))
     return rows or None
+
+
+def fixed_factors(parsed: F.Parsed, data: Any) -> list[str]:
+    """The factors the fixed part uses: declared to lme-python with R's levels."""
+    return [c for c in data.columns if str(data[c].dtype) == "category"
+            and F.uses(parsed.fixed, c)]
 
 
 def _covariances(m: Any, terms: list[F.Term]) -> list[Any]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import _reported as R
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     glmm_record,
@@ -71,8 +72,8 @@ class MixedlmPeer(Peer):
         formula, offsets = F.split_offsets(case.formula)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = mixedlm.lmer(F.python_powers(formula), data, REML=REML, contrasts=contrasts or None,
-                             offset=F.offset_vector(offsets, data))
+            m = calls.mixedlm_lmer(mixedlm, data, F.python_powers(formula), REML,
+                                   contrasts or None, F.offset_vector(offsets, data))
             vc = m.VarCorr()
             se = np.sqrt(np.diag(np.asarray(m.vcov(), dtype=float)))
             singular = bool(m.isSingular())

@@ -10,7 +10,6 @@ responses only: no GLMM fitter."""
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import _reported as R
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import Peer
 
 
@@ -35,30 +35,15 @@ class PyremlPeer(Peer):
         import torch
         from pyreml import MixedModel, Random
 
-        threads = os.environ.get("OPENBLAS_NUM_THREADS")  # the harness's share of the cores
-        if threads and threads.isdigit():
-            torch.set_num_threads(int(threads))
+        calls.torch_threads(torch)  # the harness's share of the cores
         parsed, terms = self.prepare(case, data)
-        data = data.copy()
-        randoms, units = [], []
+        randoms, units = pyreml_randoms(parsed), []
         for bar in parsed.bars:
-            for group in bar.groups:
-                unit = group
-                if ":" in group:
-                    unit = "__".join(group.split(":"))
-                    data[unit] = F.group_labels(data, group)
-                else:
-                    data[unit] = data[unit].astype(str)
-                lhs = " + ".join((["1"] if bar.intercept else ["0"]) + bar.predictors)
-                q = len(bar.columns)
-                kind = "iid" if q == 1 else ("diag" if bar.double else "full")
-                randoms.append(Random(unit, formula=lhs, left_hand=kind))
-                units.append((group, list(bar.columns)))
+            units += [(group, list(bar.columns)) for group in bar.groups]
         fixed = F.patsy_formula(parsed.fixed, data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            mm = MixedModel.from_dataframe(data, parsed.response, fixed=fixed, random=randoms)
-            mm.fit(verbose=False)
+            mm = calls.pyreml_fit(MixedModel, Random, data, parsed.response, fixed, randoms)
         sigma2 = float(mm.residual.variance["sigma"])
         blocks = {}
         for (group, cols), r in zip(units, mm.random, strict=True):
@@ -89,6 +74,19 @@ class PyremlPeer(Peer):
             "versions": {**self.versions(), "torch": str(torch.__version__)},
             "ranef": ranef(mm, units, terms),
         }
+
+
+def pyreml_randoms(parsed: F.Parsed) -> list[tuple[str, str, str, str]]:
+    """pyreml's ``Random`` per lme4 term, as :func:`calls.pyreml_fit` takes them: (unit
+    column, grouping factor, left-hand formula, kind): ``iid`` for one column, ``full`` for a
+    correlated term, ``diag`` for a ``||`` term; an interaction ``a:b`` gets the unit ``a__b``."""
+    out = []
+    for bar in parsed.bars:
+        lhs = " + ".join((["1"] if bar.intercept else ["0"]) + bar.predictors)
+        q = len(bar.columns)
+        kind = "iid" if q == 1 else ("diag" if bar.double else "full")
+        out += [("__".join(group.split(":")), group, lhs, kind) for group in bar.groups]
+    return out
 
 
 def ranef(mm: Any, units: list[tuple[str, list[str]]], terms: list[F.Term]
