@@ -13,8 +13,11 @@ Hessian would need second derivatives of the sparse Cholesky factor; the extrapo
 differences reuse the PLS engine as it is and are as accurate as lmerTest's own numDeriv.
 
 Kenward–Roger (pbkrtest): the covariance parameters are each term's variances/covariances and
-σ², each with its G_r = ∂Σ/∂γ_r; Σ and the G_r are held dense (n x n), so the method is
-refused beyond :data:`MAX_KR_NOBS` observations.
+σ², each with its G_r = ∂Σ/∂γ_r. Its P, Q and trace matrices are computed by Woodbury's
+identity in the random effects' space (:mod:`mixedref.ddf_kr`: q x q, nothing n x n), refused
+beyond :data:`mixedref.ddf_kr.MAX_KR_EFFECTS` random effects; pbkrtest's own dense n x n algebra
+is kept as ``kr_parts(model, method="dense")``, the oracle on small fits (up to
+:data:`MAX_KR_NOBS` observations).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
+from mixedref.ddf_kr import KRPieces, kr_pieces_woodbury
 from mixedref.errors import MixedrefError
 from mixedref.pls import PLSObjective
 from mixedref.reterm import split_theta
@@ -39,8 +43,9 @@ __all__ = ["DDF_METHODS", "MAX_KR_NOBS", "DdfModel", "coef_table", "contest", "v
 #: lmerTest's names of the methods this module implements.
 DDF_METHODS = ("Satterthwaite", "Kenward-Roger")
 
-#: Largest number of observations for Kenward–Roger: it holds (covariance parameters + 2)
-#: dense n x n matrices, 4 GB at n = 8000 for a random-slope model.
+#: Largest number of observations for the dense Kenward–Roger path (the oracle): it holds
+#: (covariance parameters + 2) dense n x n matrices, 4 GB at n = 8000 for a random-slope model.
+#: The default path (mixedref.ddf_kr) is bounded by the random effects instead.
 MAX_KR_NOBS = 6000
 
 #: lmerTest's tolerance on the eigenvalues of the varpar Hessian (smaller ones are dropped).
@@ -235,7 +240,7 @@ def _covariance_parameters(model: DdfModel) -> tuple[np.ndarray, list[sp.csr_mat
 
 
 def _check_kr(model: DdfModel) -> None:
-    """Kenward–Roger needs a REML fit (as lmerTest), no prior weights, and room for n x n."""
+    """Kenward–Roger needs a REML fit (as lmerTest) and no prior weights."""
     obj = model.objective
     if not obj.REML:
         raise MixedrefError(
@@ -244,36 +249,61 @@ def _check_kr(model: DdfModel) -> None:
     if obj.model.weights is not None:
         raise MixedrefError("Kenward-Roger with prior weights is not implemented (pbkrtest "
                             "ignores the weights); use ddf='Satterthwaite'")
-    if obj.n > MAX_KR_NOBS:
+
+
+def _kr_pieces_dense(model: DdfModel) -> KRPieces:
+    """P, Q and K with Σ, Σ⁻¹ and G_rΣ⁻¹ held dense (n x n), as pbkrtest computes them: the
+    oracle for :func:`mixedref.ddf_kr.kr_pieces_woodbury`, refused beyond
+    :data:`MAX_KR_NOBS` observations."""
+    n = model.objective.n
+    if n > MAX_KR_NOBS:
         raise MixedrefError(
-            f"Kenward-Roger holds dense n x n matrices and n = {obj.n} observations exceeds "
-            f"MAX_KR_NOBS = {MAX_KR_NOBS} (about {8 * obj.n**2 / 1e9:.1f} GB per matrix); "
-            "use ddf='Satterthwaite'")
-
-
-def kr_parts(model: DdfModel) -> KRParts:
-    """Kenward & Roger (1997) adjusted covariance of β̂ for a linear covariance structure
-    Σ = Σ_r γ_r G_r (the second-derivative terms vanish), as pbkrtest's vcovAdj."""
-    _check_kr(model)
+            f"the dense Kenward-Roger path holds n x n matrices and n = {n} observations "
+            f"exceeds MAX_KR_NOBS = {MAX_KR_NOBS} (about {8 * n**2 / 1e9:.1f} GB per matrix); "
+            "use method='woodbury'")
     X = np.asarray(model.objective.model.X, dtype=float)
     gam, G = _covariance_parameters(model)
     Sigma = sum(g * Gr for g, Gr in zip(gam, G, strict=True)).toarray()
     Sinv = np.linalg.inv(Sigma)
     Sinv = (Sinv + Sinv.T) / 2
-    Phi = model.vcov
     TT = Sinv @ X
     HH = [np.asarray(Gr @ Sinv) for Gr in G]  # G_r Σ⁻¹
     OO = [np.asarray(Gr @ TT) for Gr in G]  # G_r Σ⁻¹ X
-    P = tuple(-(Or.T @ TT) for Or in OO)
-    P = tuple((Pr + Pr.T) / 2 for Pr in P)
+    P = tuple((-(Or.T @ TT) - (Or.T @ TT).T) / 2 for Or in OO)
     m = len(G)
     SO = [Sinv @ Or for Or in OO]
-    Q = [[OO[r].T @ SO[s] for s in range(m)] for r in range(m)]
+    Q = tuple(tuple(OO[r].T @ SO[s] for s in range(m)) for r in range(m))
+    K = np.empty((m, m))
+    for r in range(m):
+        for s in range(r, m):
+            K[r, s] = K[s, r] = float(np.sum(HH[r].T * HH[s]))
+    return KRPieces(P, Q, K)
+
+
+#: the ways of computing Kenward–Roger's pieces: "woodbury" (q x q, the default) and "dense"
+#: (n x n, pbkrtest's own algebra; kept as the oracle for small fits)
+KR_METHODS = ("woodbury", "dense")
+
+
+def kr_parts(model: DdfModel, method: str = "woodbury") -> KRParts:
+    """Kenward & Roger (1997) adjusted covariance of β̂ for a linear covariance structure
+    Σ = Σ_r γ_r G_r (the second-derivative terms vanish), as pbkrtest's vcovAdj; ``method``
+    chooses how P, Q and the traces K are computed (:data:`KR_METHODS`)."""
+    _check_kr(model)
+    if method == "woodbury":
+        pieces = kr_pieces_woodbury(model.objective.terms, model.theta, model.sigma,
+                                    model.objective.model.X)
+    elif method == "dense":
+        pieces = _kr_pieces_dense(model)
+    else:
+        raise MixedrefError(f"unknown Kenward-Roger method {method!r}; use "
+                            f"{' or '.join(map(repr, KR_METHODS))}")
+    Phi = model.vcov
+    P, Q, m = pieces.P, pieces.Q, len(pieces.P)
     IE2 = np.empty((m, m))
     for r in range(m):
         for s in range(r, m):
-            K = float(np.sum(HH[r].T * HH[s]))
-            IE2[r, s] = IE2[s, r] = (K - 2 * np.sum(Phi * Q[r][s])
+            IE2[r, s] = IE2[s, r] = (pieces.K[r, s] - 2 * np.sum(Phi * Q[r][s])
                                      + np.trace(Phi @ P[r] @ Phi @ P[s]))
     cond = np.min(np.abs(np.linalg.eigvalsh(IE2)))
     W = 2 * (np.linalg.inv(IE2) if cond > 1e-10 else np.linalg.pinv(IE2))
