@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from mixedref import fixed
-from mixedref.ddf import DdfModel, contest
+from mixedref.ddf import contest, ddf_model
 from mixedref.design import _offset_terms
 from mixedref.errors import MixedrefError, MixedrefWarning
 from mixedref.formula import expand_terms, parse_formula, variables
@@ -278,7 +278,7 @@ def anova_terms(fit: Any, type: int | str = 3, ddf: str = "Satterthwaite") -> pd
     if ddf == "lme4":
         return _lme4_table(fit)
     contrasts = term_contrasts(fit, kind)
-    model = DdfModel.from_fit(fit)
+    model = ddf_model(fit)
     rows, empty = [], []
     for term, L in contrasts.items():
         if L.shape[0] == 0:

@@ -38,7 +38,8 @@ from mixedref.errors import MixedrefError
 from mixedref.pls import PLSObjective
 from mixedref.reterm import split_theta
 
-__all__ = ["DDF_METHODS", "MAX_KR_NOBS", "DdfModel", "coef_table", "contest", "vcov_kr"]
+__all__ = ["DDF_METHODS", "KR_METHODS", "MAX_KR_NOBS", "DdfModel", "coef_table", "contest",
+           "ddf_model", "kr_parts", "vcov_kr"]
 
 #: lmerTest's names of the methods this module implements.
 DDF_METHODS = ("Satterthwaite", "Kenward-Roger")
@@ -98,8 +99,12 @@ class DdfModel:
         return kr_parts(self)
 
 
-def _as_model(fit: Any) -> DdfModel:
-    return fit if isinstance(fit, DdfModel) else DdfModel.from_fit(fit)
+def ddf_model(fit: Any) -> DdfModel:
+    """A DdfModel as it is, or the fit's own (kept on an LmerFit: derivatives computed once)."""
+    if isinstance(fit, DdfModel):
+        return fit
+    kept = getattr(fit, "_ddf_model", None)
+    return kept if isinstance(kept, DdfModel) else DdfModel.from_fit(fit)
 
 
 def _unscaled_vcov(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
@@ -387,7 +392,7 @@ def coef_table(fit: Any, ddf: str = "Satterthwaite") -> pd.DataFrame:
     """lmerTest's ``summary(m, ddf=)$coefficients``: per fixed effect Estimate, Std. Error
     (Kenward–Roger: the adjusted one, from vcovAdj), df, t value, Pr(>|t|)."""
     ddf = _check_ddf(ddf)
-    model = _as_model(fit)
+    model = ddf_model(fit)
     eye = np.eye(len(model.names))
     rows = [_t_row(model, eye[i], ddf) for i in range(len(model.names))]
     return pd.DataFrame(rows, index=list(model.names),
@@ -452,7 +457,7 @@ def contest(fit: Any, L: Any, ddf: str = "Satterthwaite", joint: bool = True
     (Estimate, Std. Error, df, t value, Pr(>|t|)); joint=True one F test (Sum Sq, Mean Sq,
     NumDF, DenDF, F value, Pr(>F)). L: rows x fixed effects (array, or DataFrame by name)."""
     ddf = _check_ddf(ddf)
-    model = _as_model(fit)
+    model = ddf_model(fit)
     Lm, rows = _contrast_matrix(L, model.names)
     if joint:
         if ddf == "Kenward-Roger":
@@ -468,6 +473,6 @@ def vcov_kr(fit: Any) -> pd.DataFrame:
     first refitted by REML, as pbkrtest does (lmerTest's KR tests refuse ML fits instead)."""
     if not isinstance(fit, DdfModel) and not fit.REML:
         fit = fit.update(REML=True)
-    model = _as_model(fit)
+    model = ddf_model(fit)
     names = list(model.names)
     return pd.DataFrame(model.kr.vcov_adj, index=names, columns=names)
