@@ -71,9 +71,9 @@ def ref_frame(table: dict) -> pd.DataFrame:
     return pd.DataFrame(cols, index=np.atleast_1d(table["rownames"]))
 
 
-def params(method: str) -> list:
-    return [pytest.param(c, marks=[pytest.mark.slow] if c in SLOW else [])
-            for c in sorted(REF) if method in REF[c]]
+#: (case, method) for every recorded table; InstEval's marked slow
+RECORDED = [pytest.param(c, m, marks=[pytest.mark.slow] if c in SLOW else [], id=f"{c}-{m}")
+            for c in REF for m in ddf.DDF_METHODS if m in REF[c]]
 
 
 def test_references_go_beyond_the_old_limits():
@@ -84,11 +84,8 @@ def test_references_go_beyond_the_old_limits():
     assert sizes["Satterthwaite"] == 73421 and sizes["Kenward-Roger"] > 6000
 
 
-@pytest.mark.parametrize("method", ddf.DDF_METHODS)
-@pytest.mark.parametrize("case", sorted(REF))
+@pytest.mark.parametrize(("case", "method"), RECORDED)
 def test_df_at_lme4_theta(case, method):
-    if method not in REF[case]:
-        pytest.skip(f"{method} not recorded for {case}")
     ref = ref_frame(REF[case][method]["coefficients"])
     ours = ddf.coef_table(at_lme4_theta(case), ddf=method)
     rtol = SATT_SAME_THETA if method == "Satterthwaite" else KR_SAME_THETA
@@ -97,12 +94,9 @@ def test_df_at_lme4_theta(case, method):
     np.testing.assert_allclose(ours["Std. Error"], ref["Std. Error"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("method", ddf.DDF_METHODS)
-@pytest.mark.parametrize("case", sorted(REF))
+@pytest.mark.parametrize(("case", "method"), RECORDED)
 def test_tables_at_own_theta(case, method):
     """summary's coefficients and anova(type 3) at mixedref's own estimate."""
-    if method not in REF[case]:
-        pytest.skip(f"{method} not recorded for {case}")
     fit = fitted(case)
     ref = ref_frame(REF[case][method]["coefficients"])
     ours = fit.coef_table(ddf=method)

@@ -13,6 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import mixedref
@@ -31,6 +32,12 @@ def case_data(case: dict) -> pd.DataFrame:
     for v in ("trt", "g", "h"):
         d[v] = pd.Categorical(d[v], categories=sorted(d[v].unique()))
     return d
+
+
+def frame(table: dict) -> pd.DataFrame:
+    """A recorded R table (jsonlite unboxes one-row tables) as a DataFrame."""
+    cols = {k: np.atleast_1d(v) for k, v in table["columns"].items()}
+    return pd.DataFrame(cols, index=np.atleast_1d(table["rownames"]))
 
 
 def main() -> None:
@@ -61,7 +68,7 @@ def main() -> None:
                 aov = anova_terms(fit, type=3, ddf=ddf)
                 t_aov = time.perf_counter() - t0
                 ref = case[ddf]["coefficients"]
-                refc = pd.DataFrame(ref["columns"], index=ref["rownames"])
+                refc = frame(ref)
                 print(f"  {ddf}: mixedref coef {t_coef:.2f} s, anova {t_aov:.2f} s; R coef "
                       f"{case['seconds'][ddf + '_coefficients']:.2f} s, anova "
                       f"{case['seconds'][ddf + '_anova3']:.2f} s")
@@ -72,7 +79,7 @@ def main() -> None:
                           f"{r['Std. Error']:.6g}  t {o['t value']:9.4f} {r['t value']:9.4f}  "
                           f"p {o['Pr(>|t|)']:.4g} {r['Pr(>|t|)']:.4g}")
                 ra = case[ddf]["anova3"]
-                refa = pd.DataFrame(ra["columns"], index=ra["rownames"])
+                refa = frame(ra)
                 for term in aov.index:
                     o, r = aov.loc[term], refa.loc[term]
                     print(f"    F[{term}] DenDF {o['DenDF']:.6f} {r['DenDF']:.6f}  F "
