@@ -286,9 +286,10 @@ grid_label <- function(grid) {
 }
 
 #: the largest fits whose denominator df are recorded: Satterthwaite (lmerTest's numDeriv
-#: Hessian) and Kenward-Roger (pbkrtest's dense n x n matrices, REML fits only); the same limits
-#: as harness/core/comparators/coef_tests.py gives the adapters (wanted_ddf)
-SATTERTHWAITE_MAX_NOBS <- 6000
+#: Hessian of (theta, sigma): InstEval's 73,421 rows included) and Kenward-Roger (pbkrtest's
+#: dense n x n matrices, REML fits only); the same limits as harness/core/comparators/coef_tests.py
+#: gives the adapters (wanted_ddf)
+SATTERTHWAITE_MAX_NOBS <- 100000
 KENWARD_ROGER_MAX_NOBS <- 2000
 
 # lmerTest's coefficient tests as rows {ddf, term, se, df, p}: Satterthwaite for every fit up

@@ -23,7 +23,7 @@ import pytest
 import mixedref
 from harness.core.datasets import load_dataset
 from mixedref.errors import MixedrefError
-from mixedref.inference import ddf
+from mixedref.inference import ddf, ddf_kr
 
 REF = json.loads((Path(__file__).parent / "references" / "ddf.json").read_text())["cases"]
 CASES = sorted(REF)
@@ -176,9 +176,17 @@ def test_kenward_roger_refuses_ml_as_lmertest(call):
         call(fitted("sleepstudy-slopes-ML"))
 
 
-def test_kenward_roger_size_guard_names_n(monkeypatch):
+def test_kenward_roger_dense_size_guard_names_n(monkeypatch):
     monkeypatch.setattr(ddf, "MAX_KR_NOBS", 100)
     with pytest.raises(MixedrefError, match="n = 180 observations"):
+        ddf.kr_parts(ddf.DdfModel.from_fit(fitted("sleepstudy-slopes-REML")), method="dense")
+
+
+def test_kenward_roger_size_guard_names_q(monkeypatch):
+    """The default (Woodbury) path is bounded by the random effects, not the rows: sleepstudy
+    has 2 x 18 = 36 of them."""
+    monkeypatch.setattr(ddf_kr, "MAX_KR_EFFECTS", 30)
+    with pytest.raises(MixedrefError, match="q = 36 "):
         ddf.vcov_kr(ddf.DdfModel.from_fit(fitted("sleepstudy-slopes-REML")))
 
 

@@ -35,7 +35,7 @@ from mixedref.errors import MixedrefError, MixedrefWarning
 from mixedref.frontend import fixed
 from mixedref.frontend.design import _offset_terms
 from mixedref.frontend.formula import expand_terms, parse_formula, variables
-from mixedref.inference.ddf import DdfModel, contest
+from mixedref.inference.ddf import contest, ddf_model
 
 __all__ = ["ANOVA_TYPES", "TERM_DDF", "anova_terms", "term_contrasts"]
 
@@ -279,7 +279,7 @@ def anova_terms(fit: Any, type: int | str = 3, ddf: str = "Satterthwaite") -> pd
     if ddf == "lme4":
         return _lme4_table(fit)
     contrasts = term_contrasts(fit, kind)
-    model = DdfModel.from_fit(fit)
+    model = ddf_model(fit)
     rows, empty = [], []
     for term, L in contrasts.items():
         if L.shape[0] == 0:

@@ -13,8 +13,13 @@ Hessian would need second derivatives of the sparse Cholesky factor; the extrapo
 differences reuse the PLS engine as it is and are as accurate as lmerTest's own numDeriv.
 
 Kenward–Roger (pbkrtest): the covariance parameters are each term's variances/covariances and
-σ², each with its G_r = ∂Σ/∂γ_r; Σ and the G_r are held dense (n x n), so the method is
-refused beyond :data:`MAX_KR_NOBS` observations.
+σ², each with its G_r = ∂Σ/∂γ_r. Its P, Q and trace matrices are computed by Woodbury's
+identity in the random effects' space (:mod:`mixedref.inference.ddf_kr`: q x q, nothing n x n),
+refused
+beyond :data:`mixedref.inference.ddf_kr.MAX_KR_EFFECTS` random effects; pbkrtest's own dense n x n
+algebra
+is kept as ``kr_parts(model, method="dense")``, the oracle on small fits (up to
+:data:`MAX_KR_NOBS` observations).
 """
 
 from __future__ import annotations
@@ -33,14 +38,17 @@ from scipy import stats
 from mixedref.engines import PLSObjective
 from mixedref.errors import MixedrefError
 from mixedref.frontend.reterm import split_theta
+from mixedref.inference.ddf_kr import KRPieces, kr_pieces_woodbury
 
-__all__ = ["DDF_METHODS", "MAX_KR_NOBS", "DdfModel", "coef_table", "contest", "vcov_kr"]
+__all__ = ["DDF_METHODS", "KR_METHODS", "MAX_KR_NOBS", "DdfModel", "coef_table", "contest",
+           "ddf_model", "kr_parts", "vcov_kr"]
 
 #: lmerTest's names of the methods this module implements.
 DDF_METHODS = ("Satterthwaite", "Kenward-Roger")
 
-#: Largest number of observations for Kenward–Roger: it holds (covariance parameters + 2)
-#: dense n x n matrices, 4 GB at n = 8000 for a random-slope model.
+#: Largest number of observations for the dense Kenward–Roger path (the oracle): it holds
+#: (covariance parameters + 2) dense n x n matrices, 4 GB at n = 8000 for a random-slope model.
+#: The default path (mixedref.inference.ddf_kr) is bounded by the random effects instead.
 MAX_KR_NOBS = 6000
 
 #: lmerTest's tolerance on the eigenvalues of the varpar Hessian (smaller ones are dropped).
@@ -93,8 +101,12 @@ class DdfModel:
         return kr_parts(self)
 
 
-def _as_model(fit: Any) -> DdfModel:
-    return fit if isinstance(fit, DdfModel) else DdfModel.from_fit(fit)
+def ddf_model(fit: Any) -> DdfModel:
+    """A DdfModel as it is, or the fit's own (kept on an LmerFit: derivatives computed once)."""
+    if isinstance(fit, DdfModel):
+        return fit
+    kept = getattr(fit, "_ddf_model", None)
+    return kept if isinstance(kept, DdfModel) else DdfModel.from_fit(fit)
 
 
 def _unscaled_vcov(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
@@ -235,7 +247,7 @@ def _covariance_parameters(model: DdfModel) -> tuple[np.ndarray, list[sp.csr_mat
 
 
 def _check_kr(model: DdfModel) -> None:
-    """Kenward–Roger needs a REML fit (as lmerTest), no prior weights, and room for n x n."""
+    """Kenward–Roger needs a REML fit (as lmerTest) and no prior weights."""
     obj = model.objective
     if not obj.REML:
         raise MixedrefError(
@@ -244,36 +256,61 @@ def _check_kr(model: DdfModel) -> None:
     if obj.model.weights is not None:
         raise MixedrefError("Kenward-Roger with prior weights is not implemented (pbkrtest "
                             "ignores the weights); use ddf='Satterthwaite'")
-    if obj.n > MAX_KR_NOBS:
+
+
+def _kr_pieces_dense(model: DdfModel) -> KRPieces:
+    """P, Q and K with Σ, Σ⁻¹ and G_rΣ⁻¹ held dense (n x n), as pbkrtest computes them: the
+    oracle for :func:`mixedref.inference.ddf_kr.kr_pieces_woodbury`, refused beyond
+    :data:`MAX_KR_NOBS` observations."""
+    n = model.objective.n
+    if n > MAX_KR_NOBS:
         raise MixedrefError(
-            f"Kenward-Roger holds dense n x n matrices and n = {obj.n} observations exceeds "
-            f"MAX_KR_NOBS = {MAX_KR_NOBS} (about {8 * obj.n**2 / 1e9:.1f} GB per matrix); "
-            "use ddf='Satterthwaite'")
-
-
-def kr_parts(model: DdfModel) -> KRParts:
-    """Kenward & Roger (1997) adjusted covariance of β̂ for a linear covariance structure
-    Σ = Σ_r γ_r G_r (the second-derivative terms vanish), as pbkrtest's vcovAdj."""
-    _check_kr(model)
+            f"the dense Kenward-Roger path holds n x n matrices and n = {n} observations "
+            f"exceeds MAX_KR_NOBS = {MAX_KR_NOBS} (about {8 * n**2 / 1e9:.1f} GB per matrix); "
+            "use method='woodbury'")
     X = np.asarray(model.objective.model.X, dtype=float)
     gam, G = _covariance_parameters(model)
     Sigma = sum(g * Gr for g, Gr in zip(gam, G, strict=True)).toarray()
     Sinv = np.linalg.inv(Sigma)
     Sinv = (Sinv + Sinv.T) / 2
-    Phi = model.vcov
     TT = Sinv @ X
     HH = [np.asarray(Gr @ Sinv) for Gr in G]  # G_r Σ⁻¹
     OO = [np.asarray(Gr @ TT) for Gr in G]  # G_r Σ⁻¹ X
-    P = tuple(-(Or.T @ TT) for Or in OO)
-    P = tuple((Pr + Pr.T) / 2 for Pr in P)
+    P = tuple((-(Or.T @ TT) - (Or.T @ TT).T) / 2 for Or in OO)
     m = len(G)
     SO = [Sinv @ Or for Or in OO]
-    Q = [[OO[r].T @ SO[s] for s in range(m)] for r in range(m)]
+    Q = tuple(tuple(OO[r].T @ SO[s] for s in range(m)) for r in range(m))
+    K = np.empty((m, m))
+    for r in range(m):
+        for s in range(r, m):
+            K[r, s] = K[s, r] = float(np.sum(HH[r].T * HH[s]))
+    return KRPieces(P, Q, K)
+
+
+#: the ways of computing Kenward–Roger's pieces: "woodbury" (q x q, the default) and "dense"
+#: (n x n, pbkrtest's own algebra; kept as the oracle for small fits)
+KR_METHODS = ("woodbury", "dense")
+
+
+def kr_parts(model: DdfModel, method: str = "woodbury") -> KRParts:
+    """Kenward & Roger (1997) adjusted covariance of β̂ for a linear covariance structure
+    Σ = Σ_r γ_r G_r (the second-derivative terms vanish), as pbkrtest's vcovAdj; ``method``
+    chooses how P, Q and the traces K are computed (:data:`KR_METHODS`)."""
+    _check_kr(model)
+    if method == "woodbury":
+        pieces = kr_pieces_woodbury(model.objective.terms, model.theta, model.sigma,
+                                    model.objective.model.X)
+    elif method == "dense":
+        pieces = _kr_pieces_dense(model)
+    else:
+        raise MixedrefError(f"unknown Kenward-Roger method {method!r}; use "
+                            f"{' or '.join(map(repr, KR_METHODS))}")
+    Phi = model.vcov
+    P, Q, m = pieces.P, pieces.Q, len(pieces.P)
     IE2 = np.empty((m, m))
     for r in range(m):
         for s in range(r, m):
-            K = float(np.sum(HH[r].T * HH[s]))
-            IE2[r, s] = IE2[s, r] = (K - 2 * np.sum(Phi * Q[r][s])
+            IE2[r, s] = IE2[s, r] = (pieces.K[r, s] - 2 * np.sum(Phi * Q[r][s])
                                      + np.trace(Phi @ P[r] @ Phi @ P[s]))
     cond = np.min(np.abs(np.linalg.eigvalsh(IE2)))
     W = 2 * (np.linalg.inv(IE2) if cond > 1e-10 else np.linalg.pinv(IE2))
@@ -357,7 +394,7 @@ def coef_table(fit: Any, ddf: str = "Satterthwaite") -> pd.DataFrame:
     """lmerTest's ``summary(m, ddf=)$coefficients``: per fixed effect Estimate, Std. Error
     (Kenward–Roger: the adjusted one, from vcovAdj), df, t value, Pr(>|t|)."""
     ddf = _check_ddf(ddf)
-    model = _as_model(fit)
+    model = ddf_model(fit)
     eye = np.eye(len(model.names))
     rows = [_t_row(model, eye[i], ddf) for i in range(len(model.names))]
     return pd.DataFrame(rows, index=list(model.names),
@@ -422,7 +459,7 @@ def contest(fit: Any, L: Any, ddf: str = "Satterthwaite", joint: bool = True
     (Estimate, Std. Error, df, t value, Pr(>|t|)); joint=True one F test (Sum Sq, Mean Sq,
     NumDF, DenDF, F value, Pr(>F)). L: rows x fixed effects (array, or DataFrame by name)."""
     ddf = _check_ddf(ddf)
-    model = _as_model(fit)
+    model = ddf_model(fit)
     Lm, rows = _contrast_matrix(L, model.names)
     if joint:
         if ddf == "Kenward-Roger":
@@ -438,6 +475,6 @@ def vcov_kr(fit: Any) -> pd.DataFrame:
     first refitted by REML, as pbkrtest does (lmerTest's KR tests refuse ML fits instead)."""
     if not isinstance(fit, DdfModel) and not fit.REML:
         fit = fit.update(REML=True)
-    model = _as_model(fit)
+    model = ddf_model(fit)
     names = list(model.names)
     return pd.DataFrame(model.kr.vcov_adj, index=names, columns=names)

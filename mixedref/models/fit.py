@@ -74,6 +74,15 @@ class LmerFit(MixedModelFit):
         return self._objective.solve(self.theta, condvar=False)
 
     @cached_property
+    def _ddf_model(self) -> Any:
+        """The fit at θ̂ as mixedref.inference.ddf sees it, kept so that its Satterthwaite
+        derivatives and
+        Kenward-Roger matrices are computed once for every table (coef_table, anova, contest)."""
+        from mixedref.inference.ddf import DdfModel
+
+        return DdfModel.from_fit(self)
+
+    @cached_property
     def _condvar(self) -> tuple[np.ndarray, ...]:
         return self._objective.solve(self.theta, condvar=True).condvar
 

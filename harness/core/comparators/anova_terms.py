@@ -26,7 +26,7 @@ TABLES = (("Satterthwaite", "1"), ("Satterthwaite", "2"), ("Satterthwaite", "3")
 
 def wanted_tables(nobs: int, REML: bool) -> list[tuple[str, str]]:
     """The tables lme4's record has for a fit of ``nobs`` rows (the coefficient tests' limits:
-    Satterthwaite up to 6000 rows, Kenward-Roger for REML fits up to 2000), then lme4's."""
+    Satterthwaite up to 100,000 rows, Kenward-Roger for REML fits up to 2,000), then lme4's."""
     if nobs > SATTERTHWAITE_MAX_NOBS:
         return []
     out = [t for t in TABLES if t[0] == "Satterthwaite"
