@@ -22,9 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
-
 from mixedref.design import ModelFrame, ReTerm
+from mixedref.gradient_run import lbfgsb_phi
 from mixedref.objective import Objective
 
 #: A term column whose SD is off 1 by more than this factor makes the design "badly scaled"
@@ -50,11 +49,6 @@ MAX_BOUNDARY_RUNS = 6
 #: The term's other diagonals at 0 start this share of its largest element above 0, so that
 #: the search explores the chosen face, not its intersection with the face already reached.
 LIFT = 0.1
-
-#: The finite-difference gradient polish: central differences with this step in φ, at most
-#: this many L-BFGS-B iterations.
-FD_STEP = 1e-6
-POLISH_MAXITER = 200
 
 #: A strategy wins only when its criterion is lower by more than this (absolute).
 MIN_GAIN = 1e-7
@@ -119,6 +113,25 @@ class Problem:
         phi = base.copy()
         phi[free] = z
         return self.to_theta(phi), code
+
+    def local_phi(self, phi0: np.ndarray, fixed: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, int | None]:
+        """A local run over φ from phi0 with the ``fixed`` elements held: L-BFGS-B on the exact
+        gradient where the objective has one (mixedref.gradient_run: a few dozen gradients
+        where BOBYQA takes hundreds to thousands of evaluations), BOBYQA otherwise and to
+        finish a gradient run that a non-finite criterion stopped. Returns (θ, NLopt code of
+        its BOBYQA run, None after L-BFGS-B alone)."""
+        if self.value_and_grad is None:
+            return self.bobyqa_phi(phi0, fixed)
+        free = np.ones(phi0.size, dtype=bool) if fixed is None else ~fixed
+        maxfun = min(EVALS_PER_THETA * max(int(free.sum()), 1), self.left())
+        if maxfun <= 0:
+            return self.to_theta(phi0), 5
+        theta, _, ok = lbfgsb_phi(self.fn, self.value_and_grad, self.scales, self.lower,
+                                  phi0, free, maxfun)
+        if ok:
+            return theta, None
+        return self.bobyqa_phi(self.to_phi(theta), fixed)
 
 
 @dataclass
@@ -201,8 +214,8 @@ def rescaled(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
     if not badly_scaled(problem.scales):
         return []
     ident = np.concatenate([t.theta_start for t in problem.model.reterms]).astype(float)
-    return [("rescaled θ from the identity", lambda: problem.bobyqa_phi(ident)),
-            ("rescaled θ from the estimate", lambda: problem.bobyqa_phi(problem.to_phi(theta)))]
+    return [("rescaled θ from the identity", lambda: problem.local_phi(ident)),
+            ("rescaled θ from the estimate", lambda: problem.local_phi(problem.to_phi(theta)))]
 
 
 def boundary_search(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
@@ -233,7 +246,7 @@ def boundary_search(problem: Problem, theta: np.ndarray) -> list[tuple[str, Call
             mask = np.zeros(phi.size, dtype=bool)
             mask[off + np.flatnonzero(term_mask)] = True
             for name, start in _face_starts(t, phi, off, mask, what):
-                runs.append((name, lambda s=start, m=mask: problem.bobyqa_phi(s, m)))
+                runs.append((name, lambda s=start, m=mask: problem.local_phi(s, m)))
     return runs[:MAX_BOUNDARY_RUNS]
 
 
@@ -281,51 +294,12 @@ def gradient_polish(problem: Problem, theta: np.ndarray) -> list[tuple[str, Call
 
 def _polish(problem: Problem, phi0: np.ndarray) -> np.ndarray:
     """The L-BFGS-B run of :func:`gradient_polish`; returns the best θ it evaluated."""
-    lower = problem.lower
-    best = [math.inf, problem.to_theta(phi0)]
-    exact = problem.value_and_grad is not None
-
-    def value(phi: np.ndarray) -> float:
-        th = np.maximum(problem.to_theta(phi), lower)
-        v = problem.fn(th)
-        if v < best[0]:
-            best[0], best[1] = v, th
-        return v
-
-    def fg(phi: np.ndarray) -> tuple[float, np.ndarray]:
-        if exact:
-            th = np.maximum(problem.to_theta(phi), lower)
-            v, g = problem.value_and_grad(th)
-            if g is not None and math.isfinite(v):
-                if v < best[0]:
-                    best[0], best[1] = v, th
-                return v, np.asarray(g) / problem.scales
-        v = value(phi)
-        g = np.empty(phi.size)
-        for i in range(phi.size):
-            up, dn = phi.copy(), phi.copy()
-            up[i] += FD_STEP
-            dn[i] -= FD_STEP
-            if np.isfinite(lower[i]) and dn[i] < lower[i]:  # one-sided at the bound
-                dn[i] = phi[i]
-                g[i] = (value(up) - v) / FD_STEP
-            else:
-                g[i] = (value(up) - value(dn)) / (2 * FD_STEP)
-        return v, g
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    f0 = value(phi0)
-    per_call = 1 if exact else 2 * phi0.size + 1  # evaluations per value-and-gradient
-    budget = min(problem.left(), EVALS_PER_THETA * phi0.size)
-    opts = {"maxiter": POLISH_MAXITER, "maxfun": max(budget // per_call, 1),
-            "ftol": 1e-12 / max(abs(f0), 1.0), "gtol": 1e-8,
-            "maxls": 20}
-    try:
-        minimize(fg, np.maximum(phi0, lower), jac=True, method="L-BFGS-B", bounds=bounds,
-                 options=opts)
-    except (ValueError, FloatingPointError):  # a non-finite step: keep the best point seen
-        pass
-    return best[1]
+    k = phi0.size
+    per_call = 1 if problem.value_and_grad is not None else 2 * k + 1  # per gradient
+    budget = min(problem.left(), EVALS_PER_THETA * k)
+    theta, _, _ = lbfgsb_phi(problem.fn, problem.value_and_grad, problem.scales, problem.lower,
+                             phi0, np.ones(k, dtype=bool), max(budget // per_call, 1))
+    return theta
 
 
 #: The strategies in the order they run, each choosing its own runs from the estimate. The
@@ -340,7 +314,7 @@ def restart(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
     """BOBYQA again from the estimate: a fresh trust region, whose quadratic model is rebuilt
     (the old one may have stalled on a ridge of a many-dimensional criterion)."""
     phi = problem.to_phi(theta)
-    return [("restart from the estimate", lambda: problem.bobyqa_phi(phi))]
+    return [("restart from the estimate", lambda: problem.local_phi(phi))]
 
 
 def perturbed(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
@@ -355,9 +329,9 @@ def perturbed(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]
         noise = rng.standard_normal(phi.size)
         p = np.where(diag, np.maximum(np.abs(phi), 0.05 * size) * np.exp(PERTURB * noise),
                      phi + PERTURB * np.maximum(np.abs(phi), 0.1 * size) * noise)
-        runs.append((f"perturbed restart {k + 1}", lambda p=p: problem.bobyqa_phi(p)))
+        runs.append((f"perturbed restart {k + 1}", lambda p=p: problem.local_phi(p)))
     for name, start in problem.extra_starts:
-        runs.append((name, lambda s=start: problem.bobyqa_phi(problem.to_phi(s))))
+        runs.append((name, lambda s=start: problem.local_phi(problem.to_phi(s))))
     return runs
 
 
@@ -378,20 +352,26 @@ def worth_rescuing(problem: Problem, theta: np.ndarray, reasons: Sequence[str]) 
 def rescue(problem: Problem, theta: np.ndarray, fval: float, reasons: list[str],
            counter: Callable[[], int], edge: Callable[[np.ndarray, float], tuple[np.ndarray,
                                                                                   float]],
-           checks_failed: bool) -> RescueResult:
+           checks_failed: bool, accept: Callable[[np.ndarray], bool] | None = None
+           ) -> RescueResult:
     """Run the strategies from the estimate, each from the best θ so far, and keep the lowest
     criterion; ``edge`` (lme4's restart_edge) follows a boundary result that is lower. The
     second tier runs when the first improved or ``checks_failed`` (checkConv's gradient or
-    Hessian check, a non-zero return code)."""
+    Hessian check, a non-zero return code). The search stops at the first improvement that
+    ``accept`` accepts (lme4's checks pass there and the fit is not singular): what made the
+    rescue run is then resolved, and further strategies could only confirm it."""
     best_x, best_f = np.asarray(theta, dtype=float).copy(), float(problem.fn(theta))
     start_f = min(best_f, fval)
     winner, code = None, None
     attempts: list[Attempt] = []
     steps: list[tuple[str, float]] = []
+    accepted = False
     for tier in (FIRST_TIER, SECOND_TIER):
-        if tier is SECOND_TIER and winner is None and not checks_failed:
+        if accepted or (tier is SECOND_TIER and winner is None and not checks_failed):
             break
         for key in tier:
+            if accepted:
+                break
             for name, run in _BY_NAME[key](problem, best_x):
                 if problem.left() <= 0:
                     break
@@ -406,6 +386,9 @@ def rescue(problem: Problem, theta: np.ndarray, fval: float, reasons: list[str],
                 if a.fval < best_f - MIN_GAIN:
                     steps.append((a.strategy, best_f - a.fval))
                     best_x, best_f, winner, code = a.theta, a.fval, a.strategy, a.code
+                    if accept is not None and accept(best_x):
+                        accepted = True
+                        break
     if winner is not None:  # the biggest step won; later ones may only shave off a little
         winner = max(steps, key=lambda st: st[1])[0]
     return RescueResult(best_x, best_f, winner, start_f - best_f, reasons, attempts, code,
