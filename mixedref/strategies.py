@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from mixedref.design import ModelFrame, ReTerm
 from mixedref.gradient_run import lbfgsb_phi
 from mixedref.objective import Objective
