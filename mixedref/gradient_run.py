@@ -20,10 +20,16 @@ from scipy.optimize import minimize
 
 #: Central differences in φ with this step where the exact gradient is missing.
 FD_STEP = 1e-6
-#: L-BFGS-B's stopping rules: the criterion's change (absolute, in criterion units, made
-#: relative for scipy), the projected gradient in φ, the line search's evaluations.
-FTOL_ABS = 1e-12
-GTOL = 1e-8
+#: L-BFGS-B's stopping rules of a strategy's run: the criterion's change (absolute, in
+#: criterion units, made relative for scipy) and the projected gradient in φ; 100 times below
+#: lme4's ftol_abs and main L-BFGS-B's gtol (tighter cost kb07's runs a quarter more
+#: gradients for the same criteria to 1e-6). The gradient polish, the last strategy, goes to
+#: POLISH_FTOL_ABS and POLISH_GTOL.
+FTOL_ABS = 1e-10
+GTOL = 1e-6
+POLISH_FTOL_ABS = 1e-12
+POLISH_GTOL = 1e-8
+#: the line search's evaluations at most
 MAXLS = 20
 
 
@@ -34,7 +40,8 @@ class _Stop(Exception):
 def lbfgsb_phi(value: Callable[[np.ndarray], float],
                value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]] | None,
                scales: np.ndarray, lower: np.ndarray, phi0: np.ndarray, free: np.ndarray,
-               maxfun: int) -> tuple[np.ndarray, float, bool]:
+               maxfun: int, ftol_abs: float = FTOL_ABS, gtol: float = GTOL
+               ) -> tuple[np.ndarray, float, bool]:
     """L-BFGS-B over the ``free`` elements of φ from ``phi0`` (the others held), within θ's
     lower bounds; ``value`` is the criterion of θ and ``value_and_grad`` its exact gradient
     (None: central differences throughout). Returns (best θ evaluated, its criterion, whether
@@ -79,7 +86,7 @@ def lbfgsb_phi(value: Callable[[np.ndarray], float],
     try:
         f0, _ = fg(z0)
         opts = {"maxiter": max(int(maxfun), 1), "maxfun": max(int(maxfun), 1),
-                "ftol": FTOL_ABS / max(abs(f0), 1.0), "gtol": GTOL, "maxls": MAXLS}
+                "ftol": ftol_abs / max(abs(f0), 1.0), "gtol": gtol, "maxls": MAXLS}
         minimize(fg, z0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
     except (_Stop, ValueError, FloatingPointError):
         ok = False

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mixedref.design import ModelFrame, ReTerm
-from mixedref.gradient_run import lbfgsb_phi
+from mixedref.gradient_run import POLISH_FTOL_ABS, POLISH_GTOL, lbfgsb_phi
 from mixedref.objective import Objective
 
 #: A term column whose SD is off 1 by more than this factor makes the design "badly scaled"
@@ -299,7 +299,8 @@ def _polish(problem: Problem, phi0: np.ndarray) -> np.ndarray:
     per_call = 1 if problem.value_and_grad is not None else 2 * k + 1  # per gradient
     budget = min(problem.left(), EVALS_PER_THETA * k)
     theta, _, _ = lbfgsb_phi(problem.fn, problem.value_and_grad, problem.scales, problem.lower,
-                             phi0, np.ones(k, dtype=bool), max(budget // per_call, 1))
+                             phi0, np.ones(k, dtype=bool), max(budget // per_call, 1),
+                             ftol_abs=POLISH_FTOL_ABS, gtol=POLISH_GTOL)
     return theta
 
 
