@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.linalg.lapack import dtrtri
-from scipy.optimize import brentq
 from scipy.stats import chi2, norm
 
 from mixedref.errors import MixedrefError
@@ -35,8 +34,13 @@ __all__ = ["Profiler", "confint", "profile"]
 #: ζ = √Δd, so near ζ = 2 a deviance error ε moves ζ by ε/4: 1e-10 is far below any report.
 _XTOL, _FTOL, _MAXEVAL = 1e-10, 1e-11, 5000
 
-#: Root-finding tolerance of an interval endpoint, relative to the parameter's scale.
-_ROOT_RTOL = 1e-11
+#: Root-finding tolerance of an interval endpoint, relative to the parameter's scale (its
+#: first step: the SE for β); the search's steps at most.
+_ROOT_RTOL = 1e-9
+_MAX_ROOT_STEPS = 80
+
+#: ζ's slope: central differences of the deviance with this step relative to the scale.
+_SLOPE_STEP = 1e-5
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,12 @@ class Profiler:
         self.estimate = np.concatenate([phi, self.ml.fixef.to_numpy()])
         self.deviance = min(self.ml.objective, self.var_deviance(phi))
         self._se = self.ml.se.to_numpy()
-        self._start: dict[int, np.ndarray] = {}
+        #: per parameter, the nuisance optima found so far as (focal value, optimum): each
+        #: inner optimization starts from the one at the nearest focal value (warm starts
+        #: along the profile)
+        self._path: dict[int, list[tuple[float, np.ndarray]]] = {}
+        #: per parameter, the last conditional optimum's full parameter vector (for ζ's slope)
+        self._last: dict[int, tuple[float, np.ndarray]] = {}
 
     # -- parametrizations ------------------------------------------------------------------
     def phi_of(self, theta: np.ndarray, sigma: float) -> np.ndarray:
@@ -198,18 +207,26 @@ class Profiler:
             phi = full(np.zeros(0))
             return self.var_deviance(phi), np.concatenate([phi, self._beta_at(phi)])
         at_est = np.where(is_cor, np.arcsin(np.clip(est[others], -1, 1)), est[others] / scale)
-        # the warm start and the estimate: BOBYQA from a far warm start can stop short
-        starts = [s for s in (self._start.get(k), at_est) if s is not None]
+        x0 = self._warm(k, value, at_est)
         lower = np.where(is_cor, -np.inf, 0.0)
-        x, f = None, math.inf
-        for x0 in starts:
-            xs, fs, _, _ = bobyqa(lambda x: self.var_deviance(full(x)), x0, lower,
-                                  xtol_abs=_XTOL, ftol_abs=_FTOL, maxeval=_MAXEVAL)
-            if x is None or fs < f:
-                x, f = xs, fs
-        self._start[k] = x
+        x, f, _, _ = bobyqa(lambda x: self.var_deviance(full(x)), x0, lower,
+                            xtol_abs=_XTOL, ftol_abs=_FTOL, maxeval=_MAXEVAL)
+        self._remember(k, value, x)
         phi = full(x)
+        self._last[k] = (value, phi)
         return f, np.concatenate([phi, self._beta_at(phi)])
+
+    def _warm(self, k: int, value: float, default: np.ndarray) -> np.ndarray:
+        """The nuisance optimum at the focal value nearest ``value`` found so far, or
+        ``default`` (the estimate's) when the estimate is nearer or nothing is stored."""
+        best, dist = default, abs(value - self.estimate[k])
+        for v, x in self._path.get(k, ()):
+            if abs(value - v) < dist:
+                best, dist = x, abs(value - v)
+        return best
+
+    def _remember(self, k: int, value: float, x: np.ndarray) -> None:
+        self._path.setdefault(k, []).append((float(value), np.asarray(x, dtype=float).copy()))
 
     def _beta_at(self, phi: np.ndarray) -> np.ndarray:
         """β̂ at the θ of phi (β's conditional optimum for given variance parameters)."""
@@ -222,7 +239,7 @@ class Profiler:
         with β_j fixed the residual sum of squares is pwrss + (b - β̂_j)² / V_jj."""
         k = self.nvar + j
         lower = self.obj.lower
-        x0 = self._start.get(k, self.ml.theta)
+        x0 = self._warm(k, b, self.ml.theta)
         starts = [x0]
         if np.any(x0[lower == 0] < 1e-4):  # θ = 0 is stationary: also start off the bound
             starts.append(np.where(lower == 0, np.maximum(x0, 0.1), x0))
@@ -233,7 +250,8 @@ class Profiler:
             if best is None or f < best[1]:
                 best = (x, f)
         x = best[0]
-        self._start[k] = x
+        self._remember(k, b, x)
+        self._last[k] = (b, x)
         f, pc, r2 = self._beta_deviance(x, j, b)
         if pc is None:
             return math.inf, np.full(len(self.names), np.nan)
@@ -263,29 +281,80 @@ class Profiler:
         est = self.estimate[k]
         return 0.25 * (est if est > 0 else self.estimate[self.nvar - 1])
 
+    def slope(self, k: int, value: float) -> float:
+        """d deviance / d value along the profile at ``value``, right after :meth:`zeta` there:
+        by the envelope theorem the partial derivative with the nuisance parameters held at
+        their conditional optimum, here by central differences of the deviance (no
+        re-optimization; one-sided at a bound)."""
+        at, nuis = self._last[k]
+        if at != value:
+            raise MixedrefError("slope() needs the conditional optimum at this value: call "
+                                "zeta() there first")
+        lo, hi = self.bounds(k)
+        h = _SLOPE_STEP * self._step(k)
+        if self.kinds[k] == "beta":
+            j = k - self.nvar
+
+            def dev(v: float) -> float:
+                return self._beta_deviance(nuis, j, v)[0]
+        else:
+            def dev(v: float) -> float:
+                phi = nuis.copy()
+                phi[k] = v
+                return self.var_deviance(phi)
+        up, dn = min(value + h, hi), max(value - h, lo)
+        if up == dn:
+            return math.nan
+        return (dev(up) - dev(dn)) / (up - dn)
+
     def endpoint(self, k: int, target: float) -> float:
         """The value of parameter k where ζ = target (its sign gives the side), or the bound
-        it reaches first, as lme4 (lower 0 for sd and σ, ±1 for cor) when ζ stays short."""
+        it reaches first, as lme4 (lower 0 for sd and σ, ±1 for cor) when ζ stays short.
+
+        Newton's method on ζ(v), whose slope is ζ' = d'/(2ζ) with the deviance's slope d' from
+        :meth:`slope` (no inner optimization), from a first step away from the estimate;
+        ζ is nearly linear, so each endpoint takes a handful of inner optimizations, each
+        warm-started from the nearest one before. Until the root is bracketed a step is at
+        most a doubling of the distance from the estimate; once it is, a Newton step that
+        leaves the bracket is replaced by the secant of its ends (bisection as a last resort).
+        """
         est = self.estimate[k]
         side = 1.0 if target > 0 else -1.0
         lo, hi = self.bounds(k)
         bound = hi if side > 0 else lo
-        self._start.pop(k, None)
-        prev, step = est, self._step(k)
-        for _ in range(60):
-            v = est + side * step
-            at_bound = (v - bound) * side >= 0
-            if at_bound:
+        step = self._step(k)
+        xtol = _ROOT_RTOL * max(abs(step), 1e-300)
+        short, z_short = est, 0.0  # a value whose ζ falls short of the target
+        beyond: tuple[float, float] | None = None  # one whose ζ reaches past it
+        v = est + side * step
+        for _ in range(_MAX_ROOT_STEPS):
+            if (v - bound) * side >= 0:
                 v = bound
             if not math.isfinite(v):
                 break
             z, _ = self.zeta(k, v)
             if (z - target) * side >= 0:
-                return brentq(lambda u: self.zeta(k, u)[0] - target, prev, v,
-                              xtol=_ROOT_RTOL * max(abs(step), 1e-300), rtol=1e-14)
-            if at_bound:
+                beyond = (v, z)
+            elif v == bound:
                 return bound
-            prev, step = v, step * 2.0
+            else:
+                short, z_short = v, z
+            d = self.slope(k, v)
+            dz = d / (2.0 * z) if z != 0 else math.nan
+            nxt = v + (target - z) / dz if math.isfinite(dz) and dz > 0 else math.nan
+            if beyond is None:
+                far = v + side * max(abs(v - est), step)  # at most double the distance
+                if not math.isfinite(nxt) or (nxt - v) * side <= 0 or (nxt - far) * side > 0:
+                    nxt = far
+            else:
+                b, zb = beyond
+                if not (min(short, b) < nxt < max(short, b)):
+                    nxt = short + (target - z_short) * (b - short) / (zb - z_short)
+                    if not (min(short, b) < nxt < max(short, b)):
+                        nxt = 0.5 * (short + b)
+            if abs(nxt - v) <= xtol:
+                return nxt
+            v = nxt
         return math.nan
 
 
@@ -327,7 +396,6 @@ def profile(fit: Any, which: str | Sequence[str] | None = None, *,
             sides = [np.linspace(est, lo, npoints + 1), np.linspace(est, hi, npoints + 1)[1:]]
         found = []
         for grid in sides:
-            prof._start.pop(k, None)
             for v in grid:
                 z, pars = prof.zeta(k, float(v))
                 found.append([z, *pars, name, float(v)])
