@@ -6,7 +6,11 @@ criterion there is right; the optimizer stopped short. When a check fails (check
 or Hessian, a singular fit, badly scaled predictors, θ far from the start, a non-zero return
 code) :func:`rescue` continues from the estimate with the strategies below and keeps the lowest
 criterion, each candidate's criterion evaluated through the objective (a strategy's own value
-is never trusted). A fit whose checks pass never gets here: cheap cases stay cheap.
+is never trusted). A fit whose checks pass never gets here: cheap cases stay cheap. The rescue
+itself is kept cheap: each strategy's local run is L-BFGS-B on the criterion's exact gradient
+where the objective has one (:meth:`Problem.local_phi`, mixedref.gradient_run), BOBYQA only
+where it has none, and the search stops at the first improvement where lme4's checks pass on a
+non-singular estimate (:func:`rescue`'s ``accept``).
 
 Every strategy works in a diagonally scaled θ, φ = s ⊙ θ with s the scale of the row's column
 in its term (:func:`theta_scales`: the column's SD, 1 for an intercept). For a column z_i
@@ -44,7 +48,7 @@ PERTURB = 0.3
 #: the one BOBYQA reached.
 NEAR_BOUNDARY = 0.25
 #: At most this many diagonals per term are tried (the smallest shares first), and at most
-#: this many boundary runs in all (each a BOBYQA run over the rest of θ).
+#: this many boundary runs in all (each a local run over the rest of θ).
 MAX_BOUNDARY_PER_TERM = 3
 MAX_BOUNDARY_RUNS = 6
 #: The term's other diagonals at 0 start this share of its largest element above 0, so that
@@ -54,8 +58,9 @@ LIFT = 0.1
 #: A strategy wins only when its criterion is lower by more than this (absolute).
 MIN_GAIN = 1e-7
 
-#: Each BOBYQA run of a strategy stops after this many evaluations per free θ element: a
-#: run from a poor start otherwise crawls for thousands (the default run has had its chance).
+#: Each local run of a strategy stops after this many evaluations (or gradients) per free θ
+#: element: a BOBYQA run from a poor start otherwise crawls for thousands (the default run has
+#: had its chance).
 EVALS_PER_THETA = 100
 
 #: BOBYQA under the fit's settings: (criterion, start, lower bounds, maxeval) -> (x, f, code).
@@ -209,9 +214,9 @@ def _attempt(problem: Problem, name: str, run: Callable[[], tuple[np.ndarray, in
 
 
 def rescaled(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
-    """BOBYQA in the scaled φ, from the scaled problem's own identity start and from the
+    """Local runs in the scaled φ, from the scaled problem's own identity start and from the
     estimate: with columns on scales 1e-4 and 1e4 θ's elements differ by 1e8 and one trust
-    region cannot fit them all; in φ they are of one size."""
+    region (or one L-BFGS-B step) cannot fit them all; in φ they are of one size."""
     if not badly_scaled(problem.scales):
         return []
     ident = np.concatenate([t.theta_start for t in problem.model.reterms]).astype(float)
@@ -305,7 +310,7 @@ def _polish(problem: Problem, phi0: np.ndarray) -> np.ndarray:
 
 
 #: The strategies in the order they run, each choosing its own runs from the estimate. The
-#: first tier is cheap (one BOBYQA run near the estimate, a few on boundaries); the second runs
+#: first tier is cheap (one local run near the estimate, a few on boundaries); the second runs
 #: where the first improved the fit (the default stopped early, so search harder) or lme4's
 #: gradient or Hessian check failed.
 FIRST_TIER = ("rescaled", "restart", "boundary_search")
@@ -313,15 +318,16 @@ SECOND_TIER = ("perturbed", "gradient_polish")
 
 
 def restart(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
-    """BOBYQA again from the estimate: a fresh trust region, whose quadratic model is rebuilt
+    """A local run again from the estimate, in φ: a fresh quasi-Newton memory or trust region
     (the old one may have stalled on a ridge of a many-dimensional criterion)."""
     phi = problem.to_phi(theta)
     return [("restart from the estimate", lambda: problem.local_phi(phi))]
 
 
 def perturbed(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
-    """BOBYQA from seeded perturbations of the estimate in φ (log-normal on diagonals, normal
-    elsewhere) and from the extra starts (the centred start): other basins of attraction."""
+    """Local runs from seeded perturbations of the estimate in φ (log-normal on diagonals,
+    normal elsewhere) and from the extra starts (the centred start): other basins of
+    attraction."""
     phi = problem.to_phi(theta)
     rng = np.random.default_rng(SEED)
     diag = np.isfinite(problem.lower)
