@@ -1,6 +1,7 @@
 """Time mixedref's rescue strategies and profile intervals against lme4 (issue 23), same run.
 
     python tools/bench_hard.py [--reps 3] [--rounds 1] [--only kb07 ...] [--no-profile]
+                               [--baseline DIR]
 
 Cases: the catalog's hard LMM cases, the two simulated shapes of tests/test_strategies.py
 (badscale, corr_boundary), Oxboys' cubic growth curve (nlme's Oxboys, written by R) and, for
@@ -10,6 +11,8 @@ one BLAS thread, so both see the same machine load. A table gives per case: seco
 ``--reps`` fits), objective evaluations, the optimized criterion and the ratio to lme4's time;
 the profile rows time ``confint(m, method="profile")`` on both sides and give the largest
 difference of a limit in units of the harness's allowance (harness/tolerance.py ci_width_rel).
+``--baseline DIR`` also times the mixedref of another source tree (e.g. ``git archive``
+of an earlier commit unpacked in DIR) in each round, for before/after tables under one load.
 A measurement, not a test: nothing is asserted.
 """
 
@@ -128,9 +131,9 @@ def build_spec(names: list[str], reps: int, profile: bool, folder: Path) -> list
     return spec
 
 
-def _run(cmd: list[str]) -> dict[str, dict]:
+def _run(cmd: list[str], source: Path = REPO) -> dict[str, dict]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(source))
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed:\n{out.stderr[-3000:]}")
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", default=None, help="substrings of case names")
     ap.add_argument("--no-profile", action="store_true", help="skip the profile cases")
     ap.add_argument("--json", type=Path, default=None, help="also write the records here")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="also time the mixedref of this source tree (before/after)")
     args = ap.parse_args(argv)
     names = list(CASES) + ([] if args.no_profile else list(PROFILES))
     if args.only:
@@ -168,34 +173,53 @@ def main(argv: list[str] | None = None) -> None:
         spec_path.write_text(json.dumps(build_spec(names, args.reps, True, folder)))
         child = folder / "child.py"
         child.write_text(_CHILD)
-        runs: dict[str, dict[str, list[dict]]] = {n: {"lme4": [], "mixedref": []} for n in names}
+        impls = ["lme4", "mixedref"] + (["baseline"] if args.baseline else [])
+        runs = {n: {impl: [] for impl in impls} for n in names}
+        sides = [("lme4", ["Rscript", str(REPO / "r_scripts" / "bench_hard.R"), str(spec_path)],
+                  REPO),
+                 ("mixedref", [sys.executable, str(child), str(spec_path)], REPO)]
+        if args.baseline:
+            sides.append(("baseline", [sys.executable, str(child), str(spec_path)],
+                          args.baseline.resolve()))
         for _ in range(args.rounds):
-            for impl, cmd in (("lme4", ["Rscript", str(REPO / "r_scripts" / "bench_hard.R"),
-                                        str(spec_path)]),
-                              ("mixedref", [sys.executable, str(child), str(spec_path)])):
-                for name, rec in _run(cmd).items():
+            for impl, cmd, source in sides:
+                for name, rec in _run(cmd, source).items():
                     runs[name][impl].append(rec)
     print(f"{'case':28s} {'lme4 s':>8s} {'nfev':>6s} {'mixedref s':>10s} {'nfev':>6s} "
           f"{'ratio':>6s} {'lme4 criterion':>15s} {'mixedref':>15s}  optimizer")
     table = []
     for name in names:
         r, m = runs[name]["lme4"], runs[name]["mixedref"]
+        base = runs[name].get("baseline") or []
         rs, ms = (statistics.median(x["seconds"] for x in v) for v in (r, m))
         row = {"case": name, "lme4_seconds": rs, "mixedref_seconds": ms,
                "lme4_nfev": r[-1]["nfev"], "mixedref_nfev": m[-1]["nfev"],
                "lme4_objective": r[-1]["objective"], "mixedref_objective": m[-1]["objective"],
                "optimizer": m[-1]["optimizer"], "rescue_nfev": m[-1]["rescue_nfev"]}
+        if base:
+            row.update(baseline_seconds=statistics.median(x["seconds"] for x in base),
+                       baseline_nfev=base[-1]["nfev"], baseline_objective=base[-1]["objective"])
         if name in PROFILES:
             rs, ms = (statistics.median(x["profile_seconds"] for x in v) for v in (r, m))
             row.update(lme4_profile_seconds=rs, mixedref_profile_seconds=ms,
                        ci_excess=_ci_excess(r[-1]["confint"], m[-1]["confint"]))
             print(f"{name:28s} {rs:8.3f} {'':>6s} {ms:10.3f} {'':>6s} {ms / rs:6.2f}  "
                   f"limits within {row['ci_excess']:.3f} of the harness's allowance")
+            if base:
+                bs = statistics.median(x["profile_seconds"] for x in base)
+                row.update(baseline_profile_seconds=bs,
+                           baseline_ci_excess=_ci_excess(r[-1]["confint"], base[-1]["confint"]))
+                print(f"{'  baseline':28s} {'':8s} {'':>6s} {bs:10.3f} {'':>6s} {bs / rs:6.2f}  "
+                      f"limits within {row['baseline_ci_excess']:.3f} of the allowance")
         else:
             print(f"{name:28s} {rs:8.3f} {row['lme4_nfev']:6d} {ms:10.3f} "
                   f"{row['mixedref_nfev']:6d} {ms / rs:6.2f} {row['lme4_objective']:15.6f} "
                   f"{row['mixedref_objective']:15.6f}  {row['optimizer']} "
                   f"(rescue {row['rescue_nfev']})")
+            if base:
+                print(f"{'  baseline':28s} {'':8s} {'':>6s} {row['baseline_seconds']:10.3f} "
+                      f"{row['baseline_nfev']:6d} {row['baseline_seconds'] / rs:6.2f} {'':15s} "
+                      f"{row['baseline_objective']:15.6f}")
         table.append(row)
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
