@@ -219,6 +219,7 @@ class Profiler:
 
         if not others:
             phi = full(np.zeros(0))
+            self._last[k] = (value, phi)
             return self.var_deviance(phi), np.concatenate([phi, self._beta_at(phi)])
         at_est = np.where(is_cor, np.arcsin(np.clip(est[others], -1, 1)), est[others] / scale)
         lower = np.where(is_cor, -np.inf, 0.0)
