@@ -360,25 +360,29 @@ def worth_rescuing(problem: Problem, theta: np.ndarray, reasons: Sequence[str]) 
 def rescue(problem: Problem, theta: np.ndarray, fval: float, reasons: list[str],
            counter: Callable[[], int], edge: Callable[[np.ndarray, float], tuple[np.ndarray,
                                                                                   float]],
-           checks_failed: bool, accept: Callable[[np.ndarray], bool] | None = None
-           ) -> RescueResult:
+           checks_failed: bool,
+           accept: Callable[[np.ndarray], tuple[bool, bool]] | None = None) -> RescueResult:
     """Run the strategies from the estimate, each from the best θ so far, and keep the lowest
     criterion; ``edge`` (lme4's restart_edge) follows a boundary result that is lower. The
     second tier runs when the first improved or ``checks_failed`` (checkConv's gradient or
-    Hessian check, a non-zero return code). The search stops at the first improvement that
-    ``accept`` accepts (lme4's checks pass there and the fit is not singular): what made the
-    rescue run is then resolved, and further strategies could only confirm it."""
+    Hessian check, a non-zero return code).
+
+    ``accept`` judges each improvement: (lme4's checks pass there, the estimate is singular).
+    Where the checks pass on a non-singular estimate the search stops at once: what made the
+    rescue run is resolved. Where they pass on a singular one the tier in progress finishes
+    (a singular optimum may lie on another face of the boundary, which the boundary search
+    tries) but the second tier does not run: no check asks for a harder search."""
     best_x, best_f = np.asarray(theta, dtype=float).copy(), float(problem.fn(theta))
     start_f = min(best_f, fval)
     winner, code = None, None
     attempts: list[Attempt] = []
     steps: list[tuple[str, float]] = []
-    accepted = False
+    resolved = settled = False
     for tier in (FIRST_TIER, SECOND_TIER):
-        if accepted or (tier is SECOND_TIER and winner is None and not checks_failed):
+        if tier is SECOND_TIER and (settled or (winner is None and not checks_failed)):
             break
         for key in tier:
-            if accepted:
+            if resolved:
                 break
             for name, run in _BY_NAME[key](problem, best_x):
                 if problem.left() <= 0:
@@ -394,9 +398,12 @@ def rescue(problem: Problem, theta: np.ndarray, fval: float, reasons: list[str],
                 if a.fval < best_f - MIN_GAIN:
                     steps.append((a.strategy, best_f - a.fval))
                     best_x, best_f, winner, code = a.theta, a.fval, a.strategy, a.code
-                    if accept is not None and accept(best_x):
-                        accepted = True
-                        break
+                    if accept is not None:
+                        passes, singular = accept(best_x)
+                        settled = passes
+                        resolved = passes and not singular
+                        if resolved:
+                            break
     if winner is not None:  # the biggest step won; later ones may only shave off a little
         winner = max(steps, key=lambda st: st[1])[0]
     return RescueResult(best_x, best_f, winner, start_f - best_f, reasons, attempts, code,
