@@ -9,8 +9,8 @@ criterion, each candidate's criterion evaluated through the objective (a strateg
 is never trusted). A fit whose checks pass never gets here: cheap cases stay cheap. The rescue
 itself is kept cheap: each strategy's local run is L-BFGS-B on the criterion's exact gradient
 where the objective has one (:meth:`Problem.local_phi`, mixedref.gradient_run), BOBYQA only
-where it has none, and the search stops at the first improvement where lme4's checks pass on a
-non-singular estimate (:func:`rescue`'s ``accept``).
+where it has none, and the search stops at the first improvement where lme4's checks pass (on a
+singular estimate after the boundary search's other faces: :func:`rescue`'s ``accept``).
 
 Every strategy works in a diagonally scaled θ, φ = s ⊙ θ with s the scale of the row's column
 in its term (:func:`theta_scales`: the column's SD, 1 for an intercept). For a column z_i
