@@ -190,6 +190,11 @@ def test_the_strategies_runs_take_the_exact_gradient_where_there_is_one() -> Non
     log = fit.optinfo
     assert log.winner is not None and log.winner.startswith("boundary")
     assert sum(a["nfev"] for a in log.rescue) < 400, log.rescue
+    # lme4's checks pass on the winner (a singular optimum, correlation +1): the boundary
+    # search tries its other faces, but no perturbed restart follows
+    assert any(a["strategy"].endswith("variance 0") for a in log.rescue)
+    assert not any(a["strategy"].startswith(("perturbed", "gradient polish"))
+                   for a in log.rescue), log.rescue
 
 
 def test_the_rescued_criterion_is_the_objectives_at_the_rescued_theta() -> None:
