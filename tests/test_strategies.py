@@ -172,6 +172,33 @@ def test_a_badly_scaled_term_reaches_the_optimum_of_its_well_scaled_twin() -> No
     assert _fit(CORR3, data, rescue=False).objective > easy.objective + 100
 
 
+def test_the_rescue_stops_at_the_first_improvement_lme4s_checks_accept() -> None:
+    # the first strategy (BOBYQA's stop far above, fixed by rescaled θ) reaches the twin's
+    # optimum, where lme4's checks pass in φ and the estimate is not singular: nothing else runs
+    data = _badscale()
+    twin = _fit(CORR3, data.assign(x1=data["x1"] * 1e4, x2=data["x2"] * 1e-4))
+    fit = _fit(CORR3, data)
+    log = fit.optinfo
+    assert [a["strategy"] for a in log.rescue] == ["rescaled θ from the identity"]
+    assert log.winner == "rescaled θ from the identity"
+    assert fit.objective == pytest.approx(twin.objective, abs=TOL.objective_allowed(twin.objective))
+
+
+def test_the_strategies_runs_take_the_exact_gradient_where_there_is_one() -> None:
+    # sim_corr3_boundary: the boundary search wins (2.29 lower); its BOBYQA runs took 1,170
+    # evaluations, L-BFGS-B's on the exact gradient (one evaluation each) about 150
+    case = CASES["sim_corr3_boundary-corr3-REML"]
+    fit = _fit(case.formula, load_data(case), case.REML)
+    log = fit.optinfo
+    assert log.winner is not None and log.winner.startswith("boundary")
+    assert sum(a["nfev"] for a in log.rescue) < 400, log.rescue
+    # lme4's checks pass on the winner (a singular optimum, correlation +1): the boundary
+    # search tries its other faces, but no perturbed restart follows
+    assert any(a["strategy"].endswith("variance 0") for a in log.rescue)
+    assert not any(a["strategy"].startswith(("perturbed", "gradient polish"))
+                   for a in log.rescue), log.rescue
+
+
 def test_the_rescued_criterion_is_the_objectives_at_the_rescued_theta() -> None:
     # lme4's BOBYQA misses this optimum and a strategy wins; mixedref's default for 6 θ,
     # L-BFGS-B with the exact gradient, reaches it (or lower) without one

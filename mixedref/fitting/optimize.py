@@ -436,8 +436,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             if code is not None:
                 name, meaning = NLOPT_CODES.get(code, (str(code), "unknown code"))
             else:
-                name = "scipy L-BFGS-B"
-                meaning = "the gradient polish of mixedref.fitting.strategies"
+                name, meaning = "scipy L-BFGS-B", "a gradient run of mixedref.fitting.strategies"
     messages: list[str] = []
     if conv != 0:
         messages.append(f"convergence code {conv} from nloptwrap: {_CODES.get(code, code)}")
@@ -487,8 +486,30 @@ def _rescue(problem: Problem, x: np.ndarray, fx: float, control: Control, reason
     if problem.left() <= 0 or not worth_rescuing(problem, x, reasons):
         return None
     log.rescue_reasons = reasons
+    def accept(theta: np.ndarray) -> tuple[bool, bool]:
+        # (lme4's checks pass, the estimate is singular), judged in the scaled φ = s θ (the
+        # model with unit-scale columns, the same criterion): in θ a column on the scale 1e4
+        # puts its θ near 1e-4, inside the checks' boundary margin and below their step, and
+        # the Hessian's eigenvalues 1e10 apart whatever the estimate (sim_badscale3: "nearly
+        # unidentifiable" in θ, every check passing in φ)
+        s = problem.scales
+        phi = s * theta
+        singular = is_singular(phi, lower, control.check_conv_singular)
+        if not control.calc_derivs:
+            return False, singular
+        vg = problem.value_and_grad
+        grad_fn = None
+        if vg is not None and _gradient_pays(problem.objective, phi, lower):
+            def grad_fn(p: np.ndarray) -> tuple[float, np.ndarray | None]:
+                v, g = vg(p / s)
+                return v, None if g is None else np.asarray(g) / s
+        _, grad, hess = derivatives(lambda p: counted(p / s), phi, lower,
+                                    value_and_grad=grad_fn)
+        passes = not check(grad, hess, control.check_conv_grad, control.check_conv_hess)[0]
+        return passes, singular
+
     res = rescue(problem, x, fx, reasons, problem.counter, edge,
-                 checks_failed=bool(log.checks) or conv != 0)
+                 checks_failed=bool(log.checks) or conv != 0, accept=accept)
     log.rescue = [{"strategy": a.strategy, "fval": a.fval, "nfev": a.nfev,
                    "seconds": a.seconds} for a in res.attempts]
     if res.winner is None:

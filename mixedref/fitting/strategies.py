@@ -6,7 +6,11 @@ criterion there is right; the optimizer stopped short. When a check fails (check
 or Hessian, a singular fit, badly scaled predictors, θ far from the start, a non-zero return
 code) :func:`rescue` continues from the estimate with the strategies below and keeps the lowest
 criterion, each candidate's criterion evaluated through the objective (a strategy's own value
-is never trusted). A fit whose checks pass never gets here: cheap cases stay cheap.
+is never trusted). A fit whose checks pass never gets here: cheap cases stay cheap. The rescue
+itself is kept cheap: each strategy's local run is L-BFGS-B on the criterion's exact gradient
+where the objective has one (:meth:`Problem.local_phi`, mixedref.fitting.gradient_run), BOBYQA only
+where it has none, and the search stops at the first improvement where lme4's checks pass (on a
+singular estimate after the boundary search's other faces: :func:`rescue`'s ``accept``).
 
 Every strategy works in a diagonally scaled θ, φ = s ⊙ θ with s the scale of the row's column
 in its term (:func:`theta_scales`: the column's SD, 1 for an intercept). For a column z_i
@@ -22,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 from mixedref.engines.objective import Objective
+from mixedref.fitting.gradient_run import POLISH_FTOL_ABS, POLISH_GTOL, lbfgsb_phi
 from mixedref.frontend.design import ModelFrame, ReTerm
 
 #: A term column whose SD is off 1 by more than this factor makes the design "badly scaled"
@@ -44,23 +48,19 @@ PERTURB = 0.3
 #: the one BOBYQA reached.
 NEAR_BOUNDARY = 0.25
 #: At most this many diagonals per term are tried (the smallest shares first), and at most
-#: this many boundary runs in all (each a BOBYQA run over the rest of θ).
+#: this many boundary runs in all (each a local run over the rest of θ).
 MAX_BOUNDARY_PER_TERM = 3
 MAX_BOUNDARY_RUNS = 6
 #: The term's other diagonals at 0 start this share of its largest element above 0, so that
 #: the search explores the chosen face, not its intersection with the face already reached.
 LIFT = 0.1
 
-#: The finite-difference gradient polish: central differences with this step in φ, at most
-#: this many L-BFGS-B iterations.
-FD_STEP = 1e-6
-POLISH_MAXITER = 200
-
 #: A strategy wins only when its criterion is lower by more than this (absolute).
 MIN_GAIN = 1e-7
 
-#: Each BOBYQA run of a strategy stops after this many evaluations per free θ element: a
-#: run from a poor start otherwise crawls for thousands (the default run has had its chance).
+#: Each local run of a strategy stops after this many evaluations (or gradients) per free θ
+#: element: a BOBYQA run from a poor start otherwise crawls for thousands (the default run has
+#: had its chance).
 EVALS_PER_THETA = 100
 
 #: BOBYQA under the fit's settings: (criterion, start, lower bounds, maxeval) -> (x, f, code).
@@ -119,6 +119,25 @@ class Problem:
         phi = base.copy()
         phi[free] = z
         return self.to_theta(phi), code
+
+    def local_phi(self, phi0: np.ndarray, fixed: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, int | None]:
+        """A local run over φ from phi0 with the ``fixed`` elements held: L-BFGS-B on the exact
+        gradient where the objective has one (mixedref.fitting.gradient_run: a few dozen gradients
+        where BOBYQA takes hundreds to thousands of evaluations), BOBYQA otherwise and to
+        finish a gradient run that a non-finite criterion stopped. Returns (θ, NLopt code of
+        its BOBYQA run, None after L-BFGS-B alone)."""
+        if self.value_and_grad is None:
+            return self.bobyqa_phi(phi0, fixed)
+        free = np.ones(phi0.size, dtype=bool) if fixed is None else ~fixed
+        maxfun = min(EVALS_PER_THETA * max(int(free.sum()), 1), self.left())
+        if maxfun <= 0:
+            return self.to_theta(phi0), 5
+        theta, _, ok = lbfgsb_phi(self.fn, self.value_and_grad, self.scales, self.lower,
+                                  phi0, free, maxfun)
+        if ok:
+            return theta, None
+        return self.bobyqa_phi(self.to_phi(theta), fixed)
 
 
 @dataclass
@@ -195,14 +214,14 @@ def _attempt(problem: Problem, name: str, run: Callable[[], tuple[np.ndarray, in
 
 
 def rescaled(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
-    """BOBYQA in the scaled φ, from the scaled problem's own identity start and from the
+    """Local runs in the scaled φ, from the scaled problem's own identity start and from the
     estimate: with columns on scales 1e-4 and 1e4 θ's elements differ by 1e8 and one trust
-    region cannot fit them all; in φ they are of one size."""
+    region (or one L-BFGS-B step) cannot fit them all; in φ they are of one size."""
     if not badly_scaled(problem.scales):
         return []
     ident = np.concatenate([t.theta_start for t in problem.model.reterms]).astype(float)
-    return [("rescaled θ from the identity", lambda: problem.bobyqa_phi(ident)),
-            ("rescaled θ from the estimate", lambda: problem.bobyqa_phi(problem.to_phi(theta)))]
+    return [("rescaled θ from the identity", lambda: problem.local_phi(ident)),
+            ("rescaled θ from the estimate", lambda: problem.local_phi(problem.to_phi(theta)))]
 
 
 def boundary_search(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
@@ -233,7 +252,7 @@ def boundary_search(problem: Problem, theta: np.ndarray) -> list[tuple[str, Call
             mask = np.zeros(phi.size, dtype=bool)
             mask[off + np.flatnonzero(term_mask)] = True
             for name, start in _face_starts(t, phi, off, mask, what):
-                runs.append((name, lambda s=start, m=mask: problem.bobyqa_phi(s, m)))
+                runs.append((name, lambda s=start, m=mask: problem.local_phi(s, m)))
     return runs[:MAX_BOUNDARY_RUNS]
 
 
@@ -281,55 +300,17 @@ def gradient_polish(problem: Problem, theta: np.ndarray) -> list[tuple[str, Call
 
 def _polish(problem: Problem, phi0: np.ndarray) -> np.ndarray:
     """The L-BFGS-B run of :func:`gradient_polish`; returns the best θ it evaluated."""
-    lower = problem.lower
-    best = [math.inf, problem.to_theta(phi0)]
-    exact = problem.value_and_grad is not None
-
-    def value(phi: np.ndarray) -> float:
-        th = np.maximum(problem.to_theta(phi), lower)
-        v = problem.fn(th)
-        if v < best[0]:
-            best[0], best[1] = v, th
-        return v
-
-    def fg(phi: np.ndarray) -> tuple[float, np.ndarray]:
-        if exact:
-            th = np.maximum(problem.to_theta(phi), lower)
-            v, g = problem.value_and_grad(th)
-            if g is not None and math.isfinite(v):
-                if v < best[0]:
-                    best[0], best[1] = v, th
-                return v, np.asarray(g) / problem.scales
-        v = value(phi)
-        g = np.empty(phi.size)
-        for i in range(phi.size):
-            up, dn = phi.copy(), phi.copy()
-            up[i] += FD_STEP
-            dn[i] -= FD_STEP
-            if np.isfinite(lower[i]) and dn[i] < lower[i]:  # one-sided at the bound
-                dn[i] = phi[i]
-                g[i] = (value(up) - v) / FD_STEP
-            else:
-                g[i] = (value(up) - value(dn)) / (2 * FD_STEP)
-        return v, g
-
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    f0 = value(phi0)
-    per_call = 1 if exact else 2 * phi0.size + 1  # evaluations per value-and-gradient
-    budget = min(problem.left(), EVALS_PER_THETA * phi0.size)
-    opts = {"maxiter": POLISH_MAXITER, "maxfun": max(budget // per_call, 1),
-            "ftol": 1e-12 / max(abs(f0), 1.0), "gtol": 1e-8,
-            "maxls": 20}
-    try:
-        minimize(fg, np.maximum(phi0, lower), jac=True, method="L-BFGS-B", bounds=bounds,
-                 options=opts)
-    except (ValueError, FloatingPointError):  # a non-finite step: keep the best point seen
-        pass
-    return best[1]
+    k = phi0.size
+    per_call = 1 if problem.value_and_grad is not None else 2 * k + 1  # per gradient
+    budget = min(problem.left(), EVALS_PER_THETA * k)
+    theta, _, _ = lbfgsb_phi(problem.fn, problem.value_and_grad, problem.scales, problem.lower,
+                             phi0, np.ones(k, dtype=bool), max(budget // per_call, 1),
+                             ftol_abs=POLISH_FTOL_ABS, gtol=POLISH_GTOL)
+    return theta
 
 
 #: The strategies in the order they run, each choosing its own runs from the estimate. The
-#: first tier is cheap (one BOBYQA run near the estimate, a few on boundaries); the second runs
+#: first tier is cheap (one local run near the estimate, a few on boundaries); the second runs
 #: where the first improved the fit (the default stopped early, so search harder) or lme4's
 #: gradient or Hessian check failed.
 FIRST_TIER = ("rescaled", "restart", "boundary_search")
@@ -337,15 +318,16 @@ SECOND_TIER = ("perturbed", "gradient_polish")
 
 
 def restart(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
-    """BOBYQA again from the estimate: a fresh trust region, whose quadratic model is rebuilt
+    """A local run again from the estimate, in φ: a fresh quasi-Newton memory or trust region
     (the old one may have stalled on a ridge of a many-dimensional criterion)."""
     phi = problem.to_phi(theta)
-    return [("restart from the estimate", lambda: problem.bobyqa_phi(phi))]
+    return [("restart from the estimate", lambda: problem.local_phi(phi))]
 
 
 def perturbed(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]:
-    """BOBYQA from seeded perturbations of the estimate in φ (log-normal on diagonals, normal
-    elsewhere) and from the extra starts (the centred start): other basins of attraction."""
+    """Local runs from seeded perturbations of the estimate in φ (log-normal on diagonals,
+    normal elsewhere) and from the extra starts (the centred start): other basins of
+    attraction."""
     phi = problem.to_phi(theta)
     rng = np.random.default_rng(SEED)
     diag = np.isfinite(problem.lower)
@@ -355,9 +337,9 @@ def perturbed(problem: Problem, theta: np.ndarray) -> list[tuple[str, Callable]]
         noise = rng.standard_normal(phi.size)
         p = np.where(diag, np.maximum(np.abs(phi), 0.05 * size) * np.exp(PERTURB * noise),
                      phi + PERTURB * np.maximum(np.abs(phi), 0.1 * size) * noise)
-        runs.append((f"perturbed restart {k + 1}", lambda p=p: problem.bobyqa_phi(p)))
+        runs.append((f"perturbed restart {k + 1}", lambda p=p: problem.local_phi(p)))
     for name, start in problem.extra_starts:
-        runs.append((name, lambda s=start: problem.bobyqa_phi(problem.to_phi(s))))
+        runs.append((name, lambda s=start: problem.local_phi(problem.to_phi(s))))
     return runs
 
 
@@ -378,20 +360,30 @@ def worth_rescuing(problem: Problem, theta: np.ndarray, reasons: Sequence[str]) 
 def rescue(problem: Problem, theta: np.ndarray, fval: float, reasons: list[str],
            counter: Callable[[], int], edge: Callable[[np.ndarray, float], tuple[np.ndarray,
                                                                                   float]],
-           checks_failed: bool) -> RescueResult:
+           checks_failed: bool,
+           accept: Callable[[np.ndarray], tuple[bool, bool]] | None = None) -> RescueResult:
     """Run the strategies from the estimate, each from the best θ so far, and keep the lowest
     criterion; ``edge`` (lme4's restart_edge) follows a boundary result that is lower. The
     second tier runs when the first improved or ``checks_failed`` (checkConv's gradient or
-    Hessian check, a non-zero return code)."""
+    Hessian check, a non-zero return code).
+
+    ``accept`` judges each improvement: (lme4's checks pass there, the estimate is singular).
+    Where the checks pass on a non-singular estimate the search stops at once: what made the
+    rescue run is resolved. Where they pass on a singular one the tier in progress finishes
+    (a singular optimum may lie on another face of the boundary, which the boundary search
+    tries) but the second tier does not run: no check asks for a harder search."""
     best_x, best_f = np.asarray(theta, dtype=float).copy(), float(problem.fn(theta))
     start_f = min(best_f, fval)
     winner, code = None, None
     attempts: list[Attempt] = []
     steps: list[tuple[str, float]] = []
+    resolved = settled = False
     for tier in (FIRST_TIER, SECOND_TIER):
-        if tier is SECOND_TIER and winner is None and not checks_failed:
+        if tier is SECOND_TIER and (settled or (winner is None and not checks_failed)):
             break
         for key in tier:
+            if resolved:
+                break
             for name, run in _BY_NAME[key](problem, best_x):
                 if problem.left() <= 0:
                     break
@@ -406,6 +398,12 @@ def rescue(problem: Problem, theta: np.ndarray, fval: float, reasons: list[str],
                 if a.fval < best_f - MIN_GAIN:
                     steps.append((a.strategy, best_f - a.fval))
                     best_x, best_f, winner, code = a.theta, a.fval, a.strategy, a.code
+                    if accept is not None:
+                        passes, singular = accept(best_x)
+                        settled = passes
+                        resolved = passes and not singular
+                        if resolved:
+                            break
     if winner is not None:  # the biggest step won; later ones may only shave off a little
         winner = max(steps, key=lambda st: st[1])[0]
     return RescueResult(best_x, best_f, winner, start_f - best_f, reasons, attempts, code,
