@@ -102,6 +102,9 @@ class Tolerance:
     ci_width_rel: float = 5e-3
     # predictions (predict(m, newdata, re.form)): absolute, in units of the reference σ
     predict_sigma_units: float = 1e-3
+    # GLMMs: predictions on the link scale, absolute (None: predict_sigma_units * σ, as an
+    # LMM's); a response-scale prediction gets this carried through the inverse link
+    predict_link_abs: float | None = None
 
     # coefficient tests (lmerTest): denominator df relative; a p-value against Pr(>|t|) of the
     # candidate's own estimate, SE and df, relative
