@@ -373,8 +373,9 @@ class GlmerFit(MixedModelFit):
 
     def confint(self, parm: str | Sequence[str] | None = None, *, method: str = "Wald",
                 level: float = 0.95) -> pd.DataFrame:
-        """lme4's confint(m, parm, level, method = "Wald", oldNames = FALSE): NaN rows for the
-        variance parameters, beta +- z SE for the fixed effects (mixedref.glmer_inference)."""
+        """lme4's confint(m, parm, level, method, oldNames = FALSE): "Wald" (NaN rows for the
+        variance parameters, beta +- z SE for the fixed effects) or "profile" (scalar terms,
+        families without a scale: mixedref.glmer_profile)."""
         from mixedref.glmer_inference import confint
 
         return confint(self, parm, method=method, level=level)

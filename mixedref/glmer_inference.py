@@ -4,8 +4,8 @@ table of ``summary(m)$coefficients`` (z tests on lme4's default, Hessian-based v
 
 lme4 names the statistic "z value" for families without a scale (binomial, Poisson) and
 "t value" for those with one (Gamma, inverse Gaussian), and takes the p-value from the normal
-distribution in both cases (column "Pr(>|z|)"); the same here. Profile intervals of a GLMM are
-not computed (lme4's ``profile`` refits the model along every parameter: 5.4 s of CPU on cbpp).
+distribution in both cases (column "Pr(>|z|)"); the same here. Profile intervals are
+:mod:`mixedref.glmer_profile`'s.
 """
 
 from __future__ import annotations
@@ -58,15 +58,18 @@ def confint(fit: Any, parm: str | Sequence[str] | None = None, *, method: str = 
             level: float = 0.95) -> pd.DataFrame:
     """lme4's ``confint(m, parm, level, method = "Wald", oldNames = FALSE)`` of a GLMM: NaN for
     the variance parameters (and sigma), β̂ ± z·SE for the fixed effects, SE from lme4's default
-    vcov. ``parm``: None (all), "theta_", "beta_" or a list of names. ``method="profile"`` is
-    refused by name: profile intervals are implemented for lmer fits only."""
-    if method == "profile":
-        raise MixedrefError('method="profile" is not implemented for glmer fits (profile '
-                            'intervals are available for lmer fits); use method="Wald"')
-    if method != "Wald":
-        raise MixedrefError(f'method must be "Wald" for a glmer fit, got {method!r}')
+    vcov. ``parm``: None (all), "theta_", "beta_" or a list of names. ``method="profile"``:
+    profile-likelihood intervals (mixedref.glmer_profile; scalar random-effects terms and
+    families without a scale only, others refused by name)."""
+    if method not in ("Wald", "profile"):
+        raise MixedrefError(f'method must be "Wald" or "profile" for a glmer fit, got '
+                            f'{method!r} (lme4\'s "boot" is not implemented)')
     if not 0.0 < level < 1.0:
         raise MixedrefError(f"level must be in (0, 1), got {level}")
+    if method == "profile":
+        from mixedref.glmer_profile import profile_confint
+
+        return profile_confint(fit, parm, level)
     z = float(norm.ppf((1.0 + level) / 2.0))
     names = parameter_names(fit)
     nvar = len(names) - fit.model.p

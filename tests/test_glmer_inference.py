@@ -89,9 +89,7 @@ def test_wald_intervals_are_lme4s() -> None:
 
 def test_bad_confint_arguments_are_refused_by_name() -> None:
     fit = cbpp()
-    with pytest.raises(MixedrefError, match='method="profile" is not implemented for glmer'):
-        fit.confint(method="profile")
-    with pytest.raises(MixedrefError, match="method must be"):
+    with pytest.raises(MixedrefError, match='method must be "Wald" or "profile"'):
         fit.confint(method="boot")
     with pytest.raises(MixedrefError, match=r"unknown parameters \['period9'\] in parm"):
         fit.confint(["period9"])
@@ -135,3 +133,27 @@ def test_anova_of_nested_glmer_fits_is_lme4s() -> None:
     assert table["Df"].iloc[1] == lme4[1]["Df"] == 2
     assert table["Chisq"].iloc[1] == pytest.approx(lme4[1]["Chisq"], abs=2e-3)
     assert table["Pr(>Chisq)"].iloc[1] == pytest.approx(lme4[1]["p"], rel=1e-3)
+
+
+def test_profile_intervals_are_lme4s() -> None:
+    """cbpp's profile intervals against lme4's (its spline through a grid, at its default PIRLS;
+    harness/references/lme4.json): within 1e-3 of each interval's width (measured 3e-5)."""
+    fit = cbpp()
+    ci = fit.confint(method="profile")
+    path = ROOT / "harness" / "references" / "lme4.json"
+    rows = [r for r in json.loads(path.read_text())["records"]["cbpp-cbind-ML"]["confint"]
+            if r["method"] == "profile"]
+    assert [r["parm"] for r in rows] == list(ci.index)
+    for r in rows:
+        width = r["upper"] - r["lower"]
+        assert abs(ci.at[r["parm"], "2.5 %"] - r["lower"]) < 1e-3 * width, r["parm"]
+        assert abs(ci.at[r["parm"], "97.5 %"] - r["upper"]) < 1e-3 * width, r["parm"]
+
+
+def test_profile_intervals_refuse_what_they_do_not_cover() -> None:
+    gamma = _quiet_glmer("y ~ x + (1 | g)", load_dataset("sim_glmm_gamma"), "Gamma", link="log")
+    with pytest.raises(MixedrefError, match="family without a scale"):
+        gamma.confint(method="profile")
+    slopes = _quiet_glmer("y ~ x + (x | g)", load_dataset("sim_glmm_slopes"), "binomial")
+    with pytest.raises(MixedrefError, match="scalar random-effects terms only"):
+        slopes.confint(method="profile")
