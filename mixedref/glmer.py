@@ -376,6 +376,10 @@ class GlmerFit(MixedModelFit):
         """lme4's confint(m, parm, level, method, oldNames = FALSE): "Wald" (NaN rows for the
         variance parameters, beta +- z SE for the fixed effects) or "profile" (scalar terms,
         families without a scale: mixedref.glmer_profile)."""
+        if method == "profile":
+            from mixedref.glmer_profile import profile_confint
+
+            return profile_confint(self, parm, level)
         from mixedref.glmer_inference import confint
 
         return confint(self, parm, method=method, level=level)

@@ -48,6 +48,12 @@ def parameter_names(fit: Any) -> list[str]:
     return names + list(fit.fixef.index)
 
 
+def check_level(level: float) -> None:
+    """A confidence level must lie strictly between 0 and 1."""
+    if not 0.0 < level < 1.0:
+        raise MixedrefError(f"level must be in (0, 1), got {level}")
+
+
 def _level_names(level: float) -> list[str]:
     """R's column names of a confint ("2.5 %", "97.5 %")."""
     a = (1.0 - level) / 2.0
@@ -58,18 +64,13 @@ def confint(fit: Any, parm: str | Sequence[str] | None = None, *, method: str = 
             level: float = 0.95) -> pd.DataFrame:
     """lme4's ``confint(m, parm, level, method = "Wald", oldNames = FALSE)`` of a GLMM: NaN for
     the variance parameters (and sigma), β̂ ± z·SE for the fixed effects, SE from lme4's default
-    vcov. ``parm``: None (all), "theta_", "beta_" or a list of names. ``method="profile"``:
-    profile-likelihood intervals (mixedref.glmer_profile; scalar random-effects terms and
-    families without a scale only, others refused by name)."""
-    if method not in ("Wald", "profile"):
+    vcov. ``parm``: None (all), "theta_", "beta_" or a list of names. (``method="profile"`` is
+    mixedref.glmer_profile's; GlmerFit.confint dispatches.)"""
+    if method != "Wald":
         raise MixedrefError(f'method must be "Wald" or "profile" for a glmer fit, got '
-                            f'{method!r} (lme4\'s "boot" is not implemented)')
-    if not 0.0 < level < 1.0:
-        raise MixedrefError(f"level must be in (0, 1), got {level}")
-    if method == "profile":
-        from mixedref.glmer_profile import profile_confint
-
-        return profile_confint(fit, parm, level)
+                            f'{method!r} (lme4\'s "boot" is not implemented; "profile" is '
+                            'mixedref.glmer_profile\'s, GlmerFit.confint dispatches to it)')
+    check_level(level)
     z = float(norm.ppf((1.0 + level) / 2.0))
     names = parameter_names(fit)
     nvar = len(names) - fit.model.p

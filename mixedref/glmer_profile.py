@@ -87,7 +87,7 @@ class GlmerProfiler:
         does not reach it before a standard deviation's lower bound)."""
         est, h = self.estimate[k], self.scale[k] * math.copysign(1.0, target)
         self._start.pop(k, None)
-        prev, zprev = est, 0.0
+        prev = est
         step = 0.5
         for _ in range(40):
             v = est + step * h
@@ -101,7 +101,7 @@ class GlmerProfiler:
             if abs(z) >= abs(target):
                 return float(brentq(lambda u: self.zeta(k, u) - target, prev, v,
                                     xtol=1e-7 * abs(h), rtol=1e-10))
-            prev, zprev = v, z
+            prev = v
             step *= 1.6
         raise MixedrefError(f"the profile of {self.names[k]} does not reach |zeta| = "
                             f"{abs(target):.3g}")
@@ -112,8 +112,9 @@ def profile_confint(fit: Any, parm: str | Sequence[str] | None = None,
     """Profile-likelihood intervals of a GlmerFit (lme4's confint(m, method = "profile",
     oldNames = FALSE)): rows sd_<col>|<group> then the fixed effects (or those in ``parm``:
     names, "theta_" or "beta_"), columns as R names them ("2.5 %", "97.5 %")."""
-    from mixedref.glmer_inference import _level_names
+    from mixedref.glmer_inference import _level_names, check_level
 
+    check_level(level)
     prof = GlmerProfiler(fit)
     names = prof.names
     if parm is None:
