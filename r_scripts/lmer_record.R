@@ -182,12 +182,15 @@ anova_terms_rows <- function(m, REML) {
 # anova(m0, m1) with m0 the catalog's partner model (`partner`, a formula; the case's `anova:`
 # entry) fitted to the same data as `m1`, REML or ML alike (anova refits REML fits with ML):
 # rows {model, npar, AIC, BIC, logLik, deviance, Chisq, Df, p} in anova's order; NULL without
-# a partner or when the partner or anova fails.
-anova_rows <- function(m1, data, partner, REML) {
+# a partner or when the partner or anova fails. `fit_partner` (a function of the formula
+# string) fits the partner; NULL: lmer (glmer_record.R gives its glmer).
+anova_rows <- function(m1, data, partner, REML, fit_partner = NULL) {
   if (is.null(partner)) return(NULL)
   quiet <- function(expr) tryCatch(suppressWarnings(suppressMessages(expr)),
                                    error = function(e) NULL)
-  m0 <- quiet(lme4::lmer(stats::as.formula(partner), data = data, REML = isTRUE(REML)))
+  m0 <- quiet(if (is.null(fit_partner))
+                lme4::lmer(stats::as.formula(partner), data = data, REML = isTRUE(REML))
+              else fit_partner(partner))
   if (is.null(m0)) return(NULL)
   a <- quiet(stats::anova(m0, m1))
   if (is.null(a)) return(NULL)
@@ -221,16 +224,19 @@ confint_rows <- function(m, profile = FALSE) {
   if (length(rows)) rows else NULL
 }
 
-# predict(m, newdata) on the data's first `k` rows at the population level (re.form = NA) and
-# conditional on every term (re.form = NULL), and on the first row with every grouping factor
-# at a level unseen in fitting (allow.new.levels = TRUE) when each grouping factor is a column
-# of the data that the fixed part does not use: rows {re_form, row (0-based), new_levels, value}.
+# predict(m, newdata, type = `type`) on the data's first `k` rows at the population level
+# (re.form = NA) and conditional on every term (re.form = NULL), and on the first row with every
+# grouping factor at a level unseen in fitting (allow.new.levels = TRUE) when each grouping
+# factor is a column of the data that the fixed part does not use: rows {re_form, row (0-based),
+# new_levels, value, grid, type}. `type` "link" (an LMM's only scale) or "response" (GLMMs).
 PREDICTION_ROWS <- 10
-prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
+prediction_rows <- function(m, data, k = PREDICTION_ROWS, type = "link") {
   nd <- data[seq_len(min(k, nrow(data))), , drop = FALSE]
   quiet <- function(expr) tryCatch(suppressWarnings(expr), error = function(e) NULL)
-  rows <- c(as_prediction_rows(quiet(stats::predict(m, newdata = nd, re.form = NA)), "NA"),
-            as_prediction_rows(quiet(stats::predict(m, newdata = nd)), "NULL"))
+  rows <- c(as_prediction_rows(quiet(stats::predict(m, newdata = nd, re.form = NA,
+                                                    type = type)), "NA", type = type),
+            as_prediction_rows(quiet(stats::predict(m, newdata = nd, type = type)), "NULL",
+                               type = type))
   groups <- names(lme4::getME(m, "flist"))
   fixed_vars <- all.vars(lme4::nobars(stats::formula(m))[[3]])
   if (all(groups %in% names(data)) && !any(groups %in% fixed_vars)) {
@@ -240,25 +246,26 @@ prediction_rows <- function(m, data, k = PREDICTION_ROWS) {
       nd1[[g]] <- factor(NEW_LEVEL, levels = lv)
     }
     rows <- c(rows, as_prediction_rows(
-      quiet(stats::predict(m, newdata = nd1, allow.new.levels = TRUE)), "NULL",
-      new_levels = TRUE))
+      quiet(stats::predict(m, newdata = nd1, allow.new.levels = TRUE, type = type)), "NULL",
+      new_levels = TRUE, type = type))
   }
   if (length(rows)) rows else NULL
 }
 NEW_LEVEL <- "harness.new.level"
 
 # One predict() result (NULL when it failed: no rows) as prediction rows {re_form, row (0-based),
-# new_levels, value, grid}.
-as_prediction_rows <- function(values, re_form, new_levels = FALSE, grid = FALSE)
+# new_levels, value, grid, type}.
+as_prediction_rows <- function(values, re_form, new_levels = FALSE, grid = FALSE,
+                               type = "link")
   lapply(seq_along(values), function(i)
     list(re_form = re_form, row = i - 1L, new_levels = new_levels, value = unname(values[i]),
-         grid = grid))
+         grid = grid, type = type))
 
 # predict(m, newdata) on the catalog's prediction grid (`grid`: column -> values, crossed as
 # expand.grid, the other columns from the data's first row; a factor column keeps the data's
 # levels, plus any new ones the grid names), at re.form = NA and NULL with allow.new.levels =
-# TRUE: rows {re_form, row (0-based grid row), new_levels FALSE, value, grid TRUE}.
-grid_rows <- function(m, data, grid) {
+# TRUE: rows {re_form, row (0-based grid row), new_levels FALSE, value, grid TRUE, type}.
+grid_rows <- function(m, data, grid, type = "link") {
   if (is.null(grid)) return(NULL)
   g <- expand.grid(grid, stringsAsFactors = FALSE, KEEP.OUT.ATTRS = FALSE)
   nd <- data[rep(1L, nrow(g)), , drop = FALSE]
@@ -272,9 +279,10 @@ grid_rows <- function(m, data, grid) {
   quiet <- function(expr) tryCatch(suppressWarnings(expr), error = function(e) NULL)
   rows <- c(
     as_prediction_rows(quiet(stats::predict(m, newdata = nd, re.form = NA,
-                                            allow.new.levels = TRUE)), "NA", grid = TRUE),
-    as_prediction_rows(quiet(stats::predict(m, newdata = nd, allow.new.levels = TRUE)),
-                       "NULL", grid = TRUE))
+                                            allow.new.levels = TRUE, type = type)), "NA",
+                       grid = TRUE, type = type),
+    as_prediction_rows(quiet(stats::predict(m, newdata = nd, allow.new.levels = TRUE,
+                                            type = type)), "NULL", grid = TRUE, type = type))
   if (length(rows)) rows else NULL
 }
 

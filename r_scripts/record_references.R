@@ -55,7 +55,8 @@ main <- function(args) {
                                                  anova = case$anova_formula,
                                                  grid = case$predict_grid)
            else glmer_record(cache[[key]], case$formula, case$family, case$link, case$nAGQ,
-                             case$weights, case$id)
+                             case$weights, case$id, intervals = "intervals" %in% case$tags,
+                             anova = case$anova_formula, grid = case$predict_grid)
     status <- if (is.null(rec$error)) sprintf("objective %.6f", rec$objective) else rec$error
     cat(sprintf("%-40s %6.2fs  %s\n", case$id, if (is.null(rec$seconds)) NA else rec$seconds,
                 status))

@@ -321,9 +321,17 @@ def test_anova_partners_resolve_to_their_formula_and_bad_ones_are_named(tmp_path
     check_error(tmp_path, [entry(spec="big", anova="big")], r"anova: 'big' must be another spec")
     check_error(tmp_path, [small, entry(spec="big", anova=["small"])],
                 r"entry 1 .*anova \['small'\] must be the spec name")
+    # GLMM pairs are fitted alike: the same family, link, nAGQ and weights
     glmm = {**CBPP, "spec": "glmm_big", "anova": "glmm_small"}
-    check_error(tmp_path, [{**CBPP, "spec": "glmm_small"}, glmm],
-                r"anova: pairs are linear mixed models only")
+    pair = load_catalog(write_catalog(tmp_path, [{**CBPP, "spec": "glmm_small"}, glmm]))
+    assert [c.anova_formula for c in pair] == [None, CBPP["formula"]]
+    check_error(tmp_path, [{**CBPP, "spec": "glmm_small", "link": "probit"}, glmm],
+                r"anova: a pair must be the same kind of model fitted alike.*'glmm_small' "
+                r"differs")
+    check_error(tmp_path, [entry(spec="lmm_small", dataset="cbpp",
+                                 formula="incidence ~ 1 + (1 | herd)"), {**glmm, "anova":
+                                                                         "lmm_small"}],
+                r"anova: a pair must be the same kind of model")
 
 
 def test_prediction_grids_are_checked_and_crossed_as_expand_grid(tmp_path):

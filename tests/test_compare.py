@@ -459,3 +459,95 @@ def test_anova_tables_are_compared_row_by_row() -> None:
     silent = compare_records(ref, _cand())
     assert silent.verdict == AGREED
     assert next(r for r in silent.rows if r.name == "anova_chisq[m1]").ok is None
+
+
+# ----------------------------------------------------------------------------- GLMM inference
+
+
+def _glmm(**changes: object) -> dict:
+    """Shaped like lme4's cbpp binomial record (values rounded, hand-made): two fixed effects,
+    Hessian and RX SEs, a Wald z table, Wald intervals and predictions on both scales."""
+    from scipy.special import expit
+    from scipy.stats import norm
+
+    fixef = {"(Intercept)": -1.40, "period2": -0.99}
+    se = {"(Intercept)": 0.231, "period2": 0.303}
+    rec = {"impl": "lme4", "family": "binomial", "link": "logit", "nAGQ": 1,
+           "fixef": fixef, "fixef_se": se, "fixef_se_rx": {"(Intercept)": 0.228,
+                                                            "period2": 0.305},
+           "sigma": 1.0, "objective": 184.05, "loglik": -92.03,
+           "varcorr": [{"grp": "herd", "var1": "(Intercept)", "var2": None, "vcov": 0.412,
+                        "sdcor": 0.642}],
+           "coef_tests": [{"ddf": "Wald", "term": t, "se": se[t], "df": None,
+                           "p": float(2 * norm.sf(abs(fixef[t] / se[t]))),
+                           "statistic": fixef[t] / se[t]} for t in fixef],
+           "confint": [{"method": "Wald", "parm": t, "lower": fixef[t] - 1.96 * se[t],
+                        "upper": fixef[t] + 1.96 * se[t]} for t in fixef],
+           "predictions": [{"re_form": "NA", "row": i, "new_levels": False, "value": v,
+                            "type": kind}
+                           for kind, f in (("link", float), ("response", expit))
+                           for i, v in enumerate(map(f, (-1.40, -2.39)))]}
+    rec.update(changes)
+    return normalize_record(rec, str(rec["impl"]), "cbpp-cbind-ML")
+
+
+def test_glmm_wald_z_tests_are_compared_within_their_parts_allowances() -> None:
+    from harness.core.comparators.coef_tests import z_allowed
+    from harness.core.tolerance import GLMM
+
+    ref = _glmm()
+    comp = compare_records(ref, _glmm(impl="cand"), tol=GLMM)
+    assert comp.verdict == AGREED
+    assert {"z_wald[period2]", "p_wald[period2]"} <= {r.name for r in comp.rows}
+    z = -0.99 / 0.303
+    allowed = z_allowed(z, 0.303, 0.305, GLMM)
+    assert allowed == pytest.approx(0.01 * 0.305 / 0.303 + 0.02 * abs(z))
+    off = copy.deepcopy(ref["coef_tests"])
+    off[1]["statistic"] = z + 1.5 * allowed
+    assert [r.name for r in compare_records(ref, _glmm(impl="cand", coef_tests=off),
+                                            tol=GLMM).failures] == ["z_wald[period2]"]
+    # a p-value that is not its own estimate's and SE's (a t distribution's) fails
+    lying = copy.deepcopy(ref["coef_tests"])
+    lying[0]["p"] *= 1.01
+    assert [r.name for r in compare_records(ref, _glmm(impl="cand", coef_tests=lying),
+                                            tol=GLMM).failures] == ["p_wald[(Intercept)]"]
+
+
+def test_glmm_predictions_are_compared_on_the_link_and_through_the_inverse_link() -> None:
+    from scipy.special import expit
+
+    from harness.core.comparators.predictions import response_allowed
+    from harness.core.tolerance import GLMM
+
+    ref = _glmm()
+    a = GLMM.predict_link_abs
+    mu = float(expit(-2.39))
+    # the allowance carried through the logit's inverse: about mu (1 - mu) times the link's
+    assert response_allowed(mu, "logit", a) == pytest.approx(mu * (1 - mu) * a, rel=1e-2)
+    near = copy.deepcopy(ref["predictions"])
+    near[1]["value"] += 0.9 * a
+    near[3]["value"] += 0.9 * mu * (1 - mu) * a
+    comp = compare_records(ref, _glmm(impl="cand", predictions=near), tol=GLMM)
+    assert comp.verdict == AGREED
+    assert {"predict[population]", "predict[response population]"} <= {r.name for r in comp.rows}
+    # a response off by what the link allows (not carried through the inverse link) fails
+    far = copy.deepcopy(ref["predictions"])
+    far[3]["value"] += a
+    assert [r.name for r in compare_records(ref, _glmm(impl="cand", predictions=far),
+                                            tol=GLMM).failures] == ["predict[response population]"]
+
+
+def test_glmm_wald_limits_move_with_beta_and_the_hessian_se() -> None:
+    from harness.core.comparators.confint import glmm_wald_allowed
+    from harness.core.tolerance import GLMM
+
+    ref = _glmm()
+    lo, hi = ref["confint"][1]["lower"], ref["confint"][1]["upper"]
+    allowed = glmm_wald_allowed(lo, hi, 0.305, GLMM)
+    assert allowed == pytest.approx(0.01 * 0.305 + 0.02 * 1.96 * 0.303)
+    ci = copy.deepcopy(ref["confint"])
+    ci[1]["upper"] += 0.9 * allowed
+    assert compare_records(ref, _glmm(impl="cand", confint=ci), tol=GLMM).verdict == AGREED
+    ci[1]["upper"] += 0.2 * allowed
+    assert [r.name for r in compare_records(ref, _glmm(impl="cand", confint=ci),
+                                            tol=GLMM).failures] == ["ci_wald[period2,upper]"]

@@ -267,6 +267,71 @@ def test_glmm_exceptions_are_optimizers_that_stopped_short() -> None:
         assert gap > 1e-3, f"{cid}, {name} ({why}): only {gap:.3g} above the default"
 
 
+# ----------------------------------------------------------------------------- GLMMs: PIRLS
+
+GLMM_PIRLS = ROOT / "tests" / "references" / "glmm_pirls_spread.json.gz"
+#: the case whose default fit stops short of its own tight one (criterion 0.0045 above it) with
+#: its Hessian SEs collapsed (z = 1180 for the intercept; 47 times z's allowance from the tight
+#: fit): lme4's default is wrong there, so its move is no measure of noise
+PIRLS_SHORT = "sim_glmm_olre-olre-ML"
+
+
+def _pirls_rows(doc: dict):
+    from harness.core.tolerance import GLMM
+
+    for cid, case in doc["cases"].items():
+        comp = compare_records(case["default"], case["tight"], tol=GLMM)
+        assert comp.error is None, f"{cid}: {comp.error}"
+        for row in comp.rows:
+            if row.difference is not None and row.allowed:
+                yield cid, row
+
+
+def test_glmm_pirls_recording_covers_the_glmm_cases_with_their_inference() -> None:
+    doc = _read_json(GLMM_PIRLS)
+    glmm = {c.id for c in load_catalog() if c.is_glmm and "large" not in c.tags}
+    assert set(doc["cases"]) == glmm and doc["tolPwrss"] == 1e-10
+    for cid, case in doc["cases"].items():
+        for rec in (case["default"], case["tight"]):
+            assert rec["error"] is None, cid
+            assert rec["coef_tests"] and rec["confint"], cid
+            assert {r["type"] for r in rec["predictions"]} == {"link", "response"}, cid
+        assert case["tight"]["objective"] <= case["default"]["objective"] + 1e-6, cid
+
+
+def test_the_glmm_link_prediction_allowance_is_twice_lme4s_pirls_move() -> None:
+    """GLMM_PREDICT_LINK_ABS is SINGULAR_MARGIN times the largest move of a link-scale
+    prediction when lme4's PIRLS is converged further, rounded up to one significant figure,
+    and harness/core/tolerance.py quotes that move and its case."""
+    import math
+
+    from harness.core.tolerance import GLMM_PREDICT_LINK_ABS, SINGULAR_MARGIN
+
+    moves = [(abs(r.difference), cid) for cid, r in _pirls_rows(_read_json(GLMM_PIRLS))
+             if cid != PIRLS_SHORT and r.name.startswith("predict[")
+             and not r.name.startswith("predict[response")]
+    move, case = max(moves)
+    quoted, quoted_case = _quoted(r"predictions by up to ([0-9.e-]+) \((\w+)-?\w*;",
+                                  TOLERANCE_SOURCE.read_text(encoding="utf-8"),
+                                  "harness/core/tolerance.py's comment on GLMM_PREDICT_LINK_ABS")
+    assert move == pytest.approx(float(quoted), rel=5e-3) and case.startswith(quoted_case)
+    step = 10.0 ** math.floor(math.log10(SINGULAR_MARGIN * move))
+    assert GLMM_PREDICT_LINK_ABS == pytest.approx(math.ceil(SINGULAR_MARGIN * move / step) * step)
+
+
+def test_lme4s_pirls_move_stays_inside_the_glmm_tolerances() -> None:
+    """Every compared quantity (the inference included) moves less than its GLMM allowance
+    when lme4's PIRLS is converged further, on every case but the one whose default stops
+    short; there the Wald quantities move far beyond (its default's SEs are wrong)."""
+    rows = list(_pirls_rows(_read_json(GLMM_PIRLS)))
+    ratio, cid, name = max((abs(r.difference) / r.allowed, cid, r.name) for cid, r in rows
+                           if cid != PIRLS_SHORT)
+    assert ratio < 1, f"{name} of {cid} moves {ratio:.3f} of its allowance"
+    short = {r.name.split("[")[0] for cid, r in rows
+             if cid == PIRLS_SHORT and abs(r.difference) > r.allowed}
+    assert {"z_wald", "ci_wald", "fixef_se"} <= short
+
+
 # ----------------------------------------------------------------------------- singular fits: BLAS
 
 BLAS_SPREAD = ROOT / "tests" / "references" / "blas_spread.json.gz"

@@ -52,7 +52,8 @@ class Lme4Live(Adapter):
 
     def fit(self, case: Any, data: Any, timeout: float | None = None) -> dict[str, Any]:
         if getattr(case, "family", None) is not None:
-            return rbridge.glmer_record(data, case, impl=self.name, timeout=timeout)
+            return rbridge.glmer_record(data, case, impl=self.name, timeout=timeout,
+                                        intervals=wants_intervals(case))
         return rbridge.lmer_record(data, case.formula, bool(case.REML), case.id, impl=self.name,
                                    timeout=timeout, intervals=wants_intervals(case),
                                    anova=getattr(case, "anova_formula", None),

@@ -33,27 +33,34 @@ class Mixedref(Adapter):
 
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
         fit = self.fit_only(case, data)
-        if case_is_glmm(case):
-            return glmer_record(fit)
-        predictions = (prediction_rows(fit, data, case.formula) or []) + (
-            grid_rows(fit, data, getattr(case, "predict_grid", None)) or [])
-        return {**lmer_record(fit), "predictions": predictions or None,
-                "confint": confint_rows(fit, profile=wants_intervals(case)),
-                "anova": anova_rows(fit, data, getattr(case, "anova_formula", None))}
+        glmm = case_is_glmm(case)
+        predictions = []
+        for kind in ("link", "response") if glmm else ("link",):
+            predictions += (prediction_rows(fit, data, case.formula, kind) or []) + (
+                grid_rows(fit, data, getattr(case, "predict_grid", None), kind) or [])
+        inference = {"predictions": predictions or None,
+                     "confint": confint_rows(fit, profile=wants_intervals(case)),
+                     "anova": anova_rows(fit, data, getattr(case, "anova_formula", None),
+                                         refit=lambda f: self.fit_only(case, data, f))}
+        if glmm:
+            return {**glmer_record(fit), **inference, "coef_tests": wald_z_rows(fit)}
+        return {**lmer_record(fit), **inference}
 
     @staticmethod
-    def fit_only(case: Any, data: Any) -> Any:
+    def fit_only(case: Any, data: Any, formula: str | None = None) -> Any:
         """The fit alone (an LmerFit or a GlmerFit), without the record's post-fit quantities
-        (conditional variances, coefficient tests): what the benchmarks time, as lme4's."""
+        (conditional variances, coefficient tests): what the benchmarks time, as lme4's.
+        ``formula`` replaces the case's (its anova partner, fitted alike)."""
         import mixedref
 
+        formula = case.formula if formula is None else formula
         if getattr(case, "family", None) == "negative.binomial":
-            return mixedref.glmer_nb(case.formula, data, link=case.link or "log",
+            return mixedref.glmer_nb(formula, data, link=case.link or "log",
                                      nAGQ=case.nAGQ, weights=case.prior_weights(data))
         if case_is_glmm(case):
-            return mixedref.glmer(case.formula, data, case.family, link=case.link,
+            return mixedref.glmer(formula, data, case.family, link=case.link,
                                   nAGQ=case.nAGQ, weights=case.prior_weights(data))
-        return mixedref.lmer(case.formula, data, REML=bool(case.REML))
+        return mixedref.lmer(formula, data, REML=bool(case.REML))
 
 
 def _common_record(fit: Any) -> dict[str, Any]:
@@ -117,10 +124,12 @@ def confint_rows(fit: Any, profile: bool) -> list[dict[str, Any]] | None:
     return rows or None
 
 
-def anova_rows(fit: Any, data: Any, partner: str | None) -> list[dict[str, Any]] | None:
+def anova_rows(fit: Any, data: Any, partner: str | None,
+               refit: Any = None) -> list[dict[str, Any]] | None:
     """mixedref.anova(m0, m1) with m0 the case's partner model (``partner``, its formula)
-    fitted alike, as rows {model, npar, AIC, BIC, logLik, deviance, Chisq, Df, p}
-    (r_scripts/lmer_record.R's anova_rows); None without a partner or when a fit fails."""
+    fitted alike (by ``refit(formula)``; None: lmer with the fit's REML), as rows {model, npar,
+    AIC, BIC, logLik, deviance, Chisq, Df, p} (r_scripts/lmer_record.R's anova_rows); None
+    without a partner or when a fit fails."""
     import warnings
 
     import mixedref
@@ -131,7 +140,8 @@ def anova_rows(fit: Any, data: Any, partner: str | None) -> list[dict[str, Any]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fits' own warnings and anova's refit message
         try:
-            m0 = mixedref.lmer(partner, data, REML=fit.REML)
+            m0 = (mixedref.lmer(partner, data, REML=fit.REML) if refit is None
+                  else refit(partner))
             table = mixedref.anova(m0, fit, names=["m0", "m1"])
         except MixedrefError:
             return None
@@ -147,17 +157,19 @@ PREDICTION_ROWS = 10
 NEW_LEVEL = "harness.new.level"
 
 
-def prediction_rows(fit: Any, data: Any, formula: str) -> list[dict[str, Any]] | None:
-    """predict() on the data's first rows at re_form "NA" and None (lme4's NULL), and on the
-    first row at new grouping levels (allow_new_levels) when every grouping factor is a data
-    column the fixed part does not use: the rule r_scripts/lmer_record.R records lme4's by."""
+def prediction_rows(fit: Any, data: Any, formula: str, type: str = "link"  # noqa: A002
+                    ) -> list[dict[str, Any]] | None:
+    """predict(type=) on the data's first rows at re_form "NA" and None (lme4's NULL), and on
+    the first row at new grouping levels (allow_new_levels) when every grouping factor is a
+    data column the fixed part does not use: the rule r_scripts/lmer_record.R records lme4's
+    by. ``type`` "link", or "response" for a GlmerFit."""
     import re
 
     from harness.adapters.peers._formula import parse
     from mixedref.errors import MixedrefError
 
     nd = data.iloc[:PREDICTION_ROWS]
-    rows = _population_and_conditional(fit, nd, grid=False)
+    rows = _population_and_conditional(fit, nd, grid=False, type=type)
     groups = list(fit.ngroups)
     fixed = parse(formula).fixed
     if all(g in data.columns for g in groups) and not any(
@@ -166,11 +178,12 @@ def prediction_rows(fit: Any, data: Any, formula: str) -> list[dict[str, Any]] |
         for g in groups:
             first[g] = NEW_LEVEL
         try:
-            value = fit.predict(first, allow_new_levels=True)[0]
+            value = fit.predict(first, allow_new_levels=True, type=type)[0]
         except MixedrefError:
             value = None
         if value is not None:
-            rows.append({"re_form": "NULL", "row": 0, "new_levels": True, "value": _number(value)})
+            rows.append({"re_form": "NULL", "row": 0, "new_levels": True, "value": _number(value),
+                         "type": type})
     return rows or None
 
 
@@ -198,16 +211,18 @@ def grid_frame(data: Any, grid: dict[str, list[Any]]) -> Any:
     return nd
 
 
-def grid_rows(fit: Any, data: Any, grid: dict[str, list[Any]] | None
-              ) -> list[dict[str, Any]] | None:
-    """predict() on the catalog's prediction grid at re_form "NA" and None, new levels
-    allowed: rows {re_form, row, new_levels False, value, grid True}; None without a grid."""
+def grid_rows(fit: Any, data: Any, grid: dict[str, list[Any]] | None,
+              type: str = "link") -> list[dict[str, Any]] | None:  # noqa: A002
+    """predict(type=) on the catalog's prediction grid at re_form "NA" and None, new levels
+    allowed: rows {re_form, row, new_levels False, value, grid True, type}; None without a
+    grid."""
     if not grid:
         return None
-    return _population_and_conditional(fit, grid_frame(data, grid), grid=True) or None
+    return _population_and_conditional(fit, grid_frame(data, grid), grid=True, type=type) or None
 
 
-def _population_and_conditional(fit: Any, newdata: Any, grid: bool) -> list[dict[str, Any]]:
+def _population_and_conditional(fit: Any, newdata: Any, grid: bool, type: str = "link"  # noqa: A002
+                                ) -> list[dict[str, Any]]:
     """predict() on ``newdata`` at re_form "NA" and None (lme4's NULL) as prediction rows;
     on the catalog's grid (``grid``) new levels are allowed, as r_scripts/lmer_record.R's
     grid_rows predicts them. A re_form mixedref refuses is left out (not reported)."""
@@ -216,11 +231,11 @@ def _population_and_conditional(fit: Any, newdata: Any, grid: bool) -> list[dict
     rows: list[dict[str, Any]] = []
     for re_form, label in (("NA", "NA"), (None, "NULL")):
         try:
-            values = fit.predict(newdata, re_form=re_form, allow_new_levels=grid)
+            values = fit.predict(newdata, re_form=re_form, allow_new_levels=grid, type=type)
         except MixedrefError:
             continue
         rows += [{"re_form": label, "row": i, "new_levels": False, "value": _number(v),
-                  "grid": grid} for i, v in enumerate(values)]
+                  "grid": grid, "type": type} for i, v in enumerate(values)]
     return rows
 
 
@@ -272,6 +287,20 @@ def anova_terms_rows(fit: Any) -> list[dict[str, Any]] | None:
                   "F": _number(r["F value"]), "p": None if lme4 else _number(r["Pr(>F)"])}
                  for term, r in table.iterrows()]
     return rows or None
+
+
+def wald_z_rows(fit: Any) -> list[dict[str, Any]] | None:
+    """lme4's summary(m)$coefficients of a GlmerFit as rows {ddf "Wald", term, se, df None, p,
+    statistic} (r_scripts/glmer_record.R's wald_z_rows); None when it cannot be computed."""
+    from mixedref.errors import MixedrefError
+
+    try:
+        table = fit.coef_table()
+    except (MixedrefError, np.linalg.LinAlgError, ValueError):
+        return None
+    return [{"ddf": "Wald", "term": str(term), "se": _number(r.iloc[1]), "df": None,
+             "p": _number(r.iloc[3]), "statistic": _number(r.iloc[2])}
+            for term, r in table.iterrows()] or None
 
 
 def glmer_record(fit: Any) -> dict[str, Any]:

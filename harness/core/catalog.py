@@ -151,8 +151,9 @@ def load_catalog(path: str | Path | None = None) -> list[Case]:
 
 def _with_anova_partners(path: Path, entries: list, cases: list[Case], seen: dict[str, int]
                          ) -> list[Case]:
-    """Each case's ``anova:`` partner resolved to its formula: an LMM entry on the same dataset
-    (another spec), whose model anova(partner, case) compares with the case's."""
+    """Each case's ``anova:`` partner resolved to its formula: another spec on the same dataset,
+    of the same kind (two LMMs, or two GLMMs with the same family, link, nAGQ and weights),
+    whose model anova(partner, case) compares with the case's."""
     by_spec = {(c.dataset, c.spec): c for c in cases}
     out = []
     for case in cases:
@@ -164,9 +165,12 @@ def _with_anova_partners(path: Path, entries: list, cases: list[Case], seen: dic
                 _fail(path, index, entries[index],
                       f"anova: {case.anova!r} must be another spec on dataset {case.dataset!r} "
                       f"(its specs: {', '.join(specs) or 'none'})")
-            if partner.is_glmm or case.is_glmm:
-                _fail(path, index, entries[index], "anova: pairs are linear mixed models only "
-                      f"({case.anova!r} or this entry has a family)")
+            alike = ("family", "link", "nAGQ", "weights")
+            if partner.is_glmm != case.is_glmm or any(
+                    getattr(partner, k) != getattr(case, k) for k in alike):
+                _fail(path, index, entries[index], "anova: a pair must be the same kind of model "
+                      f"fitted alike: two linear mixed models, or two GLMMs with the same "
+                      f"family, link, nAGQ and weights ({case.anova!r} differs)")
             case = replace(case, anova_formula=partner.formula)
         out.append(case)
     return out

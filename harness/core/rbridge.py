@@ -321,16 +321,21 @@ def _r_grid(grid: dict[str, list[Any]] | None, ro: Any) -> Any:
 
 
 def glmer_record(data: pd.DataFrame | Any, case: Any, impl: str = "lme4",
-                 optimizer: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+                 optimizer: str | None = None, timeout: float | None = None,
+                 intervals: bool = False) -> dict[str, Any]:
     """Fit one GLMM case with lme4's glmer (r_scripts/glmer_record.R) and return its record,
-    as :func:`lmer_record` does for lmer: family, link, nAGQ and prior weights from the case."""
+    as :func:`lmer_record` does for lmer: family, link, nAGQ and prior weights from the case,
+    with its inference (Wald z tests, predictions at both scales, Wald intervals, profile ones
+    when ``intervals``, anova against the case's partner, predictions on its grid)."""
     import rpy2.robjects as ro
 
     env = _env()
     rdata = to_r_frame(data, case.formula) if isinstance(data, pd.DataFrame) else data
     null = ro.NULL
+    anova = getattr(case, "anova_formula", None)
     args = (rdata, *glmm_args(case), case.id, impl, null if optimizer is None else optimizer,
-            null if timeout is None or not timeout > 0 else float(timeout))
+            null if timeout is None or not timeout > 0 else float(timeout), bool(intervals),
+            null if anova is None else anova, _r_grid(getattr(case, "predict_grid", None), ro))
     try:
         text = env["glmer_record_json"](*args)[0]
     except Exception as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
@@ -52,15 +52,18 @@ class RanefRow:
 
 @dataclass
 class CoefTestRow:
-    """One fixed effect's t test with denominator degrees of freedom, as a row of lmerTest's
-    ``summary(m, ddf = ...)$coefficients``: the method ("Satterthwaite", "Kenward-Roger"), the
-    term, its SE (Kenward-Roger: pbkrtest's adjusted one), df and Pr(>|t|)."""
+    """One fixed effect's test, as a row of a coefficient table: lmerTest's t test with
+    denominator degrees of freedom (``summary(m, ddf = ...)$coefficients``; ddf "Satterthwaite",
+    "Kenward-Roger") or, for a GLMM, lme4's Wald z test (``summary(m)$coefficients``; ddf "Wald",
+    df null, p from the normal distribution): the term, its SE (Kenward-Roger: pbkrtest's
+    adjusted one), df, the p-value and the test statistic (t or z value; may be omitted)."""
 
     ddf: str
     term: str
     se: float | None
     df: float | None
     p: float | None
+    statistic: float | None = None
 
 
 @dataclass
@@ -69,13 +72,16 @@ class PredictionRow:
     data's row ``row`` (0-based) at ``re_form`` "NA" (population level) or "NULL" (conditional
     on every term); ``new_levels``: the row's grouping factors set to a level unseen in fitting
     (allow.new.levels = TRUE); ``grid``: ``row`` is a row of the catalog's prediction grid
-    (predicted with allow.new.levels = TRUE) instead of the data's."""
+    (predicted with allow.new.levels = TRUE) instead of the data's; ``type``: "link" (the linear
+    predictor; an LMM's only scale) or "response" (a GLMM's inverse link of it). A row field
+    with a default may be omitted (rows written before it existed)."""
 
     re_form: str
     row: int
     new_levels: bool
     value: float | None
     grid: bool = False
+    type: str = "link"
 
 
 @dataclass
@@ -169,17 +175,19 @@ class FitRecord:
         "level, condval, condsd} as R's as.data.frame(ranef(m, condVar = TRUE)); null when "
         "not reported")
     predictions: list[PredictionRow] | None = _f(
-        "LMMs: predict(m, newdata) on the data's first 10 rows at re.form NA and NULL, on "
+        "predict(m, newdata) on the data's first 10 rows at re.form NA and NULL, on "
         "the first row at new grouping levels, and on the catalog's prediction grid (grid "
-        "true), rows {re_form, row, new_levels, value, grid}; null when not reported")
+        "true), rows {re_form, row, new_levels, value, grid, type}; GLMMs at type link and "
+        "response; null when not reported")
     confint: list[ConfintRow] | None = _f(
-        "LMMs: 95% intervals, rows {method, parm, lower, upper} as confint(m, oldNames = FALSE):"
-        " Wald (fixed effects) always, profile for cases tagged intervals; null when none")
+        "95% intervals, rows {method, parm, lower, upper} as confint(m, oldNames = FALSE):"
+        " Wald (fixed effects) always, profile for LMM cases tagged intervals; null when none")
     coef_tests: list[CoefTestRow] | None = _f(
-        "LMMs: lmerTest's coefficient tests, rows {ddf, term, se, df, p} for ddf "
-        "Satterthwaite and Kenward-Roger (pbkrtest's adjusted SE); null when not computed")
+        "coefficient tests, rows {ddf, term, se, df, p, statistic}: LMMs lmerTest's for ddf "
+        "Satterthwaite and Kenward-Roger (pbkrtest's adjusted SE), GLMMs lme4's Wald z tests "
+        "(ddf Wald, df null); null when not computed")
     anova: list[AnovaRow] | None = _f(
-        "LMMs with a catalog partner model: anova(m0, m1) against it, rows {model, npar, AIC, "
+        "cases with a catalog partner model: anova(m0, m1) against it, rows {model, npar, AIC, "
         "BIC, logLik, deviance, Chisq, Df, p}; null when the case has no partner")
     extra: dict[str, Any] | None = _f(
         "plugins' quantities: mapping quantity name -> its value (any JSON), written by a "
@@ -206,8 +214,9 @@ _SHAPES = (("fixef", Mapping, "a mapping of R column name to estimate"),
            ("varcorr", list, "a list of rows {grp, var1, var2, vcov, sdcor}"),
            ("theta", list | tuple, "a list of numbers"),
            ("ranef", list, "a list of rows {grp, term, level, condval, condsd}"),
-           ("coef_tests", list, "a list of rows {ddf, term, se, df, p}"),
-           ("predictions", list, "a list of rows {re_form, row, new_levels, value, grid}"),
+           ("coef_tests", list, "a list of rows {ddf, term, se, df, p, statistic}"),
+           ("predictions", list, "a list of rows {re_form, row, new_levels, value, grid, "
+                                 "type}"),
            ("confint", list, "a list of rows {method, parm, lower, upper}"),
            ("anova", list, "a list of rows {model, npar, AIC, BIC, logLik, deviance, Chisq, "
                            "Df, p}"),
@@ -257,6 +266,10 @@ def ranef_rows(modes: Mapping[str, Any], sds: Mapping[str, Any] | None = None
     return rows
 
 
+def _has_default(f: Any) -> bool:
+    return f.default is not MISSING or f.default_factory is not MISSING
+
+
 _JSON_TYPES = {str: "string", float: "number", int: "integer", bool: "boolean",
                type(None): "null"}
 
@@ -276,7 +289,10 @@ def _schema_of(tp: Any) -> dict[str, Any]:
         return {}
     if is_dataclass(tp):
         hints = get_type_hints(tp)
-        return {"type": "object", "required": [f.name for f in fields(tp)],
+        # a row's field with a default may be omitted (rows recorded before it existed); the
+        # record's own fields are all required
+        required = [f.name for f in fields(tp) if tp is FitRecord or not _has_default(f)]
+        return {"type": "object", "required": required,
                 "additionalProperties": False,
                 "properties": {f.name: _schema_of(hints[f.name]) for f in fields(tp)}}
     return {"type": _JSON_TYPES[tp]}
@@ -428,7 +444,8 @@ def _typed_rows(key: str, raw: Sequence[Any], cls: type, problems: list[str]
                 ) -> list[dict[str, Any]]:
     """The rows of a list field as plain values by the row dataclass's types: text, integers
     (missing: 0), booleans, and numbers (non-finite ones named in ``problems``, as the scalars);
-    a row that is not a mapping is named."""
+    a field with a default that the row omits takes its default; a row that is not a mapping
+    is named."""
     hints = get_type_hints(cls)
     rows = []
     for i, row in enumerate(raw):
@@ -438,7 +455,9 @@ def _typed_rows(key: str, raw: Sequence[Any], cls: type, problems: list[str]
         out: dict[str, Any] = {}
         for f in fields(cls):
             v, tp = row.get(f.name), hints[f.name]
-            if tp is str:
+            if f.name not in row and f.default is not MISSING:
+                out[f.name] = f.default
+            elif tp is str:
                 out[f.name] = str(v)
             elif tp is int:
                 out[f.name] = int(v or 0)

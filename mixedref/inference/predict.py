@@ -53,10 +53,15 @@ def predict(fit: Any, newdata: pd.DataFrame | None = None, re_form: str | None =
     ``newdata=None``: the fitting rows (with ``re_form=None`` the fitted values: lme4's
     predict(m) = fitted(m)). ``re_form``: None for all random effects, "NA" or "~0" for the
     population level (X beta + offset), or a formula of bar terms ("~(1 | plate)") for those
-    terms only. ``type``: "link" (the linear predictor) or "response" (its inverse link; the
-    same for a linear mixed model)."""
+    terms only. ``type``: "link" (the linear predictor) or, for a GlmerFit, "response" (its
+    inverse link); an LmerFit refuses "response" by name (it has no link; lme4 returns the
+    same values for both)."""
     if type not in ("link", "response"):
         raise MixedrefError(f"type must be 'link' or 'response', got {type!r}")
+    if type == "response" and not _is_glmm(fit):
+        raise MixedrefError("type='response' is for glmer fits (the inverse link of the linear "
+                            "predictor); a linear mixed model has no link: leave type='link' "
+                            "(its predictions are on the response's scale already)")
     bars = _re_bars(re_form)
     if newdata is None and bars is None:
         return _fitted(fit, type)

@@ -254,7 +254,7 @@ class MixedModelFit:
     def predict(self, newdata: pd.DataFrame | None = None, re_form: str | None = None,
                 allow_new_levels: bool = False, type: str = "link") -> np.ndarray:  # noqa: A002
         """lme4's predict(m, newdata, re.form, allow.new.levels, type): "link" the linear
-        predictor, "response" its inverse link (the same for an LMM; mixedref.inference.predict)."""
+        predictor, "response" its inverse link (GLMMs only; mixedref.inference.predict)."""
         from mixedref.inference.predict import predict
 
         return predict(self, newdata, re_form=re_form, allow_new_levels=allow_new_levels,

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from mixedref.engines.pirls import GlmmObjective, PIRLSError, PirlsState
@@ -373,6 +372,26 @@ class GlmerFit(MixedModelFit):
         return self.family.has_scale
 
     # -- after the fit -------------------------------------------------------------------
+    def coef_table(self) -> pd.DataFrame:
+        """lme4's summary(m)$coefficients: Estimate, Std. Error, z value (t value for a family
+        with a scale), Pr(>|z|) (mixedref.inference.glmer_inference)."""
+        from mixedref.inference.glmer_inference import coef_table
+
+        return coef_table(self)
+
+    def confint(self, parm: str | Sequence[str] | None = None, *, method: str = "Wald",
+                level: float = 0.95) -> pd.DataFrame:
+        """lme4's confint(m, parm, level, method, oldNames = FALSE): "Wald" (NaN rows for the
+        variance parameters, beta +- z SE for the fixed effects) or "profile" (scalar terms,
+        families without a scale: mixedref.inference.glmer_profile)."""
+        if method == "profile":
+            from mixedref.inference.glmer_profile import profile_confint
+
+            return profile_confint(self, parm, level)
+        from mixedref.inference.glmer_inference import confint
+
+        return confint(self, parm, method=method, level=level)
+
     # -- reporting -----------------------------------------------------------------------
     @property
     def method(self) -> str:
@@ -422,14 +441,8 @@ def _summary_text(fit: GlmerFit) -> str:
         lines.append(" " + " ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)).rstrip())
     grp_txt = ", ".join(f"{g}, {n}" for g, n in fit.ngroups.items())
     lines += [f"Number of obs: {fit.nobs}, groups:  {grp_txt}", "", "Fixed effects:"]
-    est, se = fit.fixef, fit.se
-    zval = est / se
-    if fit.family.has_scale:
-        fe = pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": zval,
-                           "Pr(>|z|)": 2 * stats.norm.sf(np.abs(zval))})
-    else:
-        fe = pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": zval,
-                           "Pr(>|z|)": 2 * stats.norm.sf(np.abs(zval))})
+    est = fit.fixef
+    fe = fit.coef_table()
     lines.append(fe.to_string(float_format=lambda v: f"{v:.4g}"))
     p = fit.model.p
     if p > 1:

@@ -1,5 +1,6 @@
-"""lmerTest's coefficient tests: denominator degrees of freedom (Satterthwaite, Kenward-Roger),
-Kenward-Roger's adjusted SEs, and the p-values, as ``summary(m, ddf = ...)$coefficients``."""
+"""Coefficient tests: lmerTest's denominator degrees of freedom (Satterthwaite, Kenward-Roger),
+Kenward-Roger's adjusted SEs, and the p-values, as ``summary(m, ddf = ...)$coefficients``; for a
+GLMM lme4's Wald z tests (``summary(m)$coefficients``: z value, Pr(>|z|))."""
 
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def wanted_ddf(nobs: int, REML: bool) -> list[str]:
 SINGULAR_SATTERTHWAITE = ("not compared at a fit singular in a vector-valued term: lmerTest's "
                           "numerical Hessian there moves with the BLAS kernel")
 
-#: lmerTest's method names and the short ones in the row names
-METHODS = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr"}
+#: lmerTest's method names and the short ones in the row names; "Wald": a GLMM's z tests
+METHODS = {"Satterthwaite": "satterthwaite", "Kenward-Roger": "kr", "Wald": "wald"}
 
 
 def two_sided_p(estimate: float, se: float, df: float) -> float | None:
@@ -46,16 +47,34 @@ def two_sided_p(estimate: float, se: float, df: float) -> float | None:
     return float(2.0 * stats.t.sf(abs(estimate / se), df))
 
 
+def two_sided_p_normal(estimate: float, se: float) -> float | None:
+    """Pr(>|z|) of z = estimate / se under the normal distribution (None where undefined)."""
+    if not se or se <= 0:
+        return None
+    return float(2.0 * stats.norm.sf(abs(estimate / se)))
+
+
+def z_allowed(z: float, se: float | None, se_rx: float | None, tol: Tolerance) -> float:
+    """Allowed |Δz| of a Wald statistic z = β/SE, from the allowances of its parts: β within
+    fixef_se_units of its RX-based SE (GLMMs; the SE where there is none), the SE within
+    fixef_se_rel relative, so Δz = Δβ/SE - z ΔSE/SE to first order."""
+    ratio = se_rx / se if se and se_rx else 1.0
+    return tol.fixef_se_units * ratio + tol.fixef_se_rel * abs(z)
+
+
 class CoefficientTests:
     name = "coef_tests"
-    quantities = ("df_satterthwaite", "df_kr", "se_kr", "p_satterthwaite", "p_kr")
+    quantities = ("df_satterthwaite", "df_kr", "se_kr", "p_satterthwaite", "p_kr", "z_wald",
+                  "p_wald")
     reason = ("the df are smooth functions of θ (and σ), which two correct optimizers agree on "
               "to ~1e-3 relative: relative, as the SEs; Kenward-Roger's adjusted SE as the SEs; "
               "a p-value is a function of β, its SE and df, each compared above, so it is "
               "checked against that function at the candidate's own numbers. At a fit singular in "
               "a vector-valued term lmerTest's Satterthwaite df (a numerical Hessian at the "
               "boundary) move with the BLAS kernel, by up to a factor of three with θ "
-              "unchanged: not compared there (harness/core/tolerance.py, BLAS_SPREAD_AT_SINGULAR)")
+              "unchanged: not compared there (harness/core/tolerance.py, BLAS_SPREAD_AT_SINGULAR). "
+              "A GLMM's Wald z = β/SE within the allowance its parts give it (β in units of the "
+              "RX SE, the SE relative: z_allowed), its p against Pr(>|z|) of its own β and SE")
 
     def rows(self, reference: Record, candidate: Record, tol: Tolerance,
              notes: list[str]) -> list[Row]:
@@ -69,6 +88,9 @@ class CoefficientTests:
         for method, terms in ref.items():
             short = METHODS.get(method, method)
             theirs = cand.get(method, {})
+            if method == "Wald":
+                out += self._wald_rows(reference, terms, theirs, fixef, tol)
+                continue
             for term, r in terms.items():
                 c = theirs.get(term, {})
                 out.append(self._df_row(f"df_{short}[{term}]", method, r.get("df"),
@@ -79,6 +101,30 @@ class CoefficientTests:
                                    None if se_ref is None else tol.fixef_se_rel * abs(se_ref)))
                 out.append(self._p_row(f"p_{short}[{term}]", c, fixef.get(term), tol))
         return rows_of(*out)
+
+    @staticmethod
+    def _wald_rows(reference: Record, terms: Mapping[str, Mapping[str, Any]],
+                   theirs: Mapping[str, Mapping[str, Any]], fixef: Mapping[str, float],
+                   tol: Tolerance) -> list[Row | None]:
+        """A GLMM's Wald tests: z against the reference's (z_allowed), p against Pr(>|z|) of
+        the candidate's own estimate and SE."""
+        se_rx = dict(reference.get("fixef_se_rx") or {})
+        out: list[Row | None] = []
+        for term, r in terms.items():
+            c = theirs.get(term, {})
+            z = r.get("statistic")
+            out.append(row(f"z_wald[{term}]", z, c.get("statistic"),
+                           None if z is None else z_allowed(z, r.get("se"), se_rx.get(term),
+                                                            tol)))
+            p, est, se = c.get("p"), fixef.get(term), c.get("se")
+            expected = (None if p is None or est is None or se is None
+                        else two_sided_p_normal(float(est), float(se)))
+            if expected is not None:
+                pr = row(f"p_wald[{term}]", expected, p, tol.p_rel * abs(expected))
+                if pr is not None:
+                    pr.note = "from its own estimate and SE"
+                out.append(pr)
+        return out
 
     @staticmethod
     def _df_row(name: str, method: str, df_ref: float | None, df: float | None,
