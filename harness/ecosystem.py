@@ -135,18 +135,31 @@ def env_root(folder: str | Path | None = None) -> Path:
     return Path(cache) / "mixedref-harness" / "envs"
 
 
-def env_folder(name: str, root: Path) -> Path:
+def env_folder(name: str, root: Path, version: str | None = None) -> Path:
     """``<root>/<peer>-<version>-<hash>``: the hash covers the peer's requirements, the
     harness's, and the Python and platform the environment is built for, so a change of any
-    of them builds a new one."""
-    from harness.adapters.peers import HARNESS_REQUIREMENTS, REQUIREMENTS
+    of them builds a new one. ``version``: another release of the peer than the pinned one
+    (the league's version axis)."""
+    from harness.adapters.peers import HARNESS_REQUIREMENTS
 
-    reqs = REQUIREMENTS[name]
+    reqs = peer_requirements(name, version)
     key = json.dumps({"requirements": list(reqs), "harness": list(HARNESS_REQUIREMENTS),
                       "python": platform.python_version(), "machine": platform.machine(),
                       "platform": sys.platform}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return root / f"{name}-{_pinned(reqs[0]) or 'any'}-{digest}"
+
+
+def peer_requirements(name: str, version: str | None = None) -> tuple[str, ...]:
+    """What ``name``'s environment installs: its pinned requirements, or with ``version`` the
+    same with the peer's own pin moved to that release (harness.releases)."""
+    from harness.adapters.peers import REQUIREMENTS
+
+    if version is None:
+        return tuple(REQUIREMENTS[name])
+    from harness.releases import release_requirements
+
+    return release_requirements(name, version)
 
 
 def _pinned(requirement: str) -> str | None:
@@ -257,15 +270,17 @@ def _name_of(line: str) -> str:
 
 
 def peer_environment(name: str, root: str | Path | None = None, *,
-                     rebuild: bool = False) -> dict[str, Any]:
+                     rebuild: bool = False, version: str | None = None) -> dict[str, Any]:
     """The environment of peer ``name`` (built when missing or ``rebuild``): its manifest,
     ``{"peer", "python", "folder", "requirements", "harness_requirements", "installer",
     "python_version", "installed": [pip freeze], "peer_installed": [pip freeze before the
     harness's requirements], "added_for_harness": [...], "changed_for_harness": [...]}``.
-    Raises EnvBuildError when it cannot be built."""
-    from harness.adapters.peers import HARNESS_REQUIREMENTS, REQUIREMENTS
+    ``version``: another release than the pinned one (its own environment). Raises
+    EnvBuildError when it cannot be built."""
+    from harness.adapters.peers import HARNESS_REQUIREMENTS
 
-    folder = env_folder(name, env_root(root))
+    requirements = peer_requirements(name, version)
+    folder = env_folder(name, env_root(root), version)
     manifest_path = folder / MANIFEST
     with _locked(folder):
         if not rebuild and manifest_path.is_file():
@@ -279,7 +294,7 @@ def peer_environment(name: str, root: str | Path | None = None, *,
         installer = _Installer()
         try:
             python = installer.create(folder)
-            installer.install(python, REQUIREMENTS[name], f"installing {name}")
+            installer.install(python, requirements, f"installing {name}")
             alone = installer.freeze(python)
             installer.install(python, HARNESS_REQUIREMENTS, "installing the harness's "
                               f"requirements into {name}'s environment")
@@ -291,7 +306,7 @@ def peer_environment(name: str, root: str | Path | None = None, *,
         manifest = {
             "peer": name, "python": python, "folder": str(folder),
             "python_version": platform.python_version(), "installer": installer.describe(),
-            "requirements": list(REQUIREMENTS[name]),
+            "requirements": list(requirements),
             "harness_requirements": list(HARNESS_REQUIREMENTS),
             "installed": full, "peer_installed": alone,
             "added_for_harness": [line for line in full if _name_of(line) not in before],
@@ -328,8 +343,10 @@ def installed(names: Sequence[str] = LEAGUE) -> tuple[list[str], dict[str, str]]
 
 
 def environments(names: Sequence[str], root: str | Path | None = None, *,
-                 rebuild: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """({peer: manifest} of the peers among ``names``, {peer: why its environment failed})."""
+                 rebuild: bool = False, versions: Mapping[str, str] | None = None
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """({peer: manifest} of the peers among ``names``, {peer: why its environment failed});
+    ``versions``: {peer: release} for peers run at another release than the pinned one."""
     from harness.adapters.peers import PEERS
 
     envs, failed = {}, {}
@@ -337,7 +354,8 @@ def environments(names: Sequence[str], root: str | Path | None = None, *,
         if name not in PEERS:
             continue
         try:
-            envs[name] = peer_environment(name, root, rebuild=rebuild)
+            envs[name] = peer_environment(name, root, rebuild=rebuild,
+                                          version=(versions or {}).get(name))
         except (EnvBuildError, OSError) as exc:
             failed[name] = f"its environment could not be built: {exc}"
     return envs, failed
@@ -345,10 +363,14 @@ def environments(names: Sequence[str], root: str | Path | None = None, *,
 
 def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None = None,
         workers: int = 2, timeout: float = CASE_TIMEOUT, *, env_dir: str | Path | None = None,
-        own_envs: bool = True, rebuild_envs: bool = False) -> dict[str, Any]:
+        own_envs: bool = True, rebuild_envs: bool = False,
+        versions: Mapping[str, str] | None = None,
+        pytest_args: Sequence[str] = ()) -> dict[str, Any]:
     """Run the harness over the league under pytest; write results.json, league.json and
     index.html into ``out``; return the league. ``own_envs``: each peer in its environment
-    (:func:`peer_environment`, under ``env_dir``); False: every implementation in this one."""
+    (:func:`peer_environment`, under ``env_dir``); False: every implementation in this one.
+    ``versions``: {peer: release} to run instead of the pinned releases (with ``own_envs``);
+    ``pytest_args``: more options for the harness run (e.g. ``--save-baseline DIR``)."""
     from harness.adapters.peers import PEERS
 
     out = Path(out)
@@ -357,7 +379,10 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
     envs: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     if own_envs:
-        envs, failed = environments(wanted, env_dir, rebuild=rebuild_envs)
+        envs, failed = environments(wanted, env_dir, rebuild=rebuild_envs, versions=versions)
+    elif versions:
+        raise ValueError("versions other than the pinned ones need own_envs=True (one "
+                         "environment per release)")
     names, missing = installed([n for n in wanted if n not in envs and n not in failed])
     names = [n for n in wanted if n in names or n in envs]
     missing = {**missing, **failed}
@@ -375,6 +400,7 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
             cmd += ["--impl-python", f"{name}={envs[name]['python']}"]
     if keyword:
         cmd += ["-k", keyword]
+    cmd += list(pytest_args)
     print("harness ecosystem: " + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
