@@ -379,7 +379,8 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
     envs: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     if own_envs:
-        envs, failed = environments(wanted, env_dir, rebuild=rebuild_envs, versions=versions)
+        envs, failed = (environments(wanted, env_dir, rebuild=rebuild_envs, versions=versions)
+                        if versions else environments(wanted, env_dir, rebuild=rebuild_envs))
     elif versions:
         raise ValueError("versions other than the pinned ones need own_envs=True (one "
                          "environment per release)")
