@@ -30,6 +30,8 @@ RECORDS = "records"
 #: the per-run league's columns, as the summary keeps them
 COUNTS = ("agreed", "disagreed", "registered", "candidate_better", "failed", "not_expressible")
 PINNED_RUN = "the committed league"
+#: how far back (in multiples of the releases wanted) the axis looks for releases that install
+LOOKBACK = 2
 
 
 def find_releases(peers: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -49,12 +51,13 @@ def select_releases(peer: str, available: Sequence[str], n: int,
                     env_dir: str | Path | None = None) -> tuple[list[str], dict[str, str]]:
     """The newest ``n`` of ``available`` (newest first) whose environment builds here, oldest
     first, and {release: why its environment could not be built} for those passed over (e.g.
-    an sdist whose build needs the network): installable here means built here."""
+    an sdist whose build needs the network): installable here means built here. At most the
+    newest ``LOOKBACK * n`` releases are tried (an old release is no longer worth a build)."""
     from harness.ecosystem import EnvBuildError, peer_environment
 
     chosen: list[str] = []
     failed: dict[str, str] = {}
-    for version in available:
+    for version in list(available)[:LOOKBACK * n]:
         if len(chosen) == n:
             break
         try:

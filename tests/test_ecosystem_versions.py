@@ -88,6 +88,9 @@ def test_the_axis_passes_over_releases_that_do_not_build(monkeypatch) -> None:
         "glmm", ["0.6.2", "0.6.1", "0.6.0", "0.5.0", "0.3.2"], 3)
     assert chosen == ["0.5.0", "0.6.0", "0.6.2"] and built == ["0.6.2", "0.6.0", "0.5.0"]
     assert list(failed) == ["0.6.1"] and "index.crates.io" in failed["0.6.1"]
+    built.clear()  # at most LOOKBACK * n releases are tried
+    chosen, failed = release_league.select_releases("glmm", ["0.6.1", "0.6.1", "0.5"], 1)
+    assert chosen == [] and built == [] and len(failed) == 1
 
 
 @pytest.mark.parametrize(("old", "new", "drifted", "moved", "change"), [
