@@ -560,12 +560,20 @@ def _version(impl: str, versions: Mapping[str, str]) -> str:
     return str(next(iter(versions.values())))
 
 
+#: where a league folder keeps its version axis (harness/release_league.py), if it has one
+VERSIONS_DIR = "versions"
+
+
 def write_league(league: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``league.json`` and ``index.html`` into ``out``; the page shows the releases'
+    table of ``out/versions/versions.json`` when the folder has a version axis."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "league.json", "html": out / "index.html"}
     paths["json"].write_text(json.dumps(league, indent=1, allow_nan=False) + "\n")
-    paths["html"].write_text(render_html(league))
+    axis = out / VERSIONS_DIR / "versions.json"
+    releases = json.loads(axis.read_text()) if axis.is_file() else None
+    paths["html"].write_text(render_html(league, releases))
     return paths
 
 
@@ -734,9 +742,24 @@ def _environments_html(league: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def render_html(league: Mapping[str, Any]) -> str:
+def _releases_html(releases: Mapping[str, Any]) -> str:
+    """The page's section on the version axis: each peer at its last releases."""
+    from harness.release_table import releases_table_html
+
+    kw = releases.get("keyword")
+    return ("<h2>Releases</h2><p>Each peer at its last releases that install here, one "
+            "environment each (<code>python -m harness ecosystem --releases N</code>"
+            + (f", cases matching <code>-k {html.escape(kw)}</code>" if kw else "")
+            + "); which release is right on which case, and what changed between consecutive "
+            "releases case by case: <a href='versions/index.html'>versions/index.html</a>.</p>"
+            + releases_table_html(releases, COLUMNS, COLOURS))
+
+
+def render_html(league: Mapping[str, Any], releases: Mapping[str, Any] | None = None) -> str:
     """One static page: the table, the cases x implementations matrix coloured by verdict,
-    per implementation its disagreements with the judge's verdict, and its speed ratios."""
+    per implementation its disagreements with the judge's verdict, and its speed ratios;
+    with ``releases`` (a version axis's versions.json, harness/release_league.py), each
+    peer's releases and what changed between them."""
     impls = [r["name"] for r in league["implementations"]]
     certified = league.get("certified") or {}
     e = html.escape
@@ -766,6 +789,8 @@ def render_html(league: Mapping[str, Any]) -> str:
         out.append("<p>Certified cases (NIST StRD, judged against their exact truth, "
                    f"docs/certified.md): lme4's worst LRE {e(certified_cell(lme4))}"
                    + (f"; lme4 fails {e(', '.join(failed))}" if failed else "") + ".</p>")
+    if releases:
+        out.append(_releases_html(releases))
     out.extend(_environments_html(league))
     out.append("<h2>Cases x implementations</h2><table><tr><th>case</th>"
                + "".join(f"<th>{e(i)}</th>" for i in impls) + "</tr>")

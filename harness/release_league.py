@@ -24,6 +24,9 @@ from typing import Any
 
 from harness import release_diff
 from harness.baseline import BaselineError, open_baseline
+from harness.release_table import counts_text as _counts_text
+from harness.release_table import releases_table_html
+from harness.release_table import short as _short
 
 SUMMARY = "versions.json"
 RECORDS = "records"
@@ -208,7 +211,18 @@ def write_summary(out: str | Path, releases: Mapping[str, Sequence[str]], *,
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
     (out / "index.html").write_text(render_html(summary))
+    _refresh_league_page(out)
     return summary
+
+
+def _refresh_league_page(out: Path) -> None:
+    """When ``out`` is a league folder's ``versions/``, rewrite that league's page so that it
+    shows the releases (harness.ecosystem.write_league reads the axis)."""
+    from harness.ecosystem import VERSIONS_DIR, write_league
+
+    league_json = out.parent / "league.json"
+    if out.name == VERSIONS_DIR and league_json.is_file():
+        write_league(json.loads(league_json.read_text()), out.parent)
 
 
 # ----------------------------------------------------------------------------- renderings
@@ -234,17 +248,6 @@ def releases_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _counts_text(counts: Mapping[str, int] | None) -> str:
-    if counts is None:
-        return ""
-    return ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing in common"
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def render_html(summary: Mapping[str, Any]) -> str:
     """One page: releases x counts, the cases x releases matrix coloured by verdict (which
     release is right on what), and each pair of consecutive releases' changes."""
@@ -258,27 +261,7 @@ def render_html(summary: Mapping[str, Any]) -> str:
            "</style></head><body><h1>The peers' releases against lme4</h1>"]
     if summary.get("keyword"):
         out.append(f"<p>Cases run: those matching <code>-k {e(summary['keyword'])}</code>.</p>")
-    out.append("<h2>Releases</h2><table><tr><th>implementation</th><th>release</th>"
-               + "".join(f"<th>{c.replace('_', ' ')}</th>" for c in COLUMNS)
-               + "<th>registered</th><th>run</th><th>since the release before</th></tr>")
-    for peer, p in summary["peers"].items():
-        since = {c["to"]: c["counts"] for c in p["changes"]}
-        for version in p["releases"]:
-            run = p["runs"][version]
-            if run.get("error"):
-                out.append(f"<tr><td>{e(peer)}</td><td>{e(version)}</td><td colspan="
-                           f"{len(COLUMNS) + 3}>run failed: {e(_short(run['error'], 300))}"
-                           "</td></tr>")
-                continue
-            c = run["counts"]
-            where = run.get("source") or (f"{run['wall_seconds']:.0f} s"
-                                          if run.get("wall_seconds") else "")
-            out.append(f"<tr><td>{e(peer)}</td><td>{e(version)}</td>"
-                       + "".join(f"<td class=n style='background:{COLOURS[k]}'>{c[k]}</td>"
-                                 for k in COLUMNS)
-                       + f"<td class=n>{c['registered']}</td><td>{e(where)}</td>"
-                       f"<td>{e(_counts_text(since.get(version)))}</td></tr>")
-    out.append("</table>")
+    out.append("<h2>Releases</h2>" + releases_table_html(summary, COLUMNS, COLOURS))
     columns = [f"{peer} {v}" for peer, p in summary["peers"].items() for v in p["releases"]
                if "error" not in p["runs"][v]]
     out.append("<h2>Cases x releases</h2><table><tr><th>case</th>"

@@ -207,3 +207,21 @@ def test_a_release_whose_run_failed_is_listed_with_why(tmp_path: Path) -> None:
     assert "run failed" in release_league.releases_markdown(summary)
     page = (tmp_path / "index.html").read_text()
     assert "glmm 0.4.0: installing glmm failed" in page and "run failed" in page
+
+
+def test_the_league_page_shows_the_releases_of_its_version_axis(tmp_path: Path) -> None:
+    league = {"implementations": [{"name": "glmm", "version": "0.6.1", "agreed": 1,
+                                   "disagreed": 0, "candidate_better": 0, "failed": 0,
+                                   "not_expressible": 0, "findings": []}],
+              "cases": {"a": {"glmm": "agreed"}}}
+    ecosystem.write_league(league, tmp_path)
+    assert "Releases" not in (tmp_path / "index.html").read_text()  # no axis: no section
+    before = (tmp_path / "league.json").read_text()
+    axis = tmp_path / ecosystem.VERSIONS_DIR
+    _release_run(axis, "0.6.0", {"a": "failed"}, {"a": 10.0})
+    _release_run(axis, "0.6.1", {"a": "agreed"}, {"a": 10.0})
+    release_league.write_summary(axis, {"glmm": ["0.6.0", "0.6.1"]})
+    page = (tmp_path / "index.html").read_text()
+    assert "<h2>Releases</h2>" in page and "versions/index.html" in page
+    assert "1 fixed" in page
+    assert (tmp_path / "league.json").read_text() == before  # the table itself is untouched
