@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -73,10 +74,19 @@ def select_releases(peer: str, available: Sequence[str], n: int,
 
 
 def _build_failure(text: str) -> str:
-    """The first line of a failed build and the last lines that say why, shortened."""
+    """Why a build failed, shortly: its first line up to the command, the lines that say
+    why (an unreachable host, an unsatisfiable requirement), and whether it was building an
+    sdist (no wheel of the release installs here)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    why = [line for line in lines if "resolve" in line.lower() or "error" in line.lower()]
-    return _short(" | ".join([lines[0].split(":")[0], *why[-2:]]) if lines else text, 400)
+    if not lines:
+        return "the build failed, saying nothing"
+    why = [line for line in lines[1:] if re.search(
+        r"could not resolve host|no solution found|unsatisfiable|requires-python|not found",
+        line, re.IGNORECASE)]
+    out = lines[0].split(": ")[0] + ": " + ("; ".join(dict.fromkeys(why[-2:])) or lines[-1])
+    if any("build-wheel" in line or "building wheel" in line.lower() for line in lines):
+        out += " (no wheel of this release installs here; building its sdist failed)"
+    return _short(out, 400)
 
 
 def run_axis(out: str | Path, releases: Mapping[str, Sequence[str]], keyword: str | None = None,

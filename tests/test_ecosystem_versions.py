@@ -225,3 +225,14 @@ def test_the_league_page_shows_the_releases_of_its_version_axis(tmp_path: Path) 
     assert "<h2>Releases</h2>" in page and "versions/index.html" in page
     assert "1 fixed" in page
     assert (tmp_path / "league.json").read_text() == before  # the table itself is untouched
+
+
+def test_a_failed_build_is_said_shortly() -> None:
+    text = ("installing mixedlm failed (exit code 1): /venv/bin/uv pip install -q mixedlm==1.1.0"
+            "\n\n  Caused by:\n    download of config.json failed\n  Caused by:\n    [6] Could "
+            "not resolve hostname (Could not resolve host: index.crates.io)\n  Error: command "
+            "['maturin', 'pep517', 'build-wheel'] returned non-zero exit status 1")
+    why = release_league._build_failure(text)
+    assert why.startswith("installing mixedlm failed (exit code 1): [6] Could not resolve")
+    assert "index.crates.io" in why and "no wheel of this release installs here" in why
+    assert "uv pip install" not in why
