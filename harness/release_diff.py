@@ -10,7 +10,9 @@ one change:
   lower criterion than lme4);
 - ``regressed``: right before, wrong now;
 - ``newly expressible`` / ``no longer expressible``: the adapter declined on one side only;
-- ``moved beyond tolerance``: right (or wrong) on both, but some quantity moved more than its
+- ``changed verdict``: right on both or wrong on both, by another verdict (failed, e.g. an
+  error, then disagreed; agreed, then a lower criterion than lme4's);
+- ``moved beyond tolerance``: the same verdict on both, but some quantity moved more than its
   tolerance between the releases (the baseline's drift);
 - ``moved within tolerance``: the estimates differ, by less than the tolerance;
 - ``unchanged``: the compared quantities are equal;
@@ -31,7 +33,8 @@ RIGHT = ("agreed", "candidate_better")
 NOT_EXPRESSIBLE = "not_expressible"
 #: every change, in the order they are listed
 CHANGES = ("fixed", "regressed", "newly expressible", "no longer expressible",
-           "moved beyond tolerance", "moved within tolerance", "unchanged", "same verdict")
+           "changed verdict", "moved beyond tolerance", "moved within tolerance", "unchanged",
+           "same verdict")
 
 
 def classify(old: str | None, new: str | None, *, drifted: bool | None = None,
@@ -51,6 +54,8 @@ def classify(old: str | None, new: str | None, *, drifted: bool | None = None,
         return "no longer expressible"
     if (old in RIGHT) != (new in RIGHT):
         return "fixed" if new in RIGHT else "regressed"
+    if old != new:
+        return "changed verdict"
     if drifted is None or moved is None:
         return "same verdict"
     if drifted:
