@@ -63,34 +63,44 @@ def classify(old: str | None, new: str | None, *, drifted: bool | None = None,
     return "moved within tolerance" if moved else "unchanged"
 
 
-def _moved(baseline_record: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
-    """Whether any compared quantity differs at all between the two records."""
+def largest_move(baseline_record: Mapping[str, Any], record: Mapping[str, Any]
+                 ) -> dict[str, Any] | None:
+    """The compared quantity that moved most between the records, as a share of its
+    tolerance (|new - old| / allowed): {name, old, new, share}; None when nothing moved."""
     comp = compare_with_baseline(baseline_record, record)
-    return any(r.reference != r.candidate for r in comp.rows
-               if r.reference is not None or r.candidate is not None)
+    moved = [r for r in comp.rows if r.difference is not None and r.difference != 0
+             and r.allowed]
+    if not moved:
+        return None
+    top = max(moved, key=lambda r: abs(r.difference) / r.allowed)
+    return {"name": top.name, "old": top.reference, "new": top.candidate,
+            "share": abs(top.difference) / top.allowed}
 
 
 def compare_case(case: str, impl: str, old_verdict: str | None, new_verdict: str | None,
                  old_records: Baseline | None, new_records: Baseline | None
                  ) -> dict[str, Any] | None:
     """One case's change between two releases of ``impl``, with the quantities that moved
-    beyond tolerance (name, older value, newer value, allowed); None when it is in neither."""
+    beyond tolerance (name, older value, newer value, allowed) and the one that moved most
+    (its share of its tolerance); None when the case is in neither. A fit that failed on
+    either side leaves only the verdicts to compare."""
     old_rec = old_records.record(impl, case) if old_records is not None else None
     new_rec = new_records.record(impl, case) if new_records is not None else None
     rows: list[Any] = []
     drifted = moved = None
-    fitted = (old_rec is not None and new_rec is not None and not old_rec.get("error")
-              and not new_rec.get("error"))
-    if fitted:
+    top = None
+    if (old_rec is not None and new_rec is not None and not old_rec.get("error")
+            and not new_rec.get("error")):
         rows = drift(old_rec, new_rec)
-        drifted, moved = bool(rows), bool(rows) or _moved(old_rec, new_rec)
-    elif old_rec is not None and new_rec is not None:  # a failed fit on a side: compare verdicts
-        drifted, moved = False, (old_rec.get("error") != new_rec.get("error"))
+        top = largest_move(old_rec, new_rec)
+        drifted, moved = bool(rows), bool(rows) or top is not None
     change = classify(old_verdict, new_verdict, drifted=drifted, moved=moved)
     if change is None:
         return None
     out: dict[str, Any] = {"case": case, "change": change, "old": old_verdict,
                            "new": new_verdict}
+    if top is not None:
+        out["largest_move"] = top
     if rows:
         out["moved"] = [{"name": r.name, "old": r.reference, "new": r.candidate,
                          "allowed": r.allowed} for r in rows]

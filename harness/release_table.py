@@ -13,7 +13,7 @@ def counts_text(counts: Mapping[str, int] | None) -> str:
     """"2 fixed, 1 regressed": a pair of releases' change counts in one phrase."""
     if counts is None:
         return ""
-    return ", ".join(f"{n} {k}" for k, n in counts.items()) or "nothing in common"
+    return ", ".join(f"{n} {k}" for k, n in counts.items()) or "no case expressible in both"
 
 
 def short(text: str, limit: int) -> str:

@@ -164,6 +164,7 @@ def test_consecutive_releases_are_compared_case_by_case(tmp_path: Path) -> None:
     assert change["only_in_one"] == ["f", "g"]
     (moved,) = [m for m in by_case["c"]["moved"] if m["name"] == "fixef[(Intercept)]"]
     assert (moved["old"], moved["new"]) == (10.0, 11.0)
+    assert 0 < by_case["b"]["largest_move"]["share"] < 1 < by_case["c"]["largest_move"]["share"]
     assert change["counts"] == {"fixed": 1, "regressed": 1, "newly expressible": 1,
                                 "moved beyond tolerance": 1, "moved within tolerance": 1}
     assert summary["cases"]["a"] == {"glmm 0.6.0": "disagreed", "glmm 0.6.1": "agreed"}
@@ -238,3 +239,16 @@ def test_a_failed_build_is_said_shortly() -> None:
     assert why.startswith("installing mixedlm failed (exit code 1): [6] Could not resolve")
     assert "index.crates.io" in why and "no wheel of this release installs here" in why
     assert "uv pip install" not in why
+
+
+def test_a_fit_that_failed_on_either_side_leaves_the_verdicts(tmp_path: Path) -> None:
+    old = baseline.Baseline(tmp_path / "old", {})
+    new = baseline.Baseline(tmp_path / "new", {})
+    baseline.save_record(old.directory, _record("a", 10.0, "1", error="IndexError: list"))
+    baseline.save_record(new.directory, _record("a", 10.0, "2", error="IndexError: other"))
+    found = release_diff.compare_case("a", "glmm", "failed", "failed", old, new)
+    assert found == {"case": "a", "change": "same verdict", "old": "failed", "new": "failed"}
+    summary = {"peers": {"p": {"releases": ["1", "2"], "changes": [
+        {"to": "2", "counts": {}}], "runs": {v: {"counts": dict.fromkeys(
+            release_league.COUNTS, 0)} for v in ("1", "2")}}}}
+    assert "no case expressible in both" in release_league.releases_markdown(summary)
