@@ -291,13 +291,17 @@ def render_html(summary: Mapping[str, Any]) -> str:
             if not shown:
                 continue
             out.append("<table><tr><th>case</th><th>change</th><th>before</th><th>after</th>"
+                       "<th>moved most (before &rarr; after, share of its tolerance)</th>"
                        "<th>moved beyond tolerance (before &rarr; after, allowed)</th></tr>")
             for c in shown:
-                moved = "; ".join(f"{m['name']}: {_num(m['old'])} &rarr; {_num(m['new'])} "
+                moved = "; ".join(f"{e(m['name'])}: {_num(m['old'])} &rarr; {_num(m['new'])} "
                                   f"({_num(m['allowed'])})" for m in c.get("moved") or [])
+                top = c.get("largest_move")
+                most = (f"{e(top['name'])}: {_num(top['old'])} &rarr; {_num(top['new'])} "
+                        f"({top['share']:.2g})" if top else "")
                 out.append(f"<tr><td>{e(c['case'])}</td><td>{e(c['change'])}</td>"
                            f"<td>{e(str(c['old']))}</td><td>{e(str(c['new']))}</td>"
-                           f"<td>{moved}</td></tr>")
+                           f"<td>{most}</td><td>{moved}</td></tr>")
             out.append("</table>")
     if summary.get("not_installable"):
         out.append("<h2>Releases passed over: their environment could not be built here</h2>"
