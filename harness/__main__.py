@@ -200,6 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "(default: $XDG_CACHE_HOME/mixedref-harness/envs)")
     eco.add_argument("--rebuild-envs", action="store_true",
                      help="build the peers' environments again even when they exist")
+    eco.add_argument("--releases", type=int, metavar="N", default=None,
+                     help="the version axis: run each PyPI peer (or --impl's) at its last N "
+                          "releases that install here, one environment each, into --out DIR "
+                          "(DIR/<peer>/<release>/), and compare consecutive releases case by "
+                          "case (harness/commands/release_league.py)")
+    eco.add_argument("--older-only", action="store_true",
+                     help="with --releases: leave out the pinned release, whose verdicts come "
+                          "from the committed league (compared by verdict only)")
+    eco.add_argument("--compare-releases", metavar="DIR", default=None,
+                     help="rewrite DIR/versions.json and DIR/index.html from the release runs "
+                          "already in DIR, running nothing")
     eco.add_argument("--harness-env", action="store_true",
                      help="run the peers in the harness's own environment instead of one "
                           "environment each (they then see its packages, e.g. scikit-sparse)")
@@ -242,6 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                           catalog=args.catalog)
     if args.command == "divergences":
         return _divergences(args)
+    if args.command == "ecosystem" and (args.releases or args.compare_releases):
+        from harness.commands import release_league
+
+        if args.compare_releases:
+            return release_league.main(args.compare_releases, args.releases or 3,
+                                       args.keyword, args.impl, older_only=args.older_only,
+                                       env_dir=args.env_dir, run=False)
+        if not args.out:
+            print("harness ecosystem: --releases needs --out DIR", file=sys.stderr)
+            return 2
+        return release_league.main(args.out, args.releases, args.keyword, args.impl,
+                                   older_only=args.older_only, env_dir=args.env_dir)
     if args.command == "ecosystem":
         from harness.commands import ecosystem
 

@@ -243,3 +243,14 @@ def test_a_failed_new_record_gives_no_drift() -> None:
     new = failed_record("mypkg.fit:fit", "sleepstudy-slopes-REML", "it raised now")
     assert drift(_record(), new) == []
     assert any("this run's fit failed" in n for n in compare_with_baseline(_record(), new).notes)
+
+
+def test_an_unchanged_quantity_without_a_tolerance_is_no_drift() -> None:
+    # a GLMM peer reporting no standard errors (gpboost): the fixed effects' tolerance, in
+    # units of the saved record's SEs, cannot be formed; equal values have still not moved
+    old = _record()
+    old["fixef_se"] = {}
+    assert drift(old, copy.deepcopy(old)) == []
+    moved = copy.deepcopy(old)
+    moved["fixef"]["Days"] += 1.0  # a move that cannot be judged stays drift
+    assert [r.name for r in drift(old, moved)] == ["fixef[Days]"]

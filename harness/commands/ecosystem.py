@@ -148,18 +148,31 @@ def env_root(folder: str | Path | None = None) -> Path:
     return Path(cache) / "mixedref-harness" / "envs"
 
 
-def env_folder(name: str, root: Path) -> Path:
+def env_folder(name: str, root: Path, version: str | None = None) -> Path:
     """``<root>/<peer>-<version>-<hash>``: the hash covers the peer's requirements, the
     harness's, and the Python and platform the environment is built for, so a change of any
-    of them builds a new one."""
-    from harness.adapters.peers import HARNESS_REQUIREMENTS, REQUIREMENTS
+    of them builds a new one. ``version``: another release of the peer than the pinned one
+    (the league's version axis)."""
+    from harness.adapters.peers import HARNESS_REQUIREMENTS
 
-    reqs = REQUIREMENTS[name]
+    reqs = peer_requirements(name, version)
     key = json.dumps({"requirements": list(reqs), "harness": list(HARNESS_REQUIREMENTS),
                       "python": platform.python_version(), "machine": platform.machine(),
                       "platform": sys.platform}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return root / f"{name}-{_pinned(reqs[0]) or 'any'}-{digest}"
+
+
+def peer_requirements(name: str, version: str | None = None) -> tuple[str, ...]:
+    """What ``name``'s environment installs: its pinned requirements, or with ``version`` the
+    same with the peer's own pin moved to that release (harness.commands.releases)."""
+    from harness.adapters.peers import REQUIREMENTS
+
+    if version is None:
+        return tuple(REQUIREMENTS[name])
+    from harness.commands.releases import release_requirements
+
+    return release_requirements(name, version)
 
 
 def _pinned(requirement: str) -> str | None:
@@ -270,15 +283,17 @@ def _name_of(line: str) -> str:
 
 
 def peer_environment(name: str, root: str | Path | None = None, *,
-                     rebuild: bool = False) -> dict[str, Any]:
+                     rebuild: bool = False, version: str | None = None) -> dict[str, Any]:
     """The environment of peer ``name`` (built when missing or ``rebuild``): its manifest,
     ``{"peer", "python", "folder", "requirements", "harness_requirements", "installer",
     "python_version", "installed": [pip freeze], "peer_installed": [pip freeze before the
     harness's requirements], "added_for_harness": [...], "changed_for_harness": [...]}``.
-    Raises EnvBuildError when it cannot be built."""
-    from harness.adapters.peers import HARNESS_REQUIREMENTS, REQUIREMENTS
+    ``version``: another release than the pinned one (its own environment). Raises
+    EnvBuildError when it cannot be built."""
+    from harness.adapters.peers import HARNESS_REQUIREMENTS
 
-    folder = env_folder(name, env_root(root))
+    requirements = peer_requirements(name, version)
+    folder = env_folder(name, env_root(root), version)
     manifest_path = folder / MANIFEST
     with _locked(folder):
         if not rebuild and manifest_path.is_file():
@@ -292,7 +307,7 @@ def peer_environment(name: str, root: str | Path | None = None, *,
         installer = _Installer()
         try:
             python = installer.create(folder)
-            installer.install(python, REQUIREMENTS[name], f"installing {name}")
+            installer.install(python, requirements, f"installing {name}")
             alone = installer.freeze(python)
             installer.install(python, HARNESS_REQUIREMENTS, "installing the harness's "
                               f"requirements into {name}'s environment")
@@ -304,7 +319,7 @@ def peer_environment(name: str, root: str | Path | None = None, *,
         manifest = {
             "peer": name, "python": python, "folder": str(folder),
             "python_version": platform.python_version(), "installer": installer.describe(),
-            "requirements": list(REQUIREMENTS[name]),
+            "requirements": list(requirements),
             "harness_requirements": list(HARNESS_REQUIREMENTS),
             "installed": full, "peer_installed": alone,
             "added_for_harness": [line for line in full if _name_of(line) not in before],
@@ -341,8 +356,10 @@ def installed(names: Sequence[str] = LEAGUE) -> tuple[list[str], dict[str, str]]
 
 
 def environments(names: Sequence[str], root: str | Path | None = None, *,
-                 rebuild: bool = False) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """({peer: manifest} of the peers among ``names``, {peer: why its environment failed})."""
+                 rebuild: bool = False, versions: Mapping[str, str] | None = None
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """({peer: manifest} of the peers among ``names``, {peer: why its environment failed});
+    ``versions``: {peer: release} for peers run at another release than the pinned one."""
     from harness.adapters.peers import PEERS
 
     envs, failed = {}, {}
@@ -350,7 +367,8 @@ def environments(names: Sequence[str], root: str | Path | None = None, *,
         if name not in PEERS:
             continue
         try:
-            envs[name] = peer_environment(name, root, rebuild=rebuild)
+            envs[name] = peer_environment(name, root, rebuild=rebuild,
+                                          version=(versions or {}).get(name))
         except (EnvBuildError, OSError) as exc:
             failed[name] = f"its environment could not be built: {exc}"
     return envs, failed
@@ -358,10 +376,14 @@ def environments(names: Sequence[str], root: str | Path | None = None, *,
 
 def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None = None,
         workers: int = 2, timeout: float = CASE_TIMEOUT, *, env_dir: str | Path | None = None,
-        own_envs: bool = True, rebuild_envs: bool = False) -> dict[str, Any]:
+        own_envs: bool = True, rebuild_envs: bool = False,
+        versions: Mapping[str, str] | None = None,
+        pytest_args: Sequence[str] = ()) -> dict[str, Any]:
     """Run the harness over the league under pytest; write results.json, league.json and
     index.html into ``out``; return the league. ``own_envs``: each peer in its environment
-    (:func:`peer_environment`, under ``env_dir``); False: every implementation in this one."""
+    (:func:`peer_environment`, under ``env_dir``); False: every implementation in this one.
+    ``versions``: {peer: release} to run instead of the pinned releases (with ``own_envs``);
+    ``pytest_args``: more options for the harness run (e.g. ``--save-baseline DIR``)."""
     from harness.adapters.peers import PEERS
 
     out = Path(out)
@@ -370,7 +392,11 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
     envs: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     if own_envs:
-        envs, failed = environments(wanted, env_dir, rebuild=rebuild_envs)
+        envs, failed = (environments(wanted, env_dir, rebuild=rebuild_envs, versions=versions)
+                        if versions else environments(wanted, env_dir, rebuild=rebuild_envs))
+    elif versions:
+        raise ValueError("versions other than the pinned ones need own_envs=True (one "
+                         "environment per release)")
     names, missing = installed([n for n in wanted if n not in envs and n not in failed])
     names = [n for n in wanted if n in names or n in envs]
     missing = {**missing, **failed}
@@ -389,6 +415,7 @@ def run(out: str | Path, keyword: str | None = None, impls: Sequence[str] | None
             cmd += ["--impl-python", f"{name}={envs[name]['python']}"]
     if keyword:
         cmd += ["-k", keyword]
+    cmd += list(pytest_args)
     print("harness ecosystem: " + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False)
@@ -587,12 +614,20 @@ def _version(impl: str, versions: Mapping[str, str]) -> str:
     return str(next(iter(versions.values())))
 
 
+#: where a league folder keeps its version axis (harness/commands/release_league.py), if it has one
+VERSIONS_DIR = "versions"
+
+
 def write_league(league: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``league.json`` and ``index.html`` into ``out``; the page shows the releases'
+    table of ``out/versions/versions.json`` when the folder has a version axis."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "league.json", "html": out / "index.html"}
     paths["json"].write_text(json.dumps(league, indent=1, allow_nan=False) + "\n")
-    paths["html"].write_text(render_html(league))
+    axis = out / VERSIONS_DIR / "versions.json"
+    releases = json.loads(axis.read_text()) if axis.is_file() else None
+    paths["html"].write_text(render_html(league, releases))
     return paths
 
 
@@ -791,9 +826,24 @@ def _environments_html(league: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def render_html(league: Mapping[str, Any]) -> str:
+def _releases_html(releases: Mapping[str, Any]) -> str:
+    """The page's section on the version axis: each peer at its last releases."""
+    from harness.commands.release_table import releases_table_html
+
+    kw = releases.get("keyword")
+    return ("<h2>Releases</h2><p>Each peer at its last releases that install here, one "
+            "environment each (<code>python -m harness ecosystem --releases N</code>"
+            + (f", cases matching <code>-k {html.escape(kw)}</code>" if kw else "")
+            + "); which release is right on which case, and what changed between consecutive "
+            "releases case by case: <a href='versions/index.html'>versions/index.html</a>.</p>"
+            + releases_table_html(releases, COLUMNS, COLOURS))
+
+
+def render_html(league: Mapping[str, Any], releases: Mapping[str, Any] | None = None) -> str:
     """One static page: the table, the cases x implementations matrix coloured by verdict,
-    per implementation its disagreements with the judge's verdict, and its speed ratios."""
+    per implementation its disagreements with the judge's verdict, and its speed ratios;
+    with ``releases`` (a version axis's versions.json, harness/commands/release_league.py), each
+    peer's releases and what changed between them."""
     impls = [r["name"] for r in league["implementations"]]
     certified = league.get("certified") or {}
     e = html.escape
@@ -823,6 +873,8 @@ def render_html(league: Mapping[str, Any]) -> str:
         out.append("<p>Certified cases (NIST StRD, judged against their exact truth, "
                    f"docs/certified.md): lme4's worst LRE {e(certified_cell(lme4))}"
                    + (f"; lme4 fails {e(', '.join(failed))}" if failed else "") + ".</p>")
+    if releases:
+        out.append(_releases_html(releases))
     out.extend(_environments_html(league))
     out.append("<h2>Cases x implementations</h2><table><tr><th>case</th>"
                + "".join(f"<th>{e(i)}</th>" for i in impls) + "</tr>")

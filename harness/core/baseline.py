@@ -211,7 +211,10 @@ def drift(baseline_record: Mapping[str, Any], record: Mapping[str, Any],
     """The rows of ``record`` that moved more than their tolerance from ``baseline_record``
     (``Row.reference`` is the saved value, ``Row.candidate`` the new one), each with its note
     set to "drift since baseline" (followed by the comparison's own note, e.g. "missing", when
-    it had one). A failed fit on either side gives no rows."""
+    it had one). A failed fit on either side gives no rows, and neither does a quantity whose
+    value is the same in both (its tolerance may not be formed: fixed effects of a record
+    without standard errors)."""
     comp = compare_with_baseline(baseline_record, record, tol)
     return [replace(r, note=DRIFT_NOTE if not r.note else f"{DRIFT_NOTE}: {r.note}")
-            for r in comp.failures]
+            for r in comp.failures
+            if r.reference is None or r.candidate is None or r.reference != r.candidate]
