@@ -529,3 +529,19 @@ def test_every_list_of_implementations_derives_from_the_one_registry() -> None:
     assert ecosystem.LEAGUE == PYTHON_CANDIDATES == ("mixedref", "statsmodels", *PEERS)
     assert test_benchmarks.BENCH_IMPLS == ("lme4", *PYTHON_CANDIDATES)
     assert all(name in BUILTIN for name in PYTHON_CANDIDATES)
+
+
+def test_nested_grouping_factors_carry_lme4s_names() -> None:
+    """lme4 names the levels of ``a/b/c`` a, b:a and c:(b:a) (VarCorr and ranef); the data's
+    grouping factor of the last stays c:b:a (the pasted labels)."""
+    import pandas as pd
+
+    from harness.adapters.peers import _formula as F
+
+    data = pd.DataFrame({"a": list("xxxxyyyy"), "b": list("ppqqppqq"), "c": list("mnmnmnmn"),
+                         "y": range(8)})
+    terms = F.lme4_terms(F.parse("y ~ 1 + (1 | a/b/c)"), data)
+    assert [(t.group, t.name) for t in terms] == [("c:b:a", "c:(b:a)"), ("b:a", "b:a"),
+                                                  ("a", "a")]
+    assert F.parse("y ~ (1 | a/b/c/d)").bars[0].labels == ["a", "b:a", "c:(b:a)",
+                                                            "d:(c:(b:a))"]
