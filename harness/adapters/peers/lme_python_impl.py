@@ -69,7 +69,8 @@ class LmePythonPeer(Peer):
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = lme_python.lmer(case.formula, frame, reml=REML, factors=factors or None)
+            m = _declined(lambda: lme_python.lmer(case.formula, frame, reml=REML,
+                                                  factors=factors or None), case.formula)
         sigma2 = float(m.sigma2)
         covs = _covariances(m, terms)
         theta = F.theta_of(terms, covs, sigma2)
@@ -150,6 +151,18 @@ class LmePythonPeer(Peer):
         rec["versions"] = self.versions()
         rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def _declined(call: Any, formula: str) -> Any:
+    """Run ``call``; lme-python's own "not implemented: ..." (a ValueError from its formula
+    parser: ``I(Days - 4.5)``, a three-way ``a * b * c``, ``a/b/c``) is what it cannot express,
+    so it is raised as such with its words, not as a failed fit."""
+    try:
+        return call()
+    except ValueError as exc:
+        if str(exc).startswith("not implemented"):
+            raise F.cannot("lme-python", formula, f"its lmer says {exc}") from None
+        raise
 
 
 def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:
