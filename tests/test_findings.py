@@ -398,6 +398,34 @@ def test_measure_skips_an_implementation_that_is_not_installed_naming_why(
     assert "skipped sim_a-slopes-ML [cand]: not installed here" in out.report()
 
 
+def test_measure_judges_a_certified_case_against_its_truth(tmp_path: Path) -> None:
+    """A certified case's rows (certified[...], nist[...]) come from its exact truth, as in a
+    pytest run; judged against lme4 instead, every such row would read "stopped firing"."""
+    from types import SimpleNamespace
+
+    from harness.commands.divergences_measure import measure
+    from harness.core.catalog import load_catalog
+
+    certified = next(c for c in load_catalog(None) if c.id == "SmLs01-oneway-REML")
+    plain = next(c for c in load_catalog(None) if c.id == "Dyestuff-intercept-REML")
+    rows = [{"case": c.id, "quantity": "objective", "size": 1.0, "direction": "higher"}
+            for c in (certified, plain)]
+    reg = load_registry(_write(tmp_path, [_finding(rows=rows)]), [certified.id, plain.id])
+    seen: dict[str, str] = {}
+
+    class Here:
+        def unavailable(self) -> None:
+            return None
+
+    def decide(case: object, adapter: object, reference: object, **kw: object) -> object:
+        seen[case.id] = reference.name  # type: ignore[attr-defined]
+        return SimpleNamespace(comparison=None, outcome="error", headline="stub")
+
+    lme4 = SimpleNamespace(name="lme4-recorded")
+    measure(reg, [certified, plain], lme4, adapter_for=lambda name: Here(), decide=decide)
+    assert seen == {"SmLs01-oneway-REML": "certified", "Dyestuff-intercept-REML": "lme4-recorded"}
+
+
 # ---- the summary and the report show findings ---------------------------------------------
 
 def test_the_summary_and_the_report_name_each_finding_once_with_its_rows(

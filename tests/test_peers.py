@@ -531,3 +531,68 @@ def test_every_list_of_implementations_derives_from_the_one_registry() -> None:
     assert ecosystem.LEAGUE == PYTHON_CANDIDATES == ("mixedref", "statsmodels", *PEERS)
     assert test_benchmarks.BENCH_IMPLS == ("lme4", *PYTHON_CANDIDATES)
     assert all(name in BUILTIN for name in PYTHON_CANDIDATES)
+
+
+def test_nested_grouping_factors_carry_lme4s_names() -> None:
+    """lme4 names the levels of ``a/b/c`` a, b:a and c:(b:a) (VarCorr and ranef); the data's
+    grouping factor of the last stays c:b:a (the pasted labels)."""
+    import pandas as pd
+
+    from harness.adapters.peers import _formula as F
+
+    data = pd.DataFrame({"a": list("xxxxyyyy"), "b": list("ppqqppqq"), "c": list("mnmnmnmn"),
+                         "y": range(8)})
+    terms = F.lme4_terms(F.parse("y ~ 1 + (1 | a/b/c)"), data)
+    assert [(t.group, t.name) for t in terms] == [("c:b:a", "c:(b:a)"), ("b:a", "b:a"),
+                                                  ("a", "a")]
+    assert F.parse("y ~ (1 | a/b/c/d)").bars[0].labels == ["a", "b:a", "c:(b:a)",
+                                                            "d:(c:(b:a))"]
+
+
+def test_a_peers_own_not_implemented_is_not_expressible(monkeypatch) -> None:
+    """lme-python's "not implemented: ..." (I(Days - 4.5), a * b * c, a/b/c) and pymixef's
+    FORMULA-UNSAFE-001 (I(age^2)) are what the package declines to express, raised as
+    NotImplementedError with its words; any other error stays a failure."""
+    import sys
+    import types
+
+    from harness.adapters.peers.lme_python_impl import LmePythonPeer
+    from harness.adapters.peers.pymixef_impl import PymixefPeer
+    from harness.core.catalog import load_catalog
+    from harness.core.runner import case_data
+
+    case = next(c for c in load_catalog(None) if c.id == "sleepstudy-centred-REML")
+    data = case_data(case)
+
+    def raising(exc: Exception) -> types.SimpleNamespace:
+        def call(*args: object, **kwargs: object) -> None:
+            raise exc
+        return call
+
+    lme = types.ModuleType("lme_python")
+    lme.FactorSpec = lambda *a, **k: None  # type: ignore[attr-defined]
+    lme.lmer = raising(ValueError("not implemented: Formula parsing error: malformed I() "  # type: ignore[attr-defined]
+                                  "arithmetic expression"))
+    monkeypatch.setitem(sys.modules, "lme_python", lme)
+    with pytest.raises(NotImplementedError, match="lme-python cannot express .*malformed I"):
+        LmePythonPeer().fit(case, data)
+    lme.lmer = raising(ValueError("singular"))  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="singular"):
+        LmePythonPeer().fit(case, data)
+
+    class FormulaError(Exception):
+        def __init__(self, message: str, code: str) -> None:
+            super().__init__(message)
+            self.code = code
+
+    pym = types.ModuleType("pymixef")
+    pym.families = types.SimpleNamespace()  # type: ignore[attr-defined]
+    pym.fit = raising(FormulaError("Unsupported or unsafe syntax in predictor expression "  # type: ignore[attr-defined]
+                                   "'I(age^2)'.", "FORMULA-UNSAFE-001"))
+    monkeypatch.setitem(sys.modules, "pymixef", pym)
+    with pytest.raises(NotImplementedError, match="pymixef cannot express .*I\\(age\\^2\\)"):
+        PymixefPeer().fit(case, data)
+    pym.fit = raising(FormulaError("Expression produced non-finite values.",  # type: ignore[attr-defined]
+                                   "FORMULA-TRANSFORM-DOMAIN-001"))
+    with pytest.raises(FormulaError):
+        PymixefPeer().fit(case, data)

@@ -117,8 +117,10 @@ def measure(registry: Registry, cases: Sequence[Any], reference: Any, *,
     """Measure the rows of ``registry`` whose implementation is in ``impls`` (default all) on
     ``cases`` (the catalog's, already selected by ``-k``): every (case, implementation) pair a
     row names is decided once; an implementation that cannot run here is skipped with its
-    reason."""
+    reason. A certified case is judged against its exact truth, as in a pytest run, so its
+    rows (``certified[...]``, ``nist[...]``) are measured on the quantities they name."""
     from harness.adapters import get_adapter
+    from harness.adapters.certified import certified_reference
     from harness.core.outcome import decide as one_road
     from harness.core.runner import case_data
 
@@ -140,7 +142,8 @@ def measure(registry: Registry, cases: Sequence[Any], reference: Any, *,
             out.skipped.append((case.id, impl, f"not installed here: {unavailable[impl]}"))
             continue  # a case that could not be measured says nothing about its rows
         print(f"measuring {case.id} [{impl}]", file=sys.stderr, flush=True)
-        d = decide(case, adapter_for(impl), reference, data=case_data(case))
+        judge_by = certified_reference(case) or reference
+        d = decide(case, adapter_for(impl), judge_by, data=case_data(case))
         if d.comparison is None or d.outcome in ("skipped", "no-verdict", "error"):
             out.skipped.append((case.id, impl, d.headline))
             continue

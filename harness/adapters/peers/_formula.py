@@ -79,6 +79,16 @@ class Bar:
         parts = [p.strip() for p in self.group.split("/")]
         return [":".join(reversed(parts[:k])) for k in range(1, len(parts) + 1)]
 
+    @property
+    def labels(self) -> list[str]:
+        """lme4's names of :attr:`groups`: each nesting level wraps the one above in
+        parentheses, so ``a/b/c`` is ``a``, ``b:a`` and ``c:(b:a)`` (its VarCorr and ranef)."""
+        out: list[str] = []
+        for p in (p.strip() for p in self.group.split("/")):
+            out.append(p if not out else f"{p}:({out[-1]})" if ":" in out[-1]
+                       else f"{p}:{out[-1]}")
+        return out
+
 
 @dataclass
 class Parsed:
@@ -94,6 +104,7 @@ class Term:
     group: str  # the grouping factor, e.g. "Subject", "cask:batch"
     columns: list[str]  # R names of its columns
     name: str = ""  # lme4's VarCorr group name (Subject, Subject.1)
+    label: str = ""  # lme4's name of the grouping factor (c:(b:a) for c:b:a of a/b/c)
     nlevels: int = 0
     correlated: bool = True
 
@@ -144,15 +155,16 @@ def lme4_terms(parsed: Parsed, data: Any) -> list[Term]:
     """The random-effects terms as lme4 expands and orders them, with VarCorr names."""
     terms: list[Term] = []
     for bar in parsed.bars:
-        for g in bar.groups:
+        for g, label in zip(bar.groups, bar.labels, strict=True):
             if bar.double:
-                terms += [Term(g, [c], correlated=False) for c in bar.columns]
+                terms += [Term(g, [c], label=label, correlated=False) for c in bar.columns]
             else:
-                terms.append(Term(g, list(bar.columns)))
+                terms.append(Term(g, list(bar.columns), label=label))
     for t in terms:
         t.nlevels = nlevels(data, t.group)
     terms = sorted(terms, key=lambda t: -t.nlevels)  # stable: ties keep formula order
-    for t, name in zip(terms, varcorr_groups([t.group for t in terms]), strict=True):
+    for t, name in zip(terms, varcorr_groups([t.label or t.group for t in terms]),
+                       strict=True):
         t.name = name
     return terms
 

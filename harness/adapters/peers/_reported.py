@@ -90,9 +90,11 @@ def tables(blocks: Iterable[tuple[str, Sequence[Any], Sequence[str], Any, Any]],
     modes: dict[str, Any] = {}
     sds: dict[str, Any] = {}
     all_sds = True
+    label_of = {t.group: t.label or t.group for t in terms}  # c:b:a is lme4's c:(b:a)
     for pkg_group, levels, cols, values, sd in blocks:
-        grp = lme4_group(pkg_group, terms)
-        index = [lme4_level(v, pkg_group, grp) for v in levels]
+        factor = lme4_group(pkg_group, terms)
+        index = [lme4_level(v, pkg_group, factor) for v in levels]
+        grp = label_of[factor]
         m = pd.DataFrame(np.asarray(values, dtype=float).reshape(len(index), len(cols)),
                          index=index, columns=list(cols))
         modes[grp] = m if grp not in modes else modes[grp].join(m, how="outer")

@@ -60,8 +60,9 @@ class LmePythonPeer(Peer):
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m, frame = calls.lme_python_lmer(lme_python, pl, data, case.formula, REML,
-                                             fixed_factors(parsed, data))
+            m, frame = _declined(lambda: calls.lme_python_lmer(
+                lme_python, pl, data, case.formula, REML, fixed_factors(parsed, data)),
+                case.formula)
         sigma2 = float(m.sigma2)
         covs = _covariances(m, terms)
         theta = F.theta_of(terms, covs, sigma2)
@@ -142,6 +143,18 @@ class LmePythonPeer(Peer):
         rec["versions"] = self.versions()
         rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def _declined(call: Any, formula: str) -> Any:
+    """Run ``call``; lme-python's own "not implemented: ..." (a ValueError from its formula
+    parser: ``I(Days - 4.5)``, a three-way ``a * b * c``, ``a/b/c``) is what it cannot express,
+    so it is raised as such with its words, not as a failed fit."""
+    try:
+        return call()
+    except ValueError as exc:
+        if str(exc).startswith("not implemented"):
+            raise F.cannot("lme-python", formula, f"its lmer says {exc}") from None
+        raise
 
 
 def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:

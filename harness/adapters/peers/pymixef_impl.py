@@ -32,6 +32,9 @@ from harness.adapters.peers._base import (
     response_frame,
 )
 
+#: pymixef's error code for syntax its formula parser does not accept (pymixef/formula.py:
+#: "Unsupported or unsafe syntax in predictor expression"), e.g. I(age^2): not expressible
+UNSUPPORTED_SYNTAX = "FORMULA-UNSAFE-001"
 _LEVEL = re.compile(r"^(?P<var>[^\[\]]+)\[(?:T\.)?(?P<level>[^\[\]]+)\]$")
 
 
@@ -80,8 +83,14 @@ class PymixefPeer(Peer):
         REML = bool(getattr(case, "REML", False)) and not case.is_glmm
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            r = pymixef.fit(formula, data=frame, family=family,
-                            method="laplace" if case.is_glmm else "reml" if REML else "ml")
+            try:
+                r = pymixef.fit(formula, data=frame, family=family,
+                                method="laplace" if case.is_glmm else "reml" if REML else "ml")
+            except Exception as exc:  # its FormulaError: declined syntax, not a failed fit
+                if getattr(exc, "code", None) == UNSUPPORTED_SYNTAX:
+                    raise F.cannot(self.dist, formula, f"its formula parser says {exc} "
+                                   f"({UNSUPPORTED_SYNTAX})") from None
+                raise
         params = dict(r.parameters)
         names = list(r.extra.get("fixed_effect_names") or [  # its GLMM extra has none
             k for k in params if not k.startswith(("sd(", "corr(")) and k != "residual_sd"])
