@@ -87,7 +87,15 @@ INFO = {'case': 'sim_scale_small-intercept-REML',
                       {'quantity': 'df_satterthwaite[x]',
                        'size': 3000.0,
                        'direction': 'higher',
-                       'finding': 'interlace-lmertest-numderiv-step'}],
+                       'finding': 'interlace-lmertest-numderiv-step'},
+                      {'quantity': 'df_kr[(Intercept)]',
+                       'size': 28.0,
+                       'direction': 'lower',
+                       'finding': 'interlace-kenward-roger-is-satterthwaite'},
+                      {'quantity': 'df_kr[x]',
+                       'size': 730.0,
+                       'direction': 'higher',
+                       'finding': 'interlace-kenward-roger-is-satterthwaite'}],
         'causes': [{'finding': 'interlace-p-value-cancellation',
                     'cause': 'interlace computes the p-value as 2 * (1 - t.cdf(|t|, df)) '
                              '(interlace/__init__.py, after the df), which loses its relative '
@@ -100,7 +108,18 @@ INFO = {'case': 'sim_scale_small-intercept-REML',
                              'absolute 1e-4 and the varpar Hessian is an artefact (df about '
                              '2.4 and 2.6); lmerTest on y * 1e6 gives 28.99795 and 271.04020 '
                              "(REML), 29.99783 and 272.10322 (ML): the candidate's df here are "
-                             "of that size, not lmerTest's."}],
+                             "of that size, not lmerTest's."},
+                   {'finding': 'interlace-kenward-roger-is-satterthwaite',
+                    'cause': "interlace's Kenward-Roger is not Kenward and Roger's: "
+                             'interlace/kenward_roger.py keeps the unadjusted covariance '
+                             '(C_adj = result.fe_cov, its comment arguing the bias correction '
+                             "vanishes because X'P = 0) and takes the df as a Satterthwaite df "
+                             "2 C_jj^2 / g'Wg in the variance components (finite differences, "
+                             "relative steps 1e-5 and 1e-4), not pbkrtest's moment matching of "
+                             'the Wald statistic under the adjusted covariance. pbkrtest is '
+                             'right: its adjusted SE is larger than the unadjusted one '
+                             'wherever the variance components are estimated with little '
+                             'information, and its df follow from that.'}],
         'error': None}
 
 # The package call's inputs, as the adapter builds them
