@@ -415,6 +415,7 @@ def test_the_summary_and_the_report_name_each_finding_once_with_its_rows(
         "--catalog", str(catalog), "--impl", "se_high_v:fit", "--divergences", str(registry),
         "-k", "not test_fit", "--report", str(report))
     result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == pytest.ExitCode.OK  # a registered divergence alone fails no run
     result.stdout.fnmatch_lines([
         "registered disagreements, by finding (1):",
         "  se-high [[]se_high_v:fit[]], 1 item(s): The intercept's SE is deliberately 1% high*",
