@@ -141,14 +141,16 @@ def test_an_item_without_a_reference_answer_is_no_verdict_and_fails_the_run(
     catalog = pytester.makefile(".yaml", cat_missing=MISSING_CATALOG)
     args = ["--pyargs", "harness", "--reference=recorded", "--catalog", str(catalog),
             "--impl", "mixedref", "-p", "no:cacheprovider", "-k", "not test_fit"]
-    result = pytester.runpytest_subprocess(*args)
+    # in this process (pytester's in-process runs: the plugin's code without an interpreter
+    # start; the candidate is fitted in its isolated worker as always)
+    result = pytester.runpytest_inprocess(*args)
     result.assert_outcomes(passed=1, failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
         "*no verdict: reference lme4-recorded: no recorded lme4 answer for case "
         "'Dyestuff-unrecorded-ML'*",
         "*items without a verdict (no reference answer): 1*"])
-    allowed = pytester.runpytest_subprocess(*args, "--allow-missing-reference", "-rs")
+    allowed = pytester.runpytest_inprocess(*args, "--allow-missing-reference", "-rs")
     allowed.assert_outcomes(passed=1, skipped=1)
     assert allowed.ret == pytest.ExitCode.OK
     allowed.stdout.fnmatch_lines(["*items without a verdict (no reference answer): 1*",
