@@ -16,7 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-import harness.plugin  # noqa: F401  (imported before pytester's runs; see test_plugin.py)
+# imported before pytester's in-process run (see tests/test_plugin.py)
+import harness.adapters  # noqa: F401
+import harness.catalog  # noqa: F401
+import harness.plugin  # noqa: F401
 from harness import simulate
 from harness.datasets import dataset_info, load_dataset
 
@@ -136,10 +139,10 @@ def test_recorded_option_compares_against_the_given_file(
     doc["records"][changed]["sigma"] *= 1.01  # 10 x sigma's 0.1% tolerance
     path = pytester.path / "lme4_modified.json"
     path.write_text(json.dumps(doc))
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest_inprocess(  # in this process: no interpreter start
         "--pyargs", "harness", "--reference=recorded", "--recorded", str(path),
         "-p", "no:cacheprovider", "--impl", "mixedref", "-v", "-rf",
-        "-k", "Dyestuff-intercept and not test_fit", timeout=600)
+        "-k", "Dyestuff-intercept and not test_fit")
     out = result.stdout.str()
     result.assert_outcomes(passed=1, failed=1)
     assert "reference = recorded lme4 answers lme4_modified.json" in out
