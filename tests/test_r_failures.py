@@ -328,8 +328,12 @@ def test_without_r_the_run_uses_the_recording_and_says_why_once(
 def test_without_r_a_live_run_is_a_usage_error_with_the_reason(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     # --reference=live is a promise the run cannot keep without R: it stops before collection
+    # (also what tests/test_verdicts.py's test_live_reference_without_r_is_a_usage_error
+    # checked in a run of its own: one line, naming the way out)
     result = _run_without(pytester, monkeypatch, NO_R, "--reference=live")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = [ln for ln in result.stderr.lines if ln.strip()]
+    assert len(err) == 1 and "--reference=recorded" in err[0], err
     result.stderr.fnmatch_lines([
         "ERROR: --reference=live: lme4 cannot be used here (R not available: rpy2 import "
         "failed: OSError: cannot load library '/nonexistent/lib/libR.so'*); install R and lme4*"])

@@ -108,18 +108,8 @@ def test_six_faults_each_fail_alone_named_within_the_timeout(
     assert re.search(r"csleep60 vs lme4-recorded: failed: timeout: killed after 10\.\d s", out)
 
 
-def test_live_reference_without_r_is_a_usage_error(pytester: pytest.Pytester,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    _clean_env(monkeypatch)
-    monkeypatch.setenv("R_HOME", "/nonexistent")
-    monkeypatch.setenv("PATH", "/nonexistent-bin:/bin")
-    result = pytester.runpytest_subprocess("--pyargs", "harness", "--reference=live",
-                                           "-p", "no:cacheprovider", "-k", "Dyestuff")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    err = [ln for ln in result.stderr.str().splitlines() if ln.strip()]
-    assert len(err) == 1, err
-    assert err[0].startswith("ERROR: --reference=live: lme4 cannot be used here (")
-    assert "--reference=recorded" in err[0]
+# A live reference without R is a usage error in one line: tests/test_r_failures.py
+# (test_without_r_a_live_run_is_a_usage_error).
 
 
 MISSING_CATALOG = """
