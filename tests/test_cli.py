@@ -16,7 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
-import harness.pytest_plugin.plugin  # noqa: F401  (imported before pytester's runs; see test_plugin.py)
+# imported before pytester's in-process run (see tests/test_plugin.py)
+import harness.adapters  # noqa: F401
+import harness.core.catalog  # noqa: F401
+import harness.pytest_plugin.plugin  # noqa: F401
 from harness.core.datasets import dataset_info, load_dataset
 from harness.generate import simulate
 
@@ -66,11 +69,16 @@ def test_report_cli_writes_the_three_files_with_the_cases_and_verdicts(tmp_path:
     assert case in (out / "index.html").read_text()
 
 
-def test_report_cli_refuses_an_empty_selection(tmp_path: Path) -> None:
-    proc = _run("-m", "harness", "report", "--out", str(tmp_path / "r"), "--reference",
-                "recorded", "-k", "no_such_case_anywhere", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "no case matches -k 'no_such_case_anywhere'" in proc.stderr
+def test_report_cli_refuses_an_empty_selection(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # the command's main in this process (refused before any fit; the ``python -m harness``
+    # entry itself is run by the test above)
+    from harness.__main__ import main
+
+    code = main(["report", "--out", str(tmp_path / "r"), "--reference", "recorded", "-k",
+                 "no_such_case_anywhere"])
+    assert code == 2
+    assert "no case matches -k 'no_such_case_anywhere'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
@@ -78,10 +86,10 @@ def test_report_cli_refuses_an_empty_selection(tmp_path: Path) -> None:
 # harness.generate.simulate
 
 
-def test_simulate_cli_lists_every_registered_design(tmp_path: Path) -> None:
-    proc = _run("-m", "harness.generate.simulate", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+def test_simulate_cli_lists_every_registered_design(capsys: pytest.CaptureFixture[str]) -> None:
+    # in this process (the ``python -m harness.generate.simulate`` entry is run by the --write test)
+    assert simulate._main([]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert [ln.split()[0] for ln in lines] == list(simulate.REGISTRY)
     for ln, d in zip(lines, simulate.REGISTRY.values(), strict=True):
         assert f"seed={d.seed}" in ln and d.formula in ln and d.description in ln
@@ -111,11 +119,12 @@ def test_simulate_cli_write_reproduces_a_committed_dataset(tmp_path: Path) -> No
     assert written[name]["truth"] == json.loads(json.dumps(declared))
 
 
-def test_simulate_cli_refuses_an_unknown_design(tmp_path: Path) -> None:
-    proc = _run("-m", "harness.generate.simulate", "--write", "--out", str(tmp_path), "sim_nope",
-                cwd=tmp_path)
-    assert proc.returncode == 2
-    assert "unknown design(s) sim_nope" in proc.stderr
+def test_simulate_cli_refuses_an_unknown_design(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error, in this process
+        simulate._main(["--write", "--out", str(tmp_path), "sim_nope"])
+    assert exit_.value.code == 2
+    assert "unknown design(s) sim_nope" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
@@ -131,10 +140,10 @@ def test_recorded_option_compares_against_the_given_file(
     doc["records"][changed]["sigma"] *= 1.01  # 10 x sigma's 0.1% tolerance
     path = pytester.path / "lme4_modified.json"
     path.write_text(json.dumps(doc))
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest_inprocess(  # in this process: no interpreter start
         "--pyargs", "harness", "--reference=recorded", "--recorded", str(path),
         "-p", "no:cacheprovider", "--impl", "mixedref", "-v", "-rf",
-        "-k", "Dyestuff-intercept and not test_fit", timeout=600)
+        "-k", "Dyestuff-intercept and not test_fit")
     out = result.stdout.str()
     result.assert_outcomes(passed=1, failed=1)
     assert "reference = recorded lme4 answers lme4_modified.json" in out

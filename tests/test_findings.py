@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# imported before pytester's in-process run (see tests/test_plugin.py)
+import harness.adapters  # noqa: F401
+import harness.core.catalog  # noqa: F401
+import harness.pytest_plugin.plugin  # noqa: F401
 from harness.core.compare import Row
 from harness.core.divergences import RegistryError, load_registry, rows_of
 
@@ -438,11 +442,13 @@ def test_the_summary_and_the_report_name_each_finding_once_with_its_rows(
     registry.write_text(REGISTRY.replace("size: 0.15", "size: 0.2").split(
         '      - {case: "Dyestuff-intercept-ML"')[0])  # the REML row alone, its size measured
     report = pytester.path / "report"
-    result = pytester.runpytest_subprocess(
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(  # in this process: no interpreter start
         "--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider",
         "--catalog", str(catalog), "--impl", "se_high_v:fit", "--divergences", str(registry),
         "-k", "not test_fit", "--report", str(report))
     result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == pytest.ExitCode.OK  # a registered divergence alone fails no run
     result.stdout.fnmatch_lines([
         "registered disagreements, by finding (1):",
         "  se-high [[]se_high_v:fit[]], 1 item(s): The intercept's SE is deliberately 1% high*",

@@ -123,7 +123,10 @@ def test_a_lane_is_reused_and_cheap() -> None:
     assert out.value == 3.5 and out.kind == "ok" and out.error is None
     assert 0 <= out.worker_seconds <= out.seconds
     assert pid() == first
-    assert sorted(times)[10] < 0.05  # a round trip, not a process start
+    # the reply is read when it arrives, not at the next POLL step (0.05 s) of the wait:
+    # median measured 1e-4 s here (3 runs of 20 calls, under load 16 on 2 cores), so the
+    # bound is a margin of 500 (a worker's start is not in out.seconds; pid() shows reuse)
+    assert sorted(times)[10] < isolation.POLL
 
 
 def test_the_worker_runs_as_the_harness_would(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -149,19 +149,8 @@ def test_catalog_xfail_is_strict(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*XPASS(strict)*claimed wrong, but it is right*"])
 
 
-def test_summary_under_xdist(pytester: pytest.Pytester) -> None:
-    pytest.importorskip("xdist")
-    pytester.makepyfile(wrongimpl_d=WRONG_IMPL)
-    result = pytester.runpytest_subprocess(
-        "--pyargs", "harness", "--reference=recorded", "-n", "2", "--impl", "wrongimpl_d:fit",
-        "-k", SELECT, "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, failed=2)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([
-        "*mixedref harness summary*",
-        "wrongimpl_d:fit*2*2*",
-        "*sleepstudy-intercept-*[[]wrongimpl_d:fit[]]: disagreed in fixef*",
-    ])
+# The summary under pytest-xdist is checked in tests/test_r_failures.py's xdist run
+# (test_a_process_killed_in_a_fit_costs_only_its_case, with this module's WRONG_IMPL).
 
 
 def test_benchmarks_are_skipped_unless_asked(pytester: pytest.Pytester) -> None:

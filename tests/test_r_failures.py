@@ -259,17 +259,28 @@ def fit(formula, data, REML):
 
 def test_a_process_killed_in_a_fit_costs_only_its_case(pytester: pytest.Pytester,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also the session summary under pytest-xdist (the run is one: formerly
+    tests/test_plugin.py::test_summary_under_xdist, with wrongimpl_d, its own run)."""
     pytest.importorskip("xdist")
+    from test_plugin import WRONG_IMPL
+
     for var in XDIST_VARS:  # when this suite runs under xdist, the child is no worker
         monkeypatch.delenv(var, raising=False)
-    pytester.makepyfile(crashimpl_f=CRASH_IMPL)
+    pytester.makepyfile(crashimpl_f=CRASH_IMPL, wrongimpl_d=WRONG_IMPL)
     result = pytester.runpytest_subprocess(
         "--pyargs", "harness", "--reference=recorded", "-n", "2", "-p", "no:cacheprovider",
-        "--impl", "crashimpl_f:fit", "--impl", "statsmodels", "-k",
-        "(sleepstudy-intercept or Dyestuff-intercept) and not test_fit", timeout=120)
+        "--impl", "crashimpl_f:fit", "--impl", "statsmodels", "--impl", "wrongimpl_d:fit",
+        "-k", "(sleepstudy-intercept or Dyestuff-intercept) and not test_fit", timeout=300)
+    # the summary under xdist: wrongimpl_d (sleepstudy's fixed effects 10% off) disagrees on
+    # the two sleepstudy items and agrees on the two Dyestuff ones
+    result.stdout.fnmatch_lines([
+        "*mixedref harness summary*",
+        "wrongimpl_d:fit*2*2*",
+        "*sleepstudy-intercept-*[[]wrongimpl_d:fit[]]: disagreed in fixef*",
+    ])
     # the fit died in its own worker process (its lane): the crashed case is one ordinary
     # failed item naming the signal, the pytest-xdist workers live on, everything else ran
-    result.assert_outcomes(passed=7, failed=1)
+    result.assert_outcomes(passed=7 + 2, failed=1 + 2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
         "Dyestuff-intercept-REML: crashimpl_f:fit vs lme4-recorded: failed: crashed: the worker "
@@ -317,8 +328,12 @@ def test_without_r_the_run_uses_the_recording_and_says_why_once(
 def test_without_r_a_live_run_is_a_usage_error_with_the_reason(
         pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     # --reference=live is a promise the run cannot keep without R: it stops before collection
+    # (also what tests/test_verdicts.py's test_live_reference_without_r_is_a_usage_error
+    # checked in a run of its own: one line, naming the way out)
     result = _run_without(pytester, monkeypatch, NO_R, "--reference=live")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = [ln for ln in result.stderr.lines if ln.strip()]
+    assert len(err) == 1 and "--reference=recorded" in err[0], err
     result.stderr.fnmatch_lines([
         "ERROR: --reference=live: lme4 cannot be used here (R not available: rpy2 import "
         "failed: OSError: cannot load library '/nonexistent/lib/libR.so'*); install R and lme4*"])

@@ -21,9 +21,16 @@ import time
 from pathlib import Path
 
 import pytest
+import statsmodels.regression.mixed_linear_model  # noqa: F401
 
-import harness.pytest_plugin.plugin  # noqa: F401  (imported before the subprocesses; see test_plugin.py)
+# imported before the subprocesses and pytester's in-process runs (see tests/test_plugin.py)
+import harness.__main__  # noqa: F401
+import harness.adapters  # noqa: F401
+import harness.core.catalog  # noqa: F401
+import harness.pytest_plugin.plugin  # noqa: F401
 from harness.core import journal as jn
+
+pytest_plugins = ["pytester"]
 
 XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
@@ -74,6 +81,31 @@ def _pytest_args(report: Path) -> list[str]:
 def _cli_args(report: Path) -> list[str]:
     return [sys.executable, "-m", "harness", "report", "--out", str(report), "--reference",
             "recorded", "--impl", "slow_r:fit", "-k", "Dyestuff", "--no-allfit"]
+
+
+def _pytest_inprocess(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                      tmp_path: Path, report: Path) -> pytest.RunResult:
+    """``_pytest_args(report)`` run in this process, for the refusals at configure (before any
+    collection or fit): the same plugin code without the interpreter start and imports of a
+    subprocess. A fit, were one to run, would still be marked in tmp_path/fits.txt."""
+    for var in (*XDIST_VARS, jn.RESUME_ENV):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLOW_MARKER", str(tmp_path / "fits.txt"))
+    (tmp_path / "slow_r.py").write_text(SLOW)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return pytester.runpytest_inprocess(*_pytest_args(report)[3:])
+
+
+def _cli_inprocess(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                   tmp_path: Path, report: Path) -> tuple[int, str]:
+    """``_cli_args(report)`` through ``harness.__main__.main`` in this process, for its
+    refusals before any fit: (exit code, standard error)."""
+    from harness.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = main(_cli_args(report)[3:])
+    return code, capsys.readouterr().err
 
 
 def _default_sigint() -> None:  # the child handles SIGINT even when this process ignores it
@@ -193,58 +225,54 @@ def test_sigint_mid_rerun_replaces_the_old_report_whole(tmp_path: Path) -> None:
     assert not leftovers  # no temporary or backup folder stays beside it
 
 
-def test_a_folder_that_is_not_a_report_is_refused_not_replaced(tmp_path: Path) -> None:
+def test_a_folder_that_is_not_a_report_is_refused_not_replaced(
+        tmp_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     project = tmp_path / "project"
     (project / "src").mkdir(parents=True)
     (project / "notes.txt").write_text("mine")
-    (tmp_path / "slow_r.py").write_text(SLOW)
     for folder in (project, project / "src"):
         (folder / "keep.txt").write_text("keep")
-        proc = subprocess.run(_pytest_args(folder), cwd=tmp_path, env=_env(tmp_path),
-                              capture_output=True, text=True, timeout=300)
-        assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:]
-        assert "give a new folder or a previous report's" in proc.stderr
+        result = _pytest_inprocess(pytester, monkeypatch, tmp_path, folder)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
+        assert "give a new folder or a previous report's" in result.stderr.str()
         assert (folder / "keep.txt").read_text() == "keep"
     assert not (tmp_path / "fits.txt").exists()
 
 
 def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(
-        tmp_path: Path) -> None:
+        tmp_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     report = tmp_path / "rep"
     first = _start(_pytest_args(report), tmp_path, SLOW_SECONDS="4")
     try:
         _wait_for(lambda: (jn.staging(report) / jn.LOCK).exists() or first.poll() is not None)
         assert first.poll() is None
-        second = subprocess.run(_pytest_args(report), cwd=tmp_path, env=_env(tmp_path),
-                                capture_output=True, text=True, timeout=300)
-        assert second.returncode == pytest.ExitCode.USAGE_ERROR, second.stdout[-2000:]
-        err = [ln for ln in second.stderr.splitlines() if ln.strip()]
+        second = _pytest_inprocess(pytester, monkeypatch, tmp_path, report)
+        assert second.ret == pytest.ExitCode.USAGE_ERROR, second.stdout.str()[-2000:]
+        err = [ln for ln in second.stderr.lines if ln.strip()]
         assert len(err) == 1, err
         assert f"report folder {report} is in use by pid {first.pid} (pytest " in err[0]
         assert "started " in err[0]
-        cli = subprocess.run(_cli_args(report), cwd=tmp_path, env=_env(tmp_path),
-                             capture_output=True, text=True, timeout=300)
-        assert cli.returncode == 2 and f"in use by pid {first.pid}" in cli.stderr
+        code, cli_err = _cli_inprocess(capsys, monkeypatch, tmp_path, report)
+        assert code == 2 and f"in use by pid {first.pid}" in cli_err
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=300)
 
 
 @pytest.mark.parametrize("kind", ["parent-is-a-file", "dir-is-a-file"])
-def test_an_unwritable_report_folder_is_refused_before_any_fit(tmp_path: Path,
-                                                               kind: str) -> None:
+def test_an_unwritable_report_folder_is_refused_before_any_fit(
+        tmp_path: Path, kind: str, pytester: pytest.Pytester,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     report = blocker / "rep" if kind == "parent-is-a-file" else blocker
-    (tmp_path / "slow_r.py").write_text(SLOW)
-    proc = subprocess.run(_pytest_args(report), cwd=tmp_path, env=_env(tmp_path),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == pytest.ExitCode.USAGE_ERROR, proc.stdout[-2000:]
-    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    result = _pytest_inprocess(pytester, monkeypatch, tmp_path, report)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
+    err = [ln for ln in result.stderr.lines if ln.strip()]
     assert len(err) == 1 and err[0].startswith(f"ERROR: --report {report}: "), err
-    cli = subprocess.run(_cli_args(report), cwd=tmp_path, env=_env(tmp_path),
-                         capture_output=True, text=True, timeout=300)
-    assert cli.returncode == 2 and f"--out {report}: " in cli.stderr, cli.stderr
+    code, cli_err = _cli_inprocess(capsys, monkeypatch, tmp_path, report)
+    assert code == 2 and f"--out {report}: " in cli_err, cli_err
     assert not (tmp_path / "fits.txt").exists()  # nothing was fitted
 
 

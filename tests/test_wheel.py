@@ -9,12 +9,15 @@ seconds), else with venv and pip. Marked slow: about a minute on a cold cache.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,10 +82,26 @@ def _make_env(where: Path, wheel: Path, extra: str = "") -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@contextlib.contextmanager
+def _built_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A folder ``name`` shared by every pytest-xdist worker of this run (the parent of the
+    workers' base temporary folders), held under an exclusive lock: the first worker to take
+    it builds, the others find what it built (a ``done`` file) and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_wheel(base: Path) -> Path:
     """The wheel built from a copy of the tracked files (the repository is left as it was)."""
-    base = tmp_path_factory.mktemp("wheel")
     src = base / "src"
     files = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                  ROOT).stdout.split("\0")
@@ -104,17 +123,29 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built once per run (under pytest-xdist, by the first worker that needs it)."""
+    with _built_once(tmp_path_factory, "mixedref-wheel") as base:
+        if not (base / "done").exists():
+            built = _build_wheel(base)
+            (base / "done").write_text(built.name)
+        return base / "dist" / (base / "done").read_text()
+
+
+@pytest.fixture(scope="session")
 def gate_env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(python of a fresh environment with mixedref[harness], a folder outside the repository
-    holding a right and a wrong candidate)."""
-    base = tmp_path_factory.mktemp("gate")
-    python = _make_env(base / "venv", wheel, "[harness]")
-    work = base / "ci"
-    work.mkdir()
-    (work / "rightpkg.py").write_text(textwrap.dedent(RIGHT))
-    (work / "wrongpkg.py").write_text(textwrap.dedent(WRONG))
-    return python, work
+    holding a right and a wrong candidate), made once per run like the wheel."""
+    with _built_once(tmp_path_factory, "mixedref-gate") as base:
+        work = base / "ci"
+        if not (base / "done").exists():
+            _make_env(base / "venv", wheel, "[harness]")
+            work.mkdir(exist_ok=True)
+            (work / "rightpkg.py").write_text(textwrap.dedent(RIGHT))
+            (work / "wrongpkg.py").write_text(textwrap.dedent(WRONG))
+            (base / "done").write_text("")
+        return base / "venv" / "bin" / "python", work
 
 
 def _gate(python: Path, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
