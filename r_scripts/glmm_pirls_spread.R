@@ -3,9 +3,10 @@
 # at glmerControl's tolPwrss = 1e-7, so allFit's spread (r_scripts/optimizer_spread.R) cannot
 # show this part; a correct implementation converging PIRLS fully lands near the tight answer.
 #
-#     Rscript r_scripts/glmm_pirls_spread.R [OUT]
+#     Rscript r_scripts/glmm_pirls_spread.R [OUT [CASE_ID ...]]
 #
-# Run from the repository root. OUT defaults to tests/references/glmm_pirls_spread.json.gz. Per
+# Run from the repository root. OUT defaults to tests/references/glmm_pirls_spread.json.gz;
+# CASE_IDs record only those cases (to join into the committed file). Per
 # GLMM catalog case (those tagged `large` aside) two full records by glmer_record()
 # (r_scripts/glmer_record.R, with the inference: Wald tests, predictions at both scales, Wald
 # intervals, anova against the catalog partner): glmer's defaults, and the same with
@@ -27,8 +28,12 @@ TIGHT_PWRSS <- 1e-10
 
 main <- function(args) {
   out <- if (length(args) >= 1) args[1] else "tests/references/glmm_pirls_spread.json.gz"
-  cases <- Filter(function(x) !is.null(x$family) && !("large" %in% x$tags),
+  wanted <- if (length(args) >= 2) args[-1] else character(0)
+  cases <- Filter(function(x) !is.null(x$family) && !("large" %in% x$tags) &&
+                    (!length(wanted) || x$id %in% wanted),
                   read_catalog("harness/catalog.yaml"))
+  if (length(wanted) && length(cases) != length(wanted))
+    stop(sprintf("unknown or excluded case id(s) among: %s", paste(wanted, collapse = ", ")))
   result <- list()
   cache <- list()
   for (case in cases) {

@@ -198,7 +198,7 @@ def test_statsmodels_maps_into_lme4_quantities(case_id: str) -> None:
 
 def test_bridge_reports_a_missing_rpy2_as_one_reason() -> None:
     code = ("import sys; sys.modules['rpy2'] = None\n"
-            "from harness import rbridge\nprint(rbridge.unavailable())")
+            "from harness.core import rbridge\nprint(rbridge.unavailable())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr

@@ -43,7 +43,7 @@ FAILURES = {
         "Nelder-Mead stops at theta 0.028 (the optimum's is 0.125), 0.074 above the optimum",
 }
 
-TOLERANCE_SOURCE = ROOT / "harness" / "tolerance.py"
+TOLERANCE_SOURCE = ROOT / "harness" / "core" / "tolerance.py"
 TOLERANCE_PAGE = ROOT / "docs" / "tolerance.md"
 
 
