@@ -110,14 +110,17 @@ fit_captured <- function(fit_fun, timeout, what) {
 
 # Fit `formula` (a string) to `data` with lmer's defaults; return the record, never an error.
 # `optimizer` (e.g. "bobyqa", "Nelder_Mead") replaces lmer's default optimizer; NULL keeps it.
+# `control` (an lmerControl) replaces both, e.g. record_grid.R --tight's converged fits.
 # `timeout` (seconds; NULL: none) stops the fit, recorded as "timeout: lme4 did not finish...".
 lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer = NULL,
-                        timeout = NULL, intervals = FALSE, anova = NULL, grid = NULL) {
+                        timeout = NULL, intervals = FALSE, anova = NULL, grid = NULL,
+                        control = NULL) {
   rec <- empty_record(impl, case_id, REML)
   rec$versions <- lmer_versions()
   out <- fit_captured(function() {
     f <- stats::as.formula(formula)
-    if (is.null(optimizer)) lme4::lmer(f, data = data, REML = isTRUE(REML))
+    if (!is.null(control)) lme4::lmer(f, data = data, REML = isTRUE(REML), control = control)
+    else if (is.null(optimizer)) lme4::lmer(f, data = data, REML = isTRUE(REML))
     else lme4::lmer(f, data = data, REML = isTRUE(REML),
                     control = lme4::lmerControl(optimizer = optimizer))
   }, timeout, "lme4")

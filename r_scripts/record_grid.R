@@ -14,7 +14,8 @@
 # the data's CSV text as datasets.yaml declares it, so harness.commands.grid refuses a recording made
 # for other data.
 #
-# --tight records the GLMM cells only, with glmer converged far past its defaults (bobyqa in
+# --tight records the GLMM cells and the LMM cells the grid's registry names (lmer with
+# nloptwrap's BOBYQA at ftol 1e-15, xtol 1e-12), with glmer converged far past its defaults (bobyqa in
 # both stages, rhoend 1e-10, PIRLS to tolPwrss 1e-12), into grid_lme4_tight.json.gz: lme4's
 # own answer to "where is the optimum", the evidence behind harness/grid_divergences.yaml
 # (tests/test_grid.py checks mixedref against it where lme4's defaults stop short).
@@ -49,8 +50,15 @@ main <- function(args) {
               if (tight) "grid_lme4_tight.json.gz" else "grid_lme4.json.gz")
   cases <- read_catalog(file.path(dir, "catalog.yaml"))
   settings <- list()
+  lmm_control <- NULL
   if (tight) {
-    cases <- Filter(function(x) !is.null(x$family), cases)
+    # the GLMM cells, and the LMM cells the grid's registry names (where lmer's default stops
+    # short): those with nloptwrap's BOBYQA converged far past its defaults
+    registry <- yaml::read_yaml(file.path(repo, "harness", "grid_divergences.yaml"))
+    named <- unlist(lapply(registry$findings, function(f) vapply(f$rows, function(r) r$case, "")))
+    cases <- Filter(function(x) !is.null(x$family) || x$id %in% named, cases)
+    lmm_control <- lme4::lmerControl(optimizer = "nloptwrap", optCtrl = list(
+      ftol_abs = 1e-15, ftol_rel = 1e-15, xtol_abs = 1e-12, xtol_rel = 1e-12, maxeval = 1e5))
     settings <- list(optimizer = "bobyqa", tolPwrss = 1e-12,
                      optCtrl = list(rhoend = 1e-10, maxfun = 1e5))
   }
@@ -64,7 +72,8 @@ main <- function(args) {
     entry <- meta[[case$dataset]]
     if (is.null(entry)) stop(sprintf("dataset '%s' is not in %s", case$dataset, data_dir))
     d <- .read_dataset_file(case$dataset, entry, data_dir)
-    rec <- if (is.null(case$family)) lmer_record(d, case$formula, isTRUE(case$REML), case$id)
+    rec <- if (is.null(case$family)) lmer_record(d, case$formula, isTRUE(case$REML), case$id,
+                                                 control = lmm_control)
            else glmer_record(d, case$formula, case$family, case$link, case$nAGQ,
                              case$weights, case$id, settings = settings)
     if (i %% 50 == 0 || !is.null(rec$error))

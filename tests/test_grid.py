@@ -135,17 +135,22 @@ def tight():
     return grid.read_recording(grid.TIGHT_RECORDING)
 
 
-def test_tight_recording_covers_the_glmm_cells(tight, hashes, all_cells):
-    glmm = {c.id: hashes[c.id] for c in all_cells if c.design == "glmm"}
-    assert grid.recording_problems(tight, glmm) == []
-    assert set(tight["records"]) == set(glmm)
+def test_tight_recording_covers_the_glmm_cells_and_the_registered_lmm_cells(
+        tight, hashes, all_cells):
+    """record_grid.R --tight: every GLMM cell, and the LMM cells the grid's registry names."""
+    from harness.core.divergences import rows_of
+
+    named = {e["case"] for e in rows_of(grid.DIVERGENCES)}
+    wanted = {c.id: hashes[c.id] for c in all_cells if c.design == "glmm" or c.id in named}
+    assert grid.recording_problems(tight, wanted) == []
+    assert set(tight["records"]) == set(wanted)
     assert tight["settings"]["tolPwrss"] == 1e-12
 
 
 def test_registered_grid_divergences_are_where_lme4s_defaults_stop_short(
         tmp_path, recording, tight, all_cells):
-    """Each cell of harness/grid_divergences.yaml is one where lme4's tightly converged glmer
-    (record_grid.R --tight) reaches a criterion no higher than its default's, and mixedref
+    """Each cell of harness/grid_divergences.yaml is one where lme4's tightly converged glmer or
+    lmer (record_grid.R --tight) reaches a criterion no higher than its default's, and mixedref
     agrees with that fit on every quantity: who is right, settled by lme4 itself."""
     from harness.adapters.mixedref_impl import Mixedref
     from harness.core.catalog import load_catalog, load_data
