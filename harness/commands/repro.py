@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-import json
 import os
 import pprint
 import shutil
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import HOME
 from harness.commands import repro_runtime
 from harness.commands.repro_recipes import RECIPES, SCRIPT_FILE, packages, uncovered
 
@@ -106,11 +104,9 @@ def _lme4(case: Any) -> dict[str, Any]:
 
 
 def _best_known(case: Any) -> dict[str, Any] | None:
-    path = HOME / "references" / "best_known.json"
-    try:
-        entry = json.loads(path.read_text())["cases"].get(case.id) or {}
-    except (OSError, ValueError, KeyError):
-        return None
+    from harness.commands.best_known import best_known
+
+    entry = best_known(case.id) or {}
     best = entry.get("best") or {}
     if best.get("objective") is None:
         return None

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from mixedref.errors import MixedrefError
+from mixedref.inference.profile import wald_table
 
 __all__ = ["coef_table", "confint", "parameter_names"]
 
@@ -73,17 +74,4 @@ def confint(fit: Any, parm: str | Sequence[str] | None = None, *, method: str = 
                             'to it)')
     check_level(level)
     z = float(norm.ppf((1.0 + level) / 2.0))
-    names = parameter_names(fit)
-    nvar = len(names) - fit.model.p
-    est, se = fit.fixef.to_numpy(), fit.se.to_numpy()
-    cols = _level_names(level)
-    out = pd.DataFrame({cols[0]: np.r_[np.full(nvar, np.nan), est - z * se],
-                        cols[1]: np.r_[np.full(nvar, np.nan), est + z * se]}, index=names)
-    if parm is None:
-        return out
-    if isinstance(parm, str):
-        parm = {"theta_": names[:nvar], "beta_": names[nvar:]}.get(parm, [parm])
-    unknown = [p for p in parm if p not in names]
-    if unknown:
-        raise MixedrefError(f"unknown parameters {unknown} in parm; the fit's are {names}")
-    return out.loc[list(parm)]
+    return wald_table(fit, parameter_names(fit), parm, z, _level_names(level))

@@ -475,16 +475,23 @@ def confint(fit: Any, parm: str | Sequence[str] | None = None, *,
 def _wald(fit: Any, parm: str | Sequence[str] | None, z: float,
           cols: list[str]) -> pd.DataFrame:
     """lme4's Wald intervals: NaN rows for the variance parameters, β̂ ± z·SE for β."""
-    names = parameter_names(fit)
+    return wald_table(fit, parameter_names(fit), parm, z, cols)
+
+
+def wald_table(fit: Any, names: list[str], parm: str | Sequence[str] | None, z: float,
+               cols: list[str]) -> pd.DataFrame:
+    """The Wald table over ``names`` (the variance parameters first, then β, as lmer's and
+    glmer's confint name them): NaN for the variance parameters, β̂ ± z·SE for β; ``parm``
+    None (all), "theta_", "beta_" or a list of names."""
     nvar = len(names) - fit.model.p
-    lo = np.r_[np.full(nvar, np.nan), fit.fixef.to_numpy() - z * fit.se.to_numpy()]
-    hi = np.r_[np.full(nvar, np.nan), fit.fixef.to_numpy() + z * fit.se.to_numpy()]
-    out = pd.DataFrame({cols[0]: lo, cols[1]: hi}, index=names)
+    est, se = fit.fixef.to_numpy(), fit.se.to_numpy()
+    out = pd.DataFrame({cols[0]: np.r_[np.full(nvar, np.nan), est - z * se],
+                        cols[1]: np.r_[np.full(nvar, np.nan), est + z * se]}, index=names)
     if parm is None:
         return out
     if isinstance(parm, str):
         parm = {"theta_": names[:nvar], "beta_": names[nvar:]}.get(parm, [parm])
     unknown = [p for p in parm if p not in names]
     if unknown:
-        raise MixedrefError(f"unknown parameters {unknown}; the fit's are {names}")
+        raise MixedrefError(f"unknown parameters {unknown} in parm; the fit's are {names}")
     return out.loc[list(parm)]
