@@ -55,10 +55,6 @@ DENSE_L21 = 200_000
 #: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
 SMALL_BLOCK = 64
 
-#: From this order of the dense block (where optimize's method="auto" takes the gradient,
-#: GRADIENT_MIN_BLOCK) the scalar gradient's operator G is built with M, from the same pairs.
-EAGER_TRACE_BLOCK = 200
-
 #: The general (vector-valued terms) gradient forms r x (first term's effects) dense arrays a
 #: few times per call: offered up to this many entries (see _general_value_and_grad).
 GENERAL_GRADIENT_MAX = 1_000_000
@@ -126,11 +122,8 @@ class DensePLSObjective(PLSEngine):
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
         self._A21_flat: np.ndarray | None = None
-        if self._scalar_gradient and r >= EAGER_TRACE_BLOCK:  # G shares M's pairs: build both
+        if self._scalar_gradient:  # G shares M's pairs: build both at once
             self.M, self._trace_op = scalar_operators(A21, m1, r, self._trace_m())
-            schur_flops = 2.0 * self.M.nnz
-        elif self._scalar_gradient:  # small: G when a gradient is first asked for
-            self.M = schur_operator(A21, q1, m1, r)
             schur_flops = 2.0 * self.M.nnz
         else:
             self.M, schur_flops = self._schur_choice(A21, q1, m1, r)
@@ -510,9 +503,8 @@ class DensePLSObjective(PLSEngine):
 
     def _trace_operator(self) -> sp.csr_matrix | None:
         """G of :func:`mixedref.engines.schur.scalar_operators` (None unless every term is
-        scalar), built on first use below EAGER_TRACE_BLOCK: small fits mostly never ask."""
-        if self._trace_op is None and self._scalar_gradient:
-            _, self._trace_op = scalar_operators(self.A21, self.nlev[0], self.r, self._trace_m())
+        scalar), built with M from the same pairs: the Newton polish asks for the gradient on
+        every small fit, and a second pass over A21's pairs cost a fifth of cake's fit."""
         return self._trace_op
 
     def _A21_dense(self) -> np.ndarray:

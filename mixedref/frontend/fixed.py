@@ -10,6 +10,7 @@ lme4's answers depend on R's columns.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -647,7 +648,12 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
     model.frame with drop.unused.levels = TRUE)."""
     if isinstance(raw, pd.Categorical):
         cat = raw if keep is None else raw[keep]
-        cat = cat.remove_unused_categories()
+        codes = cat.codes
+        ncat = len(cat.categories)
+        if codes.size == 0 or codes.min() < 0 or np.unique(codes).size != ncat:
+            # pandas' remove_unused_categories costs a new dtype (a fifth of a small model's
+            # build): called only when some level is unused
+            cat = cat.remove_unused_categories()
         return Variable(
             label,
             codes=cat.codes.astype(np.int64),
@@ -665,12 +671,21 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
 def contr_poly(n: int) -> tuple[np.ndarray, list[str]]:
     """R's ``contr.poly(n)``: orthonormal polynomial contrasts and their names
     (".L", ".Q", ".C", "^4", ...)."""
+    contr, names = _contr_poly(n)
+    return contr.copy(), list(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _contr_poly(n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`contr_poly`, computed once per number of levels (a QR per ordered factor was a
+    tenth of a small model's build); the cached matrix is read-only."""
     x = np.arange(1, n + 1, dtype=np.float64)
     vander = np.vander(x - x.mean(), n, increasing=True)
     q, r = np.linalg.qr(vander)
     contr = (q * np.sign(np.diag(r)))[:, 1:]
+    contr.setflags(write=False)
     names = [".L", ".Q", ".C"][: n - 1] + [f"^{k}" for k in range(4, n)]
-    return contr, names
+    return contr, tuple(names)
 
 
 def _contr_sum(n: int) -> np.ndarray:
