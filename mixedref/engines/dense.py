@@ -88,12 +88,9 @@ class DensePLSObjective(PLSEngine):
                 A11[:, a, c] = s
                 A11[:, c, a] = s
         self.A11 = A11
-        Z1 = term_z(X1, t1.codes, q1, m1)
 
         # block 2: later terms, then X, then y (residualized on X: see _residualize)
         Xw, yw = prep.Xw, prep.yw
-        Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
-                 for t in terms[1:]]
         self.re2 = int(sum(t.q * t.nlevels for t in terms[1:]))
         r = self.re2 + p + 1
         if r > MAX_DENSE_BLOCK:
@@ -102,10 +99,18 @@ class DensePLSObjective(PLSEngine):
                 f"the dense engine handles at most {MAX_DENSE_BLOCK - p - 1}"
             )
         self.r = r
-        Z2 = sp.hstack(Zrest + [sp.csc_matrix(np.column_stack([Xw, yw]))], format="csc")
-        self.A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
-        A21 = (Z2.T @ Z1).tocsc()
-        A21.sort_indices()
+        products = _one_term_products(np.column_stack([Xw, yw]), X1, t1.codes, m1) \
+            if len(terms) == 1 else None
+        if products is not None:
+            self.A22, A21 = products
+        else:
+            Z1 = term_z(X1, t1.codes, q1, m1)
+            Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
+                     for t in terms[1:]]
+            Z2 = sp.hstack(Zrest + [sp.csc_matrix(np.column_stack([Xw, yw]))], format="csc")
+            self.A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
+            A21 = (Z2.T @ Z1).tocsc()
+            A21.sort_indices()
         self.A21 = A21
         self._scalar_rest = all(q == 1 for q in self.q[1:])
         #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
@@ -289,6 +294,17 @@ class DensePLSObjective(PLSEngine):
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        ld1, U, info = self._fast_factor(theta)
+        if info != 0:
+            return math.inf
+        diag = np.diagonal(U)
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
+        return self._criterion(ldL2, ldRX2, pwrss)
+
+    def _fast_factor(self, theta: np.ndarray) -> tuple[float, np.ndarray, int]:
+        """:meth:`_factor` with the shortcut for :meth:`_fast_value`'s models (first term
+        q <= 2, later ones scalar), theta read directly: (log det of block 1 plus the
+        shortcut's log det D^2, the Schur factor U, dpotrf's info)."""
         k1 = self._ntheta1
         if k1 == 1:
             t2 = theta[0] ** 2
@@ -308,11 +324,7 @@ class DensePLSObjective(PLSEngine):
             S = self._lambda2(S, [None, *(np.reshape(t, (1, 1)) for t in rest)])
             S.flat[self._re_diag] += 1.0
         U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
-        if info != 0:
-            return math.inf
-        diag = np.diagonal(U)
-        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
-        return self._criterion(ldL2, ldRX2, pwrss)
+        return ld1, U, info
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """The criterion and its exact gradient (:meth:`_value_and_grad` where every term is
@@ -342,6 +354,8 @@ class DensePLSObjective(PLSEngine):
 
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+        if self._unthreaded:
+            return self._solve(theta, condvar)
         with threads.limit(self._threads):
             return self._solve(theta, condvar)
 
@@ -370,7 +384,10 @@ class DensePLSObjective(PLSEngine):
         rest = theta[1:]
         if rest.size and rest.min() < _SHORTCUT_MIN:
             return self._value(theta), None
-        _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        # _factor(theta, shortcut=True)'s arithmetic without templates (a scalar first term)
+        ld1, U, info = self._fast_factor(theta)
         if info != 0:
             return math.inf, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
@@ -641,6 +658,43 @@ class DensePLSObjective(PLSEngine):
                 out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
                 off += q * m
         return tuple(out)
+
+
+#: Largest dense temporaries (entries) of _one_term_products; beyond them scipy's sparse
+#: products, whose per-call overhead no longer matters.
+ONE_TERM_DENSE_MAX = 400_000
+
+
+def _one_term_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
+                       ) -> tuple[np.ndarray, sp.csc_matrix] | None:
+    """(A22 = B'B, A21 = B'Z1 in CSC) of a model with one random-effects term (B = [X, y],
+    Z1 the term's design from its columns X1 and level codes), or None where the dense
+    temporaries would exceed ONE_TERM_DENSE_MAX entries.
+
+    The same numbers as scipy's sparse products Z2'Z2 and Z2'Z1 (bit for bit: the engine's
+    results do not move), without their dozen sparse-matrix constructions, which were a sixth of
+    a small fit: scipy's kernel sums each entry over the rows in increasing order, and so does a
+    reduction over the first axis of (rows, ...) products (numpy adds whole rows one after the
+    other there; its pairwise summation runs along the last axis only). A21's entries per level
+    come from the level's rows in increasing order, padded with zeros to the largest level
+    (x + 0 = x); entries that sum to exactly 0 are dropped, as the sparse product drops them.
+    """
+    n, r = B.shape
+    q1 = X1.shape[1]
+    counts = np.bincount(codes, minlength=m1)
+    kmax = int(counts.max(initial=0))
+    if n * r * r > ONE_TERM_DENSE_MAX or kmax * m1 * r * q1 > ONE_TERM_DENSE_MAX:
+        return None
+    A22 = np.add.reduce(B[:, :, None] * B[:, None, :], axis=0)
+    order = np.argsort(codes, kind="stable")
+    starts = np.cumsum(counts) - counts
+    pos = np.arange(n) - np.repeat(starts, counts)  # rank of each sorted row within its level
+    padded = np.zeros((kmax, m1, r, q1))
+    padded[pos, codes[order]] = B[order][:, :, None] * X1[order][:, None, :]
+    D = np.add.reduce(padded, axis=0)  # (m1, r, q1)
+    A21 = sp.csc_matrix(D.transpose(1, 0, 2).reshape(r, m1 * q1))
+    A21.sort_indices()
+    return np.ascontiguousarray(A22), A21
 
 
 def _solve_upper(U: np.ndarray, e: np.ndarray) -> np.ndarray:
