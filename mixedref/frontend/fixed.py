@@ -140,7 +140,7 @@ def _column(series: pd.Series, name: str) -> Raw:
     if isinstance(dtype, pd.CategoricalDtype):
         cat = series.array
         assert isinstance(cat, pd.Categorical)
-        values = list(cat.categories)
+        values = cat.categories.tolist()  # as list(categories), without a box per element
         labels = [str(c) for c in values]
         _check_labels(values, labels, name)
         if cat.categories.dtype == _STR_DTYPE and labels == values:
@@ -657,7 +657,7 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
         return Variable(
             label,
             codes=cat.codes.astype(np.int64),
-            levels=tuple(str(c) for c in cat.categories),
+            levels=tuple(str(c) for c in cat.categories.tolist()),  # Python scalars at once
             ordered=bool(cat.ordered),
         )
     if isinstance(raw, Matrix):
