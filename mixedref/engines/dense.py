@@ -146,6 +146,7 @@ class DensePLSObjective(PLSEngine):
         #: first term has q <= 2 and the later ones are scalar (_fast_value)
         self._fast = q1 <= 2 and self._scalar_rest
         self._diag1 = np.arange(q1)
+        self._tril_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # _strict_lower
         self._ntheta1 = t1.ntheta
         #: below this order the dense block is too small for BLAS threads: evaluations skip
         #: threads.limit (its per-call library queries cost more than such an evaluation)
@@ -195,7 +196,12 @@ class DensePLSObjective(PLSEngine):
         w11 = t11 * t11 * d22 / det
         w21 = t11 * (t21 * d22 - t22 * d21) / det
         w22 = (t21 * (t21 * d22 - 2.0 * t22 * d21) + t22 * t22 * d11) / det
-        return float(np.log(det).sum()), np.stack((w11, w21, w21, w22), axis=1).ravel()
+        out = np.empty((det.size, 4))  # np.stack((w11, w21, w21, w22), axis=1) without its
+        out[:, 0] = w11  # per-call overhead
+        out[:, 1] = w21
+        out[:, 2] = w21
+        out[:, 3] = w22
+        return float(np.log(det).sum()), out.ravel()
 
     def _lambda2(self, S: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
         """Lam2' S Lam2 for the dense block (later terms rescaled; X and y columns untouched)."""
@@ -475,8 +481,8 @@ class DensePLSObjective(PLSEngine):
             P22, info = dpotri(U[:m, :m], lower=0)
             if info != 0:
                 return value, None
-            P22 = np.triu(P22)
-            P22 += np.triu(P22, 1).T
+            lo = self._strict_lower(m)  # the lower triangle from the upper one dpotri wrote
+            P22[lo] = P22.T[lo]
             P21 = -np.matmul(P22, Y[:, :m])  # (m1, m, q1): rows of P = K_S^-1, block 2 x 1
             P11 = K11inv - np.matmul(np.swapaxes(Y[:, :m], 1, 2), P21)
         else:
@@ -513,6 +519,14 @@ class DensePLSObjective(PLSEngine):
                                + 2.0 * c_pw * pwrss * gw[rows, cols])
                 off += q * mk
         return value, grad
+
+    def _strict_lower(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of an m x m matrix's strict lower triangle, kept per m (the general
+        gradient symmetrizes dpotri's upper triangle with them: np.triu's masks cost more than
+        the small inverses they are applied to)."""
+        if m not in self._tril_cache:
+            self._tril_cache[m] = np.tril_indices(m, -1)
+        return self._tril_cache[m]
 
     def _trace_m(self) -> int:
         """The order of the block whose log det the scalar gradient differentiates."""
