@@ -206,6 +206,8 @@ class DensePLSObjective(PLSEngine):
     def _lambda2(self, S: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
         """Lam2' S Lam2 for the dense block (later terms rescaled; X and y columns untouched)."""
         r = self.r
+        if self._scalar_rest and not self.re2:  # one term: Lam2 = I, nothing to scale
+            return S
         if self._scalar_rest:
             d = np.ones(r)
             off = 0
@@ -548,7 +550,10 @@ class DensePLSObjective(PLSEngine):
         return self._A21_cube
 
     def _lambda2_rows(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
-        """Λ2' B for a stack B (m1, r, q1): later terms' rows mixed by T_k'; X, y rows kept."""
+        """Λ2' B for a stack B (m1, r, q1): later terms' rows mixed by T_k'; X, y rows kept
+        (B itself, not a copy, for one term: Λ2 = I)."""
+        if self._scalar_rest and not self.re2:
+            return B
         if self._scalar_rest:
             d = np.ones(self.r)
             d[:self.re2] = np.repeat([T[0, 0] for T in Ts[1:]], self.nlev[1:])
