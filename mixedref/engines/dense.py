@@ -99,8 +99,12 @@ class DensePLSObjective(PLSEngine):
                 f"the dense engine handles at most {MAX_DENSE_BLOCK - p - 1}"
             )
         self.r = r
-        products = _one_term_products(np.column_stack([Xw, yw]), X1, t1.codes, m1) \
-            if len(terms) == 1 else None
+        products = None
+        if self.n * r * r <= DENSE_PRODUCTS_MAX:  # small: dense products
+            Zrest_dense = [_dense_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q,
+                                    t.nlevels) for t in terms[1:]]
+            B = np.column_stack([*Zrest_dense, Xw, yw])
+            products = _dense_products(B, X1, t1.codes, m1)
         if products is not None:
             self.A22, A21 = products
         else:
@@ -679,30 +683,40 @@ class DensePLSObjective(PLSEngine):
         return tuple(out)
 
 
-#: Largest dense temporaries (entries) of _one_term_products; beyond them scipy's sparse
+#: Largest dense temporaries (entries) of _dense_products; beyond them scipy's sparse
 #: products, whose per-call overhead no longer matters.
-ONE_TERM_DENSE_MAX = 400_000
+DENSE_PRODUCTS_MAX = 400_000
 
 
-def _one_term_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
-                       ) -> tuple[np.ndarray, sp.csc_matrix] | None:
-    """(A22 = B'B, A21 = B'Z1 in CSC) of a model with one random-effects term (B = [X, y],
-    Z1 the term's design from its columns X1 and level codes), or None where the dense
-    temporaries would exceed ONE_TERM_DENSE_MAX entries.
+def _dense_z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> np.ndarray:
+    """A term's n x (m*q) design as a dense array (term_z's layout: level-major columns)."""
+    n = X.shape[0]
+    Z = np.zeros((n, m * q))
+    for a in range(q):
+        Z[np.arange(n), codes * q + a] = X[:, a]
+    return Z
+
+
+def _dense_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
+                    ) -> tuple[np.ndarray, sp.csc_matrix] | None:
+    """(A22 = B'B, A21 = B'Z1 in CSC) of a small model (B = [later terms' Z, X, y] dense, Z1
+    the first term's design from its columns X1 and level codes), or None where the dense
+    temporaries would exceed DENSE_PRODUCTS_MAX entries.
 
     The same numbers as scipy's sparse products Z2'Z2 and Z2'Z1 (bit for bit: the engine's
     results do not move), without their dozen sparse-matrix constructions, which were a sixth of
     a small fit: scipy's kernel sums each entry over the rows in increasing order, and so does a
     reduction over the first axis of (rows, ...) products (numpy adds whole rows one after the
-    other there; its pairwise summation runs along the last axis only). A21's entries per level
-    come from the level's rows in increasing order, padded with zeros to the largest level
-    (x + 0 = x); entries that sum to exactly 0 are dropped, as the sparse product drops them.
+    other there; its pairwise summation runs along the last axis only); the zeros of B that the
+    sparse product skips add exactly nothing (x + 0 = x). A21's entries per level come from the
+    level's rows in increasing order, padded with zeros to the largest level; entries that sum
+    to exactly 0 are dropped, as the sparse product drops them.
     """
     n, r = B.shape
     q1 = X1.shape[1]
     counts = np.bincount(codes, minlength=m1)
     kmax = int(counts.max(initial=0))
-    if n * r * r > ONE_TERM_DENSE_MAX or kmax * m1 * r * q1 > ONE_TERM_DENSE_MAX:
+    if n * r * r > DENSE_PRODUCTS_MAX or kmax * m1 * r * q1 > DENSE_PRODUCTS_MAX:
         return None
     A22 = np.add.reduce(B[:, :, None] * B[:, None, :], axis=0)
     order = np.argsort(codes, kind="stable")
