@@ -304,7 +304,9 @@ def _group_factor(
         labels = [f"{a}:{b}" for a, b in zip(l1, l2, strict=True)]
         fixed._check_labels(list(zip(l1, l2, strict=True)), labels, deparse(node))
         codes = inv.reshape(-1) - (0 if ok.all() else 1)
-        return pd.Categorical.from_codes(codes, categories=labels, validate=False)
+        # the labels' Index given its string dtype: pandas' inference was a third of this call
+        categories = pd.Index(labels, dtype=fixed._STR_DTYPE) if labels else labels
+        return pd.Categorical.from_codes(codes, categories=categories, validate=False)
     raw = fixed.evaluate(node, data, cache)
     if isinstance(raw, pd.Categorical):
         return raw
