@@ -124,6 +124,7 @@ class DensePLSObjective(PLSEngine):
         self._scalar_gradient = self.has_gradient
         self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
         self._A21_cube: np.ndarray | None = None
+        self._A21_array: np.ndarray | None = None  # A21.toarray(), for _l21_dense
         #: what value_and_grad costs in criterion evaluations (measured on the small catalog:
         #: the scalar gradient about 2.5, the general one 2.5 to 5), for the optimizer's choice
         self.gradient_cost = 2.5 if self._scalar_gradient else 5.0
@@ -641,7 +642,9 @@ class DensePLSObjective(PLSEngine):
     def _l21_dense(self, Ts: list[np.ndarray], L1inv: np.ndarray) -> np.ndarray:
         """L21 = Lam2' A21 Lam1 L1^-T as a dense r x (m1 q1) array (for small systems)."""
         r, q1, m1 = self.r, self.q[0], self.nlev[0]
-        B = self.A21.toarray()
+        if self._A21_array is None:  # kept: solve() at every θ̂ and profile point reads it
+            self._A21_array = self.A21.toarray()
+        B = self._A21_array.copy(order="K") if self.re2 else self._A21_array
         off = 0
         for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
             seg = slice(off, off + q * m)  # rows of a later term: Lam2' = kron(I, T') there
