@@ -816,7 +816,7 @@ def drop_aliased(
     p = X.shape[1]
     if p == 0:
         return X, list(names), []
-    q, r = np.linalg.qr(X)
+    r = np.linalg.qr(X, mode="r")  # R alone: the same geqrf, without forming Q
     if np.all(np.abs(np.diag(r)) > tol * np.linalg.norm(X, axis=0)):
         return X, list(names), []
     basis = np.empty((X.shape[0], 0))
@@ -834,6 +834,15 @@ def drop_aliased(
     return X[:, keep], [names[j] for j in keep], dropped
 
 
+@functools.lru_cache(maxsize=64)
+def _strict_lower(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.tril_indices(k, -1), once per k (its masks cost more than check_scale_x's work)."""
+    rows, cols = np.tril_indices(k, -1)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
 def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     """lme4's ``checkScaleX`` (check.scaleX = "warning"): among the columns of X that are not
     all 0/1, any standard deviation, or ratio of two, beyond ``tol`` (or below 1/tol) gives
@@ -847,7 +856,7 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     sd = X[:, cont].std(axis=0, ddof=1)
     with np.errstate(all="ignore"):
         logsd = np.log(sd)
-        logcomp = np.abs(logsd[:, None] - logsd[None, :])[np.tril_indices(sd.size, -1)]
+        logcomp = np.abs(logsd[:, None] - logsd[None, :])[_strict_lower(sd.size)]
         vals = np.concatenate([logcomp, np.abs(logsd)])
         bad = bool(np.any(vals[~np.isnan(vals)] > np.log(tol)))
     if bad:
