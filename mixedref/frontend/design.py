@@ -86,6 +86,10 @@ class ModelFrame:
     scale_warning: bool = False  # lme4's checkScaleX warned
     degenerate_response: bool = False  # y is reproduced exactly by X (residual variance 0)
     newdata_spec: NewdataSpec | None = None  # the coding new data is evaluated with (predict)
+    # ||y - P_X y||^2 of the unweighted response without offset (None otherwise), from the
+    # degeneracy check: mixedref.frontend.resolution reads it to skip its own least squares
+    # where the response is clearly resolved
+    response_resid_ss: float | None = None
 
     @property
     def padded_positions(self) -> np.ndarray:
@@ -424,7 +428,7 @@ def build_model(
     used = ({k: v for k, v in contrasts.items() if k in fvars and fvars[k].is_factor}
             if contrasts else None)
     X, names, dropped, scale_warned = _fixed_matrix(raw, fvars, y.shape[0], used, messages)
-    degenerate = _check_response(y, X, w, o, parsed.response_name, messages)
+    degenerate, resid_ss = _check_response(y, X, w, o, parsed.response_name, messages)
     nodes = [*raw.fixed_nodes.values(), *(n for _, _, bv in raw.bar_specs for n in bv.values())]
     spec = NewdataSpec(
         variables={label: _template(v) for label, v in fvars.items()},
@@ -451,6 +455,7 @@ def build_model(
         scale_warning=scale_warned,
         degenerate_response=degenerate,
         newdata_spec=spec,
+        response_resid_ss=resid_ss if w is None and o is None else None,
     )
 
 
@@ -657,10 +662,11 @@ def _fixed_matrix(raw: _Variables, fvars: dict[str, fixed.Variable], n: int,
 
 
 def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.ndarray | None,
-                    name: str, messages: list[str]) -> bool:
+                    name: str, messages: list[str]) -> tuple[bool, float]:
     """Refuse a response whose sum of squares overflows (the criterion is not finite at lme4's
     starting theta: lme4 1.1-31 returns sigma = Inf, mixedref NaN), and warn when the fixed
-    effects reproduce it exactly (residual variance 0: lme4 returns sigma = 0)."""
+    effects reproduce it exactly (residual variance 0: lme4 returns sigma = 0). Returns
+    (whether it is reproduced exactly, the residual sum of squares about X)."""
     r = y if o is None else y - o
     sw = None if w is None else np.sqrt(w)
     rw = r if sw is None else r * sw
@@ -695,5 +701,5 @@ def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.nd
                "with warnings such as 'unable to evaluate scaled gradient' or silently")
         warnings.warn(msg, DegenerateResponseWarning, stacklevel=3)
         messages.append(msg)
-        return True
-    return False
+        return True, resid
+    return False, resid
