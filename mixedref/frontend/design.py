@@ -165,7 +165,7 @@ def _check_data(data: object) -> pd.DataFrame:
         )
     if data.shape[0] == 0:
         raise DataError("data is empty (0 rows)")
-    dup = data.columns[data.columns.duplicated()]
+    dup = () if data.columns.is_unique else data.columns[data.columns.duplicated()]
     if len(dup):
         raise DataError(f"data has duplicate column names: {', '.join(map(str, dup.unique()))}")
     if not all(isinstance(c, str) for c in data.columns):
