@@ -58,3 +58,25 @@ def test_the_threshold_is_digits_of_the_spread_at_the_level():
     assert resolution_message(1e9 + noise, X) is None  # 6.7 digits: enough
     msg = resolution_message(1e12 + noise, X, "y")  # 3.9 digits
     assert msg is not None and "'y' varies by" in msg and "3.9 significant digits" in msg
+
+
+@pytest.mark.parametrize("name", ["SmLs01", "SmLs07"])
+def test_the_builds_residual_spares_a_second_least_squares(name, monkeypatch):
+    """check_response reads the residual the model build computed (ModelFrame.
+    response_resid_ss): a clearly resolved response (SmLs01) is passed without its own least
+    squares; a coarse one (SmLs07) still gets resolution_message's text, from its own."""
+    from mixedref.frontend import resolution
+    from mixedref.frontend.design import build_model
+
+    model = build_model(FORMULA, load_dataset(name))
+    assert model.response_resid_ss is not None
+    want = resolution_message(model.y, model.X, "Response")
+    calls = []
+    lstsq = np.linalg.lstsq
+    monkeypatch.setattr(resolution.np.linalg, "lstsq",
+                        lambda *a, **k: calls.append(1) or lstsq(*a, **k))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = resolution.check_response(model)
+    assert got == want
+    assert (want is None) == (not calls)

@@ -55,10 +55,6 @@ DENSE_L21 = 200_000
 #: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
 SMALL_BLOCK = 64
 
-#: From this order of the dense block (where optimize's method="auto" takes the gradient,
-#: GRADIENT_MIN_BLOCK) the scalar gradient's operator G is built with M, from the same pairs.
-EAGER_TRACE_BLOCK = 200
-
 #: The general (vector-valued terms) gradient forms r x (first term's effects) dense arrays a
 #: few times per call: offered up to this many entries (see _general_value_and_grad).
 GENERAL_GRADIENT_MAX = 1_000_000
@@ -92,12 +88,9 @@ class DensePLSObjective(PLSEngine):
                 A11[:, a, c] = s
                 A11[:, c, a] = s
         self.A11 = A11
-        Z1 = term_z(X1, t1.codes, q1, m1)
 
         # block 2: later terms, then X, then y (residualized on X: see _residualize)
         Xw, yw = prep.Xw, prep.yw
-        Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
-                 for t in terms[1:]]
         self.re2 = int(sum(t.q * t.nlevels for t in terms[1:]))
         r = self.re2 + p + 1
         if r > MAX_DENSE_BLOCK:
@@ -106,10 +99,22 @@ class DensePLSObjective(PLSEngine):
                 f"the dense engine handles at most {MAX_DENSE_BLOCK - p - 1}"
             )
         self.r = r
-        Z2 = sp.hstack(Zrest + [sp.csc_matrix(np.column_stack([Xw, yw]))], format="csc")
-        self.A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
-        A21 = (Z2.T @ Z1).tocsc()
-        A21.sort_indices()
+        products = None
+        if self.n * r * r <= DENSE_PRODUCTS_MAX:  # small: dense products
+            Zrest_dense = [_dense_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q,
+                                    t.nlevels) for t in terms[1:]]
+            B = np.column_stack([*Zrest_dense, Xw, yw])
+            products = _dense_products(B, X1, t1.codes, m1)
+        if products is not None:
+            self.A22, A21 = products
+        else:
+            Z1 = term_z(X1, t1.codes, q1, m1)
+            Zrest = [term_z(scale(np.asarray(t.X, dtype=float)), t.codes, t.q, t.nlevels)
+                     for t in terms[1:]]
+            Z2 = sp.hstack(Zrest + [sp.csc_matrix(np.column_stack([Xw, yw]))], format="csc")
+            self.A22 = np.ascontiguousarray((Z2.T @ Z2).toarray())
+            A21 = (Z2.T @ Z1).tocsc()
+            A21.sort_indices()
         self.A21 = A21
         self._scalar_rest = all(q == 1 for q in self.q[1:])
         #: True when :meth:`value_and_grad` applies (every term a scalar: one theta per term)
@@ -119,6 +124,7 @@ class DensePLSObjective(PLSEngine):
         self._scalar_gradient = self.has_gradient
         self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
         self._A21_cube: np.ndarray | None = None
+        self._A21_array: np.ndarray | None = None  # A21.toarray(), for _l21_dense
         #: what value_and_grad costs in criterion evaluations (measured on the small catalog:
         #: the scalar gradient about 2.5, the general one 2.5 to 5), for the optimizer's choice
         self.gradient_cost = 2.5 if self._scalar_gradient else 5.0
@@ -126,11 +132,8 @@ class DensePLSObjective(PLSEngine):
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
         self._A21_flat: np.ndarray | None = None
-        if self._scalar_gradient and r >= EAGER_TRACE_BLOCK:  # G shares M's pairs: build both
+        if self._scalar_gradient:  # G shares M's pairs: build both at once
             self.M, self._trace_op = scalar_operators(A21, m1, r, self._trace_m())
-            schur_flops = 2.0 * self.M.nnz
-        elif self._scalar_gradient:  # small: G when a gradient is first asked for
-            self.M = schur_operator(A21, q1, m1, r)
             schur_flops = 2.0 * self.M.nnz
         else:
             self.M, schur_flops = self._schur_choice(A21, q1, m1, r)
@@ -148,6 +151,7 @@ class DensePLSObjective(PLSEngine):
         #: first term has q <= 2 and the later ones are scalar (_fast_value)
         self._fast = q1 <= 2 and self._scalar_rest
         self._diag1 = np.arange(q1)
+        self._tril_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # _strict_lower
         self._ntheta1 = t1.ntheta
         #: below this order the dense block is too small for BLAS threads: evaluations skip
         #: threads.limit (its per-call library queries cost more than such an evaluation)
@@ -197,11 +201,18 @@ class DensePLSObjective(PLSEngine):
         w11 = t11 * t11 * d22 / det
         w21 = t11 * (t21 * d22 - t22 * d21) / det
         w22 = (t21 * (t21 * d22 - 2.0 * t22 * d21) + t22 * t22 * d11) / det
-        return float(np.log(det).sum()), np.stack((w11, w21, w21, w22), axis=1).ravel()
+        out = np.empty((det.size, 4))  # np.stack((w11, w21, w21, w22), axis=1) without its
+        out[:, 0] = w11  # per-call overhead
+        out[:, 1] = w21
+        out[:, 2] = w21
+        out[:, 3] = w22
+        return float(np.log(det).sum()), out.ravel()
 
     def _lambda2(self, S: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
         """Lam2' S Lam2 for the dense block (later terms rescaled; X and y columns untouched)."""
         r = self.r
+        if self._scalar_rest and not self.re2:  # one term: Lam2 = I, nothing to scale
+            return S
         if self._scalar_rest:
             d = np.ones(r)
             off = 0
@@ -296,6 +307,17 @@ class DensePLSObjective(PLSEngine):
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        ld1, U, info = self._fast_factor(theta)
+        if info != 0:
+            return math.inf
+        diag = np.diagonal(U)
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
+        return self._criterion(ldL2, ldRX2, pwrss)
+
+    def _fast_factor(self, theta: np.ndarray) -> tuple[float, np.ndarray, int]:
+        """:meth:`_factor` with the shortcut for :meth:`_fast_value`'s models (first term
+        q <= 2, later ones scalar), theta read directly: (log det of block 1 plus the
+        shortcut's log det D^2, the Schur factor U, dpotrf's info)."""
         k1 = self._ntheta1
         if k1 == 1:
             t2 = theta[0] ** 2
@@ -315,11 +337,7 @@ class DensePLSObjective(PLSEngine):
             S = self._lambda2(S, [None, *(np.reshape(t, (1, 1)) for t in rest)])
             S.flat[self._re_diag] += 1.0
         U, info = dpotrf(S.T, lower=0, clean=0, overwrite_a=1)
-        if info != 0:
-            return math.inf
-        diag = np.diagonal(U)
-        ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
-        return self._criterion(ldL2, ldRX2, pwrss)
+        return ld1, U, info
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """The criterion and its exact gradient (:meth:`_value_and_grad` where every term is
@@ -349,6 +367,8 @@ class DensePLSObjective(PLSEngine):
 
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
+        if self._unthreaded:
+            return self._solve(theta, condvar)
         with threads.limit(self._threads):
             return self._solve(theta, condvar)
 
@@ -377,7 +397,10 @@ class DensePLSObjective(PLSEngine):
         rest = theta[1:]
         if rest.size and rest.min() < _SHORTCUT_MIN:
             return self._value(theta), None
-        _, _, ld1, _, U, info = self._factor(theta, shortcut=True)
+        if theta.shape != (self.ntheta,):
+            raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
+        # _factor(theta, shortcut=True)'s arithmetic without templates (a scalar first term)
+        ld1, U, info = self._fast_factor(theta)
         if info != 0:
             return math.inf, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
@@ -465,8 +488,8 @@ class DensePLSObjective(PLSEngine):
             P22, info = dpotri(U[:m, :m], lower=0)
             if info != 0:
                 return value, None
-            P22 = np.triu(P22)
-            P22 += np.triu(P22, 1).T
+            lo = self._strict_lower(m)  # the lower triangle from the upper one dpotri wrote
+            P22[lo] = P22.T[lo]
             P21 = -np.matmul(P22, Y[:, :m])  # (m1, m, q1): rows of P = K_S^-1, block 2 x 1
             P11 = K11inv - np.matmul(np.swapaxes(Y[:, :m], 1, 2), P21)
         else:
@@ -504,15 +527,22 @@ class DensePLSObjective(PLSEngine):
                 off += q * mk
         return value, grad
 
+    def _strict_lower(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of an m x m matrix's strict lower triangle, kept per m (the general
+        gradient symmetrizes dpotri's upper triangle with them: np.triu's masks cost more than
+        the small inverses they are applied to)."""
+        if m not in self._tril_cache:
+            self._tril_cache[m] = np.tril_indices(m, -1)
+        return self._tril_cache[m]
+
     def _trace_m(self) -> int:
         """The order of the block whose log det the scalar gradient differentiates."""
         return self.r if self.REML else self.re2
 
     def _trace_operator(self) -> sp.csr_matrix | None:
         """G of :func:`mixedref.engines.schur.scalar_operators` (None unless every term is
-        scalar), built on first use below EAGER_TRACE_BLOCK: small fits mostly never ask."""
-        if self._trace_op is None and self._scalar_gradient:
-            _, self._trace_op = scalar_operators(self.A21, self.nlev[0], self.r, self._trace_m())
+        scalar), built with M from the same pairs: the Newton polish asks for the gradient on
+        every small fit, and a second pass over A21's pairs cost a fifth of cake's fit."""
         return self._trace_op
 
     def _A21_dense(self) -> np.ndarray:
@@ -525,7 +555,10 @@ class DensePLSObjective(PLSEngine):
         return self._A21_cube
 
     def _lambda2_rows(self, B: np.ndarray, Ts: list[np.ndarray]) -> np.ndarray:
-        """Λ2' B for a stack B (m1, r, q1): later terms' rows mixed by T_k'; X, y rows kept."""
+        """Λ2' B for a stack B (m1, r, q1): later terms' rows mixed by T_k'; X, y rows kept
+        (B itself, not a copy, for one term: Λ2 = I)."""
+        if self._scalar_rest and not self.re2:
+            return B
         if self._scalar_rest:
             d = np.ones(self.r)
             d[:self.re2] = np.repeat([T[0, 0] for T in Ts[1:]], self.nlev[1:])
@@ -609,7 +642,9 @@ class DensePLSObjective(PLSEngine):
     def _l21_dense(self, Ts: list[np.ndarray], L1inv: np.ndarray) -> np.ndarray:
         """L21 = Lam2' A21 Lam1 L1^-T as a dense r x (m1 q1) array (for small systems)."""
         r, q1, m1 = self.r, self.q[0], self.nlev[0]
-        B = self.A21.toarray()
+        if self._A21_array is None:  # kept: solve() at every θ̂ and profile point reads it
+            self._A21_array = self.A21.toarray()
+        B = self._A21_array.copy(order="K") if self.re2 else self._A21_array
         off = 0
         for T, q, m in zip(Ts[1:], self.q[1:], self.nlev[1:], strict=True):
             seg = slice(off, off + q * m)  # rows of a later term: Lam2' = kron(I, T') there
@@ -649,6 +684,53 @@ class DensePLSObjective(PLSEngine):
                 out.append(sigma**2 * np.matmul(np.matmul(T, Pk), T.T))
                 off += q * m
         return tuple(out)
+
+
+#: Largest dense temporaries (entries) of _dense_products; beyond them scipy's sparse
+#: products, whose per-call overhead no longer matters.
+DENSE_PRODUCTS_MAX = 400_000
+
+
+def _dense_z(X: np.ndarray, codes: np.ndarray, q: int, m: int) -> np.ndarray:
+    """A term's n x (m*q) design as a dense array (term_z's layout: level-major columns)."""
+    n = X.shape[0]
+    Z = np.zeros((n, m * q))
+    for a in range(q):
+        Z[np.arange(n), codes * q + a] = X[:, a]
+    return Z
+
+
+def _dense_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
+                    ) -> tuple[np.ndarray, sp.csc_matrix] | None:
+    """(A22 = B'B, A21 = B'Z1 in CSC) of a small model (B = [later terms' Z, X, y] dense, Z1
+    the first term's design from its columns X1 and level codes), or None where the dense
+    temporaries would exceed DENSE_PRODUCTS_MAX entries.
+
+    The same numbers as scipy's sparse products Z2'Z2 and Z2'Z1 (bit for bit: the engine's
+    results do not move), without their dozen sparse-matrix constructions, which were a sixth of
+    a small fit: scipy's kernel sums each entry over the rows in increasing order, and so does a
+    reduction over the first axis of (rows, ...) products (numpy adds whole rows one after the
+    other there; its pairwise summation runs along the last axis only); the zeros of B that the
+    sparse product skips add exactly nothing (x + 0 = x). A21's entries per level come from the
+    level's rows in increasing order, padded with zeros to the largest level; entries that sum
+    to exactly 0 are dropped, as the sparse product drops them.
+    """
+    n, r = B.shape
+    q1 = X1.shape[1]
+    counts = np.bincount(codes, minlength=m1)
+    kmax = int(counts.max(initial=0))
+    if n * r * r > DENSE_PRODUCTS_MAX or kmax * m1 * r * q1 > DENSE_PRODUCTS_MAX:
+        return None
+    A22 = np.add.reduce(B[:, :, None] * B[:, None, :], axis=0)
+    order = np.argsort(codes, kind="stable")
+    starts = np.cumsum(counts) - counts
+    pos = np.arange(n) - np.repeat(starts, counts)  # rank of each sorted row within its level
+    padded = np.zeros((kmax, m1, r, q1))
+    padded[pos, codes[order]] = B[order][:, :, None] * X1[order][:, None, :]
+    D = np.add.reduce(padded, axis=0)  # (m1, r, q1)
+    A21 = sp.csc_matrix(D.transpose(1, 0, 2).reshape(r, m1 * q1))
+    A21.sort_indices()
+    return np.ascontiguousarray(A22), A21
 
 
 def _solve_upper(U: np.ndarray, e: np.ndarray) -> np.ndarray:

@@ -86,6 +86,10 @@ class ModelFrame:
     scale_warning: bool = False  # lme4's checkScaleX warned
     degenerate_response: bool = False  # y is reproduced exactly by X (residual variance 0)
     newdata_spec: NewdataSpec | None = None  # the coding new data is evaluated with (predict)
+    # ||y - P_X y||^2 of the unweighted response without offset (None otherwise), from the
+    # degeneracy check: mixedref.frontend.resolution reads it to skip its own least squares
+    # where the response is clearly resolved
+    response_resid_ss: float | None = None
 
     @property
     def padded_positions(self) -> np.ndarray:
@@ -161,7 +165,7 @@ def _check_data(data: object) -> pd.DataFrame:
         )
     if data.shape[0] == 0:
         raise DataError("data is empty (0 rows)")
-    dup = data.columns[data.columns.duplicated()]
+    dup = () if data.columns.is_unique else data.columns[data.columns.duplicated()]
     if len(dup):
         raise DataError(f"data has duplicate column names: {', '.join(map(str, dup.unique()))}")
     if not all(isinstance(c, str) for c in data.columns):
@@ -304,7 +308,9 @@ def _group_factor(
         labels = [f"{a}:{b}" for a, b in zip(l1, l2, strict=True)]
         fixed._check_labels(list(zip(l1, l2, strict=True)), labels, deparse(node))
         codes = inv.reshape(-1) - (0 if ok.all() else 1)
-        return pd.Categorical.from_codes(codes, categories=labels, validate=False)
+        # the labels' Index given its string dtype: pandas' inference was a third of this call
+        categories = pd.Index(labels, dtype=fixed._STR_DTYPE) if labels else labels
+        return pd.Categorical.from_codes(codes, categories=categories, validate=False)
     raw = fixed.evaluate(node, data, cache)
     if isinstance(raw, pd.Categorical):
         return raw
@@ -422,7 +428,7 @@ def build_model(
     used = ({k: v for k, v in contrasts.items() if k in fvars and fvars[k].is_factor}
             if contrasts else None)
     X, names, dropped, scale_warned = _fixed_matrix(raw, fvars, y.shape[0], used, messages)
-    degenerate = _check_response(y, X, w, o, parsed.response_name, messages)
+    degenerate, resid_ss = _check_response(y, X, w, o, parsed.response_name, messages)
     nodes = [*raw.fixed_nodes.values(), *(n for _, _, bv in raw.bar_specs for n in bv.values())]
     spec = NewdataSpec(
         variables={label: _template(v) for label, v in fvars.items()},
@@ -449,6 +455,7 @@ def build_model(
         scale_warning=scale_warned,
         degenerate_response=degenerate,
         newdata_spec=spec,
+        response_resid_ss=resid_ss if w is None and o is None else None,
     )
 
 
@@ -655,10 +662,11 @@ def _fixed_matrix(raw: _Variables, fvars: dict[str, fixed.Variable], n: int,
 
 
 def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.ndarray | None,
-                    name: str, messages: list[str]) -> bool:
+                    name: str, messages: list[str]) -> tuple[bool, float]:
     """Refuse a response whose sum of squares overflows (the criterion is not finite at lme4's
     starting theta: lme4 1.1-31 returns sigma = Inf, mixedref NaN), and warn when the fixed
-    effects reproduce it exactly (residual variance 0: lme4 returns sigma = 0)."""
+    effects reproduce it exactly (residual variance 0: lme4 returns sigma = 0). Returns
+    (whether it is reproduced exactly, the residual sum of squares about X)."""
     r = y if o is None else y - o
     sw = None if w is None else np.sqrt(w)
     rw = r if sw is None else r * sw
@@ -693,5 +701,5 @@ def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.nd
                "with warnings such as 'unable to evaluate scaled gradient' or silently")
         warnings.warn(msg, DegenerateResponseWarning, stacklevel=3)
         messages.append(msg)
-        return True
-    return False
+        return True, resid
+    return False, resid

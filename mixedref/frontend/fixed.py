@@ -10,6 +10,7 @@ lme4's answers depend on R's columns.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def _column(series: pd.Series, name: str) -> Raw:
     if isinstance(dtype, pd.CategoricalDtype):
         cat = series.array
         assert isinstance(cat, pd.Categorical)
-        values = list(cat.categories)
+        values = cat.categories.tolist()  # as list(categories), without a box per element
         labels = [str(c) for c in values]
         _check_labels(values, labels, name)
         if cat.categories.dtype == _STR_DTYPE and labels == values:
@@ -152,6 +153,8 @@ def _column(series: pd.Series, name: str) -> Raw:
             f"column {name!r} holds complex values: complex variables are not currently allowed "
             "in model matrices (lme4's error); use its real part or modulus explicitly"
         )
+    if isinstance(dtype, np.dtype) and dtype.kind in "iuf":  # numpy's: no NA to replace
+        return series.to_numpy(dtype=np.float64)  # (na_value= costs an integer column 50 us)
     if pd.api.types.is_numeric_dtype(dtype):
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
@@ -647,11 +650,16 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
     model.frame with drop.unused.levels = TRUE)."""
     if isinstance(raw, pd.Categorical):
         cat = raw if keep is None else raw[keep]
-        cat = cat.remove_unused_categories()
+        codes = cat.codes
+        ncat = len(cat.categories)
+        if codes.size == 0 or codes.min() < 0 or np.unique(codes).size != ncat:
+            # pandas' remove_unused_categories costs a new dtype (a fifth of a small model's
+            # build): called only when some level is unused
+            cat = cat.remove_unused_categories()
         return Variable(
             label,
             codes=cat.codes.astype(np.int64),
-            levels=tuple(str(c) for c in cat.categories),
+            levels=tuple(str(c) for c in cat.categories.tolist()),  # Python scalars at once
             ordered=bool(cat.ordered),
         )
     if isinstance(raw, Matrix):
@@ -665,12 +673,21 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
 def contr_poly(n: int) -> tuple[np.ndarray, list[str]]:
     """R's ``contr.poly(n)``: orthonormal polynomial contrasts and their names
     (".L", ".Q", ".C", "^4", ...)."""
+    contr, names = _contr_poly(n)
+    return contr.copy(), list(names)
+
+
+@functools.lru_cache(maxsize=64)
+def _contr_poly(n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`contr_poly`, computed once per number of levels (a QR per ordered factor was a
+    tenth of a small model's build); the cached matrix is read-only."""
     x = np.arange(1, n + 1, dtype=np.float64)
     vander = np.vander(x - x.mean(), n, increasing=True)
     q, r = np.linalg.qr(vander)
     contr = (q * np.sign(np.diag(r)))[:, 1:]
+    contr.setflags(write=False)
     names = [".L", ".Q", ".C"][: n - 1] + [f"^{k}" for k in range(4, n)]
-    return contr, names
+    return contr, tuple(names)
 
 
 def _contr_sum(n: int) -> np.ndarray:
@@ -799,7 +816,7 @@ def drop_aliased(
     p = X.shape[1]
     if p == 0:
         return X, list(names), []
-    q, r = np.linalg.qr(X)
+    r = np.linalg.qr(X, mode="r")  # R alone: the same geqrf, without forming Q
     if np.all(np.abs(np.diag(r)) > tol * np.linalg.norm(X, axis=0)):
         return X, list(names), []
     basis = np.empty((X.shape[0], 0))
@@ -817,6 +834,15 @@ def drop_aliased(
     return X[:, keep], [names[j] for j in keep], dropped
 
 
+@functools.lru_cache(maxsize=64)
+def _strict_lower(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.tril_indices(k, -1), once per k (its masks cost more than check_scale_x's work)."""
+    rows, cols = np.tril_indices(k, -1)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
 def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     """lme4's ``checkScaleX`` (check.scaleX = "warning"): among the columns of X that are not
     all 0/1, any standard deviation, or ratio of two, beyond ``tol`` (or below 1/tol) gives
@@ -830,7 +856,7 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     sd = X[:, cont].std(axis=0, ddof=1)
     with np.errstate(all="ignore"):
         logsd = np.log(sd)
-        logcomp = np.abs(logsd[:, None] - logsd[None, :])[np.tril_indices(sd.size, -1)]
+        logcomp = np.abs(logsd[:, None] - logsd[None, :])[_strict_lower(sd.size)]
         vals = np.concatenate([logcomp, np.abs(logsd)])
         bad = bool(np.any(vals[~np.isnan(vals)] > np.log(tol)))
     if bad:

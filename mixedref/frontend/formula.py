@@ -248,8 +248,10 @@ def _num_text(v: float) -> str:
     return f"{v:.15g}"
 
 
+@functools.lru_cache(maxsize=1024)
 def is_syntactic(name: str) -> bool:
-    """R's rule for a name that deparses without backquotes."""
+    """R's rule for a name that deparses without backquotes (cached: deparse asks a few dozen
+    times per model for the same few names)."""
     return bool(re.fullmatch(_NAME, name)) and name not in _RESERVED
 
 

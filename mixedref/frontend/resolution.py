@@ -73,9 +73,30 @@ def resolution_message(y: np.ndarray, X: np.ndarray, name: str = "y") -> str | N
             "constant near its level (or rescale) before it is stored as float64")
 
 
+#: check_response skips its least squares where the residual the model build computed
+#: (ModelFrame.response_resid_ss) already gives this many digits beyond MIN_DIGITS: the two
+#: residuals (a QR projection there, lstsq here) then agree far better than a tenfold RMS
+CLEAR_MARGIN = 1.0
+
+
+def clearly_resolved(y: np.ndarray, resid_ss: float | None) -> bool:
+    """Whether a residual sum of squares about the fixed effects (None: unknown) shows the
+    response held to at least MIN_DIGITS + CLEAR_MARGIN digits of its spread, so that
+    :func:`resolution_message` would return None."""
+    if resid_ss is None or y.size < 2 or not math.isfinite(resid_ss):
+        return False
+    level = float(np.max(np.abs(y)))
+    if not math.isfinite(level) or level == 0:
+        return False
+    spread = math.sqrt(resid_ss / y.size)
+    return spread > 0 and math.log10(spread / spacing(level)) >= MIN_DIGITS + CLEAR_MARGIN
+
+
 def check_response(model: Any) -> str | None:
     """Warn (ResponseResolutionWarning) when the model's response is held too coarsely."""
     y = np.asarray(model.y, dtype=float)
+    if clearly_resolved(y, getattr(model, "response_resid_ss", None)):
+        return None  # the build's residual settles it: no second least squares
     X = np.asarray(model.X, dtype=float)
     msg = resolution_message(y, X, str(getattr(model, "response", None) or "y"))
     if msg:

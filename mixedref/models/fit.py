@@ -19,6 +19,7 @@ from mixedref.engines import PLSObjective, PLSSolution
 from mixedref.errors import MixedrefError
 from mixedref.fitting.optimize import OptResult
 from mixedref.frontend.design import ModelFrame
+from mixedref.frontend.fixed import _STR_DTYPE
 from mixedref.models.basefit import (  # noqa: F401 - the table helpers, re-exported from their home
     FitSummary,
     MixedModelFit,
@@ -92,8 +93,10 @@ class LmerFit(MixedModelFit):
 
     @cached_property
     def _fixef_index(self) -> pd.Index:
-        """The fixed effects' names as one Index, shared by fixef, vcov and se."""
-        return pd.Index(list(self.model.fixef_names))
+        """The fixed effects' names as one Index, shared by fixef, vcov and se (of the dtype
+        pandas infers for strings, given: its inference was a tenth of a small fit's tables)."""
+        names = list(self.model.fixef_names)
+        return pd.Index(names, dtype=_STR_DTYPE) if names else pd.Index(names)
 
     @cached_property
     def fixef(self) -> pd.Series:
