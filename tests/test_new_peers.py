@@ -1,6 +1,7 @@
 """The four peers of issue 24 (kamino-lme, gpboost, edi-kernels, pymixef): what each declines
 and why, and their fits in their own environments judged against lme4's recorded answers
-through the harness's comparison (no number from a package's own run is copied here)."""
+through the harness's comparison (no number from a package's own run is copied here); and an
+older peer's adapter mapping checked the same way (lme-python's interaction names)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,21 @@ def test_pymixef_names_are_mapped_to_rs() -> None:
         ["(Intercept)", "period2", "fb:x", "Days"]
 
 
+def test_lme_python_interaction_names_are_mapped_to_rs() -> None:
+    """lme-python 0.2.7's names of a two-way interaction with a factor (as it gives them:
+    ``Diet:Time2:``, ``x:f:b``, ``f:hb:v``) are R's ``Diet2:Time``, ``x:fb``, ``fb:hv``; R's
+    own names (``fa:x`` without the main effect, ``x:z``) are kept."""
+    from harness.adapters.peers.calls import lme_python_r_names
+
+    levels = {"Diet": ["1", "2", "3", "4"], "f": ["a", "b", "c"], "h": ["u", "v"]}
+    assert lme_python_r_names(["(Intercept)", "Diet2", "Time", "Diet:Time2:", "Diet:Time4:"],
+                              ["weight", "Time", "Chick", "Diet"], levels) == \
+        ["(Intercept)", "Diet2", "Time", "Diet2:Time", "Diet4:Time"]
+    assert lme_python_r_names(["x:f:b", "f:hb:v", "x:z", "fa:x", "x:fb"],
+                              ["y", "x", "z", "f", "h"], levels) == \
+        ["x:fb", "fb:hv", "x:z", "fa:x", "x:fb"]
+
+
 def _adapter_in_its_environment(name: str):
     """The adapter, run in the peer's environment built by ``python -m harness ecosystem`` when
     that exists, else in this one; skipped naming why when the package is in neither."""
@@ -92,6 +108,8 @@ def _adapter_in_its_environment(name: str):
     ("gpboost", "Penicillin-crossed-ML", {"agreed"}),
     # its optimizer stops with batch's variance outside the tolerance of lme4's ML optimum
     ("gpboost", "Pastes-nested-ML", {"disagreed"}),
+    # a factor x numeric interaction: lme4's estimates and df under lme-python's own names
+    ("lme-python", "ChickWeight-diet_time-REML", {"agreed"}),
 ])
 def test_a_new_peer_fits_in_its_environment_as_it_really_does(name: str, case_id: str,
                                                               verdicts: set[str]) -> None:

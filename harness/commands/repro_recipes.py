@@ -393,7 +393,7 @@ def estimates(data):
     mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
             for g, (n, e) in blocks.items()}
     terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
-    names = list(m.fixed_names or [])
+    names = lme_python_r_names(list(m.fixed_names or []), COLUMNS, LEVELS)  # R's names
     tests = []
     for ddf, method, field in (("Satterthwaite", "with_satterthwaite", "satterthwaite"),
                                ("Kenward-Roger", "with_kenward_roger", "kenward_roger")):
@@ -430,8 +430,13 @@ def _lme_python(case: Any, data: Any) -> Recipe:
     return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
                             "FACTORS": fixed_factors(parsed, data),
                             "DDF": wanted_ddf(len(data), bool(case.REML)),
-                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
-                  calls=[calls.lme_python_lmer], body=_LME_PYTHON_BODY,
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms],
+                            "COLUMNS": [str(c) for c in data.columns],
+                            "LEVELS": {str(c): [str(v) for v in data[c].cat.categories]
+                                       for c in data.columns
+                                       if str(data[c].dtype) == "category"}},
+                  calls=[calls.lme_python_lmer, calls.lme_python_r_names],
+                  body=_LME_PYTHON_BODY,
                   requirements=list(REQUIREMENTS["lme-python"]))
 
 
