@@ -1,7 +1,8 @@
 """The four peers of issue 24 (kamino-lme, gpboost, edi-kernels, pymixef): what each declines
 and why, and their fits in their own environments judged against lme4's recorded answers
 through the harness's comparison (no number from a package's own run is copied here); and an
-older peer's adapter mapping checked the same way (lme-python's interaction names)."""
+older peer's adapter mapping checked the same way (lme-python's interaction names, glmm's
+three-factor groupings)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,18 @@ def test_lme_python_interaction_names_are_mapped_to_rs() -> None:
         ["x:fb", "fb:hv", "x:z", "fa:x", "x:fb"]
 
 
+def test_glmm_formula_writes_out_a_grouping_of_three_factors() -> None:
+    """glmm's parser takes ``a/b`` and ``a:b`` but not ``a/b/c`` or ``a:b:c`` ("formula syntax
+    error"): written out as lme4 expands it, the grouping of three as a pasted column."""
+    from harness.adapters.peers.glmm_impl import glmm_formula
+
+    assert glmm_formula(F.parse("y ~ x + (1 | a/b/c)")) == \
+        ("y ~ x + (1 | a) + (1 | a:b) + (1 | a__b__c)", [("a__b__c", "a:b:c")])
+    assert glmm_formula(F.parse("y ~ 1 + (x | a:b:c) + (1 | d)")) == \
+        ("y ~ 1 + (x | a__b__c) + (1 | d)", [("a__b__c", "a:b:c")])
+    assert glmm_formula(F.parse("y ~ x + (1 | a/b)")) == (None, [])
+
+
 def _adapter_in_its_environment(name: str):
     """The adapter, run in the peer's environment built by ``python -m harness ecosystem`` when
     that exists, else in this one; skipped naming why when the package is in neither."""
@@ -110,6 +123,8 @@ def _adapter_in_its_environment(name: str):
     ("gpboost", "Pastes-nested-ML", {"disagreed"}),
     # a factor x numeric interaction: lme4's estimates and df under lme-python's own names
     ("lme-python", "ChickWeight-diet_time-REML", {"agreed"}),
+    # (1 | a/b/c), which glmm's parser refuses, written out as lme4 expands it
+    ("glmm", "sim_deep_nest-nested3-REML", {"agreed"}),
 ])
 def test_a_new_peer_fits_in_its_environment_as_it_really_does(name: str, case_id: str,
                                                               verdicts: set[str]) -> None:

@@ -52,8 +52,13 @@ def mixedlm_fit(MixedLM: Any, MixedLMParams: Any, y: Any, X: Any, groups: Any, e
     return model.fit(**kwargs)
 
 
-def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool) -> Any:
-    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``."""
+def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool,
+             columns: list[tuple[str, str]] | tuple = ()) -> Any:
+    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``, on the data with
+    the groupings of ``columns`` (its formula names a grouping of three factors ``a:b:c`` as
+    the pasted column ``a__b__c``: :func:`with_groups`)."""
+    if columns:
+        data = with_groups(data, list(columns))
     return glmm.fit(data, formula, reml=reml)
 
 
