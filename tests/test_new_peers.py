@@ -97,6 +97,37 @@ def test_glmm_formula_writes_out_a_grouping_of_three_factors() -> None:
     assert glmm_formula(F.parse("y ~ x + (1 | a/b)")) == (None, [])
 
 
+def test_glmm_without_estimates_names_its_severe_warning_first(monkeypatch) -> None:
+    """glmm 0.6.2 on an uncentred response (SmLs05-08, sim_huge_offset) warns "Satterthwaite
+    df uncertain" and then "Severe: Fit failed", returning NaN: the failure names the cause
+    first. (A stand-in module: the failure itself is glmm's, seen in its own environment.)"""
+    import sys
+    import types
+    import warnings
+
+    import numpy as np
+
+    from harness.adapters.peers.glmm_impl import GlmmPeer
+
+    class SatterthwaiteCurvatureWarning(UserWarning):
+        pass
+
+    class FitFailedWarning(UserWarning):
+        pass
+
+    def fit(*args: object, **kwargs: object) -> types.SimpleNamespace:
+        warnings.warn("Caution: Satterthwaite df uncertain.", SatterthwaiteCurvatureWarning)
+        warnings.warn("Severe: Fit failed.", FitFailedWarning)
+        return types.SimpleNamespace(varcorr=[], beta=np.array([np.nan]), warnings=[])
+
+    monkeypatch.setitem(sys.modules, "glmm", types.SimpleNamespace(fit=fit))
+    case = CASES["SmLs05-oneway-REML"]
+    with pytest.raises(RuntimeError) as err:
+        GlmmPeer().fit(case, runner.case_data(case))
+    assert str(err.value).startswith("glmm returned no estimates: FitFailedWarning: Severe")
+    assert "SatterthwaiteCurvatureWarning" in str(err.value)
+
+
 def _adapter_in_its_environment(name: str):
     """The adapter, run in the peer's environment built by ``python -m harness ecosystem`` when
     that exists, else in this one; skipped naming why when the package is in neither."""

@@ -73,8 +73,7 @@ class GlmmPeer(Peer):
             warnings.simplefilter("always")
             m = calls.glmm_fit(glmm, data, formula or case.formula, REML, columns)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
-            raise RuntimeError("glmm returned no estimates: " + " | ".join(
-                F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
+            raise RuntimeError(no_estimates(caught, m))
         sigma2 = float(m.dispersion)
         alias = dict(columns)  # a pasted column a__b__c is the grouping a:b:c
         blocks = {alias.get(grp, grp): (list(cols), F.unpack_vech(packed, len(cols)))
@@ -121,8 +120,7 @@ class GlmmPeer(Peer):
             warnings.simplefilter("always")
             m = calls.glmm_fit_glmm(glmm, frame, formula, *args)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
-            raise RuntimeError("glmm returned no estimates: " + " | ".join(
-                F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
+            raise RuntimeError(no_estimates(caught, m))
         if int(m.nagq) != nagq:
             raise F.cannot("glmm", f"nAGQ = {nagq} for this model", f"it fell back to "
                            f"nagq = {m.nagq} (Laplace): " + " | ".join(F.caught_messages(caught)))
@@ -150,6 +148,16 @@ class GlmmPeer(Peer):
         rec["versions"] = self.versions()
         rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def no_estimates(caught: list[Any], m: Any) -> str:
+    """The failure of a fit for which glmm returned no estimates (NaN, no variance
+    components), in its own words, its severe warnings first: its "Fit failed" is the cause,
+    a "Satterthwaite df uncertain" caution that comes with it a consequence."""
+    said = F.caught_messages(caught) or [str(w.get("message", w)) if isinstance(w, dict)
+                                         else str(w) for w in m.warnings or []]
+    said.sort(key=lambda text: "Severe" not in text)  # stable: the rest keep their order
+    return "glmm returned no estimates: " + " | ".join(said)
 
 
 def glmm_formula(parsed: F.Parsed) -> tuple[str | None, list[tuple[str, str]]]:
