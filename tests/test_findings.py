@@ -402,6 +402,32 @@ def test_measure_skips_an_implementation_that_is_not_installed_naming_why(
     assert "skipped sim_a-slopes-ML [cand]: not installed here" in out.report()
 
 
+def test_measure_skips_a_fit_that_failed_instead_of_calling_its_rows_stopped(
+        tmp_path: Path) -> None:
+    """A candidate's fit that failed (a timeout on a loaded machine, an error) measured
+    nothing: it is skipped naming why, not read as every row of the case stopping firing."""
+    from types import SimpleNamespace
+
+    from harness.commands.divergences_measure import measure
+
+    class Here:
+        def unavailable(self) -> None:
+            return None
+
+    def decide(*args: object, **kwargs: object) -> object:
+        return SimpleNamespace(comparison=SimpleNamespace(rows=[]), outcome="failed",
+                               headline="failed: timeout: killed after 60.0 s")
+
+    from harness.core.catalog import load_catalog
+
+    case = next(c for c in load_catalog(None) if c.id == "Dyestuff-intercept-REML")
+    rows = [{"case": case.id, "quantity": "sigma", "size": 1.0, "direction": "higher"}]
+    reg = load_registry(_write(tmp_path, [_finding(rows=rows)]), [case.id])
+    out = measure(reg, [case], reference=None, adapter_for=lambda name: Here(), decide=decide)
+    assert out.rows == [] and not out.needs_attention
+    assert out.skipped == [(case.id, "cand", "failed: timeout: killed after 60.0 s")]
+
+
 def test_measure_judges_a_certified_case_against_its_truth(tmp_path: Path) -> None:
     """A certified case's rows (certified[...], nist[...]) come from its exact truth, as in a
     pytest run; judged against lme4 instead, every such row would read "stopped firing"."""

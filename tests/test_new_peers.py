@@ -1,6 +1,8 @@
 """The four peers of issue 24 (kamino-lme, gpboost, edi-kernels, pymixef): what each declines
 and why, and their fits in their own environments judged against lme4's recorded answers
-through the harness's comparison (no number from a package's own run is copied here)."""
+through the harness's comparison (no number from a package's own run is copied here); and an
+older peer's adapter mapping checked the same way (lme-python's interaction names, glmm's
+three-factor groupings)."""
 
 from __future__ import annotations
 
@@ -68,6 +70,64 @@ def test_pymixef_names_are_mapped_to_rs() -> None:
         ["(Intercept)", "period2", "fb:x", "Days"]
 
 
+def test_lme_python_interaction_names_are_mapped_to_rs() -> None:
+    """lme-python 0.2.7's names of a two-way interaction with a factor (as it gives them:
+    ``Diet:Time2:``, ``x:f:b``, ``f:hb:v``) are R's ``Diet2:Time``, ``x:fb``, ``fb:hv``; R's
+    own names (``fa:x`` without the main effect, ``x:z``) are kept."""
+    from harness.adapters.peers.calls import lme_python_r_names
+
+    levels = {"Diet": ["1", "2", "3", "4"], "f": ["a", "b", "c"], "h": ["u", "v"]}
+    assert lme_python_r_names(["(Intercept)", "Diet2", "Time", "Diet:Time2:", "Diet:Time4:"],
+                              ["weight", "Time", "Chick", "Diet"], levels) == \
+        ["(Intercept)", "Diet2", "Time", "Diet2:Time", "Diet4:Time"]
+    assert lme_python_r_names(["x:f:b", "f:hb:v", "x:z", "fa:x", "x:fb"],
+                              ["y", "x", "z", "f", "h"], levels) == \
+        ["x:fb", "fb:hv", "x:z", "fa:x", "x:fb"]
+
+
+def test_glmm_formula_writes_out_a_grouping_of_three_factors() -> None:
+    """glmm's parser takes ``a/b`` and ``a:b`` but not ``a/b/c`` or ``a:b:c`` ("formula syntax
+    error"): written out as lme4 expands it, the grouping of three as a pasted column."""
+    from harness.adapters.peers.glmm_impl import glmm_formula
+
+    assert glmm_formula(F.parse("y ~ x + (1 | a/b/c)")) == \
+        ("y ~ x + (1 | a) + (1 | a:b) + (1 | a__b__c)", [("a__b__c", "a:b:c")])
+    assert glmm_formula(F.parse("y ~ 1 + (x | a:b:c) + (1 | d)")) == \
+        ("y ~ 1 + (x | a__b__c) + (1 | d)", [("a__b__c", "a:b:c")])
+    assert glmm_formula(F.parse("y ~ x + (1 | a/b)")) == (None, [])
+
+
+def test_glmm_without_estimates_names_its_severe_warning_first(monkeypatch) -> None:
+    """glmm 0.6.2 on an uncentred response (SmLs05-08, sim_huge_offset) warns "Satterthwaite
+    df uncertain" and then "Severe: Fit failed", returning NaN: the failure names the cause
+    first. (A stand-in module: the failure itself is glmm's, seen in its own environment.)"""
+    import sys
+    import types
+    import warnings
+
+    import numpy as np
+
+    from harness.adapters.peers.glmm_impl import GlmmPeer
+
+    class SatterthwaiteCurvatureWarning(UserWarning):
+        pass
+
+    class FitFailedWarning(UserWarning):
+        pass
+
+    def fit(*args: object, **kwargs: object) -> types.SimpleNamespace:
+        warnings.warn("Caution: Satterthwaite df uncertain.", SatterthwaiteCurvatureWarning)
+        warnings.warn("Severe: Fit failed.", FitFailedWarning)
+        return types.SimpleNamespace(varcorr=[], beta=np.array([np.nan]), warnings=[])
+
+    monkeypatch.setitem(sys.modules, "glmm", types.SimpleNamespace(fit=fit))
+    case = CASES["SmLs05-oneway-REML"]
+    with pytest.raises(RuntimeError) as err:
+        GlmmPeer().fit(case, runner.case_data(case))
+    assert str(err.value).startswith("glmm returned no estimates: FitFailedWarning: Severe")
+    assert "SatterthwaiteCurvatureWarning" in str(err.value)
+
+
 def _adapter_in_its_environment(name: str):
     """The adapter, run in the peer's environment built by ``python -m harness ecosystem`` when
     that exists, else in this one; skipped naming why when the package is in neither."""
@@ -92,6 +152,10 @@ def _adapter_in_its_environment(name: str):
     ("gpboost", "Penicillin-crossed-ML", {"agreed"}),
     # its optimizer stops with batch's variance outside the tolerance of lme4's ML optimum
     ("gpboost", "Pastes-nested-ML", {"disagreed"}),
+    # a factor x numeric interaction: lme4's estimates and df under lme-python's own names
+    ("lme-python", "ChickWeight-diet_time-REML", {"agreed"}),
+    # (1 | a/b/c), which glmm's parser refuses, written out as lme4 expands it
+    ("glmm", "sim_deep_nest-nested3-REML", {"agreed"}),
 ])
 def test_a_new_peer_fits_in_its_environment_as_it_really_does(name: str, case_id: str,
                                                               verdicts: set[str]) -> None:

@@ -211,7 +211,9 @@ def _peer_python(name: str) -> str:
                                         ("glmm", "cbpp-cloglog-ML"),
                                         ("interlace-lme", "Pastes-nested-REML"),
                                         ("mixedlm", "cake-interaction-REML"),
-                                        ("lme-python", "sleepstudy-fdays-REML")])
+                                        ("lme-python", "sleepstudy-fdays-REML"),
+                                        ("lme-python", "ChickWeight-diet_time-REML"),
+                                        ("glmm", "sim_deep_nest-nested3-REML")])
 def test_a_peer_in_its_own_environment(impl: str, case: str, tmp_path: Path) -> None:
     """The script, run by the peer's own environment's python, gives the adapter's numbers
     (the adapter fitting in that environment too)."""
@@ -295,7 +297,8 @@ def test_the_committed_league_links_only_reproducers_that_exist() -> None:
     ("statsmodels", "sleepstudy-uncorrelated-REML"), ("mixedlm-rs", "sleepstudy-slopes-ML"),
     ("glmm", "Penicillin-crossed-REML"), ("glmm", "cbpp-cbind-ML"),
     ("pyreml", "Pastes-nested-REML"), ("interlace-lme", "cake-interaction-REML"),
-    ("mixedlm", "cake-interaction-REML"), ("lme-python", "sleepstudy-fdays-ML")])
+    ("mixedlm", "cake-interaction-REML"), ("lme-python", "sleepstudy-fdays-ML"),
+    ("lme-python", "ChickWeight-diet_time-REML"), ("glmm", "sim_deep_nest-nested3-ML")])
 def test_every_recipes_script_is_clean_python(impl: str, case: str, tmp_path: Path) -> None:
     """Each recipe's script compiles and names nothing it does not define (ruff's pyflakes
     rules: an undefined name, a constant the copied code needs but the script lacks, fails)."""

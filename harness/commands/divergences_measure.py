@@ -144,7 +144,8 @@ def measure(registry: Registry, cases: Sequence[Any], reference: Any, *,
         print(f"measuring {case.id} [{impl}]", file=sys.stderr, flush=True)
         judge_by = certified_reference(case) or reference
         d = decide(case, adapter_for(impl), judge_by, data=case_data(case))
-        if d.comparison is None or d.outcome in ("skipped", "no-verdict", "error"):
+        if d.comparison is None or d.outcome in ("skipped", "no-verdict", "error", "failed"):
+            # a fit that failed (an error, a timeout) measured nothing: its rows did not stop
             out.skipped.append((case.id, impl, d.headline))
             continue
         judgement = registry.judge(case.id, impl, d.comparison.rows)

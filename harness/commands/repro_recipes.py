@@ -114,9 +114,10 @@ def estimates(data):
     """glmm's own call on lme4's formula, in lme4's quantities."""
     import glmm
 
-    m = glmm_fit(glmm, data, FORMULA, REML)
+    m = glmm_fit(glmm, data, FORMULA, REML, COLUMNS)
     sigma2 = float(m.dispersion)
-    blocks = {grp: (list(cols), unpack_vech(packed, len(cols)))
+    alias = dict(COLUMNS)  # a pasted grouping column a__b__c is a:b:c
+    blocks = {alias.get(grp, grp): (list(cols), unpack_vech(packed, len(cols)))
               for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
     terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
     names = list(m.names)
@@ -182,11 +183,17 @@ def _glmm(case: Any, data: Any) -> Recipe:
         return _glmm_glmm(case, data)
     from harness.core.comparators.coef_tests import wanted_ddf
 
-    terms = F.lme4_terms(F.parse(case.formula), data)
-    return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
+    from harness.adapters.peers.glmm_impl import glmm_formula
+
+    parsed = F.parse(case.formula)
+    terms = F.lme4_terms(parsed, data)
+    formula, columns = glmm_formula(parsed)  # a/b/c written out, as the adapter does
+    return Recipe(literals={"FORMULA": formula or case.formula, "REML": bool(case.REML),
+                            "COLUMNS": columns,
                             "DDF": wanted_ddf(len(data), bool(case.REML)),
                             "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
-                  calls=[calls.glmm_fit], body=_GLMM_BODY,
+                  calls=[calls.glmm_fit, calls.with_groups, calls.group_labels],
+                  body=_GLMM_BODY,
                   requirements=list(REQUIREMENTS["glmm"]))
 
 
@@ -393,7 +400,7 @@ def estimates(data):
     mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
             for g, (n, e) in blocks.items()}
     terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
-    names = list(m.fixed_names or [])
+    names = lme_python_r_names(list(m.fixed_names or []), COLUMNS, LEVELS)  # R's names
     tests = []
     for ddf, method, field in (("Satterthwaite", "with_satterthwaite", "satterthwaite"),
                                ("Kenward-Roger", "with_kenward_roger", "kenward_roger")):
@@ -430,8 +437,13 @@ def _lme_python(case: Any, data: Any) -> Recipe:
     return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
                             "FACTORS": fixed_factors(parsed, data),
                             "DDF": wanted_ddf(len(data), bool(case.REML)),
-                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms]},
-                  calls=[calls.lme_python_lmer], body=_LME_PYTHON_BODY,
+                            "TERMS": [(t.name, t.group, list(t.columns)) for t in terms],
+                            "COLUMNS": [str(c) for c in data.columns],
+                            "LEVELS": {str(c): [str(v) for v in data[c].cat.categories]
+                                       for c in data.columns
+                                       if str(data[c].dtype) == "category"}},
+                  calls=[calls.lme_python_lmer, calls.lme_python_r_names],
+                  body=_LME_PYTHON_BODY,
                   requirements=list(REQUIREMENTS["lme-python"]))
 
 

@@ -52,8 +52,13 @@ def mixedlm_fit(MixedLM: Any, MixedLMParams: Any, y: Any, X: Any, groups: Any, e
     return model.fit(**kwargs)
 
 
-def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool) -> Any:
-    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``."""
+def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool,
+             columns: list[tuple[str, str]] | tuple = ()) -> Any:
+    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``, on the data with
+    the groupings of ``columns`` (its formula names a grouping of three factors ``a:b:c`` as
+    the pasted column ``a__b__c``: :func:`with_groups`)."""
+    if columns:
+        data = with_groups(data, list(columns))
     return glmm.fit(data, formula, reml=reml)
 
 
@@ -167,6 +172,29 @@ def index_names(names: list[str], levels: dict[str, list[str]], ordered: list[st
         return f"{var}{levels[var][j]}"
 
     return [":".join(one(p) for p in n.split(":")) for n in names]
+
+
+def lme_python_r_names(names: list[str], columns: list[str],
+                       levels: dict[str, list[str]]) -> list[str]:
+    """R's names of lme-python's coefficient names. lme-python 0.2.7 writes a two-way
+    interaction with a contrast-coded factor as ``{a}:{b}{level of a}:{level of b}``
+    (``Diet:Time2:`` for R's ``Diet2:Time``, ``x:f:b`` for ``x:fb``, ``f:hb:v`` for
+    ``fb:hv``); the column's values are R's, only its name is not. A name of that form, whose
+    ``a`` and ``b`` are data ``columns`` and whose levels are theirs (``levels``: each factor's
+    levels; a numeric column's level is empty), is renamed; any other name is kept."""
+    out = []
+    for name in names:
+        renamed = name
+        for a in columns:
+            for b in columns:
+                head = f"{a}:{b}"
+                if a == b or not name.startswith(head) or name[len(head):].count(":") != 1:
+                    continue
+                la, lb = name[len(head):].split(":")
+                if (la or lb) and (la in levels.get(a, [""])) and (lb in levels.get(b, [""])):
+                    renamed = f"{a}{la}:{b}{lb}"
+        out.append(renamed)
+    return out
 
 
 def lme_python_lmer(lme_python: Any, pl: Any, data: Any, formula: str, reml: bool,

@@ -1,7 +1,9 @@
 """glmm (PyPI ``glmm``, a Rust kernel): ``glmm.fit(data, formula, reml=)`` takes an R-style
 formula; its coefficient names are R's. What its engine refuses, by its own error messages:
 ``||`` ("the glmm kernel always fits the full RE correlation structure"), a random slope
-without a random intercept, ``I(...)`` terms; it codes every factor with treatment contrasts
+without a random intercept, ``I(...)`` terms. Its parser takes no grouping of three factors
+(``a/b/c``, ``a:b:c``): the adapter writes such a term out as lme4 expands it, the grouping of
+three as a pasted column (:func:`glmm_formula`). It codes every factor with treatment contrasts
 (no contr.poly for ordered factors). Its ``varcorr`` is one vech-packed covariance per grouping,
 in ``re_groups`` order, and ``dispersion`` is σ².
 
@@ -66,20 +68,24 @@ class GlmmPeer(Peer):
         if case.is_glmm:
             return self._fit_glmm(case, data, terms)
         REML = bool(case.REML)
+        formula, columns = glmm_formula(parsed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = calls.glmm_fit(glmm, data, case.formula, REML)
+            m = calls.glmm_fit(glmm, data, formula or case.formula, REML, columns)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
-            raise RuntimeError("glmm returned no estimates: " + " | ".join(
-                F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
+            raise RuntimeError(no_estimates(caught, m))
         sigma2 = float(m.dispersion)
-        blocks = {grp: (list(cols), F.unpack_vech(packed, len(cols)))
+        alias = dict(columns)  # a pasted column a__b__c is the grouping a:b:c
+        blocks = {alias.get(grp, grp): (list(cols), F.unpack_vech(packed, len(cols)))
                   for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
         covs = [F.pick_block(blocks, t, "glmm") for t in terms]
         theta = F.theta_of(terms, covs, sigma2)
         names = list(m.names)
         messages = F.caught_messages(caught) + [str(w.get("message", w)) if isinstance(w, dict)
                                                 else str(w) for w in (m.warnings or [])]
+        if formula:
+            messages.append(f"harness: fitted as {formula} (glmm's parser takes no grouping "
+                            "of three factors; the same model, lme4's own expansion)")
         return {
             "fixef": dict(zip(names, map(float, m.beta), strict=True)),
             "fixef_se": dict(zip(names, map(float, m.se), strict=True)),
@@ -114,8 +120,7 @@ class GlmmPeer(Peer):
             warnings.simplefilter("always")
             m = calls.glmm_fit_glmm(glmm, frame, formula, *args)
         if not m.varcorr or not np.all(np.isfinite(m.beta)):
-            raise RuntimeError("glmm returned no estimates: " + " | ".join(
-                F.caught_messages(caught) or [str(w) for w in m.warnings or []]))
+            raise RuntimeError(no_estimates(caught, m))
         if int(m.nagq) != nagq:
             raise F.cannot("glmm", f"nAGQ = {nagq} for this model", f"it fell back to "
                            f"nagq = {m.nagq} (Laplace): " + " | ".join(F.caught_messages(caught)))
@@ -143,6 +148,44 @@ class GlmmPeer(Peer):
         rec["versions"] = self.versions()
         rec["ranef"] = ranef(m, terms)
         return rec
+
+
+def no_estimates(caught: list[Any], m: Any) -> str:
+    """The failure of a fit for which glmm returned no estimates (NaN, no variance
+    components), in its own words, its severe warnings first: its "Fit failed" is the cause,
+    a "Satterthwaite df uncertain" caution that comes with it a consequence."""
+    said = F.caught_messages(caught) or [str(w.get("message", w)) if isinstance(w, dict)
+                                         else str(w) for w in m.warnings or []]
+    said.sort(key=lambda text: "Severe" not in text)  # stable: the rest keep their order
+    return "glmm returned no estimates: " + " | ".join(said)
+
+
+def glmm_formula(parsed: F.Parsed) -> tuple[str | None, list[tuple[str, str]]]:
+    """glmm's formula for lme4's, with the grouping columns it needs: its parser takes a
+    grouping of one factor, ``a:b`` and ``a/b``, not one of three (``a/b/c``, ``a:b:c``:
+    "formula syntax error"). Such a term is written out as lme4 expands it (``(1 | a/b/c)`` is
+    ``(1 | a) + (1 | a:b) + (1 | a:b:c)``, the same model) and each grouping of three or more
+    factors named by a column of its own, ``a__b__c`` (``columns``: (column, grouping), the
+    labels pasted by :func:`calls.with_groups`). ``(None, [])`` when nothing needs it."""
+    bars, columns, changed = [], [], False
+    for b in parsed.bars:
+        parts = [p.strip() for p in b.group.split("/")]
+        groups = [":".join(parts[:k]) for k in range(1, len(parts) + 1)]
+        if not any(len(g.split(":")) >= 3 for g in groups):
+            bars.append(f"({b.expr} {'||' if b.double else '|'} {b.group})")
+            continue
+        changed = True
+        for g in groups:
+            factors = [f.strip() for f in g.split(":")]
+            if len(factors) >= 3:
+                col = "__".join(factors)
+                if (col, ":".join(factors)) not in columns:
+                    columns.append((col, ":".join(factors)))
+                g = col
+            bars.append(f"({b.expr} {'||' if b.double else '|'} {g})")
+    if not changed:
+        return None, []
+    return f"{parsed.response} ~ {parsed.fixed} + {' + '.join(bars)}", columns
 
 
 def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:

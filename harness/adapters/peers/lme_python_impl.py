@@ -4,6 +4,9 @@ levels declared (``FactorSpec(levels, coding="treatment")``), so the reference l
 its codings are treatment and sum only, so ordered factors (lme4: contr.poly) cannot be
 expressed. Its ``var_corr`` rows are (grp, var1, var2, vcov, sdcor) with the covariance row
 written (slope, intercept) and no correlation: rebuilt into lme4's rows from the covariances.
+Its names of a two-way interaction with a factor are not R's (``Diet:Time2:`` for
+``Diet2:Time``, ``x:f:b`` for ``x:fb``; the columns' values are R's): renamed to R's
+(:func:`calls.lme_python_r_names`), each renamed one noted in the record's messages.
 
 GLMMs: ``lme_python.glmer_weighted(formula, frame, family_name, n_agq=, weights=,
 link_name=)``; families binomial (logit, probit, cloglog) and Poisson (log). The response must
@@ -66,9 +69,10 @@ class LmePythonPeer(Peer):
         sigma2 = float(m.sigma2)
         covs = _covariances(m, terms)
         theta = F.theta_of(terms, covs, sigma2)
-        names = list(m.fixed_names or [])
+        names, renamed = r_names(m, data)
         diag = dict(m.diagnostics or {})
         messages = F.caught_messages(caught) + [str(w) for w in diag.get("warnings") or []]
+        messages += renamed
         if diag.get("termination") not in (None, "Converged"):
             messages.append(f"termination: {diag['termination']}")
         objective = m.reml_criterion if REML else m.deviance
@@ -135,7 +139,9 @@ class LmePythonPeer(Peer):
         mu = np.asarray(m.fitted, dtype=float)
         dev = (float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
                if mu.size == resp.y.size else None)
-        rec = glmm_record(case, terms, covs, names=list(m.fixed_names or []),
+        names, renamed = r_names(m, frame)
+        messages += renamed
+        rec = glmm_record(case, terms, covs, names=names,
                           beta=m.coefficients, se=None, se_rx=m.beta_se or [],
                           loglik=m.log_likelihood, deviance=dev, nobs=int(m.num_obs),
                           converged=bool(m.converged), messages=messages,
@@ -155,6 +161,22 @@ def _declined(call: Any, formula: str) -> Any:
         if str(exc).startswith("not implemented"):
             raise F.cannot("lme-python", formula, f"its lmer says {exc}") from None
         raise
+
+
+def r_names(m: Any, data: Any) -> tuple[list[str], list[str]]:
+    """lme-python's coefficient names in R's (:func:`calls.lme_python_r_names`: its names of a
+    two-way interaction with a factor, ``Diet:Time2:`` for ``Diet2:Time``, are not R's; the
+    values are), and a message naming each renamed one (what its users see)."""
+    names = [str(n) for n in m.fixed_names or []]
+    levels = {str(c): [str(v) for v in data[c].cat.categories] for c in data.columns
+              if str(data[c].dtype) == "category"}
+    levels.update({str(c): sorted({str(v) for v in data[c]}) for c in data.columns
+                   if str(data[c].dtype) in ("object", "str", "string")})
+    r = calls.lme_python_r_names(names, [str(c) for c in data.columns], levels)
+    renamed = [f"{a} -> {b}" for a, b in zip(names, r, strict=True) if a != b]
+    return r, ([f"harness: lme-python names these coefficients otherwise than R (its names "
+                f"of a two-way interaction with a factor), renamed: {', '.join(renamed)}"]
+               if renamed else [])
 
 
 def ranef(m: Any, terms: list[F.Term]) -> list[dict[str, Any]] | None:
