@@ -102,7 +102,7 @@ for _ in range(3):
 gr = None
 if obj.has_gradient:
     t0 = time.perf_counter(); obj.value_and_grad(th); gr = time.perf_counter() - t0
-print(json.dumps({"impl": "mixedref", "seconds": secs, "nfev": fit.nfev,
+print(json.dumps({"impl": "mixedref", "where": mixedref.__file__, "seconds": secs, "nfev": fit.nfev,
                   "objective": float(fit.objective), "engine": obj.engine,
                   "method": fit.optinfo.optimizer, "setup": setup,
                   "eval": statistics.median(ev), "grad": gr}))
@@ -112,8 +112,9 @@ print(json.dumps({"impl": "mixedref", "seconds": secs, "nfev": fit.nfev,
 def _run(code: str, args: list, threads: int = 1, tree: Path = REPO) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                PYTHONPATH=str(tree))
+    # cwd is the tree too: ``python -c`` puts the working directory first on sys.path
     out = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True,
-                         text=True, cwd=REPO, env=env)
+                         text=True, cwd=tree, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                 grad = f" grad {1000 * r['grad']:8.1f}ms" if r["grad"] else ""
                 print(f"{case:18s} {name:8s} {r['seconds']:8.2f}s nfev {r['nfev']:5d} "
                       f"eval {1000 * r['eval']:8.1f}ms{grad} setup {r['setup']:.2f}s "
-                      f"crit {r['objective']:.6f} {r['engine']} {r['method']}", flush=True)
+                      f"crit {r['objective']:.6f} {r['engine']} {r['method']} "
+                      f"({Path(r['where']).parents[1]})", flush=True)
         med = {k: statistics.median(x["seconds"] for x in v) for k, v in runs.items() if v}
         row = {"case": case, "runs": runs, **{f"{k}_s": v for k, v in med.items()}}
         if runs["lme4"]:
