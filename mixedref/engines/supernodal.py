@@ -37,6 +37,9 @@ _SUPERNODAL_OFFSET = 48
 #: Gather positions of all supernodes' Z_RR blocks held at most (entries, int32): beyond this
 #: the selected inverse is not offered (the memory would be the factor's several times over).
 MAX_GATHER = 60_000_000
+#: Leaves of the supernodal tree with at most this many columns are done together, per shape
+#: (one numpy call per batch instead of several per supernode).
+BATCH_MAX_COLUMNS = 8
 
 
 class _Sparse(ctypes.Structure):
@@ -268,11 +271,30 @@ class _SelectedInverse:
             full[ib, ia] = pos
             self.gather.append(full.astype(np.int32).ravel())
         self.Z = np.empty_like(f.x)
+        # small leaves of the supernodal tree (no other supernode's rows reach into them, so
+        # they depend on others only): done last, batched by shape (c columns, r rows below)
+        parent_of = np.full(nsc.size, -1)
+        for k in range(nsc.size):
+            if nr[k]:
+                parent_of[k] = np.searchsorted(f.super, f.s[f.pi[k] + nsc[k]], side="right") - 1
+        leaf = np.ones(nsc.size, dtype=bool)
+        leaf[parent_of[parent_of >= 0]] = False
+        batched = leaf & (nr > 0) & (nsc <= BATCH_MAX_COLUMNS)
+        self.serial = np.flatnonzero(~batched)[::-1]
+        self.batches = []
+        keys = nsc[batched].astype(np.int64) * (int(nr.max(initial=0)) + 1) + nr[batched]
+        members = np.flatnonzero(batched)
+        for key in np.unique(keys):
+            ks = members[keys == key]
+            c, m = int(nsc[ks[0]]), int(nsrow[ks[0]])
+            pos = (f.px[ks].astype(np.int64)[:, None] + np.arange(c * m)).ravel()
+            gat = np.concatenate([self.gather[k] for k in ks])
+            self.batches.append((c, m - c, ks.size, pos, gat))
 
     def run(self) -> np.ndarray:
         f, Z, x = self.f, self.Z, self.f.x
         px, nsc, nsrow = f.px, f.nsc, f.nsrow
-        for k in range(nsc.size - 1, -1, -1):
+        for k in self.serial:
             c, m = int(nsc[k]), int(nsrow[k])
             a, b = int(px[k]), int(px[k + 1])
             blk = x[a:b].reshape(c, m)  # row j: column j of the supernode (rows down)
@@ -309,4 +331,13 @@ class _SelectedInverse:
             # triangle from inv's lower triangle
             out[:, :c] = inv.T
             out[:, :c] -= dgemm(1.0, Zjr, Yt, trans_b=1)
+        for c, r, nb, pos, gat in self.batches:
+            blk = x[pos].reshape(nb, c, c + r)
+            Lt = np.triu(blk[:, :, :c])  # L_JJ' per member
+            Linv = np.linalg.inv(np.swapaxes(Lt, 1, 2))  # L_JJ^-1
+            Yt = np.matmul(np.swapaxes(Linv, 1, 2), blk[:, :, c:])  # Y' = L_JJ^-T L_RJ'
+            Zjr = -np.matmul(Yt, Z[gat].reshape(nb, r, r))
+            inv = np.matmul(np.swapaxes(Linv, 1, 2), Linv)  # (L_JJ L_JJ')^-1
+            Zjj = inv - np.matmul(Zjr, np.swapaxes(Yt, 1, 2))
+            Z[pos] = np.concatenate([Zjj, Zjr], axis=2).ravel()
         return Z
