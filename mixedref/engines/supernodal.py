@@ -118,28 +118,33 @@ class SupernodalFactor:
         self._beta = (ctypes.c_double * 2)(1.0, 0.0)
         self.n = nrow
         self._selinv: _SelectedInverse | None = None
-        self.factorize()  # allocates the supernodal numeric arrays (read below)
-        f = ctypes.cast(L, ctypes.POINTER(_Factor)).contents
-        if not f.is_super:
-            raise MixedrefError("CHOLMOD did not make a supernodal factor")
-        ns = int(f.nsuper)
-        self.super = _ints(f.super_, ns + 1)
-        self.pi = _ints(f.pi, ns + 1)
-        self.px = _ints(f.px, ns + 1)
-        self.s = _ints(f.s, int(f.ssize))
-        self.perm = _ints(f.Perm, nrow).astype(np.int64)
-        self.iperm = np.empty(nrow, dtype=np.int64)
-        self.iperm[self.perm] = np.arange(nrow)
-        # L's values (column-major per supernode); the same buffer is refilled per factorization
-        self.x = np.ctypeslib.as_array(ctypes.cast(f.x, ctypes.POINTER(ctypes.c_double)),
-                                       shape=(int(f.xsize),))
+        self.x = np.zeros(0)  # L's values, mapped by the first factorization (which allocates)
+        self._map()  # the symbolic supernodal structure, which analyze has made
         nsc = np.diff(self.super)
         nsrow = np.diff(self.pi)
         first = self.px[:-1].astype(np.int64)
         # positions of L's diagonal in x: per supernode, column c at row c
-        self._diag = np.concatenate([first[k] + np.arange(nsc[k]) * (nsrow[k] + 1)
-                                     for k in range(ns)]) if ns else np.zeros(0, np.int64)
+        local = np.arange(int(nsc.sum())) - np.repeat(self.super[:-1], nsc)
+        self._diag = np.repeat(first, nsc) + local * np.repeat(nsrow + 1, nsc)
         self.nsc, self.nsrow = nsc, nsrow
+
+    def _map(self) -> None:
+        """Read L's arrays in place (the integer structure after the analysis; the values once
+        a numeric factorization has allocated them: the same buffer is refilled after)."""
+        f = ctypes.cast(self._L, ctypes.POINTER(_Factor)).contents
+        if not f.is_super:
+            raise MixedrefError("CHOLMOD did not make a supernodal factor")
+        ns, n = int(f.nsuper), self.n
+        self.super = _ints(f.super_, ns + 1)
+        self.pi = _ints(f.pi, ns + 1)
+        self.px = _ints(f.px, ns + 1)
+        self.s = _ints(f.s, int(f.ssize))
+        self.perm = _ints(f.Perm, n).astype(np.int64)
+        self.iperm = np.empty(n, dtype=np.int64)
+        self.iperm[self.perm] = np.arange(n)
+        if f.x:
+            self.x = np.ctypeslib.as_array(ctypes.cast(f.x, ctypes.POINTER(ctypes.c_double)),
+                                           shape=(int(f.xsize),))
 
     def __del__(self) -> None:
         lib = getattr(self, "_lib", None)
@@ -158,6 +163,8 @@ class SupernodalFactor:
         self._lib.cholmod_factorize_p(ctypes.byref(self._A), self._beta, None, 0, self._L,
                                       self._common)
         f = ctypes.cast(self._L, ctypes.POINTER(_Factor)).contents
+        if self.x.size != int(f.xsize):  # the first numeric factorization
+            self._map()
         return int(f.minor) >= self.n
 
     def logdet(self) -> float:
