@@ -13,8 +13,10 @@ before and after a change, OPENBLAS_NUM_THREADS=1, ``mixedref.lmer`` alone timed
 warm-up fit on sleepstudy), so all see the same machine load. Per fit it prints the
 seconds, the evaluations (lme4's ``optinfo$feval``; mixedref's ``nfev``, a gradient counting
 one), the criterion, mixedref's engine and method, its set-up time (model frame and engine
-construction) and the median time of one criterion evaluation at the estimate; at the end the
-medians, the ratio mixedref / lme4 and the criterion difference mixedref - lme4.
+construction) and the median time of one criterion evaluation at the estimate (and of one
+gradient, after a first one that builds what it reads); at the end the medians, the ratio
+mixedref / lme4, of wall time and of CPU time (on one thread the CPU time is what a loaded
+machine's wall time would be without the wait), and the criterion difference mixedref - lme4.
 """
 
 from __future__ import annotations
@@ -58,13 +60,15 @@ assert rbridge.unavailable() is None, rbridge.unavailable()
 rdata = rbridge.to_r_frame(data)
 fn = ro.r('''function(d, formula, reml) {
   invisible(lme4::lmer(Reaction ~ Days + (Days | Subject), lme4::sleepstudy))
-  t0 <- proc.time()[["elapsed"]]
+  p0 <- proc.time()
   m <- lme4::lmer(as.formula(formula), d, REML = reml)
-  secs <- proc.time()[["elapsed"]] - t0
+  p1 <- proc.time() - p0
+  secs <- p1[["elapsed"]]
+  cpu <- p1[["user.self"]] + p1[["sys.self"]]
   dv <- lme4::lmer(as.formula(formula), d, REML = reml, devFunOnly = TRUE)
   th <- lme4::getME(m, "theta")
   te <- system.time(for (i in 1:3) dv(th))[["elapsed"]] / 3
-  list(seconds = secs, nfev = m@optinfo$feval, eval = te,
+  list(seconds = secs, cpu = cpu, nfev = m@optinfo$feval, eval = te,
        objective = unname(m@devcomp$cmp[[if (reml) "REML" else "dev"]]))
 }''')
 out = fn(rdata, formula, REML)
@@ -82,14 +86,14 @@ data, formula = load(dataset, formula)
 from harness.core.datasets import load_dataset
 mixedref.lmer("Reaction ~ Days + (Days | Subject)", load_dataset("sleepstudy"))
 from mixedref.fitting.modular import LmerFit, optimize_theta
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 if engine == "auto":
     fit = mixedref.lmer(formula, data, REML=REML)
 else:  # lmer's stages with the engine forced
     m = mixedref.build_model(formula, data)
     o = PLSObjective(m, REML=REML, engine=engine)
     fit = LmerFit(m, o, optimize_theta(o, m), seconds=0.0)
-secs = time.perf_counter() - t0
+secs, cpu = time.perf_counter() - t0, time.process_time() - c0
 t0 = time.perf_counter()
 model = mixedref.build_model(formula, data)
 obj = PLSObjective(model, REML=REML, engine=engine)
@@ -101,8 +105,10 @@ for _ in range(3):
     t0 = time.perf_counter(); obj(th); ev.append(time.perf_counter() - t0)
 gr = None
 if obj.has_gradient:
+    obj.value_and_grad(th)  # the first builds what the gradient reads
     t0 = time.perf_counter(); obj.value_and_grad(th); gr = time.perf_counter() - t0
-print(json.dumps({"impl": "mixedref", "where": mixedref.__file__, "seconds": secs, "nfev": fit.nfev,
+print(json.dumps({"impl": "mixedref", "where": mixedref.__file__, "seconds": secs, "cpu": cpu,
+                  "nfev": fit.nfev,
                   "objective": float(fit.objective), "engine": obj.engine,
                   "method": fit.optinfo.optimizer, "setup": setup,
                   "eval": statistics.median(ev), "grad": gr}))
@@ -140,26 +146,31 @@ def main(argv: list[str] | None = None) -> None:
             if not args.skip_lme4:
                 runs["lme4"].append(_run(_LME4, [dataset, formula, reml]))
                 r = runs["lme4"][-1]
-                print(f"{case:18s} {'lme4':8s} {r['seconds']:8.2f}s nfev {r['nfev']:5.0f} "
+                print(f"{case:18s} {'lme4':8s} {r['seconds']:8.2f}s cpu {r['cpu']:8.2f}s "
+                      f"nfev {r['nfev']:5.0f} "
                       f"eval {1000 * r['eval']:8.1f}ms crit {r['objective']:.6f}", flush=True)
             for name, tree in trees.items():
                 runs[name].append(_run(_MIXEDREF, [dataset, formula, reml, args.engine],
                                        tree=Path(tree).resolve()))
                 r = runs[name][-1]
                 grad = f" grad {1000 * r['grad']:8.1f}ms" if r["grad"] else ""
-                print(f"{case:18s} {name:8s} {r['seconds']:8.2f}s nfev {r['nfev']:5d} "
+                print(f"{case:18s} {name:8s} {r['seconds']:8.2f}s cpu {r['cpu']:8.2f}s "
+                      f"nfev {r['nfev']:5d} "
                       f"eval {1000 * r['eval']:8.1f}ms{grad} setup {r['setup']:.2f}s "
                       f"crit {r['objective']:.6f} {r['engine']} {r['method']} "
                       f"({Path(r['where']).parents[1]})", flush=True)
         med = {k: statistics.median(x["seconds"] for x in v) for k, v in runs.items() if v}
+        cpu = {k: statistics.median(x["cpu"] for x in v) for k, v in runs.items() if v}
         row = {"case": case, "runs": runs, **{f"{k}_s": v for k, v in med.items()}}
         if runs["lme4"]:
             for name in trees:
-                ratio = med[name] / med["lme4"]
+                ratio, cratio = med[name] / med["lme4"], cpu[name] / cpu["lme4"]
                 diff = runs[name][-1]["objective"] - runs["lme4"][-1]["objective"]
-                row[f"{name}_ratio"], row[f"{name}_diff"] = ratio, diff
+                row[f"{name}_ratio"], row[f"{name}_cpu_ratio"] = ratio, cratio
+                row[f"{name}_diff"] = diff
                 print(f"{case:18s} median {name} {med[name]:.2f}s lme4 {med['lme4']:.2f}s "
-                      f"ratio {ratio:.3f} criterion {name} - lme4 {diff:+.3g}", flush=True)
+                      f"ratio {ratio:.3f} (CPU time {cratio:.3f}) criterion {name} - lme4 "
+                      f"{diff:+.3g}", flush=True)
         rows.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
