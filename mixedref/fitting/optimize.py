@@ -12,7 +12,9 @@ The dense engine also offers the criterion's exact gradient (every term scalar, 
 terms whose dense work stays small: mixedref.engines.dense), and ``method="auto"`` uses L-BFGS-B
 with it for large systems (InstEval's kind) and for θ of GRADIENT_MIN_THETA or more elements: a
 gradient costs two and a half to five evaluations but cuts the evaluations several-fold there,
-while below that BOBYQA's few cheap evaluations win (measured: GRADIENT_MIN_THETA). lme4's checks
+while below that BOBYQA's few cheap evaluations win (measured: GRADIENT_MIN_THETA). The sparse
+engine's gradient (any terms) costs about three evaluations, so there L-BFGS-B is taken only
+where BOBYQA's expected evaluations are more (sparse_gradient_wins: from about 4 θ). lme4's checks
 take the Hessian from the gradient where that needs fewer evaluations' worth (_gradient_pays).
 L-BFGS-B's stopping rule is lme4's ftol_abs (an iteration improving the criterion by less than
 1e-8 stops it) or a projected gradient below 1e-6; a failed line search counts as converged when
