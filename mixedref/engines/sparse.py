@@ -33,6 +33,7 @@ from mixedref.engines.base import (
     WeightedFactor,
     WeightedSystem,
 )
+from mixedref.engines.supernodal import SupernodalFactor
 from mixedref.errors import MixedrefError
 from mixedref.fitting import threads
 from mixedref.frontend.design import ModelFrame, ReTerm
@@ -44,6 +45,9 @@ except ImportError:  # pragma: no cover - scikit-sparse not installed
 
 #: Right-hand sides per CHOLMOD solve when the conditional variances are computed.
 _CONDVAR_CHUNK = 256
+#: The gradient reads the selected inverse at n w^2 pairs (w random effects per observation);
+#: beyond this many the engine offers no gradient (their positions would take too much memory).
+_MAX_PAIRS = 50_000_000
 
 
 def available() -> bool:
@@ -189,11 +193,54 @@ def _libcholmod() -> ctypes.CDLL | None:
     return lib
 
 
+class _SkFactor:
+    """scikit-sparse's CHOLMOD factor behind the interface of
+    :class:`mixedref.engines.supernodal.SupernodalFactor` (no selected inverse): the fallback
+    where CHOLMOD cannot be driven directly (64-bit indices, another cholmod_common layout)."""
+
+    def __init__(self, Ut: sp.csc_matrix) -> None:
+        self._chol = _cholmod.analyze_AAt(Ut, mode="supernodal")
+
+    def factorize(self, Ut: sp.csc_matrix) -> bool:
+        try:
+            self._chol.cholesky_AAt_inplace(Ut, beta=1.0)
+        except _cholmod.CholmodNotPositiveDefiniteError:
+            return False
+        return True
+
+    def logdet(self) -> float:
+        return float(self._chol.logdet())
+
+    def half(self, B: np.ndarray) -> np.ndarray:
+        return self._chol.solve_L(self._chol.apply_P(B), use_LDLt_decomposition=False)
+
+    def half_t(self, B: np.ndarray) -> np.ndarray:
+        return self._chol.apply_Pt(self._chol.solve_Lt(B, use_LDLt_decomposition=False))
+
+    def solve_A(self, B: np.ndarray) -> np.ndarray:
+        return self._chol.solve_A(B)
+
+
+def _factor_of(Ut: sp.csc_matrix, nre: int) -> SupernodalFactor | _SkFactor:
+    """CHOLMOD's supernodal factor of Ut Ut' + I, analysed once: held directly (ctypes) where
+    the library and 32-bit indices allow, which gives the selected inverse and so the
+    gradient; else scikit-sparse's."""
+    lib = _libcholmod()
+    if lib is not None and Ut.indices.dtype == np.int32 and Ut.indptr.dtype == np.int32:
+        try:
+            return SupernodalFactor(lib, Ut.indptr, Ut.indices, Ut.data, nre)
+        except MixedrefError:
+            pass
+    return _SkFactor(Ut)
+
+
 class SparsePLSObjective(PLSEngine):
     """lme4's profiled deviance / REML criterion by CHOLMOD, for any random-effects structure."""
 
     engine = "sparse"
     has_gradient = False
+    #: a gradient's cost in criterion evaluations (set from the factor's structure)
+    gradient_cost = 3.0
 
     def __init__(self, model: ModelFrame, REML: bool = True,
                  symbolic_analysis: Symbolic | None = None) -> None:
@@ -214,20 +261,96 @@ class SparsePLSObjective(PLSEngine):
         self.symbolic = symbolic_analysis if symbolic_analysis is not None else symbolic(pat)
         flops = self.symbolic.flops if self.symbolic else float(pat.indices.size * pat.width)
         self._threads = threads.threads_for(flops)
-        with threads.limit(self._threads):
-            self._chol = _cholmod.analyze_AAt(Zt, mode="supernodal")
-        threads.rescan()  # CHOLMOD's BLAS is loaded now
         self._ut = Zt  # its data array is rewritten per theta (the pattern never changes)
         self._ut_data = Zt.data
+        with threads.limit(self._threads):
+            self._fac = _factor_of(Zt, pat.nre)
+        threads.rescan()  # CHOLMOD's BLAS is loaded now
+        #: the exact gradient needs the supernodal factor held here (its selected inverse)
+        self.has_gradient = isinstance(self._fac, SupernodalFactor) and self._gradient_setup()
 
     @property
     def size(self) -> int:
         """The order of the sparse system (random effects), for the optimizer's method choice."""
         return int(self.nre)
 
+    def _gradient_setup(self) -> bool:
+        """Whether the exact gradient is offered (its memory within bounds: the selected
+        inverse's gather positions and the n w^2 pairs it reads, w random effects per
+        observation) and its cost in evaluations; what it needs is built on first use."""
+        n, w = self.n, self.pattern.width
+        if n * w * w > _MAX_PAIRS or not self._fac.selected_inverse_fits():
+            return False
+        self.gradient_cost = 1.0 + self._fac.selected_inverse_ratio()
+        self._pair_pos: np.ndarray | None = None
+        return True
+
+    def _gradient_pairs(self) -> np.ndarray:
+        """Positions in the selected inverse of every pair of random effects that share an
+        observation (n x w x w, observation-major), made once."""
+        if self._pair_pos is None:
+            n, w = self.n, self.pattern.width
+            cols = self.pattern.indices.reshape(n, w).astype(np.int64)
+            self._cols = cols
+            self._woff = np.concatenate([[0], np.cumsum(self.q)])
+            self._pair_pos = self._fac.pair_positions(np.repeat(cols, w, axis=1).ravel(),
+                                                      np.tile(cols, (1, w)).ravel())
+        return self._pair_pos
+
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """No analytic gradient on this engine (the optimizer then uses BOBYQA)."""
-        raise MixedrefError("the sparse engine has no analytic gradient")
+        """The criterion and its exact gradient at theta.
+
+        With A = Lam'Z'Z Lam + I (Z weighted), r the weighted residual and u the spherical
+        modes at the PLS solution, for theta_j the entry (a, b) of term k's template (so that
+        Z dLam_j has X_k[i, a] at observation i's column (l_k(i), b)):
+
+            d log det A / d theta_j = 2 tr(A^-1 Lam'Z' Z dLam_j)
+                                    = 2 sum_i X_k[i, a] (A^-1 Lam'Z')[(l_k(i), b), i]
+            d pwrss / d theta_j     = -2 sum_i r_i X_k[i, a] u[(l_k(i), b)]   (envelope)
+            d log det R_X'R_X       = -2 sum_i X_k[i, a] V[(l_k(i), b)] . (Q M)[i]   (REML)
+
+        with V = A^-1 Lam'Z'X, Q = X - Z Lam V, M = (R_X'R_X)^-1. The first needs A^-1 only at
+        the pairs of random effects that share an observation: CHOLMOD's factor's selected
+        inverse (Takahashi's equations, :mod:`mixedref.engines.supernodal`), read there.
+        """
+        if not self.has_gradient:
+            raise MixedrefError("the sparse engine has no analytic gradient for this model")
+        theta = np.asarray(theta, dtype=float)
+        with threads.limit(self._threads):
+            Ts, W, R, info = self._factorize(theta)
+            if info != 0:
+                return math.inf, None
+            ldL2, ldRX2, pwrss = self._pieces(R)
+            value = self._criterion(ldL2, ldRX2, pwrss)
+            n, p, w = self.n, self.p, self.pattern.width
+            RX = np.triu(R[:p, :p])
+            delta = sla.solve_triangular(RX, R[:p, p], lower=False, check_finite=False) \
+                if p else np.zeros(0)
+            VU = self._fac.half_t(np.column_stack([W[:, :p], W[:, p] - W[:, :p] @ delta]))
+            V, u = VU[:, :p], VU[:, p]
+            Zinv = self._fac.selected_inverse()
+        pos = self._gradient_pairs()
+        cols = self._cols
+        ut = self._ut_data.reshape(n, w)
+        G = Zinv[pos].reshape(n, w, w)
+        AU = np.einsum("icd,id->ic", G, ut)  # (A^-1 Lam'Z')[cols[i, c], i]
+        r = self.yw - self.Xw @ delta - np.einsum("ic,ic->i", ut, u[cols])
+        c_pw = float(n - p if self.REML else n)
+        if self.REML and p:
+            Q = self.Xw - np.einsum("ic,icp->ip", ut, V[cols])
+            Rinv = sla.solve_triangular(RX, np.eye(p), lower=False, check_finite=False)
+            QM = Q @ (Rinv @ Rinv.T)
+        grad = np.empty(self.ntheta)
+        for k, (X, sl) in enumerate(zip(self._Xk, self._theta_slices, strict=True)):
+            a, b = self.terms[k].positions
+            seg = slice(self._woff[k], self._woff[k + 1])
+            d = 2.0 * (X.T @ AU[:, seg])  # (q, q): [a, b]
+            d -= (2.0 * c_pw / pwrss) * ((X * r[:, None]).T @ u[cols[:, seg]])
+            if self.REML and p:
+                s = np.einsum("ibp,ip->ib", V[cols[:, seg]], QM)
+                d -= 2.0 * (X.T @ s)
+            grad[sl] = d[a, b]
+        return value, grad
 
     def _factor(self, *args, **kwargs):
         """The dense engine's factor, which the likelihood profile reads
@@ -242,12 +365,10 @@ class SparsePLSObjective(PLSEngine):
         Ts = self.templates(theta)
         np.copyto(self._ut_data.reshape(self.n, -1),
                   np.hstack([X @ T for X, T in zip(self._Xk, Ts, strict=True)]))
-        try:
-            self._chol.cholesky_AAt_inplace(self._ut, beta=1.0)
-        except _cholmod.CholmodNotPositiveDefiniteError:
+        if not self._fac.factorize(self._ut):
             return Ts, None, None, 1
         rhs = self._lam_t(Ts, self._ZtXY)
-        W = self._chol.solve_L(self._chol.apply_P(rhs), use_LDLt_decomposition=False)
+        W = self._fac.half(rhs)
         S = self._XYXY - W.T @ W
         R, info = dpotrf(S, lower=0, clean=1)
         return Ts, W, R, info
@@ -265,7 +386,7 @@ class SparsePLSObjective(PLSEngine):
     def _pieces(self, R: np.ndarray) -> tuple[float, float, float]:
         p = self.p
         d = np.diagonal(R)
-        ldL2 = float(self._chol.logdet())
+        ldL2 = float(self._fac.logdet())
         ldRX2 = 2.0 * float(np.sum(np.log(d[:p])))
         return ldL2, ldRX2, float(d[p]) ** 2
 
@@ -294,8 +415,7 @@ class SparsePLSObjective(PLSEngine):
                 if p else np.zeros(0)
             beta = self.beta0 + delta
             rhs = W[:, p] - W[:, :p] @ delta
-            f = self._chol
-            u = f.apply_Pt(f.solve_Lt(rhs, use_LDLt_decomposition=False))
+            u = self._fac.half_t(rhs)
             b = self._lam(Ts, u)
             sigma = math.sqrt(pwrss / (self.n - p if self.REML else self.n))
             cv: tuple[np.ndarray, ...] = self._condvar(Ts, sigma) if condvar else ()
@@ -315,7 +435,7 @@ class SparsePLSObjective(PLSEngine):
         """Per term and level sigma^2 T P_l T', P_l the level's diagonal block of
         (Lam'Z'Z Lam + I)^-1, from solves with chunks of identity columns (one per effect:
         O(nre nnz(L)) work, done only when conditional variances are asked for)."""
-        f, nre = self._chol, self.nre
+        f, nre = self._fac, self.nre
         out = []
         for T, q, m, a in zip(Ts, self.q, self.nlev, self._offsets[:-1], strict=True):
             P = np.empty((m, q, q))

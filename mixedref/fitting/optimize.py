@@ -12,7 +12,9 @@ The dense engine also offers the criterion's exact gradient (every term scalar, 
 terms whose dense work stays small: mixedref.engines.dense), and ``method="auto"`` uses L-BFGS-B
 with it for large systems (InstEval's kind) and for θ of GRADIENT_MIN_THETA or more elements: a
 gradient costs two and a half to five evaluations but cuts the evaluations several-fold there,
-while below that BOBYQA's few cheap evaluations win (measured: GRADIENT_MIN_THETA). lme4's checks
+while below that BOBYQA's few cheap evaluations win (measured: GRADIENT_MIN_THETA). The sparse
+engine's gradient (any terms) costs about three evaluations, so there L-BFGS-B is taken only
+where BOBYQA's expected evaluations are more (sparse_gradient_wins: from about 4 θ). lme4's checks
 take the Hessian from the gradient where that needs fewer evaluations' worth (_gradient_pays).
 L-BFGS-B's stopping rule is lme4's ftol_abs (an iteration improving the criterion by less than
 1e-8 stops it) or a projected gradient below 1e-6; a failed line search counts as converged when
@@ -65,6 +67,13 @@ GRADIENT_MIN_BLOCK = 200
 #: sleepstudy's slopes 43 -> 18 evaluations but 1.5 times slower, a gradient costing ~5
 #: evaluations there, and 71 -> 86 from its centred start: BOBYQA is kept below 6).
 GRADIENT_MIN_THETA = 6
+
+#: The sparse engine's choice (sparse_gradient_wins): BOBYQA's evaluations and L-BFGS-B's
+#: gradients per fit as a + b k for θ of k elements, lme4's checks included (measured, one
+#: process each: crossed 9,000 x 8,500, 2 θ, BOBYQA 36 + 9, L-BFGS-B 24 gradients;
+#: 200k rows with slopes, 4 θ, BOBYQA 77 + 33, L-BFGS-B 29).
+SPARSE_BOBYQA_EVALS = (-20.0, 32.5)
+SPARSE_LBFGSB_GRADIENTS = (19.0, 2.5)
 
 #: Where the exact gradient does not apply (a later theta below 1e-3), L-BFGS-B gets a
 #: forward-difference gradient with this step, at most MAX_FD_GRADIENTS times; beyond that the
@@ -615,5 +624,19 @@ def _choose_method(fn: Objective, control: Control) -> str:
     if control.method != "auto":
         raise MixedrefError(f"unknown method {control.method!r}; use 'auto', 'bobyqa' or "
                             "'lbfgsb'")
+    if has_grad and getattr(fn, "engine", None) == "sparse":
+        return "lbfgsb" if sparse_gradient_wins(fn.ntheta, fn.gradient_cost) else "bobyqa"
     big = int(fn.size) >= GRADIENT_MIN_BLOCK or int(fn.ntheta) >= GRADIENT_MIN_THETA
     return "lbfgsb" if has_grad and big else "bobyqa"
+
+
+def sparse_gradient_wins(ntheta: int, gradient_cost: float) -> bool:
+    """Whether L-BFGS-B on the sparse engine's exact gradient should beat BOBYQA for θ of
+    ``ntheta`` elements, a gradient costing ``gradient_cost`` evaluations (about 3 where the
+    factor's dense root block dominates: its selected inverse takes twice its factorization):
+    the expected fit's work in evaluations, each method's count a line in k fitted to the sparse
+    shapes (SPARSE_BOBYQA_EVALS, SPARSE_LBFGSB_GRADIENTS)."""
+    k = float(ntheta)
+    a, b = SPARSE_BOBYQA_EVALS
+    c, d = SPARSE_LBFGSB_GRADIENTS
+    return gradient_cost * (c + d * k) < a + b * k

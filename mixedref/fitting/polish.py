@@ -35,7 +35,10 @@ def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
     criterion and exact gradient. Returns ``x`` unchanged where the finish does not apply."""
     n = getattr(fn, "n", None)
     value_and_grad = _last_remembered(value_and_grad)
-    if (not getattr(fn, "has_gradient", False) or x.size > MAX_THETA
+    # the sparse engine's gradient costs about three factorizations of a large system: a step
+    # (2k + 1 gradients) would cost more than the fit's last BOBYQA iterations
+    if (not getattr(fn, "has_gradient", False) or getattr(fn, "engine", None) == "sparse"
+            or x.size > MAX_THETA
             or (n is not None and n > MAX_ROWS) or value_and_grad(x)[1] is None):
         return x, fx, 0
     kept = 0
