@@ -91,6 +91,7 @@ def state() -> dict:
 
     return {"pid": os.getpid(), "path": list(sys.path), "cwd": os.getcwd(),
             "env": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "thread_env": {name: os.environ.get(name) for name in isolation.THREAD_VARIABLES},
             "blas": sorted({i["num_threads"] for i in threadpool_info()
                             if i["user_api"] == "blas"})}
 
@@ -137,6 +138,24 @@ def test_the_worker_runs_as_the_harness_would(monkeypatch: pytest.MonkeyPatch) -
         assert got["pid"] != os.getpid()
         assert got["path"] == sys.path and got["cwd"] == os.getcwd()
         assert got["env"] == "1" and got["blas"] == [1]
+    finally:
+        isolation._lane(lane).stop()
+
+
+def test_a_candidate_computes_on_one_thread_whatever_the_machine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A verdict must not depend on the cores of the machine the gate runs on (some peers'
+    answers depend on the BLAS thread count): the harness's own process asking for more
+    threads leaves every worker on one, BLAS and every pool's variable alike."""
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("RAYON_NUM_THREADS", raising=False)
+    lane = "test-isolation-threads"
+    try:
+        got = isolation.call(lane, at("state")).value
+        assert got["blas"] == [1]
+        assert set(got["thread_env"].values()) == {"1"}
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "2"  # the harness's own is untouched
     finally:
         isolation._lane(lane).stop()
 

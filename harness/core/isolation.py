@@ -85,6 +85,14 @@ WORKER_REQUIREMENTS = {"numpy": "numpy", "pandas": "pandas", "yaml": "pyyaml"}
 #: distributions whose import name differs from theirs, for the advice in an error
 _DISTRIBUTIONS = {**WORKER_REQUIREMENTS, "sksparse": "scikit-sparse", "sklearn": "scikit-learn",
                   "dateutil": "python-dateutil"}
+#: the thread pools a candidate's fit may use (OpenBLAS: numpy's, scipy's, a peer's; OpenMP:
+#: gpboost, edi-kernels; MKL; Rust's rayon: mixedlm-rs): each worker runs them on one thread
+#: (CANDIDATE_THREADS), as lme4's references were recorded, whatever the machine's cores, so
+#: that a verdict does not depend on where the gate runs. Some peers' answers depend on the
+#: thread count, deterministically for each (docs/findings.md).
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "RAYON_NUM_THREADS")
+CANDIDATE_THREADS = 1
 #: the harness's environment, which a worker of another interpreter must not see
 _FOREIGN_ENV_DROP = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONEXECUTABLE",
                      "__PYVENV_LAUNCHER__")
@@ -249,13 +257,15 @@ class _Lane:
         self.conn: Any = None
 
     def _command(self, fd: int) -> tuple[list[str], dict[str, str] | None]:
-        """The worker's command line and environment (None: this process's)."""
+        """The worker's command line and environment: this process's, with the thread pools
+        pinned (THREAD_VARIABLES) and, for another interpreter, without the harness's paths."""
+        pinned = {name: str(CANDIDATE_THREADS) for name in THREAD_VARIABLES}
         if self.python is None:
             return ([sys.executable, *_interpreter_flags(), "-c", _BOOT, json.dumps(sys.path),
-                     str(fd), str(os.getpid())], None)
+                     str(fd), str(os.getpid())], {**os.environ, **pinned})
         env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV_DROP}
         return ([self.python, *_interpreter_flags(), "-c", _BOOT_FOREIGN,
-                 json.dumps([harness_path()]), str(fd), str(os.getpid())], env)
+                 json.dumps([harness_path()]), str(fd), str(os.getpid())], {**env, **pinned})
 
     def _where(self) -> str:
         """" (interpreter PATH)" for another interpreter's messages, else nothing."""
@@ -624,17 +634,16 @@ _blas_modules = -1  # len(sys.modules) when the BLAS limit was last applied
 
 
 def _limit_blas_threads() -> None:
-    """Apply OPENBLAS_NUM_THREADS (the harness's choice, inherited) through threadpoolctl to
-    the BLAS libraries loaded so far. Libraries loaded later read the variable themselves;
-    this covers any that do not, whenever new modules were imported (a few ms each time)."""
+    """Hold the BLAS and OpenMP libraries loaded so far to CANDIDATE_THREADS (threadpoolctl).
+    Libraries loaded later read THREAD_VARIABLES themselves (the worker's environment); this
+    covers any that do not, whenever new modules were imported (a few ms each time)."""
     global _blas_modules
-    n = os.environ.get("OPENBLAS_NUM_THREADS")
-    if not n or len(sys.modules) == _blas_modules:
+    if len(sys.modules) == _blas_modules:
         return
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(int(n), "blas")
-    except Exception:  # threadpoolctl missing or the value not a number: the variable stays
+        threadpool_limits(CANDIDATE_THREADS)
+    except Exception:  # threadpoolctl missing: the variables alone hold
         pass
     _blas_modules = len(sys.modules)

@@ -312,19 +312,16 @@ def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
     config.stash[_BLAS_LIMIT] = threadpool_limits(threads, user_api="blas")
 
 
-#: what a benchmark run sets, so that every implementation computes on one thread: OpenBLAS
-#: (numpy's, scipy's, a peer's), OpenMP (gpboost, edi-kernels), MKL, Rust's rayon (mixedlm-rs)
-BENCH_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                          "RAYON_NUM_THREADS")
-
-
 def _pin_threads_for_benchmarks(config: pytest.Config) -> None:
     """Time every implementation on one thread, as lme4's R is (harness.core.rbridge): the
     variables before any peer's library loads, threadpoolctl for the BLAS and OpenMP already
     loaded (numpy's). A ratio of a 2-thread fit to a 1-thread one would measure the machine."""
-    for name in BENCH_THREAD_VARIABLES:
-        os.environ[name] = "1"
     from threadpoolctl import threadpool_limits
+
+    from harness.core.isolation import THREAD_VARIABLES
+
+    for name in THREAD_VARIABLES:  # OpenBLAS, OpenMP (gpboost, edi-kernels), MKL, rayon
+        os.environ[name] = "1"
 
     config.stash[_BLAS_LIMIT] = threadpool_limits(1)
 
