@@ -255,6 +255,20 @@ def test_thread_limit_sets_and_restores() -> None:
     assert 1 <= threads.threads_for(1e12) == threads.free_cores() <= threads.max_threads()
 
 
+def test_a_users_thread_cap_holds_for_large_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENBLAS_NUM_THREADS=1 (a user's, or the harness's worker's) is not overridden by the
+    per-operation choice: a large Cholesky stays on one thread."""
+    for name in threads.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert threads.max_threads() == 4
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert threads.max_threads() == 1 and threads.threads_for(1e12) == 1
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "many")  # ignored, as OpenBLAS ignores it
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.max_threads() == 3
+
+
 def test_unknown_engine() -> None:
     model = mixedref.build_model("Yield ~ 1 + (1 | Batch)", _data("Dyestuff"))
     with pytest.raises(MixedrefError, match="unknown engine"):

@@ -22,12 +22,24 @@ SMALL_FLOPS = 5e7
 _cached: list[Any] | None = None
 
 
+#: the variables by which a user (or the harness's worker) caps BLAS and OpenMP threads
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def max_threads() -> int:
-    """The threads this process may use: its CPU affinity (or the cores), at least 1."""
+    """The threads this process may use: its CPU affinity (or the cores), at most what
+    THREAD_VARIABLES set (a user's OPENBLAS_NUM_THREADS=1 holds for large operations too), at
+    least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    for name in THREAD_VARIABLES:
+        try:
+            cores = min(cores, int(os.environ[name]))
+        except (KeyError, ValueError):  # unset, or not a number (the libraries ignore it too)
+            continue
+    return max(1, cores)
 
 
 def free_cores() -> int:
