@@ -116,8 +116,9 @@ def test_glmm_without_estimates_names_its_severe_warning_first(monkeypatch) -> N
         pass
 
     def fit(*args: object, **kwargs: object) -> types.SimpleNamespace:
-        warnings.warn("Caution: Satterthwaite df uncertain.", SatterthwaiteCurvatureWarning)
-        warnings.warn("Severe: Fit failed.", FitFailedWarning)
+        warnings.warn("Caution: Satterthwaite df uncertain.", SatterthwaiteCurvatureWarning,
+                      stacklevel=2)
+        warnings.warn("Severe: Fit failed.", FitFailedWarning, stacklevel=2)
         return types.SimpleNamespace(varcorr=[], beta=np.array([np.nan]), warnings=[])
 
     monkeypatch.setitem(sys.modules, "glmm", types.SimpleNamespace(fit=fit))

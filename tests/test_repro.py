@@ -68,6 +68,10 @@ def _same_numbers(script: dict, record: dict, rtol: float) -> None:
         assert script[key].keys() == record[key].keys()
         for name, value in record[key].items():
             assert math.isclose(script[key][name], value, rel_tol=rtol), (key, name)
+    if "fixef_se_rx" in script:  # a GLMM's RX-based SEs, where the script gives them
+        assert script["fixef_se_rx"].keys() == record["fixef_se_rx"].keys()
+        for name, value in record["fixef_se_rx"].items():
+            assert math.isclose(script["fixef_se_rx"][name], value, rel_tol=rtol), name
     for key in ("sigma", "loglik", "objective"):
         assert math.isclose(script[key], record[key], rel_tol=rtol), key
     assert len(script["varcorr"]) == len(record["varcorr"])
@@ -160,9 +164,9 @@ def test_read_frame_keeps_integer_levels_order_and_awkward_labels(tmp_path: Path
      "statsmodels cannot express Penicillin-crossed-ML: not expressible in statsmodels.MixedLM: "
      "more than one grouping factor"),
     ("sleepstudy-slopes-ML", "pyreml", "pyreml cannot express sleepstudy-slopes-ML"),
-    ("sleepstudy-intercept-ML", "gpboost", "no reproducer recipe for gpboost"),
-    ("sim_glmm_rare-intercept-ML", "interlace-lme", "no reproducer recipe for interlace-lme "
-     "on a GLMM yet"),
+    ("sleepstudy-intercept-ML", "edi-kernels", "no reproducer recipe for edi-kernels"),
+    ("sleepstudy-slopes-ML", "gpboost", "gpboost cannot express sleepstudy-slopes-ML"),
+    ("cbpp-cbind-ML", "pymixef", "no reproducer recipe for pymixef on a GLMM yet"),
 ])
 def test_refusals_exit_2_and_write_nothing(case: str, impl: str, message: str,
                                            tmp_path: Path) -> None:
@@ -213,16 +217,26 @@ def _peer_python(name: str) -> str:
                                         ("mixedlm", "cake-interaction-REML"),
                                         ("lme-python", "sleepstudy-fdays-REML"),
                                         ("lme-python", "ChickWeight-diet_time-REML"),
-                                        ("glmm", "sim_deep_nest-nested3-REML")])
-def test_a_peer_in_its_own_environment(impl: str, case: str, tmp_path: Path) -> None:
+                                        ("glmm", "sim_deep_nest-nested3-REML"),
+                                        ("interlace-lme", "cbpp-cbind-ML"),
+                                        ("lme-python", "cbpp-cbind-ML"),
+                                        ("gpboost", "Arabidopsis-intercepts-ML"),
+                                        ("kamino-lme", "sleepstudy-slopes-REML"),
+                                        ("pymixef", "sleepstudy-intercept-REML")])
+def test_a_peer_in_its_own_environment(impl: str, case: str, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The script, run by the peer's own environment's python, gives the adapter's numbers
-    (the adapter fitting in that environment too)."""
+    (the adapter fitting in that environment too, on the script's one BLAS thread: pymixef's
+    SEs move in the 7th digit with the thread count). The JSON is the last line of its output
+    (gpboost prints a line of its own first)."""
     python = _peer_python(impl)
     out = tmp_path / impl
     assert repro.main(case, impl, str(out)) == 0
     done = _run(out, python, "--json")
     assert done.returncode == 0, done.stderr
-    _same_numbers(json.loads(done.stdout), _adapter_record(case, impl, python), 1e-7)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")  # the worker started now inherits it
+    _same_numbers(json.loads(done.stdout.splitlines()[-1]),
+                  _adapter_record(case, impl, python), 1e-7)
 
 
 def _registry(tmp_path: Path) -> Path:
@@ -231,7 +245,7 @@ def _registry(tmp_path: Path) -> Path:
     doc = {"findings": [
         {"id": "sm-interior", "impl": "statsmodels", "cause": "it stops early",
          "evidence": "measured", "rows": [row]},
-        {"id": "gpboost-x", "impl": "gpboost", "cause": "c", "evidence": "e",
+        {"id": "edi-kernels-x", "impl": "edi-kernels", "cause": "c", "evidence": "e",
          "rows": [dict(row, case="sleepstudy-slopes-REML")]},
         {"id": "mixedref-x", "impl": "mixedref", "cause": "c", "evidence": "e",
          "rows": [dict(row, case="sleepstudy-slopes-REML")]}]}
@@ -245,10 +259,10 @@ def test_findings_get_one_reproducer_each(tmp_path: Path) -> None:
     path = _registry(tmp_path)
     out = tmp_path / "repro"
     result = repro.write_findings(out, path)
-    assert set(result) == {"sm-interior", "gpboost-x"}  # mixedref: not a Python package
+    assert set(result) == {"sm-interior", "edi-kernels-x"}  # mixedref: not a Python package
     assert result["sm-interior"] == str(out / "sm-interior")
-    assert result["gpboost-x"].startswith("no reproducer: no reproducer recipe for "
-                                          "gpboost")
+    assert result["edi-kernels-x"].startswith("no reproducer: no reproducer recipe for "
+                                              "edi-kernels")
     assert sorted(p.name for p in out.iterdir()) == ["sm-interior"]
     text = (out / "sm-interior" / "repro.py").read_text()
     assert "'case': 'sim_corr_minus1-slopes-REML'" in text and "'finding': 'sm-interior'" in text
@@ -261,16 +275,16 @@ def test_the_league_names_each_findings_reproducer(tmp_path: Path) -> None:
     league = {"implementations": [
         {"name": "statsmodels", "findings": [{"case": "sim_corr_minus1-slopes-REML",
                                               "registered": "finding sm-interior: ..."}]},
-        {"name": "gpboost", "findings": []}]}
+        {"name": "edi-kernels", "findings": []}]}
     lines = ecosystem.findings_lines(league, path)
     assert any(line.startswith("- `sm-interior` [statsmodels]") and
                line.endswith("Reproducer: `harness/references/league/repro/sm-interior/repro.py`.")
                for line in lines)
-    assert not any("gpboost-x" in line and "Reproducer" in line for line in lines)
+    assert not any("edi-kernels-x" in line and "Reproducer" in line for line in lines)
     page = ecosystem.findings_html(league, path)
     assert "<a href='repro/sm-interior/repro.py'>" in page
     assert "<td>it stops early</td><td>-</td>" not in page
-    assert "<td>c</td><td>-</td></tr>" in page  # gpboost: no reproducer
+    assert "<td>c</td><td>-</td></tr>" in page  # edi-kernels: no reproducer
 
 
 def test_the_committed_league_links_only_reproducers_that_exist() -> None:
@@ -298,7 +312,11 @@ def test_the_committed_league_links_only_reproducers_that_exist() -> None:
     ("glmm", "Penicillin-crossed-REML"), ("glmm", "cbpp-cbind-ML"),
     ("pyreml", "Pastes-nested-REML"), ("interlace-lme", "cake-interaction-REML"),
     ("mixedlm", "cake-interaction-REML"), ("lme-python", "sleepstudy-fdays-ML"),
-    ("lme-python", "ChickWeight-diet_time-REML"), ("glmm", "sim_deep_nest-nested3-ML")])
+    ("lme-python", "ChickWeight-diet_time-REML"), ("glmm", "sim_deep_nest-nested3-ML"),
+    ("interlace-lme", "Mmmec-offset-ML"), ("interlace-lme", "sim_glmm_slopes-slopes-ML"),
+    ("lme-python", "cbpp-agq9-ML"), ("gpboost", "Contraception-probit-ML"),
+    ("gpboost", "Penicillin-plate-ML"), ("kamino-lme", "SmLs07-oneway-REML"),
+    ("pymixef", "sim_scale_large-intercept-REML")])
 def test_every_recipes_script_is_clean_python(impl: str, case: str, tmp_path: Path) -> None:
     """Each recipe's script compiles and names nothing it does not define (ruff's pyflakes
     rules: an undefined name, a constant the copied code needs but the script lacks, fails)."""
@@ -314,3 +332,41 @@ def test_every_recipes_script_is_clean_python(impl: str, case: str, tmp_path: Pa
     done = subprocess.run([ruff, "check", "--no-cache", "--isolated", "--select", "F",
                            str(out / "repro.py")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
+
+
+def test_every_finding_about_a_package_has_its_committed_reproducer() -> None:
+    """Each registered finding about a Python package has its folder in
+    harness/references/league/repro/ (``python -m harness repro --findings --out
+    harness/references/league/repro`` writes them; a finding added since: run it again)."""
+    from harness.commands import ecosystem
+
+    folder = ecosystem.LEAGUE_DIR / "repro"
+    missing = [fid for fid, _, case in repro.finding_cases()
+               if case is not None and not (folder / fid / "repro.py").is_file()]
+    assert not missing, f"findings without a committed reproducer: {missing}"
+
+
+def test_the_report_states_a_certified_cases_truth_and_the_quadrature_scale() -> None:
+    """The rows the registry names for certified cases (``certified[q]``, ``nist[q]``: against
+    the truth, not lme4) are computed by the script, and under nAGQ > 1 it states the
+    package's criterion on lme4's scale (lme4's quadrature criterion leaves out the saturated
+    model's -2 log-likelihood)."""
+    est = {"fixef": {"(Intercept)": 10.5}, "sigma": 2.0, "objective": 110.0,
+           "varcorr": [{"grp": "Treatment", "var1": "(Intercept)", "var2": None, "vcov": 3.0,
+                        "sdcor": 3.0 ** 0.5},
+                       {"grp": "Residual", "var1": None, "var2": None, "vcov": 4.0,
+                        "sdcor": 2.0}]}
+    truth = {"input": {"fixef (Intercept)": 10.0, "var Treatment": 2.5, "criterion": 109.0},
+             "nist": {"var Treatment": 2.0}}
+    assert repro_runtime.certified_differences(est, truth) == {
+        "certified[fixef (Intercept)]": 0.5, "certified[var Treatment]": 0.5,
+        "certified[criterion]": 1.0, "nist[var Treatment]": 1.0}
+    info = {"impl": "pkg", "case": "c", "formula": "y ~ 1 + (1 | Treatment)", "REML": True,
+            "lme4": {"fixef": {"(Intercept)": 10.0}, "objective": 100.0},
+            "certified": truth, "saturated": 9.0,
+            "disagrees": [{"quantity": "certified[var *]", "size": 0.5, "direction": "higher",
+                           "finding": "f"}]}
+    text = "\n".join(repro_runtime.report(est, info))
+    assert "- certified[var *]: size 0.5 (higher; finding f); this run: " \
+        "certified[var Treatment] +0.5" in text
+    assert "pkg's objective minus it is 101 (minus lme4's: +1)" in text

@@ -44,17 +44,18 @@ def _fixef_names(data: Any, fixed: str) -> dict[str, str]:
 
 def uncovered(impl: str, case: Any) -> str | None:
     """Why the recipe of ``impl`` does not cover ``case`` (known from the case alone), or
-    None: every recipe makes the package's linear mixed model call; glmm's also its binomial
-    and Poisson GLMMs; interlace's takes no offset yet."""
+    None: every recipe makes the package's linear mixed model call; glmm's, interlace-lme's,
+    lme-python's and gpboost's also their GLMM calls (binomial and Poisson); mixedlm's takes no
+    offset yet."""
     if impl not in RECIPES:
         return (f"no reproducer recipe for {impl} yet (harness/commands/repro_recipes.py has "
                 f"{', '.join(RECIPES)})")
-    if getattr(case, "is_glmm", False) and not (impl == "glmm"
+    if getattr(case, "is_glmm", False) and not (impl in GLMM_RECIPES
                                                 and case.family in ("binomial", "poisson")):
         return (f"no reproducer recipe for {impl} on a GLMM yet (the recipe covers its linear "
-                "mixed model call" + (", and its binomial and Poisson GLMMs" if impl == "glmm"
-                                      else "") + ")")
-    if impl in ("interlace-lme", "mixedlm") and "offset(" in case.formula:
+                "mixed model call" + (", and its binomial and Poisson GLMMs"
+                                      if impl in GLMM_RECIPES else "") + ")")
+    if impl == "mixedlm" and "offset(" in case.formula:
         return f"no reproducer recipe for {impl} with an offset yet"
     return None
 
@@ -181,9 +182,8 @@ def _glmm(case: Any, data: Any) -> Recipe:
 
     if getattr(case, "is_glmm", False):
         return _glmm_glmm(case, data)
-    from harness.core.comparators.coef_tests import wanted_ddf
-
     from harness.adapters.peers.glmm_impl import glmm_formula
+    from harness.core.comparators.coef_tests import wanted_ddf
 
     parsed = F.parse(case.formula)
     terms = F.lme4_terms(parsed, data)
@@ -243,40 +243,24 @@ def _pyreml(case: Any, data: Any) -> Recipe:
 
 
 _INTERLACE_BODY = '''
-def _blank(v):
-    return v is None or (isinstance(v, float) and math.isnan(v)) or not str(v).strip()
-
-
 def estimates(data):
     """interlace's own call (profiled REML/ML), in lme4's quantities, with its t tests."""
     import interlace
 
-    m = interlace_fit(interlace, data, FIXED, RANDOM, METHOD, None, COLUMNS)
+    offset = data.pop(OFFSET).to_numpy(dtype=float) if OFFSET else None
+    m = interlace_fit(interlace, data, FIXED, RANDOM, METHOD, offset, COLUMNS)
     rows = interlace.VarCorr(m).as_dataframe().to_dict("records")
     alias = dict(COLUMNS)
     sigma2 = float(m.scale)
-    blocks = {}
-    for r in rows:
-        grp = alias.get(str(r["grp"]), str(r["grp"]))
-        if grp == "Residual":
-            continue
-        v1, v2 = r["var1"], r["var2"]
-        names, entries = blocks.setdefault(grp, ([], {}))
-        if _blank(v2):
-            names.append(str(v1))
-            entries[(v1, v1)] = float(r["vcov"])
-        else:
-            entries[(v1, v2)] = entries[(v2, v1)] = float(r["vcov"])
-    mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
-            for g, (n, e) in blocks.items()}
+    mats = interlace_blocks(rows, alias)
     try:
         terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
         varcorr = varcorr_rows(terms, math.sqrt(sigma2))
     except RuntimeError as exc:  # its VarCorr names other columns than lme4's: as it says
         print(f"note: {exc}; its VarCorr rows are shown as it labels them", file=sys.stderr)
         varcorr = [{**r, "grp": alias.get(str(r["grp"]), str(r["grp"])),
-                    "var1": None if _blank(r["var1"]) else str(r["var1"]),
-                    "var2": None if _blank(r["var2"]) else str(r["var2"])} for r in rows]
+                    "var1": None if blank(r["var1"]) else str(r["var1"]),
+                    "var2": None if blank(r["var2"]) else str(r["var2"])} for r in rows]
     names = r_powers([r_name(str(k)) for k in m.fe_params.index])
     tests = []
     if "Satterthwaite" in DDF:
@@ -284,7 +268,7 @@ def estimates(data):
                   for t, se, df in zip(names, m.fe_bse, m.fe_df, strict=True)]
     if "Kenward-Roger" in DDF:
         try:  # random intercepts only (its own NotImplementedError for slopes)
-            kr = interlace_fit(interlace, data, FIXED, RANDOM, "REML", None, COLUMNS,
+            kr = interlace_fit(interlace, data, FIXED, RANDOM, "REML", offset, COLUMNS,
                                df_method="kenward-roger")
         except NotImplementedError as exc:
             print(f"note: no Kenward-Roger df: {exc}", file=sys.stderr)
@@ -302,26 +286,32 @@ def estimates(data):
 
 def _interlace(case: Any, data: Any) -> Recipe:
     from harness.adapters.peers import REQUIREMENTS
-    from harness.adapters.peers.interlace_impl import interlace_random
+    from harness.adapters.peers.interlace_impl import interlace_inputs
+    from harness.commands import repro_peer_recipes
     from harness.core.comparators.coef_tests import wanted_ddf
 
-    _lmm_only("interlace-lme", case)
+    if getattr(case, "is_glmm", False):
+        _lmm_only("interlace-lme", case)  # the families its recipe covers
+        return repro_peer_recipes.interlace_glmm(case, data)
     parsed = F.parse(case.formula)
-    fixed_rhs, offsets = F.split_offsets("y ~ " + parsed.fixed)
-    if offsets:
-        raise NotImplementedError("no reproducer recipe for interlace-lme with an offset yet")
-    fixed_rhs = F.python_powers(fixed_rhs.partition("~")[2].strip())
-    random, columns = interlace_random(parsed)
+    fixed_rhs, offsets, random, columns = interlace_inputs(parsed)
+    offset = F.offset_vector(offsets, data)
+    frame = None
+    if offset is not None:
+        frame = data.copy()
+        frame[repro_peer_recipes.OFFSET_COLUMN] = offset
     terms = F.lme4_terms(parsed, data)
     return Recipe(literals={"FIXED": f"{parsed.response} ~ {F.patsy_formula(fixed_rhs, data)}",
                             "RANDOM": random, "COLUMNS": columns,
                             "METHOD": "REML" if case.REML else "ML",
+                            "OFFSET": None if offset is None else repro_peer_recipes.OFFSET_COLUMN,
                             "DDF": wanted_ddf(len(data), bool(case.REML)),
                             "TERMS": [(t.name, t.group, list(t.columns)) for t in terms],
                             "POLY_SUFFIX": calls.POLY_SUFFIX},
                   calls=[calls.group_labels, calls.with_groups, calls.interlace_fit,
-                         calls.r_name, calls.r_powers],
-                  body=_INTERLACE_BODY, requirements=list(REQUIREMENTS["interlace-lme"]))
+                         calls.blank, calls.interlace_blocks, calls.r_name, calls.r_powers],
+                  body=_INTERLACE_BODY, requirements=list(REQUIREMENTS["interlace-lme"]),
+                  frame=frame)
 
 
 _MIXEDLM_LMER_BODY = '''
@@ -389,16 +379,7 @@ def estimates(data):
 
     m, frame = lme_python_lmer(lme_python, pl, data, FORMULA, REML, FACTORS)
     sigma2 = float(m.sigma2)
-    blocks = {}
-    for grp, v1, v2, vcov, _ in m.var_corr or []:
-        if grp == "Residual":
-            continue
-        names, entries = blocks.setdefault(grp, ([], {}))
-        if v1 == v2:
-            names.append(v1)
-        entries[(v1, v2)] = entries[(v2, v1)] = float(vcov)
-    mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
-            for g, (n, e) in blocks.items()}
+    mats = lme_python_blocks(m.var_corr)
     terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
     names = lme_python_r_names(list(m.fixed_names or []), COLUMNS, LEVELS)  # R's names
     tests = []
@@ -432,6 +413,10 @@ def _lme_python(case: Any, data: Any) -> Recipe:
     from harness.core.comparators.coef_tests import wanted_ddf
 
     _lmm_only("lme-python", case)
+    if getattr(case, "is_glmm", False):
+        from harness.commands import repro_peer_recipes
+
+        return repro_peer_recipes.lme_python_glmm(case, data)
     parsed = F.parse(case.formula)
     terms = F.lme4_terms(parsed, data)
     return Recipe(literals={"FORMULA": case.formula, "REML": bool(case.REML),
@@ -442,7 +427,8 @@ def _lme_python(case: Any, data: Any) -> Recipe:
                             "LEVELS": {str(c): [str(v) for v in data[c].cat.categories]
                                        for c in data.columns
                                        if str(data[c].dtype) == "category"}},
-                  calls=[calls.lme_python_lmer, calls.lme_python_r_names],
+                  calls=[calls.lme_python_lmer, calls.lme_python_blocks,
+                         calls.lme_python_r_names],
                   body=_LME_PYTHON_BODY,
                   requirements=list(REQUIREMENTS["lme-python"]))
 
@@ -462,6 +448,19 @@ def _peer_requirement(name: str) -> str:
     return REQUIREMENTS[name][0]
 
 
+def _peer(name: str) -> Callable[[Any, Any], Recipe]:
+    """The recipe ``name`` of harness/commands/repro_peer_recipes.py (imported when used: it
+    imports this module's :class:`Recipe`)."""
+    def recipe(case: Any, data: Any) -> Recipe:
+        from harness.commands import repro_peer_recipes
+
+        _lmm_only(impl, case)
+        return getattr(repro_peer_recipes, name)(case, data)
+
+    impl = {"kamino": "kamino-lme"}.get(name, name)
+    return recipe
+
+
 #: implementation -> recipe(case, data); raises NotImplementedError for what it does not cover
 RECIPES: dict[str, Callable[[Any, Any], Recipe]] = {
     "statsmodels": lambda case, data: _mixedlm_api(
@@ -474,7 +473,13 @@ RECIPES: dict[str, Callable[[Any, Any], Recipe]] = {
     "interlace-lme": _interlace,
     "mixedlm": _mixedlm,
     "lme-python": _lme_python,
+    "gpboost": _peer("gpboost"),
+    "kamino-lme": _peer("kamino"),
+    "pymixef": _peer("pymixef"),
 }
+
+#: the implementations whose recipe also makes their binomial and Poisson GLMM calls
+GLMM_RECIPES = ("glmm", "interlace-lme", "lme-python", "gpboost")
 
 
 def packages() -> tuple[str, ...]:

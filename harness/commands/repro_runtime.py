@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from typing import Any
 
@@ -50,9 +51,11 @@ def unpack_vech(packed: Any, q: int) -> Any:
 
 def pick_block(blocks: dict[str, Any], group: str, columns: list[str]) -> Any:
     """The covariance of lme4's term (``group``, ``columns``) out of a package's per-group
-    blocks (its group name -> (column names, covariance)); ``a:b`` is ``b:a``."""
+    blocks (its group name -> (column names, covariance)); ``a:b`` is ``b:a``; a name's
+    surrounding spaces (a second term of one factor, kept apart) do not count."""
     for grp, (cols, cov) in blocks.items():
-        if sorted(grp.split(":")) == sorted(group.split(":")) and all(c in cols for c in columns):
+        if sorted(p.strip() for p in grp.split(":")) == sorted(group.split(":")) \
+                and all(c in cols for c in columns):
             idx = [cols.index(c) for c in columns]
             return np.asarray(cov, dtype=float)[np.ix_(idx, idx)]
     raise RuntimeError(f"no variance components for lme4's term {group} {columns} among "
@@ -82,12 +85,14 @@ def varcorr_rows(terms: list[Any], sigma: Any) -> list[dict[str, Any]]:
 
 
 def quantities(est: dict[str, Any]) -> dict[str, Any]:
-    """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x], sigma,
+    """A fit's compared quantities by the harness's row names: fixef[x], fixef_se[x],
+    fixef_se_rx[x] (a GLMM's RX-based SE, lme4's ``vcov(m, use.hessian = FALSE)``), sigma,
     var[g,x], cov[g,x,y], corr[g,x,y], var[Residual], loglik, objective, and from its t tests
     df_satterthwaite[x], df_kr[x], se_kr[x]."""
     out: dict[str, Any] = {}
     out.update({f"fixef[{k}]": v for k, v in (est.get("fixef") or {}).items()})
     out.update({f"fixef_se[{k}]": v for k, v in (est.get("fixef_se") or {}).items()})
+    out.update({f"fixef_se_rx[{k}]": v for k, v in (est.get("fixef_se_rx") or {}).items()})
     out["sigma"] = est.get("sigma")
     for r in est.get("varcorr") or []:
         if r["grp"] == "Residual":
@@ -109,10 +114,39 @@ def quantities(est: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def certified_differences(est: dict[str, Any], truth: dict[str, Any] | None
+                          ) -> dict[str, float]:
+    """A certified case's rows as the harness names them, the fit's value minus the truth:
+    ``certified[q]`` against the limit of the float64 input, ``nist[q]`` against NIST's
+    values, q one of ``fixef (Intercept)``, ``var Residual``, ``var Treatment``,
+    ``criterion``."""
+    if not truth:
+        return {}
+    var = {(r["grp"], r["var1"]): r["vcov"] for r in est.get("varcorr") or []}
+    sigma = est.get("sigma")
+    mine = {"fixef (Intercept)": (est.get("fixef") or {}).get("(Intercept)"),
+            "var Residual": var.get(("Residual", None),
+                                    None if sigma is None else sigma ** 2),
+            "var Treatment": var.get(("Treatment", "(Intercept)")),
+            "criterion": est.get("objective")}
+    out = {}
+    for prefix, key in (("certified", "input"), ("nist", "nist")):
+        for q, exact in (truth.get(key) or {}).items():
+            if isinstance(mine.get(q), float | int):
+                out[f"{prefix}[{q}]"] = mine[q] - exact
+    return out
+
+
 def _matches(pattern: str, name: str) -> bool:
     """The registry's quantity pattern: only ``*`` and ``?`` are wildcards."""
     regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
     return re.fullmatch(regex, name, re.DOTALL) is not None
+
+
+def _truth(truth: dict[str, Any], name: str) -> Any:
+    """The truth of the row ``certified[q]`` or ``nist[q]``."""
+    prefix, _, q = name.partition("[")
+    return truth["input" if prefix == "certified" else "nist"].get(q[:-1])
 
 
 def _num(x: Any) -> str:
@@ -130,6 +164,9 @@ def report(est: dict[str, Any], info: dict[str, Any]) -> list[str]:
     mine, ref = quantities(est), quantities(info["lme4"])
     lines = [f"{info['impl']} {info.get('version') or ''} on {info['case']}: "
              f"{info['formula']} ({'REML' if info['REML'] else 'ML'})".replace("  ", " "), "",
+             "(BLAS threads: OPENBLAS_NUM_THREADS="
+             f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; an ill-conditioned fit can "
+             "end elsewhere with another count)", "",
              f"{'quantity':<34} {info['impl']:>18} {'lme4':>18} {'difference':>12}"]
     named = [d["quantity"] for d in info.get("disagrees") or []]
     for name in list(dict.fromkeys([*ref, *mine])):
@@ -142,12 +179,28 @@ def report(est: dict[str, Any], info: dict[str, Any]) -> list[str]:
         lines += ["", f"best known {best['criterion']} (lme4's objective, over lme4, its allFit "
                   f"optimizers, glmmTMB and mixedref): {best['objective']:.10g} "
                   f"(from {best['source']}); {info['impl']} reports {_num(est.get('objective'))}"]
+    const, obj = info.get("saturated"), est.get("objective")
+    if const is not None and isinstance(obj, float | int):
+        lines += ["", f"lme4's nAGQ > 1 criterion leaves out the saturated model's -2 "
+                  f"log-likelihood {const:.10g} (a constant of the response), which the full "
+                  f"-2 log-likelihood has: {info['impl']}'s objective minus it is "
+                  f"{obj - const:.10g} (minus lme4's: "
+                  f"{obj - const - info['lme4']['objective']:+.4g}); the harness compares on "
+                  "that scale when the package reports the full one"]
     lines += ["", "What disagrees (the harness's measurement; the sizes are |"
               f"{info['impl']} - lme4|):"]
+    truths = certified_differences(est, info.get("certified"))
+    if truths:
+        lines += ["", "The exact truth of this certified case (the sizes of its rows are |"
+                  f"{info['impl']} - truth|): certified[q] is the limit of the float64 data, "
+                  "nist[q] NIST's certified value"]
+        lines += [f"  {n}: truth {_num(t)}, difference {v:+.4g}" for n, v in truths.items()
+                  for t in [_truth(info["certified"], n)]]
     for d in info.get("disagrees") or []:
         now = [f"{n} {mine[n] - ref[n]:+.4g}" for n in ref
                if _matches(d["quantity"], n) and isinstance(mine.get(n), float | int)
                and isinstance(ref.get(n), float | int)]
+        now += [f"{n} {v:+.4g}" for n, v in truths.items() if _matches(d["quantity"], n)]
         source = (f"finding {d['finding']}" if d.get("finding") else "measured when generated")
         lines.append(f"- {d['quantity']}: size {d['size']:.4g} ({d['direction']}; {source})"
                      + (f"; this run: {', '.join(now)}" if now else

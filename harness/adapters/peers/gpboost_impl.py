@@ -23,11 +23,13 @@ Cholesky optimum is 332.18835 (lme4: 332.18835)."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     complex_predictors,
@@ -64,59 +66,31 @@ class GpboostPeer(Peer):
 
     def fit(self, case: Any, data: Any) -> dict[str, Any]:
         import gpboost as gpb
+        import patsy
 
         parsed, terms = self.prepare(case, data)
-        formula, offsets = F.split_offsets(case.formula)
-        offset = F.offset_vector(offsets, data)
-        frame = data.copy()
-        frame["gpboost_y_"] = data[parsed.response] if parsed.response in data else np.nan
-        if case.is_glmm:
-            if nagq_of(case) != 1:
-                raise F.cannot(self.dist, f"nAGQ = {nagq_of(case)}", "its GLMMs use the "
-                               "Laplace approximation only")
-            frame, resp = response_frame(case, data, column="gpboost_y_")
-            if resp.weights is not None and not np.allclose(resp.weights, 1.0):
-                raise F.cannot(self.dist, "a binomial response with trials", "the adapter "
-                               "maps gpboost's Bernoulli likelihoods (0/1 responses) only")
-        # the response by a plain name (patsy cannot read total.fruits), R's I(x^k) as x**k
-        fixed = F.parse(response_formula(F.python_powers(formula), "gpboost_y_"))
-        y, X, names = F.fixed_design(fixed, frame)
-        names = F.r_powers(names)
-        groups = sorted({t.group for t in terms}, key=[t.group for t in terms].index)
-        group_data = np.column_stack([F.group_labels(data, g) for g in groups])
-        intercept_of = {t.group for t in terms if t.columns == ["(Intercept)"]}
-        slopes = [t for t in terms if t.columns != ["(Intercept)"]]
-        kwargs: dict[str, Any] = {"group_data": group_data}
-        if slopes:
-            kwargs["group_rand_coef_data"] = np.column_stack(
-                [F.re_design(t.columns, data) for t in slopes])
-            kwargs["ind_effect_group_rand_coef"] = [groups.index(t.group) + 1 for t in slopes]
-            kwargs["drop_intercept_group_rand_effect"] = [g not in intercept_of for g in groups]
-        likelihood = (LIKELIHOOD[(case.family, case.link_name)] if case.is_glmm
-                      else "gaussian")
+        call = gpboost_inputs(case, data, terms)
+        y, X = calls.patsy_fixed(patsy, call.frame, call.fixed)
+        names = F.r_powers([F.r_name(c) for c in X.columns])
+        X = np.asarray(X, dtype=float)
+        group_data = np.column_stack([calls.group_labels(data, g) for g in call.groups])
+        rand_coef, ind_effect, drop_intercept = calls.gpboost_coefficients(
+            patsy, data, call.groups, call.intercepts, call.slopes)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = gpb.GPModel(likelihood=likelihood, matrix_inversion_method="cholesky",
-                            **kwargs)
-            m.fit(y=np.asarray(y, dtype=float).ravel(), X=X, offset=offset)
-            cov_pars = np.asarray(m.get_cov_pars(std_err=False, format_pandas=False),
-                                  dtype=float).ravel()
-            coef = np.asarray(m.get_coef(std_err=True, format_pandas=False), dtype=float)
-            loglik = -float(m.get_current_neg_log_likelihood())
-        sigma2 = float(cov_pars[0]) if not case.is_glmm else 1.0
-        variances = list(cov_pars[1:] if not case.is_glmm else cov_pars)
-        by_term = {}
-        kept = [g for g in groups if g in intercept_of]
-        for g, v in zip(kept, variances[:len(kept)], strict=True):
-            by_term[(g, "(Intercept)")] = v
-        for t, v in zip(slopes, variances[len(kept):], strict=True):
-            by_term[(t.group, t.columns[0])] = v
+            m, cov_pars, coef, loglik = calls.gpboost_fit(
+                gpb, y, X, group_data, call.likelihood, call.offset, rand_coef, ind_effect,
+                drop_intercept)
+        sigma2, by_term = calls.gpboost_variances(cov_pars, call.intercepts, call.slopes,
+                                                  not case.is_glmm)
         covs = [np.array([[by_term[(t.group, t.columns[0])]]]) for t in terms]
         beta, se = coef[0], coef[1]
         messages = F.caught_messages(caught)
         if case.is_glmm:
+            offset = call.offset
             mu = _response_mean(case, X @ beta + (0 if offset is None else offset),
                                 m, X, offset)
+            resp = call.response
             dev = float(np.sum(F.unit_deviance(case.family, resp.y, mu, resp.weights)))
             rec = glmm_record(case, terms, covs, names=names, beta=beta, se=None,
                               loglik=loglik, deviance=dev, nobs=len(resp.y),
@@ -129,6 +103,53 @@ class GpboostPeer(Peer):
                          messages=messages)
         rec["versions"] = self.versions()
         return rec
+
+
+@dataclass
+class GpboostInputs:
+    """What gpboost's call is made of for one case: the ``frame`` with the response as
+    ``gpboost_y_`` (a GLMM's as glmer reads it), the patsy ``fixed`` formula (R's ``I(x^k)`` as
+    ``x**k``, R's contrasts), the grouping factors in lme4's first use (``group_data``'s
+    columns), those with a random intercept, the random coefficients (group, column), the
+    likelihood's name, the evaluated offset, a GLMM's response."""
+
+    frame: Any
+    fixed: str
+    groups: list[str]
+    intercepts: list[str]
+    slopes: list[tuple[str, str]]
+    likelihood: str
+    offset: Any
+    response: Any = None
+
+
+def gpboost_inputs(case: Any, data: Any, terms: list[F.Term]) -> GpboostInputs:
+    """The inputs of gpboost's call for ``case`` (the adapter's and the reproducer's)."""
+    formula, offsets = F.split_offsets(case.formula)
+    parsed = F.parse(formula)
+    frame = data.copy()
+    frame["gpboost_y_"] = data[parsed.response] if parsed.response in data else np.nan
+    resp = None
+    if case.is_glmm:
+        if nagq_of(case) != 1:
+            raise F.cannot("gpboost", f"nAGQ = {nagq_of(case)}", "its GLMMs use the "
+                           "Laplace approximation only")
+        frame, resp = response_frame(case, data, column="gpboost_y_")
+        if resp.weights is not None and not np.allclose(resp.weights, 1.0):
+            raise F.cannot("gpboost", "a binomial response with trials", "the adapter "
+                           "maps gpboost's Bernoulli likelihoods (0/1 responses) only")
+    # the response by a plain name (patsy cannot read total.fruits), R's I(x^k) as x**k
+    fixed = F.parse(response_formula(F.python_powers(formula), "gpboost_y_"))
+    groups = sorted({t.group for t in terms}, key=[t.group for t in terms].index)
+    intercepts = [g for g in groups
+                  if any(t.group == g and t.columns == ["(Intercept)"] for t in terms)]
+    slopes = [(t.group, t.columns[0]) for t in terms if t.columns != ["(Intercept)"]]
+    return GpboostInputs(
+        frame=frame, fixed=f"gpboost_y_ ~ {F.patsy_formula(fixed.fixed, frame)}",
+        groups=groups, intercepts=intercepts, slopes=slopes,
+        likelihood=(LIKELIHOOD[(case.family, case.link_name)] if case.is_glmm
+                    else "gaussian"),
+        offset=F.offset_vector(offsets, data), response=resp)
 
 
 def _response_mean(case: Any, eta_fixed: Any, m: Any, X: Any, offset: Any) -> Any:

@@ -28,7 +28,6 @@ linear predictor, interlace/glmm_laplace.py fit_glmm)."""
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from typing import Any
 
@@ -63,10 +62,8 @@ class InterlacePeer(Peer):
         import interlace
 
         parsed, terms = self.prepare(case, data)
-        fixed_rhs, offsets = F.split_offsets("y ~ " + parsed.fixed)
-        fixed_rhs = F.python_powers(fixed_rhs.partition("~")[2].strip())
+        fixed_rhs, offsets, random, columns = interlace_inputs(parsed)
         offset = F.offset_vector(offsets, data)
-        random, columns = interlace_random(parsed)
         alias = dict(columns)
         data = calls.with_groups(data, columns)
         if case.is_glmm:
@@ -78,21 +75,8 @@ class InterlacePeer(Peer):
             m = calls.interlace_fit(interlace, data, fixed, random, "REML" if REML else "ML",
                                     offset, columns)
             rows = interlace.VarCorr(m).as_dataframe().to_dict("records")
-        blocks: dict[str, tuple[list[str], dict[tuple[str, str], float]]] = {}
         sigma2 = float(m.scale)
-        for r in rows:
-            grp = alias.get(str(r["grp"]), str(r["grp"]))
-            if grp == "Residual":
-                continue
-            v1, v2 = r["var1"], r["var2"]
-            names, entries = blocks.setdefault(grp, ([], {}))
-            if _missing(v2):
-                names.append(str(v1))
-                entries[(v1, v1)] = float(r["vcov"])
-            else:
-                entries[(v1, v2)] = entries[(v2, v1)] = float(r["vcov"])
-        mats = {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
-                for g, (n, e) in blocks.items()}
+        mats = calls.interlace_blocks(rows, alias)
         messages = F.caught_messages(caught)
         try:
             covs = [F.pick_block(mats, t, "interlace") for t in terms]
@@ -100,8 +84,9 @@ class InterlacePeer(Peer):
         except RuntimeError as exc:  # its VarCorr names other columns than lme4's: as it says
             messages.append(f"harness: {exc}; its VarCorr rows are reported as it labels them")
             varcorr = [{**r, "grp": alias.get(str(r["grp"]), str(r["grp"])),
-                        "var1": None if _missing(r["var1"]) else str(r["var1"]),
-                        "var2": None if _missing(r["var2"]) else str(r["var2"])} for r in rows]
+                        "var1": None if calls.blank(r["var1"]) else str(r["var1"]),
+                        "var2": None if calls.blank(r["var2"]) else str(r["var2"])}
+                       for r in rows]
             theta = None
         names = F.r_powers(F.map_names([str(k) for k in m.fe_params.index], data, "patsy"))
         loglik = float(m.llf)
@@ -161,30 +146,9 @@ class InterlacePeer(Peer):
         fixed = f"glmm_y_ ~ {F.patsy_formula(fixed_rhs, data)}"
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = interlace.glmer(fixed, frame, family=case.family, random=random,
-                                weights=resp.weights, nAGQ=nagq_of(case), offset=offset)
-        theta = np.asarray(m.theta, dtype=float)
-        blocks: dict[str, tuple[list[str], np.ndarray]] = {}
-        k = 0
-        for b, group in _specs(parsed):
-            cols = list(b.columns)
-            q = len(cols)
-            if q == 1:
-                cov = np.array([[theta[k] ** 2]])
-                k += 1
-            elif b.double:
-                cov = np.diag(theta[k:k + q] ** 2)
-                k += q
-            else:
-                L = np.zeros((q, q))
-                for row in range(q):
-                    for col in range(row + 1):
-                        L[row, col] = theta[k]
-                        k += 1
-                cov = L @ L.T
-            blocks[alias.get(group, group)] = (cols, cov)
-        if k != theta.size:
-            raise RuntimeError(f"interlace returned {theta.size} theta for {k} expected")
+            m = calls.interlace_glmer(interlace, frame, fixed, case.family, random,
+                                      resp.weights, nagq_of(case), offset)
+        blocks = calls.interlace_theta_blocks(m.theta, theta_specs(parsed, alias))
         covs = [F.pick_block(blocks, t, "interlace") for t in terms]
         names = F.r_powers(F.map_names([str(n) for n in m.fe_params.index], data, "patsy"))
         mu = np.asarray(m.fittedvalues, dtype=float)
@@ -225,6 +189,23 @@ def _scalar_column(group: str, terms: list[F.Term]) -> str:
     return cols[0] if len(cols) == 1 else "(Intercept)"
 
 
+def interlace_inputs(parsed: F.Parsed) -> tuple[str, list[str], list[str],
+                                                 list[tuple[str, str]]]:
+    """What interlace's call takes for lme4's formula: the fixed right-hand side in formulaic's
+    spelling (``I(x**k)``) without its offsets, the offset expressions (evaluated by the
+    caller), the random-effect strings and the interaction groupings passed as columns
+    (:func:`interlace_random`)."""
+    fixed_rhs, offsets = F.split_offsets("y ~ " + parsed.fixed)
+    random, columns = interlace_random(parsed)
+    return F.python_powers(fixed_rhs.partition("~")[2].strip()), offsets, random, columns
+
+
+def theta_specs(parsed: F.Parsed, alias: dict[str, str]) -> list[tuple[str, list[str], bool]]:
+    """interlace's random-effects specs in its theta's order as
+    :func:`calls.interlace_theta_blocks` takes them: (lme4's group, columns, ``||``)."""
+    return [(alias.get(group, group), list(b.columns), b.double) for b, group in _specs(parsed)]
+
+
 def interlace_random(parsed: F.Parsed) -> tuple[list[str], list[tuple[str, str]]]:
     """interlace's random-effect strings for lme4's bars (the intercept written out: its
     ``(x | g)`` has none), and the interaction groupings passed as columns of their own:
@@ -255,6 +236,3 @@ def _specs(parsed: F.Parsed) -> list[tuple[F.Bar, str]]:
             out.append((b, "__".join(b.group.split(":")) if ":" in b.group else b.group))
     return out
 
-
-def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or not re.sub(r"\s", "", str(v))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import Peer, complex_predictors, ordered_in_fixed
 
 _IDENT = r"[A-Za-z_]\w*"
@@ -37,6 +38,11 @@ def kamino_formula(parsed: F.Parsed) -> str:
         bars.append(f"({expr} {'||' if b.double else '|'} {b.group})")
     fixed = parsed.fixed if parsed.fixed.strip() not in ("", "1") else "1"
     return f"{parsed.response} ~ {fixed} + " + " + ".join(bars)
+
+
+def group_columns(terms: list[F.Term]) -> list[str]:
+    """The columns of lme4's grouping factors (an interaction's parts), in first use."""
+    return list(dict.fromkeys(p for t in terms for p in t.group.split(":")))
 
 
 class KaminoPeer(Peer):
@@ -66,14 +72,12 @@ class KaminoPeer(Peer):
         from kamino.errors import UnsupportedFormulaError
 
         parsed, terms = self.prepare(case, data)
-        frame = data.copy()
-        for col in {p for t in terms for p in t.group.split(":")}:
-            frame[col] = frame[col].astype(str)
         REML = bool(case.REML)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                m = kamino.lmer(kamino_formula(parsed), frame, reml=REML)
+                m = calls.kamino_lmer(kamino, data, kamino_formula(parsed), REML,
+                                      group_columns(terms))
             except UnsupportedFormulaError as exc:
                 raise F.cannot(self.dist, case.formula, f"its parser refuses it ({exc})"
                                ) from None
@@ -113,19 +117,7 @@ def _term_covariances(m: Any, terms: list[F.Term]) -> list[np.ndarray]:
     """kamino's ``random_covariance`` cut into its terms (``covariance_term_sizes``, in the
     order of ``random_terms``; one grouping factor: ``group_name`` and
     ``random_coefficient_names``), then matched to lme4's terms."""
-    cov = np.atleast_2d(np.asarray(m.random_covariance, dtype=float))
-    blocks: dict[str, tuple[list[str], np.ndarray]] = {}
-    if m.random_terms:
-        start = 0
-        for rt, size in zip(m.random_terms, m.covariance_term_sizes, strict=True):
-            cols = list(rt.random_coefficient_names)
-            key = rt.group_name
-            while key in blocks:  # two terms of one factor: keep both
-                key += " "
-            blocks[key] = (cols, cov[start:start + size, start:start + size])
-            start += size
-    else:
-        blocks[m.group_name] = (list(m.random_coefficient_names), cov)
+    blocks = calls.kamino_blocks(m)
     out = []
     for t in terms:
         picked = [F.pick_block({k.strip(): v}, t, "kamino-lme") for k, v in blocks.items()

@@ -102,7 +102,6 @@ class LmePythonPeer(Peer):
         import polars as pl
 
         frame, resp = response_frame(case, data)
-        cols = {}
         for c in frame.columns:
             if str(frame[c].dtype) == "category":
                 levels = [str(v) for v in frame[c].cat.categories]
@@ -110,17 +109,11 @@ class LmePythonPeer(Peer):
                     raise F.cannot("lme-python", f"R's level order of the factor {c} "
                                    f"({', '.join(levels)})", "its glmer takes no factors= "
                                    "and sorts a string column's levels")
-                cols[c] = frame[c].astype(str).to_numpy()
-            elif str(frame[c].dtype) in ("object", "str", "string"):
-                cols[c] = frame[c].astype(str).to_numpy()
-            else:
-                cols[c] = frame[c].to_numpy()
-        weights = None if resp.weights is None else [float(w) for w in resp.weights]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            m = lme_python.glmer_weighted(response_formula(case.formula), pl.DataFrame(cols),
-                                          case.family, n_agq=nagq_of(case),
-                                          weights=weights, link_name=case.link_name)
+            m = calls.lme_python_glmer(lme_python, pl, frame, response_formula(case.formula),
+                                       case.family, nagq_of(case), resp.weights,
+                                       case.link_name)
         covs = _covariances(m, terms)
         diag = dict(m.diagnostics or {})
         messages = F.caught_messages(caught) + [str(w) for w in diag.get("warnings") or []]
@@ -226,14 +219,5 @@ def fixed_factors(parsed: F.Parsed, data: Any) -> list[str]:
 def _covariances(m: Any, terms: list[F.Term]) -> list[Any]:
     """Each term's covariance matrix, rebuilt from lme-python's var_corr rows (grp, var1, var2,
     vcov, sdcor; the Residual row left out)."""
-    blocks: dict[str, tuple[list[str], dict[tuple[str, str], float]]] = {}
-    for grp, v1, v2, vcov, _ in m.var_corr or []:
-        if grp == "Residual":
-            continue
-        names, entries = blocks.setdefault(grp, ([], {}))
-        if v1 == v2:
-            names.append(v1)
-        entries[(v1, v2)] = entries[(v2, v1)] = float(vcov)
-    mats = {g: (names, np.array([[e.get((a, b), 0.0) for b in names] for a in names]))
-            for g, (names, e) in blocks.items()}
+    mats = calls.lme_python_blocks(m.var_corr)
     return [F.pick_block(mats, t, "lme-python") for t in terms]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from harness.adapters.peers import _formula as F
+from harness.adapters.peers import calls
 from harness.adapters.peers._base import (
     Peer,
     glmm_record,
@@ -35,19 +36,9 @@ from harness.adapters.peers._base import (
 #: pymixef's error code for syntax its formula parser does not accept (pymixef/formula.py:
 #: "Unsupported or unsafe syntax in predictor expression"), e.g. I(age^2): not expressible
 UNSUPPORTED_SYNTAX = "FORMULA-UNSAFE-001"
-_LEVEL = re.compile(r"^(?P<var>[^\[\]]+)\[(?:T\.)?(?P<level>[^\[\]]+)\]$")
-
-
-def r_fixed_name(name: str) -> str:
-    """R's name of a pymixef fixed-effect column: ``Intercept`` is ``(Intercept)``, ``f[b]``
-    is ``fb``, an interaction's parts each so."""
-    if name == "Intercept":
-        return "(Intercept)"
-    parts = []
-    for part in name.split(":"):
-        m = _LEVEL.match(part)
-        parts.append(m["var"] + m["level"] if m else part)
-    return ":".join(parts)
+#: R's name of a pymixef fixed-effect column (calls.pymixef_name: ``Intercept`` is
+#: ``(Intercept)``, ``f[b]`` is ``fb``)
+r_fixed_name = calls.pymixef_name
 
 
 class PymixefPeer(Peer):
@@ -84,8 +75,8 @@ class PymixefPeer(Peer):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                r = pymixef.fit(formula, data=frame, family=family,
-                                method="laplace" if case.is_glmm else "reml" if REML else "ml")
+                r = calls.pymixef_fit(pymixef, frame, formula, "laplace" if case.is_glmm
+                                      else "reml" if REML else "ml", family)
             except Exception as exc:  # its FormulaError: declined syntax, not a failed fit
                 if getattr(exc, "code", None) == UNSUPPORTED_SYNTAX:
                     raise F.cannot(self.dist, formula, f"its formula parser says {exc} "
