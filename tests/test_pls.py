@@ -464,3 +464,35 @@ def test_dense_products_are_the_sparse_products_bit_for_bit(kind: str, weighted:
     assert np.array_equal(got21.data, want21.data)
     obj = PLSObjective(model, REML=True)  # the engine took the dense road
     assert np.array_equal(obj.A22, want22) and np.array_equal(obj.A21.data, want21.data)
+
+
+def test_y_residualized_on_x_to_the_rounding_of_the_residual() -> None:
+    """The engines remove the least-squares fit of y on X before the criterion (pwrss would
+    cancel otherwise); for y = 1e9 + noise, the residual they keep equals the exact one
+    (rational arithmetic: the least-squares fit of the floats as given) to the rounding of the
+    residual itself, not of y (fails on 1bb74a7: gelsd's coefficients carried |y|'s rounding,
+    residual errors of 1e-7 on residuals of size 1)."""
+    from fractions import Fraction
+
+    import pandas as pd
+
+    from mixedref.frontend.design import build_model
+
+    rng = np.random.default_rng(7)
+    n = 60
+    x = rng.normal(size=n)
+    y = 1e9 + 3.0 * x + rng.normal(size=n)
+    data = pd.DataFrame({"y": y, "x": x, "g": np.repeat([f"g{i}" for i in range(10)], 6)})
+    model = build_model("y ~ x + (1 | g)", data)
+    X = model.X
+    # exact least squares of the floats: the normal equations in rationals
+    Xf = [[Fraction(float(v)) for v in row] for row in X]
+    yf = [Fraction(float(v)) for v in model.y]
+    a = sum(r[0] * r[0] for r in Xf), sum(r[0] * r[1] for r in Xf), sum(r[1] * r[1] for r in Xf)
+    c = sum(r[0] * v for r, v in zip(Xf, yf)), sum(r[1] * v for r, v in zip(Xf, yf))
+    det = a[0] * a[2] - a[1] * a[1]
+    b = ((a[2] * c[0] - a[1] * c[1]) / det, (a[0] * c[1] - a[1] * c[0]) / det)
+    exact = np.array([float(v - r[0] * b[0] - r[1] * b[1]) for r, v in zip(Xf, yf)])
+    for REML in (True, False):
+        yw = PLSObjective(model, REML).yw
+        assert np.max(np.abs(yw - exact)) <= 1e-13 * np.max(np.abs(exact)), REML
