@@ -400,43 +400,30 @@ def test_translated_slope_reaches_lme4_under_rounding_noise() -> None:
         assert res.fval <= fit["objective"] * (1 + 1e-6), (k, res.fval, res.theta)
 
 
-@pytest.mark.parametrize("sparse_ops", [False, True], ids=["dense-A21", "operators"])
 @pytest.mark.parametrize("REML", [True, False], ids=["REML", "ML"])
 @pytest.mark.parametrize("kind", ["scalar3", "nested", "intercept", "crossed", "slopes", "three"])
-def test_schur_and_trace_operators_from_definitions(kind: str, REML: bool, sparse_ops: bool,
-                                                    monkeypatch) -> None:
+def test_schur_and_trace_operators_from_definitions(kind: str, REML: bool) -> None:
     """M maps W1 to the lower triangle of A21 W1 A21'; G maps dpotri's Fortran output (upper
     triangle valid, lower one not read) to a_l' P a_l per level, a_l = A21's column l in the
-    rows the trace covers (all in REML, the random effects in ML); a scalar first term's small
-    A21 held dense gives the same by BLAS (``sparse_ops``: the operators forced instead)."""
-    from mixedref.engines import dense
-
-    if sparse_ops:
-        monkeypatch.setattr(dense, "DENSE_SCALAR_SCHUR", 0)
+    rows the trace covers (all in REML, the random effects in ML)."""
     model = _scalar_design(2) if kind == "scalar3" else _design(kind, seed=KINDS.index(kind))
     obj = PLSObjective(model, REML=REML)
     A21, r, q1, m1 = obj.A21.toarray(), obj.r, obj.q[0], obj.nlev[0]
     rng = np.random.default_rng(5)
     W = rng.normal(size=(m1, q1, q1))
     W = W + np.swapaxes(W, 1, 2)
-    got = obj.A22 - obj._schur(W.ravel())  # M's product, or the dense one of a small A21
+    got = (obj.M @ W.ravel()).reshape(r, r)
     want = A21 @ sla.block_diag(*W) @ A21.T
     np.testing.assert_allclose(np.tril(got), np.tril(want), rtol=1e-12, atol=1e-12)
-    if obj.M is not None:
-        got = (obj.M @ W.ravel()).reshape(r, r)
-        np.testing.assert_allclose(np.tril(got), np.tril(want), rtol=1e-12, atol=1e-12)
-    if not obj._scalar_gradient:  # the scalar gradient's traces only
+    if obj._trace_operator() is None:  # the scalar gradient's operator only
         return
     m = r if REML else obj.re2
     P = rng.normal(size=(m, m))
     P = P + P.T
     Pinv = np.asfortranarray(np.triu(P) + np.tril(rng.normal(size=(m, m)) * 1e6, -1))
-    got = obj._level_traces(Pinv, m)
+    got = obj._trace_operator() @ Pinv.reshape(-1, order="F")
     want = np.einsum("il,ij,jl->l", A21[:m], P, A21[:m])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-    if obj._trace_operator() is not None:
-        got = obj._trace_operator() @ Pinv.reshape(-1, order="F")
-        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])

@@ -52,11 +52,6 @@ _SHORTCUT_MIN = 1e-3
 #: Below this many entries (r x first term's effects) solve() forms L21 densely.
 DENSE_L21 = 200_000
 
-#: A scalar first term's A21 (r x levels) of at most this many entries is held dense: the
-#: Schur product and the scalar gradient's traces by BLAS on it, without building the sparse
-#: operators M and G (schur.scalar_operators: a twentieth of a small fit)
-DENSE_SCALAR_SCHUR = 20_000
-
 #: Dense blocks of lower order are factored without BLAS threads (see DensePLSObjective).
 SMALL_BLOCK = 64
 
@@ -137,13 +132,7 @@ class DensePLSObjective(PLSEngine):
         #: A21 per level (m1, r, q1) and flat (r, m1 q1) when the Schur product is dense
         self._A21_levels: np.ndarray | None = None
         self._A21_flat: np.ndarray | None = None
-        if self._scalar_gradient and r * m1 <= DENSE_SCALAR_SCHUR:
-            # small: the Schur product and the gradient's traces by BLAS on A21 itself
-            D = A21.toarray()
-            self._A21_levels = np.ascontiguousarray(D.T.reshape(m1, r, 1))
-            self._A21_flat = np.ascontiguousarray(D)
-            self.M, schur_flops = None, 2.0 * r * r * m1
-        elif self._scalar_gradient:  # G shares M's pairs: build both at once
+        if self._scalar_gradient:  # G shares M's pairs: build both at once
             self.M, self._trace_op = scalar_operators(A21, m1, r, self._trace_m())
             schur_flops = 2.0 * self.M.nnz
         else:
@@ -440,7 +429,7 @@ class DensePLSObjective(PLSEngine):
         dw = 2.0 * t1 / d1**2  # d W1 / d t1
         Bv = _csr_times(self.A21, v, transposed=True)
         grad = np.empty(theta.size)
-        dlogdet = -float(dw @ self._level_traces(Pinv, m)) if m else 0.0
+        dlogdet = -float(dw @ _csr_times(self._trace_operator(), pflat)) if m else 0.0
         dpw = -pwrss**2 * float(dw @ (Bv * Bv))
         grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
         off = 0
@@ -549,17 +538,6 @@ class DensePLSObjective(PLSEngine):
     def _trace_m(self) -> int:
         """The order of the block whose log det the scalar gradient differentiates."""
         return self.r if self.REML else self.re2
-
-    def _level_traces(self, Pinv: np.ndarray, m: int) -> np.ndarray:
-        """a_l' P a_l per level l of a scalar first term, a_l = A21's column l in its first m
-        rows, P the symmetric m x m matrix whose upper triangle dpotri returned in the
-        Fortran-ordered ``Pinv`` (its lower triangle not read): G @ vec_F(Pinv), or for a
-        small A21 held dense, 2 a_l' triu(P) a_l - sum_i P_ii a_il^2 by one BLAS product."""
-        if self._trace_op is not None:
-            return _csr_times(self._trace_op, Pinv.reshape(-1, order="F"))
-        A = self._A21_flat[:m]
-        T = np.triu(Pinv) @ A
-        return 2.0 * np.einsum("il,il->l", A, T) - np.diagonal(Pinv) @ (A * A)
 
     def _trace_operator(self) -> sp.csr_matrix | None:
         """G of :func:`mixedref.engines.schur.scalar_operators` (None unless every term is
