@@ -106,3 +106,38 @@ def test_polish_stops_on_the_last_hessian_with_the_same_steps(monkeypatch) -> No
         assert a.optinfo.strategies == b.optinfo.strategies, cid
         assert a.optinfo.gradient == b.optinfo.gradient, cid
         assert a.nfev < b.nfev, (cid, a.nfev, b.nfev)
+
+
+def test_checks_take_the_polishs_derivatives_at_the_estimate(monkeypatch) -> None:
+    """lme4's checks after the Newton polish read its last derivatives (taken at θ̂ or within
+    polish.REUSE_SHIFT of it) instead of computing them again: no derivatives of their own,
+    the reported gradient the exact one at θ̂, the Hessian's eigenvalues those of a fresh
+    central difference of the exact gradient at θ̂ up to that shift (fails on 1bb74a7: the
+    checks differenced the criterion, a gradient of 1e-6 to 2e-5 on sleepstudy's slopes)."""
+    import warnings
+
+    import mixedref
+    from harness.core import runner
+    from harness.core.catalog import load_catalog
+    from mixedref.engines import PLSObjective
+    from mixedref.fitting import optimize
+    from mixedref.fitting.convergence import derivatives
+
+    cases = {c.id: c for c in load_catalog()}
+    calls = []
+    own = optimize.derivatives
+    monkeypatch.setattr(optimize, "derivatives", lambda *a, **k: calls.append(1) or own(*a, **k))
+    for cid in ("sleepstudy-slopes-REML", "cake-interaction-REML", "Dyestuff-intercept-ML"):
+        case = cases[cid]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = mixedref.lmer(case.formula, runner.case_data(case), REML=bool(case.REML))
+        assert "polish" in " ".join(m.optinfo.strategies), cid
+        assert calls == [], cid
+        fn = PLSObjective(m.model, bool(case.REML))
+        lower = m.model.theta_lower.astype(float)
+        free, g, H = derivatives(fn, m.theta, lower, value_and_grad=fn.value_and_grad)
+        np.testing.assert_array_equal(m.optinfo.gradient, fn.value_and_grad(m.theta)[1][free])
+        assert np.max(np.abs(m.optinfo.gradient)) < 1e-9, cid
+        np.testing.assert_allclose(m.optinfo.hessian_eigenvalues, np.linalg.eigvalsh(H),
+                                   rtol=1e-5)

@@ -706,29 +706,18 @@ def _dense_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
     the first term's design from its columns X1 and level codes), or None where the dense
     temporaries would exceed DENSE_PRODUCTS_MAX entries.
 
-    The same numbers as scipy's sparse products Z2'Z2 and Z2'Z1 (bit for bit: the engine's
-    results do not move), without their dozen sparse-matrix constructions, which were a sixth of
-    a small fit: scipy's kernel sums each entry over the rows in increasing order, and so does a
-    reduction over the first axis of (rows, ...) products (numpy adds whole rows one after the
-    other there; its pairwise summation runs along the last axis only); the zeros of B that the
-    sparse product skips add exactly nothing (x + 0 = x). A21's entries per level come from the
-    level's rows in increasing order, padded with zeros to the largest level; entries that sum
-    to exactly 0 are dropped, as the sparse product drops them.
+    Two BLAS products on dense arrays, without the dozen sparse-matrix constructions of scipy's
+    products Z2'Z2 and Z2'Z1 (a sixth of a small fit) and without summing (rows, r, r)
+    temporaries (cake: 0.7 -> 0.2 ms). The entries equal scipy's to rounding (BLAS sums in its
+    own order); entries that are exactly 0 are dropped from A21, as the sparse product drops
+    them.
     """
     n, r = B.shape
     q1 = X1.shape[1]
-    counts = np.bincount(codes, minlength=m1)
-    kmax = int(counts.max(initial=0))
-    if n * r * r > DENSE_PRODUCTS_MAX or kmax * m1 * r * q1 > DENSE_PRODUCTS_MAX:
+    if n * r * r > DENSE_PRODUCTS_MAX or n * m1 * q1 > DENSE_PRODUCTS_MAX:
         return None
-    A22 = np.add.reduce(B[:, :, None] * B[:, None, :], axis=0)
-    order = np.argsort(codes, kind="stable")
-    starts = np.cumsum(counts) - counts
-    pos = np.arange(n) - np.repeat(starts, counts)  # rank of each sorted row within its level
-    padded = np.zeros((kmax, m1, r, q1))
-    padded[pos, codes[order]] = B[order][:, :, None] * X1[order][:, None, :]
-    D = np.add.reduce(padded, axis=0)  # (m1, r, q1)
-    A21 = sp.csc_matrix(D.transpose(1, 0, 2).reshape(r, m1 * q1))
+    A22 = B.T @ B
+    A21 = sp.csc_matrix(B.T @ _dense_z(X1, codes, q1, m1))
     A21.sort_indices()
     return np.ascontiguousarray(A22), A21
 

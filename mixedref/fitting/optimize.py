@@ -47,7 +47,7 @@ from mixedref.errors import MixedrefError
 from mixedref.fitting.control import SINGULAR_TOL, Control
 from mixedref.fitting.convergence import check, derivatives, snap_to_boundary
 from mixedref.fitting.optsummary import NLOPT_CODES, OptSummary
-from mixedref.fitting.polish import newton_polish
+from mixedref.fitting.polish import polish_with_derivatives
 from mixedref.fitting.strategies import (
     Problem,
     reasons_to_rescue,
@@ -429,7 +429,10 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     # estimate by a Newton step (on InstEval the polish doubled the fit, 1.0 -> 2.2 s, and ended
     # 8e-11 higher: rounding)
     if control.polish and method != "lbfgsb+newton":
-        x, fx, polished = newton_polish(fn, x, fx, lower, counted, counted_grad)
+        x, fx, polished, known = polish_with_derivatives(fn, x, fx, lower, counted,
+                                                         counted_grad)
+        if known is not None:  # the polish's last derivatives, at (or within 1e-6 of) x
+            derivs[x.tobytes()] = known
     if polished:
         log.strategies.append(f"{polished} Newton step(s) on the exact gradient (polish)")
     conv = code if nlopt_ran and (code < 0 or code == 5) else 0

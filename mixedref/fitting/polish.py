@@ -8,6 +8,10 @@ objective has its exact gradient, a few Newton steps (the Hessian by central dif
 that gradient, mixedref.fitting.convergence.derivatives) put θ where the gradient vanishes to its
 rounding floor. A step is kept only while it shrinks the gradient without raising the criterion
 beyond its rounding; at a bound, or where the Hessian is not positive definite, nothing moves.
+
+The last Hessian is handed on to lme4's checks (:func:`polish_with_derivatives`) where it was
+taken at the estimate or within REUSE_SHIFT of it: the checks would otherwise compute the same
+derivatives again (sleepstudy's slopes: 19 evaluations, a tenth of the fit).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ MAX_ROWS = 200_000
 MAX_STEPS = 4
 #: a step below this relative size of θ is the rounding floor: stop there
 STEP_FLOOR = 1e-14
+#: the last Hessian stands for the one at the estimate when the estimate moved from where it
+#: was taken by at most this much relative to θ (max(|θ|, 1)): its central differences span
+#: ±1e-4 (convergence.STEP), a hundred times more, so such a move changes it at the level of
+#: the differences' own error (the 65 small catalog cases: the last step moves θ by 1e-7 at most)
+REUSE_SHIFT = 1e-6
 
 
 def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
@@ -33,6 +42,18 @@ def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
     """(θ, criterion, Newton steps kept) after polishing ``x`` on objective ``fn`` (its size
     decides whether the finish applies); ``evaluate`` and ``value_and_grad`` are its (counted)
     criterion and exact gradient. Returns ``x`` unchanged where the finish does not apply."""
+    return polish_with_derivatives(fn, x, fx, lower, evaluate, value_and_grad)[:3]
+
+
+def polish_with_derivatives(
+        fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
+        evaluate: Callable[[np.ndarray], float],
+        value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]]
+) -> tuple[np.ndarray, float, int, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """:func:`newton_polish`, and (free, gradient, Hessian) at the returned θ for lme4's checks
+    (mixedref.fitting.convergence.derivatives' form), or None where the polish has none
+    there: the gradient the polish evaluated at θ, the Hessian its last one, taken at θ or
+    within REUSE_SHIFT of it over the same free elements."""
     n = getattr(fn, "n", None)
     value_and_grad = _last_remembered(value_and_grad)
     # the sparse engine's gradient costs about three factorizations of a large system: a step
@@ -40,8 +61,10 @@ def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
     if (not getattr(fn, "has_gradient", False) or getattr(fn, "engine", None) == "sparse"
             or x.size > MAX_THETA
             or (n is not None and n > MAX_ROWS) or value_and_grad(x)[1] is None):
-        return x, fx, 0
+        return x, fx, 0, None
     kept = 0
+    hess: tuple[np.ndarray, ...] | None = None  # (θ, free, gradient, Hessian) of the last
+    grad_at_x: np.ndarray | None = None  # the gradient at x (all elements), once known
     # the criterion's rounding: a few units in its last place (a sum of n terms)
     slack = 64 * np.finfo(float).eps * max(abs(fx), 1.0)
     last: tuple[np.ndarray, np.ndarray] | None = None  # (free, Cholesky factor) of the step
@@ -49,6 +72,7 @@ def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
         if last is not None and _at_floor(last, x, lower, value_and_grad):
             break
         free, g, H = derivatives(evaluate, x, lower, value_and_grad=value_and_grad)
+        hess, grad_at_x = (x, free, g, H), None
         if free.size == 0 or not np.all(np.isfinite(g)) or not np.all(np.isfinite(H)):
             break
         try:
@@ -67,7 +91,29 @@ def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
                                                        < np.max(np.abs(g))):
             break
         x, fx, kept, last = xt, float(ft), kept + 1, (free, L)
-    return x, fx, kept
+        grad_at_x = np.asarray(gt)
+    return x, fx, kept, _derivatives_at(x, lower, hess, grad_at_x)
+
+
+def _derivatives_at(x: np.ndarray, lower: np.ndarray, hess: tuple[np.ndarray, ...] | None,
+                    grad_at_x: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(free, gradient, Hessian) at x from the polish's last derivatives ``hess`` (θ, free,
+    gradient, Hessian) and the gradient of the step that reached x (None when x is where they
+    were taken), or None where they were taken elsewhere (beyond REUSE_SHIFT) or over other
+    free elements than x's (convergence.derivatives' boundary margin)."""
+    if hess is None:
+        return None
+    x_h, free, g, H = hess
+    if not np.array_equal(free, np.flatnonzero(~(x - lower <= 1e-4))):
+        return None
+    if np.max(np.abs(x - x_h) / np.maximum(np.abs(x), 1.0), initial=0.0) > REUSE_SHIFT:
+        return None
+    if free.size == 0:
+        return None
+    if grad_at_x is None:  # x is where the derivatives were taken
+        return (free, g, H) if np.array_equal(x, x_h) else None
+    return free, grad_at_x[free], H
 
 
 #: _at_floor stops without a new Hessian where the last one predicts a step below this

@@ -90,6 +90,9 @@ class ModelFrame:
     # degeneracy check: mixedref.frontend.resolution reads it to skip its own least squares
     # where the response is clearly resolved
     response_resid_ss: float | None = None
+    # the reduced QR factorization (Q, R) of X (unweighted) from the rank check, or None: the
+    # engines residualize y on X with it (mixedref.engines.base.prepare_response)
+    x_qr: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def padded_positions(self) -> np.ndarray:
@@ -427,8 +430,9 @@ def build_model(
                           glmer_sizes=response is not None and response.glmer_sizes)
     used = ({k: v for k, v in contrasts.items() if k in fvars and fvars[k].is_factor}
             if contrasts else None)
-    X, names, dropped, scale_warned = _fixed_matrix(raw, fvars, y.shape[0], used, messages)
-    degenerate, resid_ss = _check_response(y, X, w, o, parsed.response_name, messages)
+    X, names, dropped, scale_warned, x_qr = _fixed_matrix(raw, fvars, y.shape[0], used,
+                                                          messages)
+    degenerate, resid_ss = _check_response(y, X, w, o, parsed.response_name, messages, x_qr)
     nodes = [*raw.fixed_nodes.values(), *(n for _, _, bv in raw.bar_specs for n in bv.values())]
     spec = NewdataSpec(
         variables={label: _template(v) for label, v in fvars.items()},
@@ -456,6 +460,7 @@ def build_model(
         degenerate_response=degenerate,
         newdata_spec=spec,
         response_resid_ss=resid_ss if w is None and o is None else None,
+        x_qr=x_qr,
     )
 
 
@@ -642,11 +647,13 @@ def _check_sizes(terms: list[ReTerm], labels: list[str], n: int, glmer_sizes: bo
 
 def _fixed_matrix(raw: _Variables, fvars: dict[str, fixed.Variable], n: int,
                   used: dict[str, fixed.Contrast] | None, messages: list[str]
-                  ) -> tuple[np.ndarray, list[str], list[str], bool]:
+                  ) -> tuple[np.ndarray, list[str], list[str], bool,
+                             tuple[np.ndarray, np.ndarray] | None]:
     """R's model.matrix of the fixed part with the contrasts in ``used``, aliased columns
-    dropped (with lme4's message) and lme4's checkScaleX: (X, names, dropped, scale warned)."""
+    dropped (with lme4's message) and lme4's checkScaleX: (X, names, dropped, scale warned,
+    X's QR factorization from the rank check or None: fixed.drop_aliased_qr)."""
     X, names = fixed.model_matrix(raw.fixed_terms, raw.fixed_icpt, fvars, n, used)
-    X, names, dropped = fixed.drop_aliased(X, names)
+    X, names, dropped, x_qr = fixed.drop_aliased_qr(X, names)
     if dropped:
         k = len(dropped)
         messages.append(
@@ -658,15 +665,17 @@ def _fixed_matrix(raw: _Variables, fvars: dict[str, fixed.Variable], n: int,
     if scale_warned:
         messages.append("Some predictor variables are on very different scales: consider "
                         "rescaling")
-    return X, names, dropped, scale_warned
+    return X, names, dropped, scale_warned, x_qr
 
 
 def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.ndarray | None,
-                    name: str, messages: list[str]) -> tuple[bool, float]:
+                    name: str, messages: list[str],
+                    x_qr: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bool, float]:
     """Refuse a response whose sum of squares overflows (the criterion is not finite at lme4's
     starting theta: lme4 1.1-31 returns sigma = Inf, mixedref NaN), and warn when the fixed
     effects reproduce it exactly (residual variance 0: lme4 returns sigma = 0). Returns
-    (whether it is reproduced exactly, the residual sum of squares about X)."""
+    (whether it is reproduced exactly, the residual sum of squares about X). ``x_qr``: X's
+    reduced QR factorization where already known (used when unweighted)."""
     r = y if o is None else y - o
     sw = None if w is None else np.sqrt(w)
     rw = r if sw is None else r * sw
@@ -690,9 +699,13 @@ def _check_response(y: np.ndarray, X: np.ndarray, w: np.ndarray | None, o: np.nd
     elif X.shape[1] == 0:
         resid = ss
     else:
-        Xw = X if sw is None else X * sw[:, None]
-        Q = np.linalg.qr(Xw)[0]  # X is full rank here (aliased columns dropped): Q spans it,
-        e = rw - Q @ (Q.T @ rw)  # a Householder projection as stable as lstsq at 2/5 the time
+        if sw is None and x_qr is not None:
+            Q = x_qr[0]
+        else:
+            Q = np.linalg.qr(X if sw is None else X * sw[:, None])[0]
+        # X is full rank here (aliased columns dropped): Q spans it, and a Householder
+        # projection is as stable as lstsq at 2/5 of its time
+        e = rw - Q @ (Q.T @ rw)
         resid = float(np.dot(e, e))
     if below_rounding(resid, rw):  # mixedref.frontend.resolution: 1e-12 relative flagged SmLs07-09
         msg = (f"the response {name!r} is reproduced exactly by the fixed effects (it is "

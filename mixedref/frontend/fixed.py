@@ -41,6 +41,7 @@ __all__ = [
     "contr_poly",
     "contrast_matrix",
     "drop_aliased",
+    "drop_aliased_qr",
     "evaluate",
     "finalize",
     "model_matrix",
@@ -813,12 +814,22 @@ def drop_aliased(
     """lme4's check.rankX = "message+drop.cols": R's ``qr(X, tol = 1e-7, LAPACK = FALSE)``
     (LINPACK's limited pivoting) keeps, in order, each column not within ``tol`` (relative to
     its own norm) of the span of the columns kept before it; the others are dropped."""
+    return drop_aliased_qr(X, names, tol)[:3]
+
+
+def drop_aliased_qr(
+    X: np.ndarray, names: Sequence[str], tol: float = 1e-7
+) -> tuple[np.ndarray, list[str], list[str], tuple[np.ndarray, np.ndarray] | None]:
+    """:func:`drop_aliased`, and the reduced QR factorization (Q, R) of the returned X where no
+    column was dropped (else None): the rank check's own factorization, which the degeneracy
+    check of the response and the engines' residualization of y on X reuse instead of
+    factoring X again (mixedref.frontend.design, mixedref.engines.base)."""
     p = X.shape[1]
     if p == 0:
-        return X, list(names), []
-    r = np.linalg.qr(X, mode="r")  # R alone: the same geqrf, without forming Q
+        return X, list(names), [], None
+    q, r = np.linalg.qr(X)  # R as qr(X, mode="r") gives it (the same geqrf), and Q
     if np.all(np.abs(np.diag(r)) > tol * np.linalg.norm(X, axis=0)):
-        return X, list(names), []
+        return X, list(names), [], (q, r)
     basis = np.empty((X.shape[0], 0))
     keep: list[int] = []
     for j in range(p):
@@ -831,7 +842,7 @@ def drop_aliased(
             keep.append(j)
             basis = np.column_stack([basis, res / rn])
     dropped = [names[j] for j in range(p) if j not in keep]
-    return X[:, keep], [names[j] for j in keep], dropped
+    return X[:, keep], [names[j] for j in keep], dropped, None
 
 
 @functools.lru_cache(maxsize=64)

@@ -207,9 +207,14 @@ class MixedModelFit:
     def bic(self) -> float:
         return -2.0 * self.loglik + math.log(self.nobs) * self.df
 
+    @property
+    def _vcov_values(self) -> np.ndarray:
+        """vcov's values as an array (a subclass may give them without the DataFrame)."""
+        return self.vcov.to_numpy()
+
     @cached_property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov.to_numpy())), index=self.fixef.index,
+        return pd.Series(np.sqrt(np.diag(self._vcov_values)), index=self.fixef.index,
                          name="se")
 
     # -- random effects -----------------------------------------------------------------

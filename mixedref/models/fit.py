@@ -103,12 +103,16 @@ class LmerFit(MixedModelFit):
         return pd.Series(self._sol.beta, index=self._fixef_index, name="fixef")
 
     @cached_property
+    def _vcov_values(self) -> np.ndarray:
+        """sigma^2 (R_X'R_X)^-1 as an array: se reads it without vcov's DataFrame."""
+        RXinv = np.linalg.inv(self._sol.RX) if self.model.p else np.zeros((0, 0))
+        return self.sigma**2 * RXinv @ RXinv.T
+
+    @cached_property
     def vcov(self) -> pd.DataFrame:
         """sigma^2 (R_X'R_X)^-1, as lme4's vcov."""
         names = self._fixef_index
-        RXinv = np.linalg.inv(self._sol.RX) if len(names) else np.zeros((0, 0))
-        V = self.sigma**2 * RXinv @ RXinv.T
-        return pd.DataFrame(V, index=names, columns=names)
+        return pd.DataFrame(self._vcov_values.copy(), index=names, columns=names)
 
     @property
     def df(self) -> int:
