@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,3 +83,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 or bool(tags & HEAVY_CASE_TAGS))
 
     items.sort(key=lambda item: not heavy(item))
+
+
+# ----------------------------------------------------------------------------- gradient checks
+
+
+def interior_theta(model: Any, rng: np.random.Generator) -> np.ndarray:
+    """A θ strictly inside the bounds, each entry on its column's scale."""
+    from mixedref.fitting.strategies import theta_scales
+
+    lower = model.theta_lower
+    z = np.where(lower == 0, rng.uniform(0.3, 1.5, lower.size), rng.normal(0.0, 0.3, lower.size))
+    return z / theta_scales(model)
+
+
+def richardson(obj: Callable[[np.ndarray], float], theta: np.ndarray,
+               rel: float = 2e-3) -> np.ndarray:
+    """Central differences of the criterion ``obj`` (with ``obj.model``) with relative steps h
+    and h/2, extrapolated: error O(h^4)."""
+    from mixedref.fitting.strategies import theta_scales
+
+    h = rel * np.maximum(np.abs(theta), 0.1 / theta_scales(obj.model))
+
+    def central(step: np.ndarray) -> np.ndarray:
+        out = np.empty(theta.size)
+        for i, hi in enumerate(step):
+            e = np.zeros(theta.size)
+            e[i] = hi
+            out[i] = (obj(theta + e) - obj(theta - e)) / (2.0 * hi)
+        return out
+
+    return (4.0 * central(h / 2.0) - central(h)) / 3.0

@@ -16,10 +16,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import interior_theta, richardson
 
 from harness.core.catalog import load_catalog, load_data
 from mixedref.engines.dense import DensePLSObjective
-from mixedref.fitting.strategies import theta_scales
 from mixedref.frontend.design import build_model
 from mixedref.frontend.reterm import term_z
 
@@ -42,28 +42,6 @@ def _objective(case) -> DensePLSObjective | None:
         return DensePLSObjective(model, REML=bool(case.REML))
     except Exception:  # noqa: BLE001 - a design the dense engine refuses has no gradient here
         return None
-
-
-def _interior_theta(obj: DensePLSObjective, rng: np.random.Generator) -> np.ndarray:
-    """A θ strictly inside the bounds, each entry on its column's scale."""
-    lower = obj.model.theta_lower
-    z = np.where(lower == 0, rng.uniform(0.3, 1.5, lower.size), rng.normal(0.0, 0.3, lower.size))
-    return z / theta_scales(obj.model)
-
-
-def _richardson(obj: DensePLSObjective, theta: np.ndarray, rel: float = 2e-3) -> np.ndarray:
-    """Central differences with relative steps h and h/2, extrapolated: error O(h^4)."""
-    h = rel * np.maximum(np.abs(theta), 0.1 / theta_scales(obj.model))
-
-    def central(step: np.ndarray) -> np.ndarray:
-        out = np.empty(theta.size)
-        for i, hi in enumerate(step):
-            e = np.zeros(theta.size)
-            e[i] = hi
-            out[i] = (obj(theta + e) - obj(theta - e)) / (2.0 * hi)
-        return out
-
-    return (4.0 * central(h / 2.0) - central(h)) / 3.0
 
 
 def _full_matrix_gradient(obj: DensePLSObjective, theta: np.ndarray) -> np.ndarray:
@@ -115,11 +93,11 @@ def test_exact_gradient_matches_differences_at_interior_theta(case) -> None:
     assert obj.has_gradient, "every catalog design the dense engine fits offers the gradient"
     rng = np.random.default_rng(20261207)
     for _ in range(2):
-        theta = _interior_theta(obj, rng)
+        theta = interior_theta(obj.model, rng)
         value, grad = obj.value_and_grad(theta)
         assert grad is not None
         assert value == pytest.approx(obj(theta), rel=1e-10)
-        fd = _richardson(obj, theta)
+        fd = richardson(obj, theta)
         scale = np.maximum(np.abs(fd), 1.0)
         np.testing.assert_array_less(np.abs(grad - fd) / scale, 1e-6)
         if obj.r + sum(obj.q[0] * m for m in obj.nlev[:1]) <= MAX_FULL:
@@ -134,5 +112,5 @@ def test_gradient_of_vector_terms_at_boundary_rows_is_finite_and_matches() -> No
     obj = _objective(case)
     theta = np.array([0.9, 0.02, 0.0])
     _, grad = obj.value_and_grad(theta)
-    fd = _richardson(obj, theta + np.array([0, 0, 1e-12]))
+    fd = richardson(obj, theta + np.array([0, 0, 1e-12]))
     np.testing.assert_allclose(grad[:2], fd[:2], rtol=1e-6, atol=1e-6)

@@ -492,10 +492,11 @@ def test_y_residualized_on_x_to_the_rounding_of_the_residual() -> None:
     Xf = [[Fraction(float(v)) for v in row] for row in X]
     yf = [Fraction(float(v)) for v in model.y]
     a = sum(r[0] * r[0] for r in Xf), sum(r[0] * r[1] for r in Xf), sum(r[1] * r[1] for r in Xf)
-    c = sum(r[0] * v for r, v in zip(Xf, yf)), sum(r[1] * v for r, v in zip(Xf, yf))
+    pairs = list(zip(Xf, yf, strict=True))
+    c = sum(r[0] * v for r, v in pairs), sum(r[1] * v for r, v in pairs)
     det = a[0] * a[2] - a[1] * a[1]
     b = ((a[2] * c[0] - a[1] * c[1]) / det, (a[0] * c[1] - a[1] * c[0]) / det)
-    exact = np.array([float(v - r[0] * b[0] - r[1] * b[1]) for r, v in zip(Xf, yf)])
+    exact = np.array([float(v - r[0] * b[0] - r[1] * b[1]) for r, v in zip(Xf, yf, strict=True)])
     for REML in (True, False):
         yw = PLSObjective(model, REML).yw
         assert np.max(np.abs(yw - exact)) <= 1e-13 * np.max(np.abs(exact)), REML

@@ -17,10 +17,10 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import interior_theta, richardson
 
 from harness.core.catalog import load_catalog, load_data
 from mixedref.engines import PLSObjective
-from mixedref.fitting.strategies import theta_scales
 from mixedref.frontend.design import build_model
 
 try:
@@ -47,26 +47,6 @@ def _model(case):
         return build_model(case.formula, data, weights=case.prior_weights(data))
 
 
-def _interior_theta(model, rng: np.random.Generator) -> np.ndarray:
-    lower = model.theta_lower
-    z = np.where(lower == 0, rng.uniform(0.3, 1.5, lower.size), rng.normal(0.0, 0.3, lower.size))
-    return z / theta_scales(model)
-
-
-def _richardson(obj, theta: np.ndarray, rel: float = 2e-3) -> np.ndarray:
-    h = rel * np.maximum(np.abs(theta), 0.1 / theta_scales(obj.model))
-
-    def central(step: np.ndarray) -> np.ndarray:
-        out = np.empty(theta.size)
-        for i, hi in enumerate(step):
-            e = np.zeros(theta.size)
-            e[i] = hi
-            out[i] = (obj(theta + e) - obj(theta - e)) / (2.0 * hi)
-        return out
-
-    return (4.0 * central(h / 2.0) - central(h)) / 3.0
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_sparse_gradient_matches_differences_and_the_dense_gradient(case) -> None:
     model = _model(case)
@@ -80,10 +60,10 @@ def test_sparse_gradient_matches_differences_and_the_dense_gradient(case) -> Non
         dense = None
     rng = np.random.default_rng(20261207)
     for _ in range(2):
-        theta = _interior_theta(model, rng)
+        theta = interior_theta(model, rng)
         value, grad = obj.value_and_grad(theta)
         assert value == pytest.approx(obj(theta), rel=1e-12)
-        fd = _richardson(obj, theta)
+        fd = richardson(obj, theta)
         scale = np.maximum(np.abs(fd), 1.0)
         np.testing.assert_array_less(np.abs(grad - fd) / scale, 1e-6)
         if dense is not None and dense.has_gradient:

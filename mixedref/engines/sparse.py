@@ -33,7 +33,13 @@ from mixedref.engines.base import (
     WeightedFactor,
     WeightedSystem,
 )
-from mixedref.engines.supernodal import SupernodalFactor
+from mixedref.engines.supernodal import (
+    _CHOLMOD_SUPERNODAL,
+    _SUPERNODAL_OFFSET,
+    SupernodalFactor,
+    _Factor,
+    _Sparse,
+)
 from mixedref.errors import MixedrefError
 from mixedref.fitting import threads
 from mixedref.frontend.design import ModelFrame, ReTerm
@@ -122,14 +128,14 @@ def symbolic(pattern: SparsePattern) -> Symbolic | None:
         return None
     mode.value = _CHOLMOD_SUPERNODAL
     try:
-        A = _CholmodSparse(pattern.nre, pattern.indptr.size - 1, pattern.indices.size,
+        A = _Sparse(pattern.nre, pattern.indptr.size - 1, pattern.indices.size,
                            pattern.indptr.ctypes.data, pattern.indices.ctypes.data, None,
                            None, None, 0, 0, 0, 0, 1, 1)  # unsymmetric, int, pattern only
         L = lib.cholmod_analyze(ctypes.byref(A), common)
         if not L:
             return None
         try:
-            f = ctypes.cast(L, ctypes.POINTER(_CholmodFactor)).contents
+            f = ctypes.cast(L, ctypes.POINTER(_Factor)).contents
             cc = np.ctypeslib.as_array(ctypes.cast(f.ColCount, ctypes.POINTER(ctypes.c_int)),
                                        shape=(int(f.n),)).astype(float)
             nnz = float(f.xsize) if f.is_super else float(cc.sum())
@@ -139,32 +145,6 @@ def symbolic(pattern: SparsePattern) -> Symbolic | None:
             lib.cholmod_free_factor(ctypes.byref(Lp), common)
     finally:
         lib.cholmod_finish(common)
-
-
-_SUPERNODAL_OFFSET = 48
-_CHOLMOD_SUPERNODAL = 2
-
-
-class _CholmodSparse(ctypes.Structure):
-    _fields_ = [("nrow", ctypes.c_size_t), ("ncol", ctypes.c_size_t),
-                ("nzmax", ctypes.c_size_t), ("p", ctypes.c_void_p), ("i", ctypes.c_void_p),
-                ("nz", ctypes.c_void_p), ("x", ctypes.c_void_p), ("z", ctypes.c_void_p),
-                ("stype", ctypes.c_int), ("itype", ctypes.c_int), ("xtype", ctypes.c_int),
-                ("dtype", ctypes.c_int), ("sorted", ctypes.c_int), ("packed", ctypes.c_int)]
-
-
-class _CholmodFactor(ctypes.Structure):  # the leading fields of cholmod_factor (CHOLMOD 3-5)
-    _fields_ = [("n", ctypes.c_size_t), ("minor", ctypes.c_size_t),
-                ("Perm", ctypes.c_void_p), ("ColCount", ctypes.c_void_p),
-                ("IPerm", ctypes.c_void_p), ("nzmax", ctypes.c_size_t),
-                ("p", ctypes.c_void_p), ("i", ctypes.c_void_p), ("x", ctypes.c_void_p),
-                ("z", ctypes.c_void_p), ("nz", ctypes.c_void_p), ("next", ctypes.c_void_p),
-                ("prev", ctypes.c_void_p), ("nsuper", ctypes.c_size_t),
-                ("ssize", ctypes.c_size_t), ("xsize", ctypes.c_size_t),
-                ("maxcsize", ctypes.c_size_t), ("maxesize", ctypes.c_size_t),
-                ("super_", ctypes.c_void_p), ("pi", ctypes.c_void_p), ("px", ctypes.c_void_p),
-                ("s", ctypes.c_void_p), ("ordering", ctypes.c_int), ("is_ll", ctypes.c_int),
-                ("is_super", ctypes.c_int), ("is_monotonic", ctypes.c_int)]
 
 
 _lib_cache: list = []
