@@ -103,6 +103,7 @@ INFO = {'case': 'AtmWtAg-oneway-REML',
 # The package call's inputs, as the adapter builds them
 FORMULA = 'Response ~ 1 + (1 | Treatment)'
 REML = True
+COLUMNS = []
 DDF = ['Satterthwaite', 'Kenward-Roger']
 TERMS = [('Treatment', 'Treatment', ['(Intercept)'])]
 
@@ -310,17 +311,41 @@ def main(argv: list[str], estimates: Any, info: dict[str, Any], data_path: Any) 
     return 0
 
 
-def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool) -> Any:
-    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``."""
+def glmm_fit(glmm: Any, data: Any, formula: str, reml: bool,
+             columns: list[tuple[str, str]] | tuple = ()) -> Any:
+    """glmm's own call on lme4's formula: ``glmm.fit(data, formula, reml=)``, on the data with
+    the groupings of ``columns`` (its formula names a grouping of three factors ``a:b:c`` as
+    the pasted column ``a__b__c``: :func:`with_groups`)."""
+    if columns:
+        data = with_groups(data, list(columns))
     return glmm.fit(data, formula, reml=reml)
+
+
+def with_groups(data: Any, columns: list[tuple[str, str]]) -> Any:
+    """A copy of ``data`` with each interaction grouping ``a:b`` as a column of its own
+    (``columns``: (new column, grouping)), its labels pasted."""
+    data = data.copy()
+    for col, group in columns:
+        data[col] = group_labels(data, group)
+    return data
+
+
+def group_labels(data: Any, group: str) -> Any:
+    """The grouping factor's labels per row as strings; ``a:b`` pastes its parts' labels."""
+    parts = group.split(":")
+    out = data[parts[0]].astype(str).to_numpy().astype(object)
+    for p in parts[1:]:
+        out = out + ":" + data[p].astype(str).to_numpy().astype(object)
+    return out.astype(str)
 
 def estimates(data):
     """glmm's own call on lme4's formula, in lme4's quantities."""
     import glmm
 
-    m = glmm_fit(glmm, data, FORMULA, REML)
+    m = glmm_fit(glmm, data, FORMULA, REML, COLUMNS)
     sigma2 = float(m.dispersion)
-    blocks = {grp: (list(cols), unpack_vech(packed, len(cols)))
+    alias = dict(COLUMNS)  # a pasted grouping column a__b__c is a:b:c
+    blocks = {alias.get(grp, grp): (list(cols), unpack_vech(packed, len(cols)))
               for (grp, cols), packed in zip(m.re_groups, m.varcorr, strict=True)}
     terms = [(name, cols, pick_block(blocks, group, cols)) for name, group, cols in TERMS]
     names = list(m.names)

@@ -92,6 +92,12 @@ REML = True
 FACTORS = []
 DDF = ['Satterthwaite', 'Kenward-Roger']
 TERMS = [('cask:batch', 'cask:batch', ['(Intercept)']), ('batch', 'batch', ['(Intercept)'])]
+COLUMNS = ['strength', 'batch', 'cask', 'sample']
+LEVELS = {'batch': ['A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J'],
+          'cask': ['a', 'b', 'c'],
+          'sample': ['A:a', 'A:b', 'A:c', 'B:a', 'B:b', 'B:c', 'C:a', 'C:b', 'C:c', 'D:a',
+                     'D:b', 'D:c', 'E:a', 'E:b', 'E:c', 'F:a', 'F:b', 'F:c', 'G:a', 'G:b',
+                     'G:c', 'H:a', 'H:b', 'H:c', 'I:a', 'I:b', 'I:c', 'J:a', 'J:b', 'J:c']}
 
 
 def read_frame(path: Any, columns: dict[str, Any]) -> Any:
@@ -330,6 +336,29 @@ def lme_python_blocks(var_corr: Any) -> dict[str, tuple[list[str], Any]]:
     return {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
             for g, (n, e) in blocks.items()}
 
+
+def lme_python_r_names(names: list[str], columns: list[str],
+                       levels: dict[str, list[str]]) -> list[str]:
+    """R's names of lme-python's coefficient names. lme-python 0.2.7 writes a two-way
+    interaction with a contrast-coded factor as ``{a}:{b}{level of a}:{level of b}``
+    (``Diet:Time2:`` for R's ``Diet2:Time``, ``x:f:b`` for ``x:fb``, ``f:hb:v`` for
+    ``fb:hv``); the column's values are R's, only its name is not. A name of that form, whose
+    ``a`` and ``b`` are data ``columns`` and whose levels are theirs (``levels``: each factor's
+    levels; a numeric column's level is empty), is renamed; any other name is kept."""
+    out = []
+    for name in names:
+        renamed = name
+        for a in columns:
+            for b in columns:
+                head = f"{a}:{b}"
+                if a == b or not name.startswith(head) or name[len(head):].count(":") != 1:
+                    continue
+                la, lb = name[len(head):].split(":")
+                if (la or lb) and (la in levels.get(a, [""])) and (lb in levels.get(b, [""])):
+                    renamed = f"{a}{la}:{b}{lb}"
+        out.append(renamed)
+    return out
+
 def estimates(data):
     """lme-python's lmer on lme4's formula, in lme4's quantities, with its t tests."""
     import lme_python
@@ -339,7 +368,7 @@ def estimates(data):
     sigma2 = float(m.sigma2)
     mats = lme_python_blocks(m.var_corr)
     terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
-    names = list(m.fixed_names or [])
+    names = lme_python_r_names(list(m.fixed_names or []), COLUMNS, LEVELS)  # R's names
     tests = []
     for ddf, method, field in (("Satterthwaite", "with_satterthwaite", "satterthwaite"),
                                ("Kenward-Roger", "with_kenward_roger", "kenward_roger")):

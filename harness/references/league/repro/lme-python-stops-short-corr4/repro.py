@@ -259,6 +259,12 @@ REML = True
 FACTORS = []
 DDF = ['Satterthwaite', 'Kenward-Roger']
 TERMS = [('g', 'g', ['(Intercept)', 'x1', 'x2', 'x3'])]
+COLUMNS = ['y', 'x1', 'x2', 'x3', 'g']
+LEVELS = {'g': ['g01', 'g02', 'g03', 'g04', 'g05', 'g06', 'g07', 'g08', 'g09', 'g10', 'g11',
+                'g12', 'g13', 'g14', 'g15', 'g16', 'g17', 'g18', 'g19', 'g20', 'g21', 'g22',
+                'g23', 'g24', 'g25', 'g26', 'g27', 'g28', 'g29', 'g30', 'g31', 'g32', 'g33',
+                'g34', 'g35', 'g36', 'g37', 'g38', 'g39', 'g40', 'g41', 'g42', 'g43', 'g44',
+                'g45', 'g46', 'g47', 'g48', 'g49', 'g50']}
 
 
 def read_frame(path: Any, columns: dict[str, Any]) -> Any:
@@ -497,6 +503,29 @@ def lme_python_blocks(var_corr: Any) -> dict[str, tuple[list[str], Any]]:
     return {g: (n, np.array([[e.get((a, b), 0.0) for b in n] for a in n]))
             for g, (n, e) in blocks.items()}
 
+
+def lme_python_r_names(names: list[str], columns: list[str],
+                       levels: dict[str, list[str]]) -> list[str]:
+    """R's names of lme-python's coefficient names. lme-python 0.2.7 writes a two-way
+    interaction with a contrast-coded factor as ``{a}:{b}{level of a}:{level of b}``
+    (``Diet:Time2:`` for R's ``Diet2:Time``, ``x:f:b`` for ``x:fb``, ``f:hb:v`` for
+    ``fb:hv``); the column's values are R's, only its name is not. A name of that form, whose
+    ``a`` and ``b`` are data ``columns`` and whose levels are theirs (``levels``: each factor's
+    levels; a numeric column's level is empty), is renamed; any other name is kept."""
+    out = []
+    for name in names:
+        renamed = name
+        for a in columns:
+            for b in columns:
+                head = f"{a}:{b}"
+                if a == b or not name.startswith(head) or name[len(head):].count(":") != 1:
+                    continue
+                la, lb = name[len(head):].split(":")
+                if (la or lb) and (la in levels.get(a, [""])) and (lb in levels.get(b, [""])):
+                    renamed = f"{a}{la}:{b}{lb}"
+        out.append(renamed)
+    return out
+
 def estimates(data):
     """lme-python's lmer on lme4's formula, in lme4's quantities, with its t tests."""
     import lme_python
@@ -506,7 +535,7 @@ def estimates(data):
     sigma2 = float(m.sigma2)
     mats = lme_python_blocks(m.var_corr)
     terms = [(name, cols, pick_block(mats, group, cols)) for name, group, cols in TERMS]
-    names = list(m.fixed_names or [])
+    names = lme_python_r_names(list(m.fixed_names or []), COLUMNS, LEVELS)  # R's names
     tests = []
     for ddf, method, field in (("Satterthwaite", "with_satterthwaite", "satterthwaite"),
                                ("Kenward-Roger", "with_kenward_roger", "kenward_roger")):
