@@ -88,6 +88,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--allow-empty", action="store_true", default=None,
                     help="let a run pass in which a candidate was compared on no case "
                          "(by default that gated nothing, and the run fails saying so)")
+    parser.addini("harness_durations", default="",
+                  help="JSON file (relative to the rootdir) of recorded test durations, "
+                       "{node id: seconds} as pytest-split's --store-durations writes it: "
+                       "with -n N the heaviest work units start first")
 
 
 #: The plugin's own options (dest names): passing any of them asks for the harness.
@@ -371,10 +375,11 @@ def _load_registry_and_baseline(hs: HarnessSession) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With ``-n N`` and no explicit ``--dist``: schedule each catalog case's items on one
-    worker (so its lme4 reference is fitted once), everything else as ``--dist load`` does.
+    """With ``-n N`` and no explicit ``--dist``: each catalog case's items on one worker (so its
+    lme4 reference is fitted once), each other module on one worker, heaviest first by the
+    durations the ini option ``harness_durations`` names (harness.pytest_plugin.schedule).
 
-    (xdist's own ``--dist loadgroup`` would do this through the xdist_group marks the items
+    (xdist's own ``--dist loadgroup`` would group through the xdist_group marks the items
     carry, but pytest-xdist 3.8 cannot rename node ids under pytest 9, so it does not group.)
     """
     if not _active(config):
@@ -383,34 +388,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                    for a in config.invocation_params.args)
     if explicit or config.getoption("dist") != "load":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from harness.pytest_plugin.schedule import case_scheduling, load_durations
 
-    class CaseScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path, sep, name = nodeid.partition("::")
-            if sep and Path(path).name.endswith((".yaml", ".yml")) and "[" in name:
-                return f"{path}::{name.split('[', 1)[0]}"
-            return nodeid
-
-        def remove_node(self, node: Any) -> str | None:
-            # A worker died (e.g. its embedded R aborted): report the item it was running as
-            # crashed and requeue only the rest of its work; re-running the item (xdist's
-            # LoadScopeScheduling does) would kill worker after worker.
-            workload = self.assigned_work.pop(node)
-            pending = [(scope, nodeid) for scope, unit in workload.items()
-                       for nodeid, done in unit.items() if not done]
-            if not pending:
-                return None
-            scope, crashitem = pending[0]
-            workload[scope][crashitem] = True
-            for scope, unit in workload.items():
-                if not all(unit.values()):
-                    self.workqueue[scope] = unit
-            for other in self.assigned_work:
-                self._reschedule(other)
-            return crashitem
-
-    return CaseScheduling(config, log)
+    return case_scheduling(config, log, load_durations(config))
 
 
 @pytest.hookimpl(optionalhook=True)
