@@ -444,12 +444,14 @@ class CatalogFile(pytest.File):
         mode, ref_adapter, _ = hs.reference()
         ref_label = "lme4" if mode == "live" else "lme4-recorded"
         cases = load_catalog(hs.catalog_path)
+        # one recording for every case (each instance parses the 4.8 MB file on first use)
+        recorded = Lme4Recorded(hs.recorded_path)
         for case in cases:
             # a certified case is judged against its exact truth; lme4 (live and recorded)
             # are candidates there, which replaces lme4-vs-recorded
             truth = certified_reference(case)
             ref, label = (truth, truth.name) if truth else (ref_adapter, ref_label)
-            lme4s = {ref_label: ref_adapter, "lme4-recorded": Lme4Recorded(hs.recorded_path)}
+            lme4s = {ref_label: ref_adapter, "lme4-recorded": recorded}
             for impl in dict.fromkeys(hs.impls() + (list(lme4s) if truth else [])):
                 try:
                     adapter = lme4s[impl] if truth and impl in lme4s else get_adapter(impl)
@@ -460,7 +462,6 @@ class CatalogFile(pytest.File):
                 _mark(item, case, impl, adapter, ref)
                 yield item
             if mode == "live" and not truth:
-                recorded = Lme4Recorded(hs.recorded_path)
                 item = CaseItem.from_parent(self, name=f"{case.id}[lme4-vs-recorded]",
                                             case=case, adapter=ref_adapter, reference=recorded)
                 _mark(item, case, "lme4", ref_adapter, recorded)
