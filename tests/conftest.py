@@ -61,4 +61,4 @@ def df() -> pd.DataFrame:
 # Order under `./dev test` (-n 2): the harness plugin hands each test module and each catalog
 # case to a worker as one unit, heaviest first by tests/durations.json (pyproject.toml's
 # harness_durations; harness/pytest_plugin/schedule.py). Refresh that file after adding heavy
-# tests: `./dev test --store-durations --durations-path tests/durations.json`.
+# tests: `./dev test --store-durations --durations-path tests/durations.json --clean-durations`.

@@ -19,9 +19,11 @@ a reference answer fails (or, with ``--allow-missing-reference``, is skipped and
 plugin is inert in a session that collects no catalog and passes none of its options.
 
 Parallel runs: with ``-n N`` (and no explicit ``--dist``) the plugin schedules each case's
-items on one worker, so the lme4 reference for a case is fitted once; the items also carry an
-``xdist_group`` mark per case. Across CI jobs, pytest-split works on these items as on any:
-``pytest harness --store-durations`` once, then ``pytest harness --splits 4 --group 1`` etc.
+items on one worker, so the lme4 reference for a case is fitted once, and each other test module
+on one worker, heaviest first by the durations the ini option ``harness_durations`` names
+(harness.pytest_plugin.schedule); the items also carry an ``xdist_group`` mark per case.
+Across CI jobs, pytest-split works on these items as on any: ``pytest harness
+--store-durations`` once, then ``pytest harness --splits 4 --group 1`` etc.
 """
 
 from __future__ import annotations
