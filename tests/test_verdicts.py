@@ -220,7 +220,8 @@ def test_registered_divergences_expected_grown_stale_and_unknown(
                size=round(one_percent("sleepstudy-slopes-REML") / 3, 5)),
         _entry(case="sleepstudy-intercept-ML", size=1.0),  # agrees: stopped firing
     ])  # sleepstudy-uncorrelated-REML: unregistered
-    result = pytester.runpytest_subprocess(
+    pytester.syspathinsert()  # in this process, as the baseline test's sessions below
+    result = pytester.runpytest_inprocess(
         "--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-rxf", "-v",
         "--impl", "shifted_r:fit", "-k", SELECT_THREE, "--divergences", registry)
     result.assert_outcomes(passed=2, failed=3, xfailed=1)
