@@ -59,30 +59,10 @@ def df() -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{k}" for k in g])})
 
 
-#: Modules whose tests start whole pytest sessions, an embedded R or a fresh environment (each
-#: 10-60 s, measured with ``--durations``): under ``-n 2`` they start first, so that the two
-#: workers finish together instead of one running a minute-long test alone at the end.
-SESSION_MODULES = ("test_verdicts", "test_report_resilience", "test_r_failures", "test_wheel",
-                   "test_tolerance_evidence", "test_plugin", "test_inert", "test_environments",
-                   "test_ecosystem", "test_record", "test_cli", "test_strategies", "test_sparse")
-
-
-#: catalog cases whose live lme4 fit alone takes 10-35 s (InstEval, kb07's maximal model)
-HEAVY_CASE_TAGS = {"large", "hard"}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest first (a stable reordering; the same on every xdist worker): tests marked slow,
-    in SESSION_MODULES or on a case tagged large or hard, then the rest in collected order."""
-
-    def heavy(item: pytest.Item) -> bool:
-        module = getattr(item, "module", None)
-        name = getattr(module, "__name__", "").rpartition(".")[2]
-        tags = set(getattr(getattr(item, "case", None), "tags", None) or ())
-        return (item.get_closest_marker("slow") is not None or name in SESSION_MODULES
-                or bool(tags & HEAVY_CASE_TAGS))
-
-    items.sort(key=lambda item: not heavy(item))
+# Order under `./dev test` (-n 2): the harness plugin hands each test module and each catalog
+# case to a worker as one unit, heaviest first by tests/durations.json (pyproject.toml's
+# harness_durations; harness/pytest_plugin/schedule.py). Refresh that file after adding heavy
+# tests: `./dev test --store-durations --durations-path tests/durations.json --clean-durations`.
 
 
 # ----------------------------------------------------------------------------- gradient checks

@@ -60,6 +60,9 @@ def fit(formula, data, REML):
     return rec
 '''
 
+#: a resumed run is not interrupted, so its fits need not be slow (still marked in fits.txt)
+QUICK = {"SLOW_SECONDS": "0"}
+
 SELECT = "Dyestuff and not test_fit"  # Dyestuff and Dyestuff2, REML and ML: four items
 PLANNED = 4
 FILES = {"report.json", "report.md", "index.html"}
@@ -201,7 +204,7 @@ def test_sigterm_mid_run_leaves_a_partial_report_and_resume_completes_it(tmp_pat
         {"pid": dead.pid, "host": os.uname().nodename, "started": time.time(),
          "command": "pytest (gone)"}))
     resumed = subprocess.run([sys.executable, "-m", "harness", "report", "--resume",
-                              str(report)], cwd=tmp_path, env=_env(tmp_path),
+                              str(report)], cwd=tmp_path, env=_env(tmp_path, **QUICK),
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, (resumed.stdout[-3000:], resumed.stderr[-3000:])
     assert f"took over the stale lock of pid {dead.pid}" in resumed.stderr
@@ -288,7 +291,7 @@ def test_cli_sigterm_leaves_a_partial_report_and_resume_completes_it(tmp_path: P
     _assert_partial(report, "signal SIGTERM")
     before = len(jn.read_records(report))
     resumed = subprocess.run([sys.executable, "-m", "harness", "report", "--resume",
-                              str(report)], cwd=tmp_path, env=_env(tmp_path),
+                              str(report)], cwd=tmp_path, env=_env(tmp_path, **QUICK),
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming after {before} finished item(s)" in resumed.stderr

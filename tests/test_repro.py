@@ -169,18 +169,29 @@ def test_read_frame_keeps_integer_levels_order_and_awkward_labels(tmp_path: Path
     ("cbpp-cbind-ML", "pymixef", "no reproducer recipe for pymixef on a GLMM yet"),
 ])
 def test_refusals_exit_2_and_write_nothing(case: str, impl: str, message: str,
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """In this process, through the command line's ``main`` (each refusal is decided before
+    any process or file is made); the same through ``python -m harness``: the next test."""
     from harness.__main__ import main
 
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "harness", "repro", case, impl, "--out",
-                           str(out)], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr
+    capsys.readouterr()
+    assert main(["repro", case, impl, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []
-    assert main(["repro", case, impl, "--out", str(out)]) == 2  # in process too
-    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refusal_exits_2_from_the_command_line(tmp_path: Path) -> None:
+    """``python -m harness repro`` turns a refusal into exit status 2 with its message on
+    standard error (one refusal: the others take the same road from ``main``)."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "harness", "repro", "sleepstudy-slopes-REML",
+                           "no-such-package", "--out", str(out)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2, done.stderr
+    assert "unknown implementation 'no-such-package'" in done.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_a_folder_that_is_not_a_reproducer_is_not_replaced(tmp_path: Path) -> None:

@@ -220,7 +220,8 @@ def test_registered_divergences_expected_grown_stale_and_unknown(
                size=round(one_percent("sleepstudy-slopes-REML") / 3, 5)),
         _entry(case="sleepstudy-intercept-ML", size=1.0),  # agrees: stopped firing
     ])  # sleepstudy-uncorrelated-REML: unregistered
-    result = pytester.runpytest_subprocess(
+    pytester.syspathinsert()  # in this process, as the baseline test's sessions below
+    result = pytester.runpytest_inprocess(
         "--pyargs", "harness", "--reference=recorded", "-p", "no:cacheprovider", "-rxf", "-v",
         "--impl", "shifted_r:fit", "-k", SELECT_THREE, "--divergences", registry)
     result.assert_outcomes(passed=2, failed=3, xfailed=1)
@@ -265,12 +266,15 @@ def test_baseline_drift_within_lme4s_tolerance_fails_and_other_catalogs_are_refu
     saved = pytester.path / "baseline"
     # release 1: Days 0.008 SE low (lme4 allows 0.01 SE): agrees, saved
     monkeypatch.setenv("SHIFT_SE", "-0.008")
-    result = pytester.runpytest_subprocess(*base, "--save-baseline", str(saved))
+    # in this process (the fits run in the harness's worker processes, started anew by each
+    # session with this environment): no interpreter start for the two sessions
+    pytester.syspathinsert()
+    result = pytester.runpytest_inprocess(*base, "--save-baseline", str(saved))
     result.assert_outcomes(passed=2)
     # release 2: on the REML item 0.008 SE high, still within lme4's tolerance, but 0.016 SE
     # from release 1: drift; the ML item unchanged: no drift
     monkeypatch.setenv("SHIFT_SE_REML", "0.008")
-    result = pytester.runpytest_subprocess(*base, "--compare-baseline", str(saved))
+    result = pytester.runpytest_inprocess(*base, "--compare-baseline", str(saved))
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
         "*sleepstudy-intercept-REML[[]shifted_r:fit-vs-lme4-recorded[]] FAILED*",

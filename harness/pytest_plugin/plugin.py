@@ -19,9 +19,11 @@ a reference answer fails (or, with ``--allow-missing-reference``, is skipped and
 plugin is inert in a session that collects no catalog and passes none of its options.
 
 Parallel runs: with ``-n N`` (and no explicit ``--dist``) the plugin schedules each case's
-items on one worker, so the lme4 reference for a case is fitted once; the items also carry an
-``xdist_group`` mark per case. Across CI jobs, pytest-split works on these items as on any:
-``pytest harness --store-durations`` once, then ``pytest harness --splits 4 --group 1`` etc.
+items on one worker, so the lme4 reference for a case is fitted once, and each other test module
+on one worker, heaviest first by the durations the ini option ``harness_durations`` names
+(harness.pytest_plugin.schedule); the items also carry an ``xdist_group`` mark per case.
+Across CI jobs, pytest-split works on these items as on any: ``pytest harness
+--store-durations`` once, then ``pytest harness --splits 4 --group 1`` etc.
 """
 
 from __future__ import annotations
@@ -88,6 +90,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--allow-empty", action="store_true", default=None,
                     help="let a run pass in which a candidate was compared on no case "
                          "(by default that gated nothing, and the run fails saying so)")
+    parser.addini("harness_durations", default="",
+                  help="JSON file (relative to the rootdir) of recorded test durations, "
+                       "{node id: seconds} as pytest-split's --store-durations writes it: "
+                       "with -n N the heaviest work units start first")
 
 
 #: The plugin's own options (dest names): passing any of them asks for the harness.
@@ -368,10 +374,11 @@ def _load_registry_and_baseline(hs: HarnessSession) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With ``-n N`` and no explicit ``--dist``: schedule each catalog case's items on one
-    worker (so its lme4 reference is fitted once), everything else as ``--dist load`` does.
+    """With ``-n N`` and no explicit ``--dist``: each catalog case's items on one worker (so its
+    lme4 reference is fitted once), each other module on one worker, heaviest first by the
+    durations the ini option ``harness_durations`` names (harness.pytest_plugin.schedule).
 
-    (xdist's own ``--dist loadgroup`` would do this through the xdist_group marks the items
+    (xdist's own ``--dist loadgroup`` would group through the xdist_group marks the items
     carry, but pytest-xdist 3.8 cannot rename node ids under pytest 9, so it does not group.)
     """
     if not _active(config):
@@ -380,34 +387,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                    for a in config.invocation_params.args)
     if explicit or config.getoption("dist") != "load":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from harness.pytest_plugin.schedule import case_scheduling, load_durations
 
-    class CaseScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path, sep, name = nodeid.partition("::")
-            if sep and Path(path).name.endswith((".yaml", ".yml")) and "[" in name:
-                return f"{path}::{name.split('[', 1)[0]}"
-            return nodeid
-
-        def remove_node(self, node: Any) -> str | None:
-            # A worker died (e.g. its embedded R aborted): report the item it was running as
-            # crashed and requeue only the rest of its work; re-running the item (xdist's
-            # LoadScopeScheduling does) would kill worker after worker.
-            workload = self.assigned_work.pop(node)
-            pending = [(scope, nodeid) for scope, unit in workload.items()
-                       for nodeid, done in unit.items() if not done]
-            if not pending:
-                return None
-            scope, crashitem = pending[0]
-            workload[scope][crashitem] = True
-            for scope, unit in workload.items():
-                if not all(unit.values()):
-                    self.workqueue[scope] = unit
-            for other in self.assigned_work:
-                self._reschedule(other)
-            return crashitem
-
-    return CaseScheduling(config, log)
+    return case_scheduling(config, log, load_durations(config))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -461,12 +443,14 @@ class CatalogFile(pytest.File):
         mode, ref_adapter, _ = hs.reference()
         ref_label = "lme4" if mode == "live" else "lme4-recorded"
         cases = load_catalog(hs.catalog_path)
+        # one recording for every case (each instance parses the 4.8 MB file on first use)
+        recorded = Lme4Recorded(hs.recorded_path)
         for case in cases:
             # a certified case is judged against its exact truth; lme4 (live and recorded)
             # are candidates there, which replaces lme4-vs-recorded
             truth = certified_reference(case)
             ref, label = (truth, truth.name) if truth else (ref_adapter, ref_label)
-            lme4s = {ref_label: ref_adapter, "lme4-recorded": Lme4Recorded(hs.recorded_path)}
+            lme4s = {ref_label: ref_adapter, "lme4-recorded": recorded}
             for impl in dict.fromkeys(hs.impls() + (list(lme4s) if truth else [])):
                 try:
                     adapter = lme4s[impl] if truth and impl in lme4s else get_adapter(impl)
@@ -477,7 +461,6 @@ class CatalogFile(pytest.File):
                 _mark(item, case, impl, adapter, ref)
                 yield item
             if mode == "live" and not truth:
-                recorded = Lme4Recorded(hs.recorded_path)
                 item = CaseItem.from_parent(self, name=f"{case.id}[lme4-vs-recorded]",
                                             case=case, adapter=ref_adapter, reference=recorded)
                 _mark(item, case, "lme4", ref_adapter, recorded)
