@@ -200,6 +200,33 @@ def test_the_pinned_release_can_come_from_the_committed_league(tmp_path: Path) -
     assert changes == {"a": "same verdict", "b": "fixed"}
 
 
+def test_a_committed_axis_keeps_its_record_based_comparisons(tmp_path: Path) -> None:
+    """Committed, an axis keeps each run's league.json but not its records: summarising it
+    again (a new league run's pinned release, another peer's release added) keeps the older
+    releases' comparison made from records, and makes the pinned release's one anew."""
+    import shutil
+
+    pinned = releases.pinned_release("glmm")
+    _release_run(tmp_path, "0.0.1", {"a": "agreed", "b": "agreed"}, {"a": 10.0, "b": 10.0})
+    _release_run(tmp_path, "0.0.2", {"a": "agreed", "b": "failed"}, {"a": 10.0 + 1e-6,
+                                                                      "b": 10.0})
+    old_league = {"implementations": [{"name": "glmm", "version": pinned, "agreed": 1}],
+                  "cases": {"a": {"glmm": "agreed"}, "b": {"glmm": "failed"}}}
+    found = {"glmm": ["0.0.1", "0.0.2", pinned]}
+    first = release_league.write_summary(tmp_path, found, pinned_league=old_league)
+    for version in ("0.0.1", "0.0.2"):  # committed: the records stay behind
+        shutil.rmtree(tmp_path / "glmm" / version / "records")
+    new_league = {"implementations": [{"name": "glmm", "version": pinned, "agreed": 2}],
+                  "cases": {"a": {"glmm": "agreed"}, "b": {"glmm": "agreed"}}}
+    again = release_league.write_summary(tmp_path, found, pinned_league=new_league)
+    older, latest = again["peers"]["glmm"]["changes"]
+    assert older == first["peers"]["glmm"]["changes"][0]
+    assert older["counts"] == {"moved within tolerance": 1, "regressed": 1}
+    assert again["peers"]["glmm"]["runs"]["0.0.2"]["kept_records"] is True
+    assert {c["case"]: c["change"] for c in latest["cases"]} == {"a": "same verdict",
+                                                                 "b": "fixed"}
+
+
 def test_a_release_whose_run_failed_is_listed_with_why(tmp_path: Path) -> None:
     (tmp_path / "glmm" / "0.5.0").mkdir(parents=True)
     (tmp_path / "glmm" / "0.5.0" / "error.txt").write_text("the harness run wrote no results")

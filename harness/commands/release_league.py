@@ -160,15 +160,36 @@ def league_view(peer: str, version: str, league: Mapping[str, Any],
     return view
 
 
+def _saved_change(saved: Mapping[str, Any] | None, peer: str, a: Mapping[str, Any],
+                  b: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The comparison of releases ``a`` -> ``b`` as the saved summary has it, where it was made
+    from both runs' records and those are no longer here (a committed axis keeps each run's
+    league.json, not its records): neither run changes, so neither does their comparison.
+    None where it must be made again: a side has records, or is the pinned release read from
+    the league (which a new league run replaces)."""
+    if saved is None or a.get("records") is not None or b.get("records") is not None \
+            or PINNED_RUN in (a.get("source"), b.get("source")):
+        return None
+    entry = (saved.get("peers") or {}).get(peer) or {}
+    runs = entry.get("runs") or {}
+    if not all((runs.get(v["version"]) or {}).get("kept_records") for v in (a, b)):
+        return None
+    return next((c for c in entry.get("changes") or []
+                 if (c["from"], c["to"]) == (a["version"], b["version"])), None)
+
+
 def build_summary(views: Mapping[str, Sequence[Mapping[str, Any]]],
-                  keyword: str | None = None) -> dict[str, Any]:
+                  keyword: str | None = None,
+                  saved: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The axis from each peer's release views (oldest first): runs, the cases x releases
-    matrix, and the changes between consecutive releases that both ran."""
+    matrix, and the changes between consecutive releases that both ran (``saved``: an earlier
+    summary of the same axis, whose record-based comparisons stand where the records are
+    gone)."""
     peers: dict[str, Any] = {}
     matrix: dict[str, dict[str, str]] = {}
     for peer, runs in views.items():
         ran = [v for v in runs if "cases" in v]
-        changes = [release_diff.compare_releases(peer, a, b)
+        changes = [_saved_change(saved, peer, a, b) or release_diff.compare_releases(peer, a, b)
                    for a, b in zip(ran[:-1], ran[1:], strict=True)]
         for v in ran:
             for case, verdict in v["cases"].items():
@@ -177,10 +198,20 @@ def build_summary(views: Mapping[str, Sequence[Mapping[str, Any]]],
             "releases": [v["version"] for v in runs],
             "runs": {v["version"]: {k: val for k, val in v.items()
                                     if k not in ("records", "cases", "version")}
-                     | {"kept_records": v.get("records") is not None}
+                     | {"kept_records": v.get("records") is not None
+                        or _kept_before(saved, peer, v)}
                      for v in runs},
             "changes": changes}
     return {"keyword": keyword, "peers": peers, "cases": matrix}
+
+
+def _kept_before(saved: Mapping[str, Any] | None, peer: str, view: Mapping[str, Any]) -> bool:
+    """Whether the saved summary's run of this release kept its records (a run, not the
+    pinned release read from the league)."""
+    if saved is None or view.get("source") == PINNED_RUN:
+        return False
+    run = (((saved.get("peers") or {}).get(peer) or {}).get("runs") or {}).get(view["version"])
+    return bool((run or {}).get("kept_records"))
 
 
 def collect(out: str | Path, releases: Mapping[str, Sequence[str]],
@@ -212,7 +243,8 @@ def write_summary(out: str | Path, releases: Mapping[str, Sequence[str]], *,
     ``missing``: {peer: why no release was found}; ``not_installable``: {peer: {release: why
     its environment could not be built}}."""
     out = Path(out)
-    summary = build_summary(collect(out, releases, pinned_league), keyword)
+    saved = json.loads((out / SUMMARY).read_text()) if (out / SUMMARY).is_file() else None
+    summary = build_summary(collect(out, releases, pinned_league), keyword, saved)
     summary["releases_found"] = {p: list(v) for p, v in releases.items()}
     if missing:
         summary["releases_not_found"] = dict(missing)
