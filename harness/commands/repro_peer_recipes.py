@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import calls
-from harness.commands.repro_recipes import Recipe
+from harness.commands.repro_recipe import Recipe
 
 WEIGHTS_COLUMN = "glmm_weights_"
 OFFSET_COLUMN = "offset_"

@@ -10,28 +10,13 @@ reason); :data:`RECIPES` is the list of those that have one."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from harness.adapters.peers import _formula as F
 from harness.adapters.peers import calls
+from harness.commands.repro_recipe import Recipe
 
 SCRIPT_FILE = "repro.py"
-
-
-@dataclass
-class Recipe:
-    """One package's call for one case: ``literals`` (name -> value, written into the script),
-    ``calls`` (functions of harness.adapters.peers.calls whose source the script carries),
-    ``body`` (the source of ``def estimates(data)``), ``requirements`` (what to install) and
-    the ``frame`` written beside it when it is not the case's data."""
-
-    literals: dict[str, Any]
-    calls: list[Callable[..., Any]]
-    body: str
-    requirements: list[str] = field(default_factory=list)
-    #: the frame the script reads (None: the case's data), e.g. with glmer's response added
-    frame: Any = None
 
 
 def _fixef_names(data: Any, fixed: str) -> dict[str, str]:
