@@ -12,10 +12,20 @@ import numpy as np
 GRAD_TOL = 2e-3
 HESS_TOL = 1e-6
 STEP = 1e-4
+#: θ elements within this of their lower bound are held there by lme4's checks (its deriv12
+#: is taken over the others): a boundary estimate is a constrained optimum
+BOUNDARY = 1e-4
+
+
+def free_elements(theta: np.ndarray, lower: np.ndarray, boundary: float = BOUNDARY
+                  ) -> np.ndarray:
+    """Indices of the θ elements more than ``boundary`` above their lower bound (NaN counts
+    as free), over which lme4's checks take their derivatives."""
+    return np.flatnonzero(~(np.asarray(theta, dtype=float) - lower <= boundary))
 
 
 def derivatives(fn: Callable[[np.ndarray], float], theta: np.ndarray, lower: np.ndarray,
-                boundary: float = 1e-4,
+                boundary: float = BOUNDARY,
                 value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]]
                 | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(free, gradient, Hessian) at θ by central differences over the free coordinates (those
@@ -24,7 +34,7 @@ def derivatives(fn: Callable[[np.ndarray], float], theta: np.ndarray, lower: np.
     gradient (``value_and_grad``) the Hessian is its central difference: 2k evaluations, not
     2k²."""
     theta = np.asarray(theta, dtype=float)
-    free = np.flatnonzero(~(theta - lower <= boundary))
+    free = free_elements(theta, lower, boundary)
     k = free.size
     if value_and_grad is not None and k:
         exact = _from_gradient(value_and_grad, theta, free)

@@ -45,7 +45,7 @@ from scipy.optimize import minimize
 from mixedref.engines.objective import Objective
 from mixedref.errors import MixedrefError
 from mixedref.fitting.control import SINGULAR_TOL, Control
-from mixedref.fitting.convergence import check, derivatives, snap_to_boundary
+from mixedref.fitting.convergence import check, derivatives, free_elements, snap_to_boundary
 from mixedref.fitting.optsummary import NLOPT_CODES, OptSummary
 from mixedref.fitting.polish import polish_with_derivatives
 from mixedref.fitting.strategies import (
@@ -566,7 +566,7 @@ def _gradient_pays(fn: Objective, x: np.ndarray, lower: np.ndarray) -> bool:
     if not fn.has_gradient:
         return False
     cost = float(getattr(fn, "gradient_cost", 2.5))
-    k = int(np.sum(~(x - lower <= 1e-4)))
+    k = free_elements(x, lower).size
     return (2 * k + 1) * cost < 2 * k * k + 1
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mixedref.fitting.convergence import derivatives
+from mixedref.fitting.convergence import derivatives, free_elements
 
 #: the finish runs on problems at most this size (θ elements, rows): 2k + 1 gradients a step
 MAX_THETA = 4
@@ -105,7 +105,7 @@ def _derivatives_at(x: np.ndarray, lower: np.ndarray, hess: tuple[np.ndarray, ..
     if hess is None:
         return None
     x_h, free, g, H = hess
-    if not np.array_equal(free, np.flatnonzero(~(x - lower <= 1e-4))):
+    if not np.array_equal(free, free_elements(x, lower)):
         return None
     if np.max(np.abs(x - x_h) / np.maximum(np.abs(x), 1.0), initial=0.0) > REUSE_SHIFT:
         return None
@@ -132,7 +132,7 @@ def _at_floor(last: tuple[np.ndarray, np.ndarray], x: np.ndarray, lower: np.ndar
     STEP_FLOOR (the last 6 of sleepstudy's 21 gradients). Where the prediction is not clearly
     below the floor the Hessian is computed as before, so the steps taken are the same."""
     free, L = last
-    if not np.array_equal(free, np.flatnonzero(~(x - lower <= 1e-4))):
+    if not np.array_equal(free, free_elements(x, lower)):
         return False  # the free set moved: convergence.derivatives' margin, recomputed there
     g = value_and_grad(x)[1]
     if g is None or not np.all(np.isfinite(g)):
