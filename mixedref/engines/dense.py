@@ -38,6 +38,7 @@ from mixedref.engines.schur import scalar_operators, schur_operator
 from mixedref.errors import MixedrefError
 from mixedref.fitting import threads
 from mixedref.frontend.design import ModelFrame
+from mixedref.frontend.fixed import strict_lower
 from mixedref.frontend.reterm import term_z
 
 #: Largest dense second block (later terms' effects + p + 1) the engine will allocate.
@@ -151,7 +152,6 @@ class DensePLSObjective(PLSEngine):
         #: first term has q <= 2 and the later ones are scalar (_fast_value)
         self._fast = q1 <= 2 and self._scalar_rest
         self._diag1 = np.arange(q1)
-        self._tril_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # _strict_lower
         self._ntheta1 = t1.ntheta
         #: below this order the dense block is too small for BLAS threads: evaluations skip
         #: threads.limit (its per-call library queries cost more than such an evaluation)
@@ -488,7 +488,7 @@ class DensePLSObjective(PLSEngine):
             P22, info = dpotri(U[:m, :m], lower=0)
             if info != 0:
                 return value, None
-            lo = self._strict_lower(m)  # the lower triangle from the upper one dpotri wrote
+            lo = strict_lower(m)  # the lower triangle from the upper one dpotri wrote
             P22[lo] = P22.T[lo]
             P21 = -np.matmul(P22, Y[:, :m])  # (m1, m, q1): rows of P = K_S^-1, block 2 x 1
             P11 = K11inv - np.matmul(np.swapaxes(Y[:, :m], 1, 2), P21)
@@ -526,14 +526,6 @@ class DensePLSObjective(PLSEngine):
                                + 2.0 * c_pw * pwrss * gw[rows, cols])
                 off += q * mk
         return value, grad
-
-    def _strict_lower(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The indices of an m x m matrix's strict lower triangle, kept per m (the general
-        gradient symmetrizes dpotri's upper triangle with them: np.triu's masks cost more than
-        the small inverses they are applied to)."""
-        if m not in self._tril_cache:
-            self._tril_cache[m] = np.tril_indices(m, -1)
-        return self._tril_cache[m]
 
     def _trace_m(self) -> int:
         """The order of the block whose log det the scalar gradient differentiates."""

@@ -49,6 +49,7 @@ __all__ = [
     "ns_basis",
     "poly_basis",
     "predict_call",
+    "strict_lower",
     "transform_inputs",
     "r_levels",
 ]
@@ -846,8 +847,10 @@ def drop_aliased_qr(
 
 
 @functools.lru_cache(maxsize=64)
-def _strict_lower(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """np.tril_indices(k, -1), once per k (its masks cost more than check_scale_x's work)."""
+def strict_lower(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.tril_indices(k, -1), once per k, read-only (building them costs more than the small
+    matrices they index: check_scale_x here, the dense engine's gradient symmetrizing dpotri's
+    upper triangle)."""
     rows, cols = np.tril_indices(k, -1)
     rows.setflags(write=False)
     cols.setflags(write=False)
@@ -867,7 +870,7 @@ def check_scale_x(X: np.ndarray, tol: float = 1e3) -> bool:
     sd = X[:, cont].std(axis=0, ddof=1)
     with np.errstate(all="ignore"):
         logsd = np.log(sd)
-        logcomp = np.abs(logsd[:, None] - logsd[None, :])[_strict_lower(sd.size)]
+        logcomp = np.abs(logsd[:, None] - logsd[None, :])[strict_lower(sd.size)]
         vals = np.concatenate([logcomp, np.abs(logsd)])
         bad = bool(np.any(vals[~np.isnan(vals)] > np.log(tol)))
     if bad:
