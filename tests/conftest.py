@@ -94,3 +94,10 @@ def richardson(obj: Callable[[np.ndarray], float], theta: np.ndarray,
         return out
 
     return (4.0 * central(h / 2.0) - central(h)) / 3.0
+
+
+def ref_frame(table: dict) -> pd.DataFrame:
+    """A table recorded by r_scripts/ddf_references.R or bigddf_references.R ({columns,
+    rownames}) as a DataFrame."""
+    cols = {k: np.atleast_1d(v) for k, v in table["columns"].items()}
+    return pd.DataFrame(cols, index=np.atleast_1d(table["rownames"]))

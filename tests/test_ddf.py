@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ref_frame
 
 import mixedref
 from harness.core.datasets import load_dataset
@@ -52,11 +53,6 @@ def fitted(case: str) -> mixedref.LmerFit:
 def at_lme4_theta(case: str) -> ddf.DdfModel:
     """The model at the θ lme4 reached: differences left are the method's, not the fit's."""
     return ddf.DdfModel.from_fit(fitted(case), REF[case]["theta"])
-
-
-def ref_frame(table: dict) -> pd.DataFrame:
-    cols = {k: np.atleast_1d(v) for k, v in table["columns"].items()}
-    return pd.DataFrame(cols, index=np.atleast_1d(table["rownames"]))
 
 
 def contrast(case: str) -> np.ndarray:

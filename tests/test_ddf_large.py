@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ref_frame
 
 import mixedref
 from harness.core.datasets import load_dataset
@@ -68,11 +69,6 @@ def fitted(case: str) -> mixedref.LmerFit:
 @cache
 def at_lme4_theta(case: str) -> ddf.DdfModel:
     return ddf.DdfModel.from_fit(fitted(case), REF[case]["theta"])
-
-
-def ref_frame(table: dict) -> pd.DataFrame:
-    cols = {k: np.atleast_1d(v) for k, v in table["columns"].items()}
-    return pd.DataFrame(cols, index=np.atleast_1d(table["rownames"]))
 
 
 #: (case, method) for every recorded table; InstEval's marked slow

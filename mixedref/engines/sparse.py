@@ -262,20 +262,21 @@ class SparsePLSObjective(PLSEngine):
         if n * w * w > _MAX_PAIRS or not self._fac.selected_inverse_fits():
             return False
         self.gradient_cost = 1.0 + self._fac.selected_inverse_ratio()
-        self._pair_pos: np.ndarray | None = None
+        self._woff = np.concatenate([[0], np.cumsum(self.q)])  # each term's columns in a row
+        self._pairs: tuple[np.ndarray, np.ndarray] | None = None
         return True
 
-    def _gradient_pairs(self) -> np.ndarray:
+    def _gradient_pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions in the selected inverse of every pair of random effects that share an
-        observation (n x w x w, observation-major), made once."""
-        if self._pair_pos is None:
+        observation (n x w x w, observation-major) and each observation's random-effect
+        columns (n x w); made on the first gradient, as they take n w^2 integers."""
+        if self._pairs is None:
             n, w = self.n, self.pattern.width
             cols = self.pattern.indices.reshape(n, w).astype(np.int64)
-            self._cols = cols
-            self._woff = np.concatenate([[0], np.cumsum(self.q)])
-            self._pair_pos = self._fac.pair_positions(np.repeat(cols, w, axis=1).ravel(),
-                                                      np.tile(cols, (1, w)).ravel())
-        return self._pair_pos
+            pos = self._fac.pair_positions(np.repeat(cols, w, axis=1).ravel(),
+                                           np.tile(cols, (1, w)).ravel())
+            self._pairs = (pos, cols)
+        return self._pairs
 
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """The criterion and its exact gradient at theta.
@@ -309,8 +310,7 @@ class SparsePLSObjective(PLSEngine):
             VU = self._fac.half_t(np.column_stack([W[:, :p], W[:, p] - W[:, :p] @ delta]))
             V, u = VU[:, :p], VU[:, p]
             Zinv = self._fac.selected_inverse()
-        pos = self._gradient_pairs()
-        cols = self._cols
+        pos, cols = self._gradient_pairs()
         ut = self._ut_data.reshape(n, w)
         G = Zinv[pos].reshape(n, w, w)
         AU = np.einsum("icd,id->ic", G, ut)  # (A^-1 Lam'Z')[cols[i, c], i]
