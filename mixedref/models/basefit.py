@@ -16,6 +16,7 @@ import pandas as pd
 
 from mixedref.fitting.optsummary import OptSummary
 from mixedref.frontend.design import ModelFrame
+from mixedref.frontend.fixed import _STR_DTYPE
 from mixedref.frontend.reterm import split_theta
 
 
@@ -103,8 +104,20 @@ def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
     pieces = split_theta(theta, terms)
     covs = [(grp, t.columns, sigma**2 * t.covariance(th)) for grp, t, th in
             zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True)]
-    return pd.DataFrame(varcorr_rows(covs, sigma if residual else None),
-                        columns=list(VARCORR_COLUMNS))
+    rows = varcorr_rows(covs, sigma if residual else None)
+    # by columns, each of the dtype pandas infers from the rows (strings: pandas' str dtype,
+    # NaN where missing; a column of None only: object; numbers float64), without the
+    # inference from dicts, which was half of the table
+    cols: dict[str, Any] = {}
+    for c in VARCORR_COLUMNS:
+        vals = [r[c] for r in rows]
+        if c in ("vcov", "sdcor"):
+            cols[c] = np.array(vals, dtype=float)
+        elif any(v is not None for v in vals):
+            cols[c] = pd.array(np.array(vals, dtype=object), dtype=_STR_DTYPE)
+        else:
+            cols[c] = np.array(vals, dtype=object)
+    return pd.DataFrame(cols, copy=False)
 
 
 def condvar_by_factor(terms: Sequence[Any], condvars: Sequence[np.ndarray]
