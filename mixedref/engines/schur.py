@@ -6,6 +6,8 @@ operator ``G`` from the same pairs of A21's entries.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -65,7 +67,8 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
     total = int(colptr[-1])
     idx = np.int64 if max(r * r, total) >= 2**31 - 1 else np.int32  # int32: less traffic
     index, data = np.empty(total, dtype=idx), np.empty(total)
-    a_all, b_all = np.tril_indices(int(k.max(initial=0)))
+    kmax = int(k.max(initial=0))
+    a_all, b_all, doubled = (_pairs_of if kmax <= CACHED_PAIRS else _pairs_of.__wrapped__)(kmax)
     m = trace_m
     if m is not None:  # G keeps, per column, the pairs of its rows below m: a prefix
         below = np.concatenate([[0], np.cumsum(rows < m)])
@@ -74,7 +77,6 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
         np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
         gindex = index if m == r else np.empty(int(gptr[-1]), dtype=idx)
         gdata = np.empty(int(gptr[-1]))
-        doubled = np.where(a_all == b_all, 1.0, 2.0)
     for kv in np.unique(k[k > 0]):
         cols = np.flatnonzero(k == kv)
         npair = int(kv * (kv + 1) // 2)
@@ -98,6 +100,21 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
         gdata[gpos] = d[keep]
     g = None if m is None else (gptr.astype(idx), gindex, gdata)
     return (colptr.astype(idx), index, data), g
+
+
+#: :func:`_pairs_of` is kept for columns of at most this many entries (their pairs: 33k)
+CACHED_PAIRS = 256
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs_of(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.tril_indices(k) and, per pair, 1 on the diagonal and 2 off it (G's doubling), once
+    per k and read-only: building them cost more than a small model's pairs."""
+    a, b = np.tril_indices(k)
+    doubled = np.where(a == b, 1.0, 2.0)
+    for arr in (a, b, doubled):
+        arr.setflags(write=False)
+    return a, b, doubled
 
 
 def scalar_operators(A21: sp.csc_matrix, m1: int, r: int, m: int
