@@ -7,6 +7,7 @@ every later stage (objective, optimizer, fit) reads only the ModelFrame.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -464,16 +465,33 @@ def build_model(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _formula_terms(text: str) -> tuple[list[tuple[str, ...]], bool, dict[str, Node], list[str],
+                                       list[tuple[Any, tuple[list[tuple[str, ...]], bool],
+                                                  dict[str, Node]]],
+                                       tuple[tuple[str, Node], ...]]:
+    """What R's terms() makes of a formula's parts, once per formula text (as its parse,
+    formula.parse_formula): the fixed part's terms, intercept and variables, its offset(...)
+    labels, per bar term (bar, its terms and intercept, its variables), and the grouping
+    factors' variables (label, node). Shared by every build of the formula and read-only
+    (expanding them was a twentieth of a small model's build)."""
+    parsed = parse_formula(text)
+    fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
+    fixed_nodes = variables(parsed.fixed)
+    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_nodes)
+    bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
+    leaves = tuple((deparse(leaf), leaf) for bar in parsed.bars for leaf in _leaves(bar.group))
+    return fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs, leaves
+
+
 def _evaluate_variables(parsed: Any, data: pd.DataFrame, cache: dict[str, fixed.Raw],
                         messages: list[str], weights: object, offset: object,
                         response: ResponseRule | None) -> _Variables:
     """Every variable of the formula, the weights and the offset on every row of the data;
     the response read by lmer's rule (a numeric vector or booleans) or glmer's."""
     assert parsed.response is not None
-    fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
-    fixed_nodes = variables(parsed.fixed)
-    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_nodes)
-    bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
+    fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs, leaf_nodes = \
+        _formula_terms(parsed.text)
     if response is None:  # lmer's: checked to be numeric once the contrasts are
         y_raw = fixed.evaluate(parsed.response, data, cache)
     else:  # glmer's (R's family initialize) reads the prior weights with it
@@ -487,8 +505,7 @@ def _evaluate_variables(parsed: Any, data: pd.DataFrame, cache: dict[str, fixed.
             raws.setdefault(label, fixed.evaluate(node, data, cache))
     groups = {bar.group_name: _group_factor(bar.group, data, cache, messages)
               for bar in parsed.bars}
-    leaves = {deparse(leaf): fixed.evaluate(leaf, data, cache) for bar in parsed.bars
-              for leaf in _leaves(bar.group)}
+    leaves = {label: fixed.evaluate(leaf, data, cache) for label, leaf in leaf_nodes}
     w_raw = _extra_vector(weights, data, "weights", cache) if response is None else w_given
     o_raw = _extra_vector(offset, data, "offset", cache)
     return _Variables(y_raw, fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs,
