@@ -302,16 +302,12 @@ def _group_factor(
     if isinstance(node, BinOp) and node.op == ":":
         f1 = _group_factor(node.lhs, data, cache, messages)
         f2 = _group_factor(node.rhs, data, cache, messages)
-        c1, c2 = f1.codes.astype(np.int64), f2.codes.astype(np.int64)
-        combined = c1 * len(f2.categories) + c2
-        combined[(c1 < 0) | (c2 < 0)] = -1
-        uniq, inv = np.unique(combined, return_inverse=True)
-        ok = uniq >= 0
-        l1 = np.asarray(f1.categories, dtype=object)[uniq[ok] // len(f2.categories)]
-        l2 = np.asarray(f2.categories, dtype=object)[uniq[ok] % len(f2.categories)]
+        uniq, codes = _observed_pairs(f1.codes, f2.codes, len(f1.categories),
+                                      len(f2.categories))
+        l1 = np.asarray(f1.categories, dtype=object)[uniq // len(f2.categories)]
+        l2 = np.asarray(f2.categories, dtype=object)[uniq % len(f2.categories)]
         labels = [f"{a}:{b}" for a, b in zip(l1, l2, strict=True)]
         fixed._check_labels(list(zip(l1, l2, strict=True)), labels, deparse(node))
-        codes = inv.reshape(-1) - (0 if ok.all() else 1)
         # the labels' Index given its string dtype: pandas' inference was a third of this call
         categories = pd.Index(labels, dtype=fixed._STR_DTYPE) if labels else labels
         return pd.Categorical.from_codes(codes, categories=categories, validate=False)
@@ -324,6 +320,31 @@ def _group_factor(
     if raw.dtype.kind == "f":
         messages.append(f"grouping variable {name!r} is numeric; converted to a factor")
     return fixed._factor_of(raw, name)
+
+
+def _observed_pairs(codes1: np.ndarray, codes2: np.ndarray, n1: int, n2: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The level pairs of two factors' codes (-1 missing) that occur, as ``c1 * n2 + c2`` in
+    increasing order, and each row's index among them (-1 where either is missing): what
+    ``np.unique(..., return_inverse=True)`` gives, by a table of the n1 * n2 possible pairs
+    where that is small (no sort: a tenth of an interaction factor's construction)."""
+    c1, c2 = codes1.astype(np.int64), codes2.astype(np.int64)
+    combined = c1 * n2 + c2
+    missing = (c1 < 0) | (c2 < 0)
+    has_missing = bool(missing.any())
+    if n1 * n2 > 4 * combined.size + 4096:  # a sparse table: sort
+        combined[missing] = -1
+        uniq, inv = np.unique(combined, return_inverse=True)
+        return uniq[uniq >= 0], inv.reshape(-1) - (1 if has_missing else 0)
+    if has_missing:
+        combined[missing] = 0
+    seen = np.zeros(n1 * n2, dtype=bool)
+    seen[combined[~missing] if has_missing else combined] = True
+    index = np.cumsum(seen) - 1
+    codes = index[combined]
+    if has_missing:
+        codes[missing] = -1
+    return np.flatnonzero(seen), codes
 
 
 def _leaves(node: Node) -> list[Node]:
