@@ -81,3 +81,23 @@ def test_shared_pieces_stay_private_to_each_fit(fits) -> None:
     assert b.varcorr.columns.name is None and b.varcorr.loc[0, "grp"] == "Subject"
     c = b.update()
     assert c.fixef.index.name is None and c.varcorr.columns.name is None
+
+
+def test_interaction_groups_as_pandas_would_code_them() -> None:
+    """An interaction grouping factor's codes (GroupCodes, finalize_group) are those of the
+    pandas Categorical of its observed combinations after the rows kept, unused levels dropped
+    (fixed.finalize): random codes with missing values and rows dropped."""
+    from mixedref.frontend import fixed
+    from mixedref.frontend.design import GroupCodes, finalize_group
+
+    rng = np.random.default_rng(23)
+    for _ in range(300):
+        k, n = int(rng.integers(1, 12)), int(rng.integers(1, 60))
+        labels = tuple(f"l{j}" for j in range(k))
+        codes = rng.integers(-1, k, n)
+        keep = None if rng.random() < 0.3 else rng.random(n) < 0.7
+        want = fixed.finalize("g", pd.Categorical.from_codes(
+            codes, categories=pd.Index(list(labels), dtype=fixed._STR_DTYPE)), keep)
+        got = finalize_group("g", GroupCodes(codes, labels), keep)
+        assert got.levels == want.levels and got.codes.dtype == want.codes.dtype
+        np.testing.assert_array_equal(got.codes, want.codes)

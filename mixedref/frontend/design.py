@@ -292,11 +292,46 @@ def _is_logical(node: Node, data: pd.DataFrame) -> bool:
     return False
 
 
+@dataclass(frozen=True, eq=False)
+class GroupCodes:
+    """An interaction grouping factor (``g1:g2``) before missing rows are removed: each row's
+    code (-1 where missing) into its levels, the observed combinations "a:b" in order. What
+    pandas' Categorical of them holds, without building one (its dtype's validation of the
+    levels was most of the factor's cost); :func:`finalize_group` makes it a model variable."""
+
+    codes: np.ndarray  # int64
+    categories: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+
+def finalize_group(label: str, group: pd.Categorical | GroupCodes, keep: np.ndarray | None
+                   ) -> fixed.Variable:
+    """A grouping factor on the rows kept, unused levels dropped: fixed.finalize, and its
+    equivalent for :class:`GroupCodes` (the same codes and levels as pandas'
+    remove_unused_categories of the Categorical)."""
+    if not isinstance(group, GroupCodes):
+        return fixed.finalize(label, group, keep)
+    codes = group.codes if keep is None else group.codes[keep]
+    levels = group.categories
+    ncat = len(levels)
+    present = codes >= 0
+    counts = np.bincount(codes[present], minlength=ncat)
+    if not counts.all():
+        used = counts > 0
+        new = np.cumsum(used) - 1
+        codes = np.where(present, new[np.where(present, codes, 0)], -1)
+        levels = tuple(lev for lev, u in zip(levels, used, strict=True) if u)
+    return fixed.Variable(label, codes=np.asarray(codes, dtype=np.int64), levels=levels)
+
+
 def _group_factor(
     node: Node, data: pd.DataFrame, cache: dict[str, fixed.Raw], messages: list[str]
-) -> pd.Categorical:
+) -> pd.Categorical | GroupCodes:
     """A grouping factor before missing rows are removed: a factor column, a variable made a
-    factor, or ``g1:g2`` as lme4's ``%i%`` (observed combinations, g1 slowest, named "a:b")."""
+    factor, or ``g1:g2`` as lme4's ``%i%`` (observed combinations, g1 slowest, named "a:b",
+    as :class:`GroupCodes`)."""
     if isinstance(node, Paren):
         return _group_factor(node.inner, data, cache, messages)
     if isinstance(node, BinOp) and node.op == ":":
@@ -308,9 +343,7 @@ def _group_factor(
         l2 = np.asarray(f2.categories, dtype=object)[uniq % len(f2.categories)]
         labels = [f"{a}:{b}" for a, b in zip(l1, l2, strict=True)]
         fixed._check_labels(list(zip(l1, l2, strict=True)), labels, deparse(node))
-        # the labels' Index given its string dtype: pandas' inference was a third of this call
-        categories = pd.Index(labels, dtype=fixed._STR_DTYPE) if labels else labels
-        return pd.Categorical.from_codes(codes, categories=categories, validate=False)
+        return GroupCodes(codes, tuple(labels))
     raw = fixed.evaluate(node, data, cache)
     if isinstance(raw, pd.Categorical):
         return raw
@@ -399,7 +432,7 @@ class _Variables:
     offset_labels: list[str]
     bar_specs: list[tuple[Any, tuple[list[tuple[str, ...]], bool], dict[str, Node]]]
     raws: dict[str, fixed.Raw]
-    groups: dict[str, pd.Categorical]
+    groups: dict[str, pd.Categorical | GroupCodes]
     leaves: dict[str, fixed.Raw]
     weights: np.ndarray | None
     offset: np.ndarray | None
@@ -568,7 +601,9 @@ def _rows_kept(response_name: str, raw: _Variables, selected: np.ndarray | None,
     missing = fixed.na_mask(raw.y)
     na_by_var: dict[str, np.ndarray] = {response_name: missing}
     for label, values in [*raw.raws.items(), *raw.groups.items(), *raw.leaves.items()]:
-        na_by_var.setdefault(label, fixed.na_mask(values))
+        if label not in na_by_var:
+            na_by_var[label] = (values.codes < 0 if isinstance(values, GroupCodes)
+                                else fixed.na_mask(values))
     for label, vec in (("weights", raw.weights), ("offset", raw.offset)):
         if vec is not None:
             na_by_var[f"({label})"] = np.isnan(vec)
@@ -634,7 +669,7 @@ def _random_terms(raw: _Variables, fvars: dict[str, fixed.Variable], keep: np.nd
         Xb, cnames = fixed.model_matrix(bterms, bicpt, fvars, n)
         if Xb.shape[1] == 0:
             raise FormulaError(f"random-effects term ({bar.label}) has no columns")
-        g = fixed.finalize(bar.group_name, raw.groups[bar.group_name], keep)
+        g = finalize_group(bar.group_name, raw.groups[bar.group_name], keep)
         assert g.codes is not None
         terms.append(ReTerm(bar.group_name, tuple(cnames), Xb, g.codes, g.levels))
     nl = np.array([t.nlevels for t in terms])

@@ -654,7 +654,8 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
         cat = raw if keep is None else raw[keep]
         codes = cat.codes
         ncat = len(cat.categories)
-        if codes.size == 0 or codes.min() < 0 or np.unique(codes).size != ncat:
+        # every level used: a count per level (codes are in [0, ncat) once none is missing)
+        if codes.size == 0 or codes.min() < 0 or not np.bincount(codes, minlength=ncat).all():
             # pandas' remove_unused_categories costs a new dtype (a fifth of a small model's
             # build): called only when some level is unused
             cat = cat.remove_unused_categories()
