@@ -790,7 +790,7 @@ def model_matrix(
     blocks: list[np.ndarray] = [np.ones((n, 1))] if intercept else []
     names: list[str] = ["(Intercept)"] if intercept else []
     for i, term in enumerate(terms):
-        mat = np.ones((n, 1))
+        mat: np.ndarray | None = None  # the columns so far: the first variable's as they are
         cols = [""]
         for v in term:
             var = variables[v]
@@ -802,9 +802,9 @@ def model_matrix(
                 block, bnames = _factor_block(var, full, contrasts.get(v))
             else:
                 block, bnames = var.numeric_block()
-            mat = (block[:, :, None] * mat[:, None, :]).reshape(n, -1)
+            mat = block if mat is None else (block[:, :, None] * mat[:, None, :]).reshape(n, -1)
             cols = [f"{c}:{b}" if c else b for b in bnames for c in cols]
-        blocks.append(mat)
+        blocks.append(np.ones((n, 1)) if mat is None else mat)
         names.extend(cols)
     X = np.hstack(blocks) if blocks else np.empty((n, 0))
     return np.ascontiguousarray(X), names
