@@ -120,8 +120,8 @@ def _forward_step(x: np.ndarray, fx: float, lower: np.ndarray,
     None; the forward points are remembered, so the central Hessian then costs k more."""
     g_all = value_and_grad(x)[1]
     free = free_elements(x, lower)
-    if g_all is None or free.size == 0:
-        return None
+    if g_all is None or free.size < 2:  # one element: k = 1 gradient saved, rarely (cake's
+        return None  # steps are short), for the step's work in Python each time
     g = np.asarray(g_all)[free]
     cols = []
     for i in free:
