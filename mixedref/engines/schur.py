@@ -50,7 +50,7 @@ def schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csc_matri
     return sp.csc_matrix((Mt.data, Mt.indices, Mt.indptr), shape=(r * r, m1 * q1 * q1))
 
 
-def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
+def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None, gather: bool = False
                  ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:
     """(indptr, index, data) of the sparse matrix whose column c lists, for each pair of rows
     i >= j of A's column c (sorted indices), the value A[i, c] A[j, c] at index i * r + j;
@@ -77,13 +77,23 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
         np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
         gindex = index if m == r else np.empty(int(gptr[-1]), dtype=idx)
         gdata = np.empty(int(gptr[-1]))
-    for kv in np.unique(k[k > 0]):
-        cols = np.flatnonzero(k == kv)
+    # every column with the same number of entries (balanced designs): the entries are the
+    # rows of one (columns, k) array and the pairs fill the outputs in order, with no gather
+    # (``gather``: the general path always, for the tests)
+    uniform = (not gather and kmax > 0 and indptr[0] == 0 and rows.size == k.size * kmax
+               and bool(np.all(k == kmax)))
+    for kv in ([kmax] if uniform else np.unique(k[k > 0])):
         npair = int(kv * (kv + 1) // 2)
         a, b = a_all[:npair], b_all[:npair]
-        entries = indptr[cols][:, None] + np.arange(kv)
-        rr, vv = rows[entries].astype(idx), vals[entries]
-        pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
+        if uniform:
+            cols = np.arange(k.size)
+            rr, vv = rows.reshape(-1, kv).astype(idx), vals.reshape(-1, kv)
+            pos: np.ndarray | slice = slice(None)
+        else:
+            cols = np.flatnonzero(k == kv)
+            entries = indptr[cols][:, None] + np.arange(kv)
+            rr, vv = rows[entries].astype(idx), vals[entries]
+            pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
         ri, rj = rr[:, a], rr[:, b]
         index[pos] = (ri * idx(r) + rj).ravel()
         d = vv[:, a] * vv[:, b]
