@@ -7,8 +7,10 @@ Each rep runs the whole call as tools/small_fits.py times it (``lmer``, then ``f
 ``time.process_time_ns``): the model build (``build_model`` and the response check), the engine
 set-up (``PLSObjective``), the start (lme4's start and the criterion there), BOBYQA, the Newton
 polish, lme4's convergence checks, the rest of ``optimize_theta``, the result object and the
-tables read after the fit, and the rest of lmer (other). The table gives each stage's median CPU milliseconds over the reps,
-the whole call's median, and the criterion evaluations per fit. BLAS runs on one thread.
+tables read after the fit, and the rest of lmer (other). The table gives each stage's median
+CPU milliseconds over the reps, the whole call's median, and the criterion evaluations per fit.
+BLAS runs on one thread. The timers cost a few microseconds per wrapped call; compare trees
+under the same load, alternately (the machine's load moves these numbers by 10-20 %).
 """
 
 from __future__ import annotations
