@@ -11,6 +11,7 @@ import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -426,11 +427,11 @@ class _Variables:
     subbars(formula)), before subset= and na_action choose the rows."""
 
     y: fixed.Raw  # the response (a numeric vector once checked)
-    fixed_terms: list[tuple[str, ...]]
+    fixed_terms: Sequence[tuple[str, ...]]
     fixed_icpt: bool
-    fixed_nodes: dict[str, Node]
-    offset_labels: list[str]
-    bar_specs: list[tuple[Any, tuple[list[tuple[str, ...]], bool], dict[str, Node]]]
+    fixed_nodes: Mapping[str, Node]
+    offset_labels: Sequence[str]
+    bar_specs: Sequence[tuple[Any, tuple[Sequence[tuple[str, ...]], bool], Mapping[str, Node]]]
     raws: dict[str, fixed.Raw]
     groups: dict[str, pd.Categorical | GroupCodes]
     leaves: dict[str, fixed.Raw]
@@ -520,9 +521,10 @@ def build_model(
 
 
 @functools.lru_cache(maxsize=256)
-def _formula_terms(text: str) -> tuple[list[tuple[str, ...]], bool, dict[str, Node], list[str],
-                                       list[tuple[Any, tuple[list[tuple[str, ...]], bool],
-                                                  dict[str, Node]]],
+def _formula_terms(text: str) -> tuple[tuple[tuple[str, ...], ...], bool, Mapping[str, Node],
+                                       tuple[str, ...],
+                                       tuple[tuple[Any, tuple[tuple[tuple[str, ...], ...], bool],
+                                                   Mapping[str, Node]], ...],
                                        tuple[tuple[str, Node], ...]]:
     """What R's terms() makes of a formula's parts, once per formula text (as its parse,
     formula.parse_formula): the fixed part's terms, intercept and variables, its offset(...)
@@ -533,9 +535,12 @@ def _formula_terms(text: str) -> tuple[list[tuple[str, ...]], bool, dict[str, No
     fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
     fixed_nodes = variables(parsed.fixed)
     fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_nodes)
-    bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
+    bar_specs = tuple((bar, (tuple(terms), icpt), MappingProxyType(variables(bar.lhs)))
+                      for bar in parsed.bars for terms, icpt in [expand_terms(bar.lhs)])
     leaves = tuple((deparse(leaf), leaf) for bar in parsed.bars for leaf in _leaves(bar.group))
-    return fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs, leaves
+    # read-only views: every build of the formula shares them
+    return (tuple(fixed_terms), fixed_icpt, MappingProxyType(fixed_nodes), tuple(offset_labels),
+            bar_specs, leaves)
 
 
 def _evaluate_variables(parsed: Any, data: pd.DataFrame, cache: dict[str, fixed.Raw],
