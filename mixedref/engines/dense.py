@@ -709,9 +709,20 @@ def _dense_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
     if n * r * r > DENSE_PRODUCTS_MAX or n * m1 * q1 > DENSE_PRODUCTS_MAX:
         return None
     A22 = B.T @ B
-    A21 = sp.csc_matrix(B.T @ _dense_z(X1, codes, q1, m1))
-    A21.sort_indices()
-    return np.ascontiguousarray(A22), A21
+    return np.ascontiguousarray(A22), _csc_of_dense(B.T @ _dense_z(X1, codes, q1, m1))
+
+
+def _csc_of_dense(D: np.ndarray) -> sp.csc_matrix:
+    """``sp.csc_matrix(D)`` with sorted indices (the nonzero entries of D, exact zeros
+    dropped) in one construction: scipy's goes through COO, a conversion and a sort (three
+    sparse-matrix objects, a tenth of a small model's engine set-up). The nonzeros of D'
+    come out column by column of D, rows increasing: already CSC's order."""
+    cols, rows = np.nonzero(D.T)
+    indptr = np.zeros(D.shape[1] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=D.shape[1]), out=indptr[1:])
+    A = sp.csc_matrix((D[rows, cols], rows, indptr), shape=D.shape)
+    A.has_sorted_indices = True
+    return A
 
 
 def _solve_upper(U: np.ndarray, e: np.ndarray) -> np.ndarray:

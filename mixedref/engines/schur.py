@@ -6,6 +6,8 @@ operator ``G`` from the same pairs of A21's entries.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -48,7 +50,7 @@ def schur_operator(A21: sp.csc_matrix, q1: int, m1: int, r: int) -> sp.csc_matri
     return sp.csc_matrix((Mt.data, Mt.indices, Mt.indptr), shape=(r * r, m1 * q1 * q1))
 
 
-def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
+def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None, gather: bool = False
                  ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...] | None]:
     """(indptr, index, data) of the sparse matrix whose column c lists, for each pair of rows
     i >= j of A's column c (sorted indices), the value A[i, c] A[j, c] at index i * r + j;
@@ -65,7 +67,8 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
     total = int(colptr[-1])
     idx = np.int64 if max(r * r, total) >= 2**31 - 1 else np.int32  # int32: less traffic
     index, data = np.empty(total, dtype=idx), np.empty(total)
-    a_all, b_all = np.tril_indices(int(k.max(initial=0)))
+    kmax = int(k.max(initial=0))
+    a_all, b_all, doubled = (_pairs_of if kmax <= CACHED_PAIRS else _pairs_of.__wrapped__)(kmax)
     m = trace_m
     if m is not None:  # G keeps, per column, the pairs of its rows below m: a prefix
         below = np.concatenate([[0], np.cumsum(rows < m)])
@@ -74,14 +77,23 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
         np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
         gindex = index if m == r else np.empty(int(gptr[-1]), dtype=idx)
         gdata = np.empty(int(gptr[-1]))
-        doubled = np.where(a_all == b_all, 1.0, 2.0)
-    for kv in np.unique(k[k > 0]):
-        cols = np.flatnonzero(k == kv)
+    # every column with the same number of entries (balanced designs): the entries are the
+    # rows of one (columns, k) array and the pairs fill the outputs in order, with no gather
+    # (``gather``: the general path always, for the tests)
+    uniform = (not gather and kmax > 0 and indptr[0] == 0 and rows.size == k.size * kmax
+               and bool(np.all(k == kmax)))
+    for kv in ([kmax] if uniform else np.unique(k[k > 0])):
         npair = int(kv * (kv + 1) // 2)
         a, b = a_all[:npair], b_all[:npair]
-        entries = indptr[cols][:, None] + np.arange(kv)
-        rr, vv = rows[entries].astype(idx), vals[entries]
-        pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
+        if uniform:
+            cols = np.arange(k.size)
+            rr, vv = rows.reshape(-1, kv).astype(idx), vals.reshape(-1, kv)
+            pos: np.ndarray | slice = slice(None)
+        else:
+            cols = np.flatnonzero(k == kv)
+            entries = indptr[cols][:, None] + np.arange(kv)
+            rr, vv = rows[entries].astype(idx), vals[entries]
+            pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
         ri, rj = rr[:, a], rr[:, b]
         index[pos] = (ri * idx(r) + rj).ravel()
         d = vv[:, a] * vv[:, b]
@@ -98,6 +110,21 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
         gdata[gpos] = d[keep]
     g = None if m is None else (gptr.astype(idx), gindex, gdata)
     return (colptr.astype(idx), index, data), g
+
+
+#: :func:`_pairs_of` is kept for columns of at most this many entries (their pairs: 33k)
+CACHED_PAIRS = 256
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs_of(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.tril_indices(k) and, per pair, 1 on the diagonal and 2 off it (G's doubling), once
+    per k and read-only: building them cost more than a small model's pairs."""
+    a, b = np.tril_indices(k)
+    doubled = np.where(a == b, 1.0, 2.0)
+    for arr in (a, b, doubled):
+        arr.setflags(write=False)
+    return a, b, doubled
 
 
 def scalar_operators(A21: sp.csc_matrix, m1: int, r: int, m: int

@@ -7,9 +7,11 @@ every later stage (objective, optimizer, fit) reads only the ModelFrame.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -291,29 +293,58 @@ def _is_logical(node: Node, data: pd.DataFrame) -> bool:
     return False
 
 
+@dataclass(frozen=True, eq=False)
+class GroupCodes:
+    """An interaction grouping factor (``g1:g2``) before missing rows are removed: each row's
+    code (-1 where missing) into its levels, the observed combinations "a:b" in order. What
+    pandas' Categorical of them holds, without building one (its dtype's validation of the
+    levels was most of the factor's cost); :func:`finalize_group` makes it a model variable."""
+
+    codes: np.ndarray  # int64
+    categories: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+
+def finalize_group(label: str, group: pd.Categorical | GroupCodes, keep: np.ndarray | None
+                   ) -> fixed.Variable:
+    """A grouping factor on the rows kept, unused levels dropped: fixed.finalize, and its
+    equivalent for :class:`GroupCodes` (the same codes and levels as pandas'
+    remove_unused_categories of the Categorical)."""
+    if not isinstance(group, GroupCodes):
+        return fixed.finalize(label, group, keep)
+    codes = group.codes if keep is None else group.codes[keep]
+    levels = group.categories
+    ncat = len(levels)
+    present = codes >= 0
+    counts = np.bincount(codes[present], minlength=ncat)
+    if not counts.all():
+        used = counts > 0
+        new = np.cumsum(used) - 1
+        codes = np.where(present, new[np.where(present, codes, 0)], -1)
+        levels = tuple(lev for lev, u in zip(levels, used, strict=True) if u)
+    return fixed.Variable(label, codes=np.asarray(codes, dtype=np.int64), levels=levels)
+
+
 def _group_factor(
     node: Node, data: pd.DataFrame, cache: dict[str, fixed.Raw], messages: list[str]
-) -> pd.Categorical:
+) -> pd.Categorical | GroupCodes:
     """A grouping factor before missing rows are removed: a factor column, a variable made a
-    factor, or ``g1:g2`` as lme4's ``%i%`` (observed combinations, g1 slowest, named "a:b")."""
+    factor, or ``g1:g2`` as lme4's ``%i%`` (observed combinations, g1 slowest, named "a:b",
+    as :class:`GroupCodes`)."""
     if isinstance(node, Paren):
         return _group_factor(node.inner, data, cache, messages)
     if isinstance(node, BinOp) and node.op == ":":
         f1 = _group_factor(node.lhs, data, cache, messages)
         f2 = _group_factor(node.rhs, data, cache, messages)
-        c1, c2 = f1.codes.astype(np.int64), f2.codes.astype(np.int64)
-        combined = c1 * len(f2.categories) + c2
-        combined[(c1 < 0) | (c2 < 0)] = -1
-        uniq, inv = np.unique(combined, return_inverse=True)
-        ok = uniq >= 0
-        l1 = np.asarray(f1.categories, dtype=object)[uniq[ok] // len(f2.categories)]
-        l2 = np.asarray(f2.categories, dtype=object)[uniq[ok] % len(f2.categories)]
+        uniq, codes = _observed_pairs(f1.codes, f2.codes, len(f1.categories),
+                                      len(f2.categories))
+        l1 = np.asarray(f1.categories, dtype=object)[uniq // len(f2.categories)]
+        l2 = np.asarray(f2.categories, dtype=object)[uniq % len(f2.categories)]
         labels = [f"{a}:{b}" for a, b in zip(l1, l2, strict=True)]
         fixed._check_labels(list(zip(l1, l2, strict=True)), labels, deparse(node))
-        codes = inv.reshape(-1) - (0 if ok.all() else 1)
-        # the labels' Index given its string dtype: pandas' inference was a third of this call
-        categories = pd.Index(labels, dtype=fixed._STR_DTYPE) if labels else labels
-        return pd.Categorical.from_codes(codes, categories=categories, validate=False)
+        return GroupCodes(codes, tuple(labels))
     raw = fixed.evaluate(node, data, cache)
     if isinstance(raw, pd.Categorical):
         return raw
@@ -323,6 +354,31 @@ def _group_factor(
     if raw.dtype.kind == "f":
         messages.append(f"grouping variable {name!r} is numeric; converted to a factor")
     return fixed._factor_of(raw, name)
+
+
+def _observed_pairs(codes1: np.ndarray, codes2: np.ndarray, n1: int, n2: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The level pairs of two factors' codes (-1 missing) that occur, as ``c1 * n2 + c2`` in
+    increasing order, and each row's index among them (-1 where either is missing): what
+    ``np.unique(..., return_inverse=True)`` gives, by a table of the n1 * n2 possible pairs
+    where that is small (no sort: a tenth of an interaction factor's construction)."""
+    c1, c2 = codes1.astype(np.int64), codes2.astype(np.int64)
+    combined = c1 * n2 + c2
+    missing = (c1 < 0) | (c2 < 0)
+    has_missing = bool(missing.any())
+    if n1 * n2 > 4 * combined.size + 4096:  # a sparse table: sort
+        combined[missing] = -1
+        uniq, inv = np.unique(combined, return_inverse=True)
+        return uniq[uniq >= 0], inv.reshape(-1) - (1 if has_missing else 0)
+    if has_missing:
+        combined[missing] = 0
+    seen = np.zeros(n1 * n2, dtype=bool)
+    seen[combined[~missing] if has_missing else combined] = True
+    index = np.cumsum(seen) - 1
+    codes = index[combined]
+    if has_missing:
+        codes[missing] = -1
+    return np.flatnonzero(seen), codes
 
 
 def _leaves(node: Node) -> list[Node]:
@@ -371,13 +427,13 @@ class _Variables:
     subbars(formula)), before subset= and na_action choose the rows."""
 
     y: fixed.Raw  # the response (a numeric vector once checked)
-    fixed_terms: list[tuple[str, ...]]
+    fixed_terms: Sequence[tuple[str, ...]]
     fixed_icpt: bool
-    fixed_nodes: dict[str, Node]
-    offset_labels: list[str]
-    bar_specs: list[tuple[Any, tuple[list[tuple[str, ...]], bool], dict[str, Node]]]
+    fixed_nodes: Mapping[str, Node]
+    offset_labels: Sequence[str]
+    bar_specs: Sequence[tuple[Any, tuple[Sequence[tuple[str, ...]], bool], Mapping[str, Node]]]
     raws: dict[str, fixed.Raw]
-    groups: dict[str, pd.Categorical]
+    groups: dict[str, pd.Categorical | GroupCodes]
     leaves: dict[str, fixed.Raw]
     weights: np.ndarray | None
     offset: np.ndarray | None
@@ -464,16 +520,37 @@ def build_model(
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _formula_terms(text: str) -> tuple[tuple[tuple[str, ...], ...], bool, Mapping[str, Node],
+                                       tuple[str, ...],
+                                       tuple[tuple[Any, tuple[tuple[tuple[str, ...], ...], bool],
+                                                   Mapping[str, Node]], ...],
+                                       tuple[tuple[str, Node], ...]]:
+    """What R's terms() makes of a formula's parts, once per formula text (as its parse,
+    formula.parse_formula): the fixed part's terms, intercept and variables, its offset(...)
+    labels, per bar term (bar, its terms and intercept, its variables), and the grouping
+    factors' variables (label, node). Shared by every build of the formula and read-only
+    (expanding them was a twentieth of a small model's build)."""
+    parsed = parse_formula(text)
+    fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
+    fixed_nodes = variables(parsed.fixed)
+    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_nodes)
+    bar_specs = tuple((bar, (tuple(terms), icpt), MappingProxyType(variables(bar.lhs)))
+                      for bar in parsed.bars for terms, icpt in [expand_terms(bar.lhs)])
+    leaves = tuple((deparse(leaf), leaf) for bar in parsed.bars for leaf in _leaves(bar.group))
+    # read-only views: every build of the formula shares them
+    return (tuple(fixed_terms), fixed_icpt, MappingProxyType(fixed_nodes), tuple(offset_labels),
+            bar_specs, leaves)
+
+
 def _evaluate_variables(parsed: Any, data: pd.DataFrame, cache: dict[str, fixed.Raw],
                         messages: list[str], weights: object, offset: object,
                         response: ResponseRule | None) -> _Variables:
     """Every variable of the formula, the weights and the offset on every row of the data;
     the response read by lmer's rule (a numeric vector or booleans) or glmer's."""
     assert parsed.response is not None
-    fixed_terms, fixed_icpt = expand_terms(parsed.fixed)
-    fixed_nodes = variables(parsed.fixed)
-    fixed_terms, offset_labels = _offset_terms(fixed_terms, fixed_nodes)
-    bar_specs = [(bar, expand_terms(bar.lhs), variables(bar.lhs)) for bar in parsed.bars]
+    fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs, leaf_nodes = \
+        _formula_terms(parsed.text)
     if response is None:  # lmer's: checked to be numeric once the contrasts are
         y_raw = fixed.evaluate(parsed.response, data, cache)
     else:  # glmer's (R's family initialize) reads the prior weights with it
@@ -487,8 +564,7 @@ def _evaluate_variables(parsed: Any, data: pd.DataFrame, cache: dict[str, fixed.
             raws.setdefault(label, fixed.evaluate(node, data, cache))
     groups = {bar.group_name: _group_factor(bar.group, data, cache, messages)
               for bar in parsed.bars}
-    leaves = {deparse(leaf): fixed.evaluate(leaf, data, cache) for bar in parsed.bars
-              for leaf in _leaves(bar.group)}
+    leaves = {label: fixed.evaluate(leaf, data, cache) for label, leaf in leaf_nodes}
     w_raw = _extra_vector(weights, data, "weights", cache) if response is None else w_given
     o_raw = _extra_vector(offset, data, "offset", cache)
     return _Variables(y_raw, fixed_terms, fixed_icpt, fixed_nodes, offset_labels, bar_specs,
@@ -530,7 +606,9 @@ def _rows_kept(response_name: str, raw: _Variables, selected: np.ndarray | None,
     missing = fixed.na_mask(raw.y)
     na_by_var: dict[str, np.ndarray] = {response_name: missing}
     for label, values in [*raw.raws.items(), *raw.groups.items(), *raw.leaves.items()]:
-        na_by_var.setdefault(label, fixed.na_mask(values))
+        if label not in na_by_var:
+            na_by_var[label] = (values.codes < 0 if isinstance(values, GroupCodes)
+                                else fixed.na_mask(values))
     for label, vec in (("weights", raw.weights), ("offset", raw.offset)):
         if vec is not None:
             na_by_var[f"({label})"] = np.isnan(vec)
@@ -596,7 +674,7 @@ def _random_terms(raw: _Variables, fvars: dict[str, fixed.Variable], keep: np.nd
         Xb, cnames = fixed.model_matrix(bterms, bicpt, fvars, n)
         if Xb.shape[1] == 0:
             raise FormulaError(f"random-effects term ({bar.label}) has no columns")
-        g = fixed.finalize(bar.group_name, raw.groups[bar.group_name], keep)
+        g = finalize_group(bar.group_name, raw.groups[bar.group_name], keep)
         assert g.codes is not None
         terms.append(ReTerm(bar.group_name, tuple(cnames), Xb, g.codes, g.levels))
     nl = np.array([t.nlevels for t in terms])

@@ -654,7 +654,8 @@ def finalize(label: str, raw: Raw, keep: np.ndarray | None) -> Variable:
         cat = raw if keep is None else raw[keep]
         codes = cat.codes
         ncat = len(cat.categories)
-        if codes.size == 0 or codes.min() < 0 or np.unique(codes).size != ncat:
+        # every level used: a count per level (codes are in [0, ncat) once none is missing)
+        if codes.size == 0 or codes.min() < 0 or not np.bincount(codes, minlength=ncat).all():
             # pandas' remove_unused_categories costs a new dtype (a fifth of a small model's
             # build): called only when some level is unused
             cat = cat.remove_unused_categories()
@@ -789,7 +790,7 @@ def model_matrix(
     blocks: list[np.ndarray] = [np.ones((n, 1))] if intercept else []
     names: list[str] = ["(Intercept)"] if intercept else []
     for i, term in enumerate(terms):
-        mat = np.ones((n, 1))
+        mat: np.ndarray | None = None  # the columns so far: the first variable's as they are
         cols = [""]
         for v in term:
             var = variables[v]
@@ -801,9 +802,9 @@ def model_matrix(
                 block, bnames = _factor_block(var, full, contrasts.get(v))
             else:
                 block, bnames = var.numeric_block()
-            mat = (block[:, :, None] * mat[:, None, :]).reshape(n, -1)
+            mat = block if mat is None else (block[:, :, None] * mat[:, None, :]).reshape(n, -1)
             cols = [f"{c}:{b}" if c else b for b in bnames for c in cols]
-        blocks.append(mat)
+        blocks.append(np.ones((n, 1)) if mat is None else mat)
         names.extend(cols)
     X = np.hstack(blocks) if blocks else np.empty((n, 0))
     return np.ascontiguousarray(X), names

@@ -5,6 +5,7 @@ standard errors, predict, simulate), plus the helpers that build lme4's tables."
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ import pandas as pd
 
 from mixedref.fitting.optsummary import OptSummary
 from mixedref.frontend.design import ModelFrame
+from mixedref.frontend.fixed import _STR_DTYPE
 from mixedref.frontend.reterm import split_theta
 
 
@@ -103,8 +105,43 @@ def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
     pieces = split_theta(theta, terms)
     covs = [(grp, t.columns, sigma**2 * t.covariance(th)) for grp, t, th in
             zip(varcorr_groups([t.group for t in terms]), terms, pieces, strict=True)]
-    return pd.DataFrame(varcorr_rows(covs, sigma if residual else None),
-                        columns=list(VARCORR_COLUMNS))
+    rows = varcorr_rows(covs, sigma if residual else None)
+    # by columns, each of the dtype pandas infers from the rows (strings: pandas' str dtype,
+    # NaN where missing; a column of None only: object; numbers float64), without the
+    # inference from dicts, which was half of the table
+    cols: list[Any] = []
+    for c in VARCORR_COLUMNS:
+        vals = [r[c] for r in rows]
+        if c in ("vcov", "sdcor"):
+            cols.append(np.array(vals, dtype=float))
+        elif any(v is not None for v in vals):
+            cols.append(pd.array(np.array(vals, dtype=object), dtype=_STR_DTYPE))
+        else:
+            cols.append(np.array(vals, dtype=object))
+    return frame_of_columns(cols, VARCORR_COLUMNS)
+
+
+@functools.lru_cache(maxsize=16)
+def _columns_index(names: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(names))
+
+
+def frame_of_columns(arrays: Sequence[Any], names: tuple[str, ...]) -> pd.DataFrame:
+    """The DataFrame of these columns (1-d numpy arrays or pandas arrays of one length, taken
+    as they are, not copied) under these names, with a RangeIndex: what
+    ``pd.DataFrame(dict(zip(names, arrays)), copy=False)`` gives, by pandas' own constructor
+    from arrays (``DataFrame._from_arrays``, which its from_records uses) where this pandas has
+    it: the dict's validation and inference were a quarter of VarCorr's table in a fresh fit.
+    The columns Index is a view of one kept per names (a name set on it stays its own)."""
+    n = len(arrays[0]) if arrays else 0
+    from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
+    if from_arrays is not None:
+        try:
+            return from_arrays(list(arrays), columns=_columns_index(names).view(),
+                               index=pd.RangeIndex(n), verify_integrity=False)
+        except TypeError:  # pragma: no cover - another pandas' signature
+            pass
+    return pd.DataFrame(dict(zip(names, arrays, strict=True)), copy=False)
 
 
 def condvar_by_factor(terms: Sequence[Any], condvars: Sequence[np.ndarray]
