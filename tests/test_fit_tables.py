@@ -97,7 +97,7 @@ def test_interaction_groups_as_pandas_would_code_them() -> None:
         codes = rng.integers(-1, k, n)
         keep = None if rng.random() < 0.3 else rng.random(n) < 0.7
         want = fixed.finalize("g", pd.Categorical.from_codes(
-            codes, categories=pd.Index(list(labels), dtype=fixed._STR_DTYPE)), keep)
+            codes, categories=pd.Index(list(labels), dtype=fixed.STR_DTYPE)), keep)
         got = finalize_group("g", GroupCodes(codes, labels), keep)
         assert got.levels == want.levels and got.codes.dtype == want.codes.dtype
         np.testing.assert_array_equal(got.codes, want.codes)

@@ -132,7 +132,7 @@ def _logical(series: pd.Series) -> pd.Categorical:
 
 
 #: The dtype pandas gives an Index of Python strings (rename_categories' new categories).
-_STR_DTYPE = pd.Index(["a"]).dtype
+STR_DTYPE = pd.Index(["a"]).dtype
 
 
 def _column(series: pd.Series, name: str) -> Raw:
@@ -145,7 +145,7 @@ def _column(series: pd.Series, name: str) -> Raw:
         values = cat.categories.tolist()  # as list(categories), without a box per element
         labels = [str(c) for c in values]
         _check_labels(values, labels, name)
-        if cat.categories.dtype == _STR_DTYPE and labels == values:
+        if cat.categories.dtype == STR_DTYPE and labels == values:
             return cat.copy()  # already string levels: what rename_categories would build
         return cat.rename_categories(labels)
     if pd.api.types.is_bool_dtype(dtype):

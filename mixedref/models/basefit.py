@@ -5,7 +5,6 @@ standard errors, predict, simulate), plus the helpers that build lme4's tables."
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ import pandas as pd
 
 from mixedref.fitting.optsummary import OptSummary
 from mixedref.frontend.design import ModelFrame
-from mixedref.frontend.fixed import _STR_DTYPE
+from mixedref.frontend.fixed import STR_DTYPE
 from mixedref.frontend.reterm import split_theta
 
 
@@ -115,32 +114,15 @@ def varcorr_frame(terms: Sequence[Any], theta: np.ndarray, sigma: float,
         if c in ("vcov", "sdcor"):
             cols.append(np.array(vals, dtype=float))
         elif any(v is not None for v in vals):
-            cols.append(pd.array(np.array(vals, dtype=object), dtype=_STR_DTYPE))
+            cols.append(pd.array(np.array(vals, dtype=object), dtype=STR_DTYPE))
         else:
             cols.append(np.array(vals, dtype=object))
     return frame_of_columns(cols, VARCORR_COLUMNS)
 
 
-@functools.lru_cache(maxsize=16)
-def _columns_index(names: tuple[str, ...]) -> pd.Index:
-    return pd.Index(list(names))
-
-
 def frame_of_columns(arrays: Sequence[Any], names: tuple[str, ...]) -> pd.DataFrame:
-    """The DataFrame of these columns (1-d numpy arrays or pandas arrays of one length, taken
-    as they are, not copied) under these names, with a RangeIndex: what
-    ``pd.DataFrame(dict(zip(names, arrays)), copy=False)`` gives, by pandas' own constructor
-    from arrays (``DataFrame._from_arrays``, which its from_records uses) where this pandas has
-    it: the dict's validation and inference were a quarter of VarCorr's table in a fresh fit.
-    The columns Index is a view of one kept per names (a name set on it stays its own)."""
-    n = len(arrays[0]) if arrays else 0
-    from_arrays = getattr(pd.DataFrame, "_from_arrays", None)
-    if from_arrays is not None:
-        try:
-            return from_arrays(list(arrays), columns=_columns_index(names).view(),
-                               index=pd.RangeIndex(n), verify_integrity=False)
-        except TypeError:  # pragma: no cover - another pandas' signature
-            pass
+    """The DataFrame of these columns (1-d numpy or pandas arrays of one length, not copied)
+    under these names: the arrays' dtypes are taken as given, not inferred from rows."""
     return pd.DataFrame(dict(zip(names, arrays, strict=True)), copy=False)
 
 

@@ -20,7 +20,7 @@ from mixedref.engines import PLSObjective, PLSSolution
 from mixedref.errors import MixedrefError
 from mixedref.fitting.optimize import OptResult
 from mixedref.frontend.design import ModelFrame
-from mixedref.frontend.fixed import _STR_DTYPE
+from mixedref.frontend.fixed import STR_DTYPE
 from mixedref.models.basefit import (  # noqa: F401 - the table helpers, re-exported from their home
     FitSummary,
     MixedModelFit,
@@ -40,7 +40,7 @@ def names_index(names: tuple[str, ...]) -> pd.Index:
     tuple: building it was 70 us of a fresh small fit's tables (fit after fit of one model,
     as refits and the harness do), a view of it under 1 us. Callers take ``.view()``, so that
     setting a name on their Index leaves the kept one alone (the values are immutable)."""
-    return pd.Index(list(names), dtype=_STR_DTYPE) if names else pd.Index([])
+    return pd.Index(list(names), dtype=STR_DTYPE) if names else pd.Index([])
 
 
 class LmerFit(MixedModelFit):
