@@ -45,7 +45,13 @@ from scipy.optimize import minimize
 from mixedref.engines.objective import Objective
 from mixedref.errors import MixedrefError
 from mixedref.fitting.control import SINGULAR_TOL, Control
-from mixedref.fitting.convergence import check, derivatives, free_elements, snap_to_boundary
+from mixedref.fitting.convergence import (
+    ExactDerivatives,
+    check,
+    derivatives,
+    free_elements,
+    snap_to_boundary,
+)
 from mixedref.fitting.optsummary import NLOPT_CODES, OptSummary
 from mixedref.fitting.polish import polish_with_derivatives
 from mixedref.fitting.strategies import (
@@ -314,16 +320,20 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
 def _newton_finish(fn: Callable[[np.ndarray], float],
                    value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
                    x: np.ndarray, fx: float, lower: np.ndarray, control: Control,
-                   max_steps: int = NEWTON_STEPS
+                   max_steps: int = NEWTON_STEPS,
+                   value_grad_hess: Callable[[np.ndarray], ExactDerivatives | None]
+                   | None = None
                    ) -> tuple[np.ndarray, float, int, tuple[np.ndarray, ...]] | None:
     """Where L-BFGS-B stops on its line search (at large n the criterion's rounding floor sits
     above its ftol): Newton steps with the Hessian from central differences of the exact
-    gradient (2k gradients: what lme4's checks compute anyway, and kept for them) until the
+    gradient (2k gradients: what lme4's checks compute anyway, and kept for them), or the
+    engine's exact Hessian (``value_grad_hess``, about two gradients' work), until the
     predicted decrease g' H^-1 g / 2 is at most ftol_abs. Returns (θ, criterion, steps taken,
     (free, gradient, Hessian) at θ), or None where the Hessian is not positive definite or a
     step does not lower the criterion (BOBYQA then finishes, as before)."""
     for steps in range(max_steps + 1):
-        free, g, H = derivatives(fn, x, lower, value_and_grad=value_and_grad)
+        free, g, H = derivatives(fn, x, lower, value_and_grad=value_and_grad,
+                                 value_grad_hess=value_grad_hess)
         if free.size == 0:
             return None
         try:
@@ -386,13 +396,22 @@ def optimize_theta(fn: Objective, model: ModelFrame,
         nfev += 1
         return fn.value_and_grad(x)
 
+    exact_hessian = _hessian_of(fn)
+    counted_hess = None
+    if exact_hessian is not None:
+        def counted_hess(x: np.ndarray) -> ExactDerivatives | None:
+            nonlocal nfev
+            nfev += 1
+            return exact_hessian(x)
+
     derivs: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # θ -> lme4's checks
     method = _choose_method(fn, control)
     if method == "lbfgsb":
         x, fx, ok, status, message = _lbfgsb(counted_grad, x0, lower, control)
         code, name = status, f"scipy L-BFGS-B: {message}"
         meaning = "converged" if ok else "did not converge"
-        finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control)
+        finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control,
+                                                  value_grad_hess=counted_hess)
         if finished is not None:
             x, fx, steps, derivs[x.tobytes()] = finished
             method, meaning = "lbfgsb+newton", "converged"
@@ -545,11 +564,21 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
         log.checks, log.gradient, log.hessian_eigenvalues = [], None, None
         return
     grad_fn = fn.value_and_grad if _gradient_pays(fn, x, lower) else None
-    _, grad, hess = known if known is not None else derivatives(fn, x, lower,
-                                                                 value_and_grad=grad_fn)
+    # the exact Hessian only where the exact gradient is used anyway: elsewhere (small fits)
+    # the checks keep lme4's differences of the criterion
+    exact = _hessian_of(fn) if grad_fn is not None else None
+    _, grad, hess = known if known is not None else derivatives(
+        fn, x, lower, value_and_grad=grad_fn, value_grad_hess=exact)
     log.checks, log.hessian_eigenvalues = check(grad, hess, control.check_conv_grad,
                                                 control.check_conv_hess)
     log.gradient = [float(g) for g in grad]
+
+
+def _hessian_of(fn: Objective) -> Callable[[np.ndarray], ExactDerivatives | None] | None:
+    """The objective's exact (criterion, gradient, Hessian), where it offers them (the dense
+    engine's ``value_grad_hess`` for scalar terms; not part of the Objective protocol)."""
+    vgh = getattr(fn, "value_grad_hess", None)
+    return vgh if callable(vgh) and getattr(fn, "has_gradient", False) else None
 
 
 def _settings(control: Control) -> dict[str, Any]:
