@@ -391,10 +391,17 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             return finitial
         return v
 
+    last_grad: list = [None, None]  # the last gradient's θ and result
+
     def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
+        # remembered: the finish asks again where L-BFGS-B stopped (polish's applicability
+        # test, the Newton finish's derivatives), a gradient each time
         nonlocal nfev
-        nfev += 1
-        return fn.value_and_grad(x)
+        key = np.asarray(x, dtype=float).tobytes()
+        if last_grad[0] != key:
+            nfev += 1
+            last_grad[0], last_grad[1] = key, fn.value_and_grad(x)
+        return last_grad[1]
 
     exact_hessian = _hessian_of(fn)
     counted_hess = None
@@ -448,8 +455,11 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     # estimate by a Newton step (on InstEval the polish doubled the fit, 1.0 -> 2.2 s, and ended
     # 8e-11 higher: rounding)
     if control.polish and method != "lbfgsb+newton":
-        x, fx, polished, known = polish_with_derivatives(fn, x, fx, lower, counted,
-                                                         counted_grad)
+        # the exact Hessian after L-BFGS-B only (the large fits): the small fits keep the
+        # differenced one their polish and checks were measured with
+        x, fx, polished, known = polish_with_derivatives(
+            fn, x, fx, lower, counted, counted_grad,
+            value_grad_hess=counted_hess if method.startswith("lbfgsb") else None)
         if known is not None:  # the polish's last derivatives, at (or within 1e-6 of) x
             derivs[x.tobytes()] = known
     if polished:
