@@ -257,20 +257,29 @@ class _Stalled(Exception):
 #: line search would spend a dozen evaluations on noise before giving up.
 STALL_EVALS = 2
 FLOOR_FTOLS = 100.0
+#: STALL_EVALS where the objective has its exact Hessian: the Newton finish then judges the
+#: estimate (and steps where its predicted decrease exceeds ftol_abs) for about two gradients'
+#: work, so a second evaluation on the floor only confirms what it will (InstEval: 13 -> 12)
+STALL_EVALS_EXACT = 1
 
 
 def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
-            x0: np.ndarray, lower: np.ndarray, control: Control
+            x0: np.ndarray, lower: np.ndarray, control: Control,
+            stall_evals: int = STALL_EVALS
             ) -> tuple[np.ndarray, float, bool, int | None, str]:
     """L-BFGS-B with the exact gradient; returns (best x, its f, whether it converged, scipy's
-    status, scipy's message)."""
+    status, scipy's message). It stops after ``stall_evals`` evaluations in a row at the
+    criterion's rounding floor (see STALL_EVALS)."""
     best = [math.inf, x0.copy()]
     fallbacks = [0]
     stalled = [0]
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
 
+    z0 = x0 / GRADIENT_SCALE
+
     def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
-        x = np.maximum(z * GRADIENT_SCALE, lower)
+        # the start is x0 itself (z0 * GRADIENT_SCALE may round away from it by an ulp)
+        x = x0 if np.array_equal(z, z0) else np.maximum(z * GRADIENT_SCALE, lower)
         key = x.tobytes()
         if key in cache:
             return cache[key]
@@ -281,7 +290,7 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
             best[0], best[1] = f, x.copy()
         if not math.isfinite(f):
             raise _NoGradient
-        if stalled[0] >= STALL_EVALS:
+        if stalled[0] >= stall_evals:
             raise _Stalled
         if g is None:  # e.g. a trial point near theta = 0: forward differences, a few times
             fallbacks[0] += 1
@@ -296,7 +305,6 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
         cache[key] = (f, g * GRADIENT_SCALE)
         return cache[key]
 
-    z0 = x0 / GRADIENT_SCALE
     f0, _ = fg(z0)
     bounds = [(lo / GRADIENT_SCALE if np.isfinite(lo) else None, None) for lo in lower]
     # scipy stops when (f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= ftol: that is lme4's ftol_abs
@@ -372,13 +380,17 @@ def optimize_theta(fn: Objective, model: ModelFrame,
         alt = None
     else:
         x0, alt = lme4_start(model), centred_start(model)
-    finitial = float(fn(x0))
+    method = _choose_method(fn, control)
+    # L-BFGS-B's first evaluation is the start's gradient: its criterion is the start's, so
+    # it is taken once (remembered below for L-BFGS-B) rather than after a criterion alone
+    first = fn.value_and_grad(x0) if method == "lbfgsb" else None
+    finitial = float(fn(x0)) if first is None else float(first[0])
     if not math.isfinite(finitial):
         raise MixedrefError(f"the criterion is {finitial} at the start θ {x0.tolist()}: the "
                             "model cannot be evaluated (check the response and the design)")
     log = OptSummary(optimizer="", settings=_settings(control), start=x0.tolist(),
                      finitial=finitial)
-    nfev = 0
+    nfev = 0 if first is None else 1
 
     def counted(x: np.ndarray) -> float:
         # a θ whose system cannot be factored gets the start's criterion (MixedModels.jl):
@@ -391,7 +403,8 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             return finitial
         return v
 
-    last_grad: list = [None, None]  # the last gradient's θ and result
+    # the last gradient's θ and result
+    last_grad: list = [None, None] if first is None else [x0.tobytes(), first]
 
     def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
         # remembered: the finish asks again where L-BFGS-B stopped (polish's applicability
@@ -412,9 +425,10 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             return exact_hessian(x)
 
     derivs: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # θ -> lme4's checks
-    method = _choose_method(fn, control)
     if method == "lbfgsb":
-        x, fx, ok, status, message = _lbfgsb(counted_grad, x0, lower, control)
+        x, fx, ok, status, message = _lbfgsb(
+            counted_grad, x0, lower, control,
+            STALL_EVALS if counted_hess is None else STALL_EVALS_EXACT)
         code, name = status, f"scipy L-BFGS-B: {message}"
         meaning = "converged" if ok else "did not converge"
         finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control,
