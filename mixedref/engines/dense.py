@@ -520,16 +520,22 @@ class DensePLSObjective(PLSEngine):
         Hpw = pwrss * (np.diag(vKv2) - 2.0 * (Kv.T @ KiKv)) + np.outer(phi, phi)
         H += c_pw * 0.5 * (Hpw + Hpw.T)
         if m:  # log det K_sub: tr(P K_ij) - tr(P K_i P K_j)
-            # P symmetric from dpotri's upper triangle (its lower one holds K's entries)
-            P = np.where(np.tri(m, dtype=bool).T, Pinv, Pinv.T)
+            # P symmetric in place from dpotri's upper triangle (its lower one holds K's
+            # entries; the gradient has read P already)
+            P = _symmetrize_upper(Pinv)
             pdiag = np.diagonal(P)
-            # A21 diag(dW1) A21' = -K_1: the Schur operator writes its lower triangle
-            K1 = np.zeros(self.r * self.r)
+            # A21 diag(dW1) A21' = -K_1: the Schur operator writes its lower triangle (C
+            # order), the upper one of its Fortran view; in ML into the work buffer, free
+            # now (dpotri worked on a copy of its block, K^-1 K_i v is solved)
+            r2 = self.r * self.r
+            if self.REML:
+                K1 = np.zeros(r2)
+            else:
+                K1 = self._buf.reshape(-1)
+                K1.fill(0.0)
             M = self.M
-            _csc_matvec(self.r * self.r, dw.size, M.indptr, M.indices, M.data, dw, K1)
-            K1 = K1.reshape(self.r, self.r)[:m, :m]
-            K1 = K1 + K1.T
-            K1.flat[::m + 1] *= 0.5
+            _csc_matvec(r2, dw.size, M.indptr, M.indices, M.data, dw, K1)
+            K1 = _symmetrize_upper(K1.reshape(self.r, self.r).T[:m, :m])
             X = P @ K1  # -P K_1
             H[0, 0] -= float(d2w @ traces) + float(np.einsum("ij,ji->", X, X))
             dd = np.einsum("ij,ij->i", X, P)  # diag(P (-K_1) P)
@@ -817,6 +823,24 @@ def _dense_products(B: np.ndarray, X1: np.ndarray, codes: np.ndarray, m1: int
     A21 = sp.csc_matrix(B.T @ _dense_z(X1, codes, q1, m1))
     A21.sort_indices()
     return np.ascontiguousarray(A22), A21
+
+
+#: column blocks of _symmetrize_upper
+_SYM_BLOCK = 256
+
+
+def _symmetrize_upper(A: np.ndarray) -> np.ndarray:
+    """A (square) made symmetric in place from its upper triangle, block by block (no
+    temporaries of A's size: np.where or triu + triu' would allocate two or three); returns
+    A."""
+    m = A.shape[0]
+    for j0 in range(0, m, _SYM_BLOCK):
+        j1 = min(j0 + _SYM_BLOCK, m)
+        D = A[j0:j1, j0:j1]
+        lo = np.tril_indices(j1 - j0, -1)
+        D[lo] = D.T[lo]
+        A[j1:, j0:j1] = A[j0:j1, j1:].T
+    return A
 
 
 def _solve_upper(U: np.ndarray, e: np.ndarray, trans: int = 0) -> np.ndarray:

@@ -57,6 +57,8 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
     The pairs come out column after column, increasing within a column, so no sort is needed;
     columns with the same number of entries share one pair pattern, so the loop runs over those
     counts (tril_indices is row-major: a length's pattern is a prefix of the longest one's).
+    G's pairs are those with i < m, a prefix of each column's (its rows are sorted): they are
+    taken from the finished arrays in whole-array passes, not group by group.
     """
     indptr, rows, vals = A.indptr, A.indices, A.data
     k = np.diff(indptr).astype(np.int64)
@@ -66,15 +68,6 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
     idx = np.int64 if max(r * r, total) >= 2**31 - 1 else np.int32  # int32: less traffic
     index, data = np.empty(total, dtype=idx), np.empty(total)
     a_all, b_all = np.tril_indices(int(k.max(initial=0)))
-    m = trace_m
-    if m is not None:  # G keeps, per column, the pairs of its rows below m: a prefix
-        below = np.concatenate([[0], np.cumsum(rows < m)])
-        kk = (below[indptr[1:]] - below[indptr[:-1]]).astype(np.int64)
-        gptr = np.zeros(k.size + 1, dtype=np.int64)
-        np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
-        gindex = index if m == r else np.empty(int(gptr[-1]), dtype=idx)
-        gdata = np.empty(int(gptr[-1]))
-        doubled = np.where(a_all == b_all, 1.0, 2.0)
     for kv in np.unique(k[k > 0]):
         cols = np.flatnonzero(k == kv)
         npair = int(kv * (kv + 1) // 2)
@@ -82,22 +75,23 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
         entries = indptr[cols][:, None] + np.arange(kv)
         rr, vv = rows[entries].astype(idx), vals[entries]
         pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
-        ri, rj = rr[:, a], rr[:, b]
-        index[pos] = (ri * idx(r) + rj).ravel()
-        d = vv[:, a] * vv[:, b]
-        data[pos] = d.ravel()
-        if m is None:
-            continue
-        d *= doubled[:npair]
-        if m == r:
-            gdata[pos] = d.ravel()
-            continue
-        keep = ri < m
-        gpos = (gptr[cols][:, None] + np.arange(npair))[keep]
-        gindex[gpos] = (ri * idx(m) + rj)[keep]
-        gdata[gpos] = d[keep]
-    g = None if m is None else (gptr.astype(idx), gindex, gdata)
-    return (colptr.astype(idx), index, data), g
+        index[pos] = (rr[:, a] * idx(r) + rr[:, b]).ravel()
+        data[pos] = (vv[:, a] * vv[:, b]).ravel()
+    m = trace_m
+    if m is None:
+        return (colptr.astype(idx), index, data), None
+    ri = index // idx(r)
+    gdata = data * np.where(index - ri * idx(r) == ri, 1.0, 2.0)  # off-diagonal pairs twice
+    if m == r:
+        return (colptr.astype(idx), index, data), (colptr.astype(idx), index, gdata)
+    # G keeps, per column, the pairs of its rows below m: a prefix
+    below = np.concatenate([[0], np.cumsum(rows < m)])
+    kk = (below[indptr[1:]] - below[indptr[:-1]]).astype(np.int64)
+    gptr = np.zeros(k.size + 1, dtype=np.int64)
+    np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
+    keep = index < idx(m * r)  # i < m
+    gindex = (index - ri * idx(r - m))[keep]  # i * m + j
+    return (colptr.astype(idx), index, data), (gptr.astype(idx), gindex, gdata[keep])
 
 
 def scalar_operators(A21: sp.csc_matrix, m1: int, r: int, m: int
