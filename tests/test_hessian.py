@@ -113,3 +113,27 @@ def test_checks_read_the_exact_hessian_where_given() -> None:
     np.testing.assert_array_equal(free, np.arange(1, theta.size))
     np.testing.assert_array_equal(g1, g[1:])
     np.testing.assert_array_equal(H1, H[1:, 1:])
+
+
+@pytest.mark.parametrize("REML", [False, True])
+def test_hessian_from_the_kept_gradient_equals_a_fresh_one(REML) -> None:
+    """value_grad_hess at the last gradient's θ reuses that gradient's factor and inverse; a
+    criterion evaluated in between (which reuses the work buffer holding them) must not leave
+    stale pieces behind."""
+    case = next(c for c in CASES if c.id == "Penicillin-crossed-ML")
+    data = load_data(case)
+    model = build_model(case.formula, data)
+    obj = DensePLSObjective(model, REML=REML)
+    rng = np.random.default_rng(3)
+    t1, t2 = interior_theta(model, rng), interior_theta(model, rng)
+    obj.value_and_grad(t2)
+    fresh = obj.value_grad_hess(t1)  # nothing kept at t1: computed from scratch
+    obj.value_and_grad(t1)
+    kept = obj.value_grad_hess(t1)
+    for a, b in zip(fresh, kept, strict=True):
+        np.testing.assert_array_equal(a, b)
+    obj.value_and_grad(t1)
+    obj(t2)  # the criterion alone at another θ: the work buffer now holds its factor
+    after = obj.value_grad_hess(t1)
+    for a, b in zip(fresh, after, strict=True):
+        np.testing.assert_array_equal(a, b)

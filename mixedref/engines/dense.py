@@ -143,6 +143,8 @@ class DensePLSObjective(PLSEngine):
         self._threads = threads.threads_for(r**3 / 3.0 + schur_flops)
         self._re_diag = np.arange(self.re2) * (r + 1)
         self._buf = np.empty((r, r))
+        #: the last scalar gradient's pieces for the Hessian at its θ (_scalar_derivatives)
+        self._last_derivs: tuple | None = None
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
         #: A11's entries (0,0), (1,0), (1,1) as contiguous per-level vectors, which the closed
         #: forms of _block1 and _fast_value read once per evaluation
@@ -250,6 +252,7 @@ class DensePLSObjective(PLSEngine):
 
     def _schur(self, w: np.ndarray) -> np.ndarray:
         """The work buffer set to A22 - A21 W1 A21' (lower triangle valid)."""
+        self._last_derivs = None  # the buffer held the last gradient's factor (and REML's P)
         S = self._buf
         np.copyto(S, self.A22)
         if self._M_neg is None:  # dense within levels: A21 (W1 A21') by two matrix products
@@ -390,6 +393,12 @@ class DensePLSObjective(PLSEngine):
         if not self._scalar_gradient:
             return None
         theta = self._checked_theta(theta)
+        last = self._last_derivs
+        if last is not None and last[0] == theta.tobytes():  # the gradient's pieces, kept
+            if self._unthreaded:
+                return last[1], last[2].copy(), self._scalar_hessian(theta)
+            with threads.limit(self._threads):
+                return last[1], last[2].copy(), self._scalar_hessian(theta)
         if self._unthreaded:
             out = self._scalar_derivatives(theta, hessian=True)
         else:
@@ -452,14 +461,6 @@ class DensePLSObjective(PLSEngine):
         d1 = t1 * t1 * a + 1.0
         dw = 2.0 * t1 / d1**2  # d W1 / d t1
         Bv = _csr_times(self.A21, v, transposed=True)
-        if hessian:  # K_i v and K^-1 K_i v, while U still holds K's factor (REML's dpotri
-            Kv = np.zeros((r, theta.size))  # overwrites it)
-            Kv[:, 0] = -(self.A21 @ (dw * Bv))
-            off = 0
-            for k, (th, mk) in enumerate(zip(rest, self.nlev[1:], strict=True), start=1):
-                Kv[off:off + mk, k] = -2.0 * th**-3.0 * v[off:off + mk]
-                off += mk
-            KiKv = _solve_upper(U, _solve_upper(U, Kv, trans=1))
         if self.REML:
             Pinv, info = dpotri(U, lower=0, overwrite_c=1)
             c_pw, m = n - p - 1.0, r
@@ -484,24 +485,40 @@ class DensePLSObjective(PLSEngine):
             dpw = pwrss**2 * float(v[seg] @ v[seg]) * dc
             grad[k] = 2.0 * mk / th + float(np.sum(pdiag[seg])) * dc + c_pw * dpw / pwrss
             off += mk
+        # kept for the Hessian at this θ (value_grad_hess where L-BFGS-B stopped: its last
+        # evaluation) until the work buffer, which holds U and in REML P, is reused (_schur)
+        self._last_derivs = (theta.tobytes(), value, grad, U, Pinv, m, traces, v, Bv, pwrss,
+                             c_pw)
         if not hessian:
             return value, grad, None
-        return value, grad, self._scalar_hessian(theta, Pinv, m, traces, v, Bv, Kv, KiKv,
-                                                 pwrss, c_pw)
+        return value, grad, self._scalar_hessian(theta)
 
-    def _scalar_hessian(self, theta: np.ndarray, Pinv: np.ndarray, m: int,
-                        traces: np.ndarray | None, v: np.ndarray, Bv: np.ndarray,
-                        Kv: np.ndarray, KiKv: np.ndarray, pwrss: float, c_pw: float
-                        ) -> np.ndarray:
-        """The Hessian of :meth:`_scalar_derivatives` from its pieces: P = K_sub^-1's upper
-        triangle ``Pinv`` (order m), the trace vector a_l' P a_l of A21's columns, v = K^-1 e_y,
-        A21' v, the columns K_i v and K^-1 K_i v."""
+    def _scalar_hessian(self, theta: np.ndarray) -> np.ndarray:
+        """The Hessian of :meth:`_scalar_derivatives` at θ from the pieces its gradient kept
+        there (``_last_derivs``): the factor U (in ML; in REML dpotri overwrote it), P =
+        K_sub^-1's upper triangle ``Pinv`` (order m), the trace vector a_l' P a_l of A21's
+        columns, v = K^-1 e_y and A21' v. Uses the work buffer (ML) and P's storage."""
+        _, _, _, U, Pinv, m, traces, v, Bv, pwrss, c_pw = self._last_derivs
+        self._last_derivs = None  # P is symmetrized, the work buffer reused, below
         k = theta.size
         t1 = theta[0]
         a = self.A11[:, 0, 0]
         d1 = t1 * t1 * a + 1.0
         dw = 2.0 * t1 / d1**2
         d2w = (2.0 - 6.0 * t1 * t1 * a) / d1**3  # d² W1 / d t1²
+        # K_i v, and K^-1 K_i v: in REML P = K^-1; in ML by the factor U, still in the work
+        # buffer (P then inverts the random-effects block only)
+        Kv = np.zeros((self.r, k))
+        Kv[:, 0] = -(self.A21 @ (dw * Bv))
+        off = 0
+        for j, (th, mk) in enumerate(zip(theta[1:], self.nlev[1:], strict=True), start=1):
+            Kv[off:off + mk, j] = -2.0 * th**-3.0 * v[off:off + mk]
+            off += mk
+        P = _symmetrize_upper(Pinv) if m else Pinv  # the gradient has read P already
+        if self.REML:
+            KiKv = P @ Kv
+        else:
+            KiKv = _solve_upper(U, _solve_upper(U, Kv, trans=1))
         H = np.zeros((k, k))
         # ld1 + sum_k m_k log theta_k^2
         H[0, 0] = float(np.sum(2.0 * a * (1.0 - t1 * t1 * a) / d1**2))
@@ -520,9 +537,6 @@ class DensePLSObjective(PLSEngine):
         Hpw = pwrss * (np.diag(vKv2) - 2.0 * (Kv.T @ KiKv)) + np.outer(phi, phi)
         H += c_pw * 0.5 * (Hpw + Hpw.T)
         if m:  # log det K_sub: tr(P K_ij) - tr(P K_i P K_j)
-            # P symmetric in place from dpotri's upper triangle (its lower one holds K's
-            # entries; the gradient has read P already)
-            P = _symmetrize_upper(Pinv)
             pdiag = np.diagonal(P)
             # A21 diag(dW1) A21' = -K_1: the Schur operator writes its lower triangle (C
             # order), the upper one of its Fortran view; in ML into the work buffer, free

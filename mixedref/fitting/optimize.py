@@ -259,17 +259,22 @@ STALL_EVALS = 2
 FLOOR_FTOLS = 100.0
 #: STALL_EVALS where the objective has its exact Hessian: the Newton finish then judges the
 #: estimate (and steps where its predicted decrease exceeds ftol_abs) for about two gradients'
-#: work, so a second evaluation on the floor only confirms what it will (InstEval: 13 -> 12)
+#: work, so evaluations within FLOOR_FTOLS * ftol_abs of the best only confirm what it will
+#: (InstEval ML and REML: 12 -> 10 gradients, the estimate's criterion within 1e-11)
 STALL_EVALS_EXACT = 1
 
 
 def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
             x0: np.ndarray, lower: np.ndarray, control: Control,
-            stall_evals: int = STALL_EVALS
+            exact_finish: bool = False
             ) -> tuple[np.ndarray, float, bool, int | None, str]:
     """L-BFGS-B with the exact gradient; returns (best x, its f, whether it converged, scipy's
-    status, scipy's message). It stops after ``stall_evals`` evaluations in a row at the
-    criterion's rounding floor (see STALL_EVALS)."""
+    status, scipy's message). It stops after STALL_EVALS evaluations in a row at the
+    criterion's rounding floor; with ``exact_finish`` (the exact Newton finish follows: see
+    STALL_EVALS_EXACT) after one within FLOOR_FTOLS * ftol_abs of the best that does not lower
+    it by as much."""
+    stall_evals = STALL_EVALS_EXACT if exact_finish else STALL_EVALS
+    progress = (FLOOR_FTOLS if exact_finish else 1.0) * control.ftol_abs
     best = [math.inf, x0.copy()]
     fallbacks = [0]
     stalled = [0]
@@ -285,7 +290,7 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
             return cache[key]
         f, g = value_and_grad(x)
         floor = abs(f - best[0]) <= FLOOR_FTOLS * control.ftol_abs
-        stalled[0] = stalled[0] + 1 if floor and not f < best[0] - control.ftol_abs else 0
+        stalled[0] = stalled[0] + 1 if floor and not f < best[0] - progress else 0
         if f < best[0]:
             best[0], best[1] = f, x.copy()
         if not math.isfinite(f):
@@ -427,8 +432,7 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     derivs: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # θ -> lme4's checks
     if method == "lbfgsb":
         x, fx, ok, status, message = _lbfgsb(
-            counted_grad, x0, lower, control,
-            STALL_EVALS if counted_hess is None else STALL_EVALS_EXACT)
+            counted_grad, x0, lower, control, exact_finish=counted_hess is not None)
         code, name = status, f"scipy L-BFGS-B: {message}"
         meaning = "converged" if ok else "did not converge"
         finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control,
