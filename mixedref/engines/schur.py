@@ -80,8 +80,12 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
     m = trace_m
     if m is None:
         return (colptr.astype(idx), index, data), None
-    ri = index // idx(r)
-    gdata = data * np.where(index - ri * idx(r) == ri, 1.0, 2.0)  # off-diagonal pairs twice
+    # off-diagonal pairs twice: all doubled, then the diagonal ones (i = j: entry a of a
+    # column is its pair a (a + 3) / 2) set back
+    gdata = data * 2.0
+    a_in = np.arange(rows.size, dtype=np.int64) - np.repeat(indptr[:-1].astype(np.int64), k)
+    diagonal = np.repeat(colptr[:-1], k) + a_in * (a_in + 3) // 2
+    gdata[diagonal] = data[diagonal]
     if m == r:
         return (colptr.astype(idx), index, data), (colptr.astype(idx), index, gdata)
     # G keeps, per column, the pairs of its rows below m: a prefix
@@ -90,7 +94,8 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None
     gptr = np.zeros(k.size + 1, dtype=np.int64)
     np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
     keep = index < idx(m * r)  # i < m
-    gindex = (index - ri * idx(r - m))[keep]  # i * m + j
+    kept = index[keep]
+    gindex = kept - (kept // idx(r)) * idx(r - m)  # i * m + j
     return (colptr.astype(idx), index, data), (gptr.astype(idx), gindex, gdata[keep])
 
 
