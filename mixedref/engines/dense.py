@@ -123,6 +123,9 @@ class DensePLSObjective(PLSEngine):
         #: the scalar gradient above (its trace operator G); else the general one, where its
         #: dense r x (first term's effects) work stays small (_general_value_and_grad)
         self._scalar_gradient = self.has_gradient
+        #: True when :meth:`value_grad_hess` gives the exact Hessian (every term scalar); the
+        #: optimizer reads it (its Newton finish, lme4's checks) only then
+        self.has_hessian = self._scalar_gradient
         self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
         self._A21_cube: np.ndarray | None = None
         self._A21_array: np.ndarray | None = None  # A21.toarray(), for _l21_dense

@@ -604,9 +604,10 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
 
 def _hessian_of(fn: Objective) -> Callable[[np.ndarray], ExactDerivatives | None] | None:
     """The objective's exact (criterion, gradient, Hessian), where it offers them (the dense
-    engine's ``value_grad_hess`` for scalar terms; not part of the Objective protocol)."""
+    engine's ``value_grad_hess`` where ``has_hessian``: every term scalar; not part of the
+    Objective protocol)."""
     vgh = getattr(fn, "value_grad_hess", None)
-    return vgh if callable(vgh) and getattr(fn, "has_gradient", False) else None
+    return vgh if callable(vgh) and getattr(fn, "has_hessian", False) else None
 
 
 def _settings(control: Control) -> dict[str, Any]:
