@@ -123,6 +123,9 @@ class DensePLSObjective(PLSEngine):
         #: the scalar gradient above (its trace operator G); else the general one, where its
         #: dense r x (first term's effects) work stays small (_general_value_and_grad)
         self._scalar_gradient = self.has_gradient
+        #: True when :meth:`value_grad_hess` gives the exact Hessian (every term scalar); the
+        #: optimizer reads it (its Newton finish, lme4's checks) only then
+        self.has_hessian = self._scalar_gradient
         self.has_gradient = self.has_gradient or r * m1 * q1 <= GENERAL_GRADIENT_MAX
         self._A21_cube: np.ndarray | None = None
         self._A21_array: np.ndarray | None = None  # A21.toarray(), for _l21_dense
@@ -143,6 +146,8 @@ class DensePLSObjective(PLSEngine):
         self._threads = threads.threads_for(r**3 / 3.0 + schur_flops)
         self._re_diag = np.arange(self.re2) * (r + 1)
         self._buf = np.empty((r, r))
+        #: the last scalar gradient's pieces for the Hessian at its θ (_scalar_derivatives)
+        self._last_derivs: tuple | None = None
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
         #: A11's entries (0,0), (1,0), (1,1) as contiguous per-level vectors, which the closed
         #: forms of _block1 and _fast_value read once per evaluation
@@ -250,6 +255,7 @@ class DensePLSObjective(PLSEngine):
 
     def _schur(self, w: np.ndarray) -> np.ndarray:
         """The work buffer set to A22 - A21 W1 A21' (lower triangle valid)."""
+        self._last_derivs = None  # the buffer held the last gradient's factor (and REML's P)
         S = self._buf
         np.copyto(S, self.A22)
         if self._M_neg is None:  # dense within levels: A21 (W1 A21') by two matrix products
@@ -380,8 +386,39 @@ class DensePLSObjective(PLSEngine):
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
+    def value_grad_hess(self, theta: np.ndarray
+                        ) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """The criterion, its exact gradient and its exact Hessian in θ (every term scalar), or
+        None where they do not apply (a vector-valued term, a later θ below 1e-3, a system
+        that cannot be factored): what lme4's checks approximate by finite differences, for
+        about two gradients' work (one dense product beyond the gradient) rather than the 2k + 1
+        gradients of their central differences (:meth:`_scalar_derivatives`)."""
+        if not self._scalar_gradient:
+            return None
+        theta = self._checked_theta(theta)
+        last = self._last_derivs
+        if last is not None and last[0] == theta.tobytes():  # the gradient's pieces, kept
+            if self._unthreaded:
+                return last[1], last[2].copy(), self._scalar_hessian(theta)
+            with threads.limit(self._threads):
+                return last[1], last[2].copy(), self._scalar_hessian(theta)
+        if self._unthreaded:
+            out = self._scalar_derivatives(theta, hessian=True)
+        else:
+            with threads.limit(self._threads):
+                out = self._scalar_derivatives(theta, hessian=True)
+        return None if out[1] is None or out[2] is None else out
+
     def _value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
-        """The criterion and its exact gradient in theta, for models whose terms are all scalar.
+        """The criterion and its exact gradient in theta, for models whose terms are all scalar
+        (:meth:`_scalar_derivatives`)."""
+        value, grad, _ = self._scalar_derivatives(theta, hessian=False)
+        return value, grad
+
+    def _scalar_derivatives(self, theta: np.ndarray, hessian: bool
+                            ) -> tuple[float, np.ndarray | None, np.ndarray | None]:
+        """The criterion, its exact gradient and (with ``hessian``) its exact Hessian in theta,
+        for models whose terms are all scalar.
 
         With K = S(t1) + diag(theta_k^-2) the matrix factored by the diagonal shortcut (t1 the
         first term's theta, W1 = t1^2 / (t1^2 A11 + 1) per level) the criterion is
@@ -389,20 +426,31 @@ class DensePLSObjective(PLSEngine):
         block, c = n; REML: K_sub all of K, c = n - p - 1), and pwrss = 1 / (K^-1)_yy. So
         d log det K_sub = tr(K_sub^-1 dK) (one dpotri) and d pwrss = pwrss^2 v' dK v with
         v = K^-1 e_y; dK/dt1 = -A21 diag(dW1) A21' is contracted through the Schur operator.
-        The gradient is None where the shortcut does not apply (a later theta below 1e-3).
+
+        The Hessian differentiates once more (K_i = dK/dθ_i, K_ij its second derivatives:
+        -A21 diag(d²W1) A21' and 6 θ_k^-4 on term k's diagonal, 0 across terms; P = K_sub^-1):
+
+            d² log det K_sub = tr(P K_ij) - tr(P K_i P K_j)
+            d² log pwrss     = pwrss (v'K_ij v - 2 (K_i v)' K^-1 (K_j v)) + φ_i φ_j
+
+        (φ_i = pwrss v'K_i v the first derivative of log pwrss). The later terms' K_k are
+        diagonal, so their traces read P's entries; the first term's needs the dense
+        K_1 = -A21 diag(dW1) A21' (the Schur operator applied to dW1) and one product P K_1.
+        Gradient and Hessian are None where the shortcut does not apply (a later theta below
+        1e-3).
         """
         if not self.has_gradient:
             raise MixedrefError("the analytic gradient needs every random-effects term scalar")
         theta = np.asarray(theta, dtype=float)
         rest = theta[1:]
         if rest.size and rest.min() < _SHORTCUT_MIN:
-            return self._value(theta), None
+            return self._value(theta), None, None
         if theta.shape != (self.ntheta,):
             raise MixedrefError(f"theta must have {self.ntheta} elements, got {theta.shape}")
         # _factor(theta, shortcut=True)'s arithmetic without templates (a scalar first term)
         ld1, U, info = self._fast_factor(theta)
         if info != 0:
-            return math.inf, None
+            return math.inf, None, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
         diag = np.diagonal(U)
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
@@ -411,6 +459,11 @@ class DensePLSObjective(PLSEngine):
         e = np.zeros(r)
         e[-1] = 1.0 / diag[-1]
         v = _solve_upper(U, e)
+        t1 = theta[0]
+        a = self.A11[:, 0, 0]
+        d1 = t1 * t1 * a + 1.0
+        dw = 2.0 * t1 / d1**2  # d W1 / d t1
+        Bv = _csr_times(self.A21, v, transposed=True)
         if self.REML:
             Pinv, info = dpotri(U, lower=0, overwrite_c=1)
             c_pw, m = n - p - 1.0, r
@@ -420,16 +473,12 @@ class DensePLSObjective(PLSEngine):
         else:  # ML with one term: no dense random-effects block
             Pinv, info, c_pw, m = np.zeros((0, 0)), 0, float(n), 0
         if info != 0:
-            return value, None
+            return value, None, None
         pflat = Pinv.reshape(-1, order="F")  # a view: dpotri returns a Fortran array
         pdiag = np.diagonal(Pinv)
-        t1 = theta[0]
-        a = self.A11[:, 0, 0]
-        d1 = t1 * t1 * a + 1.0
-        dw = 2.0 * t1 / d1**2  # d W1 / d t1
-        Bv = _csr_times(self.A21, v, transposed=True)
         grad = np.empty(theta.size)
-        dlogdet = -float(dw @ _csr_times(self._trace_operator(), pflat)) if m else 0.0
+        traces = _csr_times(self._trace_operator(), pflat) if m else None  # a_l' P a_l
+        dlogdet = -float(dw @ traces) if m else 0.0
         dpw = -pwrss**2 * float(dw @ (Bv * Bv))
         grad[0] = float(np.sum(2.0 * t1 * a / d1)) + dlogdet + c_pw * dpw / pwrss
         off = 0
@@ -439,7 +488,86 @@ class DensePLSObjective(PLSEngine):
             dpw = pwrss**2 * float(v[seg] @ v[seg]) * dc
             grad[k] = 2.0 * mk / th + float(np.sum(pdiag[seg])) * dc + c_pw * dpw / pwrss
             off += mk
-        return value, grad
+        # kept for the Hessian at this θ (value_grad_hess where L-BFGS-B stopped: its last
+        # evaluation) until the work buffer, which holds U and in REML P, is reused (_schur)
+        self._last_derivs = (theta.tobytes(), value, grad, U, Pinv, m, traces, v, Bv, pwrss,
+                             c_pw)
+        if not hessian:
+            return value, grad, None
+        return value, grad, self._scalar_hessian(theta)
+
+    def _scalar_hessian(self, theta: np.ndarray) -> np.ndarray:
+        """The Hessian of :meth:`_scalar_derivatives` at θ from the pieces its gradient kept
+        there (``_last_derivs``): the factor U (in ML; in REML dpotri overwrote it), P =
+        K_sub^-1's upper triangle ``Pinv`` (order m), the trace vector a_l' P a_l of A21's
+        columns, v = K^-1 e_y and A21' v. Uses the work buffer (ML) and P's storage."""
+        _, _, _, U, Pinv, m, traces, v, Bv, pwrss, c_pw = self._last_derivs
+        self._last_derivs = None  # P is symmetrized, the work buffer reused, below
+        k = theta.size
+        t1 = theta[0]
+        a = self.A11[:, 0, 0]
+        d1 = t1 * t1 * a + 1.0
+        dw = 2.0 * t1 / d1**2
+        d2w = (2.0 - 6.0 * t1 * t1 * a) / d1**3  # d² W1 / d t1²
+        # K_i v, and K^-1 K_i v: in REML P = K^-1; in ML by the factor U, still in the work
+        # buffer (P then inverts the random-effects block only)
+        Kv = np.zeros((self.r, k))
+        Kv[:, 0] = -(self.A21 @ (dw * Bv))
+        off = 0
+        for j, (th, mk) in enumerate(zip(theta[1:], self.nlev[1:], strict=True), start=1):
+            Kv[off:off + mk, j] = -2.0 * th**-3.0 * v[off:off + mk]
+            off += mk
+        P = _symmetrize_upper(Pinv) if m else Pinv  # the gradient has read P already
+        if self.REML:
+            KiKv = P @ Kv
+        else:
+            KiKv = _solve_upper(U, _solve_upper(U, Kv, trans=1))
+        H = np.zeros((k, k))
+        # ld1 + sum_k m_k log theta_k^2
+        H[0, 0] = float(np.sum(2.0 * a * (1.0 - t1 * t1 * a) / d1**2))
+        # c log pwrss: pwrss (v'K_ij v - 2 (K_i v)' K^-1 (K_j v)) + phi_i phi_j
+        phi = pwrss * (Kv.T @ v)
+        vKv2 = np.zeros(k)  # v'K_ii v (K_ij = 0 across terms)
+        vKv2[0] = -float(d2w @ (Bv * Bv))
+        off = 0
+        segs = []
+        for j, (th, mk) in enumerate(zip(theta[1:], self.nlev[1:], strict=True), start=1):
+            seg = slice(off, off + mk)
+            segs.append(seg)
+            H[j, j] = -2.0 * mk / th**2
+            vKv2[j] = 6.0 * th**-4.0 * float(v[seg] @ v[seg])
+            off += mk
+        Hpw = pwrss * (np.diag(vKv2) - 2.0 * (Kv.T @ KiKv)) + np.outer(phi, phi)
+        H += c_pw * 0.5 * (Hpw + Hpw.T)
+        if m:  # log det K_sub: tr(P K_ij) - tr(P K_i P K_j)
+            pdiag = np.diagonal(P)
+            # A21 diag(dW1) A21' = -K_1: the Schur operator writes its lower triangle (C
+            # order), the upper one of its Fortran view; in ML into the work buffer, free
+            # now (dpotri worked on a copy of its block, K^-1 K_i v is solved)
+            r2 = self.r * self.r
+            if self.REML:
+                K1 = np.zeros(r2)
+            else:
+                K1 = self._buf.reshape(-1)
+                K1.fill(0.0)
+            M = self.M
+            _csc_matvec(r2, dw.size, M.indptr, M.indices, M.data, dw, K1)
+            K1 = _symmetrize_upper(K1.reshape(self.r, self.r).T[:m, :m])
+            X = P @ K1  # -P K_1
+            H[0, 0] -= float(d2w @ traces) + float(np.einsum("ij,ji->", X, X))
+            dd = np.einsum("ij,ij->i", X, P)  # diag(P (-K_1) P)
+            for j, (th, seg) in enumerate(zip(theta[1:], segs, strict=True), start=1):
+                cj = -2.0 * th**-3.0
+                H[j, j] += 6.0 * th**-4.0 * float(np.sum(pdiag[seg]))
+                H[0, j] += cj * float(np.sum(dd[seg]))  # -tr(P K_1 P K_j)
+                H[j, 0] = H[0, j]
+                for i, (ti, segi) in enumerate(zip(theta[1:j], segs[:j - 1], strict=True),
+                                               start=1):
+                    ci = -2.0 * ti**-3.0
+                    H[i, j] -= ci * cj * float(np.sum(P[segi, seg] ** 2))
+                    H[j, i] = H[i, j]
+                H[j, j] -= cj * cj * float(np.sum(P[seg, seg] ** 2))
+        return H
 
     def _general_value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
         """The criterion and its exact gradient for any terms (vector-valued ones included).
@@ -725,12 +853,31 @@ def _csc_of_dense(D: np.ndarray) -> sp.csc_matrix:
     return A
 
 
-def _solve_upper(U: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """x with U x = e for upper-triangular U: scipy's solve_triangular(U, e) without its
-    wrapper's checks (the same LAPACK call, trtrs, for a Fortran-ordered U)."""
+#: column blocks of _symmetrize_upper
+_SYM_BLOCK = 256
+
+
+def _symmetrize_upper(A: np.ndarray) -> np.ndarray:
+    """A (square) made symmetric in place from its upper triangle, block by block (no
+    temporaries of A's size: np.where or triu + triu' would allocate two or three); returns
+    A."""
+    m = A.shape[0]
+    for j0 in range(0, m, _SYM_BLOCK):
+        j1 = min(j0 + _SYM_BLOCK, m)
+        D = A[j0:j1, j0:j1]
+        lo = np.tril_indices(j1 - j0, -1)
+        D[lo] = D.T[lo]
+        A[j1:, j0:j1] = A[j0:j1, j1:].T
+    return A
+
+
+def _solve_upper(U: np.ndarray, e: np.ndarray, trans: int = 0) -> np.ndarray:
+    """x with U x = e (U' x = e with ``trans``) for upper-triangular U: scipy's
+    solve_triangular(U, e) without its wrapper's checks (the same LAPACK call, trtrs, for a
+    Fortran-ordered U)."""
     if not U.flags.f_contiguous:
-        return sla.solve_triangular(U, e, lower=False, check_finite=False)
-    x, info = _dtrtrs(U, e, lower=0, trans=0, unitdiag=0)
+        return sla.solve_triangular(U, e, trans=trans, lower=False, check_finite=False)
+    x, info = _dtrtrs(U, e, lower=0, trans=trans, unitdiag=0)
     if info != 0:
         raise np.linalg.LinAlgError(f"singular matrix: resolution failed at diagonal {info - 1}")
     return x

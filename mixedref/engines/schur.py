@@ -59,6 +59,8 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None, gather: b
     The pairs come out column after column, increasing within a column, so no sort is needed;
     columns with the same number of entries share one pair pattern, so the loop runs over those
     counts (tril_indices is row-major: a length's pattern is a prefix of the longest one's).
+    G's pairs are those with i < m, a prefix of each column's (its rows are sorted): they are
+    taken from the finished arrays in whole-array passes, not group by group.
     """
     indptr, rows, vals = A.indptr, A.indices, A.data
     k = np.diff(indptr).astype(np.int64)

@@ -1,6 +1,7 @@
 """lme4's convergence checks (checkConv) and boundary handling (check.boundary), for lmer and
 glmer alike: the gradient and Hessian of the criterion at the estimate by central differences
-(lme4's deriv12, step 1e-4), lme4's default tolerances and its warning texts."""
+(lme4's deriv12, step 1e-4), or exactly where the engine offers the Hessian, lme4's default
+tolerances and its warning texts."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ STEP = 1e-4
 #: is taken over the others): a boundary estimate is a constrained optimum
 BOUNDARY = 1e-4
 
+#: (criterion, exact gradient, exact Hessian) at θ, as an engine's value_grad_hess returns them
+ExactDerivatives = tuple[float, np.ndarray, np.ndarray]
+
 
 def free_elements(theta: np.ndarray, lower: np.ndarray, boundary: float = BOUNDARY
                   ) -> np.ndarray:
@@ -27,15 +31,24 @@ def free_elements(theta: np.ndarray, lower: np.ndarray, boundary: float = BOUNDA
 def derivatives(fn: Callable[[np.ndarray], float], theta: np.ndarray, lower: np.ndarray,
                 boundary: float = BOUNDARY,
                 value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]]
+                | None = None,
+                value_grad_hess: Callable[[np.ndarray], ExactDerivatives | None]
                 | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(free, gradient, Hessian) at θ by central differences over the free coordinates (those
     more than ``boundary`` above their lower bound): a boundary estimate is a constrained
     optimum, where the gradient need not vanish in the bounded direction. With the exact
     gradient (``value_and_grad``) the Hessian is its central difference: 2k evaluations, not
-    2k²."""
+    2k². With the exact Hessian (``value_grad_hess``, None where it does not apply) neither
+    is differenced: the derivatives lme4's central differences approximate, over the free
+    coordinates (the Hessian of the criterion with the bounded ones held is the submatrix)."""
     theta = np.asarray(theta, dtype=float)
     free = free_elements(theta, lower, boundary)
     k = free.size
+    if value_grad_hess is not None and k:
+        exact = value_grad_hess(theta)
+        if exact is not None:
+            _, g, H = exact
+            return free, np.asarray(g)[free], np.asarray(H)[np.ix_(free, free)]
     if value_and_grad is not None and k:
         exact = _from_gradient(value_and_grad, theta, free)
         if exact is not None:

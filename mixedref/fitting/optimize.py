@@ -45,7 +45,13 @@ from scipy.optimize import minimize
 from mixedref.engines.objective import Objective
 from mixedref.errors import MixedrefError
 from mixedref.fitting.control import SINGULAR_TOL, Control
-from mixedref.fitting.convergence import check, derivatives, free_elements, snap_to_boundary
+from mixedref.fitting.convergence import (
+    ExactDerivatives,
+    check,
+    derivatives,
+    free_elements,
+    snap_to_boundary,
+)
 from mixedref.fitting.optsummary import NLOPT_CODES, OptSummary
 from mixedref.fitting.polish import polish_with_derivatives
 from mixedref.fitting.strategies import (
@@ -251,31 +257,45 @@ class _Stalled(Exception):
 #: line search would spend a dozen evaluations on noise before giving up.
 STALL_EVALS = 2
 FLOOR_FTOLS = 100.0
+#: STALL_EVALS where the objective has its exact Hessian: the Newton finish then judges the
+#: estimate (and steps where its predicted decrease exceeds ftol_abs) for about two gradients'
+#: work, so evaluations within FLOOR_FTOLS * ftol_abs of the best only confirm what it will
+#: (InstEval ML and REML: 12 -> 10 gradients, the estimate's criterion within 1e-11)
+STALL_EVALS_EXACT = 1
 
 
 def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
-            x0: np.ndarray, lower: np.ndarray, control: Control
+            x0: np.ndarray, lower: np.ndarray, control: Control,
+            exact_finish: bool = False
             ) -> tuple[np.ndarray, float, bool, int | None, str]:
     """L-BFGS-B with the exact gradient; returns (best x, its f, whether it converged, scipy's
-    status, scipy's message)."""
+    status, scipy's message). It stops after STALL_EVALS evaluations in a row at the
+    criterion's rounding floor; with ``exact_finish`` (the exact Newton finish follows: see
+    STALL_EVALS_EXACT) after one within FLOOR_FTOLS * ftol_abs of the best that does not lower
+    it by as much."""
+    stall_evals = STALL_EVALS_EXACT if exact_finish else STALL_EVALS
+    progress = (FLOOR_FTOLS if exact_finish else 1.0) * control.ftol_abs
     best = [math.inf, x0.copy()]
     fallbacks = [0]
     stalled = [0]
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
 
+    z0 = x0 / GRADIENT_SCALE
+
     def fg(z: np.ndarray) -> tuple[float, np.ndarray]:
-        x = np.maximum(z * GRADIENT_SCALE, lower)
+        # the start is x0 itself (z0 * GRADIENT_SCALE may round away from it by an ulp)
+        x = x0 if np.array_equal(z, z0) else np.maximum(z * GRADIENT_SCALE, lower)
         key = x.tobytes()
         if key in cache:
             return cache[key]
         f, g = value_and_grad(x)
         floor = abs(f - best[0]) <= FLOOR_FTOLS * control.ftol_abs
-        stalled[0] = stalled[0] + 1 if floor and not f < best[0] - control.ftol_abs else 0
+        stalled[0] = stalled[0] + 1 if floor and not f < best[0] - progress else 0
         if f < best[0]:
             best[0], best[1] = f, x.copy()
         if not math.isfinite(f):
             raise _NoGradient
-        if stalled[0] >= STALL_EVALS:
+        if stalled[0] >= stall_evals:
             raise _Stalled
         if g is None:  # e.g. a trial point near theta = 0: forward differences, a few times
             fallbacks[0] += 1
@@ -290,7 +310,6 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
         cache[key] = (f, g * GRADIENT_SCALE)
         return cache[key]
 
-    z0 = x0 / GRADIENT_SCALE
     f0, _ = fg(z0)
     bounds = [(lo / GRADIENT_SCALE if np.isfinite(lo) else None, None) for lo in lower]
     # scipy stops when (f_k - f_k+1) / max(|f_k|, |f_k+1|, 1) <= ftol: that is lme4's ftol_abs
@@ -314,16 +333,20 @@ def _lbfgsb(value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | Non
 def _newton_finish(fn: Callable[[np.ndarray], float],
                    value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
                    x: np.ndarray, fx: float, lower: np.ndarray, control: Control,
-                   max_steps: int = NEWTON_STEPS
+                   max_steps: int = NEWTON_STEPS,
+                   value_grad_hess: Callable[[np.ndarray], ExactDerivatives | None]
+                   | None = None
                    ) -> tuple[np.ndarray, float, int, tuple[np.ndarray, ...]] | None:
     """Where L-BFGS-B stops on its line search (at large n the criterion's rounding floor sits
     above its ftol): Newton steps with the Hessian from central differences of the exact
-    gradient (2k gradients: what lme4's checks compute anyway, and kept for them) until the
+    gradient (2k gradients: what lme4's checks compute anyway, and kept for them), or the
+    engine's exact Hessian (``value_grad_hess``, about two gradients' work), until the
     predicted decrease g' H^-1 g / 2 is at most ftol_abs. Returns (θ, criterion, steps taken,
     (free, gradient, Hessian) at θ), or None where the Hessian is not positive definite or a
     step does not lower the criterion (BOBYQA then finishes, as before)."""
     for steps in range(max_steps + 1):
-        free, g, H = derivatives(fn, x, lower, value_and_grad=value_and_grad)
+        free, g, H = derivatives(fn, x, lower, value_and_grad=value_and_grad,
+                                 value_grad_hess=value_grad_hess)
         if free.size == 0:
             return None
         try:
@@ -362,13 +385,17 @@ def optimize_theta(fn: Objective, model: ModelFrame,
         alt = None
     else:
         x0, alt = lme4_start(model), centred_start(model)
-    finitial = float(fn(x0))
+    method = _choose_method(fn, control)
+    # L-BFGS-B's first evaluation is the start's gradient: its criterion is the start's, so
+    # it is taken once (remembered below for L-BFGS-B) rather than after a criterion alone
+    first = fn.value_and_grad(x0) if method == "lbfgsb" else None
+    finitial = float(fn(x0)) if first is None else float(first[0])
     if not math.isfinite(finitial):
         raise MixedrefError(f"the criterion is {finitial} at the start θ {x0.tolist()}: the "
                             "model cannot be evaluated (check the response and the design)")
     log = OptSummary(optimizer="", settings=_settings(control), start=x0.tolist(),
                      finitial=finitial)
-    nfev = 0
+    nfev = 0 if first is None else 1
 
     def counted(x: np.ndarray) -> float:
         # a θ whose system cannot be factored gets the start's criterion (MixedModels.jl):
@@ -381,18 +408,35 @@ def optimize_theta(fn: Objective, model: ModelFrame,
             return finitial
         return v
 
+    # the last gradient's θ and result
+    last_grad: list = [None, None] if first is None else [x0.tobytes(), first]
+
     def counted_grad(x: np.ndarray) -> tuple[float, np.ndarray | None]:
+        # remembered: the finish asks again where L-BFGS-B stopped (polish's applicability
+        # test, the Newton finish's derivatives), a gradient each time
         nonlocal nfev
-        nfev += 1
-        return fn.value_and_grad(x)
+        key = np.asarray(x, dtype=float).tobytes()
+        if last_grad[0] != key:
+            nfev += 1
+            last_grad[0], last_grad[1] = key, fn.value_and_grad(x)
+        return last_grad[1]
+
+    exact_hessian = _hessian_of(fn)
+    counted_hess = None
+    if exact_hessian is not None:
+        def counted_hess(x: np.ndarray) -> ExactDerivatives | None:
+            nonlocal nfev
+            nfev += 1
+            return exact_hessian(x)
 
     derivs: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # θ -> lme4's checks
-    method = _choose_method(fn, control)
     if method == "lbfgsb":
-        x, fx, ok, status, message = _lbfgsb(counted_grad, x0, lower, control)
+        x, fx, ok, status, message = _lbfgsb(
+            counted_grad, x0, lower, control, exact_finish=counted_hess is not None)
         code, name = status, f"scipy L-BFGS-B: {message}"
         meaning = "converged" if ok else "did not converge"
-        finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control)
+        finished = None if ok else _newton_finish(counted, counted_grad, x, fx, lower, control,
+                                                  value_grad_hess=counted_hess)
         if finished is not None:
             x, fx, steps, derivs[x.tobytes()] = finished
             method, meaning = "lbfgsb+newton", "converged"
@@ -429,8 +473,11 @@ def optimize_theta(fn: Objective, model: ModelFrame,
     # estimate by a Newton step (on InstEval the polish doubled the fit, 1.0 -> 2.2 s, and ended
     # 8e-11 higher: rounding)
     if control.polish and method != "lbfgsb+newton":
-        x, fx, polished, known = polish_with_derivatives(fn, x, fx, lower, counted,
-                                                         counted_grad)
+        # the exact Hessian after L-BFGS-B only (the large fits): the small fits keep the
+        # differenced one their polish and checks were measured with
+        x, fx, polished, known = polish_with_derivatives(
+            fn, x, fx, lower, counted, counted_grad,
+            value_grad_hess=counted_hess if method.startswith("lbfgsb") else None)
         if known is not None:  # the polish's last derivatives, at (or within 1e-6 of) x
             derivs[x.tobytes()] = known
     if polished:
@@ -545,11 +592,22 @@ def _checks(fn: Objective, x: np.ndarray, lower: np.ndarray, control: Control,
         log.checks, log.gradient, log.hessian_eigenvalues = [], None, None
         return
     grad_fn = fn.value_and_grad if _gradient_pays(fn, x, lower) else None
-    _, grad, hess = known if known is not None else derivatives(fn, x, lower,
-                                                                 value_and_grad=grad_fn)
+    # the exact Hessian only where the exact gradient is used anyway: elsewhere (small fits)
+    # the checks keep lme4's differences of the criterion
+    exact = _hessian_of(fn) if grad_fn is not None else None
+    _, grad, hess = known if known is not None else derivatives(
+        fn, x, lower, value_and_grad=grad_fn, value_grad_hess=exact)
     log.checks, log.hessian_eigenvalues = check(grad, hess, control.check_conv_grad,
                                                 control.check_conv_hess)
     log.gradient = [float(g) for g in grad]
+
+
+def _hessian_of(fn: Objective) -> Callable[[np.ndarray], ExactDerivatives | None] | None:
+    """The objective's exact (criterion, gradient, Hessian), where it offers them (the dense
+    engine's ``value_grad_hess`` where ``has_hessian``: every term scalar; not part of the
+    Objective protocol)."""
+    vgh = getattr(fn, "value_grad_hess", None)
+    return vgh if callable(vgh) and getattr(fn, "has_hessian", False) else None
 
 
 def _settings(control: Control) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mixedref.fitting.convergence import STEP, derivatives, free_elements
+from mixedref.fitting.convergence import STEP, ExactDerivatives, derivatives, free_elements
 
 #: the finish runs on problems at most this size (θ elements, rows): 2k + 1 gradients a step
 MAX_THETA = 4
@@ -48,12 +48,14 @@ def newton_polish(fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
 def polish_with_derivatives(
         fn: object, x: np.ndarray, fx: float, lower: np.ndarray,
         evaluate: Callable[[np.ndarray], float],
-        value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]]
+        value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]],
+        value_grad_hess: Callable[[np.ndarray], ExactDerivatives | None] | None = None
 ) -> tuple[np.ndarray, float, int, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """:func:`newton_polish`, and (free, gradient, Hessian) at the returned θ for lme4's checks
     (mixedref.fitting.convergence.derivatives' form), or None where the polish has none
     there: the gradient the polish evaluated at θ, the Hessian its last one, taken at θ or
-    within REUSE_SHIFT of it over the same free elements."""
+    within REUSE_SHIFT of it over the same free elements. With ``value_grad_hess`` (the
+    engine's exact Hessian) the steps read it instead of differencing the gradient."""
     n = getattr(fn, "n", None)
     value_and_grad = _remembered(value_and_grad)
     # the sparse engine's gradient costs about three factorizations of a large system: a step
@@ -71,14 +73,15 @@ def polish_with_derivatives(
     for step_no in range(MAX_STEPS):
         if last is not None and _at_floor(last, x, lower, value_and_grad):
             break
-        if step_no == 0:
+        if step_no == 0 and value_grad_hess is None:
             forward = _forward_step(x, fx, lower, value_and_grad, slack)
             if forward is not None:  # a long first step, taken on the forward differences
                 x, fx, last, grad_at_x = forward
                 kept, hess = 1, None
                 continue
         # the forward differences' points are remembered: the central ones need the other side
-        free, g, H = derivatives(evaluate, x, lower, value_and_grad=value_and_grad)
+        free, g, H = derivatives(evaluate, x, lower, value_and_grad=value_and_grad,
+                                 value_grad_hess=value_grad_hess)
         hess, grad_at_x = (x, free, g, H), None
         if free.size == 0 or not np.all(np.isfinite(g)) or not np.all(np.isfinite(H)):
             break
