@@ -70,15 +70,7 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None, gather: b
     idx = np.int64 if max(r * r, total) >= 2**31 - 1 else np.int32  # int32: less traffic
     index, data = np.empty(total, dtype=idx), np.empty(total)
     kmax = int(k.max(initial=0))
-    a_all, b_all, doubled = (_pairs_of if kmax <= CACHED_PAIRS else _pairs_of.__wrapped__)(kmax)
-    m = trace_m
-    if m is not None:  # G keeps, per column, the pairs of its rows below m: a prefix
-        below = np.concatenate([[0], np.cumsum(rows < m)])
-        kk = (below[indptr[1:]] - below[indptr[:-1]]).astype(np.int64)
-        gptr = np.zeros(k.size + 1, dtype=np.int64)
-        np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
-        gindex = index if m == r else np.empty(int(gptr[-1]), dtype=idx)
-        gdata = np.empty(int(gptr[-1]))
+    a_all, b_all = (_pairs_of if kmax <= CACHED_PAIRS else _pairs_of.__wrapped__)(kmax)
     # every column with the same number of entries (balanced designs): the entries are the
     # rows of one (columns, k) array and the pairs fill the outputs in order, with no gather
     # (``gather``: the general path always, for the tests)
@@ -88,7 +80,6 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None, gather: b
         npair = int(kv * (kv + 1) // 2)
         a, b = a_all[:npair], b_all[:npair]
         if uniform:
-            cols = np.arange(k.size)
             rr, vv = rows.reshape(-1, kv).astype(idx), vals.reshape(-1, kv)
             pos: np.ndarray | slice = slice(None)
         else:
@@ -96,22 +87,28 @@ def _pair_arrays(A: sp.csc_matrix, r: int, trace_m: int | None = None, gather: b
             entries = indptr[cols][:, None] + np.arange(kv)
             rr, vv = rows[entries].astype(idx), vals[entries]
             pos = (colptr[cols][:, None] + np.arange(npair)).ravel()
-        ri, rj = rr[:, a], rr[:, b]
-        index[pos] = (ri * idx(r) + rj).ravel()
-        d = vv[:, a] * vv[:, b]
-        data[pos] = d.ravel()
-        if m is None:
-            continue
-        d *= doubled[:npair]
-        if m == r:
-            gdata[pos] = d.ravel()
-            continue
-        keep = ri < m
-        gpos = (gptr[cols][:, None] + np.arange(npair))[keep]
-        gindex[gpos] = (ri * idx(m) + rj)[keep]
-        gdata[gpos] = d[keep]
-    g = None if m is None else (gptr.astype(idx), gindex, gdata)
-    return (colptr.astype(idx), index, data), g
+        index[pos] = (rr[:, a] * idx(r) + rr[:, b]).ravel()
+        data[pos] = (vv[:, a] * vv[:, b]).ravel()
+    m = trace_m
+    if m is None:
+        return (colptr.astype(idx), index, data), None
+    # off-diagonal pairs twice: all doubled, then the diagonal ones (i = j: entry a of a
+    # column is its pair a (a + 3) / 2) set back
+    gdata = data * 2.0
+    a_in = np.arange(rows.size, dtype=np.int64) - np.repeat(indptr[:-1].astype(np.int64), k)
+    diagonal = np.repeat(colptr[:-1], k) + a_in * (a_in + 3) // 2
+    gdata[diagonal] = data[diagonal]
+    if m == r:
+        return (colptr.astype(idx), index, data), (colptr.astype(idx), index, gdata)
+    # G keeps, per column, the pairs of its rows below m: a prefix
+    below = np.concatenate([[0], np.cumsum(rows < m)])
+    kk = (below[indptr[1:]] - below[indptr[:-1]]).astype(np.int64)
+    gptr = np.zeros(k.size + 1, dtype=np.int64)
+    np.cumsum(kk * (kk + 1) // 2, out=gptr[1:])
+    keep = index < idx(m * r)  # i < m
+    kept = index[keep]
+    gindex = kept - (kept // idx(r)) * idx(r - m)  # i * m + j
+    return (colptr.astype(idx), index, data), (gptr.astype(idx), gindex, gdata[keep])
 
 
 #: :func:`_pairs_of` is kept for columns of at most this many entries (their pairs: 33k)
@@ -119,14 +116,13 @@ CACHED_PAIRS = 256
 
 
 @functools.lru_cache(maxsize=64)
-def _pairs_of(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """np.tril_indices(k) and, per pair, 1 on the diagonal and 2 off it (G's doubling), once
-    per k and read-only: building them cost more than a small model's pairs."""
+def _pairs_of(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.tril_indices(k), once per k and read-only: building it cost more than a small
+    model's pairs."""
     a, b = np.tril_indices(k)
-    doubled = np.where(a == b, 1.0, 2.0)
-    for arr in (a, b, doubled):
+    for arr in (a, b):
         arr.setflags(write=False)
-    return a, b, doubled
+    return a, b
 
 
 def scalar_operators(A21: sp.csc_matrix, m1: int, r: int, m: int
