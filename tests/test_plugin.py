@@ -19,6 +19,9 @@ import harness.pytest_plugin.plugin  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
+# the sessions below judge with lme4's devfun in one R, started once (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("shared_r_lane")
+
 # A user implementation that returns lme4's recorded answer, with the fixed effects of the
 # sleepstudy cases 10% off: deliberately wrong there and right everywhere else.
 WRONG_IMPL = '''
