@@ -59,9 +59,17 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def test_wrong_implementation_fails_the_right_cases_with_a_table(
         pytester: pytest.Pytester) -> None:
+    from harness.core import isolation
+
     pytester.makepyfile(wrongimpl_a=WRONG_IMPL)
     pytester.syspathinsert()
+    r_worker = isolation.call("R", "os:getpid").value  # this process's R lane (shared_r_lane)
+    lanes = isolation.lanes()
     result = _run(pytester, "--impl", "wrongimpl_a:fit", "-k", SELECT)
+    # the session, run inside this one, judged in this process's R and left it running; the
+    # candidate's lane, which it started, it stopped
+    assert isolation.call("R", "os:getpid").value == r_worker
+    assert isolation.lanes() == lanes
     result.assert_outcomes(passed=2, failed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
