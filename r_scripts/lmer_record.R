@@ -133,12 +133,26 @@ lmer_record <- function(data, formula, REML, case_id, impl = "lme4", optimizer =
   rec <- merMod_fields(rec, fit, msgs)
   cmp <- fit@devcomp$cmp
   rec$objective <- unname(if (isTRUE(REML)) cmp[["REML"]] else cmp[["dev"]])
-  rec["coef_tests"] <- list(coef_tests(fit, REML))
+  mt <- lmer_test_model(fit)  # once: coef_tests and anova_terms_rows both read it
+  rec["coef_tests"] <- list(coef_tests(fit, REML, mt))
   rec["predictions"] <- list(c(prediction_rows(fit, data), grid_rows(fit, data, grid)))
   rec["confint"] <- list(confint_rows(fit, profile = isTRUE(intervals)))
   rec["anova"] <- list(anova_rows(fit, data, anova, REML))
-  rec["anova_terms"] <- list(anova_terms_rows(fit, REML))
+  rec["anova_terms"] <- list(anova_terms_rows(fit, REML, mt))
   rec
+}
+
+# lmerTest's view of the fit (as_lmerModLmerTest: its numDeriv Hessian of (theta, sigma), as
+# costly as the fit itself on InstEval), made once per fit for coef_tests and anova_terms_rows;
+# NULL beyond SATTERTHWAITE_MAX_NOBS rows, without lmerTest, or when lmerTest fails. It is a
+# function of the fit alone (lmerTest rebuilds the devfun from the fit's call, in the
+# environment of its formula when this function's frame cannot evaluate it), so sharing it
+# gives both tables the numbers they had when each made its own.
+lmer_test_model <- function(m) {
+  if (stats::nobs(m) > SATTERTHWAITE_MAX_NOBS ||
+      !requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
+  tryCatch(suppressWarnings(suppressMessages(lmerTest::as_lmerModLmerTest(m))),
+           error = function(e) NULL)
 }
 
 #: lmerTest's F tests of model terms recorded per fit: Satterthwaite's Types I, II and III, and
@@ -150,14 +164,12 @@ ANOVA_TERMS_TABLES <- list(c("Satterthwaite", "1"), c("Satterthwaite", "2"),
 # lmerTest's anova(m, type =, ddf =) and lme4's anova(m) of one fit as rows {ddf, type, term,
 # SumSq, MeanSq, NumDF, DenDF, F, p} (lme4's: ddf "lme4", type "", NumDF its npar, no DenDF or
 # p); NULL for a model without fixed-effect terms, without lmerTest, or beyond the size limits.
-anova_terms_rows <- function(m, REML) {
+# `mt`: lmer_test_model(m), when the caller has it already.
+anova_terms_rows <- function(m, REML, mt = lmer_test_model(m)) {
   n <- stats::nobs(m)
-  if (length(attr(stats::terms(m), "term.labels")) == 0 || n > SATTERTHWAITE_MAX_NOBS ||
-      !requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
+  if (length(attr(stats::terms(m), "term.labels")) == 0 || is.null(mt)) return(NULL)
   quiet <- function(expr) tryCatch(suppressWarnings(suppressMessages(expr)),
                                    error = function(e) NULL)
-  mt <- quiet(lmerTest::as_lmerModLmerTest(m))
-  if (is.null(mt)) return(NULL)
   num <- function(x) if (is.finite(x)) unname(x) else NULL
   rows <- list()
   add <- function(tab, ddf, type) {
@@ -306,11 +318,9 @@ KENWARD_ROGER_MAX_NOBS <- 2000
 # lmerTest's coefficient tests as rows {ddf, term, se, df, p}: Satterthwaite for every fit up
 # to SATTERTHWAITE_MAX_NOBS rows, Kenward-Roger (pbkrtest's adjusted SE) for REML fits up to
 # KENWARD_ROGER_MAX_NOBS; NULL without lmerTest, beyond the limits or when lmerTest fails.
-coef_tests <- function(m, REML) {
+# `mt`: lmer_test_model(m), when the caller has it already.
+coef_tests <- function(m, REML, mt = lmer_test_model(m)) {
   n <- stats::nobs(m)
-  if (n > SATTERTHWAITE_MAX_NOBS || !requireNamespace("lmerTest", quietly = TRUE)) return(NULL)
-  mt <- tryCatch(suppressWarnings(suppressMessages(lmerTest::as_lmerModLmerTest(m))),
-                 error = function(e) NULL)
   if (is.null(mt)) return(NULL)
   methods <- "Satterthwaite"
   if (isTRUE(REML) && n <= KENWARD_ROGER_MAX_NOBS && requireNamespace("pbkrtest", quietly = TRUE))

@@ -35,6 +35,25 @@ def catalog_rscript() -> Callable[..., str]:
     return run
 
 
+@pytest.fixture(scope="module")
+def shared_r_lane() -> Any:
+    """The harness's R lane (harness.core.isolation's "R": lme4's fits and its judge's devfun)
+    started once in this process for a module whose pytest sessions run in it (pytester's
+    in-process runs): a session run inside another leaves the outer one's lanes running
+    (harness.pytest_plugin.plugin, pytest_unconfigure), so each of them finds R started, with
+    the judge's module loaded, instead of starting its own. Stopped after the module, with the
+    other lanes the module left. Yields R's unavailability reason (None: R is there); where R
+    is not, the sessions do without it as they would anyway."""
+    from harness.core import isolation
+
+    before = isolation.lanes()
+    out = isolation.call("R", "harness.core.rbridge:unavailable", timeout=120)
+    if out.kind == "ok" and out.value is None:
+        isolation.call("R", "harness.core.judge:clear_cache", timeout=120)  # the judge's import
+    yield out.value if out.kind == "ok" else out.error
+    isolation.shutdown(keep=before)
+
+
 @dataclass
 class FakeCase:
     """The fields of a catalog Case that adapters and the runner read, for hand-made cases."""

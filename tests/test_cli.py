@@ -25,6 +25,10 @@ from harness.generate import simulate
 
 pytest_plugins = ["pytester"]
 
+# the report's and the session's judge use lme4's devfun in one R, started once
+# (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("shared_r_lane")
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "harness" / "references" / "lme4.json"
 XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
@@ -43,16 +47,26 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- python -m harness report
 
 
-def test_report_cli_writes_the_three_files_with_the_cases_and_verdicts(tmp_path: Path) -> None:
+def test_report_cli_writes_the_three_files_with_the_cases_and_verdicts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the command's main in this process (its fits run in the harness's worker processes as
+    # always); the ``python -m harness report`` entry itself is run as a process by
+    # tests/test_report_resilience.py (its CLI tests)
+    from harness.__main__ import main
+
     out = tmp_path / "report"
     case = "Dyestuff-intercept-ML"
-    proc = _run("-m", "harness", "report", "--out", str(out), "--reference", "recorded",
-                "--impl", "mixedref", "-k", case, "--no-allfit", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = main(["report", "--out", str(out), "--reference", "recorded", "--impl", "mixedref",
+                 "-k", case, "--no-allfit"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr[-3000:]
     for name in ("report.json", "report.md", "index.html"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-        assert str(out / name) in proc.stdout  # the CLI prints where it wrote each file
-    assert f"[1/1] {case}:" in proc.stderr and "mixedref: agreed" in proc.stderr
+        assert str(out / name) in stdout  # the CLI prints where it wrote each file
+    assert f"[1/1] {case}:" in stderr and "mixedref: agreed" in stderr
     report = json.loads((out / "report.json").read_text())
     assert [c["case"]["id"] for c in report["cases"]] == [case]
     (only,) = report["cases"]
@@ -72,7 +86,7 @@ def test_report_cli_writes_the_three_files_with_the_cases_and_verdicts(tmp_path:
 def test_report_cli_refuses_an_empty_selection(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     # the command's main in this process (refused before any fit; the ``python -m harness``
-    # entry itself is run by the test above)
+    # entry itself is run by tests/test_report_resilience.py's CLI tests)
     from harness.__main__ import main
 
     code = main(["report", "--out", str(tmp_path / "r"), "--reference", "recorded", "-k",

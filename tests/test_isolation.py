@@ -130,6 +130,22 @@ def test_a_lane_is_reused_and_cheap() -> None:
     assert sorted(times)[10] < isolation.POLL
 
 
+def test_shutdown_keeps_the_lanes_it_is_told_to() -> None:
+    """What a session run inside another does at its end: the lanes that were there when it
+    began (isolation.lanes()) keep their workers, the ones it started are stopped."""
+    outer = pid()
+    before = isolation.lanes()
+    assert (LANE, None) in before
+    inner_lane = "test-isolation-inner"
+    inner = pid(inner_lane)
+    assert (inner_lane, None) in isolation.lanes()
+    isolation.shutdown(keep=before)
+    assert isolation.lanes() == before
+    assert pid() == outer  # the same worker, not a new one
+    assert pid(inner_lane) != inner  # stopped: its next call starts a new worker
+    isolation._lane(inner_lane).stop()
+
+
 def test_the_worker_runs_as_the_harness_would(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     lane = "test-isolation-env"

@@ -19,6 +19,9 @@ import harness.pytest_plugin.plugin  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
+# the sessions below judge with lme4's devfun in one R, started once (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("shared_r_lane")
+
 # A user implementation that returns lme4's recorded answer, with the fixed effects of the
 # sleepstudy cases 10% off: deliberately wrong there and right everywhere else.
 WRONG_IMPL = '''
@@ -56,9 +59,17 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 def test_wrong_implementation_fails_the_right_cases_with_a_table(
         pytester: pytest.Pytester) -> None:
+    from harness.core import isolation
+
     pytester.makepyfile(wrongimpl_a=WRONG_IMPL)
     pytester.syspathinsert()
+    r_worker = isolation.call("R", "os:getpid").value  # this process's R lane (shared_r_lane)
+    lanes = isolation.lanes()
     result = _run(pytester, "--impl", "wrongimpl_a:fit", "-k", SELECT)
+    # the session, run inside this one, judged in this process's R and left it running; the
+    # candidate's lane, which it started, it stopped
+    assert isolation.call("R", "os:getpid").value == r_worker
+    assert isolation.lanes() == lanes
     result.assert_outcomes(passed=2, failed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([

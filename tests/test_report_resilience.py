@@ -185,9 +185,29 @@ def _assert_complete(report: Path) -> dict:
 # ----------------------------------------------------------------------------- pytest --report
 
 
-def test_sigterm_mid_run_leaves_a_partial_report_and_resume_completes_it(tmp_path: Path) -> None:
+def test_sigterm_mid_run_leaves_a_partial_report_and_resume_completes_it(
+        tmp_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Also: while the run holds its folder, a second run into it is refused naming the first
+    (pytest's and the command's, at configure: in this process), before the SIGTERM; formerly
+    test_a_second_run_into_the_same_folder_is_refused_naming_the_first, with a run of its own."""
     report = tmp_path / "rep"
     proc = _start(_pytest_args(report), tmp_path)
+    try:
+        _wait_for(lambda: (jn.staging(report) / jn.LOCK).exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        second = _pytest_inprocess(pytester, monkeypatch, tmp_path, report)
+        assert second.ret == pytest.ExitCode.USAGE_ERROR, second.stdout.str()[-2000:]
+        err = [ln for ln in second.stderr.lines if ln.strip()]
+        assert len(err) == 1, err
+        assert f"report folder {report} is in use by pid {proc.pid} (pytest " in err[0]
+        assert "started " in err[0]
+        code, cli_err = _cli_inprocess(capsys, monkeypatch, tmp_path, report)
+        assert code == 2 and f"in use by pid {proc.pid}" in cli_err
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
     rc, out, err = _interrupt_after_first_item(proc, report, signal.SIGTERM)
     assert rc == pytest.ExitCode.INTERRUPTED, (out[-3000:], err[-3000:])
     assert "PARTIAL report written to" in out, out[-3000:]
@@ -240,27 +260,6 @@ def test_a_folder_that_is_not_a_report_is_refused_not_replaced(
         assert "give a new folder or a previous report's" in result.stderr.str()
         assert (folder / "keep.txt").read_text() == "keep"
     assert not (tmp_path / "fits.txt").exists()
-
-
-def test_a_second_run_into_the_same_folder_is_refused_naming_the_first(
-        tmp_path: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    report = tmp_path / "rep"
-    first = _start(_pytest_args(report), tmp_path, SLOW_SECONDS="4")
-    try:
-        _wait_for(lambda: (jn.staging(report) / jn.LOCK).exists() or first.poll() is not None)
-        assert first.poll() is None
-        second = _pytest_inprocess(pytester, monkeypatch, tmp_path, report)
-        assert second.ret == pytest.ExitCode.USAGE_ERROR, second.stdout.str()[-2000:]
-        err = [ln for ln in second.stderr.lines if ln.strip()]
-        assert len(err) == 1, err
-        assert f"report folder {report} is in use by pid {first.pid} (pytest " in err[0]
-        assert "started " in err[0]
-        code, cli_err = _cli_inprocess(capsys, monkeypatch, tmp_path, report)
-        assert code == 2 and f"in use by pid {first.pid}" in cli_err
-    finally:
-        first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=300)
 
 
 @pytest.mark.parametrize("kind", ["parent-is-a-file", "dir-is-a-file"])

@@ -19,6 +19,9 @@ import harness.pytest_plugin.plugin  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
+# the in-process sessions below judge with lme4's devfun in one R, started once (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("shared_r_lane")
+
 XDIST_VARS = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 FAULTS = '''

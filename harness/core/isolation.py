@@ -58,6 +58,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Collection
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -130,15 +131,28 @@ def call(lane: str, target: str, *args: Any, timeout: float | None = None,
     return _lane(lane, python or None).call(target, payload, wait_for, limit)
 
 
-def shutdown() -> None:
-    """Stop every lane's worker (idle ones exit, busy ones are killed) and remove the folder of
-    links other interpreters import the harness from. Runs at exit too."""
+def lanes() -> frozenset[tuple[str, str | None]]:
+    """The lanes this process has now, as (lane, python): what :func:`shutdown` can keep."""
+    with _registry_lock:
+        return frozenset(_lanes) if _owner == os.getpid() else frozenset()
+
+
+def shutdown(keep: Collection[tuple[str, str | None]] = ()) -> None:
+    """Stop every lane's worker (idle ones exit, busy ones are killed) but those of ``keep``
+    (:func:`lanes` taken earlier: a pytest session run inside another, pytester's in-process
+    runs, stops the lanes it started and leaves the outer session's running), and, when no lane
+    is left, remove the folder of links other interpreters import the harness from. Runs at
+    exit too (keeping none)."""
     global _path_dir
+    folder = None
     with _registry_lock:
         mine = _owner == os.getpid()
-        lanes = list(_lanes.values()) if mine else []
-        _lanes.clear()
-        folder, _path_dir = _path_dir, None
+        gone = [key for key in _lanes if not (mine and key in keep)]
+        lanes = [_lanes.pop(key) for key in gone]
+        if not mine:
+            lanes = []
+        if not _lanes:
+            folder, _path_dir = _path_dir, None
     try:
         for lane in lanes:
             lane.stop()

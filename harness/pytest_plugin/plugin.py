@@ -44,6 +44,10 @@ CATALOG_DEFAULT = HARNESS_DIR / "catalog.yaml"
 _KEY = pytest.StashKey["HarnessSession"]()
 _ACTIVE = pytest.StashKey[bool]()
 _BLAS_LIMIT = pytest.StashKey[Any]()
+#: the worker lanes (harness.core.isolation) this process had when the session was configured:
+#: those of an outer session when this one runs inside it (pytester's in-process runs), which
+#: its end leaves running
+_OUTER_LANES = pytest.StashKey[frozenset]()
 
 
 # ----------------------------------------------------------------------------- options
@@ -275,6 +279,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not _active(config):
         return
+    from harness.core import isolation
+
+    config.stash[_OUTER_LANES] = isolation.lanes()
     _limit_blas_threads_in_workers(config)
     if config.getoption("benchmark_only", False):
         _pin_threads_for_benchmarks(config)
@@ -298,7 +305,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if _ACTIVE in config.stash and config.stash[_ACTIVE]:
         from harness.core import isolation
 
-        isolation.shutdown()
+        isolation.shutdown(keep=config.stash.get(_OUTER_LANES, frozenset()))
 
 
 def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
