@@ -171,3 +171,12 @@ def test_recorded_option_compares_against_the_given_file(
     failures = out.split("= FAILURES =", 1)[1].split("mixedref harness summary", 1)[0]
     marked = [ln.split()[1] for ln in failures.splitlines() if ln.startswith("XX ")]
     assert marked == ["sigma"]
+    # the nested session's answers stay its own: this process's next fit of the case reads the
+    # committed recording, not the modified one the nested run cached
+    from harness.adapters.lme4 import Lme4Recorded
+    from harness.core import runner
+    from harness.core.catalog import load_catalog
+
+    case = next(c for c in load_catalog() if c.id == changed)
+    committed = json.loads(RECORDED.read_text())["records"][changed]["sigma"]
+    assert runner.fit_case(Lme4Recorded(), case)["sigma"] == committed

@@ -306,6 +306,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         from harness.core import isolation
 
         isolation.shutdown(keep=config.stash.get(_OUTER_LANES, frozenset()))
+        _clear_caches()  # a nested session's fits (its --recorded file, its adapters) end here
+
+
+def _clear_caches() -> None:
+    """Empty this process's fit, adapter and judge caches: each session starts with them empty
+    and leaves them empty, so a session run inside another (pytester's in-process runs) never
+    hands the outer one a record made under its own options."""
+    from harness import adapters
+    from harness.core import judge, runner
+
+    runner.clear_cache()
+    adapters.clear_instances()
+    judge.clear_cache()
 
 
 def _limit_blas_threads_in_workers(config: pytest.Config) -> None:
@@ -573,12 +586,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Start each session with fresh caches (matters only for nested in-process runs)."""
     if not _active(session.config):
         return
-    from harness import adapters
-    from harness.core import judge, runner
-
-    runner.clear_cache()
-    adapters.clear_instances()
-    judge.clear_cache()
+    _clear_caches()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
