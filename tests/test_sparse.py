@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import mixedref
-from mixedref.engines import PLSObjective, plan_engine
+from mixedref.engines import PLSObjective, plan_engine, supernodal
 from mixedref.engines import sparse as sparse_engine
 from mixedref.engines.dense import DensePLSObjective
 from mixedref.errors import MixedrefError
@@ -184,6 +184,23 @@ def test_condvar_through_sparse_factor_matches_lme4(crossed_ref: dict) -> None:
         r = ref["ranef"][term.group]
         idx = [term.levels.index(lv) for lv in r["levels"]]
         np.testing.assert_allclose(np.sqrt(c[idx, 0, 0]), r["condsd"], rtol=RTOL)
+
+
+def test_condvar_from_the_selected_inverse_equals_the_solves(monkeypatch) -> None:
+    """The conditional variances read from the supernodal factor's selected inverse equal
+    those from solves with identity columns (the fallback, as without the supernodal factor)
+    on a model with a vector-valued term, every level's 2 x 2 block."""
+    model = mixedref.build_model("Reaction ~ Days + (Days | Subject) + (1 | grp)",
+                                 _data("sleepstudy").assign(grp=lambda d: d.Days % 3))
+    obj = PLSObjective(model, True, engine="sparse")
+    theta = np.array([0.9, 0.2, 0.25, 0.4])
+    read = obj.solve(theta, condvar=True).condvar
+    monkeypatch.setattr(supernodal.SupernodalFactor, "selected_inverse_fits",
+                        lambda self: False)
+    solved = obj.solve(theta, condvar=True).condvar
+    assert [c.shape for c in read] == [(18, 2, 2), (3, 1, 1)]
+    for a, b in zip(read, solved, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
 
 
 def test_memory_estimate_refuses_with_estimate_and_limit(monkeypatch) -> None:

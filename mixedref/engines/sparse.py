@@ -413,9 +413,21 @@ class SparsePLSObjective(PLSEngine):
 
     def _condvar(self, Ts: list[np.ndarray], sigma: float) -> tuple[np.ndarray, ...]:
         """Per term and level sigma^2 T P_l T', P_l the level's diagonal block of
-        (Lam'Z'Z Lam + I)^-1, from solves with chunks of identity columns (one per effect:
-        O(nre nnz(L)) work, done only when conditional variances are asked for)."""
+        (Lam'Z'Z Lam + I)^-1: read from the supernodal factor's selected inverse where it is
+        held (a level's effects share its observations, so its block is in L's pattern; about
+        the work of two factorizations), else from solves with chunks of identity columns (one
+        per effect: O(nre nnz(L)) work, done only when conditional variances are asked for)."""
         f, nre = self._fac, self.nre
+        if isinstance(f, SupernodalFactor) and f.selected_inverse_fits():
+            inverse = f.selected_inverse()
+            out = []
+            for T, q, m, a in zip(Ts, self.q, self.nlev, self._offsets[:-1], strict=True):
+                first = a + np.arange(m)[:, None, None] * q  # (level, row, column) of the block
+                rows = np.broadcast_to(first + np.arange(q)[None, :, None], (m, q, q)).ravel()
+                cols = np.broadcast_to(first + np.arange(q)[None, None, :], (m, q, q)).ravel()
+                P = inverse[f.pair_positions(rows, cols)].reshape(m, q, q)
+                out.append(sigma**2 * np.matmul(np.matmul(T, P), T.T))
+            return tuple(out)
         out = []
         for T, q, m, a in zip(Ts, self.q, self.nlev, self._offsets[:-1], strict=True):
             P = np.empty((m, q, q))
