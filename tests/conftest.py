@@ -120,3 +120,24 @@ def ref_frame(table: dict) -> pd.DataFrame:
     rownames}) as a DataFrame."""
     cols = {k: np.atleast_1d(v) for k, v in table["columns"].items()}
     return pd.DataFrame(cols, index=np.atleast_1d(table["rownames"]))
+
+
+def dense_objective(case: Any, max_rows: int) -> Any:
+    """The dense engine's objective of a catalog case of at most ``max_rows`` rows, or None
+    (more rows, or a design the dense engine refuses)."""
+    import warnings
+
+    from harness.core.catalog import load_data
+    from mixedref.engines.dense import DensePLSObjective
+    from mixedref.frontend.design import build_model
+
+    data = load_data(case)
+    if len(data) > max_rows:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(case.formula, data, weights=case.prior_weights(data))
+    try:
+        return DensePLSObjective(model, REML=bool(case.REML))
+    except Exception:  # noqa: BLE001 - a design the dense engine refuses
+        return None

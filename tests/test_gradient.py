@@ -12,15 +12,12 @@ ill-conditioned for any finite difference to check it.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-from conftest import interior_theta, richardson
+from conftest import dense_objective, interior_theta, richardson
 
-from harness.core.catalog import load_catalog, load_data
+from harness.core.catalog import load_catalog
 from mixedref.engines.dense import DensePLSObjective
-from mixedref.frontend.design import build_model
 from mixedref.frontend.reterm import term_z
 
 #: designs up to this many rows (the catalog's large cases go to the sparse engine or take long)
@@ -32,16 +29,7 @@ CASES = [c for c in load_catalog() if not c.is_glmm and "large" not in c.tags]
 
 
 def _objective(case) -> DensePLSObjective | None:
-    data = load_data(case)
-    if len(data) > MAX_ROWS:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_model(case.formula, data, weights=case.prior_weights(data))
-    try:
-        return DensePLSObjective(model, REML=bool(case.REML))
-    except Exception:  # noqa: BLE001 - a design the dense engine refuses has no gradient here
-        return None
+    return dense_objective(case, MAX_ROWS)
 
 
 def _full_matrix_gradient(obj: DensePLSObjective, theta: np.ndarray) -> np.ndarray:

@@ -10,11 +10,9 @@ derivative formula on the full dense system; they share no code with the Hessian
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-from conftest import interior_theta
+from conftest import dense_objective, interior_theta
 
 from harness.core.catalog import load_catalog, load_data
 from mixedref.engines.dense import DensePLSObjective
@@ -28,16 +26,7 @@ CASES = [c for c in load_catalog() if not c.is_glmm and "large" not in c.tags]
 
 
 def _objective(case) -> DensePLSObjective | None:
-    data = load_data(case)
-    if len(data) > MAX_ROWS:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = build_model(case.formula, data, weights=case.prior_weights(data))
-    try:
-        return DensePLSObjective(model, REML=bool(case.REML))
-    except Exception:  # noqa: BLE001 - a design the dense engine refuses
-        return None
+    return dense_objective(case, MAX_ROWS)
 
 
 def _gradient_differences(obj: DensePLSObjective, theta: np.ndarray,

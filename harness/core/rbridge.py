@@ -281,21 +281,26 @@ def _integers(values: np.ndarray, missing: np.ndarray, ro: Any) -> Any:
     """An R integer vector of ``values``, NA where ``missing``."""
     from rpy2 import rinterface
 
-    buf = np.ascontiguousarray(values, dtype=np.int32)
-    vec = ro.IntVector(rinterface.IntSexpVector.from_memoryview(memoryview(buf)))
-    for i in np.flatnonzero(missing):
-        vec[int(i)] = ro.NA_Integer
-    return vec
+    return _from_buffer(np.int32, rinterface.IntSexpVector, ro.IntVector, ro.NA_Integer,
+                        values, missing)
 
 
 def _doubles(values: np.ndarray, missing: np.ndarray, ro: Any) -> Any:
     """An R double vector of ``values``, NA where ``missing``."""
     from rpy2 import rinterface
 
-    buf = np.ascontiguousarray(values, dtype=np.float64)
-    vec = ro.FloatVector(rinterface.FloatSexpVector.from_memoryview(memoryview(buf)))
+    return _from_buffer(np.float64, rinterface.FloatSexpVector, ro.FloatVector, ro.NA_Real,
+                        values, missing)
+
+
+def _from_buffer(dtype: Any, sexp: Any, vector: Any, na: Any, values: np.ndarray,
+                 missing: np.ndarray) -> Any:
+    """R's vector (``vector`` around ``sexp``) of ``values`` as ``dtype``, one buffer copy,
+    then ``na`` at each missing position."""
+    buf = np.ascontiguousarray(values, dtype=dtype)
+    vec = vector(sexp.from_memoryview(memoryview(buf)))
     for i in np.flatnonzero(missing):
-        vec[int(i)] = ro.NA_Real
+        vec[int(i)] = na
     return vec
 
 
