@@ -35,7 +35,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from mixedref.engines import PLSObjective
+from mixedref.engines import CriterionPieces, PLSObjective
 from mixedref.errors import MixedrefError
 from mixedref.frontend.reterm import split_theta
 from mixedref.inference.ddf_kr import KRPieces, kr_pieces_woodbury
@@ -109,9 +109,20 @@ def ddf_model(fit: Any) -> DdfModel:
     return kept if isinstance(kept, DdfModel) else DdfModel.from_fit(fit)
 
 
+def _criterion_pieces(objective: PLSObjective, theta: np.ndarray) -> CriterionPieces:
+    """(ldL2, ldRX2, pwrss, R_X) at θ: the engine's factorization alone where it offers it
+    (:meth:`mixedref.engines.base.PLSEngine.criterion_pieces`, equal to solve()'s values),
+    else from a full solve."""
+    pieces = getattr(objective, "criterion_pieces", None)
+    if pieces is not None:
+        return pieces(theta)
+    sol = objective.solve(theta)
+    return CriterionPieces(sol.ldL2, sol.ldRX2, sol.pwrss, sol.RX)
+
+
 def _unscaled_vcov(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
     """C(θ) = (R_X'R_X)⁻¹, so that vcov(β̂) = σ² C(θ)."""
-    RXinv = np.linalg.inv(objective.solve(theta).RX)
+    RXinv = np.linalg.inv(_criterion_pieces(objective, theta).RX)
     return RXinv @ RXinv.T
 
 
@@ -127,22 +138,24 @@ class SatterthwaiteParts:
 
 
 def _theta_pieces(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
-    """[a(θ), b(θ), C(θ) flattened]: the θ-dependent pieces of the criterion and of vcov."""
-    sol = objective.solve(theta)
+    """[a(θ), b(θ), C(θ) flattened]: the θ-dependent pieces of the criterion and of vcov
+    (from the engine's factorization alone: :func:`_criterion_pieces`)."""
+    sol = _criterion_pieces(objective, theta)
     a = sol.ldL2 + (sol.ldRX2 if objective.REML else 0.0)
     RXinv = np.linalg.inv(sol.RX)
     return np.concatenate([[a, sol.pwrss], (RXinv @ RXinv.T).ravel()])
 
 
 def richardson_derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                           rel_step: float = 0.1, levels: int = 4, zero_step: float = 1e-4
-                           ) -> tuple[np.ndarray, np.ndarray]:
+                           rel_step: float = 0.1, levels: int = 4, zero_step: float = 1e-4,
+                           f0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Jacobian (m, k) and Hessian (m, k, k) of a vector function f: R^k -> R^m at x, by
-    central differences extrapolated (Richardson) over ``levels`` halvings of the step."""
+    central differences extrapolated (Richardson) over ``levels`` halvings of the step
+    (``f0``: f(x) where the caller has it already)."""
     x = np.asarray(x, dtype=float)
     k = x.size
     h0 = np.where(np.abs(x) > 1e-6, rel_step * np.abs(x), zero_step)
-    f0 = np.asarray(f(x), dtype=float)
+    f0 = np.asarray(f(x) if f0 is None else f0, dtype=float)
     jac_levels, hess_levels = [], []
     for lev in range(levels):
         h = h0 / 2**lev
@@ -177,8 +190,8 @@ def satterthwaite_parts(model: DdfModel) -> SatterthwaiteParts:
     of σ: see :func:`_pseudo_inverse_times2`)."""
     obj, theta, s = model.objective, model.theta, model.sigma
     p, k = len(model.names), theta.size
-    J, H = richardson_derivatives(lambda th: _theta_pieces(obj, th), theta)
     pieces = _theta_pieces(obj, theta)
+    J, H = richardson_derivatives(lambda th: _theta_pieces(obj, th), theta, f0=pieces)
     b, C = pieces[1], pieces[2:].reshape(p, p)
     c = obj.n - (obj.p if obj.REML else 0)  # coefficient of log(2 pi sigma^2)
     hess = np.empty((k + 1, k + 1))
