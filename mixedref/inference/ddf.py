@@ -151,23 +151,43 @@ def richardson_derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                            f0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Jacobian (m, k) and Hessian (m, k, k) of a vector function f: R^k -> R^m at x, by
     central differences extrapolated (Richardson) over ``levels`` halvings of the step
-    (``f0``: f(x) where the caller has it already)."""
+    (``f0``: f(x) where the caller has it already).
+
+    f is evaluated at all points first, in lexicographic order of the point, so that points
+    sharing their leading coordinates come one after another: the dense engine keeps the
+    Schur complement of its first term's θ for the next point (``criterion_pieces``), and
+    with k scalar terms only 2 levels + 1 of the 1 + levels (2k + 2k(k-1)) points need it
+    recomputed. The differences themselves are the same expressions in the same order."""
     x = np.asarray(x, dtype=float)
     k = x.size
     h0 = np.where(np.abs(x) > 1e-6, rel_step * np.abs(x), zero_step)
     f0 = np.asarray(f(x) if f0 is None else f0, dtype=float)
+    points: dict[tuple[int, ...], np.ndarray] = {}
+    for lev in range(levels):
+        h = h0 / 2**lev
+        for i in range(k):
+            points[lev, i, 1] = x + h[i] * np.eye(k)[i]
+            points[lev, i, -1] = x - h[i] * np.eye(k)[i]
+            for j in range(i + 1, k):
+                ei, ej = h[i] * np.eye(k)[i], h[j] * np.eye(k)[j]
+                points[lev, i, j, 1, 1] = x + ei + ej
+                points[lev, i, j, 1, -1] = x + ei - ej
+                points[lev, i, j, -1, 1] = x - ei + ej
+                points[lev, i, j, -1, -1] = x - ei - ej
+    order = sorted(points, key=lambda key: tuple(points[key].tolist()))
+    fx = {key: np.asarray(f(points[key])) for key in order}
     jac_levels, hess_levels = [], []
     for lev in range(levels):
         h = h0 / 2**lev
-        plus = [np.asarray(f(x + h[i] * np.eye(k)[i])) for i in range(k)]
-        minus = [np.asarray(f(x - h[i] * np.eye(k)[i])) for i in range(k)]
+        plus = [fx[lev, i, 1] for i in range(k)]
+        minus = [fx[lev, i, -1] for i in range(k)]
         J = np.stack([(plus[i] - minus[i]) / (2 * h[i]) for i in range(k)], axis=-1)
         H = np.empty((f0.size, k, k))
         for i in range(k):
             H[:, i, i] = (plus[i] - 2 * f0 + minus[i]) / h[i] ** 2
             for j in range(i + 1, k):
-                ei, ej = h[i] * np.eye(k)[i], h[j] * np.eye(k)[j]
-                d = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej))
+                d = (fx[lev, i, j, 1, 1] - fx[lev, i, j, 1, -1] - fx[lev, i, j, -1, 1]
+                     + fx[lev, i, j, -1, -1])
                 H[:, i, j] = H[:, j, i] = np.asarray(d) / (4 * h[i] * h[j])
         jac_levels.append(J)
         hess_levels.append(H)
