@@ -233,3 +233,27 @@ def test_contest_one_row_joint_is_t_squared():
     joint = ddf.contest(fit, [0.0, 1.0], joint=True)
     assert joint["F value"].iloc[0] == pytest.approx(row["t value"].iloc[0] ** 2, rel=1e-12)
     assert joint["DenDF"].iloc[0] == pytest.approx(row["df"].iloc[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["dense", "sparse"])
+@pytest.mark.parametrize("case", ["Penicillin-crossed-REML", "sleepstudy-slopes-ML"])
+def test_criterion_pieces_are_solves_bit_for_bit(case, engine):
+    """Satterthwaite's points read the engine's factorization alone (criterion_pieces): its
+    (ldL2, ldRX2, pwrss, R_X) must be solve()'s exactly, also where the dense engine copies
+    back the Schur complement it kept (a point sharing the first term's θ with the one
+    before) and where it must not (the first term's θ changed, the later ones not)."""
+    if engine == "sparse":
+        pytest.importorskip("sksparse")
+    from mixedref.engines import PLSObjective
+
+    fit = fitted(case)
+    obj = PLSObjective(fit.model, REML=fit.REML, engine=engine)
+    th = np.asarray(fit.theta, dtype=float)
+    later = th.copy()
+    later[-1] *= 1.2  # same first-term θ as th: the kept complement is reused
+    first = later.copy()
+    first[0] *= 1.1  # first-term θ changed, later ones as before: recomputed
+    for point in (th, later, first, th):
+        got, sol = obj.criterion_pieces(point), obj.solve(point)
+        assert (got.ldL2, got.ldRX2, got.pwrss) == (sol.ldL2, sol.ldRX2, sol.pwrss)
+        np.testing.assert_array_equal(got.RX, sol.RX)

@@ -7,11 +7,17 @@ limit) and ``factory`` (``PLSObjective``, which chooses the engine for a model).
 only modules listed before it.
 """
 
-from mixedref.engines.base import PLSEngine, PLSSolution, Prepared, prepare_response
+from mixedref.engines.base import (
+    CriterionPieces,
+    PLSEngine,
+    PLSSolution,
+    Prepared,
+    prepare_response,
+)
 from mixedref.engines.dense import MAX_DENSE_BLOCK, DensePLSObjective
 from mixedref.engines.factory import DENSE_ALWAYS_BLOCK, PLSObjective, plan_engine
 from mixedref.engines.memory import EnginePlan, memory_limit
 
-__all__ = ["DENSE_ALWAYS_BLOCK", "MAX_DENSE_BLOCK", "DensePLSObjective", "EnginePlan",
-           "PLSEngine", "PLSObjective", "PLSSolution", "Prepared", "memory_limit",
+__all__ = ["DENSE_ALWAYS_BLOCK", "MAX_DENSE_BLOCK", "CriterionPieces", "DensePLSObjective",
+           "EnginePlan", "PLSEngine", "PLSObjective", "PLSSolution", "Prepared", "memory_limit",
            "plan_engine", "prepare_response"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
@@ -37,6 +38,17 @@ class PLSSolution:
     ldRX2: float  # log det R_X^2
     RX: np.ndarray  # upper-triangular R_X (lme4's RX): vcov(beta) = sigma^2 (R_X'R_X)^-1
     condvar: tuple[np.ndarray, ...]  # per term: (nlevels, q, q) conditional variances of b
+
+
+class CriterionPieces(NamedTuple):
+    """The parts of a PLSSolution the criterion and vcov(β) are made of, at one θ: what
+    Satterthwaite's numerical derivatives read at each of their ~70 points
+    (mixedref.inference.ddf), without the solve's β, u, b and fitted values."""
+
+    ldL2: float  # log det L^2 (random-effects part)
+    ldRX2: float  # log det R_X^2
+    pwrss: float
+    RX: np.ndarray  # upper-triangular R_X
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,12 @@ class PLSEngine:
     @property
     def lower(self) -> np.ndarray:
         return self.model.theta_lower
+
+    def criterion_pieces(self, theta: np.ndarray) -> CriterionPieces:
+        """(ldL2, ldRX2, pwrss, R_X) at θ, equal to :meth:`solve`'s; this default goes through
+        solve(), an engine overrides it with its factorization alone."""
+        sol = self.solve(theta)
+        return CriterionPieces(sol.ldL2, sol.ldRX2, sol.pwrss, sol.RX)
 
     def _criterion(self, ldL2: float, ldRX2: float, pwrss: float) -> float:
         n = self.n

@@ -31,6 +31,7 @@ from scipy.linalg.lapack import dpotrf, dpotri
 from scipy.linalg.lapack import dtrtrs as _dtrtrs
 
 from mixedref.engines.base import (
+    CriterionPieces,
     PLSEngine,
     PLSSolution,
 )
@@ -49,6 +50,10 @@ DENSE_A21_MAX = 4_000_000
 #: Below this value of a later scalar term's theta the objective uses the plain rescaling
 #: instead of the diagonal shortcut (which adds theta^-2 to the diagonal).
 _SHORTCUT_MIN = 1e-3
+
+#: Largest dense block (entries) whose Schur complement criterion_pieces keeps (a second
+#: r x r array, 32 MB here) for the next point at the same first-term θ (see _schur).
+SCHUR_KEEP_MAX = 4_000_000
 
 #: Below this many entries (r x first term's effects) solve() forms L21 densely.
 DENSE_L21 = 200_000
@@ -148,6 +153,8 @@ class DensePLSObjective(PLSEngine):
         self._buf = np.empty((r, r))
         #: the last scalar gradient's pieces for the Hessian at its θ (_scalar_derivatives)
         self._last_derivs: tuple | None = None
+        #: (W1, Schur complement) of the last criterion_pieces call (see _schur)
+        self._schur_kept: tuple[np.ndarray, np.ndarray] | None = None
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
         #: A11's entries (0,0), (1,0), (1,1) as contiguous per-level vectors, which the closed
         #: forms of _block1 and _fast_value read once per evaluation
@@ -253,30 +260,50 @@ class DensePLSObjective(PLSEngine):
             return None, dense_flops
         return schur_operator(A21, q1, m1, r), 2.0 * pairs
 
-    def _schur(self, w: np.ndarray) -> np.ndarray:
-        """The work buffer set to A22 - A21 W1 A21' (lower triangle valid)."""
+    def _schur(self, w: np.ndarray, keep: bool = False) -> np.ndarray:
+        """The work buffer set to A22 - A21 W1 A21' (lower triangle valid).
+
+        With ``keep`` (and the block within SCHUR_KEEP_MAX entries) the result is also kept
+        with its W1, and copied back while W1 stays the same: it depends on the first term's
+        θ alone, which Satterthwaite's derivative points share in groups
+        (:meth:`criterion_pieces`). The copy holds the same bits as the product."""
         self._last_derivs = None  # the buffer held the last gradient's factor (and REML's P)
         S = self._buf
+        keep = keep and self.r * self.r <= SCHUR_KEEP_MAX
+        kept = self._schur_kept
+        if keep and kept is not None and np.array_equal(kept[0], w):
+            np.copyto(S, kept[1])
+            return S
         np.copyto(S, self.A22)
         if self._M_neg is None:  # dense within levels: A21 (W1 A21') by two matrix products
             q1 = self._A21_levels.shape[2]
             B = np.matmul(self._A21_levels, w.reshape(-1, q1, q1))  # (m1, r, q1): A21_l W_l
             S -= B.transpose(1, 0, 2).reshape(self.r, -1) @ self._A21_flat.T
-            return S
-        indptr, indices, neg = self._M_neg
-        if _csc_matvec is not None:
-            _csc_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
-        else:  # pragma: no cover - scipy without the private kernel
-            S -= (self.M @ w).reshape(self.r, self.r)
+        else:
+            indptr, indices, neg = self._M_neg
+            if _csc_matvec is not None:
+                _csc_matvec(self.r * self.r, w.size, indptr, indices, neg, w, S.reshape(-1))
+            else:  # pragma: no cover - scipy without the private kernel
+                S -= (self.M @ w).reshape(self.r, self.r)
+        if keep:
+            if kept is None:
+                kept = (np.empty_like(w), np.empty_like(S))
+            if kept[0].shape != w.shape:
+                kept = (np.empty_like(w), kept[1])
+            np.copyto(kept[0], w)
+            np.copyto(kept[1], S)
+            self._schur_kept = kept
         return S
 
-    def _factor(self, theta: np.ndarray, shortcut: bool = False, need_L1: bool = True):
+    def _factor(self, theta: np.ndarray, shortcut: bool = False, need_L1: bool = True,
+                keep_schur: bool = False):
         """Factor at theta. With ``shortcut`` (scalar later terms, none near 0), Lam2 = D is
         diagonal and chol(D S D + I_re) = D chol(S + D^-2 I_re): only the diagonal changes, and
-        the returned ``extra`` log det D^2 must be added to the random-effects log det."""
+        the returned ``extra`` log det D^2 must be added to the random-effects log det.
+        ``keep_schur``: see :meth:`_schur`."""
         Ts = self.templates(theta)
         L1, ld1, w = self._block1(Ts[0], need_L1)
-        S = self._schur(w)
+        S = self._schur(w, keep_schur)
         extra = 0.0
         rest = np.array([T[0, 0] for T in Ts[1:]]) if self._scalar_rest else None
         if shortcut and rest is not None and (rest.size == 0 or rest.min() >= _SHORTCUT_MIN):
@@ -377,6 +404,30 @@ class DensePLSObjective(PLSEngine):
             return self._solve(theta, condvar)
         with threads.limit(self._threads):
             return self._solve(theta, condvar)
+
+    def criterion_pieces(self, theta: np.ndarray) -> CriterionPieces:
+        """(ldL2, ldRX2, pwrss, R_X) at θ from the factorization alone: :meth:`solve`'s own
+        arithmetic (the same _factor call, so equal to its values bit for bit) without its
+        copy of the factor, L21, u, b and β (a quarter of a solve on InstEval). The Schur
+        complement is kept for the next call at the same first-term θ (:meth:`_schur`), which
+        Satterthwaite's derivative points share in groups
+        (:func:`mixedref.inference.ddf.richardson_derivatives`)."""
+        if self._unthreaded:
+            return self._criterion_pieces(theta)
+        with threads.limit(self._threads):
+            return self._criterion_pieces(theta)
+
+    def _criterion_pieces(self, theta: np.ndarray) -> CriterionPieces:
+        theta = np.asarray(theta, dtype=float)
+        _, _, ld1, _, U, info = self._factor(theta, keep_schur=True)
+        if info != 0:
+            raise MixedrefError(
+                f"the penalized system is not positive definite at theta={theta.tolist()} "
+                "(X may be rank deficient)"
+            )
+        re2, p = self.re2, self.p
+        ldL2, ldRX2, pwrss = self._log_dets(ld1, np.diagonal(U))
+        return CriterionPieces(ldL2, ldRX2, pwrss, np.triu(U[re2:re2 + p, re2:re2 + p]))
 
     def _value(self, theta: np.ndarray) -> float:
         _, _, ld1, _, U, info = self._factor(theta, shortcut=True, need_L1=False)

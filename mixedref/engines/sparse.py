@@ -27,6 +27,7 @@ import scipy.sparse.linalg as spla
 from scipy.linalg.lapack import dpotrf
 
 from mixedref.engines.base import (
+    CriterionPieces,
     PIRLSError,
     PLSEngine,
     PLSSolution,
@@ -402,6 +403,19 @@ class SparsePLSObjective(PLSEngine):
         return PLSSolution(theta=theta, REML=self.REML, objective=objective, beta=beta,
                            sigma=sigma, u=u, b=b, pwrss=pwrss, ldL2=ldL2, ldRX2=ldRX2, RX=RX,
                            condvar=cv)
+
+    def criterion_pieces(self, theta: np.ndarray) -> CriterionPieces:
+        """(ldL2, ldRX2, pwrss, R_X) at θ from the factorization alone, as :meth:`solve`
+        computes them, without its β, u and b."""
+        theta = np.asarray(theta, dtype=float)
+        with threads.limit(self._threads):
+            _, _, R, info = self._factorize(theta)
+            if info != 0:
+                raise MixedrefError(
+                    f"the penalized system is not positive definite at theta={theta.tolist()} "
+                    "(X may be rank deficient)")
+            ldL2, ldRX2, pwrss = self._pieces(R)
+        return CriterionPieces(ldL2, ldRX2, pwrss, np.triu(R[:self.p, :self.p]))
 
     def _lam(self, Ts: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         """b = Lam u (level-major blocks per term)."""

@@ -10,7 +10,13 @@ c = n or n - p) and V = σ² C(θ), so every σ derivative is exact and only θ 
 numerical: central differences with Richardson extrapolation (4 step halvings from 10 % of
 |θ_i|, as numDeriv's defaults), which are accurate to about 1e-9 relative here. An analytic
 Hessian would need second derivatives of the sparse Cholesky factor; the extrapolated
-differences reuse the PLS engine as it is and are as accurate as lmerTest's own numDeriv.
+differences reuse the PLS engine as it is and are as accurate as lmerTest's own numDeriv. Each
+of the 1 + 4 (2k + 2k(k-1)) points reads the engine's factorization alone
+(``criterion_pieces``: solve()'s values bit for bit, without β, u and b); on InstEval the dense
+Cholesky of each point is then nearly all of the cost. (The dense engine's exact Hessian of the
+profiled criterion, ``value_grad_hess``, costs a tenth of the 73 points there but differs from
+the extrapolated one by up to 8e-9 relative, the extrapolation's own error, and Satterthwaite
+also needs the derivatives of b(θ) and C(θ) apart: not used, so the df stay numDeriv's.)
 
 Kenward–Roger (pbkrtest): the covariance parameters are each term's variances/covariances and
 σ², each with its G_r = ∂Σ/∂γ_r. Its P, Q and trace matrices are computed by Woodbury's
@@ -35,7 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from mixedref.engines import PLSObjective
+from mixedref.engines import CriterionPieces, PLSObjective
 from mixedref.errors import MixedrefError
 from mixedref.frontend.reterm import split_theta
 from mixedref.inference.ddf_kr import KRPieces, kr_pieces_woodbury
@@ -109,9 +115,20 @@ def ddf_model(fit: Any) -> DdfModel:
     return kept if isinstance(kept, DdfModel) else DdfModel.from_fit(fit)
 
 
+def _criterion_pieces(objective: PLSObjective, theta: np.ndarray) -> CriterionPieces:
+    """(ldL2, ldRX2, pwrss, R_X) at θ: the engine's factorization alone where it offers it
+    (:meth:`mixedref.engines.base.PLSEngine.criterion_pieces`, equal to solve()'s values),
+    else from a full solve."""
+    pieces = getattr(objective, "criterion_pieces", None)
+    if pieces is not None:
+        return pieces(theta)
+    sol = objective.solve(theta)
+    return CriterionPieces(sol.ldL2, sol.ldRX2, sol.pwrss, sol.RX)
+
+
 def _unscaled_vcov(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
     """C(θ) = (R_X'R_X)⁻¹, so that vcov(β̂) = σ² C(θ)."""
-    RXinv = np.linalg.inv(objective.solve(theta).RX)
+    RXinv = np.linalg.inv(_criterion_pieces(objective, theta).RX)
     return RXinv @ RXinv.T
 
 
@@ -127,34 +144,56 @@ class SatterthwaiteParts:
 
 
 def _theta_pieces(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
-    """[a(θ), b(θ), C(θ) flattened]: the θ-dependent pieces of the criterion and of vcov."""
-    sol = objective.solve(theta)
+    """[a(θ), b(θ), C(θ) flattened]: the θ-dependent pieces of the criterion and of vcov
+    (from the engine's factorization alone: :func:`_criterion_pieces`)."""
+    sol = _criterion_pieces(objective, theta)
     a = sol.ldL2 + (sol.ldRX2 if objective.REML else 0.0)
     RXinv = np.linalg.inv(sol.RX)
     return np.concatenate([[a, sol.pwrss], (RXinv @ RXinv.T).ravel()])
 
 
 def richardson_derivatives(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                           rel_step: float = 0.1, levels: int = 4, zero_step: float = 1e-4
-                           ) -> tuple[np.ndarray, np.ndarray]:
+                           rel_step: float = 0.1, levels: int = 4, zero_step: float = 1e-4,
+                           f0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Jacobian (m, k) and Hessian (m, k, k) of a vector function f: R^k -> R^m at x, by
-    central differences extrapolated (Richardson) over ``levels`` halvings of the step."""
+    central differences extrapolated (Richardson) over ``levels`` halvings of the step
+    (``f0``: f(x) where the caller has it already).
+
+    f is evaluated at all points first, in lexicographic order of the point, so that points
+    sharing their leading coordinates come one after another: the dense engine keeps the
+    Schur complement of its first term's θ for the next point (``criterion_pieces``), and
+    with k scalar terms only 2 levels + 1 of the 1 + levels (2k + 2k(k-1)) points need it
+    recomputed. The differences themselves are the same expressions in the same order."""
     x = np.asarray(x, dtype=float)
     k = x.size
     h0 = np.where(np.abs(x) > 1e-6, rel_step * np.abs(x), zero_step)
-    f0 = np.asarray(f(x), dtype=float)
+    f0 = np.asarray(f(x) if f0 is None else f0, dtype=float)
+    points: dict[tuple[int, ...], np.ndarray] = {}
+    for lev in range(levels):
+        h = h0 / 2**lev
+        for i in range(k):
+            points[lev, i, 1] = x + h[i] * np.eye(k)[i]
+            points[lev, i, -1] = x - h[i] * np.eye(k)[i]
+            for j in range(i + 1, k):
+                ei, ej = h[i] * np.eye(k)[i], h[j] * np.eye(k)[j]
+                points[lev, i, j, 1, 1] = x + ei + ej
+                points[lev, i, j, 1, -1] = x + ei - ej
+                points[lev, i, j, -1, 1] = x - ei + ej
+                points[lev, i, j, -1, -1] = x - ei - ej
+    order = sorted(points, key=lambda key: tuple(points[key].tolist()))
+    fx = {key: np.asarray(f(points[key])) for key in order}
     jac_levels, hess_levels = [], []
     for lev in range(levels):
         h = h0 / 2**lev
-        plus = [np.asarray(f(x + h[i] * np.eye(k)[i])) for i in range(k)]
-        minus = [np.asarray(f(x - h[i] * np.eye(k)[i])) for i in range(k)]
+        plus = [fx[lev, i, 1] for i in range(k)]
+        minus = [fx[lev, i, -1] for i in range(k)]
         J = np.stack([(plus[i] - minus[i]) / (2 * h[i]) for i in range(k)], axis=-1)
         H = np.empty((f0.size, k, k))
         for i in range(k):
             H[:, i, i] = (plus[i] - 2 * f0 + minus[i]) / h[i] ** 2
             for j in range(i + 1, k):
-                ei, ej = h[i] * np.eye(k)[i], h[j] * np.eye(k)[j]
-                d = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej))
+                d = (fx[lev, i, j, 1, 1] - fx[lev, i, j, 1, -1] - fx[lev, i, j, -1, 1]
+                     + fx[lev, i, j, -1, -1])
                 H[:, i, j] = H[:, j, i] = np.asarray(d) / (4 * h[i] * h[j])
         jac_levels.append(J)
         hess_levels.append(H)
@@ -177,8 +216,8 @@ def satterthwaite_parts(model: DdfModel) -> SatterthwaiteParts:
     of σ: see :func:`_pseudo_inverse_times2`)."""
     obj, theta, s = model.objective, model.theta, model.sigma
     p, k = len(model.names), theta.size
-    J, H = richardson_derivatives(lambda th: _theta_pieces(obj, th), theta)
     pieces = _theta_pieces(obj, theta)
+    J, H = richardson_derivatives(lambda th: _theta_pieces(obj, th), theta, f0=pieces)
     b, C = pieces[1], pieces[2:].reshape(p, p)
     c = obj.n - (obj.p if obj.REML else 0)  # coefficient of log(2 pi sigma^2)
     hess = np.empty((k + 1, k + 1))
