@@ -316,7 +316,7 @@ class DensePLSObjective(PLSEngine):
         ld1, U, info = self._fast_factor(theta)
         if info != 0:
             return math.inf
-        diag = np.diagonal(U)
+        diag = U.diagonal()
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
@@ -382,7 +382,7 @@ class DensePLSObjective(PLSEngine):
         _, _, ld1, _, U, info = self._factor(theta, shortcut=True, need_L1=False)
         if info != 0:
             return math.inf
-        diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
+        diag = U.diagonal()  # U = L22' (as the C-ordered lower factor's transpose view)
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
@@ -452,7 +452,7 @@ class DensePLSObjective(PLSEngine):
         if info != 0:
             return math.inf, None, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
-        diag = np.diagonal(U)
+        diag = U.diagonal()
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         value = self._criterion(ldL2, ldRX2, pwrss)
         # v = K^-1 e_y: U'U = K and U' z = e_y gives z = e_y / U_yy
