@@ -296,8 +296,10 @@ class DensePLSObjective(PLSEngine):
         """log|L|² (block 1's ``ld1`` plus the Schur factor's random-effects part), log|R_X|²
         and the penalized RSS, from the diagonal of the Schur factor (its last entry √pwrss)."""
         re2, p = self.re2, self.p
-        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
-        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
+        logs = np.log(diag[:re2 + p])  # one log for both sums (each over its own slice)
+        # one term (no dense random-effects block): the empty sum is 0.0, added as before
+        ldL2 = ld1 + (2.0 * float(logs[:re2].sum()) if re2 else 0.0)
+        ldRX2 = 2.0 * float(logs[re2:].sum())
         return ldL2, ldRX2, float(diag[-1]) ** 2
 
     def __call__(self, theta: np.ndarray) -> float:
