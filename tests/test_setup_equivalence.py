@@ -1,6 +1,7 @@
 """The lean set-up paths of the model build and the dense engine (issue 23) give bit for bit
 what the general code they replace gives: the residualization's column-by-column subtraction
-and triangular solves, A21's CSC construction, an interaction factor's observed pairs."""
+and triangular solves, A21's CSC construction, an interaction factor's observed pairs, the
+intercept terms' θ scales and the one-θ Newton pieces of the polish and lme4's checks."""
 
 from __future__ import annotations
 
@@ -101,3 +102,76 @@ def test_schur_pairs_of_balanced_columns_as_gathered() -> None:
                 for a, b in zip(part_got, part_want, strict=True):
                     assert a.dtype == b.dtype
                     np.testing.assert_array_equal(a, b)
+
+
+def _theta_scales_general(model) -> np.ndarray:
+    """strategies.theta_scales without its intercept-only shortcut: every term's columns."""
+    parts = []
+    for t in model.reterms:
+        X = np.asarray(t.X, dtype=float)
+        sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(t.q)
+        rms = np.sqrt(np.mean(X * X, axis=0))
+        s = np.where(sd > 0, sd, rms)
+        s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+        parts.append(s[t.positions[0]])
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def test_theta_scales_of_intercept_terms_as_computed() -> None:
+    """theta_scales reads an intercept-only term's scale as 1.0 without the reductions: the
+    same array, bit for bit, as the general per-column code on the catalog's small LMMs."""
+    import warnings
+
+    from harness.core import runner
+    from harness.core.catalog import load_catalog
+    from mixedref.fitting.strategies import theta_scales
+    from mixedref.frontend.design import build_model
+
+    checked = 0
+    for case in load_catalog():
+        if case.is_glmm or {"large", "hard"} & set(case.tags):
+            continue
+        data = runner.case_data(case)
+        if len(data) > 1000:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = build_model(case.formula, data)
+        got, want = theta_scales(model), _theta_scales_general(model)
+        assert got.dtype == want.dtype and got.flags.writeable, case.id
+        np.testing.assert_array_equal(got, want, err_msg=case.id)
+        checked += 1
+    assert checked >= 30
+
+
+def test_one_by_one_newton_pieces_are_numpys() -> None:
+    """The 1 x 1 Cholesky factor, Newton step and lme4's scaled gradient and eigenvalue (the
+    polish's and the checks' one-θ systems) are numpy's LAPACK results bit for bit, and a
+    Hessian that is not positive definite (0, negative) is refused as numpy refuses it."""
+    import pytest
+
+    from mixedref.fitting.convergence import check, cholesky, cholesky_step
+
+    rng = np.random.default_rng(11)
+    for _ in range(3000):
+        H = np.array([[rng.lognormal(0.0, 6.0)]])
+        g = np.array([rng.normal() * 10.0 ** rng.uniform(-10, 4)])
+        L = cholesky(H)
+        np.testing.assert_array_equal(L, np.linalg.cholesky(H))
+        np.testing.assert_array_equal(cholesky_step(L, g),
+                                      np.linalg.solve(L.T, np.linalg.solve(L, g)))
+        msgs, ev = check(g, H)
+        scaled = np.linalg.solve(np.linalg.cholesky(H), g)
+        assert ev == [float(v) for v in np.linalg.eigvalsh(H)]
+        assert bool(msgs) == bool(np.max(np.minimum(np.abs(scaled), np.abs(g))) > 2e-3)
+    for bad in (0.0, -0.0, -1.0, -np.inf):
+        with pytest.raises(np.linalg.LinAlgError):
+            np.linalg.cholesky(np.array([[bad]]))
+        with pytest.raises(np.linalg.LinAlgError):
+            cholesky(np.array([[bad]]))
+    for odd in (np.nan, np.inf):  # numpy's factor, not an error
+        np.testing.assert_array_equal(cholesky(np.array([[odd]])),
+                                      np.linalg.cholesky(np.array([[odd]])))
+    assert check(np.array([0.1]), np.array([[-1.0]]))[0] == [
+        "unable to evaluate scaled gradient",
+        "Model failed to converge: degenerate  Hessian with 1 negative eigenvalues"]

@@ -323,8 +323,10 @@ class DensePLSObjective(PLSEngine):
         """log|L|² (block 1's ``ld1`` plus the Schur factor's random-effects part), log|R_X|²
         and the penalized RSS, from the diagonal of the Schur factor (its last entry √pwrss)."""
         re2, p = self.re2, self.p
-        ldL2 = ld1 + 2.0 * float(np.log(diag[:re2]).sum())
-        ldRX2 = 2.0 * float(np.log(diag[re2:re2 + p]).sum())
+        logs = np.log(diag[:re2 + p])  # one log for both sums (each over its own slice)
+        # one term (no dense random-effects block): the empty sum is 0.0, added as before
+        ldL2 = ld1 + (2.0 * float(logs[:re2].sum()) if re2 else 0.0)
+        ldRX2 = 2.0 * float(logs[re2:].sum())
         return ldL2, ldRX2, float(diag[-1]) ** 2
 
     def __call__(self, theta: np.ndarray) -> float:
@@ -343,7 +345,7 @@ class DensePLSObjective(PLSEngine):
         ld1, U, info = self._fast_factor(theta)
         if info != 0:
             return math.inf
-        diag = np.diagonal(U)
+        diag = U.diagonal()
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
@@ -433,7 +435,7 @@ class DensePLSObjective(PLSEngine):
         _, _, ld1, _, U, info = self._factor(theta, shortcut=True, need_L1=False)
         if info != 0:
             return math.inf
-        diag = np.diagonal(U)  # U = L22' (as the C-ordered lower factor's transpose view)
+        diag = U.diagonal()  # U = L22' (as the C-ordered lower factor's transpose view)
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         return self._criterion(ldL2, ldRX2, pwrss)
 
@@ -503,7 +505,7 @@ class DensePLSObjective(PLSEngine):
         if info != 0:
             return math.inf, None, None
         n, p, r, re2 = self.n, self.p, self.r, self.re2
-        diag = np.diagonal(U)
+        diag = U.diagonal()
         ldL2, ldRX2, pwrss = self._log_dets(ld1, diag)
         value = self._criterion(ldL2, ldRX2, pwrss)
         # v = K^-1 e_y: U'U = K and U' z = e_y gives z = e_y / U_yy

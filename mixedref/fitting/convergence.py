@@ -28,6 +28,26 @@ def free_elements(theta: np.ndarray, lower: np.ndarray, boundary: float = BOUNDA
     return np.flatnonzero(~(np.asarray(theta, dtype=float) - lower <= boundary))
 
 
+def cholesky(H: np.ndarray) -> np.ndarray:
+    """``np.linalg.cholesky(H)`` (LinAlgError where H is not positive definite); a 1 x 1 H by
+    its square root, the number LAPACK's dpotrf gives, without numpy's wrapper (a third of a
+    one-θ polish's Python work is the wrappers around its 1 x 1 systems)."""
+    if H.shape == (1, 1):
+        h = float(H[0, 0])
+        if h <= 0:  # numpy's refusal (its 1 x 1 factor of NaN is NaN, not an error)
+            raise np.linalg.LinAlgError("Matrix is not positive definite")
+        return np.sqrt(H)
+    return np.linalg.cholesky(H)
+
+
+def cholesky_step(L: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """H^-1 g from H's Cholesky factor L, as ``np.linalg.solve(L.T, np.linalg.solve(L, g))``;
+    for 1 x 1 by two divisions, the numbers LAPACK's 1 x 1 dgesv gives (it divides)."""
+    if L.shape == (1, 1):
+        return (np.asarray(g, dtype=float) / L[0, 0]) / L[0, 0]
+    return np.linalg.solve(L.T, np.linalg.solve(L, g))
+
+
 def derivatives(fn: Callable[[np.ndarray], float], theta: np.ndarray, lower: np.ndarray,
                 boundary: float = BOUNDARY,
                 value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray | None]]
@@ -103,7 +123,10 @@ def check(grad: np.ndarray, hess: np.ndarray, grad_tol: float = GRAD_TOL,
     if not (np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
         return ["Model failed to converge: the criterion is not finite near the estimate"], None
     try:
-        scaled = np.linalg.solve(np.linalg.cholesky(hess), grad)
+        if hess.shape == (1, 1):  # numpy's solve and eigvalsh of 1 x 1: a division, the entry
+            scaled = np.asarray(grad, dtype=float) / cholesky(hess)[0, 0]
+        else:
+            scaled = np.linalg.solve(np.linalg.cholesky(hess), grad)
         mingrad = np.minimum(np.abs(scaled), np.abs(grad))
     except np.linalg.LinAlgError:
         mingrad = None
@@ -112,7 +135,7 @@ def check(grad: np.ndarray, hess: np.ndarray, grad_tol: float = GRAD_TOL,
         k = int(np.argmax(mingrad))
         out.append(f"Model failed to converge with max|grad| = {np.max(mingrad):.6g} "
                    f"(tol = {grad_tol:g}, component {k + 1})")
-    ev = np.linalg.eigvalsh(hess)
+    ev = hess[0].astype(float) if hess.shape == (1, 1) else np.linalg.eigvalsh(hess)
     if ev.min() < -hess_tol:
         out.append(f"Model failed to converge: degenerate  Hessian with {int(np.sum(ev < 0))} "
                    "negative eigenvalues")

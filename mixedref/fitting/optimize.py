@@ -48,6 +48,8 @@ from mixedref.fitting.control import SINGULAR_TOL, Control
 from mixedref.fitting.convergence import (
     ExactDerivatives,
     check,
+    cholesky,
+    cholesky_step,
     derivatives,
     free_elements,
     snap_to_boundary,
@@ -350,8 +352,8 @@ def _newton_finish(fn: Callable[[np.ndarray], float],
         if free.size == 0:
             return None
         try:
-            L = np.linalg.cholesky(H)
-            step = np.linalg.solve(L.T, np.linalg.solve(L, g))
+            L = cholesky(H)
+            step = cholesky_step(L, g)
         except np.linalg.LinAlgError:
             return None
         if 0.5 * float(g @ step) <= control.ftol_abs:

@@ -20,7 +20,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mixedref.fitting.convergence import STEP, ExactDerivatives, derivatives, free_elements
+from mixedref.fitting.convergence import (
+    STEP,
+    ExactDerivatives,
+    cholesky,
+    cholesky_step,
+    derivatives,
+    free_elements,
+)
 
 #: the finish runs on problems at most this size (θ elements, rows): 2k + 1 gradients a step
 MAX_THETA = 4
@@ -86,10 +93,10 @@ def polish_with_derivatives(
         if free.size == 0 or not np.all(np.isfinite(g)) or not np.all(np.isfinite(H)):
             break
         try:
-            L = np.linalg.cholesky(H)
+            L = cholesky(H)
         except np.linalg.LinAlgError:
             break
-        step = np.linalg.solve(L.T, np.linalg.solve(L, g))
+        step = cholesky_step(L, g)
         if np.max(np.abs(step) / np.maximum(np.abs(x[free]), 1.0)) <= STEP_FLOOR:
             break
         xt = x.copy()
@@ -139,10 +146,10 @@ def _forward_step(x: np.ndarray, fx: float, lower: np.ndarray,
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
         return None
     try:
-        L = np.linalg.cholesky(H)
+        L = cholesky(H)
     except np.linalg.LinAlgError:
         return None
-    step = np.linalg.solve(L.T, np.linalg.solve(L, g))
+    step = cholesky_step(L, g)
     if np.max(np.abs(step) / np.maximum(np.abs(x[free]), 1.0)) <= REUSE_SHIFT:
         return None  # the central Hessian here serves the step and lme4's checks
     xt = x.copy()
@@ -198,7 +205,7 @@ def _at_floor(last: tuple[np.ndarray, np.ndarray], x: np.ndarray, lower: np.ndar
     g = value_and_grad(x)[1]
     if g is None or not np.all(np.isfinite(g)):
         return False
-    step = np.linalg.solve(L.T, np.linalg.solve(L, np.asarray(g)[free]))
+    step = cholesky_step(L, np.asarray(g)[free])
     return bool(np.max(np.abs(step) / np.maximum(np.abs(x[free]), 1.0))
                 <= PREDICTED_FLOOR * STEP_FLOOR)
 

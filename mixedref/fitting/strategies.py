@@ -166,11 +166,18 @@ class RescueResult:
     steps: list[tuple[str, float]] = field(default_factory=list)  # each improvement, in order
 
 
+_ONE = np.ones(1)
+_ONE.setflags(write=False)
+
+
 def theta_scales(model: ModelFrame) -> np.ndarray:
     """Per θ element the scale of its template row's column: the column's SD, or its root mean
     square when constant (1 for an intercept), 1 where that is 0 or not finite."""
     parts = []
     for t in model.reterms:
+        if t.columns == ("(Intercept)",):  # a column of ones: SD 0, root mean square 1.0
+            parts.append(_ONE)  # exactly (mean of ones), without the reductions
+            continue
         X = np.asarray(t.X, dtype=float)
         sd = X.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(t.q)
         rms = np.sqrt(np.mean(X * X, axis=0))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +21,18 @@ def theta_positions(q: int) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.tril_indices(q)
     order = np.lexsort((rows, cols))
     return rows[order], cols[order]
+
+
+@lru_cache(maxsize=64)
+def _bounds_of(q: int) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's lower bounds and starting θ of a q-column term, once per q, read-only (the
+    optimizer asks for them several times per fit: a where per term each time)."""
+    rows, cols = theta_positions(q)
+    lower = np.where(rows == cols, 0.0, -np.inf)
+    start = np.where(np.isfinite(lower), 1.0, 0.0)
+    lower.setflags(write=False)
+    start.setflags(write=False)
+    return lower, start
 
 
 #: A variance (relative to the scale of the covariance) below this is treated as zero when a
@@ -79,13 +91,12 @@ class TermShape:
     def theta_lower(self) -> np.ndarray:
         """lme4's bounds: 0 for diagonal elements of the Cholesky template, -inf elsewhere,
         in the template's column-major lower-triangle order."""
-        rows, cols = self.positions
-        return np.where(rows == cols, 0.0, -np.inf)
+        return _bounds_of(self.q)[0].copy()
 
     @property
     def theta_start(self) -> np.ndarray:
         """lme4's starting value: the identity template."""
-        return np.where(np.isfinite(self.theta_lower), 1.0, 0.0)
+        return _bounds_of(self.q)[1].copy()
 
     def template(self, theta_k: np.ndarray) -> np.ndarray:
         """The q x q lower-triangular template T (Λ's block) with this term's θ filled in."""
