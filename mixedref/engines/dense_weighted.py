@@ -122,7 +122,10 @@ class _DiagWeightedFactor(WeightedFactor):
 
     def __init__(self, d: np.ndarray) -> None:
         self.diag2, self.size = d, d.size
-        self.logdet = float(np.sum(np.log(d)))
+
+    @property
+    def logdet(self) -> float:
+        return float(np.sum(np.log(self.diag2)))
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         d = self.diag2

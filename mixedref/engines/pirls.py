@@ -164,7 +164,6 @@ class GlmmObjective:
             w = wt * mu_eta * mu_eta / fam.variance(mu)
             z = (eta - (fixed_off if u_only else self.offset)) + (y - mu) / mu_eta
             fac = system.reweight(V, w)
-            ldL2, d = fac.logdet, fac.diag2
             wz = w * z
             if u_only:
                 u_new, b_new = system.solve_u(fac, V, wz), b
@@ -199,6 +198,9 @@ class GlmmObjective:
             raise PIRLSError(f"pwrssUpdate did not converge in ({self.maxit}) iterations")
         if not fam.validmu(mu):
             raise PIRLSError("PIRLS reached an invalid mean (mu outside the family's range)")
+        # log det L L' of the last solve only: the factors' logdet is a sum of logs over the
+        # diagonal (~20 us on grouseticks' 584 effects), not needed for the iterations before
+        ldL2, d = fac.logdet, fac.diag2
         sqrL = float(u @ u)
         dsum = float(np.sum(devres))
         aic = (dsum + self._aic_offset if self._aic_offset is not None
