@@ -165,3 +165,47 @@ def test_against_glmmtmb_nbinom2_as_lme4_is(case_id: str) -> None:
             GLMM.fixef_se_units * lme4["se"][name]
     assert abs(lme4["loglik"] - tmb["loglik"]) < 0.25
     assert fit.df == tmb["df"]
+
+
+def test_only_the_returned_fit_runs_the_derivative_checks(monkeypatch) -> None:
+    """The search's fits skip glmer's derivative checks (the Hessian and gradient by central
+    differences); the returned fit alone gets them."""
+    from mixedref.models import glmer as glmer_module
+
+    calls = []
+    real = glmer_module.derivatives
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(glmer_module, "derivatives", counting)
+    fit = _fit("seeded")
+    assert fit.nb_evaluations > 1
+    assert len(calls) == 1
+    assert fit.hessian is not None and fit.gradient is not None
+
+
+def test_deferred_checks_give_glmers_fit() -> None:
+    """A fit whose derivative checks were deferred, once concluded, is glmer's own: the same
+    Hessian, gradient, SEs, evaluations and messages (two paths of the code compared, no
+    recorded number)."""
+    from mixedref.models.glmer import conclude_deferred, glmer_deferred
+
+    data = seeded_nb()
+    fam = negative_binomial(2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = mixedref.glmer("y ~ x + (1 | g)", data, fam)
+        deferred = glmer_deferred("y ~ x + (1 | g)", data, fam)
+        concluded = conclude_deferred(deferred)
+    assert deferred.hessian is None
+    np.testing.assert_array_equal(concluded.hessian, direct.hessian)
+    np.testing.assert_array_equal(concluded.gradient, direct.gradient)
+    np.testing.assert_array_equal(concluded.se.to_numpy(), direct.se.to_numpy())
+    np.testing.assert_array_equal(concluded.theta, direct.theta)
+    assert concluded.objective == direct.objective
+    assert concluded.nfev == direct.nfev
+    assert concluded.messages == direct.messages
+    assert concluded.converged == direct.converged
+    assert concluded.optinfo.checks == direct.optinfo.checks

@@ -34,7 +34,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -550,7 +550,11 @@ def glmer(formula: str, data: pd.DataFrame, family: str | Family = "binomial", *
 
 def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | None, nAGQ: int,
            weights: VectorArg, offset: VectorArg,
-           control: Control | Mapping[str, Any] | None) -> GlmerFit:
+           control: Control | Mapping[str, Any] | None, defer_derivs: bool = False
+           ) -> GlmerFit:
+    """glmer's fit; ``defer_derivs``: without lme4's derivative checks (the Hessian, gradient,
+    checkConv), which :func:`conclude_deferred` adds later, the same as glmer would have
+    (glmer_nb's theta search reads only the criterion, theta and beta of all fits but one)."""
     t0 = time.perf_counter()
     ctrl = Control.from_any(control)
     model, fam, obj, response = _objective(formula, data, family, link, weights, offset, ctrl)
@@ -582,12 +586,48 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
         return obj.agq(pars, nAGQ)
 
     stage2 = _bobyqa_stage(f2, x0, lower, ctrl, step, snap=True)
+    staged = _Staged(model, fam, obj, response, nAGQ, ctrl, stage1, stage2, lower, messages,
+                     time.perf_counter() - t0)
+    return _conclude(staged, ctrl.calc_derivs and not defer_derivs)
+
+
+@dataclass
+class _Staged:
+    """A glmer fit at the end of its stage 2, before lme4's derivative checks: what
+    :func:`_conclude` makes the fit from (kept on a fit whose checks were deferred)."""
+
+    model: ModelFrame
+    family: Family
+    obj: GlmmObjective
+    response: str
+    nAGQ: int
+    ctrl: Control
+    stage1: _Stage
+    stage2: _Stage
+    lower: np.ndarray
+    messages: list[str]
+    seconds: float  # the stages' time
+
+
+def _conclude(staged: _Staged, calc_derivs: bool, warn_singular: bool = True,
+              stacklevel: int = 4) -> GlmerFit:
+    """The fit from its stages: lme4's derivative checks at the estimate when ``calc_derivs``
+    (the Hessian, the gradient, checkConv's messages and warnings), the final PIRLS state and
+    criterion, the fit log. The stages are not changed: concluding again gives the same fit."""
+    t0 = time.perf_counter()
+    model, obj, nAGQ, ctrl = staged.model, staged.obj, staged.nAGQ, staged.ctrl
+    stage2 = replace(staged.stage2)
+    nth, lower = obj.ntheta, staged.lower
+
+    def f2(pars: np.ndarray) -> float:
+        return obj.agq(pars, nAGQ)
+
     x2 = stage2.pars
     grad = hess = None
     checks: list[str] = []
     eigenvalues: list[float] | None = None
     free = ~(np.isfinite(lower) & (x2 <= lower))
-    if ctrl.calc_derivs:
+    if calc_derivs:
         # lme4's deriv12 over all of (theta, beta) (the Hessian gives vcov), then its checkConv
         # on the parameters off their bounds (a variance at zero is excluded)
         _, grad, hess = derivatives(f2, x2, lower, boundary=-np.inf)
@@ -596,20 +636,47 @@ def _glmer(formula: str, data: pd.DataFrame, family: str | Family, link: str | N
                                     ctrl.check_conv_hess)
     final = obj.state(x2[:nth], x2[nth:])
     crit = obj.agq_value(final, nAGQ)
-    log = _optinfo(ctrl, stage1, stage2, crit, nth)
+    log = _optinfo(ctrl, staged.stage1, stage2, crit, nth)
     log.checks, log.hessian_eigenvalues = checks, eigenvalues
     log.gradient = None if grad is None else [float(g) for g in grad[free]]
-    fit = GlmerFit(model, fam, obj, response, nAGQ, stage1, stage2, final, crit, hess, grad,
-                   messages + checks, None, log)
+    fit = GlmerFit(model, staged.family, obj, staged.response, nAGQ, staged.stage1, stage2,
+                   final, crit, hess, grad, staged.messages + checks, None, log)
     fit.converged = fit.converged and not checks
     for msg in checks:
-        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
-    if fit.singular:
+        warnings.warn(msg, ConvergenceWarning, stacklevel=stacklevel)
+    if fit.singular and warn_singular:
         warnings.warn("boundary (singular) fit: see help('isSingular')", SingularFitWarning,
-                      stacklevel=3)
-    fit.seconds = time.perf_counter() - t0
+                      stacklevel=stacklevel)
+    fit.seconds = staged.seconds + time.perf_counter() - t0
     log.seconds = fit.seconds
+    if ctrl.calc_derivs and not calc_derivs:
+        fit._staged = staged  # type: ignore[attr-defined]  # checks deferred: see glmer_nb
     return fit
+
+
+def glmer_deferred(formula: str, data: pd.DataFrame, family: str | Family, *,
+                   link: str | None = None, nAGQ: int = 1, weights: VectorArg = None,
+                   offset: VectorArg = None, control: Control | Mapping[str, Any] | None = None
+                   ) -> GlmerFit:
+    """:func:`glmer` without lme4's derivative checks at the end (the finite-difference
+    Hessian and gradient, 1 + 2k + 2k(k-1) criterion evaluations for k = ntheta + p, and
+    checkConv): a fit read only for its criterion and estimates, whose checks
+    :func:`conclude_deferred` can add later."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _glmer(formula, data, family, link, nAGQ, weights, offset, control,
+                      defer_derivs=True)
+
+
+def conclude_deferred(fit: GlmerFit) -> GlmerFit:
+    """The fit :func:`glmer` would have returned for a :func:`glmer_deferred` fit: the
+    derivative checks run at its estimate, on its criterion (the same numbers, the same
+    convergence warnings; its singular-fit warning is not repeated). A fit without deferred
+    checks is returned as it is."""
+    staged = getattr(fit, "_staged", None)
+    if staged is None:
+        return fit
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _conclude(staged, True, warn_singular=False, stacklevel=3)
 
 
 def _optinfo(ctrl: Control, stage1: _Stage, stage2: _Stage | None, crit: float, nth: int

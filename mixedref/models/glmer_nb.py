@@ -6,8 +6,11 @@ As lme4 (R/nbinom.R): a Poisson glmer first; θ₀ from its fitted means by MASS
 ``negative_binomial(θ₀)``; then Brent's one-dimensional minimisation (R's ``optimize``, which
 ``scipy.optimize.minimize_scalar(method="bounded")`` implements alike) of -2 logLik over
 log θ in log θ₀ ± 3 to ``tol``, each evaluation a glmer refitted at the new θ from the previous
-fit's θ and β (lme4's refit), and the fit at the minimum returned. Its family holds θ̂
-(``fit.family.theta``, lme4's ``getME(m, "glmer.nb.theta")``); logLik's df counts θ, as lme4's.
+fit's θ and β (lme4's refit), and the fit at the minimum returned. The fits of the search skip
+glmer's derivative checks (finite-difference Hessian and gradient, about half of each fit's
+criterion evaluations); the returned fit gets them afterwards, the numbers glmer gives. Its
+family holds θ̂ (``fit.family.theta``, lme4's ``getME(m, "glmer.nb.theta")``); logLik's df
+counts θ, as lme4's.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ from mixedref.errors import MixedrefError, MixedrefWarning
 from mixedref.fitting.control import Control
 from mixedref.frontend.design import build_model
 from mixedref.models.family import negative_binomial
-from mixedref.models.glmer import GlmerFit, _GlmerResponse, glmer
+from mixedref.models.glmer import (
+    GlmerFit,
+    _GlmerResponse,
+    conclude_deferred,
+    glmer_deferred,
+)
 
 __all__ = ["glmer_nb", "theta_ml"]
 
@@ -83,13 +91,13 @@ def glmer_nb(formula: str, data: pd.DataFrame, *, link: str = "log", nAGQ: int =
     if theta is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lme4 runs the Poisson fit in suppressMessages
-            g0 = glmer(formula, data, "poisson", link=link, control=ctrl, **kwargs)
+            g0 = glmer_deferred(formula, data, "poisson", link=link, control=ctrl, **kwargs)
         theta = theta_ml(g0.model.y, g0.fitted, g0._obj.wt, limit=20, eps=2 * tol)
     if not np.isfinite(theta) or theta <= 0:
         raise MixedrefError(f"the starting theta must be a positive number, got {theta!r} "
                             "(the Poisson fit shows no overdispersion); give theta=")
-    last = glmer(formula, data, negative_binomial(theta, link), link=None, control=ctrl,
-                 **kwargs)
+    last = glmer_deferred(formula, data, negative_binomial(theta, link), link=None,
+                          control=ctrl, **kwargs)
     lo, hi = (np.log(theta) - 3.0, np.log(theta) + 3.0) if interval is None else interval
     fits: dict[float, GlmerFit] = {}
     count = 0
@@ -98,8 +106,8 @@ def glmer_nb(formula: str, data: pd.DataFrame, *, link: str = "log", nAGQ: int =
         nonlocal last, count
         start = replace(ctrl, start=tuple(map(float, last.theta)),
                         start_fixef=tuple(map(float, last.fixef.to_numpy())))
-        last = glmer(formula, data, negative_binomial(float(np.exp(log_theta)), link),
-                     link=None, control=start, **kwargs)
+        last = glmer_deferred(formula, data, negative_binomial(float(np.exp(log_theta)), link),
+                              link=None, control=start, **kwargs)
         fits[log_theta] = last
         count += 1
         return -2.0 * last.loglik
@@ -110,5 +118,9 @@ def glmer_nb(formula: str, data: pd.DataFrame, *, link: str = "log", nAGQ: int =
     if best is None:
         deviance(float(res.x))  # R's optimize evaluates its minimum once more
         best = last
+    # the derivative checks (Hessian for the SEs, checkConv) of the fit returned alone: the
+    # search reads only each fit's criterion, theta and beta (as lme4's optTheta, which re-emits
+    # only the last fit's warnings), and the checks cost 1 + 2k + 2k(k-1) evaluations a fit
+    best = conclude_deferred(best)
     best.nb_evaluations = count  # type: ignore[attr-defined]
     return best
