@@ -383,11 +383,7 @@ class SparsePLSObjective(PLSEngine):
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
         theta = np.asarray(theta, dtype=float).copy()
         with threads.limit(self._threads):
-            Ts, W, R, info = self._factorize(theta)
-            if info != 0:
-                raise MixedrefError(
-                    f"the penalized system is not positive definite at theta={theta.tolist()} "
-                    "(X may be rank deficient)")
+            Ts, W, R = self._factorize_or_raise(theta)
             p = self.p
             ldL2, ldRX2, pwrss = self._pieces(R)
             objective = self._criterion(ldL2, ldRX2, pwrss)
@@ -409,13 +405,19 @@ class SparsePLSObjective(PLSEngine):
         computes them, without its β, u and b."""
         theta = np.asarray(theta, dtype=float)
         with threads.limit(self._threads):
-            _, _, R, info = self._factorize(theta)
-            if info != 0:
-                raise MixedrefError(
-                    f"the penalized system is not positive definite at theta={theta.tolist()} "
-                    "(X may be rank deficient)")
+            _, _, R = self._factorize_or_raise(theta)
             ldL2, ldRX2, pwrss = self._pieces(R)
         return CriterionPieces(ldL2, ldRX2, pwrss, np.triu(R[:self.p, :self.p]))
+
+    def _factorize_or_raise(self, theta: np.ndarray):
+        """:meth:`_factorize`'s (templates, W, R), or the error naming θ where the system is not
+        positive definite."""
+        Ts, W, R, info = self._factorize(theta)
+        if info != 0:
+            raise MixedrefError(
+                f"the penalized system is not positive definite at theta={theta.tolist()} "
+                "(X may be rank deficient)")
+        return Ts, W, R
 
     def _lam(self, Ts: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         """b = Lam u (level-major blocks per term)."""
