@@ -151,6 +151,14 @@ class PLSEngine:
         return ldL2 - self.ldW + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
 
 
+def not_positive_definite(theta: np.ndarray) -> MixedrefError:
+    """The error of a θ at which the penalized system cannot be factored (both engines'
+    solve)."""
+    return MixedrefError(
+        f"the penalized system is not positive definite at theta={np.asarray(theta).tolist()} "
+        "(X may be rank deficient)")
+
+
 def _residualize(X: np.ndarray, y: np.ndarray,
                  qr: tuple[np.ndarray, np.ndarray] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ It is one of the two engines :class:`mixedref.engines.factory.PLSObjective` choo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg as sla
@@ -34,6 +36,7 @@ from mixedref.engines.base import (
     CriterionPieces,
     PLSEngine,
     PLSSolution,
+    not_positive_definite,
 )
 from mixedref.engines.schur import scalar_operators, schur_operator
 from mixedref.errors import MixedrefError
@@ -70,6 +73,25 @@ try:  # scipy's kernels: CSC mat-vec accumulating y += A x in place; CSR mat-vec
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
 except ImportError:  # pragma: no cover
     _csc_matvec = _csr_matvec = None
+
+
+class _GradientPieces(NamedTuple):
+    """What the scalar gradient at one θ leaves for the exact Hessian there
+    (:meth:`DensePLSObjective._scalar_hessian`): valid until the work buffer is reused."""
+
+    key: bytes  # θ's bytes
+    value: float
+    grad: np.ndarray
+    U: np.ndarray  # the Schur factor (the work buffer; in REML dpotri overwrote it)
+    Pinv: np.ndarray  # upper triangle of K_sub^-1 (order m)
+    m: int
+    traces: np.ndarray | None  # a_l' P a_l of A21's columns
+    v: np.ndarray  # K^-1 e_y
+    Bv: np.ndarray  # A21' v
+    pwrss: float
+    c_pw: float
+    d1: np.ndarray  # t1^2 A11 + 1 per first-term level
+    dw: np.ndarray  # d W1 / d t1
 
 
 class DensePLSObjective(PLSEngine):
@@ -152,7 +174,7 @@ class DensePLSObjective(PLSEngine):
         self._re_diag = np.arange(self.re2) * (r + 1)
         self._buf = np.empty((r, r))
         #: the last scalar gradient's pieces for the Hessian at its θ (_scalar_derivatives)
-        self._last_derivs: tuple | None = None
+        self._last_derivs: _GradientPieces | None = None
         #: (W1, Schur complement) of the last criterion_pieces call (see _schur)
         self._schur_kept: tuple[np.ndarray, np.ndarray] | None = None
         self._rest_sizes = np.array(self.nlev[1:], dtype=np.int64)
@@ -331,10 +353,7 @@ class DensePLSObjective(PLSEngine):
 
     def __call__(self, theta: np.ndarray) -> float:
         """The deviance (ML) or REML criterion at theta, as lme4's devfun returns it."""
-        if self._unthreaded:
-            return self._fast_value(theta) if self._fast else self._value(theta)
-        with threads.limit(self._threads):
-            return self._fast_value(theta) if self._fast else self._value(theta)
+        return self._limited(self._fast_value if self._fast else self._value, theta)
 
     def _fast_value(self, theta: np.ndarray) -> float:
         """:meth:`_value` for a first term with q <= 2 and scalar later terms, the same
@@ -383,15 +402,17 @@ class DensePLSObjective(PLSEngine):
                     f"no exact gradient for this design: its vector-valued terms need dense "
                     f"{self.r} x {self.q[0] * self.nlev[0]} arrays, above "
                     f"GENERAL_GRADIENT_MAX = {GENERAL_GRADIENT_MAX} entries")
-            theta = self._checked_theta(theta)
-            if self._unthreaded:
-                return self._general_value_and_grad(theta)
-            with threads.limit(self._threads):
-                return self._general_value_and_grad(theta)
+            return self._limited(self._general_value_and_grad, self._checked_theta(theta))
+        return self._limited(self._value_and_grad, theta)
+
+    def _limited(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with BLAS held to the engine's thread count, except where the block is
+        too small for threads (_unthreaded: the limit's per-call library queries would cost
+        more than such an evaluation)."""
         if self._unthreaded:
-            return self._value_and_grad(theta)
+            return fn(*args)
         with threads.limit(self._threads):
-            return self._value_and_grad(theta)
+            return fn(*args)
 
     def _checked_theta(self, theta: np.ndarray) -> np.ndarray:
         """θ as floats, refused (MixedrefError) unless of this model's length."""
@@ -402,10 +423,7 @@ class DensePLSObjective(PLSEngine):
 
     def solve(self, theta: np.ndarray, condvar: bool = False) -> PLSSolution:
         """All of lme4's quantities at theta (beta, sigma, u, b, R_X, optionally condVar)."""
-        if self._unthreaded:
-            return self._solve(theta, condvar)
-        with threads.limit(self._threads):
-            return self._solve(theta, condvar)
+        return self._limited(self._solve, theta, condvar)
 
     def criterion_pieces(self, theta: np.ndarray) -> CriterionPieces:
         """(ldL2, ldRX2, pwrss, R_X) at θ from the factorization alone: :meth:`solve`'s own
@@ -414,19 +432,13 @@ class DensePLSObjective(PLSEngine):
         complement is kept for the next call at the same first-term θ (:meth:`_schur`), which
         Satterthwaite's derivative points share in groups
         (:func:`mixedref.inference.ddf.richardson_derivatives`)."""
-        if self._unthreaded:
-            return self._criterion_pieces(theta)
-        with threads.limit(self._threads):
-            return self._criterion_pieces(theta)
+        return self._limited(self._criterion_pieces, theta)
 
     def _criterion_pieces(self, theta: np.ndarray) -> CriterionPieces:
         theta = np.asarray(theta, dtype=float)
         _, _, ld1, _, U, info = self._factor(theta, keep_schur=True)
         if info != 0:
-            raise MixedrefError(
-                f"the penalized system is not positive definite at theta={theta.tolist()} "
-                "(X may be rank deficient)"
-            )
+            raise not_positive_definite(theta)
         re2, p = self.re2, self.p
         ldL2, ldRX2, pwrss = self._log_dets(ld1, np.diagonal(U))
         return CriterionPieces(ldL2, ldRX2, pwrss, np.triu(U[re2:re2 + p, re2:re2 + p]))
@@ -450,16 +462,9 @@ class DensePLSObjective(PLSEngine):
             return None
         theta = self._checked_theta(theta)
         last = self._last_derivs
-        if last is not None and last[0] == theta.tobytes():  # the gradient's pieces, kept
-            if self._unthreaded:
-                return last[1], last[2].copy(), self._scalar_hessian(theta)
-            with threads.limit(self._threads):
-                return last[1], last[2].copy(), self._scalar_hessian(theta)
-        if self._unthreaded:
-            out = self._scalar_derivatives(theta, hessian=True)
-        else:
-            with threads.limit(self._threads):
-                out = self._scalar_derivatives(theta, hessian=True)
+        if last is not None and last.key == theta.tobytes():  # the gradient's pieces, kept
+            return last.value, last.grad.copy(), self._limited(self._scalar_hessian, theta)
+        out = self._limited(self._scalar_derivatives, theta, True)
         return None if out[1] is None or out[2] is None else out
 
     def _value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray | None]:
@@ -543,8 +548,8 @@ class DensePLSObjective(PLSEngine):
             off += mk
         # kept for the Hessian at this θ (value_grad_hess where L-BFGS-B stopped: its last
         # evaluation) until the work buffer, which holds U and in REML P, is reused (_schur)
-        self._last_derivs = (theta.tobytes(), value, grad, U, Pinv, m, traces, v, Bv, pwrss,
-                             c_pw)
+        self._last_derivs = _GradientPieces(theta.tobytes(), value, grad, U, Pinv, m, traces, v,
+                                            Bv, pwrss, c_pw, d1, dw)
         if not hessian:
             return value, grad, None
         return value, grad, self._scalar_hessian(theta)
@@ -554,13 +559,11 @@ class DensePLSObjective(PLSEngine):
         there (``_last_derivs``): the factor U (in ML; in REML dpotri overwrote it), P =
         K_sub^-1's upper triangle ``Pinv`` (order m), the trace vector a_l' P a_l of A21's
         columns, v = K^-1 e_y and A21' v. Uses the work buffer (ML) and P's storage."""
-        _, _, _, U, Pinv, m, traces, v, Bv, pwrss, c_pw = self._last_derivs
+        _, _, _, U, Pinv, m, traces, v, Bv, pwrss, c_pw, d1, dw = self._last_derivs
         self._last_derivs = None  # P is symmetrized, the work buffer reused, below
         k = theta.size
         t1 = theta[0]
         a = self.A11[:, 0, 0]
-        d1 = t1 * t1 * a + 1.0
-        dw = 2.0 * t1 / d1**2
         d2w = (2.0 - 6.0 * t1 * t1 * a) / d1**3  # d² W1 / d t1²
         # K_i v, and K^-1 K_i v: in REML P = K^-1; in ML by the factor U, still in the work
         # buffer (P then inverts the random-effects block only)
@@ -669,8 +672,7 @@ class DensePLSObjective(PLSEngine):
             P22, info = dpotri(U[:m, :m], lower=0)
             if info != 0:
                 return value, None
-            lo = strict_lower(m)  # the lower triangle from the upper one dpotri wrote
-            P22[lo] = P22.T[lo]
+            _symmetrize_upper(P22)  # the lower triangle from the upper one dpotri wrote
             P21 = -np.matmul(P22, Y[:, :m])  # (m1, m, q1): rows of P = K_S^-1, block 2 x 1
             P11 = K11inv - np.matmul(np.swapaxes(Y[:, :m], 1, 2), P21)
         else:
@@ -761,10 +763,7 @@ class DensePLSObjective(PLSEngine):
         Ts, L1, ld1, _, U, info = self._factor(theta)
         U = U.copy()  # the factor lives in a work buffer reused by the next evaluation
         if info != 0:
-            raise MixedrefError(
-                f"the penalized system is not positive definite at theta={theta.tolist()} "
-                "(X may be rank deficient)"
-            )
+            raise not_positive_definite(theta)
         # lower factor of the dense block as U's transpose view: only its lower triangle is
         # read below (triangular solves reference one triangle), so no masked copy is needed
         L22 = U.T
@@ -918,7 +917,7 @@ def _symmetrize_upper(A: np.ndarray) -> np.ndarray:
     for j0 in range(0, m, _SYM_BLOCK):
         j1 = min(j0 + _SYM_BLOCK, m)
         D = A[j0:j1, j0:j1]
-        lo = np.tril_indices(j1 - j0, -1)
+        lo = strict_lower(j1 - j0)
         D[lo] = D.T[lo]
         A[j1:, j0:j1] = A[j0:j1, j1:].T
     return A

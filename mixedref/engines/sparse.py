@@ -33,6 +33,7 @@ from mixedref.engines.base import (
     PLSSolution,
     WeightedFactor,
     WeightedSystem,
+    not_positive_definite,
 )
 from mixedref.engines.supernodal import (
     _CHOLMOD_SUPERNODAL,
@@ -414,9 +415,7 @@ class SparsePLSObjective(PLSEngine):
         positive definite."""
         Ts, W, R, info = self._factorize(theta)
         if info != 0:
-            raise MixedrefError(
-                f"the penalized system is not positive definite at theta={theta.tolist()} "
-                "(X may be rank deficient)")
+            raise not_positive_definite(theta)
         return Ts, W, R
 
     def _lam(self, Ts: list[np.ndarray], u: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy import stats
 
-from mixedref.engines import CriterionPieces, PLSObjective
+from mixedref.engines import PLSObjective
 from mixedref.errors import MixedrefError
 from mixedref.frontend.reterm import split_theta
 from mixedref.inference.ddf_kr import KRPieces, kr_pieces_woodbury
@@ -115,20 +115,9 @@ def ddf_model(fit: Any) -> DdfModel:
     return kept if isinstance(kept, DdfModel) else DdfModel.from_fit(fit)
 
 
-def _criterion_pieces(objective: PLSObjective, theta: np.ndarray) -> CriterionPieces:
-    """(ldL2, ldRX2, pwrss, R_X) at θ: the engine's factorization alone where it offers it
-    (:meth:`mixedref.engines.base.PLSEngine.criterion_pieces`, equal to solve()'s values),
-    else from a full solve."""
-    pieces = getattr(objective, "criterion_pieces", None)
-    if pieces is not None:
-        return pieces(theta)
-    sol = objective.solve(theta)
-    return CriterionPieces(sol.ldL2, sol.ldRX2, sol.pwrss, sol.RX)
-
-
 def _unscaled_vcov(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
     """C(θ) = (R_X'R_X)⁻¹, so that vcov(β̂) = σ² C(θ)."""
-    RXinv = np.linalg.inv(_criterion_pieces(objective, theta).RX)
+    RXinv = np.linalg.inv(objective.criterion_pieces(theta).RX)
     return RXinv @ RXinv.T
 
 
@@ -145,8 +134,9 @@ class SatterthwaiteParts:
 
 def _theta_pieces(objective: PLSObjective, theta: np.ndarray) -> np.ndarray:
     """[a(θ), b(θ), C(θ) flattened]: the θ-dependent pieces of the criterion and of vcov
-    (from the engine's factorization alone: :func:`_criterion_pieces`)."""
-    sol = _criterion_pieces(objective, theta)
+    (from the engine's factorization alone:
+    :meth:`mixedref.engines.base.PLSEngine.criterion_pieces`)."""
+    sol = objective.criterion_pieces(theta)
     a = sol.ldL2 + (sol.ldRX2 if objective.REML else 0.0)
     RXinv = np.linalg.inv(sol.RX)
     return np.concatenate([[a, sol.pwrss], (RXinv @ RXinv.T).ravel()])
