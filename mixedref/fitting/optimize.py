@@ -262,7 +262,7 @@ FLOOR_FTOLS = 100.0
 #: STALL_EVALS where the objective has its exact Hessian: the Newton finish then judges the
 #: estimate (and steps where its predicted decrease exceeds ftol_abs) for about two gradients'
 #: work, so evaluations within FLOOR_FTOLS * ftol_abs of the best only confirm what it will
-#: (InstEval ML and REML: 12 -> 10 gradients, the estimate's criterion within 1e-11)
+#: (InstEval ML and REML: 12 -> 11 gradients, the estimate's criterion within 1e-11)
 STALL_EVALS_EXACT = 1
 
 
